@@ -1,0 +1,183 @@
+// Package client is the typed Go client of bangerd's API, and the only way
+// the CLI, the TUI and the web UI reach the daemon. Errors from the daemon
+// come back as *api.Error values with the code the daemon sent, so
+// errors.Is(err, api.ErrNotFound) works across the socket.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/localsock"
+)
+
+// Client talks to one bangerd over its Unix socket.
+type Client struct {
+	socket string
+	http   *http.Client
+}
+
+// New returns a client for the daemon listening on socket.
+func New(socket string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return localsock.Dial(ctx, socket)
+		},
+		MaxIdleConns:      4,
+		DisableKeepAlives: false,
+	}
+	return &Client{socket: socket, http: &http.Client{Transport: tr}}
+}
+
+// Socket is the path this client dials.
+func (c *Client) Socket() string { return c.socket }
+
+// Close releases idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+// IsNotRunning reports whether err means no daemon answers on the socket.
+func IsNotRunning(err error) bool { return errors.Is(err, localsock.ErrNotRunning) }
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	resp, err := c.send(ctx, method, path, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decoding %s %s response: %w", method, path, err)
+	}
+	return nil
+}
+
+// send performs the request and turns every non-2xx answer into the
+// *api.Error the daemon sent.
+func (c *Client) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://bangerd/"+api.Version+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, err
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var eb api.ErrorBody
+	if json.Unmarshal(raw, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
+		return nil, eb.Error
+	}
+	return nil, api.Errorf(api.CodeInternal, "bangerd answered %s %s with %s: %s",
+		method, path, resp.Status, strings.TrimSpace(string(raw)))
+}
+
+// DaemonStatus returns the running daemon's identity and health.
+func (c *Client) DaemonStatus(ctx context.Context) (api.DaemonStatus, error) {
+	var st api.DaemonStatus
+	err := c.do(ctx, http.MethodGet, "/daemon", nil, &st)
+	return st, err
+}
+
+// Shutdown asks the daemon to exit gracefully. Running VMs keep running.
+func (c *Client) Shutdown(ctx context.Context, reason string) error {
+	return c.do(ctx, http.MethodPost, "/daemon/shutdown", api.ShutdownRequest{Reason: reason}, nil)
+}
+
+// Operation returns one operation.
+func (c *Client) Operation(ctx context.Context, id string) (api.Operation, error) {
+	var op api.Operation
+	err := c.do(ctx, http.MethodGet, "/operations/"+url.PathEscape(id), nil, &op)
+	return op, err
+}
+
+// Operations lists recent operations, newest first.
+func (c *Client) Operations(ctx context.Context) ([]api.Operation, error) {
+	var l api.OperationList
+	err := c.do(ctx, http.MethodGet, "/operations", nil, &l)
+	return l.Operations, err
+}
+
+// CancelOperation asks a running operation to stop.
+func (c *Client) CancelOperation(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodPost, "/operations/"+url.PathEscape(id)+"/cancel", nil, nil)
+}
+
+// WatchOperation streams the operation's events to fn until the operation
+// is done, and returns its final state. If the stream breaks before the end
+// (e.g. the daemon restarted), it returns the error.
+func (c *Client) WatchOperation(ctx context.Context, id string, fn func(api.OperationEvent) error) (api.Operation, error) {
+	resp, err := c.send(ctx, http.MethodGet, "/operations/"+url.PathEscape(id)+"/events", nil)
+	if err != nil {
+		return api.Operation{}, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64*1024), 16<<20)
+	var last api.Operation
+	for sc.Scan() {
+		var ev api.OperationEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return last, fmt.Errorf("decoding operation event: %w", err)
+		}
+		last = ev.Operation
+		if fn != nil {
+			if err := fn(ev); err != nil {
+				return last, err
+			}
+		}
+		if ev.Type == api.EventDone {
+			return last, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return last, fmt.Errorf("following operation %s: %w", id, err)
+	}
+	return last, fmt.Errorf("following operation %s: the stream ended before the operation finished (daemon restarted?): check `banger operation show %s`", id, id)
+}
+
+// Doctor runs the quick host checks.
+func (c *Client) Doctor(ctx context.Context) (api.DoctorReport, error) {
+	var r api.DoctorReport
+	err := c.do(ctx, http.MethodGet, "/doctor", nil, &r)
+	return r, err
+}
+
+// BeginDeepDoctor starts the deep checks (which boot a probe guest) as an
+// operation whose result is an api.DoctorReport.
+func (c *Client) BeginDeepDoctor(ctx context.Context, req api.DeepDoctorRequest) (api.Operation, error) {
+	var op api.Operation
+	err := c.do(ctx, http.MethodPost, "/doctor/deep", req, &op)
+	return op, err
+}

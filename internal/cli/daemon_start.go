@@ -1,0 +1,39 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/bangerdev/banger/client"
+	"github.com/spf13/cobra"
+)
+
+func newDaemonStartCmd(app *App) *cobra.Command {
+	return &cobra.Command{
+		Use:     "start",
+		Short:   "Start bangerd in the background",
+		Long:    "Start bangerd in its own session, detached from this terminal, and wait until it answers.",
+		Example: "  banger daemon start",
+		Args:    noArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			ctl, err := app.controller()
+			if err != nil {
+				return err
+			}
+			st, err := ctl.Status(c.Context())
+			if err == nil {
+				_, err := fmt.Fprintf(app.Stdout, "bangerd is already running (pid %d, build %s)\n", st.PID, st.BuildID)
+				return err
+			}
+			if !client.IsNotRunning(err) {
+				return err
+			}
+			ctl.Notices = nil
+			st, err = ctl.Start(c.Context())
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(app.Stdout, "bangerd started (pid %d, socket %s)\n", st.PID, st.Socket)
+			return err
+		},
+	}
+}

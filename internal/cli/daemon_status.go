@@ -1,0 +1,52 @@
+package cli
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/spf13/cobra"
+)
+
+func newDaemonStatusCmd(app *App) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show the running daemon (starting it if needed)",
+		Long: `Show the daemon's version, build id, pid, socket, uptime and store. Like
+every banger command, it starts the daemon when none runs.`,
+		Example: "  banger daemon status\n  banger daemon status --json",
+		Args:    noArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := app.Client(c.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			st, err := cl.DaemonStatus(c.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(app.Stdout, st)
+			}
+			return printDaemonStatus(app, st)
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func printDaemonStatus(app *App, st api.DaemonStatus) error {
+	t := newTable(app.Stdout, "FIELD", "VALUE")
+	t.row("status", "running")
+	t.row("version", st.Version)
+	t.row("build id", st.BuildID)
+	t.row("pid", fmt.Sprint(st.PID))
+	t.row("socket", st.Socket)
+	t.row("uptime", fmtDuration(st.Uptime.D()))
+	t.row("started", st.StartedAt.Local().Format(time.RFC3339))
+	t.row("store", st.StorePath)
+	t.row("log", st.LogFile)
+	return t.flush()
+}

@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+)
+
+func newRootCmd(app *App) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "banger",
+		Short: "Disposable microVMs for coding agents",
+		Long: `banger runs coding agents (opencode, Claude Code, pi) and other untrusted work
+in disposable microVMs on this Linux host, against a copy of your repository.
+
+The banger CLI talks to bangerd, a daemon it starts on demand.`,
+		Example: `  banger doctor                 check this host
+  banger daemon status          show the daemon
+  banger config show            print the effective configuration`,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		DisableAutoGenTag: true,
+	}
+	root.PersistentFlags().StringVar(&app.configFlag, "config", "", "config file (default $XDG_CONFIG_HOME/banger/config.toml, or $BANGER_CONFIG)")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError("%v (see `%s --help`)", err, c.CommandPath())
+	})
+	root.AddGroup(
+		&cobra.Group{ID: "work", Title: "Working with VMs:"},
+		&cobra.Group{ID: "host", Title: "Host and daemon:"},
+	)
+	for _, c := range []*cobra.Command{
+		newDaemonCmd(app),
+		newDoctorCmd(app),
+		newConfigCmd(app),
+		newOperationCmd(app),
+		newVersionCmd(app),
+	} {
+		c.GroupID = "host"
+		root.AddCommand(c)
+	}
+	root.SetCompletionCommandGroupID("host")
+	return root
+}
+
+// noArgs rejects positional arguments with a usage error.
+func noArgs(c *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError("%s takes no arguments, got %q (see `%s --help`)", c.CommandPath(), args[0], c.CommandPath())
+	}
+	return nil
+}
+
+// exactArgs wants n positional arguments, named in the error.
+func exactArgs(n int, names string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError("%s wants %s (see `%s --help`)", c.CommandPath(), names, c.CommandPath())
+		}
+		return nil
+	}
+}

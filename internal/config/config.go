@@ -1,0 +1,248 @@
+// Package config owns banger's configuration: where its files live (XDG
+// directories or one BANGER_HOME root), loading config.toml, defaults, and
+// validation.
+//
+// The daemon and the CLI resolve paths with DefaultPaths, then read the file
+// with Load. Nothing here reads the process environment or writes a file:
+// the environment comes in as an Env, and creating directories is the
+// daemon's job.
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Hypervisor choices.
+const (
+	HypervisorAuto        = "auto" // Firecracker where it can boot a guest, else QEMU
+	HypervisorFirecracker = "firecracker"
+	HypervisorQEMU        = "qemu"
+)
+
+// Defaults for values the file does not set.
+const (
+	DefaultQEMUBin     = "qemu-system-x86_64"
+	DefaultLogLevel    = "info"
+	DefaultBridge      = "banger0"
+	DefaultSubnet      = "172.30.0.0/24"
+	DefaultTAPPoolSize = 4
+	DefaultVCPUs       = 2
+	DefaultMemoryMiB   = 1024
+	DefaultDiskBytes   = 8 * GiB
+)
+
+// GuestHome is the guest user's home, the mount point of the VM's work disk.
+// Auth files are written under it.
+const GuestHome = "/root"
+
+// Config is banger's effective configuration: defaults, overridden by the
+// config file.
+type Config struct {
+	Paths          Paths      `json:"paths"`
+	Hypervisor     string     `json:"hypervisor"`      // "auto" (default) | "firecracker" | "qemu"
+	FirecrackerBin string     `json:"firecracker_bin"` // "" = look up "firecracker" on PATH
+	QEMUBin        string     `json:"qemu_bin"`        // default "qemu-system-x86_64"
+	SSHKey         string     `json:"ssh_key"`         // "" = auto-managed key at Paths.ManagedSSHKey(); otherwise an absolute path
+	LogLevel       string     `json:"log_level"`       // debug|info|warn|error, default info
+	Network        Network    `json:"network"`
+	VM             VMDefaults `json:"vm"`
+	AuthFiles      []AuthFile `json:"auth_files"`
+
+	// home is the host user's home, used to write auth files as "~/..." again.
+	home string
+	// envPaths are the paths before the file moved any directory; a directory
+	// equal to its envPaths value is written as "" (the default).
+	envPaths Paths
+}
+
+// Network configures the bridge the VMs share.
+type Network struct {
+	Bridge      string       `json:"bridge"`        // default "banger0"; a valid Linux interface name
+	Subnet      netip.Prefix `json:"subnet"`        // default 172.30.0.0/24; IPv4, masked, prefix length 16..29
+	TAPPoolSize int          `json:"tap_pool_size"` // default 4, range 0..64
+}
+
+// VMDefaults are the resources of a VM that does not ask for others.
+type VMDefaults struct {
+	VCPUs     int   `json:"vcpus"`      // default 2, range 1..64
+	MemoryMiB int   `json:"memory_mib"` // default 1024, >= 256
+	DiskBytes int64 `json:"disk_bytes"` // default 8 GiB, >= 1 GiB, whole MiB; the work disk (/root) size
+}
+
+// AuthFile is a host file copied into every VM at start.
+type AuthFile struct {
+	Host  string `json:"host"`  // absolute host path
+	Guest string `json:"guest"` // absolute guest path under /root
+}
+
+// defaultAuthFiles are the agents' credentials, relative to both homes.
+func defaultAuthFiles() []string {
+	return []string{
+		".local/share/opencode/auth.json",
+		".claude/.credentials.json",
+		".claude.json",
+		".pi/agent/auth.json",
+	}
+}
+
+// Default returns the configuration used when the file sets nothing. home is
+// the host user's home directory; when it is empty or relative there are no
+// default auth files, since there is nowhere to copy them from.
+func Default(paths Paths, home string) *Config {
+	c := &Config{
+		Paths:      paths,
+		Hypervisor: HypervisorAuto,
+		QEMUBin:    DefaultQEMUBin,
+		LogLevel:   DefaultLogLevel,
+		Network: Network{
+			Bridge:      DefaultBridge,
+			Subnet:      netip.MustParsePrefix(DefaultSubnet),
+			TAPPoolSize: DefaultTAPPoolSize,
+		},
+		VM: VMDefaults{
+			VCPUs:     DefaultVCPUs,
+			MemoryMiB: DefaultMemoryMiB,
+			DiskBytes: DefaultDiskBytes,
+		},
+		envPaths: paths,
+	}
+	if filepath.IsAbs(home) {
+		c.home = filepath.Clean(home)
+		for _, rel := range defaultAuthFiles() {
+			c.AuthFiles = append(c.AuthFiles, AuthFile{
+				Host:  filepath.Join(c.home, rel),
+				Guest: filepath.Join(GuestHome, rel),
+			})
+		}
+	}
+	return c
+}
+
+// SSHKeyPath is the private key banger uses: SSHKey, or the managed key.
+func (c *Config) SSHKeyPath() string {
+	if c.SSHKey != "" {
+		return c.SSHKey
+	}
+	return c.Paths.ManagedSSHKey()
+}
+
+// SlogLevel is LogLevel as a slog.Level (info for anything unknown; Validate
+// rejects those).
+func (c *Config) SlogLevel() slog.Level {
+	switch c.LogLevel {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// Validate checks every value and returns an *Error for the first bad one, in
+// file order. It reads the file system only to check that ssh_key exists.
+func (c *Config) Validate() error {
+	for _, f := range fields() {
+		if f.check == nil {
+			continue
+		}
+		if e := f.check(c); e != nil {
+			return f.fill(e, c.Paths.ConfigFile)
+		}
+	}
+	return nil
+}
+
+// fileFormat is config.toml as written by TOML. Load reads the same keys
+// through fields.
+type fileFormat struct {
+	Hypervisor     string      `toml:"hypervisor"`
+	FirecrackerBin string      `toml:"firecracker_bin"`
+	QEMUBin        string      `toml:"qemu_bin"`
+	SSHKey         string      `toml:"ssh_key"`
+	LogLevel       string      `toml:"log_level"`
+	DataDir        string      `toml:"data_dir"`
+	StateDir       string      `toml:"state_dir"`
+	RuntimeDir     string      `toml:"runtime_dir"`
+	AuthFiles      []string    `toml:"auth_files"`
+	Network        fileNetwork `toml:"network"`
+	VM             fileVM      `toml:"vm"`
+}
+
+type fileNetwork struct {
+	Bridge      string `toml:"bridge"`
+	Subnet      string `toml:"subnet"`
+	TAPPoolSize int    `toml:"tap_pool_size"`
+}
+
+type fileVM struct {
+	VCPUs  int    `toml:"vcpus"`
+	Memory string `toml:"memory"`
+	Disk   string `toml:"disk"`
+}
+
+// TOML renders the effective configuration in config.toml's format, every
+// key included, so that the output can be saved as a config file and loads
+// back to the same configuration. A directory that is where the environment
+// puts it is written as "" (the default), which keeps the output portable.
+func (c *Config) TOML() ([]byte, error) {
+	f := fileFormat{
+		Hypervisor:     c.Hypervisor,
+		FirecrackerBin: c.FirecrackerBin,
+		QEMUBin:        c.QEMUBin,
+		SSHKey:         c.SSHKey,
+		LogLevel:       c.LogLevel,
+		DataDir:        dirOverride(c.Paths.DataDir, c.envPaths.DataDir),
+		StateDir:       dirOverride(c.Paths.StateDir, c.envPaths.StateDir),
+		RuntimeDir:     dirOverride(c.Paths.RuntimeDir, c.envPaths.RuntimeDir),
+		AuthFiles:      make([]string, 0, len(c.AuthFiles)),
+		Network: fileNetwork{
+			Bridge:      c.Network.Bridge,
+			TAPPoolSize: c.Network.TAPPoolSize,
+		},
+		VM: fileVM{
+			VCPUs:  c.VM.VCPUs,
+			Memory: FormatSize(int64(c.VM.MemoryMiB) * MiB),
+			Disk:   FormatSize(c.VM.DiskBytes),
+		},
+	}
+	if c.Network.Subnet.IsValid() {
+		f.Network.Subnet = c.Network.Subnet.String()
+	}
+	for _, a := range c.AuthFiles {
+		f.AuthFiles = append(f.AuthFiles, c.authFileEntry(a))
+	}
+	var b bytes.Buffer
+	enc := toml.NewEncoder(&b)
+	enc.Indent = ""
+	if err := enc.Encode(f); err != nil {
+		return nil, fmt.Errorf("rendering config as TOML: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+func dirOverride(dir, envDir string) string {
+	if dir == envDir {
+		return ""
+	}
+	return dir
+}
+
+// authFileEntry writes a as an auth_files entry: "~/REL" when the host and
+// guest paths are REL under the two homes, "HOST:GUEST" otherwise.
+func (c *Config) authFileEntry(a AuthFile) string {
+	if c.home != "" {
+		if rel, ok := strings.CutPrefix(a.Host, c.home+"/"); ok && a.Guest == GuestHome+"/"+rel {
+			return "~/" + rel
+		}
+	}
+	return a.Host + ":" + a.Guest
+}

@@ -1,0 +1,601 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Load reads paths.ConfigFile over the defaults and validates the result.
+// A missing file (or an empty ConfigFile) is not an error: the defaults
+// apply. HOME comes from env and expands "~/" in paths. The file's data_dir,
+// state_dir and runtime_dir, when set, replace those in paths. Load never
+// writes anything.
+func Load(paths Paths, env Env) (*Config, error) {
+	home, _ := env.get("HOME")
+	if !filepath.IsAbs(home) {
+		home = ""
+	}
+	c := Default(paths, home)
+	if paths.ConfigFile != "" {
+		data, err := os.ReadFile(paths.ConfigFile)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return nil, &Error{File: paths.ConfigFile, Problem: fmt.Sprintf("cannot be read (%v): fix its permissions, or set %s to another file", err, EnvConfig), Err: err}
+		default:
+			if err := c.parse(data); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parse applies the TOML document data to c, key by key in file order.
+func (c *Config) parse(data []byte) error {
+	file := c.Paths.ConfigFile
+	var doc map[string]any
+	md, err := toml.Decode(string(data), &doc)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			line := pe.Position.Line
+			if start := pe.Position.Start; start >= 0 && start <= len(data) {
+				// The parser counts a newline it trips over as the next
+				// line; the mistake is on the line that newline ends.
+				line = 1 + bytes.Count(data[:start], []byte("\n"))
+			}
+			return &Error{File: file, Line: line, Problem: "invalid TOML: " + pe.Message, Err: err}
+		}
+		return &Error{File: file, Problem: "invalid TOML: " + err.Error(), Err: err}
+	}
+	known := fields()
+	for _, key := range md.Keys() {
+		v, ok := lookupKey(doc, key)
+		if !ok {
+			continue // under a value that already failed as the wrong type
+		}
+		name := strings.Join(key, ".")
+		i := slices.IndexFunc(known, func(f field) bool { return f.key == name })
+		if i < 0 {
+			problem := "is not a known key: remove it, or see \"banger config show\" for every key"
+			if s := suggest(key); s != "" {
+				problem = fmt.Sprintf("is not a known key: did you mean %q?", s)
+			}
+			return &Error{File: file, Key: name, Problem: problem}
+		}
+		f := known[i]
+		if f.table {
+			if _, ok := v.(map[string]any); !ok {
+				return f.fill(&Error{Value: tomlValue(v)}, file)
+			}
+			continue
+		}
+		if e := f.set(c, v); e != nil {
+			return f.fill(e, file)
+		}
+	}
+	return nil
+}
+
+// lookupKey finds key's value in doc.
+func lookupKey(doc map[string]any, key toml.Key) (any, bool) {
+	var v any = doc
+	for _, k := range key {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = m[k]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// field is one key of config.toml: how the file sets it and how Validate
+// checks it. fields lists them in file order.
+type field struct {
+	key   string
+	want  string // what a valid value looks like, for errors that do not say
+	table bool
+	// set applies a decoded TOML value to c. It checks the value's type and
+	// form; ranges are left to check.
+	set func(c *Config, v any) *Error
+	// check validates the field's effective value.
+	check func(c *Config) *Error
+}
+
+// fill completes e with the field's file, key and want.
+func (f field) fill(e *Error, file string) *Error {
+	if e.File == "" {
+		e.File = file
+	}
+	if e.Key == "" {
+		e.Key = f.key
+	}
+	if e.Want == "" && e.Problem == "" {
+		e.Want = f.want
+	}
+	return e
+}
+
+// Bounds of the numeric values.
+const (
+	maxTAPPoolSize = 64
+	maxVCPUs       = 64
+	minMemoryMiB   = 256
+	minDiskBytes   = GiB
+	// maxSocketPath is the longest path a Unix socket address holds
+	// (sun_path is 108 bytes with the terminating NUL).
+	maxSocketPath = 107
+)
+
+func fields() []field {
+	return []field{
+		{
+			key:  "hypervisor",
+			want: `"auto", "firecracker" or "qemu"`,
+			set:  setString(func(c *Config) *string { return &c.Hypervisor }),
+			check: func(c *Config) *Error {
+				switch c.Hypervisor {
+				case HypervisorAuto, HypervisorFirecracker, HypervisorQEMU:
+					return nil
+				}
+				return &Error{Value: quote(c.Hypervisor)}
+			},
+		},
+		{
+			key:   "firecracker_bin",
+			want:  `"" (find "firecracker" on PATH), a command name, or an absolute path`,
+			set:   setPath(func(c *Config) *string { return &c.FirecrackerBin }),
+			check: checkBinary(func(c *Config) string { return c.FirecrackerBin }, true),
+		},
+		{
+			key:   "qemu_bin",
+			want:  `a command name or an absolute path, e.g. "qemu-system-x86_64"`,
+			set:   setPath(func(c *Config) *string { return &c.QEMUBin }),
+			check: checkBinary(func(c *Config) string { return c.QEMUBin }, false),
+		},
+		{
+			key:   "ssh_key",
+			want:  `"" (use banger's managed key) or the absolute path of a private key, e.g. "~/.ssh/id_ed25519"`,
+			set:   setPath(func(c *Config) *string { return &c.SSHKey }),
+			check: checkSSHKey,
+		},
+		{
+			key:  "log_level",
+			want: `"debug", "info", "warn" or "error"`,
+			set:  setString(func(c *Config) *string { return &c.LogLevel }),
+			check: func(c *Config) *Error {
+				switch c.LogLevel {
+				case "debug", "info", "warn", "error":
+					return nil
+				}
+				return &Error{Value: quote(c.LogLevel)}
+			},
+		},
+		{
+			key:   "data_dir",
+			want:  `"" (the default) or an absolute directory; "~/" is allowed`,
+			set:   setPath(func(c *Config) *string { return &c.Paths.DataDir }),
+			check: checkDir(func(c *Config) string { return c.Paths.DataDir }),
+		},
+		{
+			key:   "state_dir",
+			want:  `"" (the default) or an absolute directory; "~/" is allowed`,
+			set:   setPath(func(c *Config) *string { return &c.Paths.StateDir }),
+			check: checkDir(func(c *Config) string { return c.Paths.StateDir }),
+		},
+		{
+			key:  "runtime_dir",
+			want: `"" (the default) or an absolute directory; "~/" is allowed`,
+			set:  setPath(func(c *Config) *string { return &c.Paths.RuntimeDir }),
+			check: func(c *Config) *Error {
+				if e := checkDir(func(c *Config) string { return c.Paths.RuntimeDir })(c); e != nil {
+					return e
+				}
+				if len(c.Paths.Socket()) > maxSocketPath {
+					return &Error{Value: quote(c.Paths.RuntimeDir), Want: fmt.Sprintf("a directory of at most %d bytes, so that the API socket path fits in a Unix socket address", maxSocketPath-len("/bangerd.sock"))}
+				}
+				return nil
+			},
+		},
+		{
+			key:   "auth_files",
+			want:  `a list of "~/PATH" or "HOSTPATH:GUESTPATH" entries, with absolute paths and the guest path under /root, e.g. ["~/.claude.json"]`,
+			set:   setAuthFiles,
+			check: checkAuthFiles,
+		},
+		{key: "network", want: "a table, e.g. [network]", table: true},
+		{
+			key:  "network.bridge",
+			want: `a Linux interface name of 1 to 15 bytes without "/", ":" or spaces, e.g. "banger0"`,
+			set:  setString(func(c *Config) *string { return &c.Network.Bridge }),
+			check: func(c *Config) *Error {
+				if !validInterfaceName(c.Network.Bridge) {
+					return &Error{Value: quote(c.Network.Bridge)}
+				}
+				return nil
+			},
+		},
+		{
+			key:   "network.subnet",
+			want:  `an IPv4 CIDR with prefix 16..29, e.g. "172.30.0.0/24"`,
+			set:   setSubnet,
+			check: checkSubnet,
+		},
+		{
+			key:   "network.tap_pool_size",
+			want:  fmt.Sprintf("an integer from 0 to %d, e.g. %d", maxTAPPoolSize, DefaultTAPPoolSize),
+			set:   setInt(func(c *Config) *int { return &c.Network.TAPPoolSize }),
+			check: checkRange(func(c *Config) int { return c.Network.TAPPoolSize }, 0, maxTAPPoolSize),
+		},
+		{key: "vm", want: "a table, e.g. [vm]", table: true},
+		{
+			key:   "vm.vcpus",
+			want:  fmt.Sprintf("an integer from 1 to %d, e.g. %d", maxVCPUs, DefaultVCPUs),
+			set:   setInt(func(c *Config) *int { return &c.VM.VCPUs }),
+			check: checkRange(func(c *Config) int { return c.VM.VCPUs }, 1, maxVCPUs),
+		},
+		{
+			key:  "vm.memory",
+			want: fmt.Sprintf(`a size of at least %s in whole MiB, e.g. "1GiB" (a bare number is bytes)`, FormatSize(minMemoryMiB*MiB)),
+			set: func(c *Config, v any) *Error {
+				n, e := sizeValue(v)
+				if e != nil {
+					return e
+				}
+				if n%MiB != 0 || n/MiB > int64(maxInt()) {
+					return &Error{Value: tomlValue(v)}
+				}
+				c.VM.MemoryMiB = int(n / MiB)
+				return nil
+			},
+			check: func(c *Config) *Error {
+				if c.VM.MemoryMiB < minMemoryMiB {
+					return &Error{Value: quote(FormatSize(int64(c.VM.MemoryMiB) * MiB))}
+				}
+				return nil
+			},
+		},
+		{
+			key:  "vm.disk",
+			want: fmt.Sprintf(`a size of at least %s in whole MiB, e.g. "8GiB" (a bare number is bytes)`, FormatSize(minDiskBytes)),
+			set: func(c *Config, v any) *Error {
+				n, e := sizeValue(v)
+				if e != nil {
+					return e
+				}
+				c.VM.DiskBytes = n
+				return nil
+			},
+			check: func(c *Config) *Error {
+				if c.VM.DiskBytes < minDiskBytes || c.VM.DiskBytes%MiB != 0 {
+					return &Error{Value: quote(FormatSize(c.VM.DiskBytes))}
+				}
+				return nil
+			},
+		},
+	}
+}
+
+func maxInt() int { return int(^uint(0) >> 1) }
+
+func setString(ptr func(*Config) *string) func(*Config, any) *Error {
+	return func(c *Config, v any) *Error {
+		s, ok := v.(string)
+		if !ok {
+			return &Error{Value: tomlValue(v)}
+		}
+		*ptr(c) = s
+		return nil
+	}
+}
+
+// setPath sets a string that may start with "~/". An empty string leaves the
+// default in place.
+func setPath(ptr func(*Config) *string) func(*Config, any) *Error {
+	return func(c *Config, v any) *Error {
+		s, ok := v.(string)
+		if !ok {
+			return &Error{Value: tomlValue(v)}
+		}
+		if s == "" {
+			return nil
+		}
+		p, e := c.expandHome(s)
+		if e != nil {
+			return e
+		}
+		*ptr(c) = p
+		return nil
+	}
+}
+
+// expandHome replaces a leading "~" or "~/" with the home directory and
+// cleans absolute paths. Anything else is returned as it is, for the checks
+// to judge.
+func (c *Config) expandHome(s string) (string, *Error) {
+	if s == "~" || strings.HasPrefix(s, "~/") {
+		if c.home == "" {
+			return "", &Error{Value: quote(s), Want: `an absolute path: HOME is not set to an absolute path, so "~" cannot be expanded`}
+		}
+		s = c.home + s[1:]
+	}
+	if filepath.IsAbs(s) {
+		s = filepath.Clean(s)
+	}
+	return s, nil
+}
+
+func setInt(ptr func(*Config) *int) func(*Config, any) *Error {
+	return func(c *Config, v any) *Error {
+		n, ok := v.(int64)
+		if !ok || int64(int(n)) != n {
+			return &Error{Value: tomlValue(v)}
+		}
+		*ptr(c) = int(n)
+		return nil
+	}
+}
+
+// sizeValue reads a size given as a string ("8GiB") or as a number of bytes.
+func sizeValue(v any) (int64, *Error) {
+	switch v := v.(type) {
+	case string:
+		n, err := ParseSize(v)
+		if err != nil {
+			return 0, &Error{Value: tomlValue(v), Err: err}
+		}
+		return n, nil
+	case int64:
+		if v >= 0 {
+			return v, nil
+		}
+	}
+	return 0, &Error{Value: tomlValue(v)}
+}
+
+func setSubnet(c *Config, v any) *Error {
+	s, ok := v.(string)
+	if !ok {
+		return &Error{Value: tomlValue(v)}
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return &Error{Value: quote(s), Err: err}
+	}
+	c.Network.Subnet = p
+	return nil
+}
+
+func checkSubnet(c *Config) *Error {
+	p := c.Network.Subnet
+	if !p.IsValid() {
+		return &Error{Value: quote("")}
+	}
+	a := p.Addr()
+	switch {
+	case !a.Is4() || p.Bits() < 16 || p.Bits() > 29:
+		return &Error{Value: quote(p.String())}
+	case p.Masked() != p:
+		return &Error{Value: quote(p.String()), Want: fmt.Sprintf("the network address, with the host bits zero: %q", p.Masked().String())}
+	case a.IsLoopback() || a.IsMulticast() || a.IsLinkLocalUnicast() || a.As4()[0] == 0 || a.As4()[0] >= 240:
+		return &Error{Value: quote(p.String()), Want: `a private IPv4 range that no host service uses, e.g. "172.30.0.0/24"`}
+	}
+	return nil
+}
+
+func setAuthFiles(c *Config, v any) *Error {
+	list, ok := v.([]any)
+	if !ok {
+		return &Error{Value: tomlValue(v)}
+	}
+	files := make([]AuthFile, 0, len(list))
+	for _, item := range list {
+		s, ok := item.(string)
+		if !ok {
+			return &Error{Value: tomlValue(item)}
+		}
+		a, e := c.parseAuthFile(s)
+		if e != nil {
+			return e
+		}
+		files = append(files, a)
+	}
+	c.AuthFiles = nil
+	if len(files) > 0 {
+		c.AuthFiles = files
+	}
+	return nil
+}
+
+// parseAuthFile reads one auth_files entry: "~/REL" (host $HOME/REL, guest
+// /root/REL) or "HOST:GUEST" (split at the first colon).
+func (c *Config) parseAuthFile(s string) (AuthFile, *Error) {
+	host, guest, explicit := strings.Cut(s, ":")
+	if !explicit {
+		rel, ok := strings.CutPrefix(s, "~/")
+		if !ok || filepath.Clean(rel) == "." {
+			return AuthFile{}, &Error{Value: quote(s)}
+		}
+		guest = filepath.Join(GuestHome, rel)
+	}
+	host, e := c.expandHome(host)
+	if e != nil {
+		e.Value = quote(s)
+		return AuthFile{}, e
+	}
+	if !filepath.IsAbs(host) || !filepath.IsAbs(guest) {
+		return AuthFile{}, &Error{Value: quote(s)}
+	}
+	guest = filepath.Clean(guest)
+	if !strings.HasPrefix(guest, GuestHome+"/") {
+		return AuthFile{}, &Error{Value: quote(s), Want: wantGuestUnderRoot}
+	}
+	return AuthFile{Host: host, Guest: guest}, nil
+}
+
+const wantGuestUnderRoot = `a clean guest path under /root, where the VM's work disk is, e.g. "/root/.claude.json"`
+
+func checkAuthFiles(c *Config) *Error {
+	seen := map[string]bool{}
+	for _, a := range c.AuthFiles {
+		value := quote(c.authFileEntry(a))
+		switch {
+		case !filepath.IsAbs(a.Host) || filepath.Clean(a.Host) != a.Host || strings.Contains(a.Host, ":"):
+			return &Error{Value: value, Want: "an absolute, clean host path without \":\""}
+		case !strings.HasPrefix(a.Guest, GuestHome+"/") || filepath.Clean(a.Guest) != a.Guest:
+			return &Error{Value: value, Want: wantGuestUnderRoot}
+		case seen[a.Guest]:
+			return &Error{Value: value, Want: fmt.Sprintf("each guest path only once: %s is already written by an earlier entry", a.Guest)}
+		}
+		seen[a.Guest] = true
+	}
+	return nil
+}
+
+func checkBinary(get func(*Config) string, emptyOK bool) func(*Config) *Error {
+	return func(c *Config) *Error {
+		s := get(c)
+		switch {
+		case s == "" && emptyOK:
+			return nil
+		case s == "", !filepath.IsAbs(s) && strings.ContainsRune(s, '/'):
+			return &Error{Value: quote(s)}
+		}
+		return nil
+	}
+}
+
+func checkDir(get func(*Config) string) func(*Config) *Error {
+	return func(c *Config) *Error {
+		if s := get(c); !filepath.IsAbs(s) {
+			return &Error{Value: quote(s)}
+		}
+		return nil
+	}
+}
+
+func checkRange(get func(*Config) int, lo, hi int) func(*Config) *Error {
+	return func(c *Config) *Error {
+		if n := get(c); n < lo || n > hi {
+			return &Error{Value: strconv.Itoa(n)}
+		}
+		return nil
+	}
+}
+
+func checkSSHKey(c *Config) *Error {
+	p := c.SSHKey
+	if p == "" {
+		return nil
+	}
+	if !filepath.IsAbs(p) {
+		return &Error{Value: quote(p)}
+	}
+	remedy := fmt.Sprintf(`create it with "ssh-keygen -t ed25519 -f %s", or remove ssh_key to use banger's managed key`, p)
+	fi, err := os.Stat(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return &Error{Value: quote(p), Problem: "does not exist: " + remedy, Err: err}
+	case err != nil:
+		return &Error{Value: quote(p), Problem: fmt.Sprintf("cannot be read (%v): fix its permissions, or remove ssh_key to use banger's managed key", err), Err: err}
+	case !fi.Mode().IsRegular():
+		return &Error{Value: quote(p), Problem: "is not a regular file: point ssh_key at a private key file, or remove ssh_key to use banger's managed key"}
+	}
+	return nil
+}
+
+// validInterfaceName reports whether the kernel accepts name as a network
+// interface name (dev_valid_name).
+func validInterfaceName(name string) bool {
+	if name == "" || len(name) > 15 || name == "." || name == ".." {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch b := name[i]; {
+		case b == '/', b == ':', b <= ' ', b == 0x7f:
+			return false
+		}
+	}
+	return true
+}
+
+// quote writes s as a TOML basic string.
+func quote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\u%04X`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// tomlValue writes a decoded TOML value back in TOML syntax, for errors.
+func tomlValue(v any) string {
+	switch v := v.(type) {
+	case string:
+		return quote(v)
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	case bool:
+		return strconv.FormatBool(v)
+	case time.Time:
+		return v.Format(time.RFC3339Nano)
+	case []any:
+		parts := make([]string, len(v))
+		for i, x := range v {
+			parts[i] = tomlValue(x)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	case []map[string]any:
+		parts := make([]string, len(v))
+		for i, x := range v {
+			parts[i] = tomlValue(x)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = k + " = " + tomlValue(v[k])
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
+	}
+	return fmt.Sprint(v)
+}

@@ -1,0 +1,156 @@
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+)
+
+// EnvHome roots every banger path under one directory. Tests set it to a
+// t.TempDir so that nothing touches the real home.
+const EnvHome = "BANGER_HOME"
+
+// EnvConfig overrides only the config file path.
+const EnvConfig = "BANGER_CONFIG"
+
+// Env looks up an environment variable. Production passes os.LookupEnv; tests
+// pass MapEnv. Nothing in this package reads the process environment itself.
+type Env func(key string) (string, bool)
+
+// MapEnv returns an Env that answers from m only.
+func MapEnv(m map[string]string) Env {
+	return func(key string) (string, bool) {
+		v, ok := m[key]
+		return v, ok
+	}
+}
+
+// get returns the value of key, treating an empty value as unset.
+func (e Env) get(key string) (string, bool) {
+	if e == nil {
+		return "", false
+	}
+	v, ok := e(key)
+	if !ok || v == "" {
+		return "", false
+	}
+	return v, true
+}
+
+// Paths says where banger's files live. Every field is an absolute path.
+type Paths struct {
+	ConfigFile string `json:"config_file" toml:"-"`
+	DataDir    string `json:"data_dir"`    // images, managed ssh key, caches
+	StateDir   string `json:"state_dir"`   // database, VM dirs, logs
+	RuntimeDir string `json:"runtime_dir"` // API socket, pid file
+}
+
+// Socket is the daemon's API socket.
+func (p Paths) Socket() string { return filepath.Join(p.RuntimeDir, "bangerd.sock") }
+
+// PIDFile holds the running daemon's pid.
+func (p Paths) PIDFile() string { return filepath.Join(p.RuntimeDir, "bangerd.pid") }
+
+// DBFile is the daemon's SQLite database.
+func (p Paths) DBFile() string { return filepath.Join(p.StateDir, "banger.db") }
+
+// LogFile is the daemon's log.
+func (p Paths) LogFile() string { return filepath.Join(p.StateDir, "bangerd.log") }
+
+// ManagedSSHKey is the private key banger creates and uses when ssh_key is
+// not set.
+func (p Paths) ManagedSSHKey() string { return filepath.Join(p.DataDir, "ssh", "id_ed25519") }
+
+// DefaultPaths resolves banger's paths from the environment alone, before the
+// config file is read (the file may then move the data, state and runtime
+// directories; see Load).
+//
+// With BANGER_HOME=/r every path is under /r: /r/config/config.toml, /r/data,
+// /r/state and /r/run. Otherwise the XDG base directories apply:
+// $XDG_CONFIG_HOME/banger/config.toml, $XDG_DATA_HOME/banger,
+// $XDG_STATE_HOME/banger and $XDG_RUNTIME_DIR/banger, falling back to
+// ~/.config, ~/.local/share and ~/.local/state; a relative XDG value is
+// ignored, as the XDG spec says. Without XDG_RUNTIME_DIR the runtime directory
+// is /run/banger for uid 0 and $TMPDIR/banger-UID (TMPDIR defaulting to /tmp)
+// for everyone else. BANGER_CONFIG, when set, replaces the config file path in
+// both cases. Empty variables count as unset.
+func DefaultPaths(env Env, uid int) (Paths, error) {
+	var p Paths
+	if root, ok := env.get(EnvHome); ok {
+		if !filepath.IsAbs(root) {
+			return Paths{}, fmt.Errorf("%s=%q is not an absolute path: set it to an absolute directory, e.g. %s=$PWD/%s", EnvHome, root, EnvHome, root)
+		}
+		root = filepath.Clean(root)
+		p = Paths{
+			ConfigFile: filepath.Join(root, "config", "config.toml"),
+			DataDir:    filepath.Join(root, "data"),
+			StateDir:   filepath.Join(root, "state"),
+			RuntimeDir: filepath.Join(root, "run"),
+		}
+	} else {
+		x := xdg{env: env}
+		if _, ok := env.get(EnvConfig); !ok {
+			p.ConfigFile = filepath.Join(x.dir("XDG_CONFIG_HOME", ".config"), "banger", "config.toml")
+		}
+		p.DataDir = filepath.Join(x.dir("XDG_DATA_HOME", ".local/share"), "banger")
+		p.StateDir = filepath.Join(x.dir("XDG_STATE_HOME", ".local/state"), "banger")
+		if x.err != nil {
+			return Paths{}, x.err
+		}
+		p.RuntimeDir = runtimeDir(env, uid)
+	}
+	if file, ok := env.get(EnvConfig); ok {
+		if !filepath.IsAbs(file) {
+			return Paths{}, fmt.Errorf("%s=%q is not an absolute path: set it to the config file's absolute path, e.g. %s=$PWD/%s", EnvConfig, file, EnvConfig, file)
+		}
+		p.ConfigFile = filepath.Clean(file)
+	}
+	return p, nil
+}
+
+// xdg resolves XDG base directories, remembering the first failure so that
+// DefaultPaths can report it once.
+type xdg struct {
+	env Env
+	err error
+}
+
+// dir returns $name when it is absolute, else $HOME/fallback.
+func (x *xdg) dir(name, fallback string) string {
+	if v, ok := x.env.get(name); ok && filepath.IsAbs(v) {
+		return filepath.Clean(v)
+	}
+	home, ok := x.env.get("HOME")
+	switch {
+	case !ok:
+		if x.err == nil {
+			x.err = fmt.Errorf("HOME is not set and %s is not an absolute path: set HOME, or set %s=/some/dir to keep every banger path in one directory", name, EnvHome)
+		}
+		return ""
+	case !filepath.IsAbs(home):
+		if x.err == nil {
+			x.err = fmt.Errorf("HOME=%q is not an absolute path and %s is not set: set HOME to your home directory, or set %s=/some/dir", home, name, EnvHome)
+		}
+		return ""
+	}
+	return filepath.Join(home, fallback)
+}
+
+// runtimeDir is $XDG_RUNTIME_DIR/banger, or a per-user fallback.
+func runtimeDir(env Env, uid int) string {
+	if v, ok := env.get("XDG_RUNTIME_DIR"); ok && filepath.IsAbs(v) {
+		return filepath.Join(v, "banger")
+	}
+	if uid == 0 {
+		return "/run/banger"
+	}
+	return filepath.Join(tempDir(env), fmt.Sprintf("banger-%d", uid))
+}
+
+// tempDir is os.TempDir for Unix, answered from env: $TMPDIR when absolute,
+// else /tmp.
+func tempDir(env Env) string {
+	if v, ok := env.get("TMPDIR"); ok && filepath.IsAbs(v) {
+		return filepath.Clean(v)
+	}
+	return "/tmp"
+}

@@ -1,0 +1,217 @@
+// Package daemon is bangerd: it takes the instance lock, opens the store,
+// reconciles what a previous run left behind, serves the versioned API on
+// the owner-only socket, runs long operations, and shuts down gracefully
+// when its context ends.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/bangerdev/banger/internal/buildinfo"
+	"github.com/bangerdev/banger/internal/config"
+	"github.com/bangerdev/banger/internal/doctor"
+	"github.com/bangerdev/banger/internal/localsock"
+	"github.com/bangerdev/banger/internal/operation"
+	"github.com/bangerdev/banger/internal/store"
+)
+
+// Options configure a daemon run.
+type Options struct {
+	Config *config.Config
+	// ConfigFileFound says whether Config came from a file (for doctor).
+	ConfigFileFound bool
+	// AgentBin is the banger-agent companion binary; "" means the file named
+	// banger-agent next to this executable.
+	AgentBin string
+	// Host is what doctor reads; nil means the real system.
+	Host doctor.Host
+}
+
+// Daemon is one running bangerd.
+type Daemon struct {
+	cfg       *config.Config
+	opts      Options
+	log       *slog.Logger
+	store     *store.Store
+	ops       *operation.Manager
+	host      doctor.Host
+	started   time.Time
+	build     buildinfo.Info
+	exe       string
+	exeStamp  string
+	agentBin  string
+	stop      context.CancelFunc
+	stopCause string
+}
+
+// maxLogSize is the size past which the log file is rotated at start.
+const maxLogSize = 16 << 20
+
+// Run runs the daemon until ctx ends or a client asks it to shut down.
+func Run(ctx context.Context, opts Options) error {
+	cfg := opts.Config
+	// Everything the daemon writes (store, logs, VM files) is private to
+	// its user.
+	syscall.Umask(0o077)
+	for _, dir := range []string{cfg.Paths.StateDir, cfg.Paths.DataDir} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("creating %s: %w", dir, err)
+		}
+	}
+	if err := localsock.EnsurePrivateDir(cfg.Paths.RuntimeDir); err != nil {
+		return err
+	}
+	unlock, err := lockInstance(filepath.Join(cfg.Paths.RuntimeDir, "bangerd.lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	logFile, err := openLog(cfg.Paths.LogFile())
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	log := slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+
+	exe, _ := os.Executable()
+	d := &Daemon{
+		cfg: cfg, opts: opts, log: log, started: time.Now(), build: buildinfo.Get(), exe: exe,
+		host: opts.Host, agentBin: opts.AgentBin, exeStamp: buildinfo.FileStamp(exe),
+	}
+	if d.host == nil {
+		d.host = doctor.System{}
+	}
+	if d.agentBin == "" {
+		d.agentBin = filepath.Join(filepath.Dir(exe), "banger-agent")
+	}
+	log.Info("bangerd starting", "version", d.build.Version, "build_id", d.build.BuildID, "pid", os.Getpid(),
+		"socket", cfg.Paths.Socket(), "store", cfg.Paths.DBFile())
+
+	st, err := store.Open(ctx, cfg.Paths.DBFile())
+	if err != nil {
+		log.Error("opening store", "error", err)
+		return err
+	}
+	defer st.Close()
+	d.store = st
+	if err := d.reconcile(ctx); err != nil {
+		log.Error("reconciling", "error", err)
+		return err
+	}
+
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	d.stop = stop
+	d.ops = operation.NewManager(ctx, st, log)
+
+	ln, err := localsock.Listen(cfg.Paths.Socket())
+	if err != nil {
+		return err
+	}
+	pidFile := cfg.Paths.PIDFile()
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	defer os.Remove(pidFile)
+
+	srv := &http.Server{
+		Handler:           d.routes(),
+		ConnContext:       withPeer,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("bangerd ready", "socket", cfg.Paths.Socket())
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		log.Error("serving", "error", err)
+		return err
+	}
+	reason := d.stopCause
+	if reason == "" {
+		reason = "signal"
+	}
+	log.Info("bangerd shutting down", "reason", reason)
+	// Stop accepting, let in-flight requests finish (streams end when their
+	// operations are cancelled), then wait for the operations themselves.
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if err := d.ops.Wait(shutdownCtx); err != nil {
+		log.Warn("waiting for operations", "error", err)
+	}
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("closing connections", "error", err)
+		srv.Close()
+	}
+	os.Remove(cfg.Paths.Socket())
+	log.Info("bangerd stopped")
+	return nil
+}
+
+// reconcile brings the store in line with reality after a previous run:
+// an operation recorded as running cannot be running now.
+func (d *Daemon) reconcile(ctx context.Context) error {
+	ids, err := d.store.FailUnfinished(ctx, operation.InterruptedReason, time.Now().UTC())
+	if err != nil {
+		return fmt.Errorf("marking interrupted operations: %w", err)
+	}
+	for _, id := range ids {
+		d.log.Warn("operation interrupted by restart", "op", id)
+	}
+	return nil
+}
+
+// lockInstance takes an exclusive lock that the kernel drops when the
+// process dies, so a crashed daemon never blocks the next one.
+func lockInstance(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening instance lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			pid, _ := os.ReadFile(filepath.Join(filepath.Dir(path), "bangerd.pid"))
+			return nil, fmt.Errorf("another bangerd is already running (pid %s) for %s: use `banger daemon status` or `banger daemon stop`",
+				trimNL(pid), filepath.Dir(path))
+		}
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+func trimNL(b []byte) string {
+	s := string(b)
+	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == '\r') {
+		s = s[:len(s)-1]
+	}
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func openLog(path string) (*os.File, error) {
+	if fi, err := os.Stat(path); err == nil && fi.Size() > maxLogSize {
+		os.Rename(path, path+".1")
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening log %s: %w", path, err)
+	}
+	return f, nil
+}

@@ -1,0 +1,169 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/debkernel"
+	"github.com/bangerdev/banger/internal/doctor"
+	"github.com/bangerdev/banger/internal/guestinit"
+	"github.com/bangerdev/banger/internal/kvmprobe"
+	"github.com/bangerdev/banger/internal/operation"
+	"github.com/bangerdev/banger/internal/store"
+)
+
+// factKVMProbe is the host fact holding the last doctor.ProbeRecord.
+const factKVMProbe = "kvm_probe"
+
+// probeKernelPackage is the kernel the probe boots when no image supplies
+// one: Debian's cloud kernel, fetched once and cached by content.
+const probeKernelPackage = "linux-image-cloud-amd64"
+
+func (d *Daemon) lastProbe(ctx context.Context) (*doctor.ProbeRecord, error) {
+	v, _, err := d.store.HostFact(ctx, factKVMProbe)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rec doctor.ProbeRecord
+	if err := json.Unmarshal([]byte(v), &rec); err != nil {
+		d.log.Warn("ignoring corrupt kvm probe record", "error", err)
+		return nil, nil
+	}
+	return &rec, nil
+}
+
+func (d *Daemon) quickReport(ctx context.Context) (api.DoctorReport, error) {
+	probe, err := d.lastProbe(ctx)
+	if err != nil {
+		return api.DoctorReport{}, err
+	}
+	return doctor.Run(ctx, d.host, doctor.Inputs{Config: d.cfg, ConfigFileFound: d.opts.ConfigFileFound, Probe: probe}), nil
+}
+
+func (d *Daemon) getDoctor(w http.ResponseWriter, r *http.Request) error {
+	rep, err := d.quickReport(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, rep)
+}
+
+func (d *Daemon) postDeepDoctor(w http.ResponseWriter, r *http.Request) error {
+	var req api.DeepDoctorRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	timeout := req.ProbeTimeout.D()
+	if timeout < 0 || timeout > 10*time.Minute {
+		return api.Errorf(api.CodeInvalidArgument, "probe_timeout_ms %d is out of range: use 1..600000, or omit it for the default", req.ProbeTimeout.D().Milliseconds())
+	}
+	op, err := d.ops.Begin("doctor", "host", func(ctx context.Context, run *operation.Run) (any, error) {
+		return d.deepDoctor(ctx, run, timeout)
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusAccepted, op)
+}
+
+// deepDoctor runs the quick checks, then boots a probe guest under KVM to
+// find out whether KVM really works here, and records what it found.
+func (d *Daemon) deepDoctor(ctx context.Context, run *operation.Run, timeout time.Duration) (api.DoctorReport, error) {
+	run.Stage("host checks")
+	rep, err := d.quickReport(ctx)
+	if err != nil {
+		return rep, err
+	}
+	rec, err := d.kvmProbe(ctx, run, timeout)
+	if err != nil {
+		return rep, err
+	}
+	if b, err := json.Marshal(rec); err == nil {
+		if err := d.store.SetHostFact(ctx, factKVMProbe, string(b)); err != nil {
+			return rep, fmt.Errorf("recording the probe result: %w", err)
+		}
+	}
+	for i, c := range rep.Checks {
+		if c.Name == doctor.CheckKVMBoot {
+			rep.Checks[i] = doctor.KVMBootCheck(rec)
+		}
+	}
+	return rep, nil
+}
+
+func (d *Daemon) kvmProbe(ctx context.Context, run *operation.Run, timeout time.Duration) (*doctor.ProbeRecord, error) {
+	rec := &doctor.ProbeRecord{At: time.Now().UTC()}
+	unavailable := func(reason string) (*doctor.ProbeRecord, error) {
+		rec.Status, rec.Reason = string(kvmprobe.Unavailable), reason
+		run.Detail("skipped: %s", reason)
+		return rec, nil
+	}
+	run.Stage("kvm device")
+	if err := d.host.KVMDevice(); err != nil {
+		return unavailable(err.Error())
+	}
+	if _, err := os.Stat(d.agentBin); err != nil {
+		return unavailable(fmt.Sprintf("the banger-agent companion binary is missing at %s: reinstall banger (`make install`)", d.agentBin))
+	}
+
+	run.Stage("probe kernel")
+	k, err := debkernel.Fetch(ctx, filepath.Join(d.cfg.Paths.DataDir, "cache", "kernels"), probeKernelPackage, d.log)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return unavailable("no kernel to probe with: " + err.Error())
+	}
+	run.Detail("%s", k.Release)
+	rec.Kernel = k.Release
+
+	run.Stage("probe initramfs")
+	dir := filepath.Join(d.cfg.Paths.StateDir, "probe")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	initrd := filepath.Join(dir, "initrd.cpio")
+	if err := writeProbeInitramfs(initrd, d.agentBin); err != nil {
+		return nil, fmt.Errorf("building the probe initramfs: %w", err)
+	}
+
+	run.Stage("kvm boot probe")
+	res := kvmprobe.Run(ctx, kvmprobe.Options{
+		QEMUBin: d.cfg.QEMUBin, Kernel: k.Vmlinuz, Initramfs: initrd, Accel: "kvm", Timeout: timeout, WorkDir: dir,
+	})
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	run.Detail("%s", res.Status)
+	rec.Status, rec.Reason, rec.Elapsed = string(res.Status), res.Reason, api.Duration(res.Elapsed)
+	d.log.Info("kvm probe finished", "status", res.Status, "reason", res.Reason, "elapsed_ms", res.Elapsed.Milliseconds())
+	return rec, nil
+}
+
+func writeProbeInitramfs(path, agentBin string) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := guestinit.ProbeInitramfs(f, agentBin); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}

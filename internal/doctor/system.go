@@ -1,0 +1,68 @@
+package doctor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/bangerdev/banger/internal/diskclone"
+	"github.com/bangerdev/banger/internal/kvmprobe"
+	"github.com/bangerdev/banger/internal/sshkey"
+)
+
+// System is the real Host: it reads this machine.
+type System struct{}
+
+var _ Host = System{}
+
+// LookPath resolves a program on PATH (absolute paths are checked as is).
+func (System) LookPath(file string) (string, error) { return exec.LookPath(file) }
+
+// Version runs the program and returns the first non-empty line of its
+// combined output (tools disagree on stdout versus stderr).
+func (System) Version(ctx context.Context, bin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if line := strings.TrimSpace(sc.Text()); line != "" {
+			return line, nil
+		}
+	}
+	return "", err
+}
+
+// ReadWrite opens path read-write and closes it again.
+func (System) ReadWrite(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// Exists reports whether path exists.
+func (System) Exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// KVMDevice checks that /dev/kvm opens and speaks the stable KVM API.
+func (System) KVMDevice() error { return kvmprobe.DeviceAccessible() }
+
+// ReflinkSupported tries a FICLONE in dir.
+func (System) ReflinkSupported(dir string) (bool, error) { return diskclone.ReflinkSupported(dir) }
+
+// SSHKey inspects the key and returns its fingerprint.
+func (System) SSHKey(path string) (string, error) {
+	k, err := sshkey.Inspect(path)
+	if err != nil {
+		return "", err
+	}
+	return k.Fingerprint, nil
+}

@@ -1,0 +1,259 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Image is a registered image. Artifacts and metadata grow with the images
+// capability; Manifest holds its JSON metadata.
+type Image struct {
+	ID          string
+	Name        string
+	ParentID    string
+	State       string
+	Distro      string
+	Fingerprint string
+	Manifest    string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// VM is a persistent VM spec plus its last known runtime (both JSON).
+type VM struct {
+	ID        string
+	Name      string
+	ImageID   string
+	State     string
+	Spec      string
+	Runtime   string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Lease is a VM's network address.
+type Lease struct {
+	IP        string
+	VMID      string
+	MAC       string
+	TAP       string
+	CreatedAt time.Time
+}
+
+// Session is a long-lived guest command's metadata (JSON in Meta).
+type Session struct {
+	ID        string
+	VMID      string
+	Name      string
+	State     string
+	Meta      string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// classify maps SQLite constraint failures to ErrConflict so callers can
+// tell "you asked for something that clashes" from an I/O failure.
+func classify(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "constraint failed") {
+		return fmt.Errorf("%s: %w: %s", what, ErrConflict, msg)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func orJSON(s string) string {
+	if s == "" {
+		return "{}"
+	}
+	return s
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// CreateImage inserts an image record.
+func (s *Store) CreateImage(ctx context.Context, img Image) error {
+	now := s.now()
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO images
+			(id, name, parent_id, state, distro, fingerprint, manifest, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			img.ID, img.Name, nullable(img.ParentID), img.State, img.Distro, img.Fingerprint, orJSON(img.Manifest),
+			unixMilli(now), unixMilli(now))
+		return classify(err, "creating image "+img.Name)
+	})
+}
+
+// DeleteImage removes an image; it fails with ErrConflict while a VM or a
+// child image still refers to it.
+func (s *Store) DeleteImage(ctx context.Context, id string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM images WHERE id = ?`, id)
+		if err != nil {
+			return classify(err, "deleting image "+id)
+		}
+		return requireOne(res, "image "+id)
+	})
+}
+
+// ListImages returns all images by name.
+func (s *Store) ListImages(ctx context.Context) ([]Image, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, name, COALESCE(parent_id, ''), state, distro, fingerprint, manifest,
+		created_at, updated_at FROM images ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Image
+	for rows.Next() {
+		var img Image
+		var created, updated int64
+		if err := rows.Scan(&img.ID, &img.Name, &img.ParentID, &img.State, &img.Distro, &img.Fingerprint, &img.Manifest,
+			&created, &updated); err != nil {
+			return nil, err
+		}
+		img.CreatedAt, img.UpdatedAt = fromMilli(created), fromMilli(updated)
+		out = append(out, img)
+	}
+	return out, rows.Err()
+}
+
+// CreateVM inserts a VM record.
+func (s *Store) CreateVM(ctx context.Context, vm VM) error {
+	now := s.now()
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO vms (id, name, image_id, state, spec, runtime, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			vm.ID, vm.Name, vm.ImageID, vm.State, orJSON(vm.Spec), orJSON(vm.Runtime), unixMilli(now), unixMilli(now))
+		return classify(err, "creating vm "+vm.Name)
+	})
+}
+
+// GetVMByName returns the VM with that name, or ErrNotFound.
+func (s *Store) GetVMByName(ctx context.Context, name string) (VM, error) {
+	var vm VM
+	var created, updated int64
+	err := s.db.QueryRowContext(ctx, `SELECT id, name, image_id, state, spec, runtime, created_at, updated_at
+		FROM vms WHERE name = ?`, name).Scan(&vm.ID, &vm.Name, &vm.ImageID, &vm.State, &vm.Spec, &vm.Runtime, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return VM{}, fmt.Errorf("vm %q: %w", name, ErrNotFound)
+	}
+	vm.CreatedAt, vm.UpdatedAt = fromMilli(created), fromMilli(updated)
+	return vm, err
+}
+
+// VMNameTaken reports whether a VM already has name; the name generator
+// uses it to stay unique against the store.
+func (s *Store) VMNameTaken(ctx context.Context, name string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM vms WHERE name = ?`, name).Scan(&n)
+	return n > 0, err
+}
+
+// CountVMs returns the number of VM records.
+func (s *Store) CountVMs(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM vms`).Scan(&n)
+	return n, err
+}
+
+// DeleteVM removes a VM; its lease and sessions go with it.
+func (s *Store) DeleteVM(ctx context.Context, id string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM vms WHERE id = ?`, id)
+		if err != nil {
+			return classify(err, "deleting vm "+id)
+		}
+		return requireOne(res, "vm "+id)
+	})
+}
+
+// CreateLease records a VM's address.
+func (s *Store) CreateLease(ctx context.Context, l Lease) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO network_leases (ip, vm_id, mac, tap, created_at) VALUES (?, ?, ?, ?, ?)`,
+			l.IP, l.VMID, l.MAC, l.TAP, unixMilli(s.now()))
+		return classify(err, "leasing "+l.IP)
+	})
+}
+
+// ListLeases returns all leases by address.
+func (s *Store) ListLeases(ctx context.Context) ([]Lease, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT ip, vm_id, mac, tap, created_at FROM network_leases ORDER BY ip`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Lease
+	for rows.Next() {
+		var l Lease
+		var created int64
+		if err := rows.Scan(&l.IP, &l.VMID, &l.MAC, &l.TAP, &created); err != nil {
+			return nil, err
+		}
+		l.CreatedAt = fromMilli(created)
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+// CreateSession records a guest session.
+func (s *Store) CreateSession(ctx context.Context, ses Session) error {
+	now := s.now()
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO sessions (id, vm_id, name, state, meta, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			ses.ID, ses.VMID, ses.Name, ses.State, orJSON(ses.Meta), unixMilli(now), unixMilli(now))
+		return classify(err, "creating session "+ses.Name)
+	})
+}
+
+// CountSessions returns the number of sessions of a VM.
+func (s *Store) CountSessions(ctx context.Context, vmID string) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sessions WHERE vm_id = ?`, vmID).Scan(&n)
+	return n, err
+}
+
+// SetHostFact stores a fact about the host (JSON value) under key.
+func (s *Store) SetHostFact(ctx context.Context, key, value string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO host_facts (key, value, updated_at) VALUES (?, ?, ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+			key, value, unixMilli(s.now()))
+		return err
+	})
+}
+
+// HostFact returns a stored fact and when it was recorded, or ErrNotFound.
+func (s *Store) HostFact(ctx context.Context, key string) (string, time.Time, error) {
+	var v string
+	var at int64
+	err := s.db.QueryRowContext(ctx, `SELECT value, updated_at FROM host_facts WHERE key = ?`, key).Scan(&v, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", time.Time{}, fmt.Errorf("host fact %q: %w", key, ErrNotFound)
+	}
+	return v, fromMilli(at), err
+}
+
+func requireOne(res sql.Result, what string) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	return nil
+}
