@@ -5,6 +5,7 @@
 #   make lint         gofmt + go vet
 #   make install      install the three binaries into $(PREFIX)/bin
 #   make bench        Go benchmarks (figures, no assertions)
+#   make quickstart   (root) host packages, install, doctor
 
 PREFIX  ?= /usr/local
 BIN     := bin
@@ -21,7 +22,7 @@ LDFLAGS  := -s -w -X $(PKG)/internal/buildinfo.version=$(VERSION) -X $(PKG)/inte
 
 TEST_FLAGS ?=
 
-.PHONY: all build test test-unit lint install bench clean
+.PHONY: all build test test-unit lint install bench clean deps quickstart
 
 all: build
 
@@ -53,3 +54,10 @@ bench:
 
 clean:
 	rm -rf $(BIN)
+
+deps:
+	scripts/install-deps.sh
+
+# One command from a fresh Debian/Ubuntu host to a checked banger.
+quickstart: deps install
+	$(PREFIX)/bin/banger doctor || true

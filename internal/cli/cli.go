@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 
 	"github.com/bangerdev/banger/client"
 	"github.com/bangerdev/banger/internal/config"
@@ -76,6 +77,10 @@ func Run(ctx context.Context, args []string, app *App) int {
 			fmt.Fprintf(app.Stderr, "banger: %v\n", ee.err)
 		}
 		return ee.code
+	}
+	if strings.HasPrefix(err.Error(), "unknown command") {
+		fmt.Fprintf(app.Stderr, "banger: %v: see `banger --help`\n", err)
+		return ExitUsage
 	}
 	fmt.Fprintf(app.Stderr, "banger: %v\n", err)
 	return ExitError

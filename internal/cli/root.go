@@ -38,7 +38,24 @@ The banger CLI talks to bangerd, a daemon it starts on demand.`,
 		root.AddCommand(c)
 	}
 	root.SetCompletionCommandGroupID("host")
+	for _, c := range root.Commands() {
+		if c.HasSubCommands() {
+			rejectUnknownSubcommands(c)
+		}
+	}
 	return root
+}
+
+// rejectUnknownSubcommands makes a command group fail on a word it does not
+// know (cobra would print help and exit 0) and show help when called bare.
+func rejectUnknownSubcommands(c *cobra.Command) {
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usageError("unknown command %q for %q: see `%s --help`", args[0], c.CommandPath(), c.CommandPath())
+		}
+		return c.Help()
+	}
 }
 
 // noArgs rejects positional arguments with a usage error.

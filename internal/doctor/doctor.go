@@ -136,7 +136,7 @@ func KVMBootCheck(p *ProbeRecord) api.Check {
 			"install what the reason names, then run `banger doctor --deep` again")
 	default:
 		return bad(CheckKVMBoot, api.CheckFail, p.Reason+" (probed "+when+")",
-			"banger will use QEMU software emulation (slow); Firecracker needs a host where KVM boots guests (bare metal, or working nested virtualisation)")
+			"nothing to do for QEMU VMs, which then run under software emulation (slow); Firecracker needs a host where KVM boots guests (bare metal, or working nested virtualisation)")
 	}
 }
 
@@ -266,9 +266,9 @@ func sshKeyCheck(h Host, cfg *config.Config) api.Check {
 	case managed && errors.Is(err, fs.ErrNotExist):
 		return ok(CheckSSHKey, "managed key "+path+" is generated on first use")
 	case managed:
-		return bad(CheckSSHKey, api.CheckFail, errText(err), "move "+path+" aside; banger generates a new managed key")
+		return bad(CheckSSHKey, api.CheckFail, "managed key "+path+": "+errText(err), "move "+path+" aside; banger generates a new managed key")
 	}
-	return bad(CheckSSHKey, api.CheckFail, errText(err),
+	return bad(CheckSSHKey, api.CheckFail, "configured key "+path+": "+errText(err),
 		"create it with `ssh-keygen -t ed25519 -N '' -f "+path+"`, or remove ssh_key from the config to use a managed key")
 }
 

@@ -1,0 +1,169 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binDir holds banger, bangerd and banger-agent built for this run with
+// build id "e2e-a".
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "banger-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	if err := build(binDir, "e2e-a", "banger", "bangerd", "banger-agent"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func moduleRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// build compiles the named commands into dir with the given build id.
+func build(dir, buildID string, cmds ...string) error {
+	for _, c := range cmds {
+		args := []string{"build", "-o", filepath.Join(dir, c),
+			"-ldflags", "-X github.com/bangerdev/banger/internal/buildinfo.version=e2e -X github.com/bangerdev/banger/internal/buildinfo.buildID=" + buildID,
+			"./cmd/" + c}
+		cmd := exec.Command("go", args...)
+		cmd.Dir = moduleRoot()
+		cmd.Env = os.Environ()
+		if c == "banger-agent" {
+			cmd.Env = append(cmd.Env, "CGO_ENABLED=0")
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("building %s: %v\n%s", c, err, out)
+		}
+	}
+	return nil
+}
+
+// env is one user's world: a BANGER_HOME and a bin dir of binaries.
+type env struct {
+	t     *testing.T
+	home  string
+	bin   string
+	extra []string // extra environment for runWith callers
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	home, err := os.MkdirTemp("", "bge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, home: home, bin: binDir}
+	t.Cleanup(func() {
+		e.stopDaemon()
+		os.RemoveAll(home)
+	})
+	return e
+}
+
+// privateBin gives the env its own copy of the binaries, so a test can
+// replace one (a rebuild) without touching other tests.
+func (e *env) privateBin() {
+	dir := filepath.Join(e.home, "bin")
+	os.MkdirAll(dir, 0o755)
+	for _, b := range []string{"banger", "bangerd", "banger-agent"} {
+		data, err := os.ReadFile(filepath.Join(binDir, b))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, b), data, 0o755); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	e.bin = dir
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// run executes banger with args in this env.
+func (e *env) run(args ...string) result {
+	e.t.Helper()
+	return e.runWith(nil, args...)
+}
+
+func (e *env) runWith(extraEnv []string, args ...string) result {
+	e.t.Helper()
+	cmd := exec.Command(filepath.Join(e.bin, "banger"), args...)
+	cmd.Env = append([]string{"BANGER_HOME=" + e.home, "HOME=" + filepath.Join(e.home, "home"), "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, extraEnv...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("running banger %v: %v", args, err)
+	}
+	return result{stdout: out.String(), stderr: errb.String(), code: code}
+}
+
+func (e *env) mustRun(args ...string) result {
+	e.t.Helper()
+	r := e.run(args...)
+	if r.code != 0 {
+		e.t.Fatalf("banger %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+func (e *env) pidFile() string { return filepath.Join(e.home, "run", "bangerd.pid") }
+
+// stopDaemon kills any daemon left by a failed test.
+func (e *env) stopDaemon() {
+	b, err := os.ReadFile(e.pidFile())
+	if err != nil {
+		return
+	}
+	var pid int
+	fmt.Sscan(string(b), &pid)
+	if pid > 0 {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+}
+
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for processAlive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d still alive", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the host packages banger and its tests use, on Debian or Ubuntu.
+# Run as root. Safe to re-run.
+set -euo pipefail
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps.sh: run as root (sudo $0)" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+    ca-certificates git make gcc cpio \
+    qemu-system-x86 qemu-utils \
+    e2fsprogs xfsprogs debootstrap \
+    iproute2 nftables kmod \
+    >/dev/null
+if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
+    echo "install-deps.sh: Go 1.26 or newer is needed (https://go.dev/doc/install); put it at /usr/local/go" >&2
+    exit 1
+fi
+echo "install-deps.sh: host packages installed"
