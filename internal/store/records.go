@@ -9,20 +9,6 @@ import (
 	"time"
 )
 
-// Image is a registered image. Artifacts and metadata grow with the images
-// capability; Manifest holds its JSON metadata.
-type Image struct {
-	ID          string
-	Name        string
-	ParentID    string
-	State       string
-	Distro      string
-	Fingerprint string
-	Manifest    string
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
-}
-
 // VM is a persistent VM spec plus its last known runtime (both JSON).
 type VM struct {
 	ID        string
@@ -80,53 +66,6 @@ func nullable(s string) any {
 		return nil
 	}
 	return s
-}
-
-// CreateImage inserts an image record.
-func (s *Store) CreateImage(ctx context.Context, img Image) error {
-	now := s.now()
-	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO images
-			(id, name, parent_id, state, distro, fingerprint, manifest, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			img.ID, img.Name, nullable(img.ParentID), img.State, img.Distro, img.Fingerprint, orJSON(img.Manifest),
-			unixMilli(now), unixMilli(now))
-		return classify(err, "creating image "+img.Name)
-	})
-}
-
-// DeleteImage removes an image; it fails with ErrConflict while a VM or a
-// child image still refers to it.
-func (s *Store) DeleteImage(ctx context.Context, id string) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM images WHERE id = ?`, id)
-		if err != nil {
-			return classify(err, "deleting image "+id)
-		}
-		return requireOne(res, "image "+id)
-	})
-}
-
-// ListImages returns all images by name.
-func (s *Store) ListImages(ctx context.Context) ([]Image, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, name, COALESCE(parent_id, ''), state, distro, fingerprint, manifest,
-		created_at, updated_at FROM images ORDER BY name`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Image
-	for rows.Next() {
-		var img Image
-		var created, updated int64
-		if err := rows.Scan(&img.ID, &img.Name, &img.ParentID, &img.State, &img.Distro, &img.Fingerprint, &img.Manifest,
-			&created, &updated); err != nil {
-			return nil, err
-		}
-		img.CreatedAt, img.UpdatedAt = fromMilli(created), fromMilli(updated)
-		out = append(out, img)
-	}
-	return out, rows.Err()
 }
 
 // CreateVM inserts a VM record.
