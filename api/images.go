@@ -41,8 +41,11 @@ type KernelInfo struct {
 	ConfigKnown       bool     `json:"config_known"`
 	Firecracker       bool     `json:"firecracker"`
 	FirecrackerReason string   `json:"firecracker_reason,omitempty"`
-	QEMU              bool     `json:"qemu"`
-	QEMUReason        string   `json:"qemu_reason,omitempty"`
+	// FirecrackerMinVersion is the oldest Firecracker that finds this
+	// kernel's devices ("" when any does).
+	FirecrackerMinVersion string `json:"firecracker_min_version,omitempty"`
+	QEMU                  bool   `json:"qemu"`
+	QEMUReason            string `json:"qemu_reason,omitempty"`
 }
 
 // Image is a managed image as the API shows it.

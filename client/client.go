@@ -181,3 +181,51 @@ func (c *Client) BeginDeepDoctor(ctx context.Context, req api.DeepDoctorRequest)
 	err := c.do(ctx, http.MethodPost, "/doctor/deep", req, &op)
 	return op, err
 }
+
+// Images lists the registered images.
+func (c *Client) Images(ctx context.Context) ([]api.Image, error) {
+	var l api.ImageList
+	err := c.do(ctx, http.MethodGet, "/images", nil, &l)
+	return l.Images, err
+}
+
+// Image returns one image by name or id.
+func (c *Client) Image(ctx context.Context, name string) (api.Image, error) {
+	var img api.Image
+	err := c.do(ctx, http.MethodGet, "/images/"+url.PathEscape(name), nil, &img)
+	return img, err
+}
+
+// RemoveImage deletes an image; force removes one that VMs still use.
+func (c *Client) RemoveImage(ctx context.Context, name string, force bool) error {
+	return c.do(ctx, http.MethodDelete, "/images/"+url.PathEscape(name)+"?force="+fmt.Sprint(force), nil, nil)
+}
+
+// BeginRegisterImage validates the request (bad input fails here, at once)
+// and starts the registration; the operation's result is an api.Image.
+func (c *Client) BeginRegisterImage(ctx context.Context, req api.RegisterImageRequest) (api.Operation, error) {
+	var op api.Operation
+	err := c.do(ctx, http.MethodPost, "/images/register", req, &op)
+	return op, err
+}
+
+// BeginPromoteImage starts promoting an image to fully managed.
+func (c *Client) BeginPromoteImage(ctx context.Context, name string) (api.Operation, error) {
+	var op api.Operation
+	err := c.do(ctx, http.MethodPost, "/images/"+url.PathEscape(name)+"/promote", struct{}{}, &op)
+	return op, err
+}
+
+// BeginBootstrapImage starts building a base image from nothing.
+func (c *Client) BeginBootstrapImage(ctx context.Context, req api.BootstrapImageRequest) (api.Operation, error) {
+	var op api.Operation
+	err := c.do(ctx, http.MethodPost, "/images/bootstrap", req, &op)
+	return op, err
+}
+
+// BeginBuildImage starts deriving an image from a registered one.
+func (c *Client) BeginBuildImage(ctx context.Context, req api.BuildImageRequest) (api.Operation, error) {
+	var op api.Operation
+	err := c.do(ctx, http.MethodPost, "/images/build", req, &op)
+	return op, err
+}

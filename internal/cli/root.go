@@ -27,6 +27,9 @@ The banger CLI talks to bangerd, a daemon it starts on demand.`,
 		&cobra.Group{ID: "work", Title: "Working with VMs:"},
 		&cobra.Group{ID: "host", Title: "Host and daemon:"},
 	)
+	img := newImageCmd(app)
+	img.GroupID = "work"
+	root.AddCommand(img)
 	for _, c := range []*cobra.Command{
 		newDaemonCmd(app),
 		newDoctorCmd(app),

@@ -42,6 +42,21 @@ type Paths struct {
 	DataDir    string `json:"data_dir"`    // images, managed ssh key, caches
 	StateDir   string `json:"state_dir"`   // database, VM dirs, logs
 	RuntimeDir string `json:"runtime_dir"` // API socket, pid file
+	// CacheDir holds downloads cached by content (kernel packages,
+	// debootstrap trees, npm tarballs); default DataDir/cache. BANGER_CACHE_DIR
+	// moves it, so several BANGER_HOMEs (tests) can share one.
+	CacheDir string `json:"cache_dir"`
+}
+
+// EnvCacheDir overrides Paths.CacheDir.
+const EnvCacheDir = "BANGER_CACHE_DIR"
+
+// Cache returns the download cache directory.
+func (p Paths) Cache() string {
+	if p.CacheDir != "" {
+		return p.CacheDir
+	}
+	return filepath.Join(p.DataDir, "cache")
 }
 
 // Socket is the daemon's API socket.
@@ -97,6 +112,12 @@ func DefaultPaths(env Env, uid int) (Paths, error) {
 			return Paths{}, x.err
 		}
 		p.RuntimeDir = runtimeDir(env, uid)
+	}
+	if dir, ok := env.get(EnvCacheDir); ok {
+		if !filepath.IsAbs(dir) {
+			return Paths{}, fmt.Errorf("%s=%q is not an absolute path: set it to an absolute directory", EnvCacheDir, dir)
+		}
+		p.CacheDir = filepath.Clean(dir)
 	}
 	if file, ok := env.get(EnvConfig); ok {
 		if !filepath.IsAbs(file) {

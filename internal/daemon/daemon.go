@@ -19,6 +19,9 @@ import (
 	"github.com/bangerdev/banger/internal/buildinfo"
 	"github.com/bangerdev/banger/internal/config"
 	"github.com/bangerdev/banger/internal/doctor"
+	"github.com/bangerdev/banger/internal/ext4img"
+	"github.com/bangerdev/banger/internal/image"
+	"github.com/bangerdev/banger/internal/imagebuild"
 	"github.com/bangerdev/banger/internal/localsock"
 	"github.com/bangerdev/banger/internal/operation"
 	"github.com/bangerdev/banger/internal/store"
@@ -43,6 +46,8 @@ type Daemon struct {
 	log       *slog.Logger
 	store     *store.Store
 	ops       *operation.Manager
+	images    *image.Catalog
+	builder   *imagebuild.Builder
 	host      doctor.Host
 	started   time.Time
 	build     buildinfo.Info
@@ -104,6 +109,13 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer st.Close()
 	d.store = st
+	d.images = &image.Catalog{
+		Root: filepath.Join(cfg.Paths.DataDir, "images"), Store: st, Tools: ext4img.New(), AgentBin: d.agentBin, Log: log,
+		Kernels: kernelStager{agentBin: d.agentBin}, AgentFiles: agentFiles,
+	}
+	d.builder = &imagebuild.Builder{
+		Catalog: d.images, CacheDir: cfg.Paths.Cache(), PublicKey: publicKey(cfg), FetchKernel: fetchDebianKernel(log), Log: log,
+	}
 	if err := d.reconcile(ctx); err != nil {
 		log.Error("reconciling", "error", err)
 		return err
@@ -171,6 +183,13 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 	}
 	for _, id := range ids {
 		d.log.Warn("operation interrupted by restart", "op", id)
+	}
+	removed, err := d.images.CleanStaging()
+	if err != nil {
+		return fmt.Errorf("removing half-built images: %w", err)
+	}
+	for _, p := range removed {
+		d.log.Warn("removed half-built image left by a crash", "path", p)
 	}
 	return nil
 }

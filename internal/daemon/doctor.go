@@ -47,7 +47,34 @@ func (d *Daemon) quickReport(ctx context.Context) (api.DoctorReport, error) {
 	if err != nil {
 		return api.DoctorReport{}, err
 	}
-	return doctor.Run(ctx, d.host, doctor.Inputs{Config: d.cfg, ConfigFileFound: d.opts.ConfigFileFound, Probe: probe}), nil
+	rep := doctor.Run(ctx, d.host, doctor.Inputs{Config: d.cfg, ConfigFileFound: d.opts.ConfigFileFound, Probe: probe})
+	imgCheck, err := d.imagesCheck(ctx, false)
+	if err != nil {
+		return rep, err
+	}
+	rep.Checks = append(rep.Checks, imgCheck)
+	return rep, nil
+}
+
+// imagesCheck verifies every image: sizes in a quick run, digests in a
+// deep one.
+func (d *Daemon) imagesCheck(ctx context.Context, deep bool) (api.Check, error) {
+	imgs, err := d.images.List(ctx)
+	if err != nil {
+		return api.Check{}, err
+	}
+	var problems []doctor.ImageProblem
+	count := 0
+	for _, img := range imgs {
+		if img.State == "removed" {
+			continue
+		}
+		count++
+		for _, p := range d.images.Verify(img, deep) {
+			problems = append(problems, doctor.ImageProblem{Image: p.Image, Detail: p.Detail, Fix: p.Fix})
+		}
+	}
+	return doctor.ImagesCheck(count, problems, deep), nil
 }
 
 func (d *Daemon) getDoctor(w http.ResponseWriter, r *http.Request) error {
@@ -93,9 +120,17 @@ func (d *Daemon) deepDoctor(ctx context.Context, run *operation.Run, timeout tim
 			return rep, fmt.Errorf("recording the probe result: %w", err)
 		}
 	}
+	run.Stage("image digests")
+	imgCheck, err := d.imagesCheck(ctx, true)
+	if err != nil {
+		return rep, err
+	}
 	for i, c := range rep.Checks {
-		if c.Name == doctor.CheckKVMBoot {
+		switch c.Name {
+		case doctor.CheckKVMBoot:
 			rep.Checks[i] = doctor.KVMBootCheck(rec)
+		case doctor.CheckImages:
+			rep.Checks[i] = imgCheck
 		}
 	}
 	return rep, nil
@@ -117,7 +152,7 @@ func (d *Daemon) kvmProbe(ctx context.Context, run *operation.Run, timeout time.
 	}
 
 	run.Stage("probe kernel")
-	k, err := debkernel.Fetch(ctx, filepath.Join(d.cfg.Paths.DataDir, "cache", "kernels"), probeKernelPackage, d.log)
+	k, err := debkernel.Fetch(ctx, filepath.Join(d.cfg.Paths.Cache(), "kernels"), probeKernelPackage, d.log)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

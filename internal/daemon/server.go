@@ -40,6 +40,13 @@ func (d *Daemon) routes() http.Handler {
 	handle("GET "+v+"/operations/{id}", d.getOperation)
 	handle("GET "+v+"/operations/{id}/events", d.streamOperation)
 	handle("POST "+v+"/operations/{id}/cancel", d.cancelOperation)
+	handle("GET "+v+"/images", d.listImages)
+	handle("GET "+v+"/images/{name}", d.getImage)
+	handle("DELETE "+v+"/images/{name}", d.deleteImage)
+	handle("POST "+v+"/images/register", d.registerImage)
+	handle("POST "+v+"/images/bootstrap", d.bootstrapImage)
+	handle("POST "+v+"/images/build", d.buildImage)
+	handle("POST "+v+"/images/{name}/promote", d.promoteImage)
 	handle("GET "+v+"/doctor", d.getDoctor)
 	handle("POST "+v+"/doctor/deep", d.postDeepDoctor)
 	handle("/", func(w http.ResponseWriter, r *http.Request) error {

@@ -61,7 +61,36 @@ const (
 	CheckReflink     = "reflink"
 	CheckSSHKey      = "ssh-key"
 	CheckDaemon      = "daemon"
+	CheckImages      = "images"
 )
+
+// ImageProblem is one thing wrong with a registered image.
+type ImageProblem struct {
+	Image  string
+	Detail string
+	Fix    string
+}
+
+// ImagesCheck reports the health of the registered images (artifacts
+// present, sizes and — in deep runs — digests matching the record).
+func ImagesCheck(count int, problems []ImageProblem, deep bool) api.Check {
+	how := "artifacts present with their recorded sizes"
+	if deep {
+		how = "artifacts present, digests match"
+	}
+	switch {
+	case count == 0:
+		return bad(CheckImages, api.CheckWarn, "no images yet", "run `banger image bootstrap debian` to make a first image")
+	case len(problems) == 0:
+		return ok(CheckImages, fmt.Sprintf("%d image(s), %s", count, how))
+	}
+	var details, fixes []string
+	for _, p := range problems {
+		details = append(details, p.Image+": "+p.Detail)
+		fixes = append(fixes, p.Image+": "+p.Fix)
+	}
+	return bad(CheckImages, api.CheckWarn, strings.Join(details, "; "), strings.Join(fixes, "; "))
+}
 
 // Inputs is what a run checks against.
 type Inputs struct {

@@ -186,3 +186,28 @@ func golden(t *testing.T, name string, got []byte) {
 		t.Errorf("%s differs (-want +got); run with -update if intended:\n%s", path, diff)
 	}
 }
+
+func TestImagesCheck(t *testing.T) {
+	tests := []struct {
+		name     string
+		count    int
+		problems []ImageProblem
+		want     api.CheckStatus
+		detail   string
+	}{
+		{"none", 0, nil, api.CheckWarn, "no images yet"},
+		{"healthy", 2, nil, api.CheckOK, "2 image(s)"},
+		{"broken", 2, []ImageProblem{{Image: "base", Detail: "rootfs is missing", Fix: "remove the image"}}, api.CheckWarn, "base: rootfs is missing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ImagesCheck(tt.count, tt.problems, false)
+			if c.Status != tt.want || !bytes.Contains([]byte(c.Detail), []byte(tt.detail)) {
+				t.Errorf("got %+v", c)
+			}
+			if c.Status != api.CheckOK && c.Fix == "" {
+				t.Error("no fix")
+			}
+		})
+	}
+}

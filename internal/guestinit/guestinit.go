@@ -1,15 +1,20 @@
 // Package guestinit is the code banger-agent runs as PID 1 inside an
 // initramfs.
 //
-// For now it owns the KVM usability probe: the guest side (Probe, which
-// prints ProbeMarker on the console and powers the machine off) and the
-// archive that carries it (ProbeInitramfs). The host side, which boots that
-// archive and waits for the marker, is package kvmprobe.
+// It owns two inits. Init (init.go) is the real one: it loads the modules
+// the initramfs lists in ModulesFile, mounts the root device named on the
+// kernel command line and switches to the image's own init; its boot is
+// planned as data (plan.go) and carried out by one executor over a small
+// system interface. Probe is the KVM usability probe's guest side: it
+// prints ProbeMarker on the console and powers the machine off;
+// ProbeInitramfs writes the archive that carries it, and package kvmprobe
+// boots that archive and waits for the marker.
 //
 // How the probe is wired: the kernel passes every word after " -- " on its
 // command line to /init as arguments, so booting ProbeInitramfs with a command
 // line ending in ProbeKernelArgs runs "/init probe", and banger-agent calls
-// Probe when IsProbe reports that invocation.
+// Probe when IsProbe reports that invocation. Any other start as PID 1 under
+// the name /init is the real init (IsInit).
 package guestinit
 
 import (

@@ -80,7 +80,9 @@ func (c *Catalog) Create(ctx context.Context, spec Spec, p Progress) (Image, err
 	committed := false
 	defer func() {
 		if !committed {
-			os.RemoveAll(st.Dir)
+			if err := removeTree(st.Dir); err != nil {
+				c.Log.Error("removing a failed image build", "dir", st.Dir, "error", err)
+			}
 		}
 	}()
 	m := Manifest{Schema: 1}

@@ -263,7 +263,7 @@ func (c *Catalog) Remove(ctx context.Context, name string, force bool) error {
 			return err
 		}
 	}
-	return os.RemoveAll(c.Dir(img.ID))
+	return removeTree(c.Dir(img.ID))
 }
 
 func (c *Catalog) children(ctx context.Context, id string) ([]string, error) {
@@ -294,7 +294,7 @@ func (c *Catalog) CleanStaging() ([]string, error) {
 	for _, e := range entries {
 		if e.IsDir() && len(e.Name()) > 9 && e.Name()[:9] == ".staging-" {
 			p := filepath.Join(c.Root, e.Name())
-			if err := os.RemoveAll(p); err != nil {
+			if err := removeTree(p); err != nil {
 				return removed, err
 			}
 			removed = append(removed, p)

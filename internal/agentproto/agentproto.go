@@ -1,0 +1,111 @@
+// Package agentproto is the wire protocol between bangerd and banger-agent.
+//
+// It owns the message types, their framing and both ends of an exchange:
+// the host-side calls (CheckHealth, Hello) and the guest-side loop (Serve).
+//
+// Framing: newline-delimited JSON over a byte stream, one message per line.
+// The stream is either an AF_VSOCK connection (port VsockPort) or a
+// virtio-serial port (named SerialPortName). A virtio-serial port has no
+// connection boundaries: bytes written for a previous host connection may
+// still be queued in either direction. So every request carries a random
+// ID, the host skips every line that is not the response with its ID
+// (garbage, stale replies), the host starts each request on a fresh line,
+// and both ends recover a message glued to the tail of a partial line.
+//
+// Versioning: Version is the protocol this build speaks. A "hello"
+// exchange tells each end the other's version and the request types it
+// supports; a later version will use it to switch the stream to a
+// multiplexed session protocol (yamux), which a peer only does after both
+// hellos agree. Unknown request types get an error response that names the
+// supported ones, so an older agent answers a newer host clearly.
+package agentproto
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"time"
+)
+
+const (
+	// Version is the protocol version this build speaks.
+	Version = 1
+	// VsockPort is the AF_VSOCK port the agent listens on.
+	VsockPort = 1024
+	// SerialPortName is the name of the virtio-serial port the agent
+	// serves (the guest sees it in /sys/class/virtio-ports/*/name).
+	SerialPortName = "banger.agent"
+	// MaxLineBytes bounds one message; longer lines are skipped.
+	MaxLineBytes = 1 << 20
+)
+
+// Request types.
+const (
+	TypeHello  = "hello"
+	TypeHealth = "health"
+)
+
+// SupportedTypes returns the request types Serve answers.
+func SupportedTypes() []string { return []string{TypeHello, TypeHealth} }
+
+// Error codes carried in Error.Code.
+const (
+	CodeUnknownType = "unknown_type"
+	CodeBadRequest  = "bad_request"
+	CodeInternal    = "internal"
+)
+
+// Request is one host→guest message.
+type Request struct {
+	ID    string `json:"id"`
+	Type  string `json:"type"`
+	Hello *Hello `json:"hello,omitempty"` // with TypeHello
+}
+
+// Response answers the Request with the same ID.
+type Response struct {
+	ID     string  `json:"id"`
+	Type   string  `json:"type"`
+	Error  *Error  `json:"error,omitempty"`
+	Hello  *Hello  `json:"hello,omitempty"`  // with TypeHello
+	Health *Health `json:"health,omitempty"` // with TypeHealth
+}
+
+// Error is a failed request. Message names the next action.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return "agent: " + e.Message + " (" + e.Code + ")" }
+
+// Hello describes one end of the protocol.
+type Hello struct {
+	// Protocol is the highest protocol version the sender speaks.
+	Protocol int `json:"protocol"`
+	// Types are the request types the sender serves (guest) or may send
+	// (host).
+	Types []string `json:"types,omitempty"`
+}
+
+// Health is the guest's answer to a health request.
+type Health struct {
+	Protocol     int    `json:"protocol"`
+	AgentVersion string `json:"agent_version"`
+	BuildID      string `json:"build_id"`
+	Hostname     string `json:"hostname"`
+	Kernel       string `json:"kernel"` // uname -r
+	UptimeMS     int64  `json:"uptime_ms"`
+	// Root is the filesystem type of /, e.g. "ext4".
+	Root string `json:"root"`
+	// RootMount is the source of the /root mount (the VM's work disk,
+	// e.g. /dev/vdb), or "" when /root is not a mount point.
+	RootMount string    `json:"root_mount"`
+	Time      time.Time `json:"time"`
+}
+
+// newID returns a random request ID.
+func newID() string {
+	b := make([]byte, 12)
+	rand.Read(b) // never fails (crypto/rand panics instead)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,81 @@
+package agentproto
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Handler answers the requests Serve does not answer itself.
+type Handler interface {
+	// Health reports the guest's health. Serve sets Protocol.
+	Health(ctx context.Context) (Health, error)
+}
+
+// Serve reads requests from rw and writes a response to each, one at a
+// time, until rw ends or ctx is done. It answers hello itself and passes
+// health to h; an unknown request type gets an error response naming the
+// supported types, and a line that is not a request gets a bad_request
+// response.
+//
+// It returns io.EOF (test with errors.Is) when the stream ends, ctx.Err()
+// when ctx ends (interrupting a blocked read on streams with deadlines;
+// other streams must be closed by the caller), and other errors as they
+// come.
+func Serve(ctx context.Context, rw io.ReadWriter, h Handler) error {
+	if d, ok := rw.(deadliner); ok {
+		stop := context.AfterFunc(ctx, func() { d.SetDeadline(aLongTimeAgo()) })
+		defer stop()
+	}
+	lr := newLineReader(rw)
+	for {
+		line, err := lr.next()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return err
+			}
+			return fmt.Errorf("agentproto: reading requests: %w", err)
+		}
+		if len(line) == 0 {
+			continue // the blank line a client writes before each request
+		}
+		resp := handle(ctx, h, line)
+		if err := writeMessage(rw, resp, false); err != nil {
+			return fmt.Errorf("agentproto: writing the %s response: %w", resp.Type, err)
+		}
+	}
+}
+
+func handle(ctx context.Context, h Handler, line []byte) Response {
+	var req Request
+	if !decode(line, &req) || req.Type == "" {
+		return Response{ID: req.ID, Error: &Error{
+			Code:    CodeBadRequest,
+			Message: fmt.Sprintf("not a request: want one JSON object per line with \"id\" and \"type\" (one of %s)", strings.Join(SupportedTypes(), ", ")),
+		}}
+	}
+	resp := Response{ID: req.ID, Type: req.Type}
+	switch req.Type {
+	case TypeHello:
+		resp.Hello = &Hello{Protocol: Version, Types: SupportedTypes()}
+	case TypeHealth:
+		health, err := h.Health(ctx)
+		if err != nil {
+			resp.Error = &Error{Code: CodeInternal, Message: "reading the guest's health: " + err.Error()}
+			break
+		}
+		health.Protocol = Version
+		resp.Health = &health
+	default:
+		resp.Error = &Error{
+			Code:    CodeUnknownType,
+			Message: fmt.Sprintf("unknown request type %q: this agent (protocol %d) supports %s; update banger-agent in the image", req.Type, Version, strings.Join(SupportedTypes(), ", ")),
+		}
+	}
+	return resp
+}
