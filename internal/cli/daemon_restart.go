@@ -21,7 +21,6 @@ func newDaemonRestartCmd(app *App) *cobra.Command {
 			if err := ctl.Stop(c.Context()); err != nil && !client.IsNotRunning(err) {
 				return err
 			}
-			ctl.Notices = nil
 			st, err := ctl.Start(c.Context())
 			if err != nil {
 				return err

@@ -27,7 +27,6 @@ func newDaemonStartCmd(app *App) *cobra.Command {
 			if !client.IsNotRunning(err) {
 				return err
 			}
-			ctl.Notices = nil
 			st, err = ctl.Start(c.Context())
 			if err != nil {
 				return err

@@ -31,7 +31,8 @@ type Controller struct {
 	DaemonBin string
 	// ConfigFile is passed to the daemon so it reads what the CLI read.
 	ConfigFile string
-	// Notices receives one-line notes (daemon started, restarted).
+	// Notices receives one-line notes (a stale daemon restarted). Starting
+	// on demand is silent: it is what every command expects.
 	Notices io.Writer
 	// StartTimeout bounds how long Start waits for the socket to answer.
 	StartTimeout time.Duration
@@ -164,9 +165,6 @@ func (c *Controller) Start(ctx context.Context) (api.DaemonStatus, error) {
 	for {
 		st, err := c.Status(ctx)
 		if err == nil {
-			if c.Notices != nil {
-				fmt.Fprintf(c.Notices, "banger: started bangerd (pid %d)\n", st.PID)
-			}
 			return st, nil
 		}
 		select {

@@ -157,3 +157,24 @@ func writeConfig(t *testing.T, e *env, body string) {
 		t.Fatal(err)
 	}
 }
+
+// A bad name is refused at once with one line naming the rule and an
+// example, and no image appears.
+func TestBadNameRefused(t *testing.T) {
+	e := newEnv(t)
+	for _, args := range [][]string{
+		{"image", "bootstrap", "debian", "--name", "Bad_Name"},
+		{"image", "register", "--name", "-bad", "--kernel", "/nonexistent", "--rootfs", "/nonexistent", "--modules", "/nonexistent"},
+		{"image", "build", "--from", "nothing", "--name", "x"},
+	} {
+		r := e.run(args...)
+		lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+		if r.code == 0 || len(lines) != 1 || !strings.HasPrefix(lines[0], "banger: ") {
+			t.Errorf("%v: exit %d, stderr %q; want one error line", args, r.code, r.stderr)
+		}
+		t.Logf("%v -> %s", args[:2], lines[0])
+	}
+	if r := e.mustRun("image", "list", "--json"); !strings.Contains(r.stdout, `"images": []`) {
+		t.Errorf("images after bad input: %s", r.stdout)
+	}
+}

@@ -183,13 +183,16 @@ func (a AgentsPreset) Apply(ctx context.Context, c *Chroot, log func(string)) er
 	if err := a.checkImage(c); err != nil {
 		return err
 	}
+	if c.mounts == nil {
+		return fmt.Errorf("the agents preset runs npm in the image and needs an open chroot: use OpenChroot(%q)", c.Root)
+	}
 	cacheDir := a.CacheDir
 	if cacheDir == "" {
 		tmp, err := os.MkdirTemp("", "banger-agents-cache-")
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(tmp)
+		defer removeUnmounted(tmp)
 		cacheDir = tmp
 	}
 	nodeVer, err := a.installNode(ctx, c, filepath.Join(cacheDir, "tarballs"), log)

@@ -208,6 +208,8 @@ func (p procFS) mountinfo() ([]byte, error) {
 	return os.ReadFile(filepath.Join(p.dir, "self", "mountinfo"))
 }
 
+func (procFS) kill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
+
 // pidsRootedIn returns the processes whose root directory is root.
 func (p procFS) pidsRootedIn(root string) []int {
 	entries, err := os.ReadDir(p.dir)
@@ -228,10 +230,12 @@ func (p procFS) pidsRootedIn(root string) []int {
 	return pids
 }
 
-// mountTable is what cleanup reads from the host.
+// mountTable is what cleanup reads from the host, and how it stops
+// processes left in a root.
 type mountTable interface {
 	mountinfo() ([]byte, error)
 	pidsRootedIn(root string) []int
+	kill(pid int) error
 }
 
 func cleanup(m mounter, pt mountTable, root string, log func(string)) error {
@@ -291,7 +295,7 @@ func killRooted(pt mountTable, root string, log func(string)) {
 		if log != nil {
 			log(fmt.Sprintf("killing process %d left running in %s", pid, root))
 		}
-		syscall.Kill(pid, syscall.SIGKILL)
+		pt.kill(pid)
 	}
 	for i := 0; i < 20 && len(pt.pidsRootedIn(root)) > 0; i++ {
 		time.Sleep(100 * time.Millisecond)

@@ -303,8 +303,32 @@ func TestRealAgentsPreset(t *testing.T) {
 	if diff := cmp.Diff([]Probe{{Name: "opencode", Kind: "tcp", Port: 4096}}, preset.Probes()); diff != "" {
 		t.Errorf("Probes (-want +got):\n%s", diff)
 	}
-	if _, err := os.Lstat(filepath.Join(root, "root/.npm")); err == nil {
-		t.Error("npm's cache was left in the image's /root/.npm")
+	// Nothing of the install (npm's cache, what postinstall scripts and
+	// --version runs write to HOME or TMPDIR) lands in the image.
+	for _, dir := range []string{"root", "tmp"} {
+		entries, _ := os.ReadDir(filepath.Join(root, dir))
+		for _, e := range entries {
+			switch e.Name() {
+			case ".bashrc", ".profile", ".ssh":
+			default:
+				t.Errorf("/%s/%s left in the image", dir, e.Name())
+			}
+		}
+	}
+	// The postinstall scripts ran: opencode and claude are native binaries,
+	// not the node wrappers the packages ship.
+	for _, p := range []string{"usr/local/lib/node_modules/opencode-ai/bin/opencode.exe", "usr/local/lib/node_modules/@anthropic-ai/claude-code/bin/claude.exe"} {
+		b := make([]byte, 4)
+		f, err := os.Open(filepath.Join(root, p))
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		f.Read(b)
+		f.Close()
+		if string(b) != "\x7fELF" {
+			t.Errorf("%s is not the native binary (postinstall did not run?): starts with %q", p, b)
+		}
 	}
 
 	// Idempotent: a second run succeeds, and is faster thanks to the caches.
