@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/agentproto"
 	"github.com/bangerdev/banger/internal/diskclone"
+	"github.com/bangerdev/banger/internal/provision"
 )
 
 // sharedCache is where the e2e tests keep downloads (debootstrap tree,
@@ -208,20 +208,29 @@ func buildAgents(t *testing.T, e *env) {
 	}
 	defer os.RemoveAll(mnt)
 	rootfs := artifact(t, img, "rootfs")
-	if out, err := exec.Command("mount", "-o", "loop,ro", rootfs, mnt).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mount", "-o", "loop", rootfs, mnt).CombinedOutput(); err != nil {
 		t.Fatalf("mount: %v %s", err, out)
 	}
-	defer exec.Command("umount", mnt).Run()
+	defer func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount: %v %s", err, out)
+		}
+	}()
+	// Run them the way the guest would: with /proc, /dev and /sys there.
+	chroot, err := provision.OpenChroot(mnt, func(s string) { t.Log(s) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chroot.Close()
 	for _, prog := range []string{"node", "opencode", "claude", "pi"} {
-		out, err := exec.Command("chroot", mnt, "/usr/local/bin/"+prog, "--version").CombinedOutput()
+		out, err := chroot.Run(context.Background(), provision.DefaultEnv(), prog, "--version")
 		if err != nil {
 			t.Errorf("%s --version in the built rootfs: %v\n%s", prog, err, out)
 			continue
 		}
 		t.Logf("%s --version: %s", prog, strings.TrimSpace(string(out)))
 	}
-	if _, err := os.Stat(filepath.Join(mnt, "etc/systemd/system/multi-user.target.wants/opencode.service")); err != nil {
+	if _, err := os.Lstat(filepath.Join(mnt, "etc/systemd/system/multi-user.target.wants/opencode.service")); err != nil {
 		t.Errorf("opencode.service not enabled: %v", err)
 	}
-	fmt.Fprint(os.Stderr)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -216,9 +217,7 @@ func (c *Chroot) Stream(ctx context.Context, env []string, log func(string), arg
 	return err
 }
 
-type writer interface{ Write([]byte) (int, error) }
-
-func (c *Chroot) run(ctx context.Context, env []string, out writer, argv []string) error {
+func (c *Chroot) run(ctx context.Context, env []string, out io.Writer, argv []string) error {
 	if len(argv) == 0 {
 		return errors.New("running a command in the chroot: no command given")
 	}
