@@ -41,7 +41,7 @@ type server struct {
 func newServer(log *slog.Logger) *server {
 	return &server{
 		log:           log,
-		handler:       newHealthReporter(),
+		handler:       fullHandler{newHealthReporter(), guestOps{sshDir: "/etc/ssh"}},
 		sysDir:        "/sys",
 		devDir:        "/dev",
 		openSerial:    openSerialPort,

@@ -42,10 +42,20 @@ const (
 const (
 	TypeHello  = "hello"
 	TypeHealth = "health"
+	// TypeProbeTCP asks whether a TCP port inside the guest accepts
+	// connections on loopback (readiness probes, e.g. opencode on 4096).
+	TypeProbeTCP = "probe_tcp"
+	// TypeHostKeys asks for the guest's SSH host public keys, so the host
+	// can pin them in known_hosts without trusting on first use.
+	TypeHostKeys = "host_keys"
+	// TypePowerOff asks the guest to shut down cleanly.
+	TypePowerOff = "poweroff"
 )
 
-// SupportedTypes returns the request types Serve answers.
-func SupportedTypes() []string { return []string{TypeHello, TypeHealth} }
+// SupportedTypes returns every request type this protocol version defines.
+func SupportedTypes() []string {
+	return []string{TypeHello, TypeHealth, TypeProbeTCP, TypeHostKeys, TypePowerOff}
+}
 
 // Error codes carried in Error.Code.
 const (
@@ -59,6 +69,7 @@ type Request struct {
 	ID    string `json:"id"`
 	Type  string `json:"type"`
 	Hello *Hello `json:"hello,omitempty"` // with TypeHello
+	Port  int    `json:"port,omitempty"`  // with TypeProbeTCP
 }
 
 // Response answers the Request with the same ID.
@@ -68,6 +79,17 @@ type Response struct {
 	Error  *Error  `json:"error,omitempty"`
 	Hello  *Hello  `json:"hello,omitempty"`  // with TypeHello
 	Health *Health `json:"health,omitempty"` // with TypeHealth
+	// Probe answers TypeProbeTCP.
+	Probe *ProbeResult `json:"probe,omitempty"`
+	// HostKeys answers TypeHostKeys: authorized_keys-format lines.
+	HostKeys []string `json:"host_keys,omitempty"`
+}
+
+// ProbeResult says whether a guest TCP port accepted a connection.
+type ProbeResult struct {
+	Port  int    `json:"port"`
+	Open  bool   `json:"open"`
+	Error string `json:"error,omitempty"`
 }
 
 // Error is a failed request. Message names the next action.

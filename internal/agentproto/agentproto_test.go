@@ -79,7 +79,7 @@ func TestHealthRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(Hello{Protocol: Version, Types: []string{"hello", "health"}}, hello); diff != "" {
+	if diff := cmp.Diff(Hello{Protocol: Version, Types: SupportedTypes()}, hello); diff != "" {
 		t.Errorf("hello (-want +got):\n%s", diff)
 	}
 	if h.calls != 4 {
@@ -150,23 +150,23 @@ func TestServeRequests(t *testing.T) {
 			line: `{"id":"r1","type":"exec"}`,
 			want: Response{ID: "r1", Type: "exec", Error: &Error{
 				Code:    CodeUnknownType,
-				Message: `unknown request type "exec": this agent (protocol 1) supports hello, health; update banger-agent in the image`,
+				Message: `unknown request type "exec": this agent (protocol 1) supports hello, health, probe_tcp, host_keys, poweroff; update banger-agent in the image`,
 			}},
 		},
 		{
 			name: "not JSON",
 			line: `health please`,
-			want: Response{Error: &Error{Code: CodeBadRequest, Message: `not a request: want one JSON object per line with "id" and "type" (one of hello, health)`}},
+			want: Response{Error: &Error{Code: CodeBadRequest, Message: `not a request: want one JSON object per line with "id" and "type" (one of hello, health, probe_tcp, host_keys, poweroff)`}},
 		},
 		{
 			name: "no type",
 			line: `{"id":"r2"}`,
-			want: Response{ID: "r2", Error: &Error{Code: CodeBadRequest, Message: `not a request: want one JSON object per line with "id" and "type" (one of hello, health)`}},
+			want: Response{ID: "r2", Error: &Error{Code: CodeBadRequest, Message: `not a request: want one JSON object per line with "id" and "type" (one of hello, health, probe_tcp, host_keys, poweroff)`}},
 		},
 		{
 			name: "a partial request from an earlier connection with a request glued on",
 			line: `{"id":"old","ty{"id":"r3","type":"hello","hello":{"protocol":7}}`,
-			want: Response{ID: "r3", Type: "hello", Hello: &Hello{Protocol: Version, Types: []string{"hello", "health"}}},
+			want: Response{ID: "r3", Type: "hello", Hello: &Hello{Protocol: Version, Types: SupportedTypes()}},
 		},
 		{
 			name: "health",
@@ -292,3 +292,63 @@ func TestLineReader(t *testing.T) {
 		t.Errorf("Request encodes as %s; decode's recovery needs it to start with %s", b, messageStart)
 	}
 }
+
+// opsHandler is a hand-written guest: fixed health, an open port set, keys,
+// and a record of poweroff requests.
+type opsHandler struct {
+	open     map[int]bool
+	keys     []string
+	poweroff int
+}
+
+func (o *opsHandler) Health(context.Context) (Health, error) { return Health{Hostname: "g"}, nil }
+func (o *opsHandler) ProbeTCP(_ context.Context, port int) ProbeResult {
+	if o.open[port] {
+		return ProbeResult{Port: port, Open: true}
+	}
+	return ProbeResult{Port: port, Error: "connection refused"}
+}
+func (o *opsHandler) HostKeys(context.Context) ([]string, error) { return o.keys, nil }
+func (o *opsHandler) PowerOff(context.Context) error            { o.poweroff++; return nil }
+
+func TestGuestOps(t *testing.T) {
+	host, guest := net.Pipe()
+	defer host.Close()
+	h := &opsHandler{open: map[int]bool{4096: true}, keys: []string{"ssh-ed25519 AAAA root@banger"}}
+	go Serve(context.Background(), guest, h)
+	c := NewClient(host)
+	ctx := context.Background()
+
+	if r, err := c.ProbeTCP(ctx, 4096); err != nil || !r.Open {
+		t.Errorf("probe 4096 = %+v, %v", r, err)
+	}
+	if r, err := c.ProbeTCP(ctx, 22); err != nil || r.Open || r.Error == "" {
+		t.Errorf("probe 22 = %+v, %v", r, err)
+	}
+	var perr *Error
+	if _, err := c.ProbeTCP(ctx, 70000); !errors.As(err, &perr) || perr.Code != CodeBadRequest {
+		t.Errorf("probe 70000: %v", err)
+	}
+	if keys, err := c.HostKeys(ctx); err != nil || len(keys) != 1 {
+		t.Errorf("host keys = %v, %v", keys, err)
+	}
+	if err := c.PowerOff(ctx); err != nil || h.poweroff != 1 {
+		t.Errorf("poweroff: %v (count %d)", err, h.poweroff)
+	}
+}
+
+// An agent that only answers health refuses the newer requests clearly.
+func TestGuestOpsUnsupported(t *testing.T) {
+	host, guest := net.Pipe()
+	defer host.Close()
+	go Serve(context.Background(), guest, healthOnly{})
+	_, err := NewClient(host).HostKeys(context.Background())
+	var perr *Error
+	if !errors.As(err, &perr) || perr.Code != CodeUnknownType || !strings.Contains(perr.Message, "update banger-agent") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+type healthOnly struct{}
+
+func (healthOnly) Health(context.Context) (Health, error) { return Health{}, nil }

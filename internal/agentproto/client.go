@@ -64,6 +64,33 @@ func (c *Client) Hello(ctx context.Context) (Hello, error) {
 	return *resp.Hello, nil
 }
 
+// ProbeTCP asks whether a TCP port inside the guest accepts connections.
+func (c *Client) ProbeTCP(ctx context.Context, port int) (ProbeResult, error) {
+	resp, err := c.call(ctx, Request{Type: TypeProbeTCP, Port: port})
+	if err != nil {
+		return ProbeResult{}, err
+	}
+	if resp.Probe == nil {
+		return ProbeResult{}, fmt.Errorf("agentproto: the agent answered probe_tcp without a result; update banger-agent in the image")
+	}
+	return *resp.Probe, nil
+}
+
+// HostKeys returns the guest's SSH host public keys.
+func (c *Client) HostKeys(ctx context.Context) ([]string, error) {
+	resp, err := c.call(ctx, Request{Type: TypeHostKeys})
+	if err != nil {
+		return nil, err
+	}
+	return resp.HostKeys, nil
+}
+
+// PowerOff asks the guest to shut down cleanly.
+func (c *Client) PowerOff(ctx context.Context) error {
+	_, err := c.call(ctx, Request{Type: TypePowerOff})
+	return err
+}
+
 // call sends req with a fresh ID and returns the response with that ID.
 // A response carrying an Error is returned as that *Error.
 func (c *Client) call(ctx context.Context, req Request) (Response, error) {

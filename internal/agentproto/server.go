@@ -14,6 +14,16 @@ type Handler interface {
 	Health(ctx context.Context) (Health, error)
 }
 
+// GuestOps is what a full agent answers besides health; a Handler that
+// also implements it serves probe_tcp, host_keys and poweroff.
+type GuestOps interface {
+	ProbeTCP(ctx context.Context, port int) ProbeResult
+	HostKeys(ctx context.Context) ([]string, error)
+	// PowerOff starts a clean shutdown and returns at once, so the reply
+	// can still be sent.
+	PowerOff(ctx context.Context) error
+}
+
 // Serve reads requests from rw and writes a response to each, one at a
 // time, until rw ends or ctx is done. It answers hello itself and passes
 // health to h; an unknown request type gets an error response naming the
@@ -71,6 +81,32 @@ func handle(ctx context.Context, h Handler, line []byte) Response {
 		}
 		health.Protocol = Version
 		resp.Health = &health
+	case TypeProbeTCP, TypeHostKeys, TypePowerOff:
+		ops, ok := h.(GuestOps)
+		if !ok {
+			resp.Error = &Error{Code: CodeUnknownType, Message: fmt.Sprintf("this agent does not serve %q: update banger-agent in the image", req.Type)}
+			break
+		}
+		switch req.Type {
+		case TypeProbeTCP:
+			if req.Port <= 0 || req.Port > 65535 {
+				resp.Error = &Error{Code: CodeBadRequest, Message: fmt.Sprintf("probe_tcp port %d is out of range 1..65535", req.Port)}
+				break
+			}
+			r := ops.ProbeTCP(ctx, req.Port)
+			resp.Probe = &r
+		case TypeHostKeys:
+			keys, err := ops.HostKeys(ctx)
+			if err != nil {
+				resp.Error = &Error{Code: CodeInternal, Message: "reading the guest's SSH host keys: " + err.Error()}
+				break
+			}
+			resp.HostKeys = keys
+		case TypePowerOff:
+			if err := ops.PowerOff(ctx); err != nil {
+				resp.Error = &Error{Code: CodeInternal, Message: "powering off: " + err.Error()}
+			}
+		}
 	default:
 		resp.Error = &Error{
 			Code:    CodeUnknownType,

@@ -1,0 +1,130 @@
+// Package hypervisor defines what banger needs from a hypervisor, as small
+// interfaces that every driver (qemu, firecracker) implements, plus the
+// identity that lets a restarted daemon re-adopt a running VM. The
+// conformance suite in hvtest runs against every driver.
+package hypervisor
+
+import (
+	"context"
+	"errors"
+	"net"
+)
+
+// Disk is a block device given to the guest, in order: the first is the
+// root filesystem (/dev/vda), the second the work disk (/dev/vdb).
+type Disk struct {
+	ID       string // short name: "root", "work"
+	Path     string // raw image file
+	ReadOnly bool
+}
+
+// NIC attaches the guest's eth0 to a host TAP device.
+type NIC struct {
+	TAP string // an existing, up TAP device the daemon owns
+	MAC string // guest MAC, derived from the lease
+}
+
+// Boot is the guest kernel and its command line.
+type Boot struct {
+	Vmlinux string // uncompressed ELF (Firecracker; QEMU microvm)
+	Vmlinuz string // compressed bzImage (QEMU q35)
+	Initrd  string
+	// Cmdline is banger's part of the kernel command line (root=, banger.ip=,
+	// ...). Drivers add their console and panic settings.
+	Cmdline string
+}
+
+// Spec is everything a driver needs to launch one VM.
+type Spec struct {
+	ID        string // VM id; unique, stable
+	Name      string
+	Dir       string // the VM's runtime directory: sockets, pid, console log live here
+	VCPUs     int
+	MemoryMiB int
+	Boot      Boot
+	Disks     []Disk
+	NIC       *NIC // nil: no network
+	// ConsoleLimit bounds the serial console log in bytes.
+	ConsoleLimit int64
+}
+
+// AgentTransport says how the host reaches the guest agent.
+type AgentTransport string
+
+const (
+	// AgentSerial: a virtio-serial port named "banger.agent", exposed on
+	// the host as a unix socket (QEMU chardev).
+	AgentSerial AgentTransport = "virtio-serial"
+	// AgentVsock: AF_VSOCK to the guest's CID (QEMU vhost-vsock).
+	AgentVsock AgentTransport = "vsock"
+	// AgentHybridVsock: Firecracker's unix socket with a CONNECT handshake.
+	AgentHybridVsock AgentTransport = "hybrid-vsock"
+)
+
+// Handle identifies a launched VM's hypervisor process. It is stored with
+// the VM so a restarted daemon can find, verify and control the process.
+type Handle struct {
+	Driver string `json:"driver"`
+	PID    int    `json:"pid"`
+	// StartTime is the process start time (clock ticks since boot, from
+	// /proc/PID/stat): with PID it identifies the process even after the
+	// PID was reused.
+	StartTime     uint64         `json:"start_time"`
+	ControlSocket string         `json:"control_socket"` // QMP or Firecracker API
+	Agent         AgentTransport `json:"agent"`
+	AgentSocket   string         `json:"agent_socket,omitempty"`
+	AgentCID      uint32         `json:"agent_cid,omitempty"`
+	ConsoleLog    string         `json:"console_log"`
+	// Accel is how the guest runs: "kvm" or "tcg" (software emulation).
+	Accel string `json:"accel,omitempty"`
+}
+
+// State is what a driver knows of a VM's process.
+type State string
+
+const (
+	Running State = "running"
+	Paused  State = "paused"
+	Stopped State = "stopped" // the process is gone
+)
+
+// ErrNotOurs means the process at a Handle's PID is not the VM's process
+// (it exited and the PID was reused, or its control socket does not answer).
+var ErrNotOurs = errors.New("process is not this VM's hypervisor")
+
+// Launcher starts VMs. Launch returns once the hypervisor process runs and
+// its control socket answers; it does not wait for the guest to boot. On
+// error nothing is left running and no socket is left behind.
+type Launcher interface {
+	Launch(ctx context.Context, spec Spec) (Handle, error)
+}
+
+// Controller manages a launched VM through its Handle.
+type Controller interface {
+	// Status asks the hypervisor; a process that is gone is Stopped.
+	Status(ctx context.Context, h Handle) (State, error)
+	// Shutdown asks the guest to power off (ACPI / Ctrl-Alt-Del) and waits
+	// until the process exits or ctx ends; then it kills the process. It
+	// removes the VM's sockets.
+	Shutdown(ctx context.Context, h Handle) error
+	// Kill stops the process at once and removes the VM's sockets.
+	Kill(h Handle) error
+	// Adopt verifies that the process at h is still this VM's hypervisor:
+	// the PID is alive with the recorded start time and the control socket
+	// answers. It returns ErrNotOurs (wrapped) otherwise.
+	Adopt(ctx context.Context, h Handle) error
+}
+
+// AgentDialer opens a stream to the guest agent.
+type AgentDialer interface {
+	DialAgent(ctx context.Context, h Handle) (net.Conn, error)
+}
+
+// Hypervisor is a driver: it launches, controls and reaches VMs.
+type Hypervisor interface {
+	// Name is the driver name recorded in handles ("qemu", "firecracker").
+	Name() string
+	Launcher
+	Controller
+	AgentDialer
+}
