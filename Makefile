@@ -22,7 +22,7 @@ LDFLAGS  := -s -w -X $(PKG)/internal/buildinfo.version=$(VERSION) -X $(PKG)/inte
 
 TEST_FLAGS ?=
 
-.PHONY: all build test test-unit lint install bench clean deps quickstart
+.PHONY: all build test test-unit lint install bench bench-create clean deps quickstart
 
 all: build
 
@@ -51,6 +51,10 @@ install: build
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./client ./internal/diskclone
+
+# Per-stage create timings over real VMs: make bench-create ARGS="--runs 5"
+bench-create: build
+	$(BIN)/banger bench create $(ARGS)
 
 clean:
 	rm -rf $(BIN)

@@ -229,3 +229,80 @@ func (c *Client) BeginBuildImage(ctx context.Context, req api.BuildImageRequest)
 	err := c.do(ctx, http.MethodPost, "/images/build", req, &op)
 	return op, err
 }
+
+// VMs lists the VMs.
+func (c *Client) VMs(ctx context.Context) ([]api.VM, error) {
+	var l api.VMList
+	err := c.do(ctx, http.MethodGet, "/vms", nil, &l)
+	return l.VMs, err
+}
+
+// VM returns one VM by name or id.
+func (c *Client) VM(ctx context.Context, name string) (api.VM, error) {
+	var v api.VM
+	err := c.do(ctx, http.MethodGet, "/vms/"+url.PathEscape(name), nil, &v)
+	return v, err
+}
+
+// BeginCreateVM validates the request (bad input fails here, at once) and
+// starts the create; the operation's result is an api.VM.
+func (c *Client) BeginCreateVM(ctx context.Context, req api.CreateVMRequest) (api.Operation, error) {
+	var op api.Operation
+	err := c.do(ctx, http.MethodPost, "/vms", req, &op)
+	return op, err
+}
+
+// BeginStartVM boots a stopped VM.
+func (c *Client) BeginStartVM(ctx context.Context, name string) (api.Operation, error) {
+	var op api.Operation
+	err := c.do(ctx, http.MethodPost, "/vms/"+url.PathEscape(name)+"/start", struct{}{}, &op)
+	return op, err
+}
+
+// BeginRestartVM stops and boots a VM.
+func (c *Client) BeginRestartVM(ctx context.Context, name string) (api.Operation, error) {
+	var op api.Operation
+	err := c.do(ctx, http.MethodPost, "/vms/"+url.PathEscape(name)+"/restart", struct{}{}, &op)
+	return op, err
+}
+
+// StopVM shuts a VM down cleanly and waits until it is stopped.
+func (c *Client) StopVM(ctx context.Context, name string) (api.VM, error) {
+	var v api.VM
+	err := c.do(ctx, http.MethodPost, "/vms/"+url.PathEscape(name)+"/stop", struct{}{}, &v)
+	return v, err
+}
+
+// DeleteVM removes a VM and everything it had.
+func (c *Client) DeleteVM(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/vms/"+url.PathEscape(name), nil, nil)
+}
+
+// SSHInfo returns what ssh needs to reach a running VM.
+func (c *Client) SSHInfo(ctx context.Context, name string) (api.SSHInfo, error) {
+	var info api.SSHInfo
+	err := c.do(ctx, http.MethodGet, "/vms/"+url.PathEscape(name)+"/ssh", nil, &info)
+	return info, err
+}
+
+// Console streams a VM's serial console log to w; with follow it keeps
+// streaming until ctx ends.
+func (c *Client) Console(ctx context.Context, name string, follow bool, w io.Writer) error {
+	resp, err := c.send(ctx, http.MethodGet, "/vms/"+url.PathEscape(name)+"/console?follow="+fmt.Sprint(follow), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// Verify lists leaked resources.
+func (c *Client) Verify(ctx context.Context) (api.VerifyReport, error) {
+	var r api.VerifyReport
+	err := c.do(ctx, http.MethodGet, "/verify", nil, &r)
+	return r, err
+}

@@ -54,7 +54,9 @@ func cmdNetUp(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "address=%v gateway=%v dns=%v hostname=%q mac=%v\n", cfg.Address, cfg.Gateway, cfg.DNS, cfg.Hostname, cfg.MAC)
 		return 0
 	}
-	h, err := netlink.NewHandle()
+	// Only rtnetlink: guest kernels may lack xfrm or netfilter netlink, which
+	// a handle for every family would need.
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		fmt.Fprintf(stderr, "banger-agent net-up: opening netlink: %v\n", err)
 		return 1

@@ -97,3 +97,13 @@ func TestPrettyLogLine(t *testing.T) {
 		t.Errorf("non-JSON line changed: %q", got)
 	}
 }
+
+func TestBenchStats(t *testing.T) {
+	s := stats("x", []float64{5, 1, 4, 2, 3, 10, 9, 8, 7, 6})
+	if s.P50MS != 5 || s.P95MS != 10 || s.MinMS != 1 || s.MaxMS != 10 || s.Runs != 10 {
+		t.Errorf("stats = %+v", s)
+	}
+	if one := stats("y", []float64{42}); one.P50MS != 42 || one.P95MS != 42 {
+		t.Errorf("single sample = %+v", one)
+	}
+}

@@ -27,14 +27,17 @@ The banger CLI talks to bangerd, a daemon it starts on demand.`,
 		&cobra.Group{ID: "work", Title: "Working with VMs:"},
 		&cobra.Group{ID: "host", Title: "Host and daemon:"},
 	)
-	img := newImageCmd(app)
-	img.GroupID = "work"
-	root.AddCommand(img)
+	for _, c := range []*cobra.Command{newVMCmd(app), newImageCmd(app)} {
+		c.GroupID = "work"
+		root.AddCommand(c)
+	}
 	for _, c := range []*cobra.Command{
 		newDaemonCmd(app),
 		newDoctorCmd(app),
 		newConfigCmd(app),
 		newOperationCmd(app),
+		newBenchCmd(app),
+		newVerifyCmd(app),
 		newVersionCmd(app),
 	} {
 		c.GroupID = "host"

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,11 +21,14 @@ import (
 	"github.com/bangerdev/banger/internal/config"
 	"github.com/bangerdev/banger/internal/doctor"
 	"github.com/bangerdev/banger/internal/ext4img"
+	"github.com/bangerdev/banger/internal/hypervisor"
+	"github.com/bangerdev/banger/internal/hypervisor/qemu"
 	"github.com/bangerdev/banger/internal/image"
 	"github.com/bangerdev/banger/internal/imagebuild"
 	"github.com/bangerdev/banger/internal/localsock"
 	"github.com/bangerdev/banger/internal/operation"
 	"github.com/bangerdev/banger/internal/store"
+	"github.com/bangerdev/banger/internal/vm"
 )
 
 // Options configure a daemon run.
@@ -48,6 +52,10 @@ type Daemon struct {
 	ops       *operation.Manager
 	images    *image.Catalog
 	builder   *imagebuild.Builder
+	vms       *vm.Manager
+	net       *network
+	qemu      *qemu.Driver
+	hvMu      sync.Mutex
 	host      doctor.Host
 	started   time.Time
 	build     buildinfo.Info
@@ -116,6 +124,11 @@ func Run(ctx context.Context, opts Options) error {
 	d.builder = &imagebuild.Builder{
 		Catalog: d.images, CacheDir: cfg.Paths.Cache(), PublicKey: publicKey(cfg), FetchKernel: fetchDebianKernel(log), Log: log,
 	}
+	if err := d.openVMs(ctx, log); err != nil {
+		log.Error("opening the vm manager", "error", err)
+		return err
+	}
+	defer d.net.Close()
 	if err := d.reconcile(ctx); err != nil {
 		log.Error("reconciling", "error", err)
 		return err
@@ -184,12 +197,41 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 	for _, id := range ids {
 		d.log.Warn("operation interrupted by restart", "op", id)
 	}
+	findings, err := d.vms.Reconcile(ctx)
+	if err != nil {
+		d.log.Warn("reconciling vms", "error", err)
+	}
+	for _, f := range findings {
+		if f.Action == "unexplained" {
+			d.log.Warn("vm state cannot be explained", "vm", f.VM, "detail", f.Detail)
+		}
+	}
 	removed, err := d.images.CleanStaging()
 	if err != nil {
 		return fmt.Errorf("removing half-built images: %w", err)
 	}
 	for _, p := range removed {
 		d.log.Warn("removed half-built image left by a crash", "path", p)
+	}
+	return nil
+}
+
+// openVMs wires the VM manager: host networking, the hypervisor drivers
+// and the lifecycle.
+func (d *Daemon) openVMs(ctx context.Context, log *slog.Logger) error {
+	net, err := openNetwork(d.cfg, d.store, log)
+	if err != nil {
+		return err
+	}
+	d.net = net
+	accel := qemu.AccelTCG
+	if rec, _ := d.lastProbe(ctx); rec != nil && rec.Status == "booted" {
+		accel = qemu.AccelKVM
+	}
+	d.qemu = &qemu.Driver{Bin: d.cfg.QEMUBin, Accel: accel, Log: log}
+	d.vms = &vm.Manager{
+		Cfg: d.cfg, Store: d.store, Images: d.images, Net: net, Select: d.selectHypervisor,
+		Drivers: map[string]hypervisor.Hypervisor{d.qemu.Name(): d.qemu}, Tools: d.images.Tools, Log: log,
 	}
 	return nil
 }

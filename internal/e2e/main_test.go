@@ -64,6 +64,7 @@ type env struct {
 	home  string
 	bin   string
 	extra []string // extra environment for runWith callers
+	netns string   // when set, banger runs inside this network namespace
 }
 
 func newEnv(t *testing.T) *env {
@@ -110,7 +111,11 @@ func (e *env) run(args ...string) result {
 
 func (e *env) runWith(extraEnv []string, args ...string) result {
 	e.t.Helper()
-	cmd := exec.Command(filepath.Join(e.bin, "banger"), args...)
+	argv := append([]string{filepath.Join(e.bin, "banger")}, args...)
+	if e.netns != "" {
+		argv = append([]string{"ip", "netns", "exec", e.netns}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append([]string{"BANGER_HOME=" + e.home, "HOME=" + filepath.Join(e.home, "home"), "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, extraEnv...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -75,6 +75,9 @@ type Handle struct {
 	AgentSocket   string         `json:"agent_socket,omitempty"`
 	AgentCID      uint32         `json:"agent_cid,omitempty"`
 	ConsoleLog    string         `json:"console_log"`
+	// ConsoleLimit is Spec.ConsoleLimit, kept so that a driver that adopts
+	// the VM after a daemon restart keeps bounding ConsoleLog.
+	ConsoleLimit int64 `json:"console_limit,omitempty"`
 	// Accel is how the guest runs: "kvm" or "tcg" (software emulation).
 	Accel string `json:"accel,omitempty"`
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/bangerdev/banger/api"
 )
@@ -145,10 +146,24 @@ func (c *Catalog) Repair(ctx context.Context, name string, p Progress) (Image, b
 	}
 	missingSeed := !img.Has(WorkSeed)
 	stale := Fingerprint(img) != img.Fingerprint
-	if !missingSeed && !stale {
+	agent, err := AgentVersion(ctx, c.AgentBin)
+	if err != nil {
+		return img, false, err
+	}
+	oldAgent := img.Manifest.AgentVersion != agent
+	if !missingSeed && !stale && !oldAgent {
 		return img, false, nil
 	}
 	p.Stage("heal image")
+	if oldAgent {
+		// The agent is a companion of the daemon, never managed by hand: an
+		// image carrying another build gets this one, in its rootfs and as
+		// the initramfs /init.
+		if err := c.upgradeAgent(ctx, &img); err != nil {
+			return img, false, fmt.Errorf("updating banger-agent in image %s: %w", img.Name, err)
+		}
+		img.Manifest.AgentVersion = agent
+	}
 	if missingSeed {
 		dst := filepath.Join(c.Dir(img.ID), WorkSeed.FileName())
 		os.Remove(dst)
@@ -164,13 +179,47 @@ func (c *Catalog) Repair(ctx context.Context, name string, p Progress) (Image, b
 		return img, false, err
 	}
 	img.Fingerprint = Fingerprint(img)
-	what := "fingerprint"
+	var what []string
 	if missingSeed {
-		what = "work-seed + fingerprint"
+		what = append(what, "work-seed")
 	}
-	p.Detail("%s", what)
-	c.Log.Info("image healed", "image", img.Name, "work_seed_made", missingSeed, "fingerprint_was_stale", stale)
+	if oldAgent {
+		what = append(what, "agent")
+	}
+	p.Detail("%s", strings.Join(append(what, "fingerprint"), " + "))
+	c.Log.Info("image healed", "image", img.Name, "work_seed_made", missingSeed, "fingerprint_was_stale", stale, "agent_updated", oldAgent)
 	return img, true, nil
+}
+
+// upgradeAgent writes the current banger-agent into the image's rootfs and,
+// when the image has its modules, rebuilds the initramfs around it.
+func (c *Catalog) upgradeAgent(ctx context.Context, img *Image) error {
+	rootfs := img.Path(Rootfs)
+	if err := c.installAgent(ctx, rootfs); err != nil {
+		return err
+	}
+	if err := c.redigest(img, Rootfs, rootfs); err != nil {
+		return err
+	}
+	kernel := img.Path(Vmlinuz)
+	if kernel == "" {
+		kernel = img.Path(Vmlinux)
+	}
+	if !img.Has(Modules) || kernel == "" || !c.Managed(img.ID, img.Path(Initrd)) {
+		return nil // a user-supplied initramfs is left as it is
+	}
+	tmp, err := os.MkdirTemp(c.Dir(img.ID), ".initrd-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if _, err := c.Kernels.Stage(ctx, kernel, img.Path(Modules), "", tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(filepath.Join(tmp, Initrd.FileName()), img.Path(Initrd)); err != nil {
+		return err
+	}
+	return c.redigest(img, Initrd, img.Path(Initrd))
 }
 
 // Problem is one thing wrong with an image.

@@ -82,7 +82,15 @@ func newFixture(t *testing.T) *fixture {
 		Root: filepath.Join(dir, "images"), Store: st, Tools: ext4img.New(), AgentBin: agent,
 		Kernels: f.stager, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		AgentFiles: func(bin string) ([]ext4img.File, error) {
-			return []ext4img.File{{Path: "/usr/local/lib/banger/banger-agent", Mode: 0o755, Content: []byte("agent")}}, nil
+			b, err := os.ReadFile(bin)
+			if err != nil {
+				return nil, err
+			}
+			content := "agent"
+			if strings.Contains(string(b), "agent2") {
+				content = "agent v2"
+			}
+			return []ext4img.File{{Path: "/usr/local/lib/banger/banger-agent", Mode: 0o755, Content: []byte(content)}}, nil
 		},
 	}
 	// A bzImage-shaped file: boot flag 0xAA55 at 0x1fe, "HdrS" at 0x202.
@@ -429,5 +437,38 @@ func TestCleanStaging(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(f.cat.Root, "img-keep")); err != nil {
 		t.Error("removed a real image dir")
+	}
+}
+
+// A new banger-agent build reaches existing images on their next use: the
+// rootfs gets the new binary, the initramfs is rebuilt around it, and the
+// image records the new version.
+func TestSelfHealUpdatesTheAgent(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	img, err := f.cat.Register(ctx, f.request("aging"), &progressLog{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(f.cat.AgentBin, []byte("#!/bin/sh\necho '{\"version\":\"t\",\"build_id\":\"agent2\"}'\n"), 0o755)
+	staged := len(f.stager.staged)
+	healed, repaired, err := f.cat.Repair(ctx, "aging", &progressLog{})
+	if err != nil || !repaired {
+		t.Fatalf("repair: %v %v", repaired, err)
+	}
+	if healed.Manifest.AgentVersion != "t+agent2" || healed.Fingerprint == img.Fingerprint {
+		t.Errorf("after agent update: version %s, fingerprint changed %v", healed.Manifest.AgentVersion, healed.Fingerprint != img.Fingerprint)
+	}
+	if b, _ := f.cat.Tools.ReadFile(ctx, healed.Path(Rootfs), "/usr/local/lib/banger/banger-agent"); string(b) != "agent v2" {
+		t.Errorf("rootfs agent = %q", b)
+	}
+	if len(f.stager.staged) != staged+1 {
+		t.Error("the initramfs was not rebuilt")
+	}
+	if len(f.cat.Verify(healed, true)) != 0 {
+		t.Errorf("healed image has problems: %+v", f.cat.Verify(healed, true))
+	}
+	if _, again, _ := f.cat.Repair(ctx, "aging", &progressLog{}); again {
+		t.Error("second repair did work again")
 	}
 }

@@ -68,56 +68,6 @@ func nullable(s string) any {
 	return s
 }
 
-// CreateVM inserts a VM record.
-func (s *Store) CreateVM(ctx context.Context, vm VM) error {
-	now := s.now()
-	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO vms (id, name, image_id, state, spec, runtime, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			vm.ID, vm.Name, vm.ImageID, vm.State, orJSON(vm.Spec), orJSON(vm.Runtime), unixMilli(now), unixMilli(now))
-		return classify(err, "creating vm "+vm.Name)
-	})
-}
-
-// GetVMByName returns the VM with that name, or ErrNotFound.
-func (s *Store) GetVMByName(ctx context.Context, name string) (VM, error) {
-	var vm VM
-	var created, updated int64
-	err := s.db.QueryRowContext(ctx, `SELECT id, name, image_id, state, spec, runtime, created_at, updated_at
-		FROM vms WHERE name = ?`, name).Scan(&vm.ID, &vm.Name, &vm.ImageID, &vm.State, &vm.Spec, &vm.Runtime, &created, &updated)
-	if errors.Is(err, sql.ErrNoRows) {
-		return VM{}, fmt.Errorf("vm %q: %w", name, ErrNotFound)
-	}
-	vm.CreatedAt, vm.UpdatedAt = fromMilli(created), fromMilli(updated)
-	return vm, err
-}
-
-// VMNameTaken reports whether a VM already has name; the name generator
-// uses it to stay unique against the store.
-func (s *Store) VMNameTaken(ctx context.Context, name string) (bool, error) {
-	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM vms WHERE name = ?`, name).Scan(&n)
-	return n > 0, err
-}
-
-// CountVMs returns the number of VM records.
-func (s *Store) CountVMs(ctx context.Context) (int, error) {
-	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM vms`).Scan(&n)
-	return n, err
-}
-
-// DeleteVM removes a VM; its lease and sessions go with it.
-func (s *Store) DeleteVM(ctx context.Context, id string) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM vms WHERE id = ?`, id)
-		if err != nil {
-			return classify(err, "deleting vm "+id)
-		}
-		return requireOne(res, "vm "+id)
-	})
-}
-
 // CreateLease records a VM's address.
 func (s *Store) CreateLease(ctx context.Context, l Lease) error {
 	return s.write(ctx, func(tx *sql.Tx) error {

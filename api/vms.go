@@ -1,0 +1,70 @@
+package api
+
+import "time"
+
+// VM states.
+const (
+	VMCreating = "creating"
+	VMRunning  = "running"
+	VMStopped  = "stopped"
+)
+
+// VM is a VM as the API shows it.
+type VM struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	State      string    `json:"state"`
+	Image      string    `json:"image"`
+	VCPUs      int       `json:"vcpus"`
+	MemoryMiB  int       `json:"memory_mib"`
+	DiskBytes  int64     `json:"disk_bytes"`
+	Hypervisor string    `json:"hypervisor"`
+	Accel      string    `json:"accel,omitempty"`
+	IP         string    `json:"ip"`
+	MAC        string    `json:"mac"`
+	TAP        string    `json:"tap,omitempty"`
+	PID        int       `json:"pid,omitempty"`
+	Dir        string    `json:"dir"`
+	ConsoleLog string    `json:"console_log"`
+	SSH        string    `json:"ssh"`
+	CreatedAt  time.Time `json:"created_at"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	Warnings   []string  `json:"warnings,omitempty"`
+}
+
+// VMList is the answer to GET /v1/vms.
+type VMList struct {
+	VMs []VM `json:"vms"`
+}
+
+// CreateVMRequest asks for a new VM. Zero values take the configured
+// defaults.
+type CreateVMRequest struct {
+	Name       string `json:"name,omitempty"`
+	Image      string `json:"image,omitempty"`
+	VCPUs      int    `json:"vcpus,omitempty"`
+	MemoryMiB  int    `json:"memory_mib,omitempty"`
+	DiskBytes  int64  `json:"disk_bytes,omitempty"`
+	Hypervisor string `json:"hypervisor,omitempty"`
+}
+
+// SSHInfo is what `banger vm ssh` needs to reach a VM.
+type SSHInfo struct {
+	Host       string `json:"host"`
+	User       string `json:"user"`
+	KeyFile    string `json:"key_file"`
+	KnownHosts string `json:"known_hosts"`
+	HostAlias  string `json:"host_alias"`
+}
+
+// Leak is something `banger verify` found that no record explains.
+type Leak struct {
+	Kind   string `json:"kind"` // tap, nat, process, socket, disk
+	What   string `json:"what"`
+	Detail string `json:"detail"`
+}
+
+// VerifyReport is the answer to GET /v1/verify.
+type VerifyReport struct {
+	Leaks []Leak `json:"leaks"`
+}

@@ -1,0 +1,30 @@
+package cli
+
+import "github.com/spf13/cobra"
+
+func newVMCmd(app *App) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "vm",
+		Short: "Create, run and reach microVMs",
+		Long: `VMs boot from a managed image. Each gets a clone of the image's rootfs, its
+own work disk mounted at /root (a clone of the image's work-seed, grown to
+--disk), an address on banger's bridge, and the configured agent credentials
+copied into /root at every start.`,
+		Example: `  banger vm create --name demo
+  banger vm ssh demo -- uname -a
+  banger vm list
+  banger vm delete demo`,
+	}
+	c.AddCommand(
+		newVMCreateCmd(app),
+		newVMListCmd(app),
+		newVMShowCmd(app),
+		newVMStartCmd(app),
+		newVMStopCmd(app),
+		newVMRestartCmd(app),
+		newVMDeleteCmd(app),
+		newVMLogsCmd(app),
+		newVMSSHCmd(app),
+	)
+	return c
+}

@@ -1,0 +1,47 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/spf13/cobra"
+)
+
+func newVMDeleteCmd(app *App) *cobra.Command {
+	return &cobra.Command{
+		Use:     "delete NAME...",
+		Aliases: []string{"rm"},
+		Short:   "Delete VMs and everything they had (process, disks, TAP, address)",
+		Long:    "Delete one or more VMs at once; they are deleted concurrently.",
+		Example: "  banger vm delete demo\n  banger vm delete $(banger vm list --json | jq -r '.vms[].name')",
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError("vm delete wants one or more vm names (see `banger vm delete --help`)")
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := app.Client(c.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			errs := make([]error, len(args))
+			var wg sync.WaitGroup
+			for i, name := range args {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := cl.DeleteVM(c.Context(), name); err != nil {
+						errs[i] = fmt.Errorf("%s: %w", name, err)
+						return
+					}
+					fmt.Fprintf(app.Stdout, "deleted vm %s\n", name)
+				}()
+			}
+			wg.Wait()
+			return errors.Join(errs...)
+		},
+	}
+}

@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/spf13/cobra"
+)
+
+func newVMListCmd(app *App) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List VMs",
+		Example: "  banger vm list\n  banger vm list --json | jq -r '.vms[] | select(.state==\"running\") | .name'",
+		Args:    noArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := app.Client(c.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			vms, err := cl.VMs(c.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(app.Stdout, api.VMList{VMs: vms})
+			}
+			now := time.Now()
+			t := newTable(app.Stdout, "NAME", "STATE", "IMAGE", "IP", "VCPUS", "MEMORY", "DISK", "HYPERVISOR", "CREATED")
+			for _, v := range vms {
+				hv := v.Hypervisor
+				if v.Accel != "" {
+					hv += "/" + v.Accel
+				}
+				t.row(v.Name, v.State, dash(v.Image), dash(v.IP), fmt.Sprint(v.VCPUs), fmtBytes(int64(v.MemoryMiB)<<20),
+					fmtBytes(v.DiskBytes), hv, fmtAge(now, v.CreatedAt))
+			}
+			return t.flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func newVMShowCmd(app *App) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:     "show NAME",
+		Short:   "Show a VM",
+		Example: "  banger vm show demo\n  banger vm show demo --json | jq -r .ip",
+		Args:    exactArgs(1, "a vm name"),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := app.Client(c.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			v, err := cl.VM(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(app.Stdout, v)
+			}
+			t := newTable(app.Stdout, "FIELD", "VALUE")
+			t.row("name", v.Name)
+			t.row("id", v.ID)
+			t.row("state", v.State)
+			t.row("image", dash(v.Image))
+			t.row("hypervisor", v.Hypervisor+" "+v.Accel)
+			t.row("vcpus", fmt.Sprint(v.VCPUs))
+			t.row("memory", fmtBytes(int64(v.MemoryMiB)<<20))
+			t.row("disk", fmtBytes(v.DiskBytes))
+			t.row("ip", v.IP)
+			t.row("mac", v.MAC)
+			t.row("tap", dash(v.TAP))
+			if v.PID != 0 {
+				t.row("pid", fmt.Sprint(v.PID))
+			}
+			t.row("dir", v.Dir)
+			t.row("console", v.ConsoleLog)
+			t.row("ssh", v.SSH)
+			t.row("created", v.CreatedAt.Local().Format(time.RFC3339))
+			if !v.StartedAt.IsZero() {
+				t.row("started", v.StartedAt.Local().Format(time.RFC3339))
+			}
+			for _, w := range v.Warnings {
+				t.row("warning", w)
+			}
+			return t.flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}

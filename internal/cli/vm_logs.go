@@ -1,0 +1,26 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+)
+
+func newVMLogsCmd(app *App) *cobra.Command {
+	var follow bool
+	c := &cobra.Command{
+		Use:     "logs NAME",
+		Short:   "Print a VM's serial console (-f to follow)",
+		Long:    "Print the VM's serial console log (kernel, init and systemd output). The log is bounded in size; the oldest part is dropped first.",
+		Example: "  banger vm logs demo\n  banger vm logs demo -f",
+		Args:    exactArgs(1, "a vm name"),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := app.Client(c.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			return cl.Console(c.Context(), args[0], follow, app.Stdout)
+		},
+	}
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing what the console writes")
+	return c
+}

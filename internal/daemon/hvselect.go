@@ -1,0 +1,105 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/config"
+	"github.com/bangerdev/banger/internal/doctor"
+	"github.com/bangerdev/banger/internal/hypervisor"
+	"github.com/bangerdev/banger/internal/hypervisor/qemu"
+	"github.com/bangerdev/banger/internal/operation"
+	"github.com/bangerdev/banger/internal/vm"
+)
+
+// probeCache is the host-wide copy of the KVM probe result, valid until the
+// host reboots (keyed by boot id), so fresh banger homes (tests) do not each
+// pay for the probe.
+type probeCache struct {
+	BootID string             `json:"boot_id"`
+	Record doctor.ProbeRecord `json:"record"`
+}
+
+func bootID() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return strings.TrimSpace(string(b))
+}
+
+// kvmBoots reports whether KVM can boot a guest here, running the probe
+// (as a stage of the caller's operation) the first time it is needed.
+func (d *Daemon) kvmBoots(ctx context.Context, p vm.Progress) (bool, error) {
+	if rec, err := d.lastProbe(ctx); err != nil {
+		return false, err
+	} else if rec != nil {
+		return rec.Status == "booted", nil
+	}
+	cacheFile := filepath.Join(d.cfg.Paths.Cache(), "kvm-probe.json")
+	if b, err := os.ReadFile(cacheFile); err == nil {
+		var pc probeCache
+		if json.Unmarshal(b, &pc) == nil && pc.BootID != "" && pc.BootID == bootID() {
+			d.recordProbe(ctx, &pc.Record)
+			return pc.Record.Status == "booted", nil
+		}
+	}
+	run, ok := p.(*operation.Run)
+	if !ok {
+		return false, nil
+	}
+	rec, err := d.kvmProbe(ctx, run, 20*time.Second)
+	if err != nil {
+		return false, err
+	}
+	d.recordProbe(ctx, rec)
+	if b, err := json.Marshal(probeCache{BootID: bootID(), Record: *rec}); err == nil {
+		os.MkdirAll(filepath.Dir(cacheFile), 0o700)
+		os.WriteFile(cacheFile, b, 0o600)
+	}
+	return rec.Status == "booted", nil
+}
+
+func (d *Daemon) recordProbe(ctx context.Context, rec *doctor.ProbeRecord) {
+	if b, err := json.Marshal(rec); err == nil {
+		if err := d.store.SetHostFact(ctx, factKVMProbe, string(b)); err != nil {
+			d.log.Warn("recording the kvm probe", "error", err)
+		}
+	}
+}
+
+// selectHypervisor picks the driver for a VM: the requested one or the
+// configured default ("auto": Firecracker where it is installed and KVM
+// boots guests, QEMU otherwise). QEMU uses KVM when the probe says KVM
+// boots guests, software emulation otherwise, with a warning.
+func (d *Daemon) selectHypervisor(ctx context.Context, requested string, p vm.Progress) (hypervisor.Hypervisor, string, error) {
+	want := requested
+	if want == "" {
+		want = d.cfg.Hypervisor
+	}
+	d.hvMu.Lock()
+	defer d.hvMu.Unlock()
+	kvm, err := d.kvmBoots(ctx, p)
+	if err != nil {
+		return nil, "", err
+	}
+	switch want {
+	case config.HypervisorFirecracker:
+		return nil, "", api.Errorf(api.CodeUnimplemented,
+			"the Firecracker driver is not in this build yet: use --hypervisor qemu (or hypervisor = \"qemu\" in the config)")
+	case config.HypervisorAuto, config.HypervisorQEMU:
+	default:
+		return nil, "", api.Errorf(api.CodeInvalidArgument, "hypervisor %q: use qemu or firecracker", want)
+	}
+	accel := qemu.AccelTCG
+	warning := "KVM cannot boot guests on this host (banger doctor --deep): QEMU runs this VM under software emulation, which is slow"
+	if kvm {
+		accel, warning = qemu.AccelKVM, ""
+	}
+	if d.qemu.Accel != accel {
+		d.qemu.Accel = accel
+	}
+	return d.qemu, warning, nil
+}

@@ -1,0 +1,143 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+
+	"github.com/bangerdev/banger/internal/config"
+	"github.com/bangerdev/banger/internal/hostnet"
+	"github.com/bangerdev/banger/internal/store"
+	"github.com/bangerdev/banger/internal/vm"
+	"github.com/vishvananda/netns"
+)
+
+// network adapts hostnet's pool to what the VM lifecycle needs; the
+// store's leases say which TAPs VMs hold.
+type network struct {
+	cfg   hostnet.Config
+	host  *hostnet.Executor
+	pool  *hostnet.Pool
+	store *store.Store
+	log   *slog.Logger
+
+	refill sync.Mutex
+
+	setupMu sync.Mutex
+	setUp   bool
+}
+
+var _ vm.Network = (*network)(nil)
+
+func hostnetConfig(cfg *config.Config) hostnet.Config {
+	return hostnet.Config{
+		Bridge: cfg.Network.Bridge, Subnet: cfg.Network.Subnet, PoolSize: cfg.Network.TAPPoolSize, Table: hostnet.DefaultTable,
+	}
+}
+
+// openNetwork connects to the networking of the daemon's namespace. It
+// changes nothing: the host is set up when a VM first needs it (see
+// ready), so a daemon that never runs a VM never touches the network.
+func openNetwork(cfg *config.Config, st *store.Store, log *slog.Logger) (*network, error) {
+	exec, err := hostnet.NewExecutor(netns.None(), log)
+	if err != nil {
+		return nil, err
+	}
+	n := &network{cfg: hostnetConfig(cfg), host: exec, store: st, log: log}
+	n.pool = hostnet.NewPool(n.cfg, exec, log)
+	return n, nil
+}
+
+// ready sets the host up once per daemon run when the daemon is root
+// (bridge, NAT table, TAP pool); an unprivileged daemon uses what
+// `sudo banger host setup` made.
+func (n *network) ready(ctx context.Context) error {
+	n.setupMu.Lock()
+	defer n.setupMu.Unlock()
+	if n.setUp || os.Geteuid() != 0 {
+		return nil
+	}
+	if err := hostnet.Setup(ctx, n.cfg, n.host); err != nil {
+		return err
+	}
+	if err := n.ensure(ctx); err != nil {
+		return err
+	}
+	n.log.Info("host network ready", "bridge", n.cfg.Bridge, "subnet", n.cfg.Subnet, "pool", n.cfg.PoolSize)
+	n.setUp = true
+	return nil
+}
+
+func (n *network) Subnet() netip.Prefix   { return n.cfg.Subnet }
+func (n *network) Gateway() netip.Addr    { return hostnet.Gateway(n.cfg.Subnet) }
+func (n *network) Close() error           { return n.host.Close() }
+func (n *network) Config() hostnet.Config { return n.cfg }
+
+// leased returns the TAPs the store says VMs hold.
+func (n *network) leased(ctx context.Context) ([]string, error) {
+	leases, err := n.store.ListLeases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range leases {
+		if l.TAP != "" {
+			out = append(out, l.TAP)
+		}
+	}
+	return out, nil
+}
+
+func (n *network) ensure(ctx context.Context) error {
+	n.refill.Lock()
+	defer n.refill.Unlock()
+	leased, err := n.leased(ctx)
+	if err != nil {
+		return err
+	}
+	return n.pool.Ensure(ctx, leased)
+}
+
+// AcquireTAP hands out an idle pool TAP and refills the pool off the
+// caller's path.
+func (n *network) AcquireTAP(ctx context.Context) (string, error) {
+	if err := n.ready(ctx); err != nil {
+		return "", err
+	}
+	leased, err := n.leased(ctx)
+	if err != nil {
+		return "", err
+	}
+	tap, err := n.pool.Acquire(ctx, leased)
+	if err != nil {
+		return "", err
+	}
+	if os.Geteuid() == 0 {
+		go func() {
+			if err := n.ensure(context.WithoutCancel(ctx)); err != nil {
+				n.log.Warn("refilling the tap pool", "error", err)
+			}
+		}()
+	}
+	return tap, nil
+}
+
+// ReleaseTAP returns a TAP to the pool.
+func (n *network) ReleaseTAP(ctx context.Context, tap string) error {
+	return n.pool.Release(ctx, tap)
+}
+
+// Leaks lists network resources no lease explains.
+func (n *network) Leaks(ctx context.Context) ([]hostnet.Leak, hostnet.State, error) {
+	st, err := n.host.Observe(ctx, n.cfg)
+	if err != nil {
+		return nil, st, err
+	}
+	leased, err := n.leased(ctx)
+	if err != nil {
+		return nil, st, err
+	}
+	return hostnet.Leaks(n.cfg, st, leased), st, nil
+}

@@ -1,0 +1,231 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/bangerdev/banger/api"
+)
+
+// newNetns makes a network namespace for one test: every bridge, TAP, NAT
+// rule and VM of the test lives in it, and it goes away at the end (with
+// anything still running in it).
+func newNetns(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 4)
+	rand.Read(b)
+	name := "banger-test-" + hex.EncodeToString(b)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	exec.Command("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up").Run()
+	t.Cleanup(func() {
+		if out, _ := exec.Command("ip", "netns", "pids", name).Output(); len(out) > 0 {
+			for _, f := range strings.Fields(string(out)) {
+				var pid int
+				fmt.Sscan(f, &pid)
+				if pid > 0 {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		exec.Command("ip", "netns", "del", name).Run()
+	})
+	return name
+}
+
+// vmEnv is a test user with a bootstrapped image (from the shared cache)
+// whose daemon runs inside a fresh network namespace.
+func vmEnv(t *testing.T) *env {
+	t.Helper()
+	needImageHost(t)
+	if _, err := exec.LookPath("ssh"); err != nil {
+		t.Skip("ssh is not installed: apt-get install openssh-client")
+	}
+	e := newEnv(t)
+	e.netns = newNetns(t)
+	e.extra = []string{"BANGER_CACHE_DIR=" + sharedCache()}
+	if r := e.runWith(e.extra, "image", "bootstrap", "debian", "--name", "base"); r.code != 0 {
+		t.Fatalf("bootstrap: exit %d\n%s", r.code, tail(r.stderr, 30))
+	}
+	t.Cleanup(func() {
+		// Whatever a failed test left: delete VMs so QEMU and disks go.
+		var l api.VMList
+		if json.Unmarshal([]byte(e.runWith(e.extra, "vm", "list", "--json").stdout), &l) == nil {
+			for _, v := range l.VMs {
+				e.runWith(e.extra, "vm", "delete", v.Name)
+			}
+		}
+	})
+	return e
+}
+
+func (e *env) must(args ...string) result {
+	e.t.Helper()
+	r := e.runWith(e.extra, args...)
+	if r.code != 0 {
+		e.t.Fatalf("banger %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, tail(r.stderr, 40))
+	}
+	return r
+}
+
+func vmShow(t *testing.T, e *env, name string) api.VM {
+	t.Helper()
+	var v api.VM
+	if err := json.Unmarshal([]byte(e.must("vm", "show", name, "--json").stdout), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func verifyClean(t *testing.T, e *env) {
+	t.Helper()
+	r := e.runWith(e.extra, "verify")
+	if r.code != 0 || !strings.Contains(r.stdout, "nothing leaked") {
+		t.Errorf("verify: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// The vertical slice: create → agent healthy → ssh → stop → start → /root
+// survived → delete → nothing leaked.
+func TestVMLifecycle(t *testing.T) {
+	e := vmEnv(t)
+	r := e.must("vm", "create", "--name", "demo", "--memory", "1GiB", "--disk", "2GiB")
+	for _, stage := range []string{"allocate", "clone rootfs", "work disk", "sync auth files", "acquire tap", "launch qemu", "agent health"} {
+		if !strings.Contains(r.stderr, "✓ "+stage) {
+			t.Errorf("create stages lack %q:\n%s", stage, r.stderr)
+		}
+	}
+	if !strings.Contains(r.stdout, "banger vm ssh demo") {
+		t.Errorf("create did not print next steps:\n%s", r.stdout)
+	}
+	t.Logf("create:\n%s%s", r.stderr, r.stdout)
+	v := vmShow(t, e, "demo")
+	if v.State != api.VMRunning || v.IP == "" || v.TAP == "" || v.PID == 0 {
+		t.Fatalf("vm = %+v", v)
+	}
+
+	out := e.must("vm", "ssh", "demo", "--", "uname", "-a").stdout
+	if !strings.Contains(out, "Linux demo") {
+		t.Errorf("uname over ssh: %q", out)
+	}
+	e.must("vm", "ssh", "demo", "--", "sh", "-c", "'echo kept > /root/keep.txt && sync'")
+	if mount := e.must("vm", "ssh", "demo", "--", "findmnt", "-no", "SOURCE", "/root").stdout; !strings.Contains(mount, "/dev/vdb") {
+		t.Errorf("/root is mounted from %q, want /dev/vdb", mount)
+	}
+	if logs := e.must("vm", "logs", "demo").stdout; !strings.Contains(logs, "Linux version") {
+		t.Errorf("vm logs does not show the console (%d bytes)", len(logs))
+	}
+
+	e.must("vm", "stop", "demo")
+	if v := vmShow(t, e, "demo"); v.State != api.VMStopped || v.TAP != "" {
+		t.Errorf("after stop: %+v", v)
+	}
+	e.must("vm", "start", "demo")
+	if got := e.must("vm", "ssh", "demo", "--", "cat", "/root/keep.txt").stdout; strings.TrimSpace(got) != "kept" {
+		t.Errorf("/root/keep.txt after restart = %q", got)
+	}
+
+	bench := e.must("bench", "create", "--runs", "2")
+	t.Logf("bench create --runs 2:\n%s", bench.stdout)
+
+	e.must("vm", "delete", "demo")
+	verifyClean(t, e)
+}
+
+// A SIGKILLed daemon does not take its VMs with it: the next daemon
+// re-adopts the VM, which stays reachable and deletable.
+func TestVMSurvivesDaemonKill(t *testing.T) {
+	e := vmEnv(t)
+	e.must("vm", "create", "--name", "keeper", "--memory", "1GiB", "--disk", "2GiB")
+	before := vmShow(t, e, "keeper")
+	st, _ := daemonStatus(t, e)
+	syscall.Kill(st.PID, syscall.SIGKILL)
+	waitGone(t, st.PID)
+
+	after := vmShow(t, e, "keeper") // starts a new daemon, which reconciles
+	if after.State != api.VMRunning || after.PID != before.PID {
+		t.Fatalf("after daemon kill: state %s pid %d (was %d)", after.State, after.PID, before.PID)
+	}
+	if out := e.must("vm", "ssh", "keeper", "--", "hostname").stdout; strings.TrimSpace(out) != "keeper" {
+		t.Errorf("ssh after re-adoption: %q", out)
+	}
+	e.must("vm", "delete", "keeper")
+	verifyClean(t, e)
+}
+
+// Five VMs created concurrently, then deleted concurrently: no store
+// errors, no leaks.
+func TestVMsConcurrently(t *testing.T) {
+	e := vmEnv(t)
+	names := []string{"c1", "c2", "c3", "c4", "c5"}
+	var wg sync.WaitGroup
+	results := make([]result, len(names))
+	for i, n := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = e.runWith(e.extra, "vm", "create", "--name", n, "--memory", "512MiB", "--vcpus", "1", "--disk", "1GiB")
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.code != 0 {
+			t.Errorf("create %s: exit %d\n%s", names[i], r.code, tail(r.stderr, 20))
+		}
+	}
+	var l api.VMList
+	json.Unmarshal([]byte(e.must("vm", "list", "--json").stdout), &l)
+	ips := map[string]bool{}
+	for _, v := range l.VMs {
+		if v.State != api.VMRunning || ips[v.IP] {
+			t.Errorf("vm %s: state %s ip %s", v.Name, v.State, v.IP)
+		}
+		ips[v.IP] = true
+	}
+	e.must(append([]string{"vm", "delete"}, names...)...)
+	verifyClean(t, e)
+}
+
+// Bad input is refused with one clear line and nothing allocated.
+func TestVMBadInput(t *testing.T) {
+	e := vmEnv(t)
+	e.must("vm", "create", "--name", "taken", "--memory", "512MiB", "--disk", "1GiB")
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--image", "nope"}, `no image named "nope"`},
+		{[]string{"--memory", "64MiB"}, "--memory 64MiB is out of range"},
+		{[]string{"--memory", "lots"}, `--memory "lots"`},
+		{[]string{"--disk", "100MiB"}, "--disk 100MiB is out of range"},
+		{[]string{"--disk", "1.5G"}, `--disk "1.5G"`},
+		{[]string{"--vcpus", "500"}, "--vcpus 500 is out of range"},
+		{[]string{"--name", "taken"}, `a vm named "taken" already exists`},
+		{[]string{"--name", "Not_OK"}, `invalid name "Not_OK"`},
+		{[]string{"--hypervisor", "vmware"}, `--hypervisor "vmware"`},
+	}
+	for _, c := range cases {
+		r := e.runWith(e.extra, append([]string{"vm", "create"}, c.args...)...)
+		lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+		if r.code == 0 || len(lines) != 1 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("vm create %v: exit %d, stderr %q; want one line containing %q", c.args, r.code, r.stderr, c.want)
+		}
+	}
+	var l api.VMList
+	json.Unmarshal([]byte(e.must("vm", "list", "--json").stdout), &l)
+	if len(l.VMs) != 1 {
+		t.Errorf("bad input allocated VMs: %+v", l.VMs)
+	}
+	e.must("vm", "delete", "taken")
+	verifyClean(t, e)
+	_ = os.Getpid
+}

@@ -1,0 +1,163 @@
+package hostnet
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// DefaultTable is the nftables table banger owns when Config.Table is empty.
+const DefaultTable = "banger"
+
+// tapPrefix starts the name of every pool TAP: tap-pool-0, tap-pool-1, ...
+const tapPrefix = "tap-pool-"
+
+// Config is the host network banger wants.
+type Config struct {
+	// Bridge is the bridge every VM's TAP is attached to ("banger0").
+	Bridge string
+	// Subnet is the guests' IPv4 subnet; the bridge holds its first host
+	// address as the guests' gateway.
+	Subnet netip.Prefix
+	// PoolSize is how many idle TAPs the pool keeps ready.
+	PoolSize int
+	// Table is the nftables table (family inet) banger owns; "" means
+	// DefaultTable.
+	Table string
+	// TAPOwner owns the pool TAPs so that an unprivileged hypervisor can
+	// open them; nil means the user this process runs as.
+	TAPOwner *Owner
+}
+
+// Owner is the user and group a TAP belongs to (TUNSETOWNER, TUNSETGROUP).
+type Owner struct {
+	UID, GID uint32
+}
+
+func (o Owner) String() string { return fmt.Sprintf("%d:%d", o.UID, o.GID) }
+
+// table returns the nftables table name, defaulted.
+func (c Config) table() string {
+	if c.Table == "" {
+		return DefaultTable
+	}
+	return c.Table
+}
+
+// owner returns who pool TAPs belong to, defaulted to this process's user.
+func (c Config) owner() Owner {
+	if c.TAPOwner != nil {
+		return *c.TAPOwner
+	}
+	return Owner{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+}
+
+// Validate reports the first thing wrong with c, naming the config key to
+// fix.
+func (c Config) Validate() error {
+	switch {
+	case c.Bridge == "" || len(c.Bridge) > 15 || strings.ContainsAny(c.Bridge, "/ \t\n:"):
+		return fmt.Errorf("bridge name %q is not a valid interface name: set network.bridge in config to 1-15 characters without '/', ':' or spaces, e.g. \"banger0\"", c.Bridge)
+	case strings.HasPrefix(c.Bridge, tapPrefix):
+		return fmt.Errorf("bridge name %q collides with the TAP pool's names: set network.bridge in config to something else, e.g. \"banger0\"", c.Bridge)
+	case !c.Subnet.IsValid() || !c.Subnet.Addr().Is4():
+		return fmt.Errorf("subnet %v is not an IPv4 prefix: set network.subnet in config, e.g. \"172.30.0.0/24\"", c.Subnet)
+	case c.Subnet.Bits() > 29:
+		return fmt.Errorf("subnet %v is too small for a gateway and guests: set network.subnet in config to a /29 or bigger, e.g. \"172.30.0.0/24\"", c.Subnet)
+	case c.PoolSize < 0:
+		return fmt.Errorf("TAP pool size %d is negative: set network.tap_pool_size in config to 0 or more", c.PoolSize)
+	}
+	return nil
+}
+
+// Gateway returns the subnet's first host address (.1 of a /24), which the
+// bridge holds and guests route through. It returns the zero Addr for an
+// invalid or non-IPv4 subnet.
+func Gateway(subnet netip.Prefix) netip.Addr {
+	if !subnet.IsValid() || !subnet.Addr().Is4() {
+		return netip.Addr{}
+	}
+	return subnet.Masked().Addr().Next()
+}
+
+// GuestAddrs returns the first and last address a guest may lease: every
+// host address of the subnet after the gateway (.2 to .254 of a /24). Both
+// are the zero Addr when the subnet has no room for guests.
+func GuestAddrs(subnet netip.Prefix) (first, last netip.Addr) {
+	if !subnet.IsValid() || !subnet.Addr().Is4() || subnet.Bits() > 30 {
+		return netip.Addr{}, netip.Addr{}
+	}
+	network := subnet.Masked().Addr().As4()
+	n := uint32(network[0])<<24 | uint32(network[1])<<16 | uint32(network[2])<<8 | uint32(network[3])
+	broadcast := n | (1<<(32-subnet.Bits()) - 1)
+	first = Gateway(subnet).Next()
+	last = addrFromUint32(broadcast - 1)
+	if last.Less(first) {
+		return netip.Addr{}, netip.Addr{}
+	}
+	return first, last
+}
+
+func addrFromUint32(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// ErrSubnetExhausted is returned (wrapped) by NextFree when every guest
+// address of the subnet is leased.
+var ErrSubnetExhausted = errors.New("subnet exhausted")
+
+// NextFree returns the lowest guest address of subnet that is not in used.
+// Addresses in used outside the subnet are ignored.
+func NextFree(subnet netip.Prefix, used []netip.Addr) (netip.Addr, error) {
+	first, last := GuestAddrs(subnet)
+	if !first.IsValid() {
+		return netip.Addr{}, fmt.Errorf("subnet %v has no room for guests: set network.subnet in config to an IPv4 /29 or bigger, e.g. \"172.30.0.0/24\"", subnet)
+	}
+	taken := make(map[netip.Addr]bool, len(used))
+	for _, a := range used {
+		taken[a.Unmap()] = true
+	}
+	for a := first; a.IsValid() && !last.Less(a); a = a.Next() {
+		if !taken[a] {
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("%w: all guest addresses of %v (%v to %v) are leased: delete a VM, or set a bigger network.subnet in config (e.g. a /%d)",
+		ErrSubnetExhausted, subnet, first, last, max(subnet.Bits()-1, 16))
+}
+
+// MAC returns the guest MAC address for a leased IPv4 address: locally
+// administered, unicast, 02:b4 followed by the address's four bytes
+// (172.30.0.5 -> 02:b4:ac:1e:00:05). It returns nil for a non-IPv4 address.
+// The bridge uses MAC(Gateway(subnet)), so the gateway's MAC never changes
+// as TAPs come and go.
+func MAC(ip netip.Addr) net.HardwareAddr {
+	ip = ip.Unmap()
+	if !ip.Is4() {
+		return nil
+	}
+	b := ip.As4()
+	return net.HardwareAddr{0x02, 0xb4, b[0], b[1], b[2], b[3]}
+}
+
+// TAPName returns the name of pool TAP n: "tap-pool-<n>".
+func TAPName(n int) string { return tapPrefix + strconv.Itoa(n) }
+
+// parseTAPName returns n for "tap-pool-<n>"; ok is false for any other name
+// (including "tap-pool-01", which TAPName never makes).
+func parseTAPName(name string) (n int, ok bool) {
+	rest, found := strings.CutPrefix(name, tapPrefix)
+	if !found || rest == "" || len(rest) > 6 || (len(rest) > 1 && rest[0] == '0') ||
+		strings.Trim(rest, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(rest)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
+}

@@ -1,0 +1,78 @@
+package hostnet
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Leak is a host resource banger made, or squats on banger's names, that
+// nothing accounts for. Pool capacity is not a leak: up to PoolSize idle
+// TAPs attached to the bridge are the pool.
+type Leak struct {
+	Kind   string // "tap", "nft-chain" or "nft-rule"
+	Name   string // the link, chain or rule
+	Reason string
+	Fix    string
+}
+
+func (l Leak) String() string {
+	return fmt.Sprintf("%s %s: %s: %s", l.Kind, l.Name, l.Reason, l.Fix)
+}
+
+// Leaks lists what `banger verify` reports about host networking: links
+// named tap-pool-* that are not TAPs, pool TAPs not attached to the bridge,
+// idle TAPs beyond the pool size, and chains or rules in banger's nftables
+// table that Plan would not create. leased names the TAPs VMs hold.
+func Leaks(cfg Config, st State, leased []string) []Leak {
+	var leaks []Leak
+	setupFix := "run `sudo banger host setup` (or restart a root bangerd) to repair it, or delete it (ip link del %s)"
+	attached := make([]TAPState, 0, len(st.TAPs))
+	for _, t := range st.TAPs {
+		switch {
+		case !t.isPoolTAP():
+			leaks = append(leaks, Leak{Kind: "tap", Name: t.Name,
+				Reason: fmt.Sprintf("has a pool name but is a %s, not a TAP", t.Kind),
+				Fix:    fmt.Sprintf("delete it (ip link del %s)", t.Name)})
+		case t.Master != cfg.Bridge:
+			where := "no bridge"
+			if t.Master != "" {
+				where = t.Master
+			}
+			leaks = append(leaks, Leak{Kind: "tap", Name: t.Name,
+				Reason: fmt.Sprintf("attached to %s instead of %s", where, cfg.Bridge),
+				Fix:    fmt.Sprintf(setupFix, t.Name)})
+		default:
+			attached = append(attached, t)
+		}
+	}
+	idle := idleTAPs(cfg, State{TAPs: attached}, leased)
+	if len(idle) > cfg.PoolSize {
+		for _, t := range idle[cfg.PoolSize:] {
+			leaks = append(leaks, Leak{Kind: "tap", Name: t.Name,
+				Reason: fmt.Sprintf("idle beyond the pool size (%d) and not leased by any VM", cfg.PoolSize),
+				Fix:    fmt.Sprintf("bangerd trims the pool when it starts; or delete it (ip link del %s)", t.Name)})
+		}
+	}
+	if st.Table == nil {
+		return leaks
+	}
+	want := Ruleset(cfg)
+	tableFix := fmt.Sprintf("run `sudo banger host setup` to rewrite table inet %s", want.Name)
+	for _, c := range st.Table.Chains {
+		if !slices.Contains(want.Chains, c) {
+			leaks = append(leaks, Leak{Kind: "nft-chain", Name: fmt.Sprintf("inet %s %s", st.Table.Name, c.Name),
+				Reason: "not a chain banger creates", Fix: tableFix})
+		}
+	}
+	for _, r := range st.Table.Rules {
+		if slices.ContainsFunc(want.Rules, r.same) {
+			continue
+		}
+		reason := "not a rule banger creates"
+		if isBangerRule(r) {
+			reason = "carries banger's comment but is not what banger creates now (an older config?)"
+		}
+		leaks = append(leaks, Leak{Kind: "nft-rule", Name: r.String(), Reason: reason, Fix: tableFix})
+	}
+	return leaks
+}

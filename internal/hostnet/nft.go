@@ -1,0 +1,299 @@
+package hostnet
+
+import (
+	"fmt"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
+
+	// github.com/google/nftables speaks nf_tables netlink directly, so
+	// bangerd needs no nft binary and the tests can point a connection at
+	// a throwaway network namespace (nftables.WithNetNSFd).
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+// commentPrefix starts the comment of every rule banger writes.
+const commentPrefix = "banger:"
+
+// NFTable is an nftables table of family inet as data: what Ruleset wants,
+// or what Observe found.
+type NFTable struct {
+	Name   string
+	Chains []NFTChain
+	Rules  []NFTRule // in evaluation order within each chain
+}
+
+// NFTChain is a base chain.
+type NFTChain struct {
+	Name     string
+	Type     string // "filter", "nat"
+	Hook     string // "input", "forward", "postrouting", ...; "" for a regular chain
+	Priority int32
+	Policy   string // "accept", "drop"; "" when the kernel reports none
+}
+
+// NFTRule is one rule of a chain.
+type NFTRule struct {
+	Chain string
+	// Comment is the rule's nftables comment; banger's rules carry
+	// "banger:<name>".
+	Comment string
+	// Text is the rule in nft syntax, for plans and logs. Observe leaves
+	// it empty: the kernel does not keep it.
+	Text  string
+	Exprs []expr.Any
+	// Handle is the kernel's handle of an observed rule (0 when planned).
+	Handle uint64
+}
+
+func (r NFTRule) String() string {
+	if r.Text != "" {
+		return fmt.Sprintf("chain %s: %s comment %q", r.Chain, r.Text, r.Comment)
+	}
+	if r.Comment != "" {
+		return fmt.Sprintf("chain %s: rule %q (handle %d)", r.Chain, r.Comment, r.Handle)
+	}
+	return fmt.Sprintf("chain %s: rule handle %d without a banger comment", r.Chain, r.Handle)
+}
+
+// same reports whether two rules do the same thing in the same chain.
+func (r NFTRule) same(o NFTRule) bool {
+	return r.Chain == o.Chain && r.Comment == o.Comment && reflect.DeepEqual(r.Exprs, o.Exprs)
+}
+
+// Ruleset returns the table banger wants for cfg: guest egress NAT and
+// isolation. The package documentation shows it in nft syntax.
+func Ruleset(cfg Config) NFTable {
+	br, subnet := cfg.Bridge, cfg.Subnet.Masked()
+	rule := func(chain, name, text string, exprs ...[]expr.Any) NFTRule {
+		return NFTRule{Chain: chain, Comment: commentPrefix + name, Text: text, Exprs: slices.Concat(exprs...)}
+	}
+	q := fmt.Sprintf("%q", br)
+	return NFTable{
+		Name: cfg.table(),
+		Chains: []NFTChain{
+			{Name: "postrouting", Type: "nat", Hook: "postrouting", Priority: 100, Policy: "accept"}, // priority srcnat
+			{Name: "forward", Type: "filter", Hook: "forward", Priority: 0, Policy: "accept"},        // priority filter
+			{Name: "input", Type: "filter", Hook: "input", Priority: 0, Policy: "accept"},
+		},
+		Rules: []NFTRule{
+			rule("postrouting", "egress-nat",
+				fmt.Sprintf("ip saddr %v oifname != %s masquerade", subnet, q),
+				matchSaddr(subnet), matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, br), masquerade()),
+
+			rule("forward", "replies-to-guests",
+				fmt.Sprintf("oifname %s ct state established,related accept", q),
+				matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br), matchEstablished(), verdict(expr.VerdictAccept)),
+			rule("forward", "guest-to-guest",
+				fmt.Sprintf("iifname %s oifname %s drop", q, q),
+				matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpEq, br), matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br), verdict(expr.VerdictDrop)),
+			rule("forward", "guest-egress",
+				fmt.Sprintf("iifname %s oifname != %s ip saddr %v accept", q, q, subnet),
+				matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpEq, br), matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, br), matchSaddr(subnet), verdict(expr.VerdictAccept)),
+			rule("forward", "inbound-to-guests",
+				fmt.Sprintf("oifname %s drop", q),
+				matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br), verdict(expr.VerdictDrop)),
+			rule("forward", "guest-other",
+				fmt.Sprintf("iifname %s drop", q),
+				matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpEq, br), verdict(expr.VerdictDrop)),
+
+			rule("input", "replies-from-host",
+				fmt.Sprintf("iifname %s ct state established,related accept", q),
+				matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpEq, br), matchEstablished(), verdict(expr.VerdictAccept)),
+			rule("input", "guest-ping",
+				fmt.Sprintf("iifname %s icmp type echo-request accept", q),
+				matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpEq, br), matchICMPEchoRequest(), verdict(expr.VerdictAccept)),
+			rule("input", "guest-to-host",
+				fmt.Sprintf("iifname %s drop", q),
+				matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpEq, br), verdict(expr.VerdictDrop)),
+		},
+	}
+}
+
+// ifname is an interface name as nft compares it: NUL-padded to IFNAMSIZ.
+func ifname(name string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return b
+}
+
+func matchIfname(key expr.MetaKey, op expr.CmpOp, name string) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: op, Register: 1, Data: ifname(name)},
+	}
+}
+
+func matchIPv4() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+	}
+}
+
+// matchSaddr matches IPv4 packets whose source is in p (ip saddr p).
+func matchSaddr(p netip.Prefix) []expr.Any {
+	p = p.Masked()
+	mask := make([]byte, 4)
+	for i := range p.Bits() {
+		mask[i/8] |= 0x80 >> (i % 8)
+	}
+	network := p.Addr().As4()
+	return append(matchIPv4(),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: network[:]},
+	)
+}
+
+func matchEstablished() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+			Xor:  make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}
+}
+
+func matchICMPEchoRequest() []expr.Any {
+	return append(matchIPv4(),
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{8}}, // echo-request
+	)
+}
+
+func masquerade() []expr.Any { return []expr.Any{&expr.Masq{}} }
+
+func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Kind: k}} }
+
+// tableMatches reports whether the observed table is exactly the wanted one.
+func tableMatches(want NFTable, got *NFTable) bool {
+	if got == nil || got.Name != want.Name || len(got.Rules) != len(want.Rules) {
+		return false
+	}
+	byName := func(a, b NFTChain) int { return strings.Compare(a.Name, b.Name) }
+	if !slices.Equal(slices.SortedFunc(slices.Values(got.Chains), byName), slices.SortedFunc(slices.Values(want.Chains), byName)) {
+		return false
+	}
+	for _, c := range want.Chains {
+		w, g := chainRules(want.Rules, c.Name), chainRules(got.Rules, c.Name)
+		if len(w) != len(g) {
+			return false
+		}
+		for i := range w {
+			if !w[i].same(g[i]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// chainRules returns the rules of one chain, in order.
+func chainRules(rules []NFTRule, chain string) []NFTRule {
+	var out []NFTRule
+	for _, r := range rules {
+		if r.Chain == chain {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+var hookNames = map[nftables.ChainHook]string{
+	*nftables.ChainHookPrerouting:  "prerouting",
+	*nftables.ChainHookInput:       "input",
+	*nftables.ChainHookForward:     "forward",
+	*nftables.ChainHookOutput:      "output",
+	*nftables.ChainHookPostrouting: "postrouting",
+}
+
+func hookByName(name string) *nftables.ChainHook {
+	for h, n := range hookNames {
+		if n == name {
+			return nftables.ChainHookRef(h)
+		}
+	}
+	return nil
+}
+
+// chainFromKernel converts a chain nftables read back.
+func chainFromKernel(c *nftables.Chain) NFTChain {
+	out := NFTChain{Name: c.Name, Type: string(c.Type)}
+	if c.Hooknum != nil {
+		out.Hook = hookNames[*c.Hooknum]
+		if out.Hook == "" {
+			out.Hook = fmt.Sprintf("hook-%d", *c.Hooknum)
+		}
+	}
+	if c.Priority != nil {
+		out.Priority = int32(*c.Priority)
+	}
+	if c.Policy != nil {
+		switch *c.Policy {
+		case nftables.ChainPolicyAccept:
+			out.Policy = "accept"
+		case nftables.ChainPolicyDrop:
+			out.Policy = "drop"
+		}
+	}
+	return out
+}
+
+// ruleFromKernel converts a rule nftables read back.
+func ruleFromKernel(chain string, r *nftables.Rule) NFTRule {
+	comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+	return NFTRule{Chain: chain, Comment: comment, Exprs: r.Exprs, Handle: r.Handle}
+}
+
+// isBangerRule reports whether an observed rule carries banger's tag.
+func isBangerRule(r NFTRule) bool { return strings.HasPrefix(r.Comment, commentPrefix) }
+
+// queueTable queues, on c, the atomic replacement of the table with t:
+// add (a no-op when it exists), delete, and create it again with its
+// chains and rules, all in the batch the caller flushes.
+func queueTable(c *nftables.Conn, t NFTable) {
+	table := &nftables.Table{Name: t.Name, Family: nftables.TableFamilyINet}
+	c.AddTable(table)
+	c.DelTable(table)
+	c.AddTable(table)
+	chains := make(map[string]*nftables.Chain, len(t.Chains))
+	for _, ch := range t.Chains {
+		kc := &nftables.Chain{Name: ch.Name, Table: table, Type: nftables.ChainType(ch.Type)}
+		if ch.Hook != "" {
+			prio := nftables.ChainPriority(ch.Priority)
+			kc.Hooknum = hookByName(ch.Hook)
+			kc.Priority = &prio
+			policy := nftables.ChainPolicyAccept
+			if ch.Policy == "drop" {
+				policy = nftables.ChainPolicyDrop
+			}
+			kc.Policy = &policy
+		}
+		chains[ch.Name] = c.AddChain(kc)
+	}
+	for _, r := range t.Rules {
+		c.AddRule(&nftables.Rule{
+			Table:    table,
+			Chain:    chains[r.Chain],
+			Exprs:    r.Exprs,
+			UserData: userdata.AppendString(nil, userdata.TypeComment, r.Comment),
+		})
+	}
+}
+
+// queueDeleteTable queues the removal of table name; adding it first makes
+// the batch succeed whether or not it exists.
+func queueDeleteTable(c *nftables.Conn, name string) {
+	table := &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
+	c.AddTable(table)
+	c.DelTable(table)
+}

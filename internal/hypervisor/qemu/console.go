@@ -1,0 +1,202 @@
+package qemu
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bangerdev/banger/internal/hypervisor"
+)
+
+// Bounding the serial console log.
+//
+// QEMU cannot bound a file it writes, and the console must keep being
+// captured while the daemon is down (it may restart while VMs run), so the
+// capture cannot run through the daemon. The alternatives, and why not:
+//   - a pipe or socket chardev read by the daemon: output is lost (or the
+//     guest's console blocks) whenever the daemon is not reading;
+//   - a ringbuf chardev: bounded, but it lives in QEMU's memory, is gone
+//     when QEMU exits (when a crash log matters most), and QMP's
+//     ringbuf-read consumes what it reads;
+//   - a helper process owning the file: one more process per VM to start,
+//     supervise, adopt and clean up.
+//
+// So QEMU writes Dir/console.log itself, opened with O_APPEND
+// (-chardev file,append=on), and the driver cuts the head off the file in
+// place, leaving QEMU's descriptor valid: with O_APPEND every write lands
+// at the current end, whatever the file's size became. The cut is
+// fallocate(FALLOC_FL_COLLAPSE_RANGE) where the filesystem has it (ext4,
+// xfs): atomic with respect to QEMU's appends, so nothing is lost or
+// reordered; the cut is a whole number of filesystem blocks. Elsewhere
+// (tmpfs, ...) the driver copies the tail and truncates: bytes QEMU writes
+// during that copy may be lost or land before the kept tail.
+//
+// The bound holds while a daemon runs: the driver trims every
+// Driver.ConsoleTrimInterval, when it adopts the VM and when it stops it,
+// so the log exceeds the limit at most by what the guest prints in one
+// interval. While no daemon runs the log grows; the first Adopt after a
+// restart cuts it back. A trim keeps the newest three quarters of the
+// limit, so the file is not rewritten on every tick.
+
+// DefaultConsoleLimit bounds a console log whose Spec leaves ConsoleLimit 0.
+const DefaultConsoleLimit = 1 << 20
+
+// TrimConsole cuts the oldest bytes off the log at path when it is larger
+// than limit, keeping about the newest three quarters of limit, and
+// returns how many bytes it removed. A missing file is not an error.
+func TrimConsole(path string, limit int64) (int64, error) {
+	return trimConsole(path, limit, true)
+}
+
+func trimConsole(path string, limit int64, collapse bool) (int64, error) {
+	if limit <= 0 {
+		limit = DefaultConsoleLimit
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("trimming console log: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("trimming console log: %w", err)
+	}
+	size := fi.Size()
+	if size <= limit {
+		return 0, nil
+	}
+	keep := limit - limit/4
+	cut := size - keep
+	if collapse {
+		var st unix.Statfs_t
+		if err := unix.Fstatfs(int(f.Fd()), &st); err == nil && st.Bsize > 0 {
+			bs := st.Bsize
+			aligned := (cut + bs - 1) / bs * bs
+			if aligned < size { // the range may not reach the end of the file
+				err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_COLLAPSE_RANGE, 0, aligned)
+				if err == nil {
+					return aligned, nil
+				}
+				if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) {
+					return 0, fmt.Errorf("trimming console log %s: %w", path, err)
+				}
+			}
+		}
+	}
+	// Copy the tail to the front and truncate.
+	tail := make([]byte, keep)
+	n, err := f.ReadAt(tail, size-keep)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("trimming console log %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err != nil {
+		return 0, fmt.Errorf("trimming console log %s: %w", path, err)
+	}
+	if _, err := f.Write(tail[:n]); err != nil { // O_APPEND: at the end
+		return 0, fmt.Errorf("trimming console log %s: %w", path, err)
+	}
+	return size - int64(n), nil
+}
+
+// keeper trims one VM's console log until its process is gone.
+type keeper struct {
+	pid  int
+	stop chan struct{}
+	done chan struct{}
+}
+
+// keepConsole starts trimming h's console log every interval, unless a
+// keeper for that process already runs. It replaces a keeper left for an
+// earlier process with the same log.
+func (d *Driver) keepConsole(h hypervisor.Handle) {
+	if h.ConsoleLog == "" {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.keepers == nil {
+		d.keepers = map[string]*keeper{}
+	}
+	if k, ok := d.keepers[h.ConsoleLog]; ok {
+		if k.pid == h.PID {
+			return
+		}
+		close(k.stop)
+	}
+	k := &keeper{pid: h.PID, stop: make(chan struct{}), done: make(chan struct{})}
+	d.keepers[h.ConsoleLog] = k
+	go d.keep(h, k)
+}
+
+func (d *Driver) keep(h hypervisor.Handle, k *keeper) {
+	defer close(k.done)
+	t := time.NewTicker(d.trimInterval())
+	defer t.Stop()
+	warned := false
+	for {
+		select {
+		case <-k.stop:
+			return
+		case <-t.C:
+		}
+		if _, err := TrimConsole(h.ConsoleLog, h.ConsoleLimit); err != nil && !warned {
+			d.log().Warn("cannot bound the console log", "log", h.ConsoleLog, "err", err)
+			warned = true
+		}
+		if !hypervisor.Alive(h) {
+			d.mu.Lock()
+			if d.keepers[h.ConsoleLog] == k {
+				delete(d.keepers, h.ConsoleLog)
+			}
+			d.mu.Unlock()
+			return
+		}
+	}
+}
+
+// stopKeeping stops the keeper of h's console log, if any, and trims the
+// log a last time.
+func (d *Driver) stopKeeping(h hypervisor.Handle) {
+	if h.ConsoleLog == "" {
+		return
+	}
+	d.mu.Lock()
+	k, ok := d.keepers[h.ConsoleLog]
+	if ok && k.pid == h.PID {
+		delete(d.keepers, h.ConsoleLog)
+		close(k.stop)
+	}
+	d.mu.Unlock()
+	if ok && k.pid == h.PID {
+		<-k.done
+	}
+	if _, err := TrimConsole(h.ConsoleLog, h.ConsoleLimit); err != nil {
+		d.log().Warn("cannot bound the console log", "log", h.ConsoleLog, "err", err)
+	}
+}
+
+func (d *Driver) trimInterval() time.Duration {
+	if d.ConsoleTrimInterval > 0 {
+		return d.ConsoleTrimInterval
+	}
+	return DefaultConsoleTrimInterval
+}
+
+// DefaultConsoleTrimInterval is how often a running VM's console log is
+// trimmed when Driver.ConsoleTrimInterval is 0.
+const DefaultConsoleTrimInterval = 2 * time.Second
+
+func (d *Driver) log() *slog.Logger {
+	if d.Log != nil {
+		return d.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}

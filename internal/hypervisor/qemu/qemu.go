@@ -1,0 +1,606 @@
+// Package qemu is banger's QEMU driver: it turns a hypervisor.Spec into a
+// QEMU command line (Args), starts QEMU detached from the daemon so a VM
+// outlives a daemon restart, controls it over QMP (a small client of its
+// own), keeps its serial console log bounded, and dials the guest agent
+// over vhost-vsock or, where the host has none, a virtio-serial port.
+//
+// With Accel "kvm" the guest runs by default on the microvm machine with
+// virtio-mmio devices and an uncompressed ELF kernel; with Accel "tcg"
+// (software emulation, for hosts where KVM cannot boot a guest) on q35
+// with virtio-pci devices and a bzImage. Driver.Machine overrides the
+// choice; the tests run the conformance suite on both machines under TCG.
+//
+// Everything the driver needs to find a VM again is in its Handle and in
+// the VM's runtime directory (Spec.Dir): qmp.sock, agent.sock, qemu.pid
+// (locked by QEMU while it runs), qemu.stderr and console.log. A fresh
+// Driver value, as after a daemon restart, controls a VM another one
+// launched.
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bangerdev/banger/internal/agentproto"
+	"github.com/bangerdev/banger/internal/hypervisor"
+)
+
+// DriverName is the name recorded in the handles this driver makes.
+const DriverName = "qemu"
+
+// DefaultBin is the QEMU system emulator Driver uses when Bin is empty.
+const DefaultBin = "qemu-system-x86_64"
+
+// DefaultVhostVsock is the device whose presence makes Launch give the
+// guest a vhost-vsock device for the agent.
+const DefaultVhostVsock = "/dev/vhost-vsock"
+
+// DefaultLaunchTimeout bounds how long Launch waits for QMP to answer.
+const DefaultLaunchTimeout = 10 * time.Second
+
+// killWait bounds how long the driver waits for QEMU to die after SIGKILL.
+const killWait = 10 * time.Second
+
+// pollInterval is how often the driver looks whether a process is gone.
+const pollInterval = 25 * time.Millisecond
+
+// Driver launches and controls QEMU VMs. The zero value with Accel set
+// works; its methods are safe for concurrent use.
+type Driver struct {
+	Bin   string // QEMU system emulator; DefaultBin when empty
+	Accel string // AccelKVM or AccelTCG
+	// Machine is the QEMU machine; MachineFor(Accel) when empty.
+	Machine Machine
+	Log     *slog.Logger
+	// VhostVsock is the vhost-vsock device; DefaultVhostVsock when empty.
+	// When it is missing or not usable, the agent talks over virtio-serial.
+	VhostVsock string
+	// LaunchTimeout bounds how long Launch waits for QMP to answer;
+	// DefaultLaunchTimeout when 0.
+	LaunchTimeout time.Duration
+	// ConsoleTrimInterval is how often the console logs of the VMs this
+	// driver launched or adopted are trimmed to their limit;
+	// DefaultConsoleTrimInterval when 0.
+	ConsoleTrimInterval time.Duration
+
+	mu      sync.Mutex
+	keepers map[string]*keeper // by console log path
+}
+
+var _ hypervisor.Hypervisor = (*Driver)(nil)
+
+// New returns a driver for the QEMU binary bin (DefaultBin when "") with
+// accelerator accel (AccelKVM or AccelTCG).
+func New(bin, accel string, log *slog.Logger) (*Driver, error) {
+	d := &Driver{Bin: bin, Accel: accel, Log: log}
+	if _, err := d.accel(); err != nil {
+		return nil, err
+	}
+	if _, err := d.bin(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Name returns "qemu".
+func (d *Driver) Name() string { return DriverName }
+
+func (d *Driver) accel() (string, error) {
+	switch d.Accel {
+	case AccelKVM, AccelTCG:
+		return d.Accel, nil
+	}
+	return "", fmt.Errorf("qemu: unknown accelerator %q: use %q where KVM can boot a guest (see banger doctor), %q otherwise", d.Accel, AccelKVM, AccelTCG)
+}
+
+func (d *Driver) machine(accel string) (Machine, error) {
+	switch d.Machine {
+	case "":
+		return MachineFor(accel), nil
+	case Microvm, Q35:
+		return d.Machine, nil
+	}
+	return "", fmt.Errorf("qemu: unknown machine %q: use %q or %q, or leave it empty", d.Machine, Microvm, Q35)
+}
+
+func (d *Driver) bin() (string, error) {
+	bin := d.Bin
+	if bin == "" {
+		bin = DefaultBin
+	}
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		return "", fmt.Errorf("qemu: %s not found (%v): install QEMU (apt-get install qemu-system-x86) or configure the QEMU binary's path", bin, err)
+	}
+	return p, nil
+}
+
+// agentTransport is vsock when the host offers vhost-vsock to this user.
+func (d *Driver) agentTransport() hypervisor.AgentTransport {
+	dev := d.VhostVsock
+	if dev == "" {
+		dev = DefaultVhostVsock
+	}
+	if unix.Access(dev, unix.R_OK|unix.W_OK) == nil {
+		return hypervisor.AgentVsock
+	}
+	return hypervisor.AgentSerial
+}
+
+// Launch starts QEMU for spec, detached in its own session so it outlives
+// the daemon, and returns once QMP answers. On error nothing runs and the
+// files Launch made in spec.Dir are gone; when QEMU itself failed, the
+// error carries the end of its stderr.
+func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.Handle, error) {
+	accel, err := d.accel()
+	if err != nil {
+		return hypervisor.Handle{}, err
+	}
+	bin, err := d.bin()
+	if err != nil {
+		return hypervisor.Handle{}, err
+	}
+	machine, err := d.machine(accel)
+	if err != nil {
+		return hypervisor.Handle{}, err
+	}
+	if err := validate(spec, machine); err != nil {
+		return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s: %w", spec.ID, err)
+	}
+	p := PathsIn(spec.Dir)
+	if err := os.MkdirAll(spec.Dir, 0o700); err != nil {
+		return hypervisor.Handle{}, fmt.Errorf("qemu: creating the VM's runtime directory: %w", err)
+	}
+	if pid, ok := runningIn(ctx, p); ok {
+		return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s: a QEMU (pid %d) already runs in %s: stop that VM first", spec.ID, pid, spec.Dir)
+	}
+	removeFiles(p.QMP, p.Agent, p.PID) // stale, from a QEMU that was killed
+
+	stderr, err := os.OpenFile(p.Stderr, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s: %w", spec.ID, err)
+	}
+	// A fresh console log per boot, private to the user; QEMU appends.
+	if err := os.WriteFile(p.Console, nil, 0o600); err != nil {
+		stderr.Close()
+		removeFiles(p.Stderr)
+		return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s: %w", spec.ID, err)
+	}
+	transport := d.agentTransport()
+	cmd := exec.Command(bin, Args(spec, accel, machine, transport)...)
+	cmd.Dir = spec.Dir
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, nil, stderr // nil: /dev/null
+	// Its own session (and process group): no signal meant for the daemon
+	// reaches it, and it outlives the daemon.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if accel == AccelTCG {
+		d.log().Warn("QEMU runs this VM under software emulation (TCG) because KVM cannot boot a guest here: expect it to be slow", "vm", spec.ID)
+	}
+	err = cmd.Start()
+	stderr.Close()
+	if err != nil {
+		removeFiles(p.Stderr, p.Console)
+		return hypervisor.Handle{}, fmt.Errorf("qemu: starting %s: %w; check the QEMU binary", bin, err)
+	}
+	// The daemon is QEMU's parent until it exits: reap QEMU as soon as it
+	// ends, so no zombie stays. After a daemon restart init reaps it.
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+
+	h := hypervisor.Handle{
+		Driver:        DriverName,
+		PID:           cmd.Process.Pid,
+		ControlSocket: p.QMP,
+		Agent:         transport,
+		ConsoleLog:    p.Console,
+		ConsoleLimit:  spec.ConsoleLimit,
+		Accel:         accel,
+	}
+	if transport == hypervisor.AgentVsock {
+		h.AgentCID = CID(spec.ID)
+	} else {
+		h.AgentSocket = p.Agent
+	}
+
+	fail := func(err error) (hypervisor.Handle, error) {
+		select {
+		case <-exited:
+		default:
+			killGroup(h.PID)
+			select {
+			case <-exited:
+			case <-time.After(killWait):
+				d.log().Error("QEMU did not die after SIGKILL", "pid", h.PID)
+			}
+		}
+		removeFiles(p.QMP, p.Agent, p.PID, p.Stderr, p.Console)
+		return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s: %w", spec.ID, err)
+	}
+	if err := d.waitQMP(ctx, p.QMP, h.PID, exited); err != nil {
+		if errors.Is(err, errExited) {
+			return fail(fmt.Errorf("QEMU exited (%v): %s", waitErr, stderrTail(p.Stderr)))
+		}
+		if tail := stderrTail(p.Stderr); tail != "(no output)" {
+			err = fmt.Errorf("%w; QEMU said: %s", err, tail)
+		}
+		return fail(err)
+	}
+	st, err := hypervisor.ProcessStartTime(h.PID)
+	if err != nil {
+		return fail(fmt.Errorf("QEMU exited right after starting: %s", stderrTail(p.Stderr)))
+	}
+	h.StartTime = st
+	d.keepConsole(h)
+	d.log().Info("QEMU started", "vm", spec.ID, "pid", h.PID, "accel", accel, "agent", transport)
+	return h, nil
+}
+
+var errExited = errors.New("QEMU exited")
+
+// waitQMP waits until QMP at path answers query-status, QEMU exits
+// (errExited), the launch timeout passes or ctx ends.
+func (d *Driver) waitQMP(parent context.Context, path string, pid int, exited <-chan struct{}) error {
+	timeout := d.LaunchTimeout
+	if timeout <= 0 {
+		timeout = DefaultLaunchTimeout
+	}
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	var lastErr error
+	for {
+		select {
+		case <-exited:
+			return errExited
+		default:
+		}
+		actx, acancel := context.WithTimeout(ctx, time.Second)
+		q, err := dialQMP(actx, path)
+		if err == nil {
+			_, err = q.status()
+			if err == nil {
+				if peer, perr := q.peerPID(); perr == nil && peer != pid {
+					err = fmt.Errorf("QMP socket %s is served by pid %d, not the QEMU just started (%d)", path, peer, pid)
+				}
+			}
+			q.Close()
+		}
+		acancel()
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		select {
+		case <-exited:
+			return errExited
+		case <-ctx.Done():
+			if parent.Err() != nil {
+				return parent.Err()
+			}
+			return fmt.Errorf("QMP did not answer within %v (%v); is the host overloaded?", timeout, lastErr)
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// validate checks that the files the spec names exist, so the error names
+// the missing one instead of QEMU's exit status.
+func validate(spec hypervisor.Spec, m Machine) error {
+	if spec.ID == "" {
+		return errors.New("the spec has no VM id")
+	}
+	if spec.Dir == "" || !filepath.IsAbs(spec.Dir) {
+		return fmt.Errorf("runtime directory %q is not an absolute path", spec.Dir)
+	}
+	p := PathsIn(spec.Dir)
+	for _, s := range []string{p.QMP, p.Agent} {
+		if len(s) > maxSocketPath {
+			return fmt.Errorf("socket path %s is %d bytes, over the %d a unix socket allows: use a shorter runtime directory", s, len(s), maxSocketPath)
+		}
+	}
+	kernel, kind := spec.Boot.Vmlinuz, "bzImage (Boot.Vmlinuz)"
+	if m == Microvm {
+		kernel, kind = spec.Boot.Vmlinux, "uncompressed ELF vmlinux (Boot.Vmlinux)"
+	}
+	if kernel == "" {
+		return fmt.Errorf("QEMU's %s machine boots a %s and the spec has none: stage the image's kernel again", m, kind)
+	}
+	if err := regularFile(kernel); err != nil {
+		return fmt.Errorf("kernel %s: %w: stage the image's kernel again", kernel, err)
+	}
+	if spec.Boot.Initrd != "" {
+		if err := regularFile(spec.Boot.Initrd); err != nil {
+			return fmt.Errorf("initrd %s: %w: stage the image's kernel again", spec.Boot.Initrd, err)
+		}
+	}
+	for _, disk := range spec.Disks {
+		if err := regularFile(disk.Path); err != nil {
+			return fmt.Errorf("disk %s (%s): %w: recreate the VM's disks", disk.ID, disk.Path, err)
+		}
+	}
+	if n := spec.NIC; n != nil {
+		if n.TAP == "" {
+			return errors.New("the NIC has no TAP device: take one from the pool")
+		}
+		if _, err := net.ParseMAC(n.MAC); err != nil {
+			return fmt.Errorf("NIC MAC %q: %w", n.MAC, err)
+		}
+	}
+	return nil
+}
+
+// maxSocketPath is the longest path a sockaddr_un holds (108 bytes with
+// the terminating NUL).
+const maxSocketPath = 107
+
+func regularFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return errors.New("no such file")
+		}
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
+	return nil
+}
+
+// Status asks QEMU for its run state: "running" is Running, every other
+// state of a live QEMU (paused, prelaunch, guest-panicked, ...) Paused; a
+// process that is gone is Stopped.
+func (d *Driver) Status(ctx context.Context, h hypervisor.Handle) (hypervisor.State, error) {
+	if !hypervisor.Alive(h) {
+		return hypervisor.Stopped, nil
+	}
+	q, err := d.qmp(ctx, h)
+	if err != nil {
+		if !hypervisor.Alive(h) {
+			return hypervisor.Stopped, nil
+		}
+		return "", fmt.Errorf("qemu: status of pid %d: %w", h.PID, err)
+	}
+	defer q.Close()
+	s, err := q.status()
+	if err != nil {
+		if !hypervisor.Alive(h) {
+			return hypervisor.Stopped, nil
+		}
+		return "", fmt.Errorf("qemu: status of pid %d: %w", h.PID, err)
+	}
+	if s == "running" {
+		return hypervisor.Running, nil
+	}
+	return hypervisor.Paused, nil
+}
+
+// qmp opens a QMP session with h's QEMU and checks that the socket is
+// served by h.PID.
+func (d *Driver) qmp(ctx context.Context, h hypervisor.Handle) (*qmpConn, error) {
+	q, err := dialQMP(ctx, h.ControlSocket)
+	if err != nil {
+		return nil, err
+	}
+	if pid, err := q.peerPID(); err == nil && pid != h.PID {
+		q.Close()
+		return nil, fmt.Errorf("%w: QMP socket %s is served by pid %d, not %d", hypervisor.ErrNotOurs, h.ControlSocket, pid, h.PID)
+	}
+	return q, nil
+}
+
+// Adopt checks that h.PID is alive with the recorded start time and that
+// its QMP socket answers, then trims the console log and keeps it bounded.
+func (d *Driver) Adopt(ctx context.Context, h hypervisor.Handle) error {
+	if !hypervisor.Alive(h) {
+		st, err := hypervisor.ProcessStartTime(h.PID)
+		if err != nil {
+			return fmt.Errorf("qemu: %w: pid %d is gone", hypervisor.ErrNotOurs, h.PID)
+		}
+		return fmt.Errorf("qemu: %w: pid %d started at tick %d, not %d (the PID was reused)", hypervisor.ErrNotOurs, h.PID, st, h.StartTime)
+	}
+	q, err := d.qmp(ctx, h)
+	if err == nil {
+		_, err = q.status()
+		q.Close()
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("qemu: adopting pid %d: %w", h.PID, ctx.Err())
+		}
+		if errors.Is(err, hypervisor.ErrNotOurs) {
+			return fmt.Errorf("qemu: %w", err)
+		}
+		return fmt.Errorf("qemu: %w: pid %d runs but its QMP socket does not answer: %v", hypervisor.ErrNotOurs, h.PID, err)
+	}
+	if _, err := TrimConsole(h.ConsoleLog, h.ConsoleLimit); err != nil {
+		d.log().Warn("cannot bound the console log", "log", h.ConsoleLog, "err", err)
+	}
+	d.keepConsole(h)
+	return nil
+}
+
+// Shutdown presses the ACPI power button (system_powerdown) and waits for
+// QEMU to exit until ctx ends; then it kills QEMU's process group. It
+// removes the VM's sockets and pid file. A VM that is already gone is
+// cleaned up and reported as success.
+func (d *Driver) Shutdown(ctx context.Context, h hypervisor.Handle) error {
+	if hypervisor.Alive(h) {
+		q, err := d.qmp(ctx, h)
+		if err == nil {
+			err = q.powerdown()
+			q.Close()
+		}
+		if err != nil {
+			d.log().Warn("cannot ask the guest to power off; waiting, then killing QEMU", "pid", h.PID, "err", err)
+		}
+		if !waitGone(ctx, h) {
+			d.log().Warn("the guest did not power off in time; killing QEMU", "pid", h.PID, "reason", ctx.Err())
+			if err := d.kill(h); err != nil {
+				return err
+			}
+		}
+	}
+	d.cleanup(h)
+	d.stopKeeping(h)
+	return nil
+}
+
+// Kill stops QEMU at once (SIGKILL to its process group) and removes the
+// VM's sockets and pid file. A VM that is already gone is cleaned up and
+// reported as success.
+func (d *Driver) Kill(h hypervisor.Handle) error {
+	if err := d.kill(h); err != nil {
+		return err
+	}
+	d.cleanup(h)
+	d.stopKeeping(h)
+	return nil
+}
+
+func (d *Driver) kill(h hypervisor.Handle) error {
+	if !hypervisor.Alive(h) {
+		return nil
+	}
+	killGroup(h.PID)
+	ctx, cancel := context.WithTimeout(context.Background(), killWait)
+	defer cancel()
+	if !waitGone(ctx, h) {
+		return fmt.Errorf("qemu: pid %d is still alive %v after SIGKILL: look at it with ps -o stat,wchan -p %d", h.PID, killWait, h.PID)
+	}
+	return nil
+}
+
+// cleanup removes h's sockets and pid file, unless another QEMU has taken
+// over the runtime directory since.
+func (d *Driver) cleanup(h hypervisor.Handle) {
+	if h.ControlSocket == "" {
+		return
+	}
+	pidFile := filepath.Join(filepath.Dir(h.ControlSocket), PIDFile)
+	if holder := lockHolder(pidFile); holder > 0 && holder != h.PID {
+		d.log().Warn("another QEMU runs in the VM's directory; leaving its sockets", "pid", holder, "dir", filepath.Dir(pidFile))
+		return
+	}
+	removeFiles(h.ControlSocket, h.AgentSocket, pidFile)
+}
+
+// DialAgent connects to the guest agent: the virtio-serial port's unix
+// socket, or AF_VSOCK to the guest's CID. A virtio-serial port serves one
+// host connection at a time; a second one waits until the first closes.
+func (d *Driver) DialAgent(ctx context.Context, h hypervisor.Handle) (net.Conn, error) {
+	switch h.Agent {
+	case hypervisor.AgentSerial:
+		var dialer net.Dialer
+		c, err := dialer.DialContext(ctx, "unix", h.AgentSocket)
+		if err != nil {
+			return nil, fmt.Errorf("qemu: dialing the agent's virtio-serial socket: %w", err)
+		}
+		return c, nil
+	case hypervisor.AgentVsock:
+		c, err := dialVsock(ctx, h.AgentCID, agentproto.VsockPort)
+		if err != nil {
+			return nil, fmt.Errorf("qemu: dialing the agent: %w", err)
+		}
+		return c, nil
+	}
+	return nil, fmt.Errorf("qemu: the handle's agent transport %q is not one QEMU offers (%s or %s): was it made by another driver?", h.Agent, hypervisor.AgentSerial, hypervisor.AgentVsock)
+}
+
+// runningIn reports a QEMU that still runs in the directory of p: the
+// holder of the pid file's lock, or whoever answers on the QMP socket.
+func runningIn(ctx context.Context, p Paths) (int, bool) {
+	if pid := lockHolder(p.PID); pid > 0 {
+		return pid, true
+	}
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	q, err := dialQMP(ctx, p.QMP)
+	if err != nil {
+		return 0, false
+	}
+	defer q.Close()
+	pid, _ := q.peerPID()
+	return pid, true
+}
+
+// lockHolder returns the PID holding a lock on path (QEMU locks its pid
+// file while it runs), or 0.
+func lockHolder(path string) int {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_GETLK, &lk); err != nil || lk.Type == unix.F_UNLCK {
+		return 0
+	}
+	return int(lk.Pid)
+}
+
+// killGroup sends SIGKILL to pid's process group when pid leads one (QEMU
+// started by Launch does), else to pid alone.
+func killGroup(pid int) {
+	if pgid, err := unix.Getpgid(pid); err == nil && pgid == pid {
+		unix.Kill(-pid, unix.SIGKILL)
+		return
+	}
+	unix.Kill(pid, unix.SIGKILL)
+}
+
+// waitGone polls until h's process is gone (or a zombie) or ctx ends.
+func waitGone(ctx context.Context, h hypervisor.Handle) bool {
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for hypervisor.Alive(h) {
+		select {
+		case <-ctx.Done():
+			return !hypervisor.Alive(h)
+		case <-t.C:
+		}
+	}
+	return true
+}
+
+func removeFiles(paths ...string) {
+	for _, p := range paths {
+		if p != "" {
+			os.Remove(p)
+		}
+	}
+}
+
+// stderrTail returns the last lines of QEMU's stderr as one line.
+func stderrTail(path string) string {
+	b, _ := os.ReadFile(path)
+	const max = 2048
+	if len(b) > max {
+		b = b[len(b)-max:]
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	s := strings.TrimSpace(strings.Join(lines, "; "))
+	if s == "" {
+		return "(no output)"
+	}
+	return s
+}

@@ -1,0 +1,446 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/agentproto"
+	"github.com/bangerdev/banger/internal/ext4img"
+	"github.com/bangerdev/banger/internal/hypervisor"
+	"github.com/bangerdev/banger/internal/image"
+)
+
+// ConsoleLimit bounds each VM's serial console log.
+const ConsoleLimit = 4 << 20
+
+// cmdline is banger's part of the guest kernel command line: the root
+// disk and the guest network, which banger-agent net-up applies.
+func (m *Manager) cmdline(v *VM) string {
+	prefix := m.Net.Subnet().Bits()
+	parts := []string{
+		"root=/dev/vda", "rw", "net.ifnames=0",
+		fmt.Sprintf("banger.ip=%s/%d", v.Lease.IP, prefix),
+		"banger.gw=" + m.Net.Gateway().String(),
+		"banger.mac=" + v.Lease.MAC,
+		"banger.hostname=" + v.Name,
+	}
+	if dns := hostResolvers(); len(dns) > 0 {
+		parts = append(parts, "banger.dns="+strings.Join(dns, ","))
+	}
+	return strings.Join(parts, " ")
+}
+
+// boot brings a VM with disks up: auth files, TAP, hypervisor, agent,
+// readiness. On error the caller cleans up (the runtime records what was
+// taken).
+func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, hv hypervisor.Hypervisor, p Progress) error {
+	dir := m.Dir(v.ID)
+	p.Stage("sync auth files")
+	if err := m.syncAuth(ctx, workDisk(dir), p); err != nil {
+		return err
+	}
+
+	p.Stage("acquire tap")
+	tap, err := m.Net.AcquireTAP(ctx)
+	if err != nil {
+		return err
+	}
+	v.Runtime.TAP = tap
+	if err := m.Store.SetLeaseTAP(ctx, v.ID, tap); err != nil {
+		return err
+	}
+	if err := m.save(ctx, v); err != nil {
+		return err
+	}
+	p.Detail("%s", tap)
+
+	p.Stage("launch " + hv.Name())
+	h, err := hv.Launch(ctx, hypervisor.Spec{
+		ID: v.ID, Name: v.Name, Dir: dir, VCPUs: v.Spec.VCPUs, MemoryMiB: v.Spec.MemoryMiB,
+		Boot: hypervisor.Boot{
+			Vmlinux: img.Path(image.Vmlinux), Vmlinuz: img.Path(image.Vmlinuz), Initrd: img.Path(image.Initrd),
+			Cmdline: m.cmdline(v),
+		},
+		Disks: []hypervisor.Disk{{ID: "root", Path: rootDisk(dir)}, {ID: "work", Path: workDisk(dir)}},
+		NIC:   &hypervisor.NIC{TAP: tap, MAC: v.Lease.MAC},
+		ConsoleLimit: ConsoleLimit,
+	})
+	if err != nil {
+		return err
+	}
+	v.Runtime.Handle = &h
+	v.Runtime.StartedAt = m.now()
+	if err := m.save(ctx, v); err != nil {
+		return err
+	}
+	p.Detail("pid %d, %s", h.PID, h.Accel)
+
+	p.Stage("agent health")
+	client, conn, err := m.waitAgent(ctx, hv, h)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	health, err := client.Health(ctx)
+	if err == nil {
+		p.Detail("%s, /root on %s", health.Kernel, health.RootMount)
+	}
+	if keys, err := client.HostKeys(ctx); err == nil && len(keys) > 0 {
+		v.Runtime.HostKeys = keys
+		if err := m.writeKnownHosts(v); err != nil {
+			return err
+		}
+	} else if err != nil {
+		p.Logf("could not read the guest's SSH host keys: %v", err)
+	}
+
+	// SSH is always waited for, so `banger vm ssh` works the moment create
+	// returns; the image adds its own (e.g. opencode on 4096).
+	probes := append([]api.Probe{{Name: "ssh", Kind: "tcp", Port: 22}}, img.Manifest.Probes...)
+	{
+		p.Stage("readiness")
+		for _, pr := range probes {
+			if err := m.waitProbe(ctx, client, pr, h); err != nil {
+				return err
+			}
+		}
+		p.Detail("%d probe(s) ready", len(probes))
+	}
+	v.State = api.VMRunning
+	return m.save(ctx, v)
+}
+
+// waitAgent dials the agent and retries health with short attempts until
+// it answers or AgentTimeout passes.
+func (m *Manager) waitAgent(ctx context.Context, hv hypervisor.Hypervisor, h hypervisor.Handle) (*agentproto.Client, net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.agentTimeout())
+	defer cancel()
+	var conn net.Conn
+	var lastErr error
+	for {
+		if conn == nil {
+			c, err := hv.DialAgent(ctx, h)
+			if err == nil {
+				conn = c
+			} else {
+				lastErr = err
+			}
+		}
+		if conn != nil {
+			client := agentproto.NewClient(conn)
+			attempt, stop := context.WithTimeout(ctx, 2*time.Second)
+			_, err := client.Health(attempt)
+			stop()
+			if err == nil {
+				return client, conn, nil
+			}
+			lastErr = err
+		}
+		if !hypervisor.Alive(h) {
+			if conn != nil {
+				conn.Close()
+			}
+			return nil, nil, fmt.Errorf("the hypervisor exited before the guest agent answered; console tail:\n%s", consoleTail(h.ConsoleLog, 15))
+		}
+		select {
+		case <-ctx.Done():
+			if conn != nil {
+				conn.Close()
+			}
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, nil, api.Errorf(api.CodeUnavailable, "the guest agent did not answer within %s (%v); last console lines:\n%s",
+					m.agentTimeout(), lastErr, consoleTail(h.ConsoleLog, 15))
+			}
+			return nil, nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (m *Manager) agentTimeout() time.Duration {
+	if m.AgentTimeout > 0 {
+		return m.AgentTimeout
+	}
+	return 5 * time.Minute
+}
+
+// waitProbe polls a readiness probe through the agent.
+func (m *Manager) waitProbe(ctx context.Context, c *agentproto.Client, pr api.Probe, h hypervisor.Handle) error {
+	if pr.Kind != "tcp" {
+		return fmt.Errorf("readiness probe %s: unknown kind %q", pr.Name, pr.Kind)
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.agentTimeout())
+	defer cancel()
+	var last string
+	for {
+		attempt, stop := context.WithTimeout(ctx, 5*time.Second)
+		r, err := c.ProbeTCP(attempt, pr.Port)
+		stop()
+		if err == nil && r.Open {
+			return nil
+		}
+		if err != nil {
+			last = err.Error()
+		} else {
+			last = r.Error
+		}
+		select {
+		case <-ctx.Done():
+			return api.Errorf(api.CodeUnavailable, "%s (tcp/%d) was not ready within %s: %s; see `banger vm logs`", pr.Name, pr.Port, m.agentTimeout(), last)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// syncAuth writes the configured host credential files into the work disk
+// (0600) before boot; missing host files are skipped with a notice.
+func (m *Manager) syncAuth(ctx context.Context, disk string, p Progress) error {
+	var files []ext4img.File
+	var missing []string
+	for _, a := range m.Cfg.AuthFiles {
+		b, err := os.ReadFile(a.Host)
+		if errors.Is(err, os.ErrNotExist) {
+			missing = append(missing, a.Host)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading auth file %s: %w", a.Host, err)
+		}
+		rel := strings.TrimPrefix(a.Guest, "/root")
+		if rel == a.Guest || rel == "" {
+			continue // config validation keeps guests under /root
+		}
+		files = append(files, ext4img.File{Path: rel, Mode: 0o600, Content: b})
+	}
+	for _, f := range missing {
+		p.Logf("skipping %s: not on this host", f)
+	}
+	if len(files) > 0 {
+		if err := m.Tools.WriteFiles(ctx, disk, files); err != nil {
+			return fmt.Errorf("writing auth files into the work disk: %w", err)
+		}
+	}
+	p.Detail("%d written, %d missing", len(files), len(missing))
+	return nil
+}
+
+// writeKnownHosts pins the guest's host keys for its address.
+func (m *Manager) writeKnownHosts(v *VM) error {
+	var b strings.Builder
+	for _, k := range v.Runtime.HostKeys {
+		fmt.Fprintf(&b, "%s %s\n", v.Lease.IP, k)
+	}
+	return os.WriteFile(m.KnownHosts(v.ID), []byte(b.String()), 0o600)
+}
+
+// Start boots a stopped VM.
+func (m *Manager) Start(ctx context.Context, name string, p Progress) (VM, error) {
+	v, err := m.Get(ctx, name)
+	if err != nil {
+		return v, err
+	}
+	unlock := m.lock(v.ID)
+	defer unlock()
+	if v, err = m.Get(ctx, v.ID); err != nil {
+		return v, err
+	}
+	if v.State == api.VMRunning {
+		return v, api.Errorf(api.CodeFailedPrecondition, "vm %s is already running", v.Name)
+	}
+	if v.State != api.VMStopped {
+		return v, api.Errorf(api.CodeFailedPrecondition, "vm %s is %s", v.Name, v.State)
+	}
+	hv, warning, err := m.Select(ctx, v.Spec.Hypervisor, p)
+	if err != nil {
+		return v, err
+	}
+	v.Runtime = Runtime{}
+	if warning != "" {
+		v.Runtime.Warnings = []string{warning}
+		p.Logf("warning: %s", warning)
+	}
+	img, _, err := m.Images.Repair(ctx, v.ImageID, p)
+	if err != nil {
+		return v, err
+	}
+	if err := m.boot(ctx, &v, img, hv, p); err != nil {
+		m.halt(context.WithoutCancel(ctx), &v, false)
+		return v, err
+	}
+	return v, nil
+}
+
+// Stop shuts a VM down cleanly: the agent asks systemd to power off, then
+// the hypervisor waits (ACPI power-down as a fallback) and kills only if
+// the guest does not finish in time.
+func (m *Manager) Stop(ctx context.Context, name string) (VM, error) {
+	v, err := m.Get(ctx, name)
+	if err != nil {
+		return v, err
+	}
+	unlock := m.lock(v.ID)
+	defer unlock()
+	if v, err = m.Get(ctx, v.ID); err != nil {
+		return v, err
+	}
+	if v.State == api.VMStopped {
+		return v, nil
+	}
+	return v, m.halt(ctx, &v, true)
+}
+
+// halt stops the hypervisor (gracefully or not), returns the TAP and
+// records the VM stopped.
+func (m *Manager) halt(ctx context.Context, v *VM, graceful bool) error {
+	var errs []error
+	if h := v.Runtime.Handle; h != nil {
+		hv, ok := m.Drivers[h.Driver]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("unknown hypervisor driver %q", h.Driver))
+		case graceful && hypervisor.Alive(*h):
+			if c, err := hv.DialAgent(ctx, *h); err == nil {
+				attempt, stop := context.WithTimeout(ctx, 3*time.Second)
+				agentproto.NewClient(c).PowerOff(attempt)
+				stop()
+				c.Close()
+			}
+			sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+			if err := hv.Shutdown(sctx, *h); err != nil {
+				errs = append(errs, err)
+			}
+			cancel()
+		default:
+			if err := hv.Kill(*h); err != nil && hypervisor.Alive(*h) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := m.releaseTAP(ctx, v); err != nil {
+		errs = append(errs, err)
+	}
+	v.Runtime.Handle = nil
+	v.State = api.VMStopped
+	if err := m.save(ctx, v); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// releaseTAP returns the VM's TAP to the pool. A runtime that lost its TAP
+// name has nothing to release: that is logged and skipped, never an error.
+func (m *Manager) releaseTAP(ctx context.Context, v *VM) error {
+	tap := v.Runtime.TAP
+	if tap == "" {
+		tap = v.Lease.TAP
+	}
+	if tap == "" {
+		m.Log.Info("no tap recorded for vm; nothing to release", "vm", v.Name)
+		return nil
+	}
+	if err := m.Net.ReleaseTAP(ctx, tap); err != nil {
+		return fmt.Errorf("returning %s to the pool: %w", tap, err)
+	}
+	v.Runtime.TAP = ""
+	v.Lease.TAP = ""
+	if err := m.Store.SetLeaseTAP(context.WithoutCancel(ctx), v.ID, ""); err != nil && !strings.Contains(err.Error(), "not found") {
+		return err
+	}
+	return nil
+}
+
+// Delete stops a VM at once (its disks go too, so there is nothing to
+// flush) and removes everything it had: process, TAP, disks, record and
+// lease.
+func (m *Manager) Delete(ctx context.Context, name string) error {
+	v, err := m.Get(ctx, name)
+	if err != nil {
+		return err
+	}
+	unlock := m.lock(v.ID)
+	defer unlock()
+	if v, err = m.Get(ctx, v.ID); err != nil {
+		return err
+	}
+	return m.destroy(ctx, &v)
+}
+
+func (m *Manager) destroy(ctx context.Context, v *VM) error {
+	var errs []error
+	if err := m.halt(ctx, v, false); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(m.Dir(v.ID)); err != nil {
+		errs = append(errs, err)
+	}
+	if err := m.Store.DeleteVM(ctx, v.ID); err != nil && !strings.Contains(err.Error(), "not found") {
+		errs = append(errs, err)
+	}
+	m.locks.Delete(v.ID)
+	m.dropRemovedImage(ctx, v.ImageID)
+	return errors.Join(errs...)
+}
+
+// dropRemovedImage deletes a force-removed image's record once its last VM
+// is gone.
+func (m *Manager) dropRemovedImage(ctx context.Context, imageID string) {
+	img, err := m.Store.GetImage(ctx, imageID)
+	if err != nil || img.State != "removed" {
+		return
+	}
+	if users, err := m.Store.VMsUsingImage(ctx, imageID); err == nil && len(users) == 0 {
+		m.Store.DeleteImage(ctx, imageID)
+	}
+}
+
+// consoleTail returns the last n lines of a console log.
+func consoleTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no console log)"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// SSH returns what ssh needs to reach the VM with pinned host keys.
+func (m *Manager) SSH(ctx context.Context, name string) (api.SSHInfo, error) {
+	v, err := m.Get(ctx, name)
+	if err != nil {
+		return api.SSHInfo{}, err
+	}
+	if v.State != api.VMRunning {
+		return api.SSHInfo{}, api.Errorf(api.CodeFailedPrecondition, "vm %s is %s: start it with `banger vm start %s`", v.Name, v.State, v.Name)
+	}
+	if _, err := netip.ParseAddr(v.Lease.IP); err != nil {
+		return api.SSHInfo{}, fmt.Errorf("vm %s has no address", v.Name)
+	}
+	kh := m.KnownHosts(v.ID)
+	if _, err := os.Stat(kh); err != nil {
+		return api.SSHInfo{}, api.Errorf(api.CodeFailedPrecondition, "vm %s has no pinned host keys (the agent did not report them): restart it with `banger vm restart %s`", v.Name, v.Name)
+	}
+	return api.SSHInfo{Host: v.Lease.IP, User: "root", KeyFile: m.Cfg.SSHKeyPath(), KnownHosts: kh, HostAlias: v.Name}, nil
+}
+
+// Logs returns the console log path.
+func (m *Manager) Logs(ctx context.Context, name string) (string, error) {
+	v, err := m.Get(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	if v.Runtime.Handle != nil && v.Runtime.Handle.ConsoleLog != "" {
+		return v.Runtime.Handle.ConsoleLog, nil
+	}
+	return filepath.Join(m.Dir(v.ID), "console.log"), nil
+}
