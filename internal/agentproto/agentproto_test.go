@@ -309,7 +309,7 @@ func (o *opsHandler) ProbeTCP(_ context.Context, port int) ProbeResult {
 	return ProbeResult{Port: port, Error: "connection refused"}
 }
 func (o *opsHandler) HostKeys(context.Context) ([]string, error) { return o.keys, nil }
-func (o *opsHandler) PowerOff(context.Context) error            { o.poweroff++; return nil }
+func (o *opsHandler) PowerOff(context.Context) error             { o.poweroff++; return nil }
 
 func TestGuestOps(t *testing.T) {
 	host, guest := net.Pipe()

@@ -69,8 +69,8 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, hv hyperviso
 			Vmlinux: img.Path(image.Vmlinux), Vmlinuz: img.Path(image.Vmlinuz), Initrd: img.Path(image.Initrd),
 			Cmdline: m.cmdline(v),
 		},
-		Disks: []hypervisor.Disk{{ID: "root", Path: rootDisk(dir)}, {ID: "work", Path: workDisk(dir)}},
-		NIC:   &hypervisor.NIC{TAP: tap, MAC: v.Lease.MAC},
+		Disks:        []hypervisor.Disk{{ID: "root", Path: rootDisk(dir)}, {ID: "work", Path: workDisk(dir)}},
+		NIC:          &hypervisor.NIC{TAP: tap, MAC: v.Lease.MAC},
 		ConsoleLimit: ConsoleLimit,
 	})
 	if err != nil {

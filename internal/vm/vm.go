@@ -78,15 +78,15 @@ type Selector func(ctx context.Context, requested string, p Progress) (hv hyperv
 
 // Manager runs the lifecycle.
 type Manager struct {
-	Cfg      *config.Config
-	Store    *store.Store
-	Images   *image.Catalog
-	Net      Network
-	Select   Selector
-	Drivers  map[string]hypervisor.Hypervisor
-	Tools    *ext4img.Tools
-	Log      *slog.Logger
-	Now      func() time.Time
+	Cfg     *config.Config
+	Store   *store.Store
+	Images  *image.Catalog
+	Net     Network
+	Select  Selector
+	Drivers map[string]hypervisor.Hypervisor
+	Tools   *ext4img.Tools
+	Log     *slog.Logger
+	Now     func() time.Time
 	// AgentTimeout bounds the wait for the agent (boot) and for each
 	// readiness probe.
 	AgentTimeout time.Duration
