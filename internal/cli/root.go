@@ -38,6 +38,7 @@ The banger CLI talks to bangerd, a daemon it starts on demand.`,
 		newOperationCmd(app),
 		newBenchCmd(app),
 		newVerifyCmd(app),
+		newHostCmd(app),
 		newVersionCmd(app),
 	} {
 		c.GroupID = "host"

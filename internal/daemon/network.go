@@ -2,10 +2,12 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/bangerdev/banger/internal/config"
 	"github.com/bangerdev/banger/internal/hostnet"
@@ -124,9 +126,22 @@ func (n *network) AcquireTAP(ctx context.Context) (string, error) {
 	return tap, nil
 }
 
-// ReleaseTAP returns a TAP to the pool.
+// ReleaseTAP returns a TAP to the pool. A hypervisor that was just killed
+// may hold the TAP for a moment while its threads exit, so a busy TAP is
+// retried briefly.
 func (n *network) ReleaseTAP(ctx context.Context, tap string) error {
-	return n.pool.Release(ctx, tap)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := n.pool.Release(ctx, tap)
+		if !errors.Is(err, hostnet.ErrTAPBusy) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Leaks lists network resources no lease explains.

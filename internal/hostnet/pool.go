@@ -13,6 +13,10 @@ import (
 // is idle and this process may not create one (not root, no CAP_NET_ADMIN).
 var ErrPoolExhausted = errors.New("TAP pool exhausted")
 
+// ErrTAPBusy is returned (wrapped) by Pool.Release while a process (a
+// hypervisor that is still exiting) holds the TAP open.
+var ErrTAPBusy = errors.New("tap still open")
+
 // Pool hands pool TAPs to VMs. A pool TAP is leased (a VM holds it) or
 // idle capacity; idle TAPs are attached to the bridge, isolated and up, so
 // a VM create only has to hand one over.
@@ -135,7 +139,7 @@ func (p *Pool) Release(ctx context.Context, name string) error {
 		return nil
 	}
 	if t.InUse {
-		return fmt.Errorf("releasing %s: a process still has it open: stop the VM's hypervisor first", name)
+		return fmt.Errorf("releasing %s: a process still has it open (%w): stop the VM's hypervisor first", name, ErrTAPBusy)
 	}
 	delete(p.held, name)
 	var steps []Step

@@ -144,7 +144,7 @@ func (m *Manager) waitAgent(ctx context.Context, hv hypervisor.Hypervisor, h hyp
 			}
 			lastErr = err
 		}
-		if !hypervisor.Alive(h) {
+		if st, err := hv.Status(ctx, h); err == nil && st == hypervisor.Stopped {
 			if conn != nil {
 				conn.Close()
 			}
@@ -306,7 +306,7 @@ func (m *Manager) halt(ctx context.Context, v *VM, graceful bool) error {
 		switch {
 		case !ok:
 			errs = append(errs, fmt.Errorf("unknown hypervisor driver %q", h.Driver))
-		case graceful && hypervisor.Alive(*h):
+		case graceful && running(ctx, hv, *h):
 			if c, err := hv.DialAgent(ctx, *h); err == nil {
 				attempt, stop := context.WithTimeout(ctx, 3*time.Second)
 				agentproto.NewClient(c).PowerOff(attempt)
@@ -319,7 +319,7 @@ func (m *Manager) halt(ctx context.Context, v *VM, graceful bool) error {
 			}
 			cancel()
 		default:
-			if err := hv.Kill(*h); err != nil && hypervisor.Alive(*h) {
+			if err := hv.Kill(*h); err != nil && running(ctx, hv, *h) {
 				errs = append(errs, err)
 			}
 		}
@@ -333,6 +333,12 @@ func (m *Manager) halt(ctx context.Context, v *VM, graceful bool) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// running reports whether the hypervisor says the VM's process runs.
+func running(ctx context.Context, hv hypervisor.Hypervisor, h hypervisor.Handle) bool {
+	st, err := hv.Status(ctx, h)
+	return err == nil && st != hypervisor.Stopped
 }
 
 // releaseTAP returns the VM's TAP to the pool. A runtime that lost its TAP

@@ -68,17 +68,17 @@ func (m *Manager) readopt(ctx context.Context, v *VM) Finding {
 	if err == nil {
 		return Finding{VM: v.Name, Action: "adopted", Detail: fmt.Sprintf("%s pid %d", h.Driver, h.PID)}
 	}
-	if hypervisor.Alive(*h) && !errors.Is(err, hypervisor.ErrNotOurs) {
+	st, serr := hv.Status(ctx, *h)
+	if !errors.Is(err, hypervisor.ErrNotOurs) && (serr != nil || st != hypervisor.Stopped) {
 		// Alive but not answering: leave it, say so.
 		return Finding{VM: v.Name, Action: "unexplained", Detail: fmt.Sprintf("pid %d is alive but does not answer: %v", h.PID, err)}
 	}
-	// Gone (or the pid now belongs to someone else): never kill it; clean
-	// our side only.
+	// Gone, or the pid now belongs to someone else: our side is cleaned
+	// up; the driver's Kill signals only a process that is still the VM's
+	// own (pid + start time), so it only removes stale sockets here.
 	hc := *h
+	hv.Kill(hc)
 	v.Runtime.Handle = nil
-	if !hypervisor.Alive(hc) {
-		hv.Kill(hc) // removes the stale sockets of a dead process
-	}
 	m.halt(ctx, v, false)
 	return Finding{VM: v.Name, Action: "marked stopped", Detail: fmt.Sprintf("%s pid %d is gone: %v", hc.Driver, hc.PID, err)}
 }
