@@ -53,7 +53,19 @@ func (d *Daemon) quickReport(ctx context.Context) (api.DoctorReport, error) {
 		return rep, err
 	}
 	rep.Checks = append(rep.Checks, imgCheck)
+	rep.Checks = append(rep.Checks, d.networkChecks(ctx)...)
 	return rep, nil
+}
+
+func (d *Daemon) networkChecks(ctx context.Context) []api.Check {
+	st, err := d.net.host.Observe(ctx, d.net.cfg)
+	if err != nil {
+		return []api.Check{{Name: doctor.CheckBridge, Status: api.CheckFail, Detail: "reading the host network: " + err.Error(),
+			Fix: "check that bangerd may use netlink here"}}
+	}
+	leased, _ := d.net.leased(ctx)
+	other, _ := d.vms.Leaks(ctx)
+	return doctor.NetworkChecks(doctor.NetworkInputs{Config: d.net.cfg, State: st, Leased: leased, DaemonRoot: os.Geteuid() == 0, OtherLeaks: other})
 }
 
 // imagesCheck verifies every image: sizes in a quick run, digests in a

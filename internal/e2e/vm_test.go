@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -98,7 +99,15 @@ func verifyClean(t *testing.T, e *env) {
 // survived → delete → nothing leaked.
 func TestVMLifecycle(t *testing.T) {
 	e := vmEnv(t)
+	// One of the default auth files exists on the "host": it must land in
+	// the guest's /root with 0600; the others are skipped with a notice.
+	cred := filepath.Join(e.home, "home", ".claude", ".credentials.json")
+	os.MkdirAll(filepath.Dir(cred), 0o700)
+	os.WriteFile(cred, []byte(`{"token":"t0"}`), 0o600)
 	r := e.must("vm", "create", "--name", "demo", "--memory", "1GiB", "--disk", "2GiB")
+	if !strings.Contains(r.stderr, "1 written, 3 missing") {
+		t.Errorf("auth sync did not report 1 written, 3 missing:\n%s", r.stderr)
+	}
 	for _, stage := range []string{"allocate", "clone rootfs", "work disk", "sync auth files", "acquire tap", "launch qemu", "agent health"} {
 		if !strings.Contains(r.stderr, "✓ "+stage) {
 			t.Errorf("create stages lack %q:\n%s", stage, r.stderr)
@@ -121,10 +130,15 @@ func TestVMLifecycle(t *testing.T) {
 	if mount := e.must("vm", "ssh", "demo", "--", "findmnt", "-no", "SOURCE", "/root").stdout; !strings.Contains(mount, "/dev/vdb") {
 		t.Errorf("/root is mounted from %q, want /dev/vdb", mount)
 	}
+	if got := e.must("vm", "ssh", "demo", "--", "stat", "-c", "'%a %U %s'", "/root/.claude/.credentials.json").stdout; strings.TrimSpace(got) != "600 root 14" {
+		t.Errorf("synced auth file: %q, want mode 600, owner root, 14 bytes", got)
+	}
 	if logs := e.must("vm", "logs", "demo").stdout; !strings.Contains(logs, "Linux version") {
 		t.Errorf("vm logs does not show the console (%d bytes)", len(logs))
 	}
 
+	// Auth files are synced on every start: a changed credential arrives.
+	os.WriteFile(cred, []byte(`{"token":"t1"}`), 0o600)
 	e.must("vm", "stop", "demo")
 	if v := vmShow(t, e, "demo"); v.State != api.VMStopped || v.TAP != "" {
 		t.Errorf("after stop: %+v", v)
@@ -132,6 +146,9 @@ func TestVMLifecycle(t *testing.T) {
 	e.must("vm", "start", "demo")
 	if got := e.must("vm", "ssh", "demo", "--", "cat", "/root/keep.txt").stdout; strings.TrimSpace(got) != "kept" {
 		t.Errorf("/root/keep.txt after restart = %q", got)
+	}
+	if got := e.must("vm", "ssh", "demo", "--", "cat", "/root/.claude/.credentials.json").stdout; !strings.Contains(got, "t1") {
+		t.Errorf("auth file after restart = %q, want the updated token", got)
 	}
 
 	bench := e.must("bench", "create", "--runs", "2")
@@ -227,5 +244,4 @@ func TestVMBadInput(t *testing.T) {
 	}
 	e.must("vm", "delete", "taken")
 	verifyClean(t, e)
-	_ = os.Getpid
 }

@@ -1,0 +1,56 @@
+package doctor
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/hostnet"
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestNetworkChecks(t *testing.T) {
+	cfg := hostnet.Config{Bridge: "banger0", Subnet: netip.MustParsePrefix("172.30.0.0/24"), PoolSize: 2, Table: "banger"}
+	healthy := hostnet.State{
+		Bridge: hostnet.BridgeState{Exists: true, Up: true, Addrs: []netip.Prefix{netip.MustParsePrefix("172.30.0.1/24")}},
+		TAPs: []hostnet.TAPState{
+			{Name: "tap-pool-0", Kind: "tap", Master: "banger0", Up: true, Isolated: true},
+			{Name: "tap-pool-1", Kind: "tap", Master: "banger0", Up: true, Isolated: true},
+			{Name: "tap-pool-2", Kind: "tap", Master: "banger0", Up: true, Isolated: true, InUse: true},
+		},
+	}
+	rules := hostnet.Ruleset(cfg)
+	healthy.Table = &rules
+	statuses := func(cs []api.Check) map[string]api.CheckStatus {
+		out := map[string]api.CheckStatus{}
+		for _, c := range cs {
+			out[c.Name] = c.Status
+			if c.Status != api.CheckOK && c.Fix == "" {
+				t.Errorf("%s: %s without a fix", c.Name, c.Status)
+			}
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		in   NetworkInputs
+		want map[string]api.CheckStatus
+	}{
+		{"root, nothing yet", NetworkInputs{Config: cfg, DaemonRoot: true},
+			map[string]api.CheckStatus{"bridge": "warn", "nat": "warn", "tap-pool": "warn", "leftovers": "ok"}},
+		{"rootless, nothing set up", NetworkInputs{Config: cfg},
+			map[string]api.CheckStatus{"bridge": "fail", "nat": "fail", "tap-pool": "fail", "leftovers": "ok"}},
+		{"healthy", NetworkInputs{Config: cfg, State: healthy, Leased: []string{"tap-pool-2"}, DaemonRoot: true},
+			map[string]api.CheckStatus{"bridge": "ok", "nat": "ok", "tap-pool": "ok", "leftovers": "ok"}},
+		{"leftover process", NetworkInputs{Config: cfg, State: healthy, Leased: []string{"tap-pool-2"}, DaemonRoot: true,
+			OtherLeaks: []api.Leak{{Kind: "process", What: "pid 42 (qemu-system-x86_64)"}}},
+			map[string]api.CheckStatus{"bridge": "ok", "nat": "ok", "tap-pool": "ok", "leftovers": "warn"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, statuses(NetworkChecks(tt.in))); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
