@@ -89,10 +89,13 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, hv hyperviso
 		return err
 	}
 	defer conn.Close()
-	health, err := client.Health(ctx)
-	if err == nil {
-		p.Detail("%s, /root on %s", health.Kernel, health.RootMount)
+	// The VM is usable once its work disk is /root; systemd mounts it a
+	// little after the agent starts.
+	health, err := m.waitRootMount(ctx, client)
+	if err != nil {
+		return err
 	}
+	p.Detail("%s, /root on %s", health.Kernel, health.RootMount)
 	if keys, err := client.HostKeys(ctx); err == nil && len(keys) > 0 {
 		v.Runtime.HostKeys = keys
 		if err := m.writeKnownHosts(v); err != nil {
@@ -161,6 +164,29 @@ func (m *Manager) waitAgent(ctx context.Context, hv hypervisor.Hypervisor, h hyp
 			}
 			return nil, nil, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// waitRootMount polls health until the guest reports /root mounted.
+func (m *Manager) waitRootMount(ctx context.Context, c *agentproto.Client) (agentproto.Health, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.agentTimeout())
+	defer cancel()
+	var h agentproto.Health
+	for {
+		attempt, stop := context.WithTimeout(ctx, 5*time.Second)
+		got, err := c.Health(attempt)
+		stop()
+		if err == nil {
+			h = got
+			if h.RootMount != "" {
+				return h, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return h, api.Errorf(api.CodeUnavailable, "the work disk was not mounted at /root within %s: see `banger vm logs` (root.mount)", m.agentTimeout())
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }
