@@ -91,6 +91,15 @@ attached to the bridge. Safe to run again: it only changes what differs.`,
 			if err := hostnet.NewPool(hc, exec, nil).Ensure(c.Context(), nil); err != nil {
 				return err
 			}
+			// QEMU, as the user, opens /dev/net/tun to attach to its TAP.
+			// Distributions ship it 0666 (attaching to a TAP needs its
+			// ownership, not the device's); restore that where it is not.
+			if fi, err := os.Stat("/dev/net/tun"); err == nil && fi.Mode().Perm()&0o006 != 0o006 {
+				if err := os.Chmod("/dev/net/tun", 0o666); err != nil {
+					return fmt.Errorf("making /dev/net/tun usable by %s: %w", who, err)
+				}
+				fmt.Fprintf(app.Stdout, "made /dev/net/tun mode 0666 (the usual default) so %s can attach to its TAPs\n", who)
+			}
 			_, err = fmt.Fprintf(app.Stdout, "bridge %s (%s), nftables table %s and %d TAP devices for %s are ready\n",
 				hc.Bridge, hostnet.Gateway(hc.Subnet), hc.Table, hc.PoolSize, who)
 			return err
