@@ -232,6 +232,7 @@ func (d *Daemon) openVMs(ctx context.Context, log *slog.Logger) error {
 	d.vms = &vm.Manager{
 		Cfg: d.cfg, Store: d.store, Images: d.images, Net: net, Select: d.selectHypervisor,
 		Drivers: map[string]hypervisor.Hypervisor{d.qemu.Name(): d.qemu}, Tools: d.images.Tools, Log: log,
+		PublicKey: publicKey(d.cfg),
 	}
 	return nil
 }

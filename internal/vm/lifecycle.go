@@ -249,13 +249,55 @@ func (m *Manager) syncAuth(ctx context.Context, disk string, p Progress) error {
 	for _, f := range missing {
 		p.Logf("skipping %s: not on this host", f)
 	}
+	// The configured SSH key is authorized on every start, so any image
+	// (registered ones too) takes `banger vm ssh`, and a changed ssh_key
+	// applies at the next start.
+	if m.PublicKey != nil {
+		key, err := m.PublicKey()
+		if err != nil {
+			return err
+		}
+		f, err := m.authorizedKeys(ctx, disk, key)
+		if err != nil {
+			return err
+		}
+		if f != nil {
+			files = append(files, *f)
+		}
+	}
 	if len(files) > 0 {
 		if err := m.Tools.WriteFiles(ctx, disk, files); err != nil {
 			return fmt.Errorf("writing auth files into the work disk: %w", err)
 		}
 	}
-	p.Detail("%d written, %d missing", len(files), len(missing))
+	p.Detail("%d written, %d missing", len(files)-keyFiles(files), len(missing))
 	return nil
+}
+
+// authorizedKeys returns the work disk's /root/.ssh/authorized_keys with
+// key added, or nil when it is there already.
+func (m *Manager) authorizedKeys(ctx context.Context, disk, key string) (*ext4img.File, error) {
+	key = strings.TrimSpace(key)
+	var current string
+	if ok, err := m.Tools.Exists(ctx, disk, "/.ssh/authorized_keys"); err != nil {
+		return nil, err
+	} else if ok {
+		b, err := m.Tools.ReadFile(ctx, disk, "/.ssh/authorized_keys")
+		if err != nil {
+			return nil, err
+		}
+		current = string(b)
+	}
+	fields := strings.Fields(key)
+	for _, line := range strings.Split(current, "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && len(fields) >= 2 && f[0] == fields[0] && f[1] == fields[1] {
+			return nil, nil
+		}
+	}
+	if current != "" && !strings.HasSuffix(current, "\n") {
+		current += "\n"
+	}
+	return &ext4img.File{Path: "/.ssh/authorized_keys", Mode: 0o600, Content: []byte(current + key + "\n")}, nil
 }
 
 // writeKnownHosts pins the guest's host keys for its address.
@@ -359,6 +401,17 @@ func (m *Manager) halt(ctx context.Context, v *VM, graceful bool) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// keyFiles counts the authorized_keys entry among files.
+func keyFiles(files []ext4img.File) int {
+	n := 0
+	for _, f := range files {
+		if f.Path == "/.ssh/authorized_keys" {
+			n++
+		}
+	}
+	return n
 }
 
 // running reports whether the hypervisor says the VM's process runs.

@@ -90,6 +90,9 @@ type Manager struct {
 	// AgentTimeout bounds the wait for the agent (boot) and for each
 	// readiness probe.
 	AgentTimeout time.Duration
+	// PublicKey returns the configured SSH public key (authorized_keys
+	// line); nil skips installing it.
+	PublicKey func() (string, error)
 
 	allocMu sync.Mutex // name + lease allocation
 	locks   sync.Map   // vm id -> *sync.Mutex

@@ -129,13 +129,6 @@ func Args(spec hypervisor.Spec, accel string, m Machine, agent hypervisor.AgentT
 	machine := escape(string(m)) + ",accel=" + escape(accel)
 	if microvm {
 		machine += ",acpi=on"
-		if accel != AccelKVM {
-			// pit=auto enables the i8254 only with KVM's in-kernel PIT;
-			// without it a guest under TCG has no reference to
-			// calibrate its timers against and can hang early in boot
-			// when the host is busy.
-			machine += ",pit=on"
-		}
 	}
 	cpu := "max"
 	if accel == AccelKVM {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -72,7 +73,12 @@ func dialQMP(ctx context.Context, path string) (*qmpConn, error) {
 	fail := func(err error) (*qmpConn, error) {
 		q.Close()
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("QMP socket %s: %w", path, ctx.Err())
+			return nil, fmt.Errorf("QMP socket %s: no answer: %w", path, ctx.Err())
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && ok && !time.Now().Before(deadline) {
+			// The connection's deadline is ctx's, which has just not
+			// fired yet: report it as ctx's.
+			return nil, fmt.Errorf("QMP socket %s: no answer: %w", path, context.DeadlineExceeded)
 		}
 		return nil, fmt.Errorf("QMP socket %s: %w", path, err)
 	}

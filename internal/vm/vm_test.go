@@ -1,0 +1,364 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/config"
+	"github.com/bangerdev/banger/internal/ext4img"
+	"github.com/bangerdev/banger/internal/hostnet"
+	"github.com/bangerdev/banger/internal/hypervisor"
+	"github.com/bangerdev/banger/internal/hypervisor/hvtest"
+	"github.com/bangerdev/banger/internal/image"
+	"github.com/bangerdev/banger/internal/store"
+	"github.com/google/go-cmp/cmp"
+)
+
+// fakeNet is a hand-written TAP pool: it hands out tap-pool-N names,
+// records what was acquired and released, and can run dry.
+type fakeNet struct {
+	mu       sync.Mutex
+	next     int
+	held     map[string]bool
+	released []string
+	dry      bool
+}
+
+func (n *fakeNet) Subnet() netip.Prefix { return netip.MustParsePrefix("172.30.0.0/24") }
+func (n *fakeNet) Gateway() netip.Addr  { return netip.MustParseAddr("172.30.0.1") }
+func (n *fakeNet) AcquireTAP(context.Context) (string, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.dry {
+		return "", fmt.Errorf("no idle TAP: %w: run `sudo banger host setup --taps 4`", hostnet.ErrPoolExhausted)
+	}
+	name := hostnet.TAPName(n.next)
+	n.next++
+	n.held[name] = true
+	return name, nil
+}
+func (n *fakeNet) ReleaseTAP(_ context.Context, tap string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.held, tap)
+	n.released = append(n.released, tap)
+	return nil
+}
+func (n *fakeNet) holding() int { n.mu.Lock(); defer n.mu.Unlock(); return len(n.held) }
+
+type progress struct {
+	mu     sync.Mutex
+	stages []string
+}
+
+func (p *progress) Stage(s string)        { p.mu.Lock(); p.stages = append(p.stages, s); p.mu.Unlock() }
+func (p *progress) Detail(string, ...any) {}
+func (p *progress) Logf(string, ...any)   {}
+
+type fixture struct {
+	m    *Manager
+	hv   *hvtest.Fake
+	net  *fakeNet
+	root string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	for _, b := range []string{"mkfs.ext4", "debugfs", "resize2fs", "e2fsck"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s not installed (apt-get install e2fsprogs)", b)
+		}
+	}
+	root := t.TempDir()
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(root, "banger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	agent := filepath.Join(root, "banger-agent")
+	os.WriteFile(agent, []byte("#!/bin/sh\necho '{\"version\":\"t\",\"build_id\":\"a1\"}'\n"), 0o755)
+	tools := ext4img.New()
+	cat := &image.Catalog{Root: filepath.Join(root, "images"), Store: st, Tools: tools, AgentBin: agent, Log: log,
+		AgentFiles: func(string) ([]ext4img.File, error) { return nil, nil }}
+	// An image with real ext4 disks and placeholder boot files.
+	_, err = cat.Create(ctx, image.Spec{Name: "base", Fill: func(ctx context.Context, s *image.Staging, m *image.Manifest) error {
+		for _, k := range []image.Kind{image.Vmlinux, image.Vmlinuz, image.Initrd} {
+			os.WriteFile(s.Path(k), []byte(k), 0o600)
+		}
+		tree := filepath.Join(root, "tree")
+		os.MkdirAll(filepath.Join(tree, "root"), 0o700)
+		if err := tools.MakeFromDir(ctx, s.Path(image.Rootfs), tree, "root", 64<<20); err != nil {
+			return err
+		}
+		m.Kernel = api.KernelInfo{Release: "6.1.0-test", QEMU: true}
+		m.Probes = []api.Probe{{Name: "opencode", Kind: "tcp", Port: 4096}}
+		return tools.MakeFromDir(ctx, s.Path(image.WorkSeed), filepath.Join(tree, "root"), image.WorkSeedLabel, 16<<20)
+	}}, &progress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(root, "home")
+	os.MkdirAll(filepath.Join(home, ".claude"), 0o700)
+	os.WriteFile(filepath.Join(home, ".claude", ".credentials.json"), []byte(`{"t":1}`), 0o600)
+	cfg := config.Default(config.Paths{StateDir: filepath.Join(root, "state"), DataDir: filepath.Join(root, "data")}, home)
+	hv := hvtest.NewFake()
+	n := &fakeNet{held: map[string]bool{}}
+	m := &Manager{Cfg: cfg, Store: st, Images: cat, Net: n, Tools: tools, Log: log,
+		PublicKey: func() (string, error) { return "ssh-ed25519 AAAAtestkey banger", nil },
+		Drivers: map[string]hypervisor.Hypervisor{hv.Name(): hv},
+		Select: func(context.Context, string, Progress) (hypervisor.Hypervisor, string, error) {
+			return hv, "", nil
+		},
+	}
+	return &fixture{m: m, hv: hv, net: n, root: root}
+}
+
+func req(name string) api.CreateVMRequest {
+	return api.CreateVMRequest{Name: name, MemoryMiB: 512, DiskBytes: 1 << 30}
+}
+
+func TestCreateRunsEveryStage(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	p := &progress{}
+	v, err := f.m.Create(ctx, req("demo"), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"allocate", "clone rootfs", "work disk", "sync auth files", "acquire tap", "launch fake", "agent health", "readiness"}
+	if diff := cmp.Diff(want, p.stages); diff != "" {
+		t.Errorf("stages (-want +got):\n%s", diff)
+	}
+	got, _ := f.m.Get(ctx, "demo")
+	if got.State != api.VMRunning || got.Runtime.TAP == "" || got.Lease.TAP != got.Runtime.TAP || got.Lease.IP != "172.30.0.2" {
+		t.Fatalf("vm = %+v", got)
+	}
+	spec := f.hv.Launched()[0]
+	for _, w := range []string{"root=/dev/vda", "banger.ip=172.30.0.2/24", "banger.gw=172.30.0.1", "banger.hostname=demo", "banger.mac=02:b4:ac:1e:00:02"} {
+		if !strings.Contains(spec.Boot.Cmdline, w) {
+			t.Errorf("cmdline %q lacks %q", spec.Boot.Cmdline, w)
+		}
+	}
+	if len(spec.Disks) != 2 || spec.NIC == nil || spec.NIC.MAC != got.Lease.MAC {
+		t.Errorf("launch spec = %+v", spec)
+	}
+	if sb, err := ext4img.ReadSuperblock(workDisk(f.m.Dir(v.ID))); err != nil || sb.Size() != 1<<30 {
+		t.Errorf("work disk: %+v %v", sb, err)
+	}
+	if b, err := f.m.Tools.ReadFile(ctx, workDisk(f.m.Dir(v.ID)), "/.claude/.credentials.json"); err != nil || string(b) != `{"t":1}` {
+		t.Errorf("auth file in work disk: %q %v", b, err)
+	}
+	if b, err := f.m.Tools.ReadFile(ctx, workDisk(f.m.Dir(v.ID)), "/.ssh/authorized_keys"); err != nil || string(b) != "ssh-ed25519 AAAAtestkey banger\n" {
+		t.Errorf("authorized_keys in work disk: %q %v", b, err)
+	}
+	// A second start does not add the key twice.
+	f.m.Stop(ctx, "demo")
+	f.m.Start(ctx, "demo", &progress{})
+	if b, _ := f.m.Tools.ReadFile(ctx, workDisk(f.m.Dir(v.ID)), "/.ssh/authorized_keys"); strings.Count(string(b), "AAAAtestkey") != 1 {
+		t.Errorf("authorized_keys after restart: %q", b)
+	}
+	kh, _ := os.ReadFile(f.m.KnownHosts(v.ID))
+	if string(kh) != "172.30.0.2 "+hvtest.FakeHostKey+"\n" {
+		t.Errorf("known_hosts = %q", kh)
+	}
+}
+
+// A failure at any stage releases everything and leaves no record.
+func TestCreateFailureLeavesNothing(t *testing.T) {
+	tests := []struct {
+		name  string
+		break_ func(f *fixture)
+		want  error
+	}{
+		{"launch fails", func(f *fixture) { f.hv.LaunchErr = errors.New("qemu: boom") }, nil},
+		{"agent never healthy", func(f *fixture) {
+			f.hv.HealthErr = errors.New("not yet")
+			f.m.AgentTimeout = 1
+		}, api.ErrUnavailable},
+		{"pool exhausted", func(f *fixture) { f.net.dry = true }, hostnet.ErrPoolExhausted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			tt.break_(f)
+			_, err := f.m.Create(context.Background(), req("doomed"), &progress{})
+			if err == nil {
+				t.Fatal("create succeeded")
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Errorf("error %v is not %v", err, tt.want)
+			}
+			vms, _ := f.m.List(context.Background())
+			leases, _ := f.m.Store.ListLeases(context.Background())
+			entries, _ := os.ReadDir(filepath.Join(f.m.Cfg.Paths.StateDir, "vms"))
+			if len(vms) != 0 || len(leases) != 0 || len(entries) != 0 || f.net.holding() != 0 || len(f.hv.Running()) != 0 {
+				t.Errorf("left behind: %d vms, %d leases, %d dirs, %d taps, %d processes", len(vms), len(leases), len(entries), f.net.holding(), len(f.hv.Running()))
+			}
+		})
+	}
+}
+
+func TestValidateCreate(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.m.Create(ctx, req("taken"), &progress{}); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		mod  func(*api.CreateVMRequest)
+		code api.Code
+		msg  string
+	}{
+		{func(r *api.CreateVMRequest) { r.Image = "nope" }, api.CodeNotFound, `no image named "nope"`},
+		{func(r *api.CreateVMRequest) { r.MemoryMiB = 64 }, api.CodeInvalidArgument, "--memory 64MiB is out of range"},
+		{func(r *api.CreateVMRequest) { r.DiskBytes = 1 << 20 }, api.CodeInvalidArgument, "--disk 1MiB is out of range"},
+		{func(r *api.CreateVMRequest) { r.DiskBytes = 1<<30 + 1 }, api.CodeInvalidArgument, "not a whole number of MiB"},
+		{func(r *api.CreateVMRequest) { r.VCPUs = 65 }, api.CodeInvalidArgument, "--vcpus 65"},
+		{func(r *api.CreateVMRequest) { r.Name = "taken" }, api.CodeAlreadyExists, `a vm named "taken" already exists`},
+		{func(r *api.CreateVMRequest) { r.Name = "Bad Name" }, api.CodeInvalidArgument, `invalid name "Bad Name"`},
+		{func(r *api.CreateVMRequest) { r.Hypervisor = "xen" }, api.CodeInvalidArgument, `--hypervisor "xen"`},
+	}
+	for _, c := range cases {
+		r := req("")
+		c.mod(&r)
+		_, err := f.m.ValidateCreate(ctx, &r)
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.Code != c.code || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%+v: got %v, want %s %q", r, err, c.code, c.msg)
+		}
+	}
+	// Defaults fill in.
+	r := api.CreateVMRequest{}
+	if _, err := f.m.ValidateCreate(ctx, &r); err != nil || r.VCPUs != 2 || r.MemoryMiB != 1024 || r.DiskBytes != 8<<30 {
+		t.Errorf("defaults: %+v %v", r, err)
+	}
+}
+
+func TestStopStartDelete(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	v, err := f.m.Create(ctx, req("cycle"), &progress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tap := v.Runtime.TAP
+	if _, err := f.m.Stop(ctx, "cycle"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := f.m.Get(ctx, "cycle")
+	if got.State != api.VMStopped || got.Runtime.Handle != nil || got.Lease.TAP != "" || f.net.holding() != 0 {
+		t.Fatalf("after stop: %+v (holding %d)", got, f.net.holding())
+	}
+	if !strings.Contains(strings.Join(f.hv.Ops(), ","), "shutdown") {
+		t.Errorf("stop did not shut down gracefully: %v", f.hv.Ops())
+	}
+	if _, err := f.m.Start(ctx, "cycle", &progress{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.m.Start(ctx, "cycle", &progress{}); !errors.Is(err, api.ErrFailedPrecondition) {
+		t.Errorf("starting a running vm: %v", err)
+	}
+	if err := f.m.Delete(ctx, "cycle"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.m.Get(ctx, "cycle"); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("deleted vm: %v", err)
+	}
+	if _, err := os.Stat(f.m.Dir(v.ID)); !os.IsNotExist(err) || f.net.holding() != 0 || len(f.hv.Running()) != 0 {
+		t.Errorf("delete left dir/taps/processes (tap %s)", tap)
+	}
+}
+
+// After a daemon restart: a VM whose process lives is adopted and left
+// alone; one whose process died is marked stopped with its TAP returned; a
+// half-created one is removed.
+func TestReconcile(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	alive, _ := f.m.Create(ctx, req("alive"), &progress{})
+	dead, _ := f.m.Create(ctx, req("dead"), &progress{})
+	f.hv.Crash(*dead.Runtime.Handle)
+	half, _ := f.m.Create(ctx, req("half"), &progress{})
+	half.State = api.VMCreating
+	f.m.save(ctx, &half)
+
+	findings, err := f.m.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, fd := range findings {
+		got[fd.VM] = fd.Action
+	}
+	if diff := cmp.Diff(map[string]string{"alive": "adopted", "dead": "marked stopped", "half": "removed half-created"}, got); diff != "" {
+		t.Errorf("findings (-want +got):\n%s", diff)
+	}
+	if v, _ := f.m.Get(ctx, "alive"); v.State != api.VMRunning || v.Runtime.Handle.PID != alive.Runtime.Handle.PID {
+		t.Errorf("alive: %+v", v)
+	}
+	if v, _ := f.m.Get(ctx, "dead"); v.State != api.VMStopped || v.Lease.TAP != "" {
+		t.Errorf("dead: %+v", v)
+	}
+	if _, err := f.m.Get(ctx, "half"); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("half: %v", err)
+	}
+	if f.net.holding() != 1 {
+		t.Errorf("holding %d taps, want 1 (alive's)", f.net.holding())
+	}
+}
+
+func TestConcurrentCreatesAndDeletes(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := f.m.Create(ctx, req(fmt.Sprintf("vm%d", i)), &progress{}); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	vms, _ := f.m.List(ctx)
+	ips := map[string]bool{}
+	for _, v := range vms {
+		ips[v.Lease.IP] = true
+	}
+	if len(vms) != n || len(ips) != n {
+		t.Errorf("%d vms with %d distinct addresses, want %d", len(vms), len(ips), n)
+	}
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f.m.Delete(ctx, fmt.Sprintf("vm%d", i)); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if left, _ := f.m.List(ctx); len(left) != 0 || f.net.holding() != 0 {
+		t.Errorf("left %d vms, %d taps", len(left), f.net.holding())
+	}
+}
