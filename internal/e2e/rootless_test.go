@@ -121,4 +121,3 @@ func TestRootlessVM(t *testing.T) {
 		t.Errorf("delete: %s", d.stderr)
 	}
 }
-

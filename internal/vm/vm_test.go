@@ -118,7 +118,7 @@ func newFixture(t *testing.T) *fixture {
 	n := &fakeNet{held: map[string]bool{}}
 	m := &Manager{Cfg: cfg, Store: st, Images: cat, Net: n, Tools: tools, Log: log,
 		PublicKey: func() (string, error) { return "ssh-ed25519 AAAAtestkey banger", nil },
-		Drivers: map[string]hypervisor.Hypervisor{hv.Name(): hv},
+		Drivers:   map[string]hypervisor.Hypervisor{hv.Name(): hv},
 		Select: func(context.Context, string, Progress) (hypervisor.Hypervisor, string, error) {
 			return hv, "", nil
 		},
@@ -179,9 +179,9 @@ func TestCreateRunsEveryStage(t *testing.T) {
 // A failure at any stage releases everything and leaves no record.
 func TestCreateFailureLeavesNothing(t *testing.T) {
 	tests := []struct {
-		name  string
+		name   string
 		break_ func(f *fixture)
-		want  error
+		want   error
 	}{
 		{"launch fails", func(f *fixture) { f.hv.LaunchErr = errors.New("qemu: boom") }, nil},
 		{"agent never healthy", func(f *fixture) {
