@@ -273,6 +273,9 @@ func TestLaunchRealQEMU(t *testing.T) {
 				t.Errorf("QEMU did not create %s: %v", p, err)
 			}
 		}
+		if holder := lockHolder(filepath.Join(odd, PIDFile)); holder != h.PID {
+			t.Errorf("the pid file's lock is held by %d, want QEMU (%d)", holder, h.PID)
+		}
 		if err := d.Kill(h); err != nil {
 			t.Fatal(err)
 		}
@@ -281,6 +284,44 @@ func TestLaunchRealQEMU(t *testing.T) {
 			t.Errorf("after Kill %s holds %v, want %v", odd, got, want)
 		}
 	})
+}
+
+// A guest that ignores the power button (here: a kernel that panicked
+// with panic=0, so it hangs) is killed when Shutdown's context ends, and
+// Shutdown still succeeds and cleans up.
+func TestShutdownKillsAnUnresponsiveGuest(t *testing.T) {
+	bin := boottest.RequireQEMU(t)
+	k := boottest.RequireKernel(t)
+	spec := testSpec(t)
+	spec.Boot.Vmlinuz = k.Vmlinuz
+	spec.Boot.Initrd = ""
+	spec.Boot.Cmdline = "panic=0" // overrides the driver's panic=-1: hang instead of exiting
+	spec.Disks = nil
+	d, err := New(bin, AccelTCG, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := d.Launch(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Kill(h)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := d.Shutdown(ctx, h); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if hypervisor.Alive(h) {
+		t.Errorf("QEMU (pid %d) still runs after Shutdown", h.PID)
+	}
+	if st, err := d.Status(context.Background(), h); st != hypervisor.Stopped || err != nil {
+		t.Errorf("Status = %s, %v; want stopped", st, err)
+	}
+	for _, p := range []string{h.ControlSocket, h.AgentSocket, filepath.Join(spec.Dir, PIDFile)} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is still there (%v)", p, err)
+		}
+	}
 }
 
 // The keeper trims a running VM's console log without being asked.

@@ -55,17 +55,19 @@ type qmpMessage struct {
 }
 
 // dialQMP connects to the QMP socket at path, reads the greeting and
-// negotiates capabilities. The connection's deadline follows ctx (or
-// qmpTimeout); a cancelled ctx interrupts it.
+// negotiates capabilities. The session ends at ctx's deadline or after
+// qmpTimeout, whichever comes first; a cancelled ctx interrupts it.
 func dialQMP(ctx context.Context, path string) (*qmpConn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to QMP socket %s: %w", path, err)
 	}
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(qmpTimeout)
+	// A healthy QEMU answers at once; never wait on QMP longer than
+	// qmpTimeout, even when the caller's deadline is further away.
+	deadline := time.Now().Add(qmpTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
 	}
 	conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
@@ -75,9 +77,7 @@ func dialQMP(ctx context.Context, path string) (*qmpConn, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("QMP socket %s: no answer: %w", path, ctx.Err())
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && ok && !time.Now().Before(deadline) {
-			// The connection's deadline is ctx's, which has just not
-			// fired yet: report it as ctx's.
+		if errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(deadline) {
 			return nil, fmt.Errorf("QMP socket %s: no answer: %w", path, context.DeadlineExceeded)
 		}
 		return nil, fmt.Errorf("QMP socket %s: %w", path, err)
