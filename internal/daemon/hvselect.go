@@ -11,7 +11,6 @@ import (
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/config"
 	"github.com/bangerdev/banger/internal/doctor"
-	"github.com/bangerdev/banger/internal/hypervisor"
 	"github.com/bangerdev/banger/internal/hypervisor/qemu"
 	"github.com/bangerdev/banger/internal/operation"
 	"github.com/bangerdev/banger/internal/vm"
@@ -74,7 +73,7 @@ func (d *Daemon) recordProbe(ctx context.Context, rec *doctor.ProbeRecord) {
 // configured default ("auto": Firecracker where it is installed and KVM
 // boots guests, QEMU otherwise). QEMU uses KVM when the probe says KVM
 // boots guests, software emulation otherwise, with a warning.
-func (d *Daemon) selectHypervisor(ctx context.Context, requested string, p vm.Progress) (hypervisor.Hypervisor, string, error) {
+func (d *Daemon) selectHypervisor(ctx context.Context, requested string, p vm.Progress) (vm.Choice, error) {
 	want := requested
 	if want == "" {
 		want = d.cfg.Hypervisor
@@ -83,23 +82,20 @@ func (d *Daemon) selectHypervisor(ctx context.Context, requested string, p vm.Pr
 	defer d.hvMu.Unlock()
 	kvm, err := d.kvmBoots(ctx, p)
 	if err != nil {
-		return nil, "", err
+		return vm.Choice{}, err
 	}
 	switch want {
 	case config.HypervisorFirecracker:
-		return nil, "", api.Errorf(api.CodeUnimplemented,
+		return vm.Choice{}, api.Errorf(api.CodeUnimplemented,
 			"the Firecracker driver is not in this build yet: use --hypervisor qemu (or hypervisor = \"qemu\" in the config)")
 	case config.HypervisorAuto, config.HypervisorQEMU:
 	default:
-		return nil, "", api.Errorf(api.CodeInvalidArgument, "hypervisor %q: use qemu or firecracker", want)
+		return vm.Choice{}, api.Errorf(api.CodeInvalidArgument, "hypervisor %q: use qemu or firecracker", want)
 	}
 	accel := qemu.AccelTCG
 	warning := "KVM cannot boot guests on this host (banger doctor --deep): QEMU runs this VM under software emulation, which is slow"
 	if kvm {
 		accel, warning = qemu.AccelKVM, ""
 	}
-	if d.qemu.Accel != accel {
-		d.qemu.Accel = accel
-	}
-	return d.qemu, warning, nil
+	return vm.Choice{HV: d.qemu, Accel: accel, Warning: warning}, nil
 }

@@ -46,6 +46,10 @@ type Spec struct {
 	NIC       *NIC // nil: no network
 	// ConsoleLimit bounds the serial console log in bytes.
 	ConsoleLimit int64
+	// Accel overrides the driver's accelerator for this VM ("kvm" or
+	// "tcg"); "" keeps the driver's. The caller decides it from the KVM
+	// boot probe.
+	Accel string
 }
 
 // AgentTransport says how the host reaches the guest agent.

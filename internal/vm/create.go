@@ -147,10 +147,11 @@ func (m *Manager) Create(ctx context.Context, req api.CreateVMRequest, p Progres
 	if err != nil {
 		return VM{}, err
 	}
-	hv, warning, err := m.Select(ctx, req.Hypervisor, p)
+	choice, err := m.Select(ctx, req.Hypervisor, p)
 	if err != nil {
 		return VM{}, err
 	}
+	hv, warning := choice.HV, choice.Warning
 	if err := checkSuitable(hv.Name(), img); err != nil {
 		return VM{}, err
 	}
@@ -183,7 +184,7 @@ func (m *Manager) Create(ctx context.Context, req api.CreateVMRequest, p Progres
 	if err := m.makeDisks(ctx, &v, img, p); err != nil {
 		return v, err
 	}
-	if err := m.boot(ctx, &v, img, hv, p); err != nil {
+	if err := m.boot(ctx, &v, img, choice, p); err != nil {
 		return v, err
 	}
 	ok = true

@@ -41,7 +41,8 @@ func (m *Manager) cmdline(v *VM) string {
 // boot brings a VM with disks up: auth files, TAP, hypervisor, agent,
 // readiness. On error the caller cleans up (the runtime records what was
 // taken).
-func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, hv hypervisor.Hypervisor, p Progress) error {
+func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, choice Choice, p Progress) error {
+	hv := choice.HV
 	dir := m.Dir(v.ID)
 	p.Stage("sync auth files")
 	if err := m.syncAuth(ctx, workDisk(dir), p); err != nil {
@@ -72,6 +73,7 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, hv hyperviso
 		Disks:        []hypervisor.Disk{{ID: "root", Path: rootDisk(dir)}, {ID: "work", Path: workDisk(dir)}},
 		NIC:          &hypervisor.NIC{TAP: tap, MAC: v.Lease.MAC},
 		ConsoleLimit: ConsoleLimit,
+		Accel:        choice.Accel,
 	})
 	if err != nil {
 		return err
@@ -326,20 +328,20 @@ func (m *Manager) Start(ctx context.Context, name string, p Progress) (VM, error
 	if v.State != api.VMStopped {
 		return v, api.Errorf(api.CodeFailedPrecondition, "vm %s is %s", v.Name, v.State)
 	}
-	hv, warning, err := m.Select(ctx, v.Spec.Hypervisor, p)
+	choice, err := m.Select(ctx, v.Spec.Hypervisor, p)
 	if err != nil {
 		return v, err
 	}
 	v.Runtime = Runtime{}
-	if warning != "" {
-		v.Runtime.Warnings = []string{warning}
-		p.Logf("warning: %s", warning)
+	if choice.Warning != "" {
+		v.Runtime.Warnings = []string{choice.Warning}
+		p.Logf("warning: %s", choice.Warning)
 	}
 	img, _, err := m.Images.Repair(ctx, v.ImageID, p)
 	if err != nil {
 		return v, err
 	}
-	if err := m.boot(ctx, &v, img, hv, p); err != nil {
+	if err := m.boot(ctx, &v, img, choice, p); err != nil {
 		m.halt(context.WithoutCancel(ctx), &v, false)
 		return v, err
 	}

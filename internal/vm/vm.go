@@ -71,10 +71,19 @@ type Progress interface {
 	Logf(format string, args ...any)
 }
 
+// Choice is the hypervisor a VM runs on and how.
+type Choice struct {
+	HV hypervisor.Hypervisor
+	// Accel is the accelerator for this launch ("kvm", "tcg"; "" = the
+	// driver's own).
+	Accel string
+	// Warning is shown to the user (e.g. software emulation is slow).
+	Warning string
+}
+
 // Selector picks the hypervisor for a VM: the requested one, or the
-// configured default. It returns a warning to show (e.g. software
-// emulation is slow).
-type Selector func(ctx context.Context, requested string, p Progress) (hv hypervisor.Hypervisor, warning string, err error)
+// configured default.
+type Selector func(ctx context.Context, requested string, p Progress) (Choice, error)
 
 // Manager runs the lifecycle.
 type Manager struct {

@@ -119,8 +119,8 @@ func newFixture(t *testing.T) *fixture {
 	m := &Manager{Cfg: cfg, Store: st, Images: cat, Net: n, Tools: tools, Log: log,
 		PublicKey: func() (string, error) { return "ssh-ed25519 AAAAtestkey banger", nil },
 		Drivers:   map[string]hypervisor.Hypervisor{hv.Name(): hv},
-		Select: func(context.Context, string, Progress) (hypervisor.Hypervisor, string, error) {
-			return hv, "", nil
+		Select: func(context.Context, string, Progress) (Choice, error) {
+			return Choice{HV: hv}, nil
 		},
 	}
 	return &fixture{m: m, hv: hv, net: n, root: root}

@@ -146,6 +146,9 @@ func (d *Driver) agentTransport() hypervisor.AgentTransport {
 // error carries the end of its stderr.
 func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.Handle, error) {
 	accel, err := d.accel()
+	if spec.Accel != "" {
+		accel, err = (&Driver{Accel: spec.Accel}).accel()
+	}
 	if err != nil {
 		return hypervisor.Handle{}, err
 	}
