@@ -33,9 +33,11 @@ build:
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/banger-agent ./cmd/banger-agent
 
 # The whole suite. Integration tests build the binaries themselves (with
-# their own build ids) and run the daemon in a temporary BANGER_HOME.
+# their own build ids) and run the daemon in a temporary BANGER_HOME. Packages
+# run one at a time (-p 1): the VM tests boot several guests under software
+# emulation and should not compete for the CPU with other packages' boots.
 test:
-	$(GO) test -count=1 -timeout 60m $(TEST_FLAGS) ./...
+	$(GO) test -p 1 -count=1 -timeout 60m $(TEST_FLAGS) ./...
 
 test-unit:
 	$(GO) test -short -count=1 ./...

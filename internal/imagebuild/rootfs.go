@@ -51,7 +51,7 @@ func guestFiles(hostname string) []ext4img.File {
 		{Path: "/etc/fstab", Mode: 0o644, Content: []byte(
 			"# banger: the rootfs is the first disk, the VM's work disk (its /root) the second.\n" +
 				"/dev/vda  /      ext4  defaults,errors=remount-ro  0 1\n" +
-				"/dev/vdb  /root  ext4  defaults,nofail,x-systemd.device-timeout=10s,x-systemd.before=ssh.service  0 0\n")},
+				"/dev/vdb  /root  ext4  defaults,nofail,x-systemd.device-timeout=300s,x-systemd.before=ssh.service  0 0\n")},
 		{Path: "/etc/hostname", Mode: 0o644, Content: []byte(hostname + "\n")},
 		{Path: "/etc/hosts", Mode: 0o644, Content: []byte("127.0.0.1 localhost\n127.0.1.1 " + hostname + "\n::1 localhost ip6-localhost ip6-loopback\n")},
 		{Path: "/etc/machine-id", Mode: 0o444, Content: nil},
