@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/bangerdev/banger/internal/doctor"
 	"github.com/bangerdev/banger/internal/ext4img"
 	"github.com/bangerdev/banger/internal/hypervisor"
+	"github.com/bangerdev/banger/internal/hypervisor/firecracker"
 	"github.com/bangerdev/banger/internal/hypervisor/qemu"
 	"github.com/bangerdev/banger/internal/image"
 	"github.com/bangerdev/banger/internal/imagebuild"
@@ -55,6 +57,9 @@ type Daemon struct {
 	vms       *vm.Manager
 	net       *network
 	qemu      *qemu.Driver
+	fc        *firecracker.Driver
+	fcErr     error
+	fcVersion string
 	hvMu      sync.Mutex
 	host      doctor.Host
 	started   time.Time
@@ -229,12 +234,41 @@ func (d *Daemon) openVMs(ctx context.Context, log *slog.Logger) error {
 		accel = qemu.AccelKVM
 	}
 	d.qemu = &qemu.Driver{Bin: d.cfg.QEMUBin, Accel: accel, Log: log}
+	drivers := map[string]hypervisor.Hypervisor{d.qemu.Name(): d.qemu}
+	d.openFirecracker(ctx, log)
+	if d.fc != nil {
+		drivers[d.fc.Name()] = d.fc
+	}
 	d.vms = &vm.Manager{
 		Cfg: d.cfg, Store: d.store, Images: d.images, Net: net, Select: d.selectHypervisor,
-		Drivers: map[string]hypervisor.Hypervisor{d.qemu.Name(): d.qemu}, Tools: d.images.Tools, Log: log,
+		Drivers: drivers, Tools: d.images.Tools, Log: log,
 		PublicKey: publicKey(d.cfg),
 	}
 	return nil
+}
+
+// openFirecracker finds Firecracker (firecracker_bin, else PATH) and checks
+// its version; when it is missing or too old the reason is kept for the
+// errors and doctor.
+func (d *Daemon) openFirecracker(ctx context.Context, log *slog.Logger) {
+	bin := d.cfg.FirecrackerBin
+	if bin == "" {
+		found, err := exec.LookPath("firecracker")
+		if err != nil {
+			d.fcErr = fmt.Errorf("firecracker is not on PATH and firecracker_bin is not set")
+			return
+		}
+		bin = found
+	}
+	fc, err := firecracker.New(bin, log)
+	if err != nil {
+		d.fcErr = err
+		return
+	}
+	if v, err := firecracker.Version(ctx, bin); err == nil {
+		d.fcVersion = v.String()
+	}
+	d.fc = fc
 }
 
 // lockInstance takes an exclusive lock that the kernel drops when the

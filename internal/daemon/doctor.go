@@ -14,6 +14,7 @@ import (
 	"github.com/bangerdev/banger/internal/debkernel"
 	"github.com/bangerdev/banger/internal/doctor"
 	"github.com/bangerdev/banger/internal/guestinit"
+	"github.com/bangerdev/banger/internal/image"
 	"github.com/bangerdev/banger/internal/kvmprobe"
 	"github.com/bangerdev/banger/internal/operation"
 	"github.com/bangerdev/banger/internal/store"
@@ -52,9 +53,28 @@ func (d *Daemon) quickReport(ctx context.Context) (api.DoctorReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	rep.Checks = append(rep.Checks, imgCheck)
+	rep.Checks = append(rep.Checks, imgCheck, d.firecrackerImageCheck(ctx))
 	rep.Checks = append(rep.Checks, d.networkChecks(ctx)...)
 	return rep, nil
+}
+
+// firecrackerImageCheck judges the newest ready image's kernel for
+// Firecracker.
+func (d *Daemon) firecrackerImageCheck(ctx context.Context) api.Check {
+	imgs, err := d.images.List(ctx)
+	if err != nil {
+		return api.Check{Name: doctor.CheckFCImage, Status: api.CheckFail, Detail: err.Error(), Fix: "see `banger daemon logs`"}
+	}
+	var newest *image.Image
+	for i := range imgs {
+		if imgs[i].State == api.ImageReady && (newest == nil || imgs[i].CreatedAt.After(newest.CreatedAt)) {
+			newest = &imgs[i]
+		}
+	}
+	if newest == nil {
+		return doctor.FirecrackerImageCheck("", api.KernelInfo{}, d.fcVersion)
+	}
+	return doctor.FirecrackerImageCheck(newest.Name, newest.Manifest.Kernel, d.fcVersion)
 }
 
 func (d *Daemon) networkChecks(ctx context.Context) []api.Check {

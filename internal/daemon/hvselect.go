@@ -86,9 +86,19 @@ func (d *Daemon) selectHypervisor(ctx context.Context, requested string, p vm.Pr
 	}
 	switch want {
 	case config.HypervisorFirecracker:
-		return vm.Choice{}, api.Errorf(api.CodeUnimplemented,
-			"the Firecracker driver is not in this build yet: use --hypervisor qemu (or hypervisor = \"qemu\" in the config)")
-	case config.HypervisorAuto, config.HypervisorQEMU:
+		if d.fc == nil {
+			return vm.Choice{}, api.Errorf(api.CodeFailedPrecondition, "Firecracker is not usable: %v; install it (see README) or use --hypervisor qemu", d.fcErr)
+		}
+		if !kvm {
+			return vm.Choice{}, api.Errorf(api.CodeFailedPrecondition,
+				"Firecracker needs KVM, and KVM cannot boot guests on this host (banger doctor --deep): use --hypervisor qemu")
+		}
+		return vm.Choice{HV: d.fc, Accel: "kvm", Version: d.fcVersion}, nil
+	case config.HypervisorAuto:
+		if d.fc != nil && kvm {
+			return vm.Choice{HV: d.fc, Accel: "kvm", Version: d.fcVersion}, nil
+		}
+	case config.HypervisorQEMU:
 	default:
 		return vm.Choice{}, api.Errorf(api.CodeInvalidArgument, "hypervisor %q: use qemu or firecracker", want)
 	}

@@ -62,7 +62,59 @@ const (
 	CheckSSHKey      = "ssh-key"
 	CheckDaemon      = "daemon"
 	CheckImages      = "images"
+	CheckJailer      = "jailer"
+	CheckFCImage     = "firecracker-image"
 )
+
+// FirecrackerImageCheck says whether the newest image's kernel suits
+// Firecracker (and the installed release, when there is one).
+func FirecrackerImageCheck(image string, k api.KernelInfo, fcVersion string) api.Check {
+	switch {
+	case image == "":
+		return bad(CheckFCImage, api.CheckSkip, "no image yet", "run `banger image bootstrap debian`")
+	case !k.Firecracker:
+		return bad(CheckFCImage, api.CheckWarn, fmt.Sprintf("image %s's kernel %s cannot boot under Firecracker: %s", image, k.Release, k.FirecrackerReason),
+			"VMs of this image use QEMU; for Firecracker register an image whose kernel has CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES")
+	case k.FirecrackerMinVersion != "" && fcVersion != "" && lessVersion(fcVersion, k.FirecrackerMinVersion):
+		return bad(CheckFCImage, api.CheckWarn, fmt.Sprintf("image %s needs Firecracker ≥ %s, installed %s", image, k.FirecrackerMinVersion, fcVersion),
+			"upgrade Firecracker")
+	case k.FirecrackerMinVersion != "":
+		return ok(CheckFCImage, fmt.Sprintf("image %s suits Firecracker ≥ %s", image, k.FirecrackerMinVersion))
+	}
+	return ok(CheckFCImage, "image "+image+" suits Firecracker")
+}
+
+func lessVersion(a, b string) bool {
+	pa, pb := strings.Split(strings.TrimPrefix(a, "v"), "."), strings.Split(strings.TrimPrefix(b, "v"), ".")
+	for i := 0; i < max(len(pa), len(pb)); i++ {
+		var x, y int
+		if i < len(pa) {
+			fmt.Sscan(pa[i], &x)
+		}
+		if i < len(pb) {
+			fmt.Sscan(pb[i], &y)
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
+}
+
+func jailerCheck(h Host, cfg *config.Config) api.Check {
+	dir := ""
+	if cfg.FirecrackerBin != "" {
+		dir = cfg.FirecrackerBin[:strings.LastIndex(cfg.FirecrackerBin, "/")+1]
+	}
+	if path, err := h.LookPath(dir + "jailer"); err == nil {
+		return ok(CheckJailer, path)
+	}
+	if path, err := h.LookPath("jailer"); err == nil {
+		return ok(CheckJailer, path)
+	}
+	return bad(CheckJailer, api.CheckSkip, "jailer not found (optional: only for jailer = true)",
+		"install the jailer from the same Firecracker release next to firecracker")
+}
 
 // ImageProblem is one thing wrong with a registered image.
 type ImageProblem struct {
@@ -109,6 +161,7 @@ func Run(ctx context.Context, h Host, in Inputs) api.DoctorReport {
 		kvmDeviceCheck(h),
 		KVMBootCheck(in.Probe),
 		firecrackerCheck(ctx, h, cfg),
+		jailerCheck(h, cfg),
 		qemuCheck(ctx, h, cfg),
 		tunCheck(h),
 		iprouteCheck(ctx, h),

@@ -82,6 +82,7 @@ func goodHost() *fakeHost {
 	return &fakeHost{
 		programs: map[string]string{
 			"firecracker":        "Firecracker v1.10.1",
+			"jailer":             "Jailer v1.10.1",
 			"qemu-system-x86_64": "QEMU emulator version 7.2.22",
 			"ip":                 "ip utility, iproute2-6.1.0",
 			"mkfs.ext4":          "mke2fs 1.47.0 (5-Feb-2023)",
@@ -209,5 +210,24 @@ func TestImagesCheck(t *testing.T) {
 				t.Error("no fix")
 			}
 		})
+	}
+}
+
+func TestFirecrackerImageCheck(t *testing.T) {
+	k := api.KernelInfo{Release: "6.1", Firecracker: true, FirecrackerMinVersion: "1.8", FirecrackerReason: "ACPI"}
+	tests := []struct {
+		name, image, fc string
+		k               api.KernelInfo
+		want            api.CheckStatus
+	}{
+		{"no image", "", "", k, api.CheckSkip},
+		{"suits", "base", "1.10.1", k, api.CheckOK},
+		{"too old", "base", "1.7.0", k, api.CheckWarn},
+		{"unsuitable", "base", "1.10.1", api.KernelInfo{Release: "6.1", FirecrackerReason: "no virtio-mmio"}, api.CheckWarn},
+	}
+	for _, tt := range tests {
+		if c := FirecrackerImageCheck(tt.image, tt.k, tt.fc); c.Status != tt.want || (c.Status != api.CheckOK && c.Fix == "") {
+			t.Errorf("%s: %+v", tt.name, c)
+		}
 	}
 }

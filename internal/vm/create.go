@@ -152,7 +152,7 @@ func (m *Manager) Create(ctx context.Context, req api.CreateVMRequest, p Progres
 		return VM{}, err
 	}
 	hv, warning := choice.HV, choice.Warning
-	if err := checkSuitable(hv.Name(), img); err != nil {
+	if err := checkSuitable(choice, img); err != nil {
 		return VM{}, err
 	}
 
@@ -192,11 +192,17 @@ func (m *Manager) Create(ctx context.Context, req api.CreateVMRequest, p Progres
 }
 
 // checkSuitable refuses a hypervisor the image's kernel cannot serve.
-func checkSuitable(hv string, img image.Image) error {
+func checkSuitable(choice Choice, img image.Image) error {
+	hv := choice.HV.Name()
 	k := img.Manifest.Kernel
 	if hv == config.HypervisorFirecracker && !k.Firecracker && k.Release != "" {
 		return api.Errorf(api.CodeFailedPrecondition,
 			"image %s cannot boot under Firecracker: %s; use --hypervisor qemu, or an image whose kernel has CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES", img.Name, k.FirecrackerReason)
+	}
+	if hv == config.HypervisorFirecracker && k.FirecrackerMinVersion != "" && choice.Version != "" && versionLess(choice.Version, k.FirecrackerMinVersion) {
+		return api.Errorf(api.CodeFailedPrecondition,
+			"image %s needs Firecracker %s or newer (%s), this host has %s: upgrade Firecracker or use --hypervisor qemu",
+			img.Name, k.FirecrackerMinVersion, k.FirecrackerReason, choice.Version)
 	}
 	if hv == config.HypervisorQEMU && !k.QEMU && k.Release != "" && k.QEMUReason != "" {
 		return api.Errorf(api.CodeFailedPrecondition, "image %s cannot boot under QEMU: %s", img.Name, k.QEMUReason)
@@ -258,3 +264,21 @@ func hostResolvers() []string {
 }
 
 var errNoHandle = errors.New("vm has no hypervisor handle")
+
+// versionLess compares dotted versions ("1.8" < "1.10.1").
+func versionLess(a, b string) bool {
+	pa, pb := strings.Split(strings.TrimPrefix(a, "v"), "."), strings.Split(strings.TrimPrefix(b, "v"), ".")
+	for i := 0; i < max(len(pa), len(pb)); i++ {
+		var x, y int
+		if i < len(pa) {
+			fmt.Sscan(pa[i], &x)
+		}
+		if i < len(pb) {
+			fmt.Sscan(pb[i], &y)
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
+}

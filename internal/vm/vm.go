@@ -79,6 +79,9 @@ type Choice struct {
 	Accel string
 	// Warning is shown to the user (e.g. software emulation is slow).
 	Warning string
+	// Version is the hypervisor's version where it matters for the
+	// image's kernel (Firecracker), e.g. "1.10.1".
+	Version string
 }
 
 // Selector picks the hypervisor for a VM: the requested one, or the

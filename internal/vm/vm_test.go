@@ -362,3 +362,36 @@ func TestConcurrentCreatesAndDeletes(t *testing.T) {
 		t.Errorf("left %d vms, %d taps", len(left), f.net.holding())
 	}
 }
+
+func TestVersionLess(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{{"1.7.0", "1.8", true}, {"1.10.1", "1.8", false}, {"1.8", "1.8.0", false}, {"v1.4.1", "1.5", true}} {
+		if got := versionLess(c.a, c.b); got != c.want {
+			t.Errorf("versionLess(%s, %s) = %v", c.a, c.b, got)
+		}
+	}
+}
+
+// fcNamed is a Fake that calls itself firecracker, to test the
+// suitability checks.
+type fcNamed struct{ *hvtest.Fake }
+
+func (fcNamed) Name() string { return "firecracker" }
+
+func TestFirecrackerSuitability(t *testing.T) {
+	img := image.Image{Name: "base", Manifest: image.Manifest{Kernel: api.KernelInfo{Release: "6.1",
+		Firecracker: true, FirecrackerMinVersion: "1.8", FirecrackerReason: "ACPI discovery"}}}
+	fc := fcNamed{hvtest.NewFake()}
+	if err := checkSuitable(Choice{HV: fc, Version: "1.7.1"}, img); !errors.Is(err, api.ErrFailedPrecondition) || !strings.Contains(err.Error(), "needs Firecracker 1.8") {
+		t.Errorf("old firecracker: %v", err)
+	}
+	if err := checkSuitable(Choice{HV: fc, Version: "1.10.1"}, img); err != nil {
+		t.Errorf("new firecracker: %v", err)
+	}
+	img.Manifest.Kernel.Firecracker = false
+	if err := checkSuitable(Choice{HV: fc, Version: "1.10.1"}, img); !errors.Is(err, api.ErrFailedPrecondition) || !strings.Contains(err.Error(), "--hypervisor qemu") {
+		t.Errorf("unsuitable kernel: %v", err)
+	}
+}

@@ -1,0 +1,249 @@
+package firecracker
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bangerdev/banger/internal/hypervisor"
+)
+
+// Bounding the serial console log.
+//
+// Firecracker writes the guest's serial console to its stdout. Launch
+// makes that stdout Dir/console.log, opened with O_APPEND, so the capture
+// goes on while the daemon is down; Firecracker cannot bound it (the
+// /serial endpoint of v1.14 only moves it to another file, and its rate
+// limiter drops bytes rather than keeping the newest). The bound has the
+// semantics of the QEMU driver's: the driver cuts the head off the file in
+// place, leaving Firecracker's descriptor valid because with O_APPEND
+// every write lands at the current end. The cut is
+// fallocate(FALLOC_FL_COLLAPSE_RANGE), a whole number of filesystem
+// blocks, where the filesystem has it (ext4, xfs), atomic with respect to
+// Firecracker's writes; elsewhere the tail is copied to the front and the
+// file truncated, and bytes written during that copy may be lost.
+//
+// The bound holds while a daemon runs: the driver trims every
+// Driver.ConsoleTrimInterval, when it adopts the VM and when it stops it,
+// so the log exceeds the limit at most by what the guest prints in one
+// interval. A trim keeps the newest three quarters of the limit.
+//
+// (The same technique as the QEMU driver's console.go; the two could move
+// to a package of their own.)
+//
+// Firecracker's log and metrics files need a bound too: Firecracker
+// flushes its metrics, a JSON line of several KiB, every minute, to the
+// end of the file. But it opens them without O_APPEND and writes at its
+// own file offset, so their head cannot be cut. The driver punches a hole
+// over their head instead (FALLOC_FL_PUNCH_HOLE): the blocks are freed and
+// Firecracker's offset stays valid, so the disk they use is bounded by
+// LogLimit, while their apparent size (ls -l) keeps growing over zeros;
+// the newest lines stay readable (tail -n 1 firecracker.metrics).
+
+// DefaultConsoleLimit bounds a console log whose Spec leaves ConsoleLimit 0.
+const DefaultConsoleLimit = 1 << 20
+
+// LogLimit bounds the disk space Firecracker's log and metrics files use.
+const LogLimit = 1 << 20
+
+// DefaultConsoleTrimInterval is how often a running VM's console log is
+// trimmed when Driver.ConsoleTrimInterval is 0.
+const DefaultConsoleTrimInterval = 2 * time.Second
+
+// TrimConsole cuts the oldest bytes off the log at path when it is larger
+// than limit, keeping about the newest three quarters of limit, and
+// returns how many bytes it removed. A missing file is not an error.
+func TrimConsole(path string, limit int64) (int64, error) {
+	return trimConsole(path, limit, true)
+}
+
+func trimConsole(path string, limit int64, collapse bool) (int64, error) {
+	if limit <= 0 {
+		limit = DefaultConsoleLimit
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("trimming console log: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("trimming console log: %w", err)
+	}
+	size := fi.Size()
+	if size <= limit {
+		return 0, nil
+	}
+	keep := limit - limit/4
+	cut := size - keep
+	if collapse {
+		var st unix.Statfs_t
+		if err := unix.Fstatfs(int(f.Fd()), &st); err == nil && st.Bsize > 0 {
+			bs := st.Bsize
+			aligned := (cut + bs - 1) / bs * bs
+			if aligned < size { // the collapsed range may not reach the end
+				err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_COLLAPSE_RANGE, 0, aligned)
+				if err == nil {
+					return aligned, nil
+				}
+				if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) {
+					return 0, fmt.Errorf("trimming console log %s: %w", path, err)
+				}
+			}
+		}
+	}
+	tail := make([]byte, keep)
+	n, err := f.ReadAt(tail, size-keep)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("trimming console log %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err != nil {
+		return 0, fmt.Errorf("trimming console log %s: %w", path, err)
+	}
+	if _, err := f.Write(tail[:n]); err != nil { // O_APPEND: at the end
+		return 0, fmt.Errorf("trimming console log %s: %w", path, err)
+	}
+	return size - int64(n), nil
+}
+
+// PunchHead frees the blocks of the file at path beyond the newest three
+// quarters of limit when the file uses more than limit bytes of disk,
+// keeping its size and its writer's offset, and returns how many bytes it
+// punched out. A missing file is not an error.
+func PunchHead(path string, limit int64) (int64, error) {
+	if limit <= 0 {
+		limit = LogLimit
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("bounding %s: %w", path, err)
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return 0, fmt.Errorf("bounding %s: %w", path, err)
+	}
+	if st.Blocks*512 <= limit || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, nil
+	}
+	bs := int64(st.Blksize)
+	if bs <= 0 {
+		bs = 4096
+	}
+	end := (st.Size - (limit - limit/4)) / bs * bs
+	if end <= 0 {
+		return 0, nil
+	}
+	if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, end); err != nil {
+		return 0, fmt.Errorf("bounding %s: %w", path, err)
+	}
+	return end, nil
+}
+
+// boundFiles bounds h's console log, Firecracker's log and its metrics.
+func (d *Driver) boundFiles(h hypervisor.Handle) error {
+	_, err := TrimConsole(h.ConsoleLog, h.ConsoleLimit)
+	if h.ControlSocket != "" {
+		dir := filepath.Dir(h.ControlSocket) // Spec.Dir, or the jail's root
+		for _, name := range []string{LogFile, MetricsFile} {
+			if _, perr := PunchHead(filepath.Join(dir, name), LogLimit); perr != nil && err == nil {
+				err = perr
+			}
+		}
+	}
+	return err
+}
+
+// keeper bounds one VM's console log, log and metrics until its process
+// is gone.
+type keeper struct {
+	pid  int
+	stop chan struct{}
+	done chan struct{}
+}
+
+// keepConsole starts bounding h's files every interval, unless a
+// keeper for that process already runs; it replaces a keeper left for an
+// earlier process with the same log.
+func (d *Driver) keepConsole(h hypervisor.Handle) {
+	if h.ConsoleLog == "" {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.keepers == nil {
+		d.keepers = map[string]*keeper{}
+	}
+	if k, ok := d.keepers[h.ConsoleLog]; ok {
+		if k.pid == h.PID {
+			return
+		}
+		close(k.stop)
+	}
+	k := &keeper{pid: h.PID, stop: make(chan struct{}), done: make(chan struct{})}
+	d.keepers[h.ConsoleLog] = k
+	go d.keep(h, k)
+}
+
+func (d *Driver) keep(h hypervisor.Handle, k *keeper) {
+	defer close(k.done)
+	interval := d.ConsoleTrimInterval
+	if interval <= 0 {
+		interval = DefaultConsoleTrimInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	warned := false
+	for {
+		select {
+		case <-k.stop:
+			return
+		case <-t.C:
+		}
+		if err := d.boundFiles(h); err != nil && !warned {
+			d.log().Warn("cannot bound the VM's logs", "err", err)
+			warned = true
+		}
+		if !hypervisor.Alive(h) {
+			d.mu.Lock()
+			if d.keepers[h.ConsoleLog] == k {
+				delete(d.keepers, h.ConsoleLog)
+			}
+			d.mu.Unlock()
+			return
+		}
+	}
+}
+
+// stopKeeping stops the keeper of h's files, if any, and bounds them a
+// last time.
+func (d *Driver) stopKeeping(h hypervisor.Handle) {
+	if h.ConsoleLog == "" {
+		return
+	}
+	d.mu.Lock()
+	k, ok := d.keepers[h.ConsoleLog]
+	ours := ok && k.pid == h.PID
+	if ours {
+		delete(d.keepers, h.ConsoleLog)
+		close(k.stop)
+	}
+	d.mu.Unlock()
+	if ours {
+		<-k.done
+	}
+	if err := d.boundFiles(h); err != nil {
+		d.log().Warn("cannot bound the VM's logs", "err", err)
+	}
+}

@@ -1,0 +1,610 @@
+// Package firecracker is banger's Firecracker driver: it starts Firecracker
+// detached from the daemon (optionally under the jailer) so a VM outlives a
+// daemon restart, configures and boots the microVM through Firecracker's
+// HTTP API on a unix socket (a small client of its own, gated on the
+// release it finds), keeps the serial console log bounded, reaches the
+// guest agent over hybrid vsock, and stops, kills and re-adopts VMs from
+// their hypervisor.Handle. Pause, Resume and snapshots are exported
+// methods outside the hypervisor interface.
+//
+// Everything the driver needs to find a VM again is in its Handle and in
+// the VM's runtime directory (Spec.Dir): fc.sock (the API), vsock.sock
+// (hybrid vsock), console.log (the serial console, Firecracker's stdout),
+// firecracker.log, firecracker.metrics and firecracker.stderr. A jailed
+// VM keeps its sockets, log and metrics in its chroot instead. A fresh
+// Driver value, as after a daemon restart, controls a VM another one
+// launched.
+//
+// Kernel suitability (an uncompressed ELF vmlinux with virtio-mmio devices
+// described on the command line or, from Firecracker v1.8.0, in ACPI) is
+// the caller's to check.
+package firecracker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bangerdev/banger/internal/hypervisor"
+)
+
+// DriverName is the name recorded in the handles this driver makes.
+const DriverName = "firecracker"
+
+// DefaultBin is the Firecracker binary Driver uses when Bin is empty.
+const DefaultBin = "firecracker"
+
+// DefaultLaunchTimeout bounds how long Launch waits for the API socket to
+// answer.
+const DefaultLaunchTimeout = 10 * time.Second
+
+// killWait bounds how long the driver waits for Firecracker to die after
+// SIGKILL.
+const killWait = 10 * time.Second
+
+// pollInterval is how often the driver looks whether a process is gone or
+// a socket answers.
+const pollInterval = 25 * time.Millisecond
+
+// Owner is a user and group to give files to.
+type Owner struct{ UID, GID int }
+
+// Driver launches and controls Firecracker VMs. The zero value works with
+// firecracker on PATH; its methods are safe for concurrent use.
+type Driver struct {
+	// Bin is the Firecracker binary; DefaultBin (looked up in PATH) when
+	// empty.
+	Bin string
+	// Jailer runs Firecracker under the jailer (JailerBin, or
+	// DefaultJailerBin when that is empty), configured by Jail. Setting
+	// JailerBin enables the jailer too. The jailer needs root.
+	Jailer    bool
+	JailerBin string
+	Jail      JailConfig
+	Log       *slog.Logger
+	// SocketOwner, when set, receives the VM's API and vsock sockets
+	// after launch: a daemon running as root hands the sockets of a
+	// user's VM to that user.
+	SocketOwner *Owner
+	// LaunchTimeout bounds how long Launch waits for the API socket;
+	// DefaultLaunchTimeout when 0.
+	LaunchTimeout time.Duration
+	// ConsoleTrimInterval is how often the console logs of the VMs this
+	// driver launched or adopted are trimmed to their limit;
+	// DefaultConsoleTrimInterval when 0.
+	ConsoleTrimInterval time.Duration
+
+	mu      sync.Mutex
+	keepers map[string]*keeper // by console log path
+}
+
+var _ hypervisor.Hypervisor = (*Driver)(nil)
+
+// New returns a driver for the Firecracker binary bin (DefaultBin when
+// ""), after checking that it runs and is a release the driver drives
+// (MinVersion or newer).
+func New(bin string, log *slog.Logger) (*Driver, error) {
+	d := &Driver{Bin: bin, Log: log}
+	if _, _, err := d.binVersion(context.Background()); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Name returns "firecracker".
+func (d *Driver) Name() string { return DriverName }
+
+func (d *Driver) log() *slog.Logger {
+	if d.Log != nil {
+		return d.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (d *Driver) bin() (string, error) {
+	bin := d.Bin
+	if bin == "" {
+		bin = DefaultBin
+	}
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		return "", fmt.Errorf("firecracker: %s not found (%v): install Firecracker (https://github.com/firecracker-microvm/firecracker/releases) or configure firecracker_bin", bin, err)
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	return p, nil
+}
+
+// binVersion finds the binary and its release, and refuses releases older
+// than MinVersion. It runs `firecracker --version` every time: the binary
+// may be upgraded while the daemon runs.
+func (d *Driver) binVersion(ctx context.Context) (string, SemVer, error) {
+	bin, err := d.bin()
+	if err != nil {
+		return "", SemVer{}, err
+	}
+	v, err := Version(ctx, bin)
+	if err != nil {
+		return "", SemVer{}, fmt.Errorf("firecracker: %w: is %s a Firecracker binary?", err, bin)
+	}
+	if err := checkVersion(bin, v); err != nil {
+		return "", SemVer{}, fmt.Errorf("firecracker: %w", err)
+	}
+	return bin, v, nil
+}
+
+func (d *Driver) jailed() bool { return d.Jailer || d.JailerBin != "" }
+
+func (d *Driver) jailerBin() (string, error) {
+	bin := d.JailerBin
+	if bin == "" {
+		bin = DefaultJailerBin
+	}
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		return "", fmt.Errorf("firecracker: jailer %s not found (%v): install the jailer of the same Firecracker release or turn the jailer off", bin, err)
+	}
+	return p, nil
+}
+
+// layout is where one VM's files are, on the host.
+type layout struct {
+	Dir                           string
+	API, Vsock                    string // sockets
+	Console, Stderr, Log, Metrics string
+	jail                          *jailPlan
+}
+
+func (d *Driver) layoutFor(spec hypervisor.Spec, fcBin string) (layout, fcPaths, error) {
+	l := layout{
+		Dir:     spec.Dir,
+		API:     filepath.Join(spec.Dir, APISocket),
+		Vsock:   filepath.Join(spec.Dir, VsockSocket),
+		Console: filepath.Join(spec.Dir, ConsoleFile),
+		Stderr:  filepath.Join(spec.Dir, StderrFile),
+		Log:     filepath.Join(spec.Dir, LogFile),
+		Metrics: filepath.Join(spec.Dir, MetricsFile),
+	}
+	fp := fcPaths{Log: l.Log, Metrics: l.Metrics, Kernel: spec.Boot.Vmlinux, Initrd: spec.Boot.Initrd, Vsock: l.Vsock}
+	for _, disk := range spec.Disks {
+		fp.Disks = append(fp.Disks, disk.Path)
+	}
+	if d.jailed() {
+		cgv := d.Jail.CgroupVersion
+		if cgv == 0 {
+			cgv = detectCgroupVersion()
+		}
+		plan, err := planJail(d.Jail, fcBin, spec, cgv)
+		if err != nil {
+			return layout{}, fcPaths{}, err
+		}
+		l.jail = &plan
+		l.API = filepath.Join(plan.Root, APISocket)
+		l.Vsock = filepath.Join(plan.Root, VsockSocket)
+		l.Log = filepath.Join(plan.Root, LogFile)
+		l.Metrics = filepath.Join(plan.Root, MetricsFile)
+		fp = plan.fcPaths(spec)
+	}
+	if err := checkSocketPaths(l.API, l.Vsock+strings.Repeat("x", maxVsockSuffix)); err != nil {
+		return layout{}, fcPaths{}, err
+	}
+	return l, fp, nil
+}
+
+// Launch starts Firecracker for spec in its own session, so it outlives
+// the daemon, configures the microVM through the API and starts it; it
+// returns once Firecracker accepted InstanceStart, without waiting for
+// the guest to boot. On error nothing runs and the files Launch made are
+// gone; when Firecracker refused a request the error names the step
+// ("configuring drives: Firecracker said: ...").
+func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.Handle, error) {
+	fail0 := func(err error) (hypervisor.Handle, error) {
+		return hypervisor.Handle{}, fmt.Errorf("firecracker: launching VM %s: %w", spec.ID, err)
+	}
+	if err := validate(spec); err != nil {
+		return fail0(err)
+	}
+	bin, version, err := d.binVersion(ctx)
+	if err != nil {
+		return hypervisor.Handle{}, err
+	}
+	argv := []string{bin, "--api-sock", filepath.Join(spec.Dir, APISocket), "--id", spec.ID}
+	l, fp, err := d.layoutFor(spec, bin)
+	if err != nil {
+		return fail0(err)
+	}
+	if l.jail != nil {
+		if os.Geteuid() != 0 {
+			return fail0(errors.New("the jailer needs root: run the daemon as root or turn the jailer off"))
+		}
+		jb, err := d.jailerBin()
+		if err != nil {
+			return hypervisor.Handle{}, err
+		}
+		argv = append([]string{jb}, l.jail.Args...)
+	}
+	if err := os.MkdirAll(spec.Dir, 0o700); err != nil {
+		return fail0(fmt.Errorf("creating the runtime directory: %w", err))
+	}
+	if pid, ok := servedBy(ctx, l.API); ok {
+		return fail0(fmt.Errorf("a Firecracker (pid %d) already runs with the API socket %s: stop that VM first", pid, l.API))
+	}
+	// Left by a Firecracker that was killed: Firecracker cannot bind over
+	// them (the vsock socket must not exist when PUT /vsock comes).
+	removeSockets(l.API, l.Vsock)
+	if l.jail != nil {
+		if err := l.jail.prepare(d.Jail); err != nil {
+			return fail0(err)
+		}
+	}
+	made := []string{l.Console, l.Stderr}
+	if l.jail == nil {
+		made = append(made, l.Log, l.Metrics)
+	}
+	removeMade := func() {
+		removeFiles(made...)
+		if l.jail != nil {
+			removeJail(l.jail.Dir, d.Jail.ParentCgroup)
+		}
+	}
+	// Fresh files, private to the user. Firecracker before v1.14 does not
+	// create the log and metrics files, so the driver always does.
+	for _, p := range made {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			removeMade()
+			return fail0(err)
+		}
+	}
+	console, err := os.OpenFile(l.Console, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		removeMade()
+		return fail0(err)
+	}
+	stderr, err := os.OpenFile(l.Stderr, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		console.Close()
+		removeMade()
+		return fail0(err)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = spec.Dir
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, console, stderr // stdin: /dev/null
+	// Its own session (and process group): no signal meant for the daemon
+	// reaches it, and it outlives the daemon.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	console.Close()
+	stderr.Close()
+	if err != nil {
+		removeMade()
+		return fail0(fmt.Errorf("starting %s: %w", argv[0], err))
+	}
+	// The daemon is Firecracker's parent until it exits: reap it as soon
+	// as it ends, so no zombie stays. After a daemon restart init reaps it.
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+
+	h := hypervisor.Handle{
+		Driver:        DriverName,
+		PID:           cmd.Process.Pid,
+		ControlSocket: l.API,
+		Agent:         hypervisor.AgentHybridVsock,
+		AgentSocket:   l.Vsock,
+		AgentCID:      GuestCID,
+		ConsoleLog:    l.Console,
+		ConsoleLimit:  spec.ConsoleLimit,
+		Accel:         "kvm",
+	}
+	fail := func(err error) (hypervisor.Handle, error) {
+		select {
+		case <-exited:
+		default:
+			killGroup(h.PID)
+			select {
+			case <-exited:
+			case <-time.After(killWait):
+				d.log().Error("Firecracker did not die after SIGKILL", "pid", h.PID)
+			}
+		}
+		removeSockets(l.API, l.Vsock)
+		removeMade()
+		return fail0(err)
+	}
+	// exitErr describes Firecracker's exit, once it exited (or is about to:
+	// its PID is gone or a zombie).
+	exitErr := func() error {
+		select {
+		case <-exited:
+			return fmt.Errorf("Firecracker exited (%v): %s", waitErr, stderrTail(l.Stderr))
+		case <-time.After(time.Second):
+			return fmt.Errorf("Firecracker exited: %s", stderrTail(l.Stderr))
+		}
+	}
+	api := &apiClient{socket: l.API, pid: h.PID}
+	if err := d.waitAPI(ctx, api, exited); err != nil {
+		if errors.Is(err, errExited) {
+			return fail(exitErr())
+		}
+		return fail(err)
+	}
+	st, err := hypervisor.ProcessStartTime(h.PID)
+	if err != nil {
+		return fail(exitErr())
+	}
+	h.StartTime = st
+	for _, c := range launchCalls(spec, fp, version) {
+		if err := api.do(ctx, c.Method, c.Path, c.Body, nil); err != nil {
+			select {
+			case <-exited:
+				return fail(fmt.Errorf("%s: %v; %w", c.Step, err, exitErr()))
+			default:
+			}
+			return fail(fmt.Errorf("%s: %w", c.Step, err))
+		}
+	}
+	if o := d.SocketOwner; o != nil {
+		for _, p := range []string{l.API, l.Vsock} {
+			if err := os.Chown(p, o.UID, o.GID); err != nil {
+				return fail(fmt.Errorf("giving %s to %d:%d: %w", p, o.UID, o.GID, err))
+			}
+		}
+	}
+	d.keepConsole(h)
+	d.log().Info("Firecracker started", "vm", spec.ID, "pid", h.PID, "version", version.String(), "jailed", l.jail != nil)
+	return h, nil
+}
+
+var errExited = errors.New("Firecracker exited")
+
+// waitAPI waits until the API socket answers GET / from the process
+// started, the process exits (errExited), the launch timeout passes or ctx
+// ends.
+func (d *Driver) waitAPI(parent context.Context, api *apiClient, exited <-chan struct{}) error {
+	timeout := d.LaunchTimeout
+	if timeout <= 0 {
+		timeout = DefaultLaunchTimeout
+	}
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	var lastErr error
+	for {
+		select {
+		case <-exited:
+			return errExited
+		default:
+		}
+		actx, acancel := context.WithTimeout(ctx, time.Second)
+		_, err := api.instanceInfo(actx)
+		acancel()
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		select {
+		case <-exited:
+			return errExited
+		case <-ctx.Done():
+			if parent.Err() != nil {
+				return parent.Err()
+			}
+			return fmt.Errorf("the API socket did not answer within %v (%v); is the host overloaded?", timeout, lastErr)
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// servedBy reports a process that answers on the unix socket at path.
+func servedBy(ctx context.Context, path string) (int, bool) {
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	conn, err := (&apiClient{socket: path}).dial(ctx)
+	if err != nil {
+		return 0, false
+	}
+	defer conn.Close()
+	pid, _ := peerPID(conn)
+	return pid, true
+}
+
+// Status asks Firecracker for the instance state: "Running" is Running,
+// "Paused" and "Not started" are Paused; a process that is gone is
+// Stopped.
+func (d *Driver) Status(ctx context.Context, h hypervisor.Handle) (hypervisor.State, error) {
+	if !hypervisor.Alive(h) {
+		return hypervisor.Stopped, nil
+	}
+	info, err := (&apiClient{socket: h.ControlSocket, pid: h.PID}).instanceInfo(ctx)
+	if err != nil {
+		if !hypervisor.Alive(h) {
+			return hypervisor.Stopped, nil
+		}
+		return "", fmt.Errorf("firecracker: status of pid %d: %w", h.PID, err)
+	}
+	if info.State == stateRunning {
+		return hypervisor.Running, nil
+	}
+	return hypervisor.Paused, nil
+}
+
+// Adopt checks that h.PID is alive with the recorded start time and that
+// its API socket answers GET /, then trims the console log and keeps it
+// bounded.
+func (d *Driver) Adopt(ctx context.Context, h hypervisor.Handle) error {
+	if !hypervisor.Alive(h) {
+		st, err := hypervisor.ProcessStartTime(h.PID)
+		if err != nil {
+			return fmt.Errorf("firecracker: %w: pid %d is gone", hypervisor.ErrNotOurs, h.PID)
+		}
+		return fmt.Errorf("firecracker: %w: pid %d started at tick %d, not %d (the PID was reused)", hypervisor.ErrNotOurs, h.PID, st, h.StartTime)
+	}
+	if _, err := (&apiClient{socket: h.ControlSocket, pid: h.PID}).instanceInfo(ctx); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("firecracker: adopting pid %d: %w", h.PID, ctx.Err())
+		}
+		if errors.Is(err, hypervisor.ErrNotOurs) {
+			return fmt.Errorf("firecracker: %w", err)
+		}
+		return fmt.Errorf("firecracker: %w: pid %d runs but its API socket does not answer: %v", hypervisor.ErrNotOurs, h.PID, err)
+	}
+	if err := d.boundFiles(h); err != nil {
+		d.log().Warn("cannot bound the VM's logs", "err", err)
+	}
+	d.keepConsole(h)
+	return nil
+}
+
+// Shutdown sends Ctrl-Alt-Del to the guest (x86's SendCtrlAltDel action:
+// the guest reboots, and a reboot ends Firecracker) and waits for the
+// process to exit until ctx ends; then it kills Firecracker's process
+// group. It removes the VM's sockets (and its jail). A VM that is already
+// gone is cleaned up and reported as success.
+func (d *Driver) Shutdown(ctx context.Context, h hypervisor.Handle) error {
+	if hypervisor.Alive(h) {
+		err := (&apiClient{socket: h.ControlSocket, pid: h.PID}).action(ctx, "SendCtrlAltDel")
+		if err != nil {
+			d.log().Warn("cannot send Ctrl-Alt-Del to the guest; waiting, then killing Firecracker", "pid", h.PID, "err", err)
+		}
+		if !waitGone(ctx, h) {
+			d.log().Warn("the guest did not power off in time; killing Firecracker", "pid", h.PID, "reason", ctx.Err())
+			if err := d.kill(h); err != nil {
+				return err
+			}
+		}
+	}
+	d.cleanup(h)
+	d.stopKeeping(h)
+	return nil
+}
+
+// Kill stops Firecracker at once (SIGKILL to its process group) and
+// removes the VM's sockets (and its jail). A VM that is already gone is
+// cleaned up and reported as success.
+func (d *Driver) Kill(h hypervisor.Handle) error {
+	if err := d.kill(h); err != nil {
+		return err
+	}
+	d.cleanup(h)
+	d.stopKeeping(h)
+	return nil
+}
+
+func (d *Driver) kill(h hypervisor.Handle) error {
+	if !hypervisor.Alive(h) {
+		return nil
+	}
+	killGroup(h.PID)
+	ctx, cancel := context.WithTimeout(context.Background(), killWait)
+	defer cancel()
+	if !waitGone(ctx, h) {
+		return fmt.Errorf("firecracker: pid %d is still alive %v after SIGKILL: look at it with ps -o stat,wchan -p %d", h.PID, killWait, h.PID)
+	}
+	return nil
+}
+
+// cleanup removes h's sockets — the API socket, the vsock socket and the
+// listeners for guest-initiated vsock connections (vsock.sock_<port>) —
+// and the VM's jail, unless another Firecracker serves the API socket
+// since.
+func (d *Driver) cleanup(h hypervisor.Handle) {
+	if h.ControlSocket == "" {
+		return
+	}
+	if pid, ok := servedBy(context.Background(), h.ControlSocket); ok && pid != h.PID {
+		d.log().Warn("another process serves the VM's API socket; leaving its sockets", "pid", pid, "socket", h.ControlSocket)
+		return
+	}
+	removeSockets(h.ControlSocket, h.AgentSocket)
+	if dir := jailOf(d.Jail.chrootBase(), h.ControlSocket); dir != "" {
+		if err := removeJail(dir, d.Jail.ParentCgroup); err != nil {
+			d.log().Warn("cannot remove the VM's jail", "err", err)
+		}
+	}
+}
+
+// removeSockets removes the API socket and the vsock socket with its
+// listeners.
+func removeSockets(api, vsock string) {
+	removeFiles(api, vsock)
+	if vsock != "" {
+		listeners, _ := filepath.Glob(globEscape(vsock) + "_*")
+		removeFiles(listeners...)
+	}
+}
+
+// globEscape escapes the glob metacharacters of a literal path.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// killGroup sends SIGKILL to pid's process group when pid leads one (a
+// Firecracker started by Launch does), else to pid alone.
+func killGroup(pid int) {
+	if pgid, err := unix.Getpgid(pid); err == nil && pgid == pid {
+		unix.Kill(-pid, unix.SIGKILL)
+		return
+	}
+	unix.Kill(pid, unix.SIGKILL)
+}
+
+// waitGone polls until h's process is gone (or a zombie) or ctx ends.
+func waitGone(ctx context.Context, h hypervisor.Handle) bool {
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for hypervisor.Alive(h) {
+		select {
+		case <-ctx.Done():
+			return !hypervisor.Alive(h)
+		case <-t.C:
+		}
+	}
+	return true
+}
+
+func removeFiles(paths ...string) {
+	for _, p := range paths {
+		if p != "" {
+			os.Remove(p)
+		}
+	}
+}
+
+// stderrTail returns the last lines of Firecracker's stderr as one line.
+func stderrTail(path string) string {
+	b, _ := os.ReadFile(path)
+	const max = 2048
+	if len(b) > max {
+		b = b[len(b)-max:]
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	s := strings.TrimSpace(strings.Join(lines, "; "))
+	if s == "" {
+		return "(nothing on stderr)"
+	}
+	return s
+}
