@@ -48,6 +48,7 @@ type Config struct {
 	Paths          Paths      `json:"paths"`
 	Hypervisor     string     `json:"hypervisor"`      // "auto" (default) | "firecracker" | "qemu"
 	FirecrackerBin string     `json:"firecracker_bin"` // "" = look up "firecracker" on PATH
+	Jailer         bool       `json:"jailer"`          // run Firecracker under its jailer
 	QEMUBin        string     `json:"qemu_bin"`        // default "qemu-system-x86_64"
 	SSHKey         string     `json:"ssh_key"`         // "" = auto-managed key at Paths.ManagedSSHKey(); otherwise an absolute path
 	LogLevel       string     `json:"log_level"`       // debug|info|warn|error, default info
@@ -166,6 +167,7 @@ func (c *Config) Validate() error {
 type fileFormat struct {
 	Hypervisor     string      `toml:"hypervisor"`
 	FirecrackerBin string      `toml:"firecracker_bin"`
+	Jailer         bool        `toml:"jailer"`
 	QEMUBin        string      `toml:"qemu_bin"`
 	SSHKey         string      `toml:"ssh_key"`
 	LogLevel       string      `toml:"log_level"`
@@ -197,6 +199,7 @@ func (c *Config) TOML() ([]byte, error) {
 	f := fileFormat{
 		Hypervisor:     c.Hypervisor,
 		FirecrackerBin: c.FirecrackerBin,
+		Jailer:         c.Jailer,
 		QEMUBin:        c.QEMUBin,
 		SSHKey:         c.SSHKey,
 		LogLevel:       c.LogLevel,

@@ -166,6 +166,19 @@ func fields() []field {
 			check: checkBinary(func(c *Config) string { return c.FirecrackerBin }, true),
 		},
 		{
+			key:  "jailer",
+			want: "true or false",
+			set: func(c *Config, v any) *Error {
+				b, ok := v.(bool)
+				if !ok {
+					return &Error{Value: tomlValue(v)}
+				}
+				c.Jailer = b
+				return nil
+			},
+			check: func(*Config) *Error { return nil },
+		},
+		{
 			key:   "qemu_bin",
 			want:  `a command name or an absolute path, e.g. "qemu-system-x86_64"`,
 			set:   setPath(func(c *Config) *string { return &c.QEMUBin }),

@@ -265,6 +265,7 @@ func (d *Daemon) openFirecracker(ctx context.Context, log *slog.Logger) {
 		d.fcErr = err
 		return
 	}
+	fc.Jailer = d.cfg.Jailer
 	if v, err := firecracker.Version(ctx, bin); err == nil {
 		d.fcVersion = v.String()
 	}

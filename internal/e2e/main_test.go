@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bangerdev/banger/internal/hypervisor/firecracker/fctest"
 )
 
 // binDir holds banger, bangerd and banger-agent built for this run with
@@ -18,6 +20,8 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	// The test binary doubles as a stand-in firecracker (fctest.FakeBinary).
+	fctest.RunIfFake()
 	dir, err := os.MkdirTemp("", "banger-e2e-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -45,7 +45,10 @@ func newNetns(t *testing.T) string {
 
 // vmEnv is a test user with a bootstrapped image (from the shared cache)
 // whose daemon runs inside a fresh network namespace.
-func vmEnv(t *testing.T) *env {
+func vmEnv(t *testing.T) *env { return vmEnvCache(t, sharedCache()) }
+
+// vmEnvCache is vmEnv with its own download cache directory.
+func vmEnvCache(t *testing.T, cache string) *env {
 	t.Helper()
 	needImageHost(t)
 	if _, err := exec.LookPath("ssh"); err != nil {
@@ -53,7 +56,7 @@ func vmEnv(t *testing.T) *env {
 	}
 	e := newEnv(t)
 	e.netns = newNetns(t)
-	e.extra = []string{"BANGER_CACHE_DIR=" + sharedCache()}
+	e.extra = []string{"BANGER_CACHE_DIR=" + cache}
 	if r := e.runWith(e.extra, "image", "bootstrap", "debian", "--name", "base"); r.code != 0 {
 		t.Fatalf("bootstrap: exit %d\n%s", r.code, tail(r.stderr, 30))
 	}
