@@ -15,6 +15,7 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/config"
+	"github.com/bangerdev/banger/internal/hypervisor"
 )
 
 // Host is what the checks read from the machine.
@@ -75,30 +76,13 @@ func FirecrackerImageCheck(image string, k api.KernelInfo, fcVersion string) api
 	case !k.Firecracker:
 		return bad(CheckFCImage, api.CheckWarn, fmt.Sprintf("image %s's kernel %s cannot boot under Firecracker: %s", image, k.Release, k.FirecrackerReason),
 			"VMs of this image use QEMU; for Firecracker register an image whose kernel has CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES")
-	case k.FirecrackerMinVersion != "" && fcVersion != "" && lessVersion(fcVersion, k.FirecrackerMinVersion):
+	case k.FirecrackerMinVersion != "" && fcVersion != "" && hypervisor.VersionLess(fcVersion, k.FirecrackerMinVersion):
 		return bad(CheckFCImage, api.CheckWarn, fmt.Sprintf("image %s needs Firecracker ≥ %s, installed %s", image, k.FirecrackerMinVersion, fcVersion),
 			"upgrade Firecracker")
 	case k.FirecrackerMinVersion != "":
 		return ok(CheckFCImage, fmt.Sprintf("image %s suits Firecracker ≥ %s", image, k.FirecrackerMinVersion))
 	}
 	return ok(CheckFCImage, "image "+image+" suits Firecracker")
-}
-
-func lessVersion(a, b string) bool {
-	pa, pb := strings.Split(strings.TrimPrefix(a, "v"), "."), strings.Split(strings.TrimPrefix(b, "v"), ".")
-	for i := 0; i < max(len(pa), len(pb)); i++ {
-		var x, y int
-		if i < len(pa) {
-			fmt.Sscan(pa[i], &x)
-		}
-		if i < len(pb) {
-			fmt.Sscan(pb[i], &y)
-		}
-		if x != y {
-			return x < y
-		}
-	}
-	return false
 }
 
 func jailerCheck(h Host, cfg *config.Config) api.Check {

@@ -17,6 +17,7 @@ import (
 	"github.com/bangerdev/banger/internal/config"
 	"github.com/bangerdev/banger/internal/diskclone"
 	"github.com/bangerdev/banger/internal/hostnet"
+	"github.com/bangerdev/banger/internal/hypervisor"
 	"github.com/bangerdev/banger/internal/image"
 	"github.com/bangerdev/banger/internal/store"
 )
@@ -199,7 +200,7 @@ func checkSuitable(choice Choice, img image.Image) error {
 		return api.Errorf(api.CodeFailedPrecondition,
 			"image %s cannot boot under Firecracker: %s; use --hypervisor qemu, or an image whose kernel has CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES", img.Name, k.FirecrackerReason)
 	}
-	if hv == config.HypervisorFirecracker && k.FirecrackerMinVersion != "" && choice.Version != "" && versionLess(choice.Version, k.FirecrackerMinVersion) {
+	if hv == config.HypervisorFirecracker && k.FirecrackerMinVersion != "" && choice.Version != "" && hypervisor.VersionLess(choice.Version, k.FirecrackerMinVersion) {
 		return api.Errorf(api.CodeFailedPrecondition,
 			"image %s needs Firecracker %s or newer (%s), this host has %s: upgrade Firecracker or use --hypervisor qemu",
 			img.Name, k.FirecrackerMinVersion, k.FirecrackerReason, choice.Version)
@@ -264,21 +265,3 @@ func hostResolvers() []string {
 }
 
 var errNoHandle = errors.New("vm has no hypervisor handle")
-
-// versionLess compares dotted versions ("1.8" < "1.10.1").
-func versionLess(a, b string) bool {
-	pa, pb := strings.Split(strings.TrimPrefix(a, "v"), "."), strings.Split(strings.TrimPrefix(b, "v"), ".")
-	for i := 0; i < max(len(pa), len(pb)); i++ {
-		var x, y int
-		if i < len(pa) {
-			fmt.Sscan(pa[i], &x)
-		}
-		if i < len(pb) {
-			fmt.Sscan(pb[i], &y)
-		}
-		if x != y {
-			return x < y
-		}
-	}
-	return false
-}

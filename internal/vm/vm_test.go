@@ -368,8 +368,8 @@ func TestVersionLess(t *testing.T) {
 		a, b string
 		want bool
 	}{{"1.7.0", "1.8", true}, {"1.10.1", "1.8", false}, {"1.8", "1.8.0", false}, {"v1.4.1", "1.5", true}} {
-		if got := versionLess(c.a, c.b); got != c.want {
-			t.Errorf("versionLess(%s, %s) = %v", c.a, c.b, got)
+		if got := hypervisor.VersionLess(c.a, c.b); got != c.want {
+			t.Errorf("VersionLess(%s, %s) = %v", c.a, c.b, got)
 		}
 	}
 }
