@@ -9,7 +9,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-    ca-certificates git make gcc cpio \
+    ca-certificates git make gcc cpio util-linux \
+    lz4 xz-utils zstd bzip2 systemd \
     qemu-system-x86 qemu-utils \
     e2fsprogs xfsprogs debootstrap \
     iproute2 nftables kmod openssh-client \
