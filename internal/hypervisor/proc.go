@@ -2,9 +2,13 @@ package hypervisor
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ProcessStartTime returns field 22 of /proc/PID/stat (start time in clock
@@ -38,4 +42,29 @@ func Alive(h Handle) bool {
 	}
 	st, err := ProcessStartTime(h.PID)
 	return err == nil && st == h.StartTime
+}
+
+// KillGroup sends SIGKILL to the process group led by pid (hypervisors run
+// in their own session), or to pid alone when it leads no group.
+func KillGroup(pid int) {
+	if pgid, err := unix.Getpgid(pid); err == nil && pgid == pid {
+		unix.Kill(-pid, unix.SIGKILL)
+		return
+	}
+	unix.Kill(pid, unix.SIGKILL)
+}
+
+// WaitGone polls until h's process is gone (or a zombie) or ctx ends, and
+// reports whether it is gone.
+func WaitGone(ctx context.Context, h Handle) bool {
+	t := time.NewTicker(25 * time.Millisecond)
+	defer t.Stop()
+	for Alive(h) {
+		select {
+		case <-ctx.Done():
+			return !Alive(h)
+		case <-t.C:
+		}
+	}
+	return true
 }

@@ -33,8 +33,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/bangerdev/banger/internal/hypervisor"
 )
 
@@ -314,7 +312,7 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 		select {
 		case <-exited:
 		default:
-			killGroup(h.PID)
+			hypervisor.KillGroup(h.PID)
 			select {
 			case <-exited:
 			case <-time.After(killWait):
@@ -479,7 +477,7 @@ func (d *Driver) Shutdown(ctx context.Context, h hypervisor.Handle) error {
 		if err != nil {
 			d.log().Warn("cannot send Ctrl-Alt-Del to the guest; waiting, then killing Firecracker", "pid", h.PID, "err", err)
 		}
-		if !waitGone(ctx, h) {
+		if !hypervisor.WaitGone(ctx, h) {
 			d.log().Warn("the guest did not power off in time; killing Firecracker", "pid", h.PID, "reason", ctx.Err())
 			if err := d.kill(h); err != nil {
 				return err
@@ -507,10 +505,10 @@ func (d *Driver) kill(h hypervisor.Handle) error {
 	if !hypervisor.Alive(h) {
 		return nil
 	}
-	killGroup(h.PID)
+	hypervisor.KillGroup(h.PID)
 	ctx, cancel := context.WithTimeout(context.Background(), killWait)
 	defer cancel()
-	if !waitGone(ctx, h) {
+	if !hypervisor.WaitGone(ctx, h) {
 		return fmt.Errorf("firecracker: pid %d is still alive %v after SIGKILL: look at it with ps -o stat,wchan -p %d", h.PID, killWait, h.PID)
 	}
 	return nil
@@ -557,30 +555,6 @@ func globEscape(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
-}
-
-// killGroup sends SIGKILL to pid's process group when pid leads one (a
-// Firecracker started by Launch does), else to pid alone.
-func killGroup(pid int) {
-	if pgid, err := unix.Getpgid(pid); err == nil && pgid == pid {
-		unix.Kill(-pid, unix.SIGKILL)
-		return
-	}
-	unix.Kill(pid, unix.SIGKILL)
-}
-
-// waitGone polls until h's process is gone (or a zombie) or ctx ends.
-func waitGone(ctx context.Context, h hypervisor.Handle) bool {
-	t := time.NewTicker(pollInterval)
-	defer t.Stop()
-	for hypervisor.Alive(h) {
-		select {
-		case <-ctx.Done():
-			return !hypervisor.Alive(h)
-		case <-t.C:
-		}
-	}
-	return true
 }
 
 func removeFiles(paths ...string) {
