@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -264,4 +263,3 @@ func hostResolvers() []string {
 	return out
 }
 
-var errNoHandle = errors.New("vm has no hypervisor handle")
