@@ -262,4 +262,3 @@ func hostResolvers() []string {
 	}
 	return out
 }
-
