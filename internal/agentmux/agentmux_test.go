@@ -1,0 +1,509 @@
+package agentmux
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/bangerdev/banger/internal/agentproto"
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestHealth(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			s := newSession(t, tr, &fakeHandler{})
+			got, err := s.Health(testContext(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := sampleHealth
+			want.Protocol = Protocol
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("health (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestExec(t *testing.T) {
+	tests := []struct {
+		name       string
+		argv       []string
+		stdin      string // "" is a nil stdin
+		want       ExitStatus
+		wantOut    string
+		wantErrOut string
+	}{
+		{
+			name:       "stdout and stderr separated, exit code kept",
+			argv:       []string{"sh", "-c", "echo out; echo err >&2; exit 3"},
+			want:       ExitStatus{Code: 3},
+			wantOut:    "out\n",
+			wantErrOut: "err\n",
+		},
+		{
+			name:    "stdin data then EOF",
+			argv:    []string{"cat"},
+			stdin:   "hello\nworld\n",
+			wantOut: "hello\nworld\n",
+		},
+		{
+			name:    "nil stdin is empty",
+			argv:    []string{"sh", "-c", "wc -c"},
+			wantOut: "0\n",
+		},
+		{
+			name: "killed by a signal",
+			argv: []string{"sh", "-c", "kill -KILL $$"},
+			want: ExitStatus{Code: -1, Signal: 9, SignalName: "SIGKILL"},
+		},
+		{
+			name:    "env and cwd",
+			argv:    []string{"sh", "-c", `echo "$BANGER_X $(pwd)"`},
+			wantOut: "y /\n",
+		},
+	}
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			s := newSession(t, tr, nil)
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					var out, errOut bytes.Buffer
+					req := ExecRequest{Argv: tt.argv, Env: []string{"BANGER_X=y"}, Cwd: "/"}
+					var stdin io.Reader
+					if tt.stdin != "" {
+						stdin = strings.NewReader(tt.stdin)
+					}
+					got, err := s.Exec(testContext(t), req, stdin, &out, &errOut)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if diff := cmp.Diff(tt.want, got); diff != "" {
+						t.Errorf("status (-want +got):\n%s", diff)
+					}
+					if out.String() != tt.wantOut || errOut.String() != tt.wantErrOut {
+						t.Errorf("stdout %q stderr %q, want %q and %q", out.String(), errOut.String(), tt.wantOut, tt.wantErrOut)
+					}
+				})
+			}
+		})
+	}
+}
+
+func TestExecLargeStdin(t *testing.T) {
+	s := newSession(t, transports[1], nil)
+	data := make([]byte, 3<<20)
+	rand.Read(data)
+	var out bytes.Buffer
+	st, err := s.Exec(testContext(t), ExecRequest{Argv: []string{"cat"}}, bytes.NewReader(data), &out, nil)
+	if err != nil || st.Code != 0 {
+		t.Fatalf("Exec = %v, %v", st, err)
+	}
+	if !bytes.Equal(out.Bytes(), data) {
+		t.Errorf("cat returned %d bytes, not the %d sent", out.Len(), len(data))
+	}
+}
+
+func TestExecStartFailure(t *testing.T) {
+	s := newSession(t, transports[0], nil)
+	_, err := s.Exec(testContext(t), ExecRequest{Argv: []string{"/nonexistent/banger-test"}}, nil, nil, nil)
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeExecFailed || !strings.Contains(e.Message, "/nonexistent/banger-test") {
+		t.Errorf("error = %#v, want an *Error with code %s", err, CodeExecFailed)
+	}
+	// The session still serves requests.
+	if _, err := s.Exec(testContext(t), ExecRequest{Argv: []string{"true"}}, nil, nil, nil); err != nil {
+		t.Errorf("exec after a failure: %v", err)
+	}
+}
+
+func TestExecTTYResize(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			s := newSession(t, tr, nil)
+			resize := make(chan WindowSize)
+			out := newSignalWriter("30 100")
+			// The command waits for the terminal size to change; no timing.
+			script := `test -t 0 && stty size; while [ "$(stty size)" = "30 100" ]; do sleep 0.01; done; stty size`
+			req := ExecRequest{Argv: []string{"sh", "-c", script}, TTY: true, Rows: 30, Cols: 100, Resize: resize}
+			type result struct {
+				st  ExitStatus
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				st, err := s.Exec(testContext(t), req, nil, out, nil)
+				done <- result{st, err}
+			}()
+			select {
+			case <-out.seen:
+			case r := <-done:
+				t.Fatalf("exec ended before printing its size: %+v, output %q", r, out.String())
+			}
+			resize <- WindowSize{Rows: 40, Cols: 120}
+			r := <-done
+			if r.err != nil || r.st.Code != 0 {
+				t.Fatalf("Exec = %v, %v; output %q", r.st, r.err, out.String())
+			}
+			if got, want := out.String(), "30 100\r\n40 120\r\n"; got != want {
+				t.Errorf("output %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func TestConcurrentExecs(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			s := newSession(t, tr, nil)
+			var wg sync.WaitGroup
+			errs := make([]error, 8)
+			for i := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var out bytes.Buffer
+					in := strings.NewReader(strings.Repeat(fmt.Sprintf("line %d\n", i), 1000))
+					st, err := s.Exec(testContext(t), ExecRequest{Argv: []string{"sh", "-c", `cat; exit "$0"`, fmt.Sprint(i)}}, in, &out, nil)
+					switch {
+					case err != nil:
+						errs[i] = err
+					case st.Code != i:
+						errs[i] = fmt.Errorf("exit %v, want %d", st, i)
+					case out.String() != in2(i):
+						errs[i] = fmt.Errorf("output of %d bytes does not match", out.Len())
+					}
+				}()
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("exec %d: %v", i, err)
+				}
+			}
+		})
+	}
+}
+
+func in2(i int) string { return strings.Repeat(fmt.Sprintf("line %d\n", i), 1000) }
+
+func TestPutGet(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			h := &fakeHandler{}
+			s := newSession(t, tr, h)
+			ctx := testContext(t)
+			data := make([]byte, 10<<20)
+			rand.Read(data)
+			if err := s.Put(ctx, "/root/repo", bytes.NewReader(data)); err != nil {
+				t.Fatalf("Put: %v", err)
+			}
+			var got bytes.Buffer
+			if err := s.Get(ctx, "/root/repo", &got); err != nil {
+				t.Fatalf("Get: %v", err)
+			}
+			if !bytes.Equal(got.Bytes(), data) {
+				t.Errorf("Get returned %d bytes that differ from the %d put", got.Len(), len(data))
+			}
+			if diff := cmp.Diff([]string{"/root/repo"}, h.puts); diff != "" {
+				t.Errorf("puts (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestRequestErrors(t *testing.T) {
+	h := &fakeHandler{}
+	s := newSession(t, transports[1], h)
+	ctx := testContext(t)
+	tests := []struct {
+		name string
+		do   func() error
+		want *Error
+	}{
+		{
+			name: "a handler's *Error keeps its code",
+			do:   func() error { return s.Put(ctx, "/readonly", strings.NewReader(strings.Repeat("x", 1<<20))) },
+			want: &Error{Code: "read_only", Message: "/readonly is read-only"},
+		},
+		{
+			name: "other handler errors are internal",
+			do:   func() error { return s.Get(ctx, "/missing", io.Discard) },
+			want: &Error{Code: CodeInternal, Message: "getting /missing: no such file: /missing"},
+		},
+		{
+			name: "an unknown request type",
+			do: func() error {
+				c, _, err := s.open(ctx, streamHeader{Type: "teleport"})
+				if err == nil {
+					c.close()
+				}
+				return err
+			},
+			want: &Error{Code: CodeUnknownType, Message: `unknown request type "teleport": this agent (protocol 2) serves exec, put, get, health; update banger-agent in the image`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got *Error
+			if err := tt.do(); !errors.As(err, &got) {
+				t.Fatalf("error = %v, want an *Error", err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("error (-want +got):\n%s", diff)
+			}
+		})
+	}
+	t.Run("no handler", func(t *testing.T) {
+		s := newSession(t, transports[0], nil)
+		_, err := s.Health(ctx)
+		var e *Error
+		if !errors.As(err, &e) || e.Code != CodeUnknownType {
+			t.Errorf("error = %v, want unknown_type", err)
+		}
+	})
+	t.Run("a put whose reader fails reaches the handler as a truncated stream", func(t *testing.T) {
+		err := s.Put(ctx, "/broken", io.MultiReader(strings.NewReader("abc"), errReader{}))
+		if err == nil || !strings.Contains(err.Error(), "disk on fire") {
+			t.Errorf("error = %v, want the reader's error", err)
+		}
+		if _, ok := h.files["/broken"]; ok {
+			t.Error("the handler stored a truncated put")
+		}
+	})
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("disk on fire") }
+
+// TestUpgradeSkipsStaleLines puts what a virtio-serial port may hold from
+// an earlier connection in front of the guest's real reply.
+func TestUpgradeSkipsStaleLines(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			host, proxyHost := net.Pipe()
+			proxyGuest, guest := tr.pair(t)
+			serveGuest(t, &Guest{Handler: &fakeHandler{}}, proxyGuest, guest)
+			t.Cleanup(func() { host.Close(); proxyHost.Close() })
+			go func() {
+				r := bufio.NewReader(proxyHost)
+				var req upgradeMsg
+				for req.Nonce == "" {
+					line, err := r.ReadBytes('\n')
+					if err != nil {
+						return
+					}
+					json.Unmarshal(line, &req)
+				}
+				stale := func(id, nonce string) string {
+					b, _ := json.Marshal(upgradeMsg{ID: id, Type: TypeUpgrade, Protocol: Protocol, Nonce: nonce})
+					return string(b) + "\n"
+				}
+				junk := "garbage\n\x00\x01\x02\n{not json\n\x00\x00\x00\x01" +
+					stale(req.ID, "another-nonce") + stale("another-id", req.Nonce) + `{"id":"old","ty`
+				proxyHost.Write([]byte(junk))
+				proxyGuest.Write([]byte("\n" + mustJSON(req) + "\n"))
+				go io.Copy(proxyGuest, r)
+				io.Copy(proxyHost, proxyGuest)
+			}()
+			s, err := Upgrade(testContext(t), host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.Health(testContext(t)); err != nil {
+				t.Errorf("health after the upgrade: %v", err)
+			}
+		})
+	}
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+type v1Handler struct{}
+
+func (v1Handler) Health(context.Context) (agentproto.Health, error) { return sampleHealth, nil }
+
+func TestUpgradeV1Agent(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			host, guest := tr.pair(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- agentproto.Serve(ctx, guest, v1Handler{}) }()
+			defer func() { cancel(); host.Close(); guest.Close(); <-done }()
+			_, err := Upgrade(testContext(t), host)
+			if !errors.Is(err, ErrUpgradeUnsupported) || !strings.Contains(err.Error(), "update banger-agent") {
+				t.Fatalf("Upgrade = %v, want ErrUpgradeUnsupported", err)
+			}
+			// The channel is still in v1 line mode.
+			if _, err := agentproto.CheckHealth(testContext(t), host); err != nil {
+				t.Errorf("v1 health after the refused upgrade: %v", err)
+			}
+		})
+	}
+}
+
+// TestGuestV1Lines checks that Guest hands non-upgrade lines to V1 and
+// still upgrades afterwards on the same channel.
+func TestGuestV1Lines(t *testing.T) {
+	host, guest := socketPair(t)
+	var lines []string
+	g := &Guest{Handler: &fakeHandler{}, V1: func(_ context.Context, line []byte) []byte {
+		lines = append(lines, string(line))
+		var req agentproto.Request
+		json.Unmarshal(line, &req)
+		return []byte(mustJSON(agentproto.Response{ID: req.ID, Type: req.Type, Health: &agentproto.Health{Hostname: "v1"}}))
+	}}
+	serveGuest(t, g, host, guest)
+	h, err := agentproto.CheckHealth(testContext(t), host)
+	if err != nil || h.Hostname != "v1" {
+		t.Fatalf("v1 health = %+v, %v", h, err)
+	}
+	s, err := Upgrade(testContext(t), host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Health(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], `"type":"health"`) {
+		t.Errorf("V1 saw %q, want one health request", lines)
+	}
+}
+
+// TestGuestResync plays a host that dies mid-session on a long-lived byte
+// stream and a new host connection that starts over on it.
+func TestGuestResync(t *testing.T) {
+	tests := []struct {
+		name   string
+		before string // what the new connection writes before upgrading
+	}{
+		{name: "upgrade at once"},
+		{name: "garbage first", before: "garbage\x00\xff\n"},
+		{name: "v1 request first", before: "\n" + `{"id":"r1","type":"health"}` + "\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hostF, guestF := socketPair(t)
+			done := serveGuest(t, &Guest{Handler: &fakeHandler{}}, hostF, guestF)
+
+			link1 := &hostLink{f: hostF}
+			s1, err := Upgrade(testContext(t), link1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s1.Health(testContext(t)); err != nil {
+				t.Fatal(err)
+			}
+			// A command is running when the host goes away.
+			started := newSignalWriter("started")
+			stdin, stdinW := io.Pipe()
+			defer stdinW.Close()
+			execDone := make(chan error, 1)
+			go func() {
+				_, err := s1.Exec(testContext(t), ExecRequest{Argv: []string{"sh", "-c", "echo started; cat"}}, stdin, started, nil)
+				execDone <- err
+			}()
+			<-started.seen
+			link1.Close()
+			if err := <-execDone; err == nil {
+				t.Error("exec on the dead connection returned no error")
+			}
+
+			link2 := &hostLink{f: hostF}
+			if _, err := link2.Write([]byte(tt.before)); err != nil {
+				t.Fatal(err)
+			}
+			s2, err := Upgrade(testContext(t), link2)
+			if err != nil {
+				t.Fatalf("second Upgrade: %v", err)
+			}
+			defer s2.Close()
+			var out bytes.Buffer
+			st, err := s2.Exec(testContext(t), ExecRequest{Argv: []string{"echo", "again"}}, nil, &out, nil)
+			if err != nil || st.Code != 0 || out.String() != "again\n" {
+				t.Errorf("exec on the new session = %v, %v, %q", st, err, out.String())
+			}
+			select {
+			case err := <-done:
+				t.Errorf("Serve returned %v", err)
+			default:
+			}
+		})
+	}
+}
+
+func TestServeEnds(t *testing.T) {
+	t.Run("EOF in line mode", func(t *testing.T) {
+		host, guest := net.Pipe()
+		done := serveGuest(t, &Guest{}, host, guest)
+		host.Close()
+		if err := <-done; !errors.Is(err, io.EOF) {
+			t.Errorf("Serve = %v, want io.EOF", err)
+		}
+	})
+	t.Run("EOF during a session", func(t *testing.T) {
+		host, guest := socketPair(t)
+		done := serveGuest(t, &Guest{}, host, guest)
+		s, err := Upgrade(testContext(t), host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if err := <-done; !errors.Is(err, io.EOF) {
+			t.Errorf("Serve = %v, want io.EOF", err)
+		}
+	})
+	t.Run("context", func(t *testing.T) {
+		host, guest := socketPair(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- (&Guest{}).Serve(ctx, guest) }()
+		if _, err := Upgrade(testContext(t), host); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Serve = %v, want context.Canceled", err)
+		}
+	})
+}
+
+func TestExecCancel(t *testing.T) {
+	s := newSession(t, transports[1], nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	started := newSignalWriter("started")
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Exec(ctx, ExecRequest{Argv: []string{"sh", "-c", "echo started; exec sleep 1000"}}, nil, started, nil)
+		done <- err
+	}()
+	<-started.seen
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Exec = %v, want context.Canceled", err)
+	}
+	// The session outlives the cancelled request.
+	if _, err := s.Exec(testContext(t), ExecRequest{Argv: []string{"true"}}, nil, nil, nil); err != nil {
+		t.Errorf("exec after a cancelled one: %v", err)
+	}
+}

@@ -1,0 +1,395 @@
+package agentmux
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/bangerdev/banger/internal/agentproto"
+	"github.com/hashicorp/yamux"
+)
+
+// Handler is what banger-agent decides for the requests Guest serves;
+// exec is generic and Guest runs it itself. A method may return an *Error
+// to choose the code the host sees; other errors are CodeInternal.
+type Handler interface {
+	// Health reports the guest's health. Guest sets Protocol.
+	Health(ctx context.Context) (agentproto.Health, error)
+	// Put stores what r yields (until io.EOF; a transfer the host broke
+	// off is io.ErrUnexpectedEOF) at dest.
+	Put(ctx context.Context, dest string, r io.Reader) error
+	// Get writes what src holds to w.
+	Get(ctx context.Context, src string, w io.Writer) error
+}
+
+// Guest is the agent end of the channel.
+type Guest struct {
+	// Handler serves put, get and health; nil refuses them.
+	Handler Handler
+	// V1 answers a line that is not an upgrade request (a protocol 1
+	// request, or garbage): it returns the reply line to write, or nil.
+	// nil ignores such lines. banger-agent passes agentproto's line
+	// handler here, so one loop serves both protocols.
+	V1 func(ctx context.Context, line []byte) []byte
+	// Log receives session starts and ends; nil discards them.
+	Log *slog.Logger
+}
+
+// errDetached ends the reads and writes of a session Serve abandoned.
+var errDetached = errors.New("agentmux: session detached from the channel")
+
+// Serve runs the agent channel rw until it ends or ctx is done: line mode
+// (answering upgrades, passing other lines to V1) and, after each
+// upgrade, a yamux session serving one request per stream. When a session
+// fails, Serve returns to line mode (see the package comment on resync).
+//
+// It returns io.EOF (test with errors.Is) when rw ends, ctx.Err() when ctx
+// ends (interrupting a blocked read on streams with deadlines; other
+// streams must be closed by the caller), and other read errors as they
+// come.
+func (g *Guest) Serve(ctx context.Context, rw io.ReadWriter) error {
+	log := g.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	quit := make(chan struct{})
+	defer close(quit)
+	if d, ok := rw.(deadliner); ok {
+		stop := context.AfterFunc(ctx, func() { d.SetDeadline(aLongTimeAgo()) })
+		defer stop()
+	}
+	p := startPump(rw, quit)
+	w := &lockedWriter{w: rw}
+	lr := &lineReader{src: pumpReader{p, ctx.Done()}}
+	for {
+		line, err := lr.next()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return err
+			}
+			return fmt.Errorf("agentmux: reading the agent channel: %w", err)
+		}
+		if len(line) == 0 {
+			continue
+		}
+		var req upgradeMsg
+		if !decodeLine(line, &req) || req.Type != TypeUpgrade || req.ID == "" || req.Nonce == "" {
+			if g.V1 != nil {
+				if reply := g.V1(ctx, line); reply != nil {
+					if _, err := w.Write(append(bytes.TrimRight(reply, "\n"), '\n')); err != nil {
+						return fmt.Errorf("agentmux: writing a v1 reply: %w", err)
+					}
+				}
+			}
+			continue
+		}
+		if err := writeLine(w, upgradeMsg{ID: req.ID, Type: TypeUpgrade, Protocol: Protocol, Nonce: req.Nonce}); err != nil {
+			return fmt.Errorf("agentmux: writing the upgrade reply: %w", err)
+		}
+		log.Info("agent channel upgraded", "protocol", Protocol)
+		err = g.session(ctx, p, lr, w)
+		log.Info("agent session ended; back to line mode", "err", err)
+		lr.src = pumpReader{p, ctx.Done()}
+	}
+}
+
+// session serves one yamux session on the channel until it fails or ctx
+// ends, then leaves lr holding the bytes to read in line mode.
+func (g *Guest) session(ctx context.Context, p *pump, lr *lineReader, w *lockedWriter) error {
+	conn := &guestConn{lr: lr, w: w, done: make(chan struct{})}
+	lr.src = pumpReader{p, conn.done}
+	mux, err := yamux.Server(conn, yamuxConfig())
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			st, err := mux.AcceptStream()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				g.serveStream(sctx, st)
+			}()
+		}
+	}()
+	select {
+	case <-mux.CloseChan():
+	case <-ctx.Done():
+	}
+	mux.Close()
+	cancel()
+	conn.Close()
+	wg.Wait()
+	lr.unread(conn.replay())
+	return ctx.Err()
+}
+
+// guestConn is the channel as one yamux session sees it. Close detaches
+// the session: later reads and writes fail, and the channel stays open for
+// line mode.
+type guestConn struct {
+	lr   *lineReader
+	w    *lockedWriter
+	done chan struct{}
+	once sync.Once
+	mu   sync.Mutex // held during a read; guards tail
+	tail []byte     // the last bytes read, for replay
+}
+
+// tailBytes is how much of what a session read Serve keeps for replay:
+// more than yamux's read buffer (4 KiB) holds.
+const tailBytes = 16 << 10
+
+func (c *guestConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.done:
+		return 0, errDetached
+	default:
+	}
+	n, err := c.lr.Read(p)
+	c.tail = append(c.tail, p[:n]...)
+	if len(c.tail) > 2*tailBytes {
+		c.tail = append([]byte(nil), c.tail[len(c.tail)-tailBytes:]...)
+	}
+	return n, err
+}
+
+func (c *guestConn) Write(p []byte) (int, error) {
+	select {
+	case <-c.done:
+		return 0, errDetached
+	default:
+	}
+	return c.w.Write(p)
+}
+
+func (c *guestConn) Close() error {
+	c.once.Do(func() { close(c.done) })
+	return nil
+}
+
+// replay returns what line mode should reread after the session: the
+// recorded tail from the first line-mode message start on. It waits for a
+// read in progress to end (Close has made it return).
+func (c *guestConn) replay() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tail := c.tail
+	if len(tail) > tailBytes {
+		tail = tail[len(tail)-tailBytes:]
+	}
+	if i := bytes.Index(tail, []byte("\n"+messageStart)); i >= 0 {
+		return tail[i:]
+	}
+	return nil
+}
+
+// pump reads the channel in one goroutine for the whole of Serve, so line
+// mode and each session can take turns without a read left blocked in the
+// wrong one.
+type pump struct {
+	ch      chan []byte
+	err     error // set before ch is closed
+	pending []byte
+}
+
+func startPump(r io.Reader, quit <-chan struct{}) *pump {
+	p := &pump{ch: make(chan []byte)}
+	go func() {
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := r.Read(buf)
+			if n > 0 {
+				select {
+				case p.ch <- buf[:n]:
+				case <-quit:
+					return
+				}
+			}
+			if err != nil {
+				p.err = err
+				close(p.ch)
+				return
+			}
+		}
+	}()
+	return p
+}
+
+// pumpReader reads the pump until done is closed.
+type pumpReader struct {
+	p    *pump
+	done <-chan struct{}
+}
+
+func (r pumpReader) Read(b []byte) (int, error) {
+	p := r.p
+	if len(p.pending) == 0 {
+		select {
+		case c, ok := <-p.ch:
+			if !ok {
+				return 0, p.err
+			}
+			p.pending = c
+		case <-r.done:
+			return 0, errDetached
+		}
+	}
+	n := copy(b, p.pending)
+	p.pending = p.pending[n:]
+	return n, nil
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// serveStream answers one request stream.
+func (g *Guest) serveStream(ctx context.Context, st *yamux.Stream) {
+	defer st.Close()
+	r := bufio.NewReader(st)
+	line, err := r.ReadBytes('\n')
+	if err != nil {
+		return
+	}
+	var h streamHeader
+	if err := json.Unmarshal(line, &h); err != nil || h.Type == "" {
+		writeReply(st, streamReply{Error: &Error{Code: CodeBadRequest, Message: `not a stream header: want one JSON object with "type" (one of exec, put, get, health)`}})
+		return
+	}
+	if h.Type != TypeExec && g.Handler == nil {
+		writeReply(st, streamReply{Error: &Error{Code: CodeUnknownType, Message: fmt.Sprintf("this agent does not serve %q: update banger-agent in the image", h.Type)}})
+		return
+	}
+	switch h.Type {
+	case TypeHealth:
+		health, err := g.Handler.Health(ctx)
+		if err != nil {
+			writeReply(st, streamReply{Error: asError(err, "reading the guest's health")})
+			return
+		}
+		health.Protocol = Protocol
+		writeReply(st, streamReply{Health: &health})
+	case TypeExec:
+		if h.Exec == nil || len(h.Exec.Argv) == 0 {
+			writeReply(st, streamReply{Error: &Error{Code: CodeBadRequest, Message: "exec needs a command (argv)"}})
+			return
+		}
+		serveExec(ctx, st, r, *h.Exec)
+	case TypePut:
+		g.servePut(ctx, st, r, h.Path)
+	case TypeGet:
+		g.serveGet(ctx, st, r, h.Path)
+	default:
+		writeReply(st, streamReply{Error: &Error{Code: CodeUnknownType, Message: fmt.Sprintf("unknown request type %q: this agent (protocol %d) serves exec, put, get, health; update banger-agent in the image", h.Type, Protocol)}})
+	}
+}
+
+func writeReply(w io.Writer, rep streamReply) error {
+	b, _ := json.Marshal(rep)
+	_, err := w.Write(append(b, '\n'))
+	return err
+}
+
+// asError turns a handler error into what the host sees.
+func asError(err error, what string) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: CodeInternal, Message: what + ": " + err.Error()}
+}
+
+func (g *Guest) servePut(ctx context.Context, st *yamux.Stream, r *bufio.Reader, dest string) {
+	if writeReply(st, streamReply{}) != nil {
+		return
+	}
+	pr, pw := io.Pipe()
+	result := make(chan error, 1)
+	go func() {
+		err := g.Handler.Put(ctx, dest, pr)
+		pr.CloseWithError(errors.New("the put handler returned"))
+		rep := streamReply{}
+		if err != nil {
+			rep.Error = asError(err, "putting "+dest)
+		}
+		result <- writeReply(st, rep)
+	}()
+	// Feed the handler; after it returns, drain until the host's end so
+	// the host's writes never block.
+	for {
+		ch, p, err := readFrame(r)
+		if err != nil {
+			pw.CloseWithError(noEOF(err))
+			break
+		}
+		if ch == chEnd {
+			pw.Close()
+			break
+		}
+		if ch == chData {
+			pw.Write(p) // fails once the handler returned: drain
+		}
+	}
+	<-result
+}
+
+func (g *Guest) serveGet(ctx context.Context, st *yamux.Stream, r *bufio.Reader, src string) {
+	if writeReply(st, streamReply{}) != nil {
+		return
+	}
+	// The host closing its end means it gave up: stop the handler.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		io.Copy(io.Discard, r)
+		cancel()
+	}()
+	fw := &frameWriter{w: st}
+	err := g.Handler.Get(ctx, src, ctxWriter{ctx, channelWriter{fw, chData}})
+	rep := streamReply{}
+	if err != nil {
+		rep.Error = asError(err, "getting "+src)
+	}
+	b, _ := json.Marshal(rep)
+	fw.frame(chEnd, b)
+}
+
+// ctxWriter fails once ctx is done.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}

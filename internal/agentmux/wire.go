@@ -1,0 +1,331 @@
+package agentmux
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/bangerdev/banger/internal/agentproto"
+	"github.com/hashicorp/yamux"
+)
+
+const (
+	// Protocol is the protocol version this package speaks.
+	Protocol = 2
+	// TypeUpgrade is the v1 request type that switches the channel to v2.
+	TypeUpgrade = "upgrade"
+	// MaxFramePayload bounds one frame's payload.
+	MaxFramePayload = 1 << 20
+	// maxLineBytes bounds one line; longer lines are skipped.
+	maxLineBytes = agentproto.MaxLineBytes
+	// chunkSize is how much one data frame carries when we write.
+	chunkSize = 32 << 10
+)
+
+// Stream request types.
+const (
+	TypeExec   = "exec"
+	TypePut    = "put"
+	TypeGet    = "get"
+	TypeHealth = "health"
+)
+
+// Error codes carried in Error.Code.
+const (
+	CodeUnknownType = agentproto.CodeUnknownType
+	CodeBadRequest  = agentproto.CodeBadRequest
+	CodeInternal    = agentproto.CodeInternal
+	// CodeExecFailed: the command could not be started (not found, not
+	// executable, bad cwd).
+	CodeExecFailed = "exec_failed"
+)
+
+// ErrUpgradeUnsupported is returned (wrapped) by Upgrade when the agent
+// only speaks protocol 1.
+var ErrUpgradeUnsupported = errors.New("the agent speaks protocol 1 only and cannot run exec or file transfer: update banger-agent in the image")
+
+// Error is a request the guest could not serve. Message names the next
+// action. A Handler may return an *Error to choose the code the host sees.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return "agent: " + e.Message + " (" + e.Code + ")" }
+
+// Frame channels.
+const (
+	chStdin    byte = 1 // host→guest: stdin bytes
+	chStdinEOF byte = 2 // host→guest: close the process's stdin
+	chResize   byte = 3 // host→guest: rows, cols (uint16 each)
+	chStdout   byte = 4 // guest→host
+	chStderr   byte = 5 // guest→host
+	chExit     byte = 6 // guest→host: JSON ExitStatus
+	chData     byte = 7 // put/get payload bytes
+	chEnd      byte = 8 // put: end of data; get: JSON streamReply
+)
+
+// upgradeMsg is both the upgrade request and its reply (a v1 Request /
+// Response shape: "id" first, so agentproto's glued-line recovery and ours
+// find it).
+type upgradeMsg struct {
+	ID       string            `json:"id"`
+	Type     string            `json:"type"`
+	Protocol int               `json:"protocol,omitempty"`
+	Nonce    string            `json:"nonce,omitempty"`
+	Error    *agentproto.Error `json:"error,omitempty"`
+}
+
+// streamHeader is the first line the host writes on a stream.
+type streamHeader struct {
+	Type string       `json:"type"`
+	Exec *ExecRequest `json:"exec,omitempty"`
+	Path string       `json:"path,omitempty"`
+}
+
+// streamReply is the guest's reply line on a stream (and a get's end frame).
+type streamReply struct {
+	Error  *Error             `json:"error,omitempty"`
+	Health *agentproto.Health `json:"health,omitempty"`
+}
+
+// ExecRequest is a command to run in the guest.
+type ExecRequest struct {
+	// Argv is the command; Argv[0] is looked up in the agent's PATH.
+	Argv []string `json:"argv"`
+	// Env is added to the agent's environment (later entries win).
+	Env []string `json:"env,omitempty"`
+	// Cwd is the working directory; "" is the agent's.
+	Cwd string `json:"cwd,omitempty"`
+	// TTY runs the command on a pseudo-terminal of Rows×Cols (24×80 when
+	// zero); its output arrives on stdout only.
+	TTY  bool   `json:"tty,omitempty"`
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
+	// Resize, when set on a TTY request, carries window size changes to
+	// the guest until Exec returns. Host side only.
+	Resize <-chan WindowSize `json:"-"`
+}
+
+// WindowSize is a terminal size.
+type WindowSize struct {
+	Rows, Cols uint16
+}
+
+// ExitStatus is how a command ended.
+type ExitStatus struct {
+	// Code is the exit code, or -1 when a signal ended the process.
+	Code int `json:"code"`
+	// Signal is the number of the signal that ended the process, 0 if none.
+	Signal int `json:"signal,omitempty"`
+	// SignalName is Signal's name, e.g. "SIGKILL".
+	SignalName string `json:"signal_name,omitempty"`
+}
+
+// Signaled reports whether a signal ended the process.
+func (s ExitStatus) Signaled() bool { return s.Signal != 0 }
+
+func (s ExitStatus) String() string {
+	if s.Signaled() {
+		return "killed by " + s.SignalName
+	}
+	return fmt.Sprintf("exit code %d", s.Code)
+}
+
+func newID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// yamuxConfig is the session configuration of both ends.
+func yamuxConfig() *yamux.Config {
+	c := yamux.DefaultConfig()
+	c.LogOutput = io.Discard
+	return c
+}
+
+// messageStart is how every line-mode message begins on the wire.
+const messageStart = `{"id":`
+
+// decodeLine unmarshals a line into v, or its tail from the last message
+// start: a partial line left by an earlier connection gets the next
+// message glued on.
+func decodeLine(line []byte, v any) bool {
+	if json.Unmarshal(line, v) == nil {
+		return true
+	}
+	if i := bytes.LastIndex(line, []byte(messageStart)); i > 0 {
+		return json.Unmarshal(line[i:], v) == nil
+	}
+	return false
+}
+
+// writeLine writes v as one line, starting with a newline that ends any
+// partial line an earlier connection left at the other end.
+func writeLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(append([]byte{'\n'}, b...), '\n'))
+	return err
+}
+
+// lineReader reads lines from src and hands what it has buffered to a
+// later reader (Read), so a protocol switch loses no bytes. unread pushes
+// bytes back in front.
+type lineReader struct {
+	src io.Reader
+	buf []byte
+	err error // src's error, returned once buf is empty
+}
+
+// next returns the next line without its newline and surrounding space,
+// skipping lines longer than maxLineBytes.
+func (l *lineReader) next() ([]byte, error) {
+	skipping := false
+	for {
+		if i := bytes.IndexByte(l.buf, '\n'); i >= 0 {
+			line := bytes.Clone(bytes.TrimSpace(l.buf[:i]))
+			l.buf = l.buf[i+1:]
+			if skipping {
+				skipping = false
+				continue
+			}
+			return line, nil
+		}
+		if len(l.buf) > maxLineBytes {
+			l.buf, skipping = nil, true
+		}
+		if l.err != nil {
+			return nil, l.err
+		}
+		chunk := make([]byte, 32<<10)
+		n, err := l.src.Read(chunk)
+		l.buf = append(l.buf, chunk[:n]...)
+		l.err = err
+	}
+}
+
+// Read drains the buffer, then reads src.
+func (l *lineReader) Read(p []byte) (int, error) {
+	if len(l.buf) > 0 {
+		n := copy(p, l.buf)
+		l.buf = l.buf[n:]
+		return n, nil
+	}
+	if l.err != nil {
+		return 0, l.err
+	}
+	return l.src.Read(p)
+}
+
+// unread puts b in front of what is buffered.
+func (l *lineReader) unread(b []byte) {
+	l.buf = append(bytes.Clone(b), l.buf...)
+}
+
+// frameWriter writes frames on one stream; it is safe for concurrent use.
+type frameWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (f *frameWriter) frame(ch byte, p []byte) error {
+	buf := make([]byte, 5+len(p))
+	buf[0] = ch
+	binary.BigEndian.PutUint32(buf[1:5], uint32(len(p)))
+	copy(buf[5:], p)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, err := f.w.Write(buf)
+	return err
+}
+
+// data writes p as frames of channel ch, at most chunkSize each.
+func (f *frameWriter) data(ch byte, p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		c := p[:min(len(p), chunkSize)]
+		if err := f.frame(ch, c); err != nil {
+			return n, err
+		}
+		n += len(c)
+		p = p[len(c):]
+	}
+	return n, nil
+}
+
+// channelWriter is an io.Writer onto one frame channel.
+type channelWriter struct {
+	f  *frameWriter
+	ch byte
+}
+
+func (c channelWriter) Write(p []byte) (int, error) { return c.f.data(c.ch, p) }
+
+// readFrame reads one frame.
+func readFrame(r *bufio.Reader) (byte, []byte, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if n > MaxFramePayload {
+		return 0, nil, fmt.Errorf("frame of %d bytes exceeds %d", n, MaxFramePayload)
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(r, p); err != nil {
+		return 0, nil, noEOF(err)
+	}
+	return hdr[0], p, nil
+}
+
+func noEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// readReply reads one reply line from a stream.
+func readReply(r *bufio.Reader) (streamReply, error) {
+	line, err := r.ReadBytes('\n')
+	if err != nil {
+		return streamReply{}, noEOF(err)
+	}
+	var rep streamReply
+	line = bytes.TrimSpace(line)
+	if len(line) == 0 {
+		return readReply(r)
+	}
+	if err := json.Unmarshal(line, &rep); err != nil {
+		return streamReply{}, fmt.Errorf("malformed reply line %q: %w", line, err)
+	}
+	return rep, nil
+}
+
+func resizePayload(ws WindowSize) []byte {
+	var b [4]byte
+	binary.BigEndian.PutUint16(b[0:], ws.Rows)
+	binary.BigEndian.PutUint16(b[2:], ws.Cols)
+	return b[:]
+}
+
+// deadliner is implemented by streams whose blocked I/O can be interrupted.
+type deadliner interface {
+	SetDeadline(time.Time) error
+}
+
+func aLongTimeAgo() time.Time { return time.Unix(1, 0) }
+
+var zeroTime time.Time
