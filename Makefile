@@ -5,7 +5,7 @@
 #   make lint         gofmt + go vet
 #   make install      install the three binaries into $(PREFIX)/bin
 #   make bench        Go benchmarks (figures, no assertions)
-#   make quickstart   (root) host packages, install, doctor
+#   make quickstart   (root) host packages, install, agents image, a running VM
 
 PREFIX  ?= /usr/local
 BIN     := bin
@@ -64,6 +64,12 @@ clean:
 deps:
 	scripts/install-deps.sh
 
-# One command from a fresh Debian/Ubuntu host to a checked banger.
+# One command from a fresh Debian/Ubuntu host to a running VM with the
+# agents inside: host packages, install, doctor, a Debian image, the agents
+# image built on it, and a VM (create prints how to get in). Re-running
+# reuses the images.
 quickstart: deps install
 	$(PREFIX)/bin/banger doctor || true
+	$(PREFIX)/bin/banger image show debian-bookworm >/dev/null 2>&1 || $(PREFIX)/bin/banger image bootstrap debian
+	$(PREFIX)/bin/banger image show agents >/dev/null 2>&1 || $(PREFIX)/bin/banger image build --from debian-bookworm --name agents --preset agents
+	$(PREFIX)/bin/banger vm create --image agents
