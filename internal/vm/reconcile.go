@@ -32,11 +32,17 @@ func (m *Manager) Reconcile(ctx context.Context) ([]Finding, error) {
 		v := &vms[i]
 		switch v.State {
 		case api.VMCreating:
-			// A create never finished: nothing in it is worth keeping.
+			// A create never finished: nothing in it is worth keeping,
+			// including a hypervisor launched just before the crash, before
+			// its handle was recorded.
+			detail := "its create was interrupted"
+			if pids := killStrays(m.Dir(v.ID), m.strayCommands()); len(pids) > 0 {
+				detail += fmt.Sprintf("; killed its unrecorded hypervisor (pid %v)", pids)
+			}
 			if err := m.destroy(ctx, v); err != nil {
 				errs = append(errs, err)
 			}
-			out = append(out, Finding{VM: v.Name, Action: "removed half-created", Detail: "its create was interrupted"})
+			out = append(out, Finding{VM: v.Name, Action: "removed half-created", Detail: detail})
 		case api.VMRunning:
 			out = append(out, m.readopt(ctx, v))
 		case api.VMStopped:
@@ -81,4 +87,11 @@ func (m *Manager) readopt(ctx context.Context, v *VM) Finding {
 	v.Runtime.Handle = nil
 	m.halt(ctx, v, false)
 	return Finding{VM: v.Name, Action: "marked stopped", Detail: fmt.Sprintf("%s pid %d is gone: %v", hc.Driver, hc.PID, err)}
+}
+
+func (m *Manager) strayCommands() []string {
+	if m.StrayCommands != nil {
+		return m.StrayCommands
+	}
+	return hypervisorCommands
 }

@@ -105,6 +105,9 @@ type Manager struct {
 	// PublicKey returns the configured SSH public key (authorized_keys
 	// line); nil skips installing it.
 	PublicKey func() (string, error)
+	// StrayCommands are the program names reconcile may kill when they
+	// work on a half-created VM's directory; nil means the hypervisors.
+	StrayCommands []string
 
 	allocMu sync.Mutex // name + lease allocation
 	locks   sync.Map   // vm id -> *sync.Mutex

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/bangerdev/banger/api"
@@ -393,5 +394,44 @@ func TestFirecrackerSuitability(t *testing.T) {
 	img.Manifest.Kernel.Firecracker = false
 	if err := checkSuitable(Choice{HV: fc, Version: "1.10.1"}, img); !errors.Is(err, api.ErrFailedPrecondition) || !strings.Contains(err.Error(), "--hypervisor qemu") {
 		t.Errorf("unsuitable kernel: %v", err)
+	}
+}
+
+// A daemon killed between a launch and recording the handle leaves a
+// hypervisor no record names; reconcile kills it with the half-created VM,
+// and nothing else.
+func TestReconcileKillsUnrecordedHypervisor(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	v, err := f.m.Create(ctx, req("half"), &progress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.State, v.Runtime.Handle = api.VMCreating, nil
+	f.m.save(ctx, &v)
+	stray := exec.Command("sleep", "1000", filepath.Join(f.m.Dir(v.ID), "rootfs.ext4"))
+	other := exec.Command("sleep", "1000", filepath.Join(t.TempDir(), "not-a-vm"))
+	for _, c := range []*exec.Cmd{stray, other} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer other.Process.Kill()
+	f.m.StrayCommands = []string{"sleep"}
+	findings, err := f.m.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(findings) != 1 || !strings.Contains(findings[0].Detail, fmt.Sprint(stray.Process.Pid)) {
+		t.Errorf("findings = %+v", findings)
+	}
+	if err := stray.Wait(); err == nil {
+		t.Error("the stray hypervisor was not killed")
+	}
+	if other.ProcessState != nil {
+		t.Error("an unrelated process was killed")
+	}
+	if err := other.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("the unrelated process is gone: %v", err)
 	}
 }
