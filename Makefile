@@ -10,7 +10,8 @@
 PREFIX  ?= /usr/local
 BIN     := bin
 PKG     := github.com/bangerdev/banger
-GO      ?= go
+# sudo resets PATH, so fall back to the usual Go install location.
+GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 
 # The version comes from git; the build id is a digest of every input of the
 # build, so identical sources give the same id and any change gives a new
