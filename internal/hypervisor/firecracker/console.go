@@ -116,85 +116,20 @@ func (d *Driver) boundFiles(h hypervisor.Handle) error {
 	return err
 }
 
-// keeper bounds one VM's console log, log and metrics until its process
-// is gone.
-type keeper struct {
-	pid  int
-	stop chan struct{}
-	done chan struct{}
-}
+// keepConsole starts bounding h's console log, log and metrics while the
+// VM runs.
+func (d *Driver) keepConsole(h hypervisor.Handle) { d.logKeeper().Keep(h) }
 
-// keepConsole starts bounding h's files every interval, unless a
-// keeper for that process already runs; it replaces a keeper left for an
-// earlier process with the same log.
-func (d *Driver) keepConsole(h hypervisor.Handle) {
-	if h.ConsoleLog == "" {
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.keepers == nil {
-		d.keepers = map[string]*keeper{}
-	}
-	if k, ok := d.keepers[h.ConsoleLog]; ok {
-		if k.pid == h.PID {
-			return
-		}
-		close(k.stop)
-	}
-	k := &keeper{pid: h.PID, stop: make(chan struct{}), done: make(chan struct{})}
-	d.keepers[h.ConsoleLog] = k
-	go d.keep(h, k)
-}
+// stopKeeping stops bounding h's files and bounds them a last time.
+func (d *Driver) stopKeeping(h hypervisor.Handle) { d.logKeeper().Stop(h) }
 
-func (d *Driver) keep(h hypervisor.Handle, k *keeper) {
-	defer close(k.done)
-	interval := d.ConsoleTrimInterval
-	if interval <= 0 {
-		interval = DefaultConsoleTrimInterval
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	warned := false
-	for {
-		select {
-		case <-k.stop:
-			return
-		case <-t.C:
+func (d *Driver) logKeeper() *hypervisor.LogKeeper {
+	d.keeperOnce.Do(func() {
+		interval := d.ConsoleTrimInterval
+		if interval <= 0 {
+			interval = DefaultConsoleTrimInterval
 		}
-		if err := d.boundFiles(h); err != nil && !warned {
-			d.log().Warn("cannot bound the VM's logs", "err", err)
-			warned = true
-		}
-		if !hypervisor.Alive(h) {
-			d.mu.Lock()
-			if d.keepers[h.ConsoleLog] == k {
-				delete(d.keepers, h.ConsoleLog)
-			}
-			d.mu.Unlock()
-			return
-		}
-	}
-}
-
-// stopKeeping stops the keeper of h's files, if any, and bounds them a
-// last time.
-func (d *Driver) stopKeeping(h hypervisor.Handle) {
-	if h.ConsoleLog == "" {
-		return
-	}
-	d.mu.Lock()
-	k, ok := d.keepers[h.ConsoleLog]
-	ours := ok && k.pid == h.PID
-	if ours {
-		delete(d.keepers, h.ConsoleLog)
-		close(k.stop)
-	}
-	d.mu.Unlock()
-	if ours {
-		<-k.done
-	}
-	if err := d.boundFiles(h); err != nil {
-		d.log().Warn("cannot bound the VM's logs", "err", err)
-	}
+		d.keeper = &hypervisor.LogKeeper{Interval: interval, Log: d.log(), Bound: d.boundFiles}
+	})
+	return d.keeper
 }

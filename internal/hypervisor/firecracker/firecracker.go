@@ -82,8 +82,8 @@ type Driver struct {
 	// DefaultConsoleTrimInterval when 0.
 	ConsoleTrimInterval time.Duration
 
-	mu      sync.Mutex
-	keepers map[string]*keeper // by console log path
+	keeperOnce sync.Once
+	keeper     *hypervisor.LogKeeper
 }
 
 var _ hypervisor.Hypervisor = (*Driver)(nil)
@@ -502,14 +502,8 @@ func (d *Driver) Kill(h hypervisor.Handle) error {
 }
 
 func (d *Driver) kill(h hypervisor.Handle) error {
-	if !hypervisor.Alive(h) {
-		return nil
-	}
-	hypervisor.KillGroup(h.PID)
-	ctx, cancel := context.WithTimeout(context.Background(), killWait)
-	defer cancel()
-	if !hypervisor.WaitGone(ctx, h) {
-		return fmt.Errorf("firecracker: pid %d is still alive %v after SIGKILL: look at it with ps -o stat,wchan -p %d", h.PID, killWait, h.PID)
+	if err := hypervisor.KillAndWait(h, killWait); err != nil {
+		return fmt.Errorf("firecracker: %w", err)
 	}
 	return nil
 }

@@ -51,81 +51,20 @@ func trimConsole(path string, limit int64, collapse bool) (int64, error) {
 	return hypervisor.TrimLog(path, limit, collapse)
 }
 
-// keeper trims one VM's console log until its process is gone.
-type keeper struct {
-	pid  int
-	stop chan struct{}
-	done chan struct{}
-}
+// keepConsole starts trimming h's console log while the VM runs.
+func (d *Driver) keepConsole(h hypervisor.Handle) { d.logKeeper().Keep(h) }
 
-// keepConsole starts trimming h's console log every interval, unless a
-// keeper for that process already runs. It replaces a keeper left for an
-// earlier process with the same log.
-func (d *Driver) keepConsole(h hypervisor.Handle) {
-	if h.ConsoleLog == "" {
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.keepers == nil {
-		d.keepers = map[string]*keeper{}
-	}
-	if k, ok := d.keepers[h.ConsoleLog]; ok {
-		if k.pid == h.PID {
-			return
-		}
-		close(k.stop)
-	}
-	k := &keeper{pid: h.PID, stop: make(chan struct{}), done: make(chan struct{})}
-	d.keepers[h.ConsoleLog] = k
-	go d.keep(h, k)
-}
+// stopKeeping stops trimming h's console log and trims it a last time.
+func (d *Driver) stopKeeping(h hypervisor.Handle) { d.logKeeper().Stop(h) }
 
-func (d *Driver) keep(h hypervisor.Handle, k *keeper) {
-	defer close(k.done)
-	t := time.NewTicker(d.trimInterval())
-	defer t.Stop()
-	warned := false
-	for {
-		select {
-		case <-k.stop:
-			return
-		case <-t.C:
-		}
-		if _, err := TrimConsole(h.ConsoleLog, h.ConsoleLimit); err != nil && !warned {
-			d.log().Warn("cannot bound the console log", "log", h.ConsoleLog, "err", err)
-			warned = true
-		}
-		if !hypervisor.Alive(h) {
-			d.mu.Lock()
-			if d.keepers[h.ConsoleLog] == k {
-				delete(d.keepers, h.ConsoleLog)
-			}
-			d.mu.Unlock()
-			return
-		}
-	}
-}
-
-// stopKeeping stops the keeper of h's console log, if any, and trims the
-// log a last time.
-func (d *Driver) stopKeeping(h hypervisor.Handle) {
-	if h.ConsoleLog == "" {
-		return
-	}
-	d.mu.Lock()
-	k, ok := d.keepers[h.ConsoleLog]
-	if ok && k.pid == h.PID {
-		delete(d.keepers, h.ConsoleLog)
-		close(k.stop)
-	}
-	d.mu.Unlock()
-	if ok && k.pid == h.PID {
-		<-k.done
-	}
-	if _, err := TrimConsole(h.ConsoleLog, h.ConsoleLimit); err != nil {
-		d.log().Warn("cannot bound the console log", "log", h.ConsoleLog, "err", err)
-	}
+func (d *Driver) logKeeper() *hypervisor.LogKeeper {
+	d.keeperOnce.Do(func() {
+		d.keeper = &hypervisor.LogKeeper{Interval: d.trimInterval(), Log: d.log(), Bound: func(h hypervisor.Handle) error {
+			_, err := TrimConsole(h.ConsoleLog, h.ConsoleLimit)
+			return err
+		}}
+	})
+	return d.keeper
 }
 
 func (d *Driver) trimInterval() time.Duration {
