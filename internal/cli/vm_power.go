@@ -1,42 +1,33 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/client"
 	"github.com/spf13/cobra"
 )
 
 func newVMStartCmd(app *App) *cobra.Command {
-	var asJSON bool
-	c := &cobra.Command{
-		Use:     "start NAME",
-		Short:   "Boot a stopped VM (auth files are synced again)",
-		Example: "  banger vm start demo",
-		Args:    exactArgs(1, "a vm name"),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			op, err := cl.BeginStartVM(c.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return finishVMOp(c, app, op, asJSON)
-		},
-	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print operation events as JSON lines")
-	return c
+	return newVMBootCmd(app, "start NAME", "Boot a stopped VM (auth files are synced again)", "  banger vm start demo",
+		(*client.Client).BeginStartVM)
 }
 
 func newVMRestartCmd(app *App) *cobra.Command {
+	return newVMBootCmd(app, "restart NAME", "Stop a VM cleanly and boot it again", "  banger vm restart demo",
+		(*client.Client).BeginRestartVM)
+}
+
+// newVMBootCmd is a command that begins an operation booting one VM and
+// follows it until the VM runs.
+func newVMBootCmd(app *App, use, short, example string,
+	begin func(*client.Client, context.Context, string) (api.Operation, error)) *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
-		Use:     "restart NAME",
-		Short:   "Stop a VM cleanly and boot it again",
-		Example: "  banger vm restart demo",
+		Use:     use,
+		Short:   short,
+		Example: example,
 		Args:    exactArgs(1, "a vm name"),
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := app.Client(c.Context())
@@ -44,36 +35,27 @@ func newVMRestartCmd(app *App) *cobra.Command {
 				return err
 			}
 			defer cl.Close()
-			op, err := cl.BeginRestartVM(c.Context(), args[0])
+			op, err := begin(cl, c.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			return finishVMOp(c, app, op, asJSON)
+			if !asJSON {
+				fmt.Fprintf(app.Stderr, "%s: operation %s\n", op.Kind, op.ID)
+			}
+			final, err := followOperation(c.Context(), app, cl, op, asJSON)
+			if err != nil || asJSON {
+				return err
+			}
+			var v api.VM
+			if err := decodeResult(final, &v); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(app.Stdout, "vm %s is running at %s\n", v.Name, v.IP)
+			return err
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print operation events as JSON lines")
 	return c
-}
-
-func finishVMOp(c *cobra.Command, app *App, op api.Operation, asJSON bool) error {
-	cl, err := app.Client(c.Context())
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	if !asJSON {
-		fmt.Fprintf(app.Stderr, "%s: operation %s\n", op.Kind, op.ID)
-	}
-	final, err := followOperation(c.Context(), app, cl, op, asJSON)
-	if err != nil || asJSON {
-		return err
-	}
-	var v api.VM
-	if err := decodeResult(final, &v); err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(app.Stdout, "vm %s is running at %s\n", v.Name, v.IP)
-	return err
 }
 
 func newVMStopCmd(app *App) *cobra.Command {
