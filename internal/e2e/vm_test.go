@@ -55,11 +55,16 @@ func vmEnvCache(t *testing.T, cache string) *env {
 		t.Skip("ssh is not installed: apt-get install openssh-client")
 	}
 	e := newEnv(t)
-	e.netns = newNetns(t)
 	e.extra = []string{"BANGER_CACHE_DIR=" + cache}
+	// The image is built in the host's namespace: a cold cache downloads
+	// packages and the kernel from the Debian mirror, which a test
+	// namespace cannot reach. That daemon creates no VMs, so it touches no
+	// networking; it stops before the test moves into its namespace.
 	if r := e.runWith(e.extra, "image", "bootstrap", "debian", "--name", "base"); r.code != 0 {
 		t.Fatalf("bootstrap: exit %d\n%s", r.code, tail(r.stderr, 30))
 	}
+	e.must("daemon", "stop")
+	e.netns = newNetns(t)
 	t.Cleanup(func() {
 		// Whatever a failed test left: delete VMs so QEMU and disks go.
 		var l api.VMList
