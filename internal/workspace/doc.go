@@ -1,12 +1,15 @@
 // Package workspace turns a host checkout into a tar stream (git or
 // full_copy mode) and extracts such a stream into a guest directory safely
-// and atomically.
+// and atomically; for `banger vm cp` it does the same for one file or
+// directory tree, in either direction.
 //
 // It owns the content of `banger vm workspace prepare`: [Pack] runs on the
 // host and decides which files make up the workspace; [Extract] runs in the
-// guest and installs the stream as /root/repo. The transport between the two
-// (the agent protocol) is not this package's business: both ends are plain
-// io.Writer / io.Reader.
+// guest and installs the stream as /root/repo. It also owns the content of
+// `banger vm cp`: [PackPath] on the sending side, [Place] on the receiving
+// side, host or guest. The transport between the two (the agent protocol)
+// is not this package's business: both ends are plain io.Writer /
+// io.Reader.
 //
 // # Pack
 //
@@ -63,6 +66,26 @@
 // or fifos, or when they are hard links to anything but a regular file
 // already extracted. Symlink targets are stored verbatim: a link may point
 // anywhere, extraction just never writes through one.
+//
+// # Copy
+//
+// [PackPath] packs one path as a stream with a single top-level entry named
+// after it: a regular file, a symlink (src itself is never followed), or a
+// directory and everything under it, walked and stored exactly as full_copy
+// mode does. A path with no name of its own ("/", ".", "..") is refused.
+//
+// [Place] installs such a stream like `docker cp`: into target/<name> when
+// target is an existing directory (or a symlink to one), otherwise as target
+// itself, whose parent must exist; a target written with a trailing slash
+// must be an existing directory. Every entry must be that one name or under
+// it, and all of Extract's rules apply. The entry is built in a private
+// staging directory (parent/.banger-cp-*) next to its final path and renamed
+// into place: a file or symlink replaces a file or symlink already there
+// (a symlink there is replaced, never written through); a directory there,
+// or a directory entry meeting anything already there, is refused with an
+// error asking to remove it or pick another path, since Place never merges
+// or deletes a tree. Until that rename nothing outside the staging directory
+// changes; on failure the staging directory is removed.
 package workspace
 
 import (

@@ -71,7 +71,7 @@ func Extract(ctx context.Context, r io.Reader, dest string, opt ExtractOptions) 
 	if err != nil {
 		return Stats{}, fmt.Errorf("extracting workspace: creating a staging directory next to %s (its parent must exist and be writable): %w", dest, err)
 	}
-	stats, err := extractInto(ctx, r, staging, opt)
+	stats, _, err := extractInto(ctx, r, staging, opt, false)
 	var previous string
 	if err == nil {
 		previous, err = install(staging, dest)
@@ -91,10 +91,12 @@ func Extract(ctx context.Context, r io.Reader, dest string, opt ExtractOptions) 
 }
 
 // extractInto extracts the stream into the (fresh, empty) directory dir.
-func extractInto(ctx context.Context, r io.Reader, dir string, opt ExtractOptions) (Stats, error) {
+// With oneTop set, every entry must be one top-level name or under it (a
+// stream from PackPath); that name is returned.
+func extractInto(ctx context.Context, r io.Reader, dir string, opt ExtractOptions, oneTop bool) (Stats, string, error) {
 	rootfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return Stats{}, fmt.Errorf("opening %s: %w", dir, err)
+		return Stats{}, "", fmt.Errorf("opening %s: %w", dir, err)
 	}
 	defer unix.Close(rootfd)
 	x := &extractor{
@@ -105,23 +107,27 @@ func extractInto(ctx context.Context, r io.Reader, dir string, opt ExtractOption
 		gid:      opt.GID,
 		maxBytes: opt.MaxBytes,
 		dirs:     map[string]dirMeta{},
+		oneTop:   oneTop,
 		rootMode: 0o755,
 		cacheFd:  -1,
 		buf:      make([]byte, 128<<10),
 	}
 	defer x.dropCache()
 	if err := x.readStream(r); err != nil {
-		return Stats{}, err
+		return Stats{}, "", err
+	}
+	if oneTop && x.top == "" {
+		return Stats{}, "", unsafeEntry("the stream holds no file or directory to copy")
 	}
 	if err := x.finishDirs(); err != nil {
-		return Stats{}, err
+		return Stats{}, "", err
 	}
 	// One syncfs makes the content durable before the rename publishes it,
 	// instead of an fsync per file.
 	if err := unix.Syncfs(rootfd); err != nil {
-		return Stats{}, fmt.Errorf("syncing %s: %w", dir, err)
+		return Stats{}, "", fmt.Errorf("syncing %s: %w", dir, err)
 	}
-	return x.stats, nil
+	return x.stats, x.top, nil
 }
 
 type extractor struct {
@@ -132,6 +138,8 @@ type extractor struct {
 	maxBytes int64
 	total    int64
 	stats    Stats
+	oneTop   bool               // every entry must be top or under it
+	top      string             // the first entry's first component
 	dirs     map[string]dirMeta // final metadata, applied once every entry is in
 	rootMode uint32
 	rootTime time.Time
@@ -229,6 +237,11 @@ func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 	if err != nil {
 		return err
 	}
+	if x.oneTop {
+		if err := x.checkTop(rel); err != nil {
+			return err
+		}
+	}
 	if rel == "." {
 		if hdr.Typeflag != tar.TypeDir {
 			return unsafeEntry("only a directory may stand for the workspace root")
@@ -246,6 +259,21 @@ func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 	default:
 		return x.hardlink(rel, hdr)
 	}
+}
+
+// checkTop refuses an entry outside the one top-level name the first entry
+// set.
+func (x *extractor) checkTop(rel string) error {
+	if rel == "." {
+		return unsafeEntry("a root entry: the stream must hold exactly one file or directory")
+	}
+	top, _, _ := strings.Cut(rel, "/")
+	if x.top == "" {
+		x.top = top
+	} else if top != x.top {
+		return unsafeEntry("a second top-level name %q after %q: the stream must hold exactly one file or directory", top, x.top)
+	}
+	return nil
 }
 
 func (x *extractor) dir(rel string, hdr *tar.Header) error {
@@ -532,11 +560,7 @@ var rename = os.Rename
 // previous tree now is ("" if there was none). On error dest is as it was.
 func install(staging, dest string) (previous string, err error) {
 	if _, err := os.Lstat(dest); errors.Is(err, fs.ErrNotExist) {
-		err := unix.Renameat2(unix.AT_FDCWD, staging, unix.AT_FDCWD, dest, unix.RENAME_NOREPLACE)
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
-			err = rename(staging, dest)
-		}
-		if err != nil {
+		if err := renameNoReplace(staging, dest); err != nil {
 			return "", fmt.Errorf("moving the new workspace into place: %w", err)
 		}
 		syncDir(filepath.Dir(dest))
@@ -567,6 +591,16 @@ func install(staging, dest string) (previous string, err error) {
 	}
 	syncDir(filepath.Dir(dest))
 	return old, nil
+}
+
+// renameNoReplace moves from to to and fails if to exists; on filesystems
+// without RENAME_NOREPLACE it falls back to a plain rename.
+func renameNoReplace(from, to string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+		err = rename(from, to)
+	}
+	return err
 }
 
 func syncDir(dir string) {

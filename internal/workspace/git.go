@@ -17,41 +17,8 @@ import (
 // `git ls-files --cached --others --exclude-standard` lists, as it is on disk,
 // plus the git directory as .git.
 func packGit(ctx context.Context, p *packer, root string) error {
-	loc, err := locateRepo(ctx, root)
+	plan, err := planGit(ctx, root)
 	if err != nil {
-		return err
-	}
-	top := loc.top
-
-	stage, err := runGit(ctx, top, "ls-files", "-z", "--stage")
-	if err != nil {
-		return err
-	}
-	if subs := gitlinks(stage); len(subs) > 0 {
-		return submoduleError(top, subs)
-	}
-	if _, err := os.Lstat(filepath.Join(top, ".gitmodules")); err == nil {
-		return submoduleError(top, declaredSubmodules(ctx, top))
-	}
-
-	out, err := runGit(ctx, top, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
-	if err != nil {
-		return err
-	}
-	listed := map[string]bool{}
-	ancestors := map[string]bool{}
-	for _, name := range splitNUL(out) {
-		if strings.HasSuffix(name, "/") {
-			// ls-files shows an untracked directory that is a repository of its
-			// own as "dir/"; git would not add its files, neither do we.
-			return fmt.Errorf("%w: %q in %s is a nested git repository; use --mode full_copy to copy it too, or add it to .gitignore to leave it out",
-				ErrSubmodule, strings.TrimSuffix(name, "/"), top)
-		}
-		listed[name] = true
-		pathAncestors(ancestors, name)
-	}
-
-	if err := checkGitDir(ctx, loc); err != nil {
 		return err
 	}
 	keep := func(rel string, isDir bool) bool {
@@ -59,14 +26,62 @@ func packGit(ctx context.Context, p *packer, root string) error {
 			return false // packed below, from the git directory itself
 		}
 		if isDir {
-			return ancestors[rel]
+			return plan.ancestors[rel]
 		}
-		return listed[rel]
+		return plan.listed[rel]
 	}
-	if err := p.walkRoot(top, "", keep); err != nil {
+	if err := p.walkRoot(plan.loc.top, "", keep); err != nil {
 		return err
 	}
-	return packGitDir(p, loc)
+	return packGitDir(p, plan.loc)
+}
+
+// gitPlan is what git mode packs: the listed files and their directories.
+type gitPlan struct {
+	loc       repoLocation
+	listed    map[string]bool
+	ancestors map[string]bool
+}
+
+// planGit finds the work tree, refuses what git mode cannot copy, and
+// lists the files to pack.
+func planGit(ctx context.Context, root string) (gitPlan, error) {
+	loc, err := locateRepo(ctx, root)
+	if err != nil {
+		return gitPlan{}, err
+	}
+	top := loc.top
+
+	stage, err := runGit(ctx, top, "ls-files", "-z", "--stage")
+	if err != nil {
+		return gitPlan{}, err
+	}
+	if subs := gitlinks(stage); len(subs) > 0 {
+		return gitPlan{}, submoduleError(top, subs)
+	}
+	if _, err := os.Lstat(filepath.Join(top, ".gitmodules")); err == nil {
+		return gitPlan{}, submoduleError(top, declaredSubmodules(ctx, top))
+	}
+
+	out, err := runGit(ctx, top, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+	if err != nil {
+		return gitPlan{}, err
+	}
+	plan := gitPlan{loc: loc, listed: map[string]bool{}, ancestors: map[string]bool{}}
+	for _, name := range splitNUL(out) {
+		if strings.HasSuffix(name, "/") {
+			// ls-files shows an untracked directory that is a repository of its
+			// own as "dir/"; git would not add its files, neither do we.
+			return gitPlan{}, fmt.Errorf("%w: %q in %s is a nested git repository; use --mode full_copy to copy it too, or add it to .gitignore to leave it out",
+				ErrSubmodule, strings.TrimSuffix(name, "/"), top)
+		}
+		plan.listed[name] = true
+		pathAncestors(plan.ancestors, name)
+	}
+	if err := checkGitDir(ctx, loc); err != nil {
+		return gitPlan{}, err
+	}
+	return plan, nil
 }
 
 // repoLocation is where a work tree and its git directories are.

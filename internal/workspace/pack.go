@@ -39,12 +39,7 @@ func Pack(ctx context.Context, root string, mode Mode, w io.Writer) (Stats, erro
 	if !fi.IsDir() {
 		return Stats{}, fmt.Errorf("workspace %s is not a directory: pass the checkout's directory", root)
 	}
-	p := &packer{
-		ctx:  ctx,
-		tw:   tar.NewWriter(w),
-		seen: map[string]bool{},
-		buf:  make([]byte, 128<<10),
-	}
+	p := newPacker(ctx, w)
 	switch mode {
 	case ModeFullCopy:
 		err = p.walkRoot(abs, "", nil)
@@ -60,9 +55,45 @@ func Pack(ctx context.Context, root string, mode Mode, w io.Writer) (Stats, erro
 	return p.stats, nil
 }
 
+// Check refuses what Pack would refuse, without reading any file's
+// content: a root that is not a directory, and in git mode a root outside
+// a work tree, submodules, nested repositories and unusable git
+// directories. `banger vm run` checks before it creates a VM.
+func Check(ctx context.Context, root string, mode Mode) error {
+	mode, err := ParseMode(string(mode))
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(root)
+	if err != nil {
+		return fmt.Errorf("workspace %s: %w: pass the checkout's directory", root, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("workspace %s is not a directory: pass the checkout's directory", root)
+	}
+	if mode == ModeGit {
+		abs, err := filepath.Abs(root)
+		if err != nil {
+			return err
+		}
+		_, err = planGit(ctx, abs)
+		return err
+	}
+	return nil
+}
+
 // keepFunc decides whether the walk packs the entry at rel (relative to the
 // walk's start) and, for a directory, descends into it.
 type keepFunc func(rel string, isDir bool) bool
+
+func newPacker(ctx context.Context, w io.Writer) *packer {
+	return &packer{
+		ctx:  ctx,
+		tw:   tar.NewWriter(w),
+		seen: map[string]bool{},
+		buf:  make([]byte, 128<<10),
+	}
+}
 
 // packer writes tar entries for files it reaches through directory file
 // descriptors, never following a symlink.
@@ -105,37 +136,37 @@ func (p *packer) walkDir(dirfd int, hostDir, rel, prefix string, keep keepFunc) 
 			}
 			return fmt.Errorf("stat %s: %w", hostPath, err)
 		}
-		typ := st.Mode & unix.S_IFMT
-		if keep != nil && !keep(childRel, typ == unix.S_IFDIR) {
+		if keep != nil && !keep(childRel, st.Mode&unix.S_IFMT == unix.S_IFDIR) {
 			continue
 		}
-		archName := prefix + childRel
-		switch typ {
-		case unix.S_IFDIR:
-			if err := p.writeDir(archName, &st); err != nil {
-				return err
-			}
-			sub, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return fmt.Errorf("opening %s: %w (did it change while packing? run again)", hostPath, err)
-			}
-			err = p.walkDir(sub, hostPath, childRel, prefix, keep)
-			unix.Close(sub)
-			if err != nil {
-				return err
-			}
-		case unix.S_IFREG:
-			if err := p.writeFile(dirfd, name, hostPath, archName); err != nil {
-				return err
-			}
-		case unix.S_IFLNK:
-			if err := p.writeSymlink(dirfd, name, hostPath, archName, &st); err != nil {
-				return err
-			}
-		default:
-			// Sockets, fifos and device nodes are not workspace content.
+		if err := p.walkEntry(dirfd, name, hostPath, childRel, prefix, keep, &st); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// walkEntry packs the entry name of the directory dirfd, whose lstat is st,
+// as prefix+rel, and for a directory everything under it.
+func (p *packer) walkEntry(dirfd int, name, hostPath, rel, prefix string, keep keepFunc, st *unix.Stat_t) error {
+	archName := prefix + rel
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		if err := p.writeDir(archName, st); err != nil {
+			return err
+		}
+		sub, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("opening %s: %w (did it change while packing? run again)", hostPath, err)
+		}
+		defer unix.Close(sub)
+		return p.walkDir(sub, hostPath, rel, prefix, keep)
+	case unix.S_IFREG:
+		return p.writeFile(dirfd, name, hostPath, archName)
+	case unix.S_IFLNK:
+		return p.writeSymlink(dirfd, name, hostPath, archName, st)
+	}
+	// Sockets, fifos and device nodes are not workspace content.
 	return nil
 }
 

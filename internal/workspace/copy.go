@@ -1,0 +1,231 @@
+package workspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// PackPath writes a tar stream of the file, symlink or directory tree at src
+// to w, as a single top-level entry named filepath.Base(src): "dir" and
+// "dir/...", or just "file". src itself is not followed (a symlink is stored
+// as a symlink) and the walk below a directory follows the same rules as
+// [Pack] in full_copy mode.
+//
+// src must have a name of its own: "/", "." and ".." are refused. On error
+// the stream is left without its end-of-archive marker, so [Place] on the
+// other end refuses it.
+func PackPath(ctx context.Context, src string, w io.Writer) (Stats, error) {
+	name, err := copyName(src)
+	if err != nil {
+		return Stats{}, err
+	}
+	clean := filepath.Clean(src)
+	parent := filepath.Dir(clean)
+	// O_PATH: the parent only has to be searchable, not readable.
+	pfd, err := unix.Open(parent, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return Stats{}, fmt.Errorf("copying %s: opening its directory %s: %w", src, parent, err)
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return Stats{}, fmt.Errorf("copying %s: %w", src, err)
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG, unix.S_IFDIR, unix.S_IFLNK:
+	default:
+		return Stats{}, fmt.Errorf("copying %s: it is a socket, fifo or device node: only regular files, directories and symlinks can be copied", src)
+	}
+	p := newPacker(ctx, w)
+	if err := p.walkEntry(pfd, name, clean, name, "", nil, &st); err != nil {
+		return p.stats, err
+	}
+	if p.stats == (Stats{}) {
+		return p.stats, fmt.Errorf("copying %s: it disappeared while packing: run again", src)
+	}
+	if err := p.tw.Close(); err != nil {
+		return p.stats, fmt.Errorf("finishing the stream of %s: %w", src, err)
+	}
+	return p.stats, nil
+}
+
+// copyName returns the name src is copied as, or an error naming the fix
+// when it has none.
+func copyName(src string) (string, error) {
+	if src == "" {
+		return "", errors.New("copying: no source path given")
+	}
+	name := filepath.Base(filepath.Clean(src))
+	if name != "/" && name != "." && name != ".." {
+		return name, nil
+	}
+	abs, err := filepath.Abs(src)
+	if err != nil || abs == "/" {
+		return "", fmt.Errorf("copying %s: the filesystem root has no name to copy it as: copy the files and directories under it one at a time", src)
+	}
+	return "", fmt.Errorf("copying %s: it has no name of its own to copy it as: name the directory by its path instead (%s)", src, abs)
+}
+
+// Place reads a stream from [PackPath] and installs its one top-level entry
+// with `docker cp` semantics: into target/<name> if target is a directory
+// (or a symlink to one), else as target itself, whose parent must exist. A
+// target ending in "/" must be an existing directory.
+//
+// The entry is built in a private staging directory next to its final path
+// with the rules of [Extract] (and opt as Extract uses it), then renamed into
+// place: a file or symlink replaces a file or symlink already there; a
+// directory already there, or a directory entry meeting anything already
+// there, is refused, never merged or removed. On error nothing at the final
+// path changes, the staging directory is removed and zero Stats are
+// returned. Place returns the absolute path it installed.
+func Place(ctx context.Context, r io.Reader, target string, opt ExtractOptions) (string, Stats, error) {
+	dir, final, err := placeDir(target)
+	if err != nil {
+		return "", Stats{}, err
+	}
+	staging, err := os.MkdirTemp(dir, ".banger-cp-")
+	if err != nil {
+		return "", Stats{}, fmt.Errorf("copying to %s: creating a staging directory in %s (it must be writable): %w", target, dir, err)
+	}
+	stats, name, err := extractInto(ctx, r, staging, opt, true)
+	if err == nil {
+		if final == "" {
+			final = filepath.Join(dir, name)
+		}
+		err = placeEntry(filepath.Join(staging, name), final)
+	}
+	var late lateError
+	if errors.As(err, &late) {
+		_ = os.Remove(staging)
+		return final, stats, fmt.Errorf("copied to %s, but %w", final, late.err)
+	}
+	if err != nil {
+		if rerr := removeTree(staging); rerr != nil {
+			err = fmt.Errorf("%w (and removing the staging directory failed: %v: remove %s by hand)", err, rerr, staging)
+		}
+		return "", Stats{}, fmt.Errorf("copying to %s (left unchanged): %w", target, err)
+	}
+	syncDir(dir)
+	if err := os.Remove(staging); err != nil {
+		return final, stats, fmt.Errorf("copied to %s, but removing the staging directory failed: %w: remove %s by hand", final, err, staging)
+	}
+	return final, stats, nil
+}
+
+// placeDir decides where Place installs: into dir under the entry's own name
+// (final is ""), or as final, an absolute path in dir.
+func placeDir(target string) (dir, final string, err error) {
+	if target == "" {
+		return "", "", errors.New("copying: no destination path given")
+	}
+	abs, err := filepath.Abs(target)
+	if err != nil {
+		return "", "", fmt.Errorf("copying to %s: %w", target, err)
+	}
+	wantDir := strings.HasSuffix(target, "/") || strings.HasSuffix(target, "/.")
+	fi, err := os.Stat(abs)
+	switch {
+	case err == nil && fi.IsDir():
+		return abs, "", nil
+	case err == nil && wantDir:
+		return "", "", fmt.Errorf("copying to %s: it is not a directory: drop the trailing slash to replace it, or name a directory", target)
+	case errors.Is(err, fs.ErrNotExist) && wantDir:
+		return "", "", fmt.Errorf("copying to %s: no such directory: create it first, or drop the trailing slash to copy to that name", target)
+	case err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):
+		return "", "", fmt.Errorf("copying to %s: %w", target, err)
+	}
+	dir = filepath.Dir(abs)
+	pfi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", "", fmt.Errorf("copying to %s: its parent directory %s does not exist: create it first", target, dir)
+	case err != nil:
+		return "", "", fmt.Errorf("copying to %s: %w", target, err)
+	case !pfi.IsDir():
+		return "", "", fmt.Errorf("copying to %s: %s is not a directory", target, dir)
+	}
+	return dir, abs, nil
+}
+
+// lateError is a failure after the entry is already in place.
+type lateError struct{ err error }
+
+func (e lateError) Error() string { return e.err.Error() }
+
+// placeEntry renames the staged entry to final, which must be absent or,
+// for a file or symlink, a file or symlink. Only a lateError comes after
+// final changed.
+func placeEntry(staged, final string) error {
+	sfi, err := os.Lstat(staged)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Lstat(final)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if sfi.IsDir() {
+			err = moveDir(staged, final)
+		} else {
+			err = renameNoReplace(staged, final)
+		}
+		return moveErr(final, err)
+	case err != nil:
+		return err
+	case fi.IsDir():
+		return fmt.Errorf("%s exists and is a directory: remove it first or copy to another path", final)
+	case sfi.IsDir():
+		return fmt.Errorf("%s exists and is not a directory: remove it first or copy to another path", final)
+	}
+	// os.Rename refuses to replace a directory even if one appeared since
+	// the Lstat.
+	return moveErr(final, rename(staged, final))
+}
+
+func moveErr(final string, err error) error {
+	var late lateError
+	if err == nil || errors.As(err, &late) {
+		return err
+	}
+	return fmt.Errorf("moving the copy into place as %s: %w", final, err)
+}
+
+// moveDir renames the directory staged to final, which must not exist.
+// Moving a directory to another parent rewrites its ".." entry, which
+// needs write permission on it unless we are root, so a read-only
+// directory is made writable for the move through a descriptor that
+// follows it.
+func moveDir(staged, final string) error {
+	fd, err := unix.Open(staged, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	mode := st.Mode & 0o777
+	if mode&0o200 != 0 {
+		return renameNoReplace(staged, final)
+	}
+	if err := unix.Fchmod(fd, mode|0o200); err != nil {
+		return fmt.Errorf("making %s writable for the move: %w", staged, err)
+	}
+	if err := renameNoReplace(staged, final); err != nil {
+		_ = unix.Fchmod(fd, mode)
+		return err
+	}
+	if err := unix.Fchmod(fd, mode); err != nil {
+		return lateError{fmt.Errorf("restoring its mode %#o failed: %w", mode, err)}
+	}
+	return nil
+}
