@@ -94,12 +94,17 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 		return resp, nil
 	}
 	defer resp.Body.Close()
+	return nil, errorFrom(resp, method, path)
+}
+
+// errorFrom reads the *api.Error of an answer that is not a success.
+func errorFrom(resp *http.Response, method, path string) error {
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	var eb api.ErrorBody
 	if json.Unmarshal(raw, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
-		return nil, eb.Error
+		return eb.Error
 	}
-	return nil, api.Errorf(api.CodeInternal, "bangerd answered %s %s with %s: %s",
+	return api.Errorf(api.CodeInternal, "bangerd answered %s %s with %s: %s",
 		method, path, resp.Status, strings.TrimSpace(string(raw)))
 }
 

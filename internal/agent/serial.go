@@ -154,7 +154,7 @@ func (s *server) servePort(ctx context.Context, path string) {
 		// Closing the port is what interrupts a read blocked on it.
 		stop := context.AfterFunc(ctx, func() { port.Close() })
 		pr := &patientReader{ctx: ctx, r: port, sleep: s.sleep, backoff: s.idle, reopenAfter: s.reopenAfter}
-		err = agentproto.Serve(ctx, stream{pr, port}, s.handler)
+		err = s.serveChannel(ctx, stream{pr, port})
 		if stop() {
 			port.Close()
 		}

@@ -13,7 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bangerdev/banger/internal/agentmux"
 	"github.com/bangerdev/banger/internal/agentproto"
+	"github.com/bangerdev/banger/internal/guestsession"
 )
 
 // server is `banger-agent serve`: it answers the host on every channel
@@ -53,6 +55,31 @@ func newServer(log *slog.Logger) *server {
 		idle:          backoff{Min: 50 * time.Millisecond, Max: 500 * time.Millisecond},
 		reopenAfter:   time.Minute,
 	}
+}
+
+// newMuxHandler is the handler of a real guest: it owns the sessions kept
+// in SessionStateDir. When that state cannot be opened the agent still
+// serves everything else, and session calls say why they fail.
+func newMuxHandler(log *slog.Logger) *muxHandler {
+	h := &muxHandler{fullHandler: fullHandler{newHealthReporter(), guestOps{sshDir: "/etc/ssh"}}}
+	h.sessions, h.sessionsErr = guestsession.NewManager(SessionStateDir, log.With("part", "sessions"))
+	if h.sessionsErr != nil {
+		log.Error("sessions unavailable", "err", h.sessionsErr)
+	}
+	return h
+}
+
+// serveChannel serves one agent channel: protocol 1 lines and, after an
+// upgrade, protocol 2 sessions (internal/agentmux).
+func (s *server) serveChannel(ctx context.Context, rw io.ReadWriter) error {
+	g := &agentmux.Guest{
+		V1:  func(ctx context.Context, line []byte) []byte { return agentproto.HandleLine(ctx, s.handler, line) },
+		Log: s.log,
+	}
+	if h, ok := s.handler.(agentmux.Handler); ok {
+		g.Handler = h
+	}
+	return g.Serve(ctx, rw)
 }
 
 // found records that a channel is being served.
@@ -117,7 +144,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	if err := newServer(log).run(ctx); err != nil {
+	s := newServer(log)
+	s.handler = newMuxHandler(log)
+	if err := s.run(ctx); err != nil {
 		fmt.Fprintf(stderr, "banger-agent serve: %v\n", err)
 		return 1
 	}

@@ -46,6 +46,8 @@ Type=simple
 ExecStart=` + InstallPath + ` serve
 Restart=always
 RestartSec=1
+# Sessions the agent started keep running when it restarts.
+KillMode=process
 
 [Install]
 WantedBy=multi-user.target

@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/bangerdev/banger/internal/agentproto"
 )
 
 // AF_VSOCK through golang.org/x/sys/unix rather than
@@ -178,7 +176,7 @@ func (s *server) acceptLoop(ctx context.Context, ln streamListener) error {
 			// The connection is closed when ctx ends, which ends Serve.
 			stopConn := context.AfterFunc(ctx, func() { conn.Close() })
 			defer stopConn()
-			if err := agentproto.Serve(ctx, conn, s.handler); err != nil && !errors.Is(err, io.EOF) && ctx.Err() == nil {
+			if err := s.serveChannel(ctx, conn); err != nil && !errors.Is(err, io.EOF) && ctx.Err() == nil {
 				s.log.Warn("vsock connection failed", "err", err)
 			}
 		}()

@@ -100,6 +100,53 @@ func TestExec(t *testing.T) {
 	}
 }
 
+// TestRunExecOnStream runs the exec protocol on a stream from Open, as a
+// daemon does when it hands the stream to a CLI: directly, and through a
+// splice onto another connection.
+func TestRunExecOnStream(t *testing.T) {
+	tests := []struct {
+		name   string
+		splice bool
+	}{
+		{name: "on the stream"},
+		{name: "through a splice", splice: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSession(t, transports[1], nil)
+			ctx := testContext(t)
+			req := ExecRequest{Argv: []string{"sh", "-c", "cat; echo err >&2; exit 4"}}
+			st, _, err := s.Open(ctx, Header{Type: TypeExec, Exec: &req})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			var rw io.ReadWriter = st
+			if tt.splice {
+				cli, daemon := net.Pipe()
+				var wg sync.WaitGroup
+				wg.Add(2)
+				go func() { defer wg.Done(); io.Copy(daemon, st); daemon.Close() }()
+				go func() { defer wg.Done(); io.Copy(st, daemon); st.Close() }()
+				defer wg.Wait()
+				defer cli.Close()
+				rw = cli
+			}
+			var out, errOut bytes.Buffer
+			got, err := RunExec(ctx, rw, req, strings.NewReader("spliced\n"), &out, &errOut)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(ExitStatus{Code: 4}, got); diff != "" {
+				t.Errorf("status (-want +got):\n%s", diff)
+			}
+			if out.String() != "spliced\n" || errOut.String() != "err\n" {
+				t.Errorf("stdout %q stderr %q", out.String(), errOut.String())
+			}
+		})
+	}
+}
+
 func TestExecLargeStdin(t *testing.T) {
 	s := newSession(t, transports[1], nil)
 	data := make([]byte, 3<<20)
@@ -205,18 +252,27 @@ func TestPutGet(t *testing.T) {
 			ctx := testContext(t)
 			data := make([]byte, 10<<20)
 			rand.Read(data)
-			if err := s.Put(ctx, "/root/repo", bytes.NewReader(data)); err != nil {
+			req := Transfer{Path: "/root/repo", Op: "untar"}
+			var res putResult
+			if err := s.Put(ctx, req, bytes.NewReader(data), &res); err != nil {
 				t.Fatalf("Put: %v", err)
 			}
+			if diff := cmp.Diff(putResult{Bytes: len(data), Op: "untar"}, res); diff != "" {
+				t.Errorf("put result (-want +got):\n%s", diff)
+			}
 			var got bytes.Buffer
-			if err := s.Get(ctx, "/root/repo", &got); err != nil {
+			if err := s.Get(ctx, Transfer{Path: "/root/repo"}, &got); err != nil {
 				t.Fatalf("Get: %v", err)
 			}
 			if !bytes.Equal(got.Bytes(), data) {
 				t.Errorf("Get returned %d bytes that differ from the %d put", got.Len(), len(data))
 			}
-			if diff := cmp.Diff([]string{"/root/repo"}, h.puts); diff != "" {
+			if diff := cmp.Diff([]Transfer{req}, h.puts); diff != "" {
 				t.Errorf("puts (-want +got):\n%s", diff)
+			}
+			// A nil result is fine.
+			if err := s.Put(ctx, Transfer{Path: "/root/other"}, strings.NewReader("x"), nil); err != nil {
+				t.Errorf("Put without a result: %v", err)
 			}
 		})
 	}
@@ -233,24 +289,26 @@ func TestRequestErrors(t *testing.T) {
 	}{
 		{
 			name: "a handler's *Error keeps its code",
-			do:   func() error { return s.Put(ctx, "/readonly", strings.NewReader(strings.Repeat("x", 1<<20))) },
+			do: func() error {
+				return s.Put(ctx, Transfer{Path: "/readonly"}, strings.NewReader(strings.Repeat("x", 1<<20)), nil)
+			},
 			want: &Error{Code: "read_only", Message: "/readonly is read-only"},
 		},
 		{
 			name: "other handler errors are internal",
-			do:   func() error { return s.Get(ctx, "/missing", io.Discard) },
+			do:   func() error { return s.Get(ctx, Transfer{Path: "/missing"}, io.Discard) },
 			want: &Error{Code: CodeInternal, Message: "getting /missing: no such file: /missing"},
 		},
 		{
 			name: "an unknown request type",
 			do: func() error {
-				c, _, err := s.open(ctx, streamHeader{Type: "teleport"})
+				st, _, err := s.Open(ctx, Header{Type: "teleport"})
 				if err == nil {
-					c.close()
+					st.Close()
 				}
 				return err
 			},
-			want: &Error{Code: CodeUnknownType, Message: `unknown request type "teleport": this agent (protocol 2) serves exec, put, get, health; update banger-agent in the image`},
+			want: &Error{Code: CodeUnknownType, Message: `unknown request type "teleport": this agent (protocol 2) serves exec, put, get, health, call, attach; update banger-agent in the image`},
 		},
 	}
 	for _, tt := range tests {
@@ -273,7 +331,7 @@ func TestRequestErrors(t *testing.T) {
 		}
 	})
 	t.Run("a put whose reader fails reaches the handler as a truncated stream", func(t *testing.T) {
-		err := s.Put(ctx, "/broken", io.MultiReader(strings.NewReader("abc"), errReader{}))
+		err := s.Put(ctx, Transfer{Path: "/broken"}, io.MultiReader(strings.NewReader("abc"), errReader{}), nil)
 		if err == nil || !strings.Contains(err.Error(), "disk on fire") {
 			t.Errorf("error = %v, want the reader's error", err)
 		}

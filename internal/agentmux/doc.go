@@ -1,12 +1,14 @@
 // Package agentmux is banger's host↔agent protocol v2: a yamux session
 // over the agent channel, started by an upgrade from the v1 line protocol,
-// with one stream per request (exec, file transfer, health).
+// with one stream per request (exec, file transfer, health, call, attach).
 //
-// It owns both ends: the host side (Upgrade, Session and its calls) and the
-// guest side (Guest.Serve), and it is transport-only: what put, get and
-// health do inside the guest is decided by a Handler that banger-agent
-// supplies. Exec is generic (os/exec, and creack/pty for a terminal), so
-// the guest side implements it here.
+// It owns both ends: the host side (Upgrade, Session and its calls, and
+// the frame protocols RunExec and Attached) and the guest side
+// (Guest.Serve), and it is transport-only: what put, get, health, call and
+// attach do inside the guest is decided by a Handler that banger-agent
+// supplies (call and attach through the optional Caller and Attacher
+// interfaces). Exec is generic (os/exec, and creack/pty for a terminal),
+// so the guest side implements it here.
 //
 // # Upgrade
 //
@@ -46,29 +48,77 @@
 // # Streams
 //
 // Each request opens one yamux stream. The host writes one JSON header
-// line naming the request:
+// line (Header) naming the request:
 //
 //	{"type":"exec","exec":{"argv":[...],"env":[...],"cwd":"...","tty":true,"rows":24,"cols":80}}
-//	{"type":"put","path":"/root/repo"}
-//	{"type":"get","path":"/root/repo"}
+//	{"type":"put","path":"/root/repo","op":"..."}
+//	{"type":"get","path":"/root/repo","op":"..."}
 //	{"type":"health"}
+//	{"type":"call","method":"...","params":{...}}
+//	{"type":"attach","attach":{"session":"...","since":-1,"follow":true}}
 //
-// The guest answers with one JSON reply line: {} to go ahead, the result
-// for health ({"health":{...}}), or {"error":{"code":"...","message":"..."}}
-// when it cannot serve the request; the host returns that as an *Error.
-// After an accepting reply the stream carries frames: one channel byte, a
-// 4-byte big-endian payload length, the payload (at most MaxFramePayload).
+// The guest answers with one JSON reply line (Reply): {} to go ahead, the
+// result ({"health":{...}} for health, {"result":...} for call and
+// attach), or {"error":{"code":"...","message":"..."}} when it cannot
+// serve the request; the host returns that as an *Error. A guest without
+// a Handler refuses every type but exec, and one whose Handler lacks
+// Caller or Attacher refuses call or attach, with CodeUnknownType. After an accepting reply the stream carries
+// frames: one channel byte, a 4-byte big-endian payload length, the
+// payload (at most MaxFramePayload). Channel bytes:
+//
+//	1 stdin        host→guest  data (exec, attach)
+//	2 stdin-eof    host→guest  empty (exec, attach)
+//	3 resize       host→guest  rows, cols: big-endian uint16 each (exec, attach)
+//	4 stdout       guest→host  data (exec)
+//	5 stderr       guest→host  data (exec)
+//	6 exit         guest→host  JSON ExitStatus (exec)
+//	7 data         either way  data (put, get)
+//	8 end          either way  put: empty, from the host; get, attach: JSON Reply, from the guest
+//	9 output       guest→host  stream code, offset, data or dropped (attach)
+//	10 stdin-error guest→host  message text (attach)
+//
+// Session.Open is the raw form of a request: it writes a Header, reads the
+// Reply and returns a *Stream positioned after the reply line. The frame
+// protocols after the reply run on any io.ReadWriter (RunExec,
+// NewAttached), so a daemon can splice a Stream to another connection (a
+// CLI's upgraded HTTP connection) and let the far end speak them.
 //
 // Exec, host to guest: stdin (data), stdin-eof (the process's stdin is
-// closed; ignored in TTY mode), resize (rows, cols as two big-endian
-// uint16). Guest to host: stdout, stderr (never in TTY mode: the terminal's
-// bytes are stdout), then exactly one exit frame with a JSON ExitStatus,
-// after which the guest closes the stream. A host that closes its end
-// before the exit frame has gone away: the guest kills the process.
+// closed; ignored in TTY mode), resize. Guest to host: stdout, stderr
+// (never in TTY mode: the terminal's bytes are stdout), then exactly one
+// exit frame, after which the guest closes the stream. A host that closes
+// its end before the exit frame has gone away: the guest kills the
+// process.
 //
 // Put: data frames then one end frame from the host; the guest hands the
-// bytes to Handler.Put (a stream ending without the end frame is
-// io.ErrUnexpectedEOF there) and answers with a final reply line. Get: the
-// guest sends data frames from Handler.Get and one end frame whose payload
-// is the final reply ({} or {"error":...}).
+// bytes to Handler.Put with the header's path and op (a Transfer; a
+// stream ending without the end frame is io.ErrUnexpectedEOF there) and
+// answers with a final reply line carrying Put's result. Get: the guest
+// sends data frames from Handler.Get and one end frame whose payload is
+// the final reply ({} or {"error":...}).
+//
+// Call: the reply line is the whole answer: Caller.Call's result
+// marshalled into "result" (absent for a nil result), or an error.
+//
+// # Attach
+//
+// An attach joins a long-lived guest session through Attacher.Attach,
+// whose result (session info, say) is the reply line's "result". Then the
+// guest sends each Chunk that Attachment.Next yields as output frames:
+// one byte stream code (1 stdout, 2 stderr, 3 tty, 4 gap), the chunk's
+// absolute offset as a big-endian int64, then the data, or for a gap the
+// big-endian int64 count of bytes dropped from that offset on. A chunk
+// whose data does not fit one frame is split into several, each with its
+// own offset. The host's stdin, stdin-eof and resize frames go to the
+// attachment's Write, CloseStdin and Resize; a Write or CloseStdin failure
+// comes back as a stdin-error frame, once per distinct message (Attached
+// offers them on StdinErrors), and resize failures are ignored.
+//
+// Next returning io.EOF (the session ended, or without Follow its output
+// at attach time was sent) ends the stream with an end frame
+// {"result":<Attachment.Final()>}; another error ends it with
+// {"error":...} and a Detach. The host closing its end (Attached.Close),
+// the host's session going away or Serve's context ending detach the
+// attachment without an end frame: the session goes on. The guest calls
+// exactly one of Final and Detach per attachment.
 package agentmux

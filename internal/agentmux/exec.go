@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -21,10 +22,121 @@ import (
 // for output still held open by processes it left behind.
 const outputGrace = 2 * time.Second
 
+// RunExec is the host end of an exec stream after the guest's accepting
+// reply: rw is a *Stream from Open, or any connection spliced to one (a
+// daemon handing the stream to a CLI). req is the request that was sent;
+// RunExec uses its Resize (window size changes, sent until RunExec
+// returns) and Argv[0] (in errors).
+//
+// stdin (may be nil: empty) is copied to the command, and its end closes
+// the command's stdin (in pipe mode); stdout and stderr (nil: discarded)
+// receive its output (in TTY mode only stdout, with the terminal's bytes).
+// The returned error is about the channel; a command that fails is an
+// ExitStatus with a non-zero Code or a Signal. RunExec may return before
+// it has finished reading stdin; reading goes on in the background until
+// stdin returns, and what it reads then is dropped, not written to rw.
+//
+// When ctx ends RunExec returns an error wrapping ctx.Err(): it sets a
+// past deadline on rw when rw has SetDeadline, else closes rw when it is
+// an io.Closer (a bare io.ReadWriter is not interrupted: RunExec returns
+// when its read does).
+func RunExec(ctx context.Context, rw io.ReadWriter, req ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (ExitStatus, error) {
+	name := "the command"
+	if len(req.Argv) > 0 {
+		name = req.Argv[0]
+	}
+	if err := ctx.Err(); err != nil {
+		return ExitStatus{}, fmt.Errorf("agentmux: running %s: %w", name, err)
+	}
+	stop := interruptOn(ctx, rw)
+	defer stop()
+	fw := &frameWriter{w: rw}
+	defer fw.stop()
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		if stdin != nil {
+			buf := make([]byte, chunkSize)
+			for {
+				n, err := stdin.Read(buf)
+				if n > 0 {
+					if fw.frame(chStdin, buf[:n]) != nil {
+						return
+					}
+				}
+				if err != nil {
+					break
+				}
+			}
+		}
+		fw.frame(chStdinEOF, nil)
+	}()
+	if req.Resize != nil {
+		go func() {
+			for {
+				select {
+				case ws, ok := <-req.Resize:
+					if !ok {
+						return
+					}
+					fw.frame(chResize, resizePayload(ws))
+				case <-finished:
+					return
+				}
+			}
+		}()
+	}
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if stderr == nil {
+		stderr = io.Discard
+	}
+	r := bufio.NewReader(rw)
+	for {
+		ch, p, err := readFrame(r)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("the agent closed the stream without an exit status")
+			}
+			return ExitStatus{}, wrapCtx(ctx, "running "+name, err)
+		}
+		switch ch {
+		case chStdout:
+			if _, err := stdout.Write(p); err != nil {
+				return ExitStatus{}, fmt.Errorf("agentmux: writing %s's stdout: %w", name, err)
+			}
+		case chStderr:
+			if _, err := stderr.Write(p); err != nil {
+				return ExitStatus{}, fmt.Errorf("agentmux: writing %s's stderr: %w", name, err)
+			}
+		case chExit:
+			var st ExitStatus
+			if err := json.Unmarshal(p, &st); err != nil {
+				return ExitStatus{}, fmt.Errorf("agentmux: malformed exit status %q: %w", p, err)
+			}
+			return st, nil
+		}
+	}
+}
+
+// afterReply holds output back until the reply line is written.
+type afterReply struct {
+	replied <-chan struct{}
+	w       io.Writer
+}
+
+func (a afterReply) Write(p []byte) (int, error) {
+	<-a.replied
+	return a.w.Write(p)
+}
+
 // serveExec runs one exec request on stream st (whose reader r is past the
 // header) and ends it with the exit frame.
 func serveExec(ctx context.Context, st io.Writer, r *bufio.Reader, req ExecRequest) {
 	fw := &frameWriter{w: st}
+	// Output must not overtake the reply line: it waits for this.
+	replied := make(chan struct{})
 	cmd := exec.Command(req.Argv[0], req.Argv[1:]...)
 	cmd.Env = append(os.Environ(), req.Env...)
 	cmd.Dir = req.Cwd
@@ -41,8 +153,8 @@ func serveExec(ctx context.Context, st io.Writer, r *bufio.Reader, req ExecReque
 		ptmx, err = pty.StartWithSize(cmd, ws)
 		stdin = ptmx
 	} else {
-		cmd.Stdout = channelWriter{fw, chStdout}
-		cmd.Stderr = channelWriter{fw, chStderr}
+		cmd.Stdout = afterReply{replied, channelWriter{fw, chStdout}}
+		cmd.Stderr = afterReply{replied, channelWriter{fw, chStderr}}
 		cmd.WaitDelay = outputGrace
 		stdin, err = cmd.StdinPipe()
 		if err == nil {
@@ -50,10 +162,12 @@ func serveExec(ctx context.Context, st io.Writer, r *bufio.Reader, req ExecReque
 		}
 	}
 	if err != nil {
-		writeReply(st, streamReply{Error: &Error{Code: CodeExecFailed, Message: "starting " + req.Argv[0] + ": " + err.Error()}})
+		writeReply(st, Reply{Error: &Error{Code: CodeExecFailed, Message: "starting " + req.Argv[0] + ": " + err.Error()}})
 		return
 	}
-	if writeReply(st, streamReply{}) != nil {
+	err = writeReply(st, Reply{})
+	close(replied)
+	if err != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
 		return

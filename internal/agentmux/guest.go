@@ -16,16 +16,19 @@ import (
 )
 
 // Handler is what banger-agent decides for the requests Guest serves;
-// exec is generic and Guest runs it itself. A method may return an *Error
-// to choose the code the host sees; other errors are CodeInternal.
+// exec is generic and Guest runs it itself. A Handler that also
+// implements Caller serves call streams, and one that implements Attacher
+// serves attach streams. A method may return an *Error to choose the code
+// the host sees; other errors are CodeInternal.
 type Handler interface {
 	// Health reports the guest's health. Guest sets Protocol.
 	Health(ctx context.Context) (agentproto.Health, error)
 	// Put stores what r yields (until io.EOF; a transfer the host broke
-	// off is io.ErrUnexpectedEOF) at dest.
-	Put(ctx context.Context, dest string, r io.Reader) error
-	// Get writes what src holds to w.
-	Get(ctx context.Context, src string, w io.Writer) error
+	// off is io.ErrUnexpectedEOF) as req says. Its result (nil: none) is
+	// marshalled into the final reply's Result.
+	Put(ctx context.Context, req Transfer, r io.Reader) (any, error)
+	// Get writes what req names to w.
+	Get(ctx context.Context, req Transfer, w io.Writer) error
 }
 
 // Guest is the agent end of the channel.
@@ -278,43 +281,72 @@ func (g *Guest) serveStream(ctx context.Context, st *yamux.Stream) {
 	if err != nil {
 		return
 	}
-	var h streamHeader
+	var h Header
 	if err := json.Unmarshal(line, &h); err != nil || h.Type == "" {
-		writeReply(st, streamReply{Error: &Error{Code: CodeBadRequest, Message: `not a stream header: want one JSON object with "type" (one of exec, put, get, health)`}})
+		writeReply(st, Reply{Error: &Error{Code: CodeBadRequest, Message: `not a stream header: want one JSON object with "type" (one of ` + servedTypes + `)`}})
 		return
 	}
-	if h.Type != TypeExec && g.Handler == nil {
-		writeReply(st, streamReply{Error: &Error{Code: CodeUnknownType, Message: fmt.Sprintf("this agent does not serve %q: update banger-agent in the image", h.Type)}})
-		return
+	switch h.Type {
+	case TypeHealth, TypePut, TypeGet:
+		if g.Handler == nil {
+			writeReply(st, Reply{Error: &Error{Code: CodeUnknownType, Message: fmt.Sprintf("this agent does not serve %q: update banger-agent in the image", h.Type)}})
+			return
+		}
 	}
 	switch h.Type {
 	case TypeHealth:
 		health, err := g.Handler.Health(ctx)
 		if err != nil {
-			writeReply(st, streamReply{Error: asError(err, "reading the guest's health")})
+			writeReply(st, Reply{Error: asError(err, "reading the guest's health")})
 			return
 		}
 		health.Protocol = Protocol
-		writeReply(st, streamReply{Health: &health})
+		writeReply(st, Reply{Health: &health})
 	case TypeExec:
 		if h.Exec == nil || len(h.Exec.Argv) == 0 {
-			writeReply(st, streamReply{Error: &Error{Code: CodeBadRequest, Message: "exec needs a command (argv)"}})
+			writeReply(st, Reply{Error: &Error{Code: CodeBadRequest, Message: "exec needs a command (argv)"}})
 			return
 		}
 		serveExec(ctx, st, r, *h.Exec)
 	case TypePut:
-		g.servePut(ctx, st, r, h.Path)
+		g.servePut(ctx, st, r, Transfer{Path: h.Path, Op: h.Op})
 	case TypeGet:
-		g.serveGet(ctx, st, r, h.Path)
+		g.serveGet(ctx, st, r, Transfer{Path: h.Path, Op: h.Op})
+	case TypeCall:
+		g.serveCall(ctx, st, h)
+	case TypeAttach:
+		g.serveAttach(ctx, st, r, h)
 	default:
-		writeReply(st, streamReply{Error: &Error{Code: CodeUnknownType, Message: fmt.Sprintf("unknown request type %q: this agent (protocol %d) serves exec, put, get, health; update banger-agent in the image", h.Type, Protocol)}})
+		writeReply(st, Reply{Error: &Error{Code: CodeUnknownType, Message: fmt.Sprintf("unknown request type %q: this agent (protocol %d) serves %s; update banger-agent in the image", h.Type, Protocol, servedTypes)}})
 	}
 }
 
-func writeReply(w io.Writer, rep streamReply) error {
-	b, _ := json.Marshal(rep)
-	_, err := w.Write(append(b, '\n'))
+// servedTypes lists the stream types, for error messages.
+const servedTypes = "exec, put, get, health, call, attach"
+
+func writeReply(w io.Writer, rep Reply) error {
+	b, err := json.Marshal(rep)
+	if err != nil {
+		b, _ = json.Marshal(Reply{Error: &Error{Code: CodeInternal, Message: "encoding the reply: " + err.Error()}})
+	}
+	_, err = w.Write(append(b, '\n'))
 	return err
+}
+
+// marshalResult is a handler's result as a Reply.Result: nil (and a
+// value that marshals to null) is no result.
+func marshalResult(v any, what string) (json.RawMessage, *Error) {
+	if v == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, &Error{Code: CodeInternal, Message: "encoding the result of " + what + ": " + err.Error()}
+	}
+	if string(b) == "null" {
+		return nil, nil
+	}
+	return b, nil
 }
 
 // asError turns a handler error into what the host sees.
@@ -326,18 +358,20 @@ func asError(err error, what string) *Error {
 	return &Error{Code: CodeInternal, Message: what + ": " + err.Error()}
 }
 
-func (g *Guest) servePut(ctx context.Context, st *yamux.Stream, r *bufio.Reader, dest string) {
-	if writeReply(st, streamReply{}) != nil {
+func (g *Guest) servePut(ctx context.Context, st io.Writer, r *bufio.Reader, req Transfer) {
+	if writeReply(st, Reply{}) != nil {
 		return
 	}
 	pr, pw := io.Pipe()
 	result := make(chan error, 1)
 	go func() {
-		err := g.Handler.Put(ctx, dest, pr)
+		res, err := g.Handler.Put(ctx, req, pr)
 		pr.CloseWithError(errors.New("the put handler returned"))
-		rep := streamReply{}
+		rep := Reply{}
 		if err != nil {
-			rep.Error = asError(err, "putting "+dest)
+			rep.Error = asError(err, "putting "+req.Path)
+		} else {
+			rep.Result, rep.Error = marshalResult(res, "put "+req.Path)
 		}
 		result <- writeReply(st, rep)
 	}()
@@ -360,8 +394,8 @@ func (g *Guest) servePut(ctx context.Context, st *yamux.Stream, r *bufio.Reader,
 	<-result
 }
 
-func (g *Guest) serveGet(ctx context.Context, st *yamux.Stream, r *bufio.Reader, src string) {
-	if writeReply(st, streamReply{}) != nil {
+func (g *Guest) serveGet(ctx context.Context, st io.Writer, r *bufio.Reader, req Transfer) {
+	if writeReply(st, Reply{}) != nil {
 		return
 	}
 	// The host closing its end means it gave up: stop the handler.
@@ -372,10 +406,10 @@ func (g *Guest) serveGet(ctx context.Context, st *yamux.Stream, r *bufio.Reader,
 		cancel()
 	}()
 	fw := &frameWriter{w: st}
-	err := g.Handler.Get(ctx, src, ctxWriter{ctx, channelWriter{fw, chData}})
-	rep := streamReply{}
+	err := g.Handler.Get(ctx, req, ctxWriter{ctx, channelWriter{fw, chData}})
+	rep := Reply{}
 	if err != nil {
-		rep.Error = asError(err, "getting "+src)
+		rep.Error = asError(err, "getting "+req.Path)
 	}
 	b, _ := json.Marshal(rep)
 	fw.frame(chEnd, b)

@@ -20,37 +20,43 @@ import (
 type fakeHandler struct {
 	mu    sync.Mutex
 	files map[string][]byte
-	puts  []string
+	puts  []Transfer
 }
 
 var sampleHealth = agentproto.Health{Hostname: "quiet-otter", Kernel: "6.1.0", Root: "ext4"}
 
 func (f *fakeHandler) Health(context.Context) (agentproto.Health, error) { return sampleHealth, nil }
 
-func (f *fakeHandler) Put(ctx context.Context, dest string, r io.Reader) error {
-	if dest == "/readonly" {
-		return &Error{Code: "read_only", Message: "/readonly is read-only"}
+// putResult is what fakeHandler.Put answers.
+type putResult struct {
+	Bytes int    `json:"bytes"`
+	Op    string `json:"op"`
+}
+
+func (f *fakeHandler) Put(ctx context.Context, req Transfer, r io.Reader) (any, error) {
+	if req.Path == "/readonly" {
+		return nil, &Error{Code: "read_only", Message: "/readonly is read-only"}
 	}
 	b, err := io.ReadAll(r)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.files == nil {
 		f.files = map[string][]byte{}
 	}
-	f.files[dest] = b
-	f.puts = append(f.puts, dest)
-	return nil
+	f.files[req.Path] = b
+	f.puts = append(f.puts, req)
+	return putResult{Bytes: len(b), Op: req.Op}, nil
 }
 
-func (f *fakeHandler) Get(ctx context.Context, src string, w io.Writer) error {
+func (f *fakeHandler) Get(ctx context.Context, req Transfer, w io.Writer) error {
 	f.mu.Lock()
-	b, ok := f.files[src]
+	b, ok := f.files[req.Path]
 	f.mu.Unlock()
 	if !ok {
-		return errors.New("no such file: " + src)
+		return errors.New("no such file: " + req.Path)
 	}
 	_, err := w.Write(b)
 	return err

@@ -9,6 +9,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/bangerdev/banger/internal/agentproto"
 	"github.com/hashicorp/yamux"
@@ -109,164 +110,128 @@ func (s *Session) Close() error { return s.mux.Close() }
 // Done is closed when the session ends.
 func (s *Session) Done() <-chan struct{} { return s.mux.CloseChan() }
 
-// call is one request stream.
-type call struct {
+// Stream is one request stream after the guest's accepting reply line:
+// Read continues after that line (bytes already buffered first), Write
+// sends to the guest. A daemon can splice it to another connection and
+// let the far end run the frame protocol (RunExec, NewAttached).
+type Stream struct {
 	st   *yamux.Stream
 	r    *bufio.Reader
-	fw   *frameWriter
 	stop func() bool
 }
 
-// open starts a request: it opens a stream, writes the header, reads the
-// guest's reply line and returns the stream positioned after it. Until
-// call.close, ctx ending interrupts the stream's I/O.
-func (s *Session) open(ctx context.Context, h streamHeader) (*call, streamReply, error) {
+// Open starts a request: it opens a stream, writes h as the header line
+// and reads the guest's reply line. A refusal (the reply's Error) is
+// returned as that *Error, with the reply. Until Close, ctx ending
+// interrupts the stream's blocked and later I/O (a past deadline).
+func (s *Session) Open(ctx context.Context, h Header) (*Stream, Reply, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, streamReply{}, err
+		return nil, Reply{}, err
 	}
 	st, err := s.mux.OpenStream()
 	if err != nil {
-		return nil, streamReply{}, fmt.Errorf("agentmux: opening a %s stream: %w", h.Type, err)
+		return nil, Reply{}, fmt.Errorf("agentmux: opening a %s stream: %w", h.Type, err)
 	}
-	c := &call{st: st, r: bufio.NewReader(st), fw: &frameWriter{w: st}}
-	c.stop = context.AfterFunc(ctx, func() { st.SetDeadline(aLongTimeAgo()) })
-	b, _ := json.Marshal(h)
-	if _, err := st.Write(append(b, '\n')); err != nil {
-		c.close()
-		return nil, streamReply{}, c.wrap(ctx, "sending the "+h.Type+" request", err)
-	}
-	rep, err := readReply(c.r)
+	str := &Stream{st: st, r: bufio.NewReader(st)}
+	str.stop = context.AfterFunc(ctx, func() { st.SetDeadline(aLongTimeAgo()) })
+	b, err := json.Marshal(h)
 	if err != nil {
-		c.close()
-		return nil, streamReply{}, c.wrap(ctx, "reading the "+h.Type+" reply", err)
+		str.Close()
+		return nil, Reply{}, fmt.Errorf("agentmux: encoding the %s request: %w", h.Type, err)
+	}
+	if _, err := st.Write(append(b, '\n')); err != nil {
+		str.Close()
+		return nil, Reply{}, wrapCtx(ctx, "sending the "+h.Type+" request", err)
+	}
+	rep, err := readReply(str.r)
+	if err != nil {
+		str.Close()
+		return nil, Reply{}, wrapCtx(ctx, "reading the "+h.Type+" reply", err)
 	}
 	if rep.Error != nil {
-		c.close()
+		str.Close()
 		return nil, rep, rep.Error
 	}
-	return c, rep, nil
+	return str, rep, nil
 }
 
-func (c *call) close() {
-	c.stop()
-	c.st.Close()
+// Read reads what the guest sent after its reply line.
+func (s *Stream) Read(p []byte) (int, error) { return s.r.Read(p) }
+
+// Write sends p to the guest.
+func (s *Stream) Write(p []byte) (int, error) { return s.st.Write(p) }
+
+// SetDeadline sets the read and write deadline of the stream.
+func (s *Stream) SetDeadline(t time.Time) error { return s.st.SetDeadline(t) }
+
+// Close ends the stream; the guest takes it as the host going away (it
+// kills an exec's command, detaches an attach). ctx no longer applies.
+func (s *Stream) Close() error {
+	s.stop()
+	return s.st.Close()
 }
 
-// wrap prefers ctx's error over the deadline error it caused.
-func (c *call) wrap(ctx context.Context, what string, err error) error {
+// wrapCtx prefers ctx's error over the deadline error it caused.
+func wrapCtx(ctx context.Context, what string, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("agentmux: %s: %w", what, ctx.Err())
 	}
 	return fmt.Errorf("agentmux: %s: %w", what, err)
 }
 
+// interruptOn makes ctx ending interrupt rw's I/O: a past deadline when rw
+// has SetDeadline, else closing it when it is an io.Closer. The returned
+// stop ends that.
+func interruptOn(ctx context.Context, rw any) (stop func() bool) {
+	switch c := rw.(type) {
+	case deadliner:
+		return context.AfterFunc(ctx, func() { c.SetDeadline(aLongTimeAgo()) })
+	case io.Closer:
+		return context.AfterFunc(ctx, func() { c.Close() })
+	}
+	return func() bool { return true }
+}
+
 // Health asks the agent for its health; Protocol is 2.
 func (s *Session) Health(ctx context.Context) (agentproto.Health, error) {
-	c, rep, err := s.open(ctx, streamHeader{Type: TypeHealth})
+	st, rep, err := s.Open(ctx, Header{Type: TypeHealth})
 	if err != nil {
 		return agentproto.Health{}, err
 	}
-	c.close()
+	st.Close()
 	if rep.Health == nil {
 		return agentproto.Health{}, errors.New("agentmux: the agent answered health without a report; update banger-agent in the image")
 	}
 	return *rep.Health, nil
 }
 
-// Exec runs a command in the guest and returns how it ended. stdin (may be
-// nil: empty) is copied to the command, and its end closes the command's
-// stdin (in pipe mode); stdout and stderr receive its output (in TTY mode
-// only stdout, with the terminal's bytes). The returned error is about the
-// channel or the request (an *Error with CodeExecFailed when the command
-// could not start); a command that fails is an ExitStatus with a non-zero
-// Code or a Signal. When ctx ends the stream is closed, which makes the
-// guest kill the command. Exec may return before it has finished reading
-// stdin; reading goes on in the background until stdin returns.
+// Exec runs a command in the guest and returns how it ended: Open, then
+// RunExec on the stream (see RunExec for stdin, stdout, stderr and the
+// errors). When ctx ends the stream is closed, which makes the guest kill
+// the command.
 func (s *Session) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (ExitStatus, error) {
 	if len(req.Argv) == 0 {
 		return ExitStatus{}, errors.New("agentmux: exec needs a command")
 	}
-	c, _, err := s.open(ctx, streamHeader{Type: TypeExec, Exec: &req})
+	st, _, err := s.Open(ctx, Header{Type: TypeExec, Exec: &req})
 	if err != nil {
 		return ExitStatus{}, err
 	}
-	defer c.close()
-	finished := make(chan struct{})
-	defer close(finished)
-	go func() {
-		if stdin != nil {
-			buf := make([]byte, chunkSize)
-			for {
-				n, err := stdin.Read(buf)
-				if n > 0 {
-					if c.fw.frame(chStdin, buf[:n]) != nil {
-						return
-					}
-				}
-				if err != nil {
-					break
-				}
-			}
-		}
-		c.fw.frame(chStdinEOF, nil)
-	}()
-	if req.Resize != nil {
-		go func() {
-			for {
-				select {
-				case ws, ok := <-req.Resize:
-					if !ok {
-						return
-					}
-					c.fw.frame(chResize, resizePayload(ws))
-				case <-finished:
-					return
-				}
-			}
-		}()
-	}
-	if stdout == nil {
-		stdout = io.Discard
-	}
-	if stderr == nil {
-		stderr = io.Discard
-	}
-	for {
-		ch, p, err := readFrame(c.r)
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = errors.New("the agent closed the stream without an exit status")
-			}
-			return ExitStatus{}, c.wrap(ctx, "running "+req.Argv[0], err)
-		}
-		switch ch {
-		case chStdout:
-			if _, err := stdout.Write(p); err != nil {
-				return ExitStatus{}, fmt.Errorf("agentmux: writing %s's stdout: %w", req.Argv[0], err)
-			}
-		case chStderr:
-			if _, err := stderr.Write(p); err != nil {
-				return ExitStatus{}, fmt.Errorf("agentmux: writing %s's stderr: %w", req.Argv[0], err)
-			}
-		case chExit:
-			var st ExitStatus
-			if err := json.Unmarshal(p, &st); err != nil {
-				return ExitStatus{}, fmt.Errorf("agentmux: malformed exit status %q: %w", p, err)
-			}
-			return st, nil
-		}
-	}
+	defer st.Close()
+	return RunExec(ctx, st, req, stdin, stdout, stderr)
 }
 
 // Put sends the bytes of r (a tar stream, say) to the guest, whose Handler
-// stores them at dest. It returns once the guest has answered; if the
+// stores them as req says, and unmarshals the Handler's result into result
+// (when both are non-nil). It returns once the guest has answered; if the
 // guest fails early, Put stops sending after the chunk it is reading.
-func (s *Session) Put(ctx context.Context, dest string, r io.Reader) error {
-	c, _, err := s.open(ctx, streamHeader{Type: TypePut, Path: dest})
+func (s *Session) Put(ctx context.Context, req Transfer, r io.Reader, result any) error {
+	st, _, err := s.Open(ctx, Header{Type: TypePut, Path: req.Path, Op: req.Op})
 	if err != nil {
 		return err
 	}
-	defer c.close()
+	defer st.Close()
+	fw := &frameWriter{w: st}
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	var readErr error
@@ -276,7 +241,7 @@ func (s *Session) Put(ctx context.Context, dest string, r io.Reader) error {
 		buf := make([]byte, chunkSize)
 		for !stop.Load() {
 			n, err := r.Read(buf)
-			if n > 0 && c.fw.frame(chData, buf[:n]) != nil {
+			if n > 0 && fw.frame(chData, buf[:n]) != nil {
 				return
 			}
 			if errors.Is(err, io.EOF) {
@@ -284,52 +249,63 @@ func (s *Session) Put(ctx context.Context, dest string, r io.Reader) error {
 			}
 			if err != nil {
 				readErr = err
-				c.st.Close() // no end frame: the guest sees a truncated put
+				st.st.Close() // no end frame: the guest sees a truncated put
 				return
 			}
 		}
-		c.fw.frame(chEnd, nil)
+		fw.frame(chEnd, nil)
 	}()
-	rep, err := readReply(c.r)
+	rep, err := readReply(st.r)
 	stop.Store(true)
 	if err != nil {
-		c.close() // unblocks the sender
+		st.Close() // unblocks the sender
 		wg.Wait()
 		if readErr != nil {
-			return fmt.Errorf("agentmux: reading what to put at %s: %w", dest, readErr)
+			return fmt.Errorf("agentmux: reading what to put at %s: %w", req.Path, readErr)
 		}
-		return c.wrap(ctx, "putting "+dest, err)
+		return wrapCtx(ctx, "putting "+req.Path, err)
 	}
 	wg.Wait()
 	if readErr != nil {
-		return fmt.Errorf("agentmux: reading what to put at %s: %w", dest, readErr)
+		return fmt.Errorf("agentmux: reading what to put at %s: %w", req.Path, readErr)
 	}
 	if rep.Error != nil {
 		return rep.Error
 	}
+	return unmarshalResult(rep.Result, result, "put "+req.Path)
+}
+
+// unmarshalResult decodes a reply's result into v when both are set.
+func unmarshalResult(raw json.RawMessage, v any, what string) error {
+	if v == nil || len(raw) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("agentmux: malformed result of %s %q: %w", what, raw, err)
+	}
 	return nil
 }
 
-// Get copies what the guest's Handler produces for src (a tar stream,
+// Get copies what the guest's Handler produces for req (a tar stream,
 // say) to w. An error from w aborts the transfer.
-func (s *Session) Get(ctx context.Context, src string, w io.Writer) error {
-	c, _, err := s.open(ctx, streamHeader{Type: TypeGet, Path: src})
+func (s *Session) Get(ctx context.Context, req Transfer, w io.Writer) error {
+	st, _, err := s.Open(ctx, Header{Type: TypeGet, Path: req.Path, Op: req.Op})
 	if err != nil {
 		return err
 	}
-	defer c.close()
+	defer st.Close()
 	for {
-		ch, p, err := readFrame(c.r)
+		ch, p, err := readFrame(st.r)
 		if err != nil {
-			return c.wrap(ctx, "getting "+src, noEOF(err))
+			return wrapCtx(ctx, "getting "+req.Path, noEOF(err))
 		}
 		switch ch {
 		case chData:
 			if _, err := w.Write(p); err != nil {
-				return fmt.Errorf("agentmux: writing %s: %w", src, err)
+				return fmt.Errorf("agentmux: writing %s: %w", req.Path, err)
 			}
 		case chEnd:
-			var rep streamReply
+			var rep Reply
 			if err := json.Unmarshal(p, &rep); err != nil {
 				return fmt.Errorf("agentmux: malformed end of get %q: %w", p, err)
 			}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bangerdev/banger/internal/agentproto"
@@ -36,6 +37,8 @@ const (
 	TypePut    = "put"
 	TypeGet    = "get"
 	TypeHealth = "health"
+	TypeCall   = "call"
+	TypeAttach = "attach"
 )
 
 // Error codes carried in Error.Code.
@@ -70,7 +73,11 @@ const (
 	chStderr   byte = 5 // guest→host
 	chExit     byte = 6 // guest→host: JSON ExitStatus
 	chData     byte = 7 // put/get payload bytes
-	chEnd      byte = 8 // put: end of data; get: JSON streamReply
+	chEnd      byte = 8 // put: end of data; get, attach: JSON Reply
+	// chOutput, guest→host (attach): stream code, offset, data or dropped.
+	chOutput byte = 9
+	// chStdinError, guest→host (attach): why stdin could not be delivered.
+	chStdinError byte = 10
 )
 
 // upgradeMsg is both the upgrade request and its reply (a v1 Request /
@@ -84,17 +91,38 @@ type upgradeMsg struct {
 	Error    *agentproto.Error `json:"error,omitempty"`
 }
 
-// streamHeader is the first line the host writes on a stream.
-type streamHeader struct {
-	Type string       `json:"type"`
+// Header is the first line the host writes on a stream: Type and the
+// fields of that type.
+type Header struct {
+	Type string `json:"type"`
+	// Exec is the command of an exec request.
 	Exec *ExecRequest `json:"exec,omitempty"`
-	Path string       `json:"path,omitempty"`
+	// Path and Op are a put or get request (see Transfer).
+	Path string `json:"path,omitempty"`
+	Op   string `json:"op,omitempty"`
+	// Method and Params are a call request.
+	Method string          `json:"method,omitempty"`
+	Params json.RawMessage `json:"params,omitempty"`
+	// Attach is an attach request.
+	Attach *AttachRequest `json:"attach,omitempty"`
 }
 
-// streamReply is the guest's reply line on a stream (and a get's end frame).
-type streamReply struct {
+// Reply is the guest's reply line on a stream, and the payload of the end
+// frame that closes a get or an attach. Error set means the request failed.
+type Reply struct {
 	Error  *Error             `json:"error,omitempty"`
 	Health *agentproto.Health `json:"health,omitempty"`
+	// Result is a call's, attach's or put's result, as its handler's
+	// value marshalled; absent when the handler returned nil.
+	Result json.RawMessage `json:"result,omitempty"`
+}
+
+// Transfer names a put or get: the header's path and op. What they mean
+// (a directory to unpack a tar stream into, a single file, ...) is the
+// Handler's business.
+type Transfer struct {
+	Path string
+	Op   string
 }
 
 // ExecRequest is a command to run in the guest.
@@ -236,20 +264,48 @@ func (l *lineReader) unread(b []byte) {
 
 // frameWriter writes frames on one stream; it is safe for concurrent use.
 type frameWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu   sync.Mutex
+	w    io.Writer
+	shut atomic.Bool
 }
 
-func (f *frameWriter) frame(ch byte, p []byte) error {
-	buf := make([]byte, 5+len(p))
+func (f *frameWriter) frame(ch byte, p []byte) error { return f.send(ch, false, p) }
+
+// last writes a frame and stops the writer in one step: nothing another
+// goroutine sends can follow it.
+func (f *frameWriter) last(ch byte, p []byte) error { return f.send(ch, true, p) }
+
+// send writes one frame whose payload is parts joined.
+func (f *frameWriter) send(ch byte, stop bool, parts ...[]byte) error {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	buf := make([]byte, 5, 5+n)
 	buf[0] = ch
-	binary.BigEndian.PutUint32(buf[1:5], uint32(len(p)))
-	copy(buf[5:], p)
+	binary.BigEndian.PutUint32(buf[1:5], uint32(n))
+	for _, p := range parts {
+		buf = append(buf, p...)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.shut.Load() {
+		return errFramesShut
+	}
+	if stop {
+		f.shut.Store(true)
+	}
 	_, err := f.w.Write(buf)
 	return err
 }
+
+// errFramesShut is a frame refused after stop.
+var errFramesShut = errors.New("agentmux: the stream's protocol has ended")
+
+// stop makes later frames fail without writing, so a goroutine that
+// outlives its protocol (a stdin pump) leaves the stream to its owner. It
+// does not wait for a write in progress.
+func (f *frameWriter) stop() { f.shut.Store(true) }
 
 // data writes p as frames of channel ch, at most chunkSize each.
 func (f *frameWriter) data(ch byte, p []byte) (int, error) {
@@ -298,20 +354,22 @@ func noEOF(err error) error {
 }
 
 // readReply reads one reply line from a stream.
-func readReply(r *bufio.Reader) (streamReply, error) {
-	line, err := r.ReadBytes('\n')
-	if err != nil {
-		return streamReply{}, noEOF(err)
+func readReply(r *bufio.Reader) (Reply, error) {
+	for {
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			return Reply{}, noEOF(err)
+		}
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		var rep Reply
+		if err := json.Unmarshal(line, &rep); err != nil {
+			return Reply{}, fmt.Errorf("malformed reply line %q: %w", line, err)
+		}
+		return rep, nil
 	}
-	var rep streamReply
-	line = bytes.TrimSpace(line)
-	if len(line) == 0 {
-		return readReply(r)
-	}
-	if err := json.Unmarshal(line, &rep); err != nil {
-		return streamReply{}, fmt.Errorf("malformed reply line %q: %w", line, err)
-	}
-	return rep, nil
 }
 
 func resizePayload(ws WindowSize) []byte {

@@ -2,6 +2,7 @@ package agentproto
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -54,11 +55,46 @@ func Serve(ctx context.Context, rw io.ReadWriter, h Handler) error {
 		if len(line) == 0 {
 			continue // the blank line a client writes before each request
 		}
-		resp := handle(ctx, h, line)
-		if err := writeMessage(rw, resp, false); err != nil {
-			return fmt.Errorf("agentproto: writing the %s response: %w", resp.Type, err)
+		if err := writeMessage(rw, handle(ctx, h, line), false); err != nil {
+			return fmt.Errorf("agentproto: writing a response: %w", err)
 		}
 	}
+}
+
+// HandleLine answers one request line as Serve does and returns the
+// response line (without its newline). A protocol 2 agent uses it for the
+// protocol 1 requests that arrive before the channel is upgraded.
+func HandleLine(ctx context.Context, h Handler, line []byte) []byte {
+	b, _ := json.Marshal(handle(ctx, h, line))
+	return b
+}
+
+// ErrUnknownMethod is returned (wrapped) by Call for a method it does not
+// serve.
+var ErrUnknownMethod = errors.New("unknown method")
+
+// Call serves the GuestOps requests of protocol 1 as protocol 2 calls: the
+// method is the request type (probe_tcp with params {"port":N}, host_keys,
+// poweroff) and the result is what the protocol 1 response carries
+// (ProbeResult, the key lines, nothing).
+func Call(ctx context.Context, h Handler, method string, params json.RawMessage) (any, error) {
+	ops, ok := h.(GuestOps)
+	if !ok {
+		return nil, fmt.Errorf("%w %q: this agent serves no guest operations", ErrUnknownMethod, method)
+	}
+	switch method {
+	case TypeProbeTCP:
+		var p ProbeParams
+		if err := json.Unmarshal(params, &p); err != nil || p.Port <= 0 || p.Port > 65535 {
+			return nil, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("probe_tcp wants {\"port\": 1..65535}, got %s", params)}
+		}
+		return ops.ProbeTCP(ctx, p.Port), nil
+	case TypeHostKeys:
+		return ops.HostKeys(ctx)
+	case TypePowerOff:
+		return nil, ops.PowerOff(ctx)
+	}
+	return nil, fmt.Errorf("%w %q", ErrUnknownMethod, method)
 }
 
 func handle(ctx context.Context, h Handler, line []byte) Response {

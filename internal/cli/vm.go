@@ -10,8 +10,10 @@ func newVMCmd(app *App) *cobra.Command {
 own work disk mounted at /root (a clone of the image's work-seed, grown to
 --disk), an address on banger's bridge, and the configured agent credentials
 copied into /root at every start.`,
-		Example: `  banger vm create --name demo
-  banger vm ssh demo -- uname -a
+		Example: `  banger vm run ~/src/project --name demo
+  banger vm create --name demo
+  banger vm exec demo -- uname -a
+  banger vm ssh demo
   banger vm list
   banger vm delete demo`,
 	}
@@ -25,6 +27,11 @@ copied into /root at every start.`,
 		newVMDeleteCmd(app),
 		newVMLogsCmd(app),
 		newVMSSHCmd(app),
+		newVMExecCmd(app),
+		newVMCpCmd(app),
+		newVMWorkspaceCmd(app),
+		newVMSessionCmd(app),
+		newVMRunCmd(app),
 	)
 	return c
 }

@@ -1,18 +1,75 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/client"
 	"github.com/bangerdev/banger/internal/config"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
+
+// createFlags are the flags of vm create, shared with vm run.
+type createFlags struct {
+	req          api.CreateVMRequest
+	memory, disk string
+}
+
+func (cf *createFlags) bind(f *pflag.FlagSet) {
+	f.StringVar(&cf.req.Name, "name", "", "VM name (default: generated, e.g. brisk-otter)")
+	f.StringVar(&cf.req.Image, "image", "", "image to boot (default: the newest ready image)")
+	f.IntVar(&cf.req.VCPUs, "vcpus", 0, "vCPUs (default from config: vm.vcpus)")
+	f.StringVar(&cf.memory, "memory", "", "memory, e.g. 2GiB (default from config: vm.memory)")
+	f.StringVar(&cf.disk, "disk", "", "work disk (/root) size, e.g. 16GiB (default from config: vm.disk)")
+	f.StringVar(&cf.req.Hypervisor, "hypervisor", "", "qemu or firecracker (default from config: hypervisor)")
+}
+
+// request turns the flags into a create request.
+func (cf *createFlags) request() (api.CreateVMRequest, error) {
+	req := cf.req
+	if cf.memory != "" {
+		n, err := config.ParseSize(cf.memory)
+		if err != nil {
+			return req, usageError("--memory %q: %v", cf.memory, err)
+		}
+		if n%(1<<20) != 0 || n <= 0 {
+			return req, usageError("--memory %q: want a whole number of MiB, e.g. 2GiB", cf.memory)
+		}
+		req.MemoryMiB = int(n >> 20)
+	}
+	if cf.disk != "" {
+		n, err := config.ParseSize(cf.disk)
+		if err != nil {
+			return req, usageError("--disk %q: %v", cf.disk, err)
+		}
+		req.DiskBytes = n
+	}
+	return req, nil
+}
+
+// createVM runs a create operation to its end and returns the VM.
+func createVM(ctx context.Context, app *App, cl *client.Client, req api.CreateVMRequest, asJSON bool) (api.VM, error) {
+	op, err := cl.BeginCreateVM(ctx, req)
+	if err != nil {
+		return api.VM{}, err
+	}
+	if !asJSON {
+		fmt.Fprintf(app.Stderr, "vm create: operation %s\n", op.ID)
+	}
+	final, err := followOperation(ctx, app, cl, op, asJSON)
+	if err != nil {
+		return api.VM{}, err
+	}
+	var v api.VM
+	return v, decodeResult(final, &v)
+}
 
 func newVMCreateCmd(app *App) *cobra.Command {
 	var (
-		req          api.CreateVMRequest
-		memory, disk string
-		asJSON       bool
+		cf     createFlags
+		asJSON bool
 	)
 	c := &cobra.Command{
 		Use:   "create [--name N] [--image I] [--vcpus N] [--memory SIZE] [--disk SIZE] [--hypervisor H]",
@@ -28,59 +85,30 @@ one is generated. Sizes take binary units (512MiB, 2GiB).`,
   banger vm create --json | jq -c 'select(.type=="stage_finished") | [.stage, .duration_ms]'`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			if memory != "" {
-				n, err := config.ParseSize(memory)
-				if err != nil {
-					return usageError("--memory %q: %v", memory, err)
-				}
-				req.MemoryMiB = int(n >> 20)
-				if n%(1<<20) != 0 || n <= 0 {
-					return usageError("--memory %q: want a whole number of MiB, e.g. 2GiB", memory)
-				}
-			}
-			if disk != "" {
-				n, err := config.ParseSize(disk)
-				if err != nil {
-					return usageError("--disk %q: %v", disk, err)
-				}
-				req.DiskBytes = n
+			req, err := cf.request()
+			if err != nil {
+				return err
 			}
 			cl, err := app.Client(c.Context())
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
-			op, err := cl.BeginCreateVM(c.Context(), req)
-			if err != nil {
-				return err
-			}
-			if !asJSON {
-				fmt.Fprintf(app.Stderr, "vm create: operation %s\n", op.ID)
-			}
-			final, err := followOperation(c.Context(), app, cl, op, asJSON)
+			v, err := createVM(c.Context(), app, cl, req, asJSON)
 			if err != nil || asJSON {
 				return err
 			}
-			var v api.VM
-			if err := decodeResult(final, &v); err != nil {
-				return err
-			}
-			return printNextSteps(app, v)
+			return printNextSteps(c.Context(), app, cl, v, false)
 		},
 	}
-	f := c.Flags()
-	f.StringVar(&req.Name, "name", "", "VM name (default: generated, e.g. brisk-otter)")
-	f.StringVar(&req.Image, "image", "", "image to boot (default: the newest ready image)")
-	f.IntVar(&req.VCPUs, "vcpus", 0, "vCPUs (default from config: vm.vcpus)")
-	f.StringVar(&memory, "memory", "", "memory, e.g. 2GiB (default from config: vm.memory)")
-	f.StringVar(&disk, "disk", "", "work disk (/root) size, e.g. 16GiB (default from config: vm.disk)")
-	f.StringVar(&req.Hypervisor, "hypervisor", "", "qemu or firecracker (default from config: hypervisor)")
-	f.BoolVar(&asJSON, "json", false, "print operation events as JSON lines")
+	cf.bind(c.Flags())
+	c.Flags().BoolVar(&asJSON, "json", false, "print operation events as JSON lines")
 	return c
 }
 
-// printNextSteps tells the user how to get into a fresh VM.
-func printNextSteps(app *App, v api.VM) error {
+// printNextSteps tells the user how to get into a fresh VM: ssh, exec,
+// sessions, and the services the image serves (e.g. opencode's URL).
+func printNextSteps(ctx context.Context, app *App, cl *client.Client, v api.VM, workspace bool) error {
 	w := app.Stdout
 	fmt.Fprintf(w, "vm %s is running at %s (%s", v.Name, v.IP, v.Hypervisor)
 	if v.Accel != "" {
@@ -90,10 +118,24 @@ func printNextSteps(app *App, v api.VM) error {
 	for _, warn := range v.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", warn)
 	}
+	if img, err := cl.Image(ctx, v.Image); err == nil {
+		for _, p := range img.Probes {
+			fmt.Fprintf(w, "  %s: http://%s:%d\n", p.Name, v.IP, p.Port)
+		}
+	}
+	dir := ""
+	if workspace {
+		dir = " -w /root/repo"
+	}
 	fmt.Fprintf(w, "\nnext:\n")
-	fmt.Fprintf(w, "  banger vm ssh %s                 # a shell in the VM\n", v.Name)
-	fmt.Fprintf(w, "  banger vm ssh %s -- uname -a     # one command\n", v.Name)
-	fmt.Fprintf(w, "  banger vm logs %s -f             # serial console\n", v.Name)
-	fmt.Fprintf(w, "  banger vm delete %s              # remove it\n", v.Name)
+	fmt.Fprintf(w, "  banger vm ssh %s                          # a shell in the VM\n", v.Name)
+	fmt.Fprintf(w, "  banger vm exec %s%s -- git status    # one command, its exit code\n", v.Name, dir)
+	fmt.Fprintf(w, "  banger vm session start %s --name work -- CMD   # a long-lived command\n", v.Name)
+	fmt.Fprintf(w, "  banger vm session attach %s work              # join its stdio\n", v.Name)
+	if !workspace {
+		fmt.Fprintf(w, "  banger vm workspace prepare %s .            # copy a checkout to /root/repo\n", v.Name)
+	}
+	fmt.Fprintf(w, "  banger vm logs %s -f                        # serial console\n", v.Name)
+	fmt.Fprintf(w, "  banger vm delete %s                         # remove it\n", v.Name)
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/bangerdev/banger/internal/config"
 	"github.com/bangerdev/banger/internal/doctor"
 	"github.com/bangerdev/banger/internal/ext4img"
+	"github.com/bangerdev/banger/internal/guest"
 	"github.com/bangerdev/banger/internal/hypervisor"
 	"github.com/bangerdev/banger/internal/hypervisor/firecracker"
 	"github.com/bangerdev/banger/internal/hypervisor/qemu"
@@ -55,6 +56,7 @@ type Daemon struct {
 	images    *image.Catalog
 	builder   *imagebuild.Builder
 	vms       *vm.Manager
+	guest     *guest.Service
 	net       *network
 	qemu      *qemu.Driver
 	fc        *firecracker.Driver
@@ -244,6 +246,7 @@ func (d *Daemon) openVMs(ctx context.Context, log *slog.Logger) error {
 		Drivers: drivers, Tools: d.images.Tools, Log: log,
 		PublicKey: publicKey(d.cfg),
 	}
+	d.guest = &guest.Service{VMs: d.vms, Store: d.store}
 	return nil
 }
 

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/agentlink"
+	"github.com/bangerdev/banger/internal/agentmux"
 	"github.com/bangerdev/banger/internal/agentproto"
 	"github.com/bangerdev/banger/internal/ext4img"
 	"github.com/bangerdev/banger/internal/hypervisor"
@@ -86,19 +88,19 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, choice Choic
 	p.Detail("pid %d, %s", h.PID, h.Accel)
 
 	p.Stage("agent health")
-	client, conn, err := m.waitAgent(ctx, hv, h)
+	sess, err := m.waitAgent(ctx, hv, v.ID, h)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
 	// The VM is usable once its work disk is /root; systemd mounts it a
 	// little after the agent starts.
-	health, err := m.waitRootMount(ctx, client)
+	health, err := m.waitRootMount(ctx, sess)
 	if err != nil {
 		return err
 	}
 	p.Detail("%s, /root on %s", health.Kernel, health.RootMount)
-	if keys, err := client.HostKeys(ctx); err == nil && len(keys) > 0 {
+	var keys []string
+	if err := sess.Call(ctx, agentproto.TypeHostKeys, nil, &keys); err == nil && len(keys) > 0 {
 		v.Runtime.HostKeys = keys
 		if err := m.writeKnownHosts(v); err != nil {
 			return err
@@ -113,7 +115,7 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, choice Choic
 	{
 		p.Stage("readiness")
 		for _, pr := range probes {
-			if err := m.waitProbe(ctx, client, pr, h); err != nil {
+			if err := m.waitProbe(ctx, sess, pr); err != nil {
 				return err
 			}
 		}
@@ -123,55 +125,72 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, choice Choic
 	return m.save(ctx, v)
 }
 
-// waitAgent dials the agent and retries health with short attempts until
-// it answers or AgentTimeout passes.
-func (m *Manager) waitAgent(ctx context.Context, hv hypervisor.Hypervisor, h hypervisor.Handle) (*agentproto.Client, net.Conn, error) {
+// waitAgent connects to the agent (dial, upgrade to protocol 2) and asks
+// for its health, retrying with short attempts until it answers or
+// AgentTimeout passes. The session stays in m.links for later requests.
+func (m *Manager) waitAgent(ctx context.Context, hv hypervisor.Hypervisor, id string, h hypervisor.Handle) (*agentmux.Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.agentTimeout())
 	defer cancel()
-	var conn net.Conn
 	var lastErr error
 	for {
-		if conn == nil {
-			c, err := hv.DialAgent(ctx, h)
-			if err == nil {
-				conn = c
-			} else {
-				lastErr = err
-			}
-		}
-		if conn != nil {
-			client := agentproto.NewClient(conn)
+		sess, err := m.links.Get(ctx, id, m.dialer(hv, h))
+		if err == nil {
 			attempt, stop := context.WithTimeout(ctx, 2*time.Second)
-			_, err := client.Health(attempt)
+			_, err = sess.Health(attempt)
 			stop()
 			if err == nil {
-				return client, conn, nil
+				return sess, nil
 			}
-			lastErr = err
+			m.links.Drop(id)
 		}
+		lastErr = err
 		if st, err := hv.Status(ctx, h); err == nil && st == hypervisor.Stopped {
-			if conn != nil {
-				conn.Close()
-			}
-			return nil, nil, fmt.Errorf("the hypervisor exited before the guest agent answered; console tail:\n%s", consoleTail(h.ConsoleLog, 15))
+			return nil, fmt.Errorf("the hypervisor exited before the guest agent answered; console tail:\n%s", consoleTail(h.ConsoleLog, 15))
 		}
 		select {
 		case <-ctx.Done():
-			if conn != nil {
-				conn.Close()
-			}
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, nil, api.Errorf(api.CodeUnavailable, "the guest agent did not answer within %s (%v); last console lines:\n%s",
+				return nil, api.Errorf(api.CodeUnavailable, "the guest agent did not answer within %s (%v); last console lines:\n%s",
 					m.agentTimeout(), lastErr, consoleTail(h.ConsoleLog, 15))
 			}
-			return nil, nil, ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
 
+// dialer opens the agent channel of the VM behind h.
+func (m *Manager) dialer(hv hypervisor.Hypervisor, h hypervisor.Handle) agentlink.DialFunc {
+	return func(ctx context.Context) (io.ReadWriteCloser, error) { return hv.DialAgent(ctx, h) }
+}
+
+// Agent returns the agent session of a running VM, connecting if there
+// is none (after a daemon restart, say).
+func (m *Manager) Agent(ctx context.Context, name string) (VM, *agentmux.Session, error) {
+	v, err := m.Get(ctx, name)
+	if err != nil {
+		return v, nil, err
+	}
+	h := v.Runtime.Handle
+	if v.State != api.VMRunning || h == nil {
+		return v, nil, api.Errorf(api.CodeFailedPrecondition, "VM %s is %s: start it with `banger vm start %s`", v.Name, v.State, v.Name)
+	}
+	hv, ok := m.Drivers[h.Driver]
+	if !ok {
+		return v, nil, fmt.Errorf("VM %s: unknown hypervisor driver %q", v.Name, h.Driver)
+	}
+	sess, err := m.links.Get(ctx, v.ID, m.dialer(hv, *h))
+	if err != nil {
+		if !running(ctx, hv, *h) {
+			return v, nil, api.Errorf(api.CodeFailedPrecondition, "VM %s is no longer running (its hypervisor exited): see `banger vm logs %s`, then `banger vm start %s`", v.Name, v.Name, v.Name)
+		}
+		return v, nil, api.Errorf(api.CodeUnavailable, "cannot reach the guest agent of VM %s: %v; see `banger vm logs %s`", v.Name, err, v.Name)
+	}
+	return v, sess, nil
+}
+
 // waitRootMount polls health until the guest reports /root mounted.
-func (m *Manager) waitRootMount(ctx context.Context, c *agentproto.Client) (agentproto.Health, error) {
+func (m *Manager) waitRootMount(ctx context.Context, c *agentmux.Session) (agentproto.Health, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.agentTimeout())
 	defer cancel()
 	var h agentproto.Health
@@ -201,7 +220,7 @@ func (m *Manager) agentTimeout() time.Duration {
 }
 
 // waitProbe polls a readiness probe through the agent.
-func (m *Manager) waitProbe(ctx context.Context, c *agentproto.Client, pr api.Probe, h hypervisor.Handle) error {
+func (m *Manager) waitProbe(ctx context.Context, c *agentmux.Session, pr api.Probe) error {
 	if pr.Kind != "tcp" {
 		return fmt.Errorf("readiness probe %s: unknown kind %q", pr.Name, pr.Kind)
 	}
@@ -210,7 +229,8 @@ func (m *Manager) waitProbe(ctx context.Context, c *agentproto.Client, pr api.Pr
 	var last string
 	for {
 		attempt, stop := context.WithTimeout(ctx, 5*time.Second)
-		r, err := c.ProbeTCP(attempt, pr.Port)
+		var r agentproto.ProbeResult
+		err := c.Call(attempt, agentproto.TypeProbeTCP, map[string]int{"port": pr.Port}, &r)
 		stop()
 		if err == nil && r.Open {
 			return nil
@@ -377,12 +397,11 @@ func (m *Manager) halt(ctx context.Context, v *VM, graceful bool) error {
 		case !ok:
 			errs = append(errs, fmt.Errorf("unknown hypervisor driver %q", h.Driver))
 		case graceful && running(ctx, hv, *h):
-			if c, err := hv.DialAgent(ctx, *h); err == nil {
-				attempt, stop := context.WithTimeout(ctx, 3*time.Second)
-				agentproto.NewClient(c).PowerOff(attempt)
-				stop()
-				c.Close()
+			attempt, stop := context.WithTimeout(ctx, 3*time.Second)
+			if sess, err := m.links.Get(attempt, v.ID, m.dialer(hv, *h)); err == nil {
+				sess.Call(attempt, agentproto.TypePowerOff, nil, nil)
 			}
+			stop()
 			sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 			if err := hv.Shutdown(sctx, *h); err != nil {
 				errs = append(errs, err)
@@ -394,6 +413,7 @@ func (m *Manager) halt(ctx context.Context, v *VM, graceful bool) error {
 			}
 		}
 	}
+	m.links.Drop(v.ID)
 	if err := m.releaseTAP(ctx, v); err != nil {
 		errs = append(errs, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/agentlink"
 	"github.com/bangerdev/banger/internal/config"
 	"github.com/bangerdev/banger/internal/ext4img"
 	"github.com/bangerdev/banger/internal/hypervisor"
@@ -109,8 +110,9 @@ type Manager struct {
 	// work on a half-created VM's directory; nil means the hypervisors.
 	StrayCommands []string
 
-	allocMu sync.Mutex // name + lease allocation
-	locks   sync.Map   // vm id -> *sync.Mutex
+	links   agentlink.Pool // each running VM's agent session
+	allocMu sync.Mutex     // name + lease allocation
+	locks   sync.Map       // vm id -> *sync.Mutex
 	rng     *rand.Rand
 }
 

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/config"
@@ -409,15 +410,28 @@ func TestReconcileKillsUnrecordedHypervisor(t *testing.T) {
 	}
 	v.State, v.Runtime.Handle = api.VMCreating, nil
 	f.m.save(ctx, &v)
-	stray := exec.Command("sleep", "1000", filepath.Join(f.m.Dir(v.ID), "rootfs.ext4"))
-	other := exec.Command("sleep", "1000", filepath.Join(t.TempDir(), "not-a-vm"))
+	// tail -f keeps running with the path in its command line (sleep
+	// would exit at once on the path argument).
+	otherFile := filepath.Join(t.TempDir(), "not-a-vm")
+	os.WriteFile(otherFile, nil, 0o600)
+	stray := exec.Command("tail", "-f", filepath.Join(f.m.Dir(v.ID), "rootfs.ext4"))
+	other := exec.Command("tail", "-f", otherFile)
 	for _, c := range []*exec.Cmd{stray, other} {
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	defer other.Process.Kill()
-	f.m.StrayCommands = []string{"sleep"}
+	f.m.StrayCommands = []string{"tail"}
+	// The kernel sets a new program's command line a moment after the
+	// parent is released from vfork: wait until /proc shows it.
+	for i := 0; i < 500; i++ {
+		raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", stray.Process.Pid))
+		if strings.Contains(string(raw), f.m.Dir(v.ID)) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	findings, err := f.m.Reconcile(ctx)
 	if err != nil {
 		t.Fatal(err)

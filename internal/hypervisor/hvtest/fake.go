@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bangerdev/banger/internal/agentmux"
 	"github.com/bangerdev/banger/internal/agentproto"
 	"github.com/bangerdev/banger/internal/hypervisor"
 )
@@ -24,7 +25,7 @@ const fakePIDBase = 1 << 30
 
 // Fake is a hand-written, in-memory hypervisor.Hypervisor for unit tests
 // of code that drives VMs. It runs no processes: its "VMs" are records
-// with a state, its agent is agentproto.Serve over a net.Pipe, and it
+// with a state, its agent is agentmux.BasicGuest over a net.Pipe, and it
 // passes the conformance suite (with FakeGuest). It records every call and
 // fails on demand.
 //
@@ -313,7 +314,7 @@ func (f *Fake) stop(h hypervisor.Handle) {
 }
 
 // DialAgent returns one end of a pipe whose other end the fake agent
-// serves with agentproto.Serve.
+// serves on both agent protocols (agentmux.BasicGuest).
 func (f *Fake) DialAgent(ctx context.Context, h hypervisor.Handle) (c net.Conn, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -336,7 +337,7 @@ func (f *Fake) DialAgent(ctx context.Context, h hypervisor.Handle) (c net.Conn, 
 	agent := &fakeAgent{health: health, err: f.HealthErr}
 	go func() {
 		defer server.Close()
-		agentproto.Serve(context.Background(), server, agent)
+		agentmux.BasicGuest(agent).Serve(context.Background(), server)
 	}()
 	return client, nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bangerdev/banger/internal/agentmux"
 	"github.com/bangerdev/banger/internal/agentproto"
 )
 
@@ -147,7 +148,7 @@ func (s *Server) serveGuestConn(c net.Conn) {
 	if _, err := io.WriteString(c, fmt.Sprintf("OK %d\n%s", hostPort, s.cfg.Greeting)); err != nil {
 		return
 	}
-	agentproto.Serve(s.agentCtx, c, guestAgent{s})
+	agentmux.BasicGuest(guestAgent{s}).Serve(s.agentCtx, c)
 }
 
 // readConnect reads the CONNECT line: its first byte whenever it comes,

@@ -1,0 +1,124 @@
+// Package agentlink keeps bangerd's connections to guest agents: one
+// long-lived protocol 2 session (internal/agentmux) per VM, opened on first
+// use and reopened when it breaks.
+//
+// One session per VM is not only economy. A virtio-serial port serves one
+// host connection at a time, so every request for a VM — health, readiness
+// probes, exec, file transfer, session attach — must share the one
+// connection; yamux streams make that possible. A restarted daemon simply
+// connects again: the agent resyncs to the new host (see agentmux).
+package agentlink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/bangerdev/banger/internal/agentmux"
+)
+
+// DialFunc opens the agent channel of one VM (hypervisor.Hypervisor's
+// DialAgent for its handle).
+type DialFunc func(ctx context.Context) (io.ReadWriteCloser, error)
+
+// Pool holds the sessions, keyed by VM id. The zero value is ready to use.
+type Pool struct {
+	// AttemptTimeout bounds one upgrade attempt (3s when zero): an agent
+	// that is still booting does not answer, and the caller retries.
+	AttemptTimeout time.Duration
+
+	mu    sync.Mutex
+	links map[string]*link
+}
+
+type link struct {
+	mu   sync.Mutex // held while connecting: one connect per VM at a time
+	sess *agentmux.Session
+}
+
+func (p *Pool) link(key string) *link {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.links == nil {
+		p.links = map[string]*link{}
+	}
+	l, ok := p.links[key]
+	if !ok {
+		l = &link{}
+		p.links[key] = l
+	}
+	return l
+}
+
+// Get returns the VM's live session, connecting with dial when there is
+// none or the last one ended. Callers that arrive while a connect is under
+// way wait for it and share its result.
+func (p *Pool) Get(ctx context.Context, key string, dial DialFunc) (*agentmux.Session, error) {
+	l := p.link(key)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sess != nil {
+		select {
+		case <-l.sess.Done():
+			l.sess = nil
+		default:
+			return l.sess, nil
+		}
+	}
+	timeout := p.AttemptTimeout
+	if timeout <= 0 {
+		timeout = 3 * time.Second
+	}
+	attempt, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := dial(attempt)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := agentmux.Upgrade(attempt, conn)
+	if err != nil {
+		conn.Close()
+		if errors.Is(err, agentmux.ErrUpgradeUnsupported) {
+			return nil, fmt.Errorf("%w; a VM created before this banger keeps its old agent: recreate it", err)
+		}
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("the guest agent did not answer within %s", timeout)
+		}
+		return nil, err
+	}
+	l.sess = sess
+	return sess, nil
+}
+
+// Drop closes the VM's session, if any, and forgets it.
+func (p *Pool) Drop(key string) {
+	p.mu.Lock()
+	l, ok := p.links[key]
+	delete(p.links, key)
+	p.mu.Unlock()
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sess != nil {
+		l.sess.Close()
+		l.sess = nil
+	}
+}
+
+// Close drops every session.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	keys := make([]string, 0, len(p.links))
+	for k := range p.links {
+		keys = append(keys, k)
+	}
+	p.mu.Unlock()
+	for _, k := range keys {
+		p.Drop(k)
+	}
+}
