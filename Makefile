@@ -5,6 +5,7 @@
 #   make lint         gofmt + go vet
 #   make install      install the three binaries into $(PREFIX)/bin
 #   make bench        Go benchmarks (figures, no assertions)
+#   make bench-guest  guest access benchmarks over a real VM (root)
 #   make quickstart   (root) host packages, install, agents image, a running VM
 
 PREFIX  ?= /usr/local
@@ -23,7 +24,7 @@ LDFLAGS  := -s -w -X $(PKG)/internal/buildinfo.version=$(VERSION) -X $(PKG)/inte
 
 TEST_FLAGS ?=
 
-.PHONY: all build test test-unit lint install bench bench-create clean deps quickstart
+.PHONY: all build test test-unit lint install bench bench-guest bench-create clean deps quickstart
 
 all: build
 
@@ -54,6 +55,11 @@ install: build
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./client ./internal/diskclone
+
+# Guest access figures over a real VM (root; boots one VM per benchmark):
+# workspace prepare MB/s, attach and exec round trips.
+bench-guest:
+	$(GO) test -run '^$$' -bench 'Workspace|RoundTrip' -benchtime 20x ./internal/e2e
 
 # Per-stage create timings over real VMs: make bench-create ARGS="--runs 5"
 bench-create: build

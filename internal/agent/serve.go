@@ -58,15 +58,29 @@ func newServer(log *slog.Logger) *server {
 }
 
 // newMuxHandler is the handler of a real guest: it owns the sessions kept
-// in SessionStateDir. When that state cannot be opened the agent still
-// serves everything else, and session calls say why they fail.
-func newMuxHandler(log *slog.Logger) *muxHandler {
+// in dir. When that state cannot be opened the agent still serves
+// everything else, and session calls say why they fail.
+func newMuxHandler(dir string, log *slog.Logger) *muxHandler {
 	h := &muxHandler{fullHandler: fullHandler{newHealthReporter(), guestOps{sshDir: "/etc/ssh"}}}
-	h.sessions, h.sessionsErr = guestsession.NewManager(SessionStateDir, log.With("part", "sessions"))
+	h.sessions, h.sessionsErr = guestsession.NewManager(dir, log.With("part", "sessions"))
 	if h.sessionsErr != nil {
 		log.Error("sessions unavailable", "err", h.sessionsErr)
 	}
 	return h
+}
+
+// NewGuest is banger-agent's protocol 2 end with its sessions kept in
+// sessionDir, for host code's tests to talk to a real agent over a pipe.
+func NewGuest(sessionDir string, log *slog.Logger) (*agentmux.Guest, error) {
+	h := newMuxHandler(sessionDir, log)
+	if h.sessionsErr != nil {
+		return nil, h.sessionsErr
+	}
+	return &agentmux.Guest{
+		Handler: h,
+		V1:      func(ctx context.Context, line []byte) []byte { return agentproto.HandleLine(ctx, h, line) },
+		Log:     log,
+	}, nil
 }
 
 // serveChannel serves one agent channel: protocol 1 lines and, after an
@@ -145,7 +159,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	s := newServer(log)
-	s.handler = newMuxHandler(log)
+	s.handler = newMuxHandler(SessionStateDir, log)
 	if err := s.run(ctx); err != nil {
 		fmt.Fprintf(stderr, "banger-agent serve: %v\n", err)
 		return 1

@@ -127,15 +127,25 @@ func printNextSteps(ctx context.Context, app *App, cl *client.Client, v api.VM, 
 	if workspace {
 		dir = " -w /root/repo"
 	}
-	fmt.Fprintf(w, "\nnext:\n")
-	fmt.Fprintf(w, "  banger vm ssh %s                          # a shell in the VM\n", v.Name)
-	fmt.Fprintf(w, "  banger vm exec %s%s -- git status    # one command, its exit code\n", v.Name, dir)
-	fmt.Fprintf(w, "  banger vm session start %s --name work -- CMD   # a long-lived command\n", v.Name)
-	fmt.Fprintf(w, "  banger vm session attach %s work              # join its stdio\n", v.Name)
-	if !workspace {
-		fmt.Fprintf(w, "  banger vm workspace prepare %s .            # copy a checkout to /root/repo\n", v.Name)
+	steps := [][2]string{
+		{"banger vm ssh " + v.Name, "a shell in the VM"},
+		{"banger vm exec " + v.Name + dir + " -- git status", "one command, with its exit code"},
+		{"banger vm session start " + v.Name + " --name work -- CMD", "a long-lived command"},
+		{"banger vm session attach " + v.Name + " work", "join its stdio (Ctrl-C detaches)"},
 	}
-	fmt.Fprintf(w, "  banger vm logs %s -f                        # serial console\n", v.Name)
-	fmt.Fprintf(w, "  banger vm delete %s                         # remove it\n", v.Name)
+	if !workspace {
+		steps = append(steps, [2]string{"banger vm workspace prepare " + v.Name + " .", "copy a checkout to /root/repo"})
+	}
+	steps = append(steps,
+		[2]string{"banger vm logs " + v.Name + " -f", "serial console"},
+		[2]string{"banger vm delete " + v.Name, "remove it"})
+	width := 0
+	for _, s := range steps {
+		width = max(width, len(s[0]))
+	}
+	fmt.Fprintf(w, "\nnext:\n")
+	for _, s := range steps {
+		fmt.Fprintf(w, "  %-*s  # %s\n", width, s[0], s[1])
+	}
 	return nil
 }

@@ -21,7 +21,7 @@ import (
 // kernel package, npm tarballs) between tests and runs, keyed by content.
 func sharedCache() string { return filepath.Join(os.TempDir(), "banger-test-cache") }
 
-func needImageHost(t *testing.T) {
+func needImageHost(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("bootstraps a Debian image (about 2 minutes cold)")

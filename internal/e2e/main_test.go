@@ -64,14 +64,14 @@ func build(dir, buildID string, cmds ...string) error {
 
 // env is one user's world: a BANGER_HOME and a bin dir of binaries.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	home  string
 	bin   string
 	extra []string // extra environment for runWith callers
 	netns string   // when set, banger runs inside this network namespace
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	home, err := os.MkdirTemp("", "bge")
 	if err != nil {
@@ -115,12 +115,26 @@ func (e *env) run(args ...string) result {
 
 func (e *env) runWith(extraEnv []string, args ...string) result {
 	e.t.Helper()
+	return e.runInput(extraEnv, "", args...)
+}
+
+// command is banger with args in this env (and its namespace), not
+// started.
+func (e *env) command(extraEnv []string, args ...string) *exec.Cmd {
 	argv := append([]string{filepath.Join(e.bin, "banger")}, args...)
 	if e.netns != "" {
 		argv = append([]string{"ip", "netns", "exec", e.netns}, argv...)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append([]string{"BANGER_HOME=" + e.home, "HOME=" + filepath.Join(e.home, "home"), "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, extraEnv...)
+	return cmd
+}
+
+// runInput runs banger with stdin.
+func (e *env) runInput(extraEnv []string, stdin string, args ...string) result {
+	e.t.Helper()
+	cmd := e.command(extraEnv, args...)
+	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

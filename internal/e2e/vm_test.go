@@ -19,7 +19,7 @@ import (
 // newNetns makes a network namespace for one test: every bridge, TAP, NAT
 // rule and VM of the test lives in it, and it goes away at the end (with
 // anything still running in it).
-func newNetns(t *testing.T) string {
+func newNetns(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 4)
 	rand.Read(b)
@@ -45,10 +45,10 @@ func newNetns(t *testing.T) string {
 
 // vmEnv is a test user with a bootstrapped image (from the shared cache)
 // whose daemon runs inside a fresh network namespace.
-func vmEnv(t *testing.T) *env { return vmEnvCache(t, sharedCache()) }
+func vmEnv(t testing.TB) *env { return vmEnvCache(t, sharedCache()) }
 
 // vmEnvCache is vmEnv with its own download cache directory.
-func vmEnvCache(t *testing.T, cache string) *env {
+func vmEnvCache(t testing.TB, cache string) *env {
 	t.Helper()
 	needImageHost(t)
 	if _, err := exec.LookPath("ssh"); err != nil {
@@ -86,7 +86,7 @@ func (e *env) must(args ...string) result {
 	return r
 }
 
-func vmShow(t *testing.T, e *env, name string) api.VM {
+func vmShow(t testing.TB, e *env, name string) api.VM {
 	t.Helper()
 	var v api.VM
 	if err := json.Unmarshal([]byte(e.must("vm", "show", name, "--json").stdout), &v); err != nil {
@@ -95,7 +95,7 @@ func vmShow(t *testing.T, e *env, name string) api.VM {
 	return v
 }
 
-func verifyClean(t *testing.T, e *env) {
+func verifyClean(t testing.TB, e *env) {
 	t.Helper()
 	r := e.runWith(e.extra, "verify")
 	if r.code != 0 || !strings.Contains(r.stdout, "nothing leaked") {

@@ -181,14 +181,24 @@ func placeEntry(staged, final string) error {
 	case err != nil:
 		return err
 	case fi.IsDir():
-		return fmt.Errorf("%s exists and is a directory: remove it first or copy to another path", final)
+		return &existsError{final, "is a directory"}
 	case sfi.IsDir():
-		return fmt.Errorf("%s exists and is not a directory: remove it first or copy to another path", final)
+		return &existsError{final, "is not a directory"}
 	}
 	// os.Rename refuses to replace a directory even if one appeared since
 	// the Lstat.
 	return moveErr(final, rename(staged, final))
 }
+
+// existsError: the final path holds something a copy must not replace.
+// It matches fs.ErrExist.
+type existsError struct{ path, what string }
+
+func (e *existsError) Error() string {
+	return e.path + " exists and " + e.what + ": remove it first or copy to another path"
+}
+
+func (e *existsError) Is(target error) bool { return target == fs.ErrExist }
 
 func moveErr(final string, err error) error {
 	var late lateError
