@@ -556,3 +556,38 @@ func testOrchestrator(t *testing.T, e *env) {
 		t.Errorf("after stop: %+v", s)
 	}
 }
+
+// vm run: a checkout to a booted VM with the repo at /root/repo and the
+// next steps printed; a bad checkout is refused before anything is made.
+func TestVMRun(t *testing.T) {
+	e := vmEnv(t)
+	notRepo := t.TempDir()
+	r := e.runWith(e.extra, "vm", "run", notRepo, "--name", "r")
+	if r.code == 0 || !strings.Contains(r.stderr, "--mode full_copy") {
+		t.Errorf("vm run outside a git work tree: exit %d %q", r.code, r.stderr)
+	}
+	var l api.VMList
+	json.Unmarshal([]byte(e.must("vm", "list", "--json").stdout), &l)
+	if len(l.VMs) != 0 {
+		t.Errorf("a refused vm run created VMs: %+v", l.VMs)
+	}
+
+	repo := makeRepo(t)
+	r = e.must("vm", "run", repo, "--name", "r", "--memory", "1GiB", "--disk", "2GiB")
+	for _, want := range []string{"vm r is running at", "banger vm exec r -w /root/repo -- git status", "banger vm session attach r work", "banger vm ssh r"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("vm run output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "workspace prepare") {
+		t.Errorf("vm run suggests preparing a workspace it prepared:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stderr, "(git mode) → r:/root/repo") {
+		t.Errorf("vm run did not report the workspace:\n%s", r.stderr)
+	}
+	if got := e.must("vm", "exec", "r", "-w", "/root/repo", "--", "cat", "tracked.txt").stdout; got != "one\ntwo (uncommitted)\n" {
+		t.Errorf("/root/repo/tracked.txt = %q", got)
+	}
+	e.must("vm", "delete", "r")
+	verifyClean(t, e)
+}
