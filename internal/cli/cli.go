@@ -16,6 +16,7 @@ import (
 	"github.com/bangerdev/banger/client"
 	"github.com/bangerdev/banger/internal/config"
 	"github.com/bangerdev/banger/internal/daemonctl"
+	"github.com/spf13/cobra"
 )
 
 // Exit codes.
@@ -58,6 +59,19 @@ func (e *exitError) Unwrap() error { return e.err }
 // usageError marks a mistake in how the command was called.
 func usageError(format string, args ...any) error {
 	return &exitError{code: ExitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// withClient makes a command's RunE that gets a client of a running,
+// current daemon and closes it afterwards.
+func withClient(app *App, fn func(ctx context.Context, cl *client.Client, args []string) error) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, args []string) error {
+		cl, err := app.Client(c.Context())
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		return fn(c.Context(), cl, args)
+	}
 }
 
 // Run executes the command line and returns the process exit code.

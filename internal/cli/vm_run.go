@@ -35,16 +35,12 @@ error says how to retry or remove it.`,
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			m, err := workspace.ParseMode(mode)
+			m, path, err := checkoutArgs(mode, args, 0)
 			if err != nil {
-				return usageError("--mode: %v", err)
+				return err
 			}
-			path := "."
-			if len(args) == 1 {
-				path = args[0]
-			}
-			// Refuse a bad checkout before a VM exists: pack it once to
-			// nowhere (it reads only the file list and metadata of git).
+			// Refuse a bad checkout before a VM exists (git's file list
+			// and metadata only; no file is read).
 			if err := workspace.Check(c.Context(), path, m); err != nil {
 				return err
 			}

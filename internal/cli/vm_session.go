@@ -139,13 +139,8 @@ updated from it. Sessions the guest no longer knows (the VM stopped or
 rebooted while they ran) show as lost.`,
 		Example: "  banger vm session list demo\n  banger vm session list demo --json | jq -r '.[] | select(.state==\"running\") | .name'",
 		Args:    exactArgs(1, "VM"),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			list, err := cl.Sessions(c.Context(), args[0])
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			list, err := cl.Sessions(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -163,7 +158,7 @@ rebooted while they ran) show as lost.`,
 					fmtBytes(s.OutputBytes), fmtAge(now, s.StartedAt), strings.Join(s.Argv, " "))
 			}
 			return t.flush()
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
@@ -196,13 +191,8 @@ func newSessionShowCmd(app *App) *cobra.Command {
 		Short:   "Show one session's metadata",
 		Example: "  banger vm session show demo echo\n  banger vm session show demo echo --json",
 		Args:    exactArgs(2, "VM SESSION"),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			ses, err := cl.Session(c.Context(), args[0], args[1])
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			ses, err := cl.Session(ctx, args[0], args[1])
 			if err != nil {
 				return err
 			}
@@ -211,7 +201,7 @@ func newSessionShowCmd(app *App) *cobra.Command {
 			}
 			printSession(app, ses)
 			return nil
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
@@ -260,23 +250,18 @@ of the output stream; -f keeps following live output until the session
 ends or you press Ctrl-C. logs never touches the session's stdin.`,
 		Example: "  banger vm session logs demo echo\n  banger vm session logs demo echo -f\n  banger vm session logs demo echo --since 4096",
 		Args:    exactArgs(2, "VM SESSION"),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			a, _, err := cl.Attach(c.Context(), args[0], args[1], client.AttachOptions{Since: since, NoFollow: !follow})
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			a, _, err := cl.Attach(ctx, args[0], args[1], client.AttachOptions{Since: since, NoFollow: !follow})
 			if err != nil {
 				return err
 			}
 			defer a.Close()
-			stop := context.AfterFunc(c.Context(), func() { a.Close() })
+			stop := context.AfterFunc(ctx, func() { a.Close() })
 			defer stop()
 			for {
 				ch, err := a.Next()
 				if err != nil {
-					if isEOF(err) || c.Context().Err() != nil {
+					if isEOF(err) || ctx.Err() != nil {
 						return nil
 					}
 					return err
@@ -285,7 +270,7 @@ ends or you press Ctrl-C. logs never touches the session's stdin.`,
 					return err
 				}
 			}
-		},
+		}),
 	}
 	c.Flags().Int64Var(&since, "since", -1, "byte offset to start at (-1: the oldest byte still buffered)")
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing live output")
@@ -388,18 +373,13 @@ func newSessionRmCmd(app *App) *cobra.Command {
 		Short:   "Forget a session that no longer runs (its state and output)",
 		Example: "  banger vm session rm demo echo",
 		Args:    exactArgs(2, "VM SESSION"),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			if err := cl.RemoveSession(c.Context(), args[0], args[1]); err != nil {
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			if err := cl.RemoveSession(ctx, args[0], args[1]); err != nil {
 				return err
 			}
 			fmt.Fprintf(app.Stdout, "removed session %s\n", args[1])
 			return nil
-		},
+		}),
 	}
 	return c
 }

@@ -50,13 +50,9 @@ so it can only contain what you can read.`,
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			m, err := workspace.ParseMode(mode)
+			m, path, err := checkoutArgs(mode, args, 1)
 			if err != nil {
-				return usageError("--mode: %v", err)
-			}
-			path := "."
-			if len(args) == 2 {
-				path = args[1]
+				return err
 			}
 			cl, err := app.Client(c.Context())
 			if err != nil {
@@ -70,6 +66,19 @@ so it can only contain what you can read.`,
 	c.Flags().StringVar(&mode, "mode", "git", "git (tracked + untracked, .gitignore honoured, .git kept) or full_copy (the whole tree)")
 	c.Flags().StringVar(&dir, "dir", "", "guest directory to install (default /root/repo)")
 	return c
+}
+
+// checkoutArgs reads --mode and the optional checkout path at args[i]
+// (default: the current directory).
+func checkoutArgs(mode string, args []string, i int) (workspace.Mode, string, error) {
+	m, err := workspace.ParseMode(mode)
+	if err != nil {
+		return "", "", usageError("--mode: %v", err)
+	}
+	if len(args) > i {
+		return m, args[i], nil
+	}
+	return m, ".", nil
 }
 
 // prepareWorkspace packs path and installs it in the VM, reporting files,
