@@ -79,4 +79,9 @@ quickstart: deps install
 	$(PREFIX)/bin/banger doctor || true
 	$(PREFIX)/bin/banger image show debian-bookworm >/dev/null 2>&1 || $(PREFIX)/bin/banger image bootstrap debian
 	$(PREFIX)/bin/banger image show agents >/dev/null 2>&1 || $(PREFIX)/bin/banger image build --from debian-bookworm --name agents --preset agents
-	$(PREFIX)/bin/banger vm create --image agents
+	@# This checkout at /root/repo when it is a git clone; a plain VM otherwise.
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		$(PREFIX)/bin/banger vm run . --image agents; \
+	else \
+		$(PREFIX)/bin/banger vm create --image agents; \
+	fi

@@ -24,7 +24,9 @@ const (
 // health can report it) stands between boot and the agent: it does not
 // wait for the network, basic.target or a slow unit elsewhere, so bangerd
 // can reach a guest whose boot is stuck and say why. Restart=always with no
-// start limit: the agent is the only way in.
+// start limit: the agent is the only way in. KillMode=process: stopping or
+// restarting the agent kills the agent only, so the sessions it started
+// keep running and the next agent adopts them (see internal/guestsession).
 //
 // banger-net.service configures the NIC before anything networked starts
 // (Before=network-pre.target and ssh.service), after the kernel has had

@@ -82,7 +82,7 @@ func (p *Pool) Get(ctx context.Context, key string, dial DialFunc) (*agentmux.Se
 	if err != nil {
 		conn.Close()
 		if errors.Is(err, agentmux.ErrUpgradeUnsupported) {
-			return nil, fmt.Errorf("%w; a VM created before this banger keeps its old agent: recreate it", err)
+			return nil, fmt.Errorf("%w; the VM runs the agent of an older banger: `banger vm restart` gives it this one", err)
 		}
 		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 			return nil, fmt.Errorf("the guest agent did not answer within %s", timeout)

@@ -75,7 +75,7 @@ func (c *Catalog) Promote(ctx context.Context, name string, p Progress) (Image, 
 			return img, false, err
 		}
 		if k == Rootfs {
-			if err := c.installAgent(ctx, dst); err != nil {
+			if err := c.InstallAgent(ctx, dst); err != nil {
 				return img, false, err
 			}
 		}
@@ -195,7 +195,7 @@ func (c *Catalog) Repair(ctx context.Context, name string, p Progress) (Image, b
 // when the image has its modules, rebuilds the initramfs around it.
 func (c *Catalog) upgradeAgent(ctx context.Context, img *Image) error {
 	rootfs := img.Path(Rootfs)
-	if err := c.installAgent(ctx, rootfs); err != nil {
+	if err := c.InstallAgent(ctx, rootfs); err != nil {
 		return err
 	}
 	if err := c.redigest(img, Rootfs, rootfs); err != nil {

@@ -121,7 +121,7 @@ func (c *Catalog) Register(ctx context.Context, req api.RegisterImageRequest, p 
 			}
 			p.Detail("%s", method)
 			p.Stage("agent")
-			if err := c.installAgent(ctx, st.Path(Rootfs)); err != nil {
+			if err := c.InstallAgent(ctx, st.Path(Rootfs)); err != nil {
 				return err
 			}
 		}
@@ -167,9 +167,10 @@ func (c *Catalog) copyKernel(kernel string, format KernelFormat, st *Staging, li
 	return nil
 }
 
-// installAgent writes banger-agent and its systemd units into a rootfs
-// image, without mounting it.
-func (c *Catalog) installAgent(ctx context.Context, rootfs string) error {
+// InstallAgent writes this daemon's banger-agent and its systemd units
+// into a rootfs image (an image's, or a stopped VM's root disk), without
+// mounting it.
+func (c *Catalog) InstallAgent(ctx context.Context, rootfs string) error {
 	files, err := c.AgentFiles(c.AgentBin)
 	if err != nil {
 		return err

@@ -181,6 +181,7 @@ func (m *Manager) Create(ctx context.Context, req api.CreateVMRequest, p Progres
 	if err != nil {
 		return v, err
 	}
+	v.Spec.AgentVersion = img.Manifest.AgentVersion
 	if err := m.makeDisks(ctx, &v, img, p); err != nil {
 		return v, err
 	}

@@ -361,11 +361,31 @@ func (m *Manager) Start(ctx context.Context, name string, p Progress) (VM, error
 	if err != nil {
 		return v, err
 	}
+	// The agent is the daemon's companion: a VM made by an older banger
+	// gets this one (the protocol it speaks) in its root disk.
+	if v.Spec.AgentVersion != img.Manifest.AgentVersion {
+		p.Stage("update agent")
+		if err := m.Images.InstallAgent(ctx, rootDisk(m.Dir(v.ID))); err != nil {
+			return v, fmt.Errorf("updating banger-agent in VM %s: %w", v.Name, err)
+		}
+		p.Detail("%s → %s", orNone(v.Spec.AgentVersion), img.Manifest.AgentVersion)
+		v.Spec.AgentVersion = img.Manifest.AgentVersion
+		if err := m.save(ctx, &v); err != nil {
+			return v, err
+		}
+	}
 	if err := m.boot(ctx, &v, img, choice, p); err != nil {
 		m.halt(context.WithoutCancel(ctx), &v, false)
 		return v, err
 	}
 	return v, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
 
 // Stop shuts a VM down cleanly: the agent asks systemd to power off, then

@@ -45,6 +45,9 @@ type Spec struct {
 	MemoryMiB  int    `json:"memory_mib"`
 	DiskBytes  int64  `json:"disk_bytes"`
 	Hypervisor string `json:"hypervisor"`
+	// AgentVersion is the banger-agent build in the VM's root disk (the
+	// image's when the VM was made; the daemon's after a start updated it).
+	AgentVersion string `json:"agent_version,omitempty"`
 }
 
 // Runtime is what the daemon knows of a VM's current run (JSON in the

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -281,6 +282,52 @@ func TestStopStartDelete(t *testing.T) {
 	}
 	if _, err := os.Stat(f.m.Dir(v.ID)); !os.IsNotExist(err) || f.net.holding() != 0 || len(f.hv.Running()) != 0 {
 		t.Errorf("delete left dir/taps/processes (tap %s)", tap)
+	}
+}
+
+// A VM whose root disk carries another agent build (made by an older
+// banger) gets the daemon's agent when it starts, once.
+func TestStartUpdatesAnOldAgent(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	v, err := f.m.Create(ctx, req("old"), &progress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Spec.AgentVersion == "" {
+		t.Fatal("create did not record the agent build")
+	}
+	if _, err := f.m.Stop(ctx, "old"); err != nil {
+		t.Fatal(err)
+	}
+	v, _ = f.m.Get(ctx, "old")
+	v.Spec.AgentVersion = ""
+	f.m.save(ctx, &v)
+	f.m.Images.AgentFiles = func(string) ([]ext4img.File, error) {
+		return []ext4img.File{{Path: "/usr/local/lib/banger/banger-agent", Mode: 0o755, Content: []byte("new agent")}}, nil
+	}
+	p := &progress{}
+	if _, err := f.m.Start(ctx, "old", p); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(p.stages, "update agent") {
+		t.Errorf("start stages %v lack update agent", p.stages)
+	}
+	got, err := f.m.Tools.ReadFile(ctx, rootDisk(f.m.Dir(v.ID)), "/usr/local/lib/banger/banger-agent")
+	if err != nil || string(got) != "new agent" {
+		t.Errorf("agent in the root disk: %q %v", got, err)
+	}
+	after, _ := f.m.Get(ctx, "old")
+	if after.Spec.AgentVersion == "" {
+		t.Error("the updated agent build was not recorded")
+	}
+	f.m.Stop(ctx, "old")
+	p = &progress{}
+	if _, err := f.m.Start(ctx, "old", p); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(p.stages, "update agent") {
+		t.Errorf("a current agent was written again: %v", p.stages)
 	}
 }
 
