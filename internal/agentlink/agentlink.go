@@ -37,6 +37,10 @@ type Pool struct {
 type link struct {
 	mu   sync.Mutex // held while connecting: one connect per VM at a time
 	sess *agentmux.Session
+	// pending is a channel whose upgrade timed out (a booting guest): the
+	// next attempt retries on it rather than dialing again, so a booting
+	// VM sees one host connection, not one per attempt.
+	pending io.ReadWriteCloser
 }
 
 func (p *Pool) link(key string) *link {
@@ -74,18 +78,26 @@ func (p *Pool) Get(ctx context.Context, key string, dial DialFunc) (*agentmux.Se
 	}
 	attempt, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, err := dial(attempt)
-	if err != nil {
-		return nil, err
+	conn := l.pending
+	l.pending = nil
+	if conn == nil {
+		c, err := dial(attempt)
+		if err != nil {
+			return nil, err
+		}
+		conn = c
 	}
 	sess, err := agentmux.Upgrade(attempt, conn)
 	if err != nil {
+		_, retryable := conn.(interface{ SetDeadline(time.Time) error })
+		if retryable && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			// Upgrade left the channel usable: keep it for the next try.
+			l.pending = conn
+			return nil, fmt.Errorf("the guest agent did not answer within %s", timeout)
+		}
 		conn.Close()
 		if errors.Is(err, agentmux.ErrUpgradeUnsupported) {
 			return nil, fmt.Errorf("%w; the VM runs the agent of an older banger: `banger vm restart` gives it this one", err)
-		}
-		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("the guest agent did not answer within %s", timeout)
 		}
 		return nil, err
 	}
@@ -107,6 +119,10 @@ func (p *Pool) Drop(key string) {
 	if l.sess != nil {
 		l.sess.Close()
 		l.sess = nil
+	}
+	if l.pending != nil {
+		l.pending.Close()
+		l.pending = nil
 	}
 }
 

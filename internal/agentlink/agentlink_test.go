@@ -91,14 +91,30 @@ func TestPoolReusesAndReconnects(t *testing.T) {
 func TestPoolReportsSilentAndOldAgents(t *testing.T) {
 	p := Pool{AttemptTimeout: 200 * time.Millisecond}
 	ctx := context.Background()
-	// A guest that never answers (still booting).
+	// A guest that never answers (still booting): attempts time out, and
+	// the next one waits on the same channel instead of dialing again;
+	// Drop closes it.
+	var dials atomic.Int32
+	closed := make(chan struct{})
 	silent := func(context.Context) (io.ReadWriteCloser, error) {
+		dials.Add(1)
 		host, agent := net.Pipe()
-		go io.Copy(io.Discard, agent)
+		go func() { io.Copy(io.Discard, agent); close(closed) }()
 		return host, nil
 	}
-	if _, err := p.Get(ctx, "a", silent); err == nil || err.Error() != "the guest agent did not answer within 200ms" {
-		t.Errorf("silent agent: %v", err)
+	for range 2 {
+		if _, err := p.Get(ctx, "a", silent); err == nil || err.Error() != "the guest agent did not answer within 200ms" {
+			t.Errorf("silent agent: %v", err)
+		}
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("a booting guest was dialed %d times, want once", n)
+	}
+	p.Drop("a")
+	select {
+	case <-closed:
+	case <-time.After(time.Minute):
+		t.Error("Drop left the pending channel open")
 	}
 	// A protocol 1 agent: the error says to recreate the VM.
 	v1 := func(context.Context) (io.ReadWriteCloser, error) {

@@ -139,6 +139,16 @@ func (c *Controller) Start(ctx context.Context) (api.DaemonStatus, error) {
 	if err := os.MkdirAll(c.Paths.StateDir, 0o700); err != nil {
 		return api.DaemonStatus{}, fmt.Errorf("creating %s: %w", c.Paths.StateDir, err)
 	}
+	// Several banger commands may find no daemon at once: one starts it,
+	// the others wait for the lock and then find it answering.
+	unlock, err := c.startLock(ctx)
+	if err != nil {
+		return api.DaemonStatus{}, err
+	}
+	defer unlock()
+	if st, err := c.Status(ctx); err == nil {
+		return st, nil
+	}
 	out, err := os.OpenFile(c.OutFile(), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return api.DaemonStatus{}, err
@@ -180,6 +190,36 @@ func (c *Controller) Start(ctx context.Context) (api.DaemonStatus, error) {
 			return api.DaemonStatus{}, api.Errorf(api.CodeUnavailable,
 				"bangerd did not answer on %s within %s; its output is in %s and its log in %s",
 				c.Paths.Socket(), timeout, c.OutFile(), c.Paths.LogFile())
+		}
+	}
+}
+
+// startLock takes the lock that serialises starting the daemon; the
+// kernel drops it if the holder dies.
+func (c *Controller) startLock(ctx context.Context) (func(), error) {
+	if err := os.MkdirAll(c.Paths.RuntimeDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", c.Paths.RuntimeDir, err)
+	}
+	path := filepath.Join(c.Paths.RuntimeDir, "bangerd.start.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("waiting for another banger to start bangerd (%s): %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }

@@ -2,10 +2,12 @@ package guest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,6 +23,7 @@ import (
 // fakeVMs is one VM whose agent is banger-agent's real protocol 2 end,
 // served over a pipe with its sessions in a temporary directory.
 type fakeVMs struct {
+	dir   string // the test's temporary directory
 	v     vm.VM
 	guest *agentmux.Guest
 	sess  *agentmux.Session
@@ -83,7 +86,7 @@ func setup(t *testing.T) (*Service, *fakeVMs, *store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeVMs{v: vm.VM{VM: rec}, guest: g}
+	f := &fakeVMs{dir: dir, v: vm.VM{VM: rec}, guest: g}
 	f.connect(t)
 	return &Service{VMs: f, Store: st}, f, st
 }
@@ -192,7 +195,8 @@ func TestSessionsRehydrateAndGoLost(t *testing.T) {
 
 	// A second session, then the VM stops: what ran is reported lost,
 	// from the store alone.
-	if _, err := s2.Start(ctx, "g", api.StartSessionRequest{Name: "sleeper", Argv: []string{"sleep", "600"}}); err != nil {
+	sleeper, err := s2.Start(ctx, "g", api.StartSessionRequest{Name: "sleeper", Argv: []string{"sleep", "600"}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	f.v.State = api.VMStopped
@@ -216,7 +220,20 @@ func TestSessionsRehydrateAndGoLost(t *testing.T) {
 	if _, err := s2.Get(ctx, "g", "sleeper"); !errors.Is(err, api.ErrNotFound) {
 		t.Errorf("removed session still there: %v", err)
 	}
-	// Clean up the sleeper's process: the guest is this test process.
+	// Clean up the sleeper's process (the guest is this test process) and
+	// wait until the agent has recorded its end, so the state directory is
+	// quiet when the test's temporary directory goes.
 	f.v.State = api.VMRunning
 	f.sess.Call(ctx, "session.signal", map[string]string{"session": "sleeper", "signal": "KILL"}, nil)
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var rec struct {
+			Info struct {
+				State string `json:"state"`
+			} `json:"info"`
+		}
+		b, _ := os.ReadFile(filepath.Join(f.dir, "sessions", sleeper.ID+".json"))
+		if json.Unmarshal(b, &rec) == nil && rec.Info.State != "" && rec.Info.State != api.SessionRunning {
+			break
+		}
+	}
 }
