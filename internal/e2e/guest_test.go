@@ -413,6 +413,15 @@ func testAttachers(t *testing.T, e *env) {
 	b.send(`{"after":"eof"}`)
 	b.expect(`{"echo":{"after":"eof"}}`)
 	a2.expect(`{"echo":{"after":"eof"}}`)
+	// --stdin-eof detach detaches at the end of stdin, exit 0.
+	d := startAttacher(t, e, "g", "pair", "--since", "now", "--stdin-eof", "detach")
+	d.stdin.Close()
+	if code := d.wait(); code != 0 || !strings.Contains(d.stderr.String(), "detached") {
+		t.Errorf("--stdin-eof detach: exit %d %q", code, d.stderr)
+	}
+	b.send(`{"after":"detach"}`)
+	b.expect(`{"echo":{"after":"detach"}}`)
+	a2.expect(`{"echo":{"after":"detach"}}`)
 	// --stdin-eof close closes the session's stdin: echo.sh ends, every
 	// attacher sees the end and exits with the session's code.
 	c := startAttacher(t, e, "g", "pair", "--since", "now", "--stdin-eof", "close")
