@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/bangerdev/banger/api"
@@ -142,14 +143,12 @@ func attach(ctx context.Context, app *App, vm, ref, since, stdinEOF string) erro
 
 	// Detach on a signal; in a raw terminal Ctrl-] does it instead.
 	detached := make(chan struct{})
-	var detachOnce = make(chan struct{}, 1)
+	var once sync.Once
 	detach := func() {
-		select {
-		case detachOnce <- struct{}{}:
+		once.Do(func() {
 			close(detached)
 			a.Close()
-		default:
-		}
+		})
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
@@ -217,6 +216,9 @@ func attach(ctx context.Context, app *App, vm, ref, since, stdinEOF string) erro
 	}()
 
 	offset := opt.Since
+	if offset < 0 {
+		offset = ses.BufferedFrom
+	}
 	for {
 		ch, err := a.Next()
 		if err != nil {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -68,7 +69,7 @@ func readerFrom(br *bufio.Reader, conn net.Conn) io.Reader {
 		return conn
 	}
 	buffered, _ := br.Peek(br.Buffered())
-	return io.MultiReader(strings.NewReader(string(buffered)), conn)
+	return io.MultiReader(bytes.NewReader(bytes.Clone(buffered)), conn)
 }
 
 func (d *Daemon) execVM(w http.ResponseWriter, r *http.Request) error {
