@@ -54,6 +54,18 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"version", "extra"}, "takes no arguments"},
 		{[]string{"operation", "show"}, "wants an operation id"},
 		{[]string{"doctor", "--frobnicate"}, "unknown flag: --frobnicate"},
+		{[]string{"vm", "exec", "demo"}, "wants a VM name and a command after --"},
+		{[]string{"vm", "cp", "a", "b"}, "exactly one of SRC and DEST must be VM:/PATH"},
+		{[]string{"vm", "cp", "demo:/a", "other:/b"}, "exactly one of SRC and DEST must be VM:/PATH"},
+		{[]string{"vm", "cp", "./a", "demo:relative"}, "the guest path must be absolute"},
+		{[]string{"vm", "workspace", "prepare"}, "wants a VM name and at most one path"},
+		{[]string{"vm", "workspace", "prepare", "demo", ".", "--mode", "rsync"}, `unknown workspace mode "rsync"`},
+		{[]string{"vm", "run", "a", "b"}, "takes at most one path"},
+		{[]string{"vm", "run", "--mode", "zip"}, `unknown workspace mode "zip"`},
+		{[]string{"vm", "session", "start", "demo"}, "wants a VM and a command after --"},
+		{[]string{"vm", "session", "attach", "demo", "s", "--stdin-eof", "maybe"}, `--stdin-eof "maybe": want keep, close or detach`},
+		{[]string{"vm", "session", "attach", "demo"}, "VM SESSION"},
+		{[]string{"vm", "session", "attach", "demo", "s", "--since", "yesterday"}, `--since "yesterday": want resume, all, now or a byte offset`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -108,6 +108,16 @@ func (c *cursor) close() {
 }
 
 func attach(ctx context.Context, app *App, vm, ref, since, stdinEOF string) error {
+	var offset int64
+	switch since {
+	case "resume", "all", "now":
+	default:
+		n, err := strconv.ParseInt(since, 10, 64)
+		if err != nil || n < 0 {
+			return usageError("--since %q: want resume, all, now or a byte offset (0 or more)", since)
+		}
+		offset = n
+	}
 	cl, err := app.Client(ctx)
 	if err != nil {
 		return err
@@ -129,11 +139,7 @@ func attach(ctx context.Context, app *App, vm, ref, since, stdinEOF string) erro
 		}
 		opt.Since = ses.OutputBytes
 	default:
-		n, err := strconv.ParseInt(since, 10, 64)
-		if err != nil || n < 0 {
-			return usageError("--since %q: want resume, all, now or a byte offset (0 or more)", since)
-		}
-		opt.Since = n
+		opt.Since = offset
 	}
 	a, ses, err := cl.Attach(ctx, vm, ref, opt)
 	if err != nil {
@@ -215,7 +221,7 @@ func attach(ctx context.Context, app *App, vm, ref, since, stdinEOF string) erro
 		}
 	}()
 
-	offset := opt.Since
+	offset = opt.Since
 	if offset < 0 {
 		offset = ses.BufferedFrom
 	}
