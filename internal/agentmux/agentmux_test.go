@@ -565,3 +565,48 @@ func TestExecCancel(t *testing.T) {
 		t.Errorf("exec after a cancelled one: %v", err)
 	}
 }
+
+// A restarted agent announces itself with a reset line before anything
+// else, and that line ends a host session left over from the agent before
+// it at once (rather than at yamux's keepalive timeout).
+func TestGuestResetEndsStaleHostSession(t *testing.T) {
+	// The first bytes of a fresh Serve are the reset line.
+	h, g := socketPair(t)
+	go (&Guest{}).Serve(testContext(t), g)
+	want := "\n" + resetLine + "\n"
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(h, got); err != nil || string(got) != want {
+		t.Fatalf("a new agent first wrote %q (%v), want %q", got, err, want)
+	}
+
+	hostF, guestF := socketPair(t)
+	ctx1, stop1 := context.WithCancel(testContext(t))
+	done1 := make(chan error, 1)
+	go func() { done1 <- (&Guest{Handler: &fakeHandler{}}).Serve(ctx1, guestF) }()
+	s1, err := Upgrade(testContext(t), &hostLink{f: hostF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s1.Health(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	// The agent dies; a new one serves the same channel: the host's
+	// session ends and a new upgrade works.
+	stop1()
+	<-done1
+	guestF.SetDeadline(zeroTime)
+	go (&Guest{Handler: &fakeHandler{}}).Serve(testContext(t), guestF)
+	select {
+	case <-s1.Done():
+	case <-testContext(t).Done():
+		t.Fatal("the stale host session outlived the new agent's reset line")
+	}
+	s2, err := Upgrade(testContext(t), &hostLink{f: hostF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if _, err := s2.Health(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -45,6 +45,13 @@
 // gets no answer retries (Upgrade with a short timeout per attempt) and
 // skips the stale replies to its earlier attempts.
 //
+// The other way round — the agent restarts under a live host session —
+// Serve begins every channel with a reset line, {"id":"","type":"reset"}.
+// A host in line mode skips it like any stale line; a host still running
+// a yamux session with the previous agent reads it as a malformed frame,
+// so that session (and its streams) fail at once instead of at the
+// keepalive timeout, and the host's next request upgrades again.
+//
 // # Streams
 //
 // Each request opens one yamux stream. The host writes one JSON header

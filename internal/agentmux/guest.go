@@ -69,6 +69,17 @@ func (g *Guest) Serve(ctx context.Context, rw io.ReadWriter) error {
 	}
 	p := startPump(rw, quit)
 	w := &lockedWriter{w: rw}
+	// Reset first: a host may still run a session with the agent that had
+	// this channel before (the agent restarted under it). This line is not
+	// a yamux frame, so that session fails at once instead of at its
+	// keepalive timeout; a host in line mode skips it. The write may wait
+	// for a host to connect (a virtio-serial port with none blocks), so it
+	// runs aside, holding the writer so nothing overtakes it.
+	w.mu.Lock()
+	go func() {
+		defer w.mu.Unlock()
+		w.w.Write([]byte("\n" + resetLine + "\n"))
+	}()
 	lr := &lineReader{src: pumpReader{p, ctx.Done()}}
 	for {
 		line, err := lr.next()

@@ -181,6 +181,10 @@ func yamuxConfig() *yamux.Config {
 	return c
 }
 
+// resetLine is what the guest writes when it starts serving a channel: a
+// v1-shaped message no host request matches (see Guest.Serve).
+const resetLine = `{"id":"","type":"reset"}`
+
 // messageStart is how every line-mode message begins on the wire.
 const messageStart = `{"id":`
 

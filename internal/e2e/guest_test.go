@@ -111,6 +111,7 @@ func TestGuestAccess(t *testing.T) {
 	t.Run("session-launch", func(t *testing.T) { testSessionLaunch(t, e) })
 	t.Run("two-attachers-and-replay", func(t *testing.T) { testAttachers(t, e) })
 	t.Run("tty-resize", func(t *testing.T) { testTTYSession(t, e) })
+	t.Run("agent-restart", func(t *testing.T) { testAgentRestart(t, e) })
 	t.Run("orchestrator-survives-daemon-kill", func(t *testing.T) { testOrchestrator(t, e) })
 	e.must("vm", "delete", "g")
 	verifyClean(t, e)
@@ -502,6 +503,32 @@ func testTTYSession(t *testing.T, e *env) {
 		t.Errorf("tty session after detach: %+v", s)
 	}
 	e.must("vm", "session", "kill", "g", "term")
+}
+
+// Restarting the guest agent (an upgrade, a crash) leaves its sessions
+// running (KillMode=process); the new agent adopts them as orphans and
+// bangerd reconnects on the next request.
+func testAgentRestart(t *testing.T, e *env) {
+	e.must("vm", "session", "start", "g", "--name", "survivor", "--", "sleep", "1000")
+	pid := sessionInfo(t, e, "survivor").PID
+	// The exec's own stream dies with the agent: its error is expected.
+	e.runWith(e.extra, "vm", "exec", "g", "--", "systemctl", "restart", "banger-agent")
+	deadline := time.Now().Add(hangGuard)
+	for {
+		r := e.runWith(e.extra, "vm", "exec", "g", "--", "true")
+		if r.code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent did not come back: %s", r.stderr)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	s := sessionInfo(t, e, "survivor")
+	if s.State != api.SessionRunning || s.PID != pid || !s.Orphaned {
+		t.Errorf("session after an agent restart: %+v (pid was %d)", s, pid)
+	}
+	e.must("vm", "session", "kill", "g", "survivor")
 }
 
 // The orchestrator from the issue: it spawns attach, speaks JSON lines to
