@@ -37,6 +37,7 @@ func newVMDeleteCmd(app *App) *cobra.Command {
 						errs[i] = fmt.Errorf("%s: %w", name, err)
 						return
 					}
+					forgetCursors(app, name, "")
 					fmt.Fprintf(app.Stdout, "deleted vm %s\n", name)
 				}()
 			}

@@ -374,9 +374,14 @@ func newSessionRmCmd(app *App) *cobra.Command {
 		Example: "  banger vm session rm demo echo",
 		Args:    exactArgs(2, "VM SESSION"),
 		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
-			if err := cl.RemoveSession(ctx, args[0], args[1]); err != nil {
+			ses, err := cl.Session(ctx, args[0], args[1])
+			if err != nil {
 				return err
 			}
+			if err := cl.RemoveSession(ctx, args[0], ses.ID); err != nil {
+				return err
+			}
+			forgetCursors(app, args[0], ses.ID)
 			fmt.Fprintf(app.Stdout, "removed session %s\n", args[1])
 			return nil
 		}),

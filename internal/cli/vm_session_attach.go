@@ -76,16 +76,32 @@ window, and Ctrl-] detaches (Ctrl-C goes to the session).`,
 // attach resumes there.
 type cursor struct{ f *os.File }
 
-func openCursor(app *App, vm, ref string) (*cursor, int64, bool) {
+// cursorPath is where the cursor of a VM's session lives; with id ""
+// the VM's directory of cursors.
+func cursorPath(app *App, vm, id string) (string, error) {
 	paths, err := app.paths()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(paths.StateDir, "attach", url.PathEscape(vm), url.PathEscape(id)), nil
+}
+
+// forgetCursors removes the cursors of a removed session or VM.
+func forgetCursors(app *App, vm, id string) {
+	if p, err := cursorPath(app, vm, id); err == nil {
+		os.RemoveAll(p)
+	}
+}
+
+func openCursor(app *App, vm, id string) (*cursor, int64, bool) {
+	path, err := cursorPath(app, vm, id)
 	if err != nil {
 		return nil, 0, false
 	}
-	dir := filepath.Join(paths.StateDir, "attach", url.PathEscape(vm))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, 0, false
 	}
-	f, err := os.OpenFile(filepath.Join(dir, url.PathEscape(ref)), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, 0, false
 	}
@@ -123,25 +139,26 @@ func attach(ctx context.Context, app *App, vm, ref, since, stdinEOF string) erro
 		return err
 	}
 	defer cl.Close()
-	cur, saved, resumable := openCursor(app, vm, ref)
+	// The session's id keys the cursor: a name can be reused after rm.
+	target, err := cl.Session(ctx, vm, ref)
+	if err != nil {
+		return err
+	}
+	cur, saved, resumable := openCursor(app, vm, target.ID)
 	defer cur.close()
 	opt := client.AttachOptions{Since: -1}
 	switch since {
 	case "resume":
-		if resumable {
+		if resumable && saved <= target.OutputBytes {
 			opt.Since = saved
 		}
 	case "all":
 	case "now":
-		ses, err := cl.Session(ctx, vm, ref)
-		if err != nil {
-			return err
-		}
-		opt.Since = ses.OutputBytes
+		opt.Since = target.OutputBytes
 	default:
 		opt.Since = offset
 	}
-	a, ses, err := cl.Attach(ctx, vm, ref, opt)
+	a, ses, err := cl.Attach(ctx, vm, target.ID, opt)
 	if err != nil {
 		return err
 	}

@@ -435,6 +435,16 @@ func testAttachers(t *testing.T, e *env) {
 	if s := sessionInfo(t, e, "pair"); s.State != api.SessionExited {
 		t.Errorf("session after its stdin closed: %s", s.State)
 	}
+	// A new session may take the name: attach starts it from its own
+	// beginning (cursors are kept per session id).
+	e.must("vm", "session", "rm", "g", "pair")
+	e.must("vm", "session", "start", "g", "--name", "pair", "--", "./echo.sh")
+	n := startAttacher(t, e, "g", "pair")
+	n.send(`{"new":1}`)
+	n.expect(`{"echo":{"new":1}}`)
+	n.cmd.Process.Signal(syscall.SIGINT)
+	n.wait()
+	e.must("vm", "session", "kill", "g", "pair")
 }
 
 // safeBuffer collects a terminal's output.
