@@ -168,6 +168,19 @@ func TestExecStartFailure(t *testing.T) {
 	if !errors.As(err, &e) || e.Code != CodeExecFailed || !strings.Contains(e.Message, "/nonexistent/banger-test") {
 		t.Errorf("error = %#v, want an *Error with code %s", err, CodeExecFailed)
 	}
+	for _, tt := range []struct {
+		req  ExecRequest
+		want string
+	}{
+		{ExecRequest{Argv: []string{"banger-no-such-command"}}, "banger-no-such-command: command not found in the guest's PATH"},
+		{ExecRequest{Argv: []string{"true"}, Cwd: "/nonexistent/dir"}, "working directory /nonexistent/dir does not exist"},
+		{ExecRequest{Argv: []string{"true"}, Cwd: "/nonexistent/dir", TTY: true}, "working directory /nonexistent/dir does not exist"},
+	} {
+		_, err := s.Exec(testContext(t), tt.req, nil, nil, nil)
+		if !errors.As(err, &e) || e.Code != CodeExecFailed || !strings.Contains(e.Message, tt.want) {
+			t.Errorf("%+v: error = %v, want %q", tt.req, err, tt.want)
+		}
+	}
 	// The session still serves requests.
 	if _, err := s.Exec(testContext(t), ExecRequest{Argv: []string{"true"}}, nil, nil, nil); err != nil {
 		t.Errorf("exec after a failure: %v", err)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"sync"
@@ -162,7 +163,16 @@ func serveExec(ctx context.Context, st io.Writer, r *bufio.Reader, req ExecReque
 		}
 	}
 	if err != nil {
-		writeReply(st, Reply{Error: &Error{Code: CodeExecFailed, Message: "starting " + req.Argv[0] + ": " + err.Error()}})
+		msg := "starting " + req.Argv[0] + ": " + err.Error()
+		switch {
+		case errors.Is(err, exec.ErrNotFound):
+			msg = fmt.Sprintf("%s: command not found in the guest's PATH (%s): install it in the image, or give its full path", req.Argv[0], os.Getenv("PATH"))
+		case req.Cwd != "" && errors.Is(err, fs.ErrNotExist):
+			if _, serr := os.Stat(req.Cwd); serr != nil {
+				msg = fmt.Sprintf("working directory %s does not exist in the guest: create it, or prepare the workspace first", req.Cwd)
+			}
+		}
+		writeReply(st, Reply{Error: &Error{Code: CodeExecFailed, Message: msg}})
 		return
 	}
 	err = writeReply(st, Reply{})
