@@ -65,8 +65,7 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, choice Choic
 	}
 	p.Detail("%s", tap)
 
-	p.Stage("launch " + hv.Name())
-	h, err := hv.Launch(ctx, hypervisor.Spec{
+	spec := hypervisor.Spec{
 		ID: v.ID, Name: v.Name, Dir: dir, VCPUs: v.Spec.VCPUs, MemoryMiB: v.Spec.MemoryMiB,
 		Boot: hypervisor.Boot{
 			Vmlinux: img.Path(image.Vmlinux), Vmlinuz: img.Path(image.Vmlinuz), Initrd: img.Path(image.Initrd),
@@ -76,21 +75,37 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, choice Choic
 		NIC:          &hypervisor.NIC{TAP: tap, MAC: v.Lease.MAC},
 		ConsoleLimit: ConsoleLimit,
 		Accel:        choice.Accel,
-	})
-	if err != nil {
-		return err
 	}
-	v.Runtime.Handle = &h
-	v.Runtime.StartedAt = m.now()
-	if err := m.save(ctx, v); err != nil {
-		return err
-	}
-	p.Detail("pid %d, %s", h.PID, h.Accel)
+	var (
+		h    hypervisor.Handle
+		sess *agentmux.Session
+	)
+	for attempt := 1; ; attempt++ {
+		p.Stage("launch " + hv.Name())
+		if h, err = hv.Launch(ctx, spec); err != nil {
+			return err
+		}
+		v.Runtime.Handle = &h
+		v.Runtime.StartedAt = m.now()
+		if err := m.save(ctx, v); err != nil {
+			return err
+		}
+		p.Detail("pid %d, %s", h.PID, h.Accel)
 
-	p.Stage("agent health")
-	sess, err := m.waitAgent(ctx, hv, v.ID, h)
-	if err != nil {
-		return err
+		p.Stage("agent health")
+		sess, err = m.waitAgent(ctx, hv, v.ID, h)
+		if errors.Is(err, errStalled) && attempt == 1 {
+			p.Logf("%v; relaunching it once", err)
+			m.links.Drop(v.ID)
+			if err := hv.Kill(h); err != nil && running(ctx, hv, h) {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		break
 	}
 	// The VM is usable once its work disk is /root; systemd mounts it a
 	// little after the agent starts.
@@ -132,6 +147,7 @@ func (m *Manager) waitAgent(ctx context.Context, hv hypervisor.Hypervisor, id st
 	ctx, cancel := context.WithTimeout(ctx, m.agentTimeout())
 	defer cancel()
 	var lastErr error
+	console := consoleWatch{path: h.ConsoleLog, since: m.now()}
 	for {
 		sess, err := m.links.Get(ctx, id, m.dialer(hv, h))
 		if err == nil {
@@ -147,6 +163,10 @@ func (m *Manager) waitAgent(ctx context.Context, hv hypervisor.Hypervisor, id st
 		if st, err := hv.Status(ctx, h); err == nil && st == hypervisor.Stopped {
 			return nil, fmt.Errorf("the hypervisor exited before the guest agent answered; console tail:\n%s", consoleTail(h.ConsoleLog, 15))
 		}
+		if h.Accel == "tcg" && console.silentFor(m.now()) > m.stallAfter() {
+			return nil, fmt.Errorf("%w: its console has been silent for %s under software emulation; last console lines:\n%s",
+				errStalled, m.stallAfter(), consoleTail(h.ConsoleLog, 5))
+		}
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -157,6 +177,30 @@ func (m *Manager) waitAgent(ctx context.Context, hv hypervisor.Hypervisor, id st
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// errStalled: a TCG guest stopped making progress before its agent came up.
+var errStalled = errors.New("the guest stalled during boot")
+
+func (m *Manager) stallAfter() time.Duration {
+	if m.StallAfter > 0 {
+		return m.StallAfter
+	}
+	return 90 * time.Second
+}
+
+// consoleWatch notices when a console log last changed size.
+type consoleWatch struct {
+	path  string
+	size  int64
+	since time.Time // when the size last changed (or the watch began)
+}
+
+func (c *consoleWatch) silentFor(now time.Time) time.Duration {
+	if fi, err := os.Stat(c.path); err == nil && fi.Size() != c.size {
+		c.size, c.since = fi.Size(), now
+	}
+	return now.Sub(c.since)
 }
 
 // dialer opens the agent channel of the VM behind h.

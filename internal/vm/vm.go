@@ -106,6 +106,11 @@ type Manager struct {
 	// AgentTimeout bounds the wait for the agent (boot) and for each
 	// readiness probe.
 	AgentTimeout time.Duration
+	// StallAfter: under software emulation (TCG), a guest whose serial
+	// console has been silent this long before its agent answered is
+	// taken for stalled (TCG guests occasionally hang in early boot on a
+	// loaded host) and relaunched, once. Zero means 90s.
+	StallAfter time.Duration
 	// PublicKey returns the configured SSH public key (authorized_keys
 	// line); nil skips installing it.
 	PublicKey func() (string, error)

@@ -285,6 +285,53 @@ func TestStopStartDelete(t *testing.T) {
 	}
 }
 
+// Under software emulation a guest whose console stays silent before its
+// agent answers is taken for stalled and relaunched — once.
+func TestStalledTCGBootIsRelaunchedOnce(t *testing.T) {
+	f := newFixture(t)
+	f.m.Select = func(context.Context, string, Progress) (Choice, error) {
+		return Choice{HV: f.hv, Accel: "tcg"}, nil
+	}
+	f.hv.DialErr = errors.New("no agent yet") // and the fake console never grows
+	f.m.StallAfter = 300 * time.Millisecond
+	f.m.AgentTimeout = 2 * time.Second
+	p := &progress{}
+	_, err := f.m.Create(context.Background(), req("stuck"), p)
+	if err == nil {
+		t.Fatal("create succeeded without an agent")
+	}
+	if !strings.Contains(err.Error(), "stalled during boot") {
+		t.Errorf("second stall: %v", err)
+	}
+	if n := len(f.hv.Launched()); n != 2 {
+		t.Errorf("launched %d times, want 2 (one relaunch)", n)
+	}
+	launches := 0
+	for _, s := range p.stages {
+		if s == "launch fake" {
+			launches++
+		}
+	}
+	if launches != 2 || len(f.hv.Running()) != 0 {
+		t.Errorf("stages %v, %d still running", p.stages, len(f.hv.Running()))
+	}
+
+	// Under KVM the same silence is just a slow boot: no relaunch.
+	g := newFixture(t)
+	g.m.Select = func(context.Context, string, Progress) (Choice, error) {
+		return Choice{HV: g.hv, Accel: "kvm"}, nil
+	}
+	g.hv.DialErr = errors.New("no agent yet")
+	g.m.StallAfter = 300 * time.Millisecond
+	g.m.AgentTimeout = time.Second
+	if _, err := g.m.Create(context.Background(), req("slow"), &progress{}); !errors.Is(err, api.ErrUnavailable) {
+		t.Errorf("kvm boot without an agent: %v", err)
+	}
+	if n := len(g.hv.Launched()); n != 1 {
+		t.Errorf("kvm: launched %d times, want 1", n)
+	}
+}
+
 // A VM whose root disk carries another agent build (made by an older
 // banger) gets the daemon's agent when it starts, once.
 func TestStartUpdatesAnOldAgent(t *testing.T) {

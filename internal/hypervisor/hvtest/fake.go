@@ -1,6 +1,7 @@
 package hvtest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -204,7 +205,7 @@ func (f *Fake) Launch(ctx context.Context, spec hypervisor.Spec) (h hypervisor.H
 		AgentSocket:   agent,
 		ConsoleLog:    console,
 		ConsoleLimit:  spec.ConsoleLimit,
-		Accel:         "fake",
+		Accel:         cmp.Or(spec.Accel, "fake"),
 	}
 	f.vms[pid] = &fakeVM{spec: spec, handle: h, state: hypervisor.Running}
 	return h, nil
