@@ -97,17 +97,6 @@ func (s *Store) ListLeases(ctx context.Context) ([]Lease, error) {
 	return out, rows.Err()
 }
 
-// CreateSession records a guest session.
-func (s *Store) CreateSession(ctx context.Context, ses Session) error {
-	now := s.now()
-	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO sessions (id, vm_id, name, state, meta, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			ses.ID, ses.VMID, ses.Name, ses.State, orJSON(ses.Meta), unixMilli(now), unixMilli(now))
-		return classify(err, "creating session "+ses.Name)
-	})
-}
-
 // CountSessions returns the number of sessions of a VM.
 func (s *Store) CountSessions(ctx context.Context, vmID string) (int, error) {
 	var n int

@@ -113,7 +113,7 @@ func TestForeignKeysHold(t *testing.T) {
 			return s.CreateLease(ctx, Lease{IP: "172.30.0.9", VMID: "nope", MAC: "02:00:00:00:00:09"})
 		}},
 		{"session for unknown vm", func() error {
-			return s.CreateSession(ctx, Session{ID: "s1", VMID: "nope", Name: "s", State: "running"})
+			return s.PutSession(ctx, Session{ID: "s1", VMID: "nope", Name: "s", State: "running"})
 		}},
 		{"image with unknown parent", func() error {
 			return s.CreateImage(ctx, Image{ID: "img2", Name: "child", ParentID: "nope", State: "ready"})
@@ -135,7 +135,20 @@ func TestForeignKeysHold(t *testing.T) {
 	if err := s.CreateLease(ctx, Lease{IP: "172.30.0.2", VMID: "vm1", MAC: "02:00:00:00:00:02"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CreateSession(ctx, Session{ID: "s1", VMID: "vm1", Name: "agent", State: "running"}); err != nil {
+	if err := s.PutSession(ctx, Session{ID: "s1", VMID: "vm1", Name: "agent", State: "running"}); err != nil {
+		t.Fatal(err)
+	}
+	// Putting it again updates it; an unnamed session is recorded under its id.
+	if err := s.PutSession(ctx, Session{ID: "s1", VMID: "vm1", Name: "agent", State: "exited", Meta: `{"x":1}`}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutSession(ctx, Session{ID: "s2", VMID: "vm1", State: "running"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.ListSessions(ctx, "vm1"); len(got) != 2 || got[0].State != "exited" || got[0].Meta != `{"x":1}` || got[1].Name != "s2" {
+		t.Fatalf("sessions after updates: %+v", got)
+	}
+	if err := s.DeleteSession(ctx, "s2"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.DeleteImage(ctx, "img1"); !errors.Is(err, ErrConflict) {
