@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/client"
 	"github.com/spf13/cobra"
 )
 
@@ -17,13 +19,8 @@ func newDaemonStatusCmd(app *App) *cobra.Command {
 every banger command, it starts the daemon when none runs.`,
 		Example: "  banger daemon status\n  banger daemon status --json",
 		Args:    noArgs,
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			st, err := cl.DaemonStatus(c.Context())
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			st, err := cl.DaemonStatus(ctx)
 			if err != nil {
 				return err
 			}
@@ -31,7 +28,7 @@ every banger command, it starts the daemon when none runs.`,
 				return printJSON(app.Stdout, st)
 			}
 			return printDaemonStatus(app, st)
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c

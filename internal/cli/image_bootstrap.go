@@ -36,7 +36,7 @@ bootstrap skips debootstrap. Needs root (bangerd as root) and debootstrap.`,
 			if err != nil {
 				return err
 			}
-			return finishImageOp(c, app, cl, op, asJSON, fmt.Sprintf("bootstrapped image %s", op.Target))
+			return finishImageOp(c.Context(), app, cl, op, asJSON, fmt.Sprintf("bootstrapped image %s", op.Target))
 		},
 	}
 	f := c.Flags()

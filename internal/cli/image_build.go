@@ -52,7 +52,7 @@ Presets:
 			if err != nil {
 				return err
 			}
-			return finishImageOp(c, app, cl, op, asJSON, fmt.Sprintf("built image %s from %s", req.Name, req.From))
+			return finishImageOp(c.Context(), app, cl, op, asJSON, fmt.Sprintf("built image %s from %s", req.Name, req.From))
 		},
 	}
 	f := c.Flags()

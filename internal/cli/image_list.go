@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/client"
 	"github.com/spf13/cobra"
 )
 
@@ -17,13 +19,8 @@ func newImageListCmd(app *App) *cobra.Command {
 		Short:   "List images",
 		Example: "  banger image list\n  banger image list --json | jq -r '.images[].name'",
 		Args:    noArgs,
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			imgs, err := cl.Images(c.Context())
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			imgs, err := cl.Images(ctx)
 			if err != nil {
 				return err
 			}
@@ -37,7 +34,7 @@ func newImageListCmd(app *App) *cobra.Command {
 					fmtBytes(imageSize(img)), dash(img.Parent), fmt.Sprint(len(img.UsedBy)), fmtAge(now, img.CreatedAt))
 			}
 			return t.flush()
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c

@@ -1,20 +1,20 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
-	"github.com/spf13/cobra"
 )
 
 // finishImageOp follows an image operation live and prints the image it
 // produced (or, with --json, the event stream only).
-func finishImageOp(c *cobra.Command, app *App, cl *client.Client, op api.Operation, asJSON bool, done string) error {
+func finishImageOp(ctx context.Context, app *App, cl *client.Client, op api.Operation, asJSON bool, done string) error {
 	if !asJSON {
 		fmt.Fprintf(app.Stderr, "%s: operation %s\n", op.Kind, op.ID)
 	}
-	final, err := followOperation(c.Context(), app, cl, op, asJSON)
+	final, err := followOperation(ctx, app, cl, op, asJSON)
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 
+	"github.com/bangerdev/banger/client"
 	"github.com/spf13/cobra"
 )
 
@@ -18,18 +20,13 @@ rootfs), a missing work-seed is made, and the fingerprint is recorded.
 Promoting a complete image changes nothing.`,
 		Example: "  banger image promote big",
 		Args:    exactArgs(1, "an image name"),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			op, err := cl.BeginPromoteImage(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			op, err := cl.BeginPromoteImage(c.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return finishImageOp(c, app, cl, op, asJSON, fmt.Sprintf("image %s is managed", args[0]))
-		},
+			return finishImageOp(ctx, app, cl, op, asJSON, fmt.Sprintf("image %s is managed", args[0]))
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print operation events as JSON lines")
 	return c

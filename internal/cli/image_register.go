@@ -52,7 +52,7 @@ image is "unmanaged" until ` + "`banger image promote`" + ` copies them in.`,
 			if err != nil {
 				return err
 			}
-			return finishImageOp(c, app, cl, op, asJSON, fmt.Sprintf("registered image %s", req.Name))
+			return finishImageOp(c.Context(), app, cl, op, asJSON, fmt.Sprintf("registered image %s", req.Name))
 		},
 	}
 	f := c.Flags()

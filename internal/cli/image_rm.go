@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 
+	"github.com/bangerdev/banger/client"
 	"github.com/spf13/cobra"
 )
 
@@ -17,18 +19,13 @@ removal is refused; --force removes the files anyway (running VMs keep their
 own disk clones) and the record goes when its last user does.`,
 		Example: "  banger image rm old-base\n  banger image rm old-base --force",
 		Args:    exactArgs(1, "an image name"),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			if err := cl.RemoveImage(ctx, args[0], force); err != nil {
 				return err
 			}
-			defer cl.Close()
-			if err := cl.RemoveImage(c.Context(), args[0], force); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(app.Stdout, "removed image %s\n", args[0])
+			_, err := fmt.Fprintf(app.Stdout, "removed image %s\n", args[0])
 			return err
-		},
+		}),
 	}
 	c.Flags().BoolVar(&force, "force", false, "remove even while VMs use the image")
 	return c

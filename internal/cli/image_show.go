@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/client"
 	"github.com/spf13/cobra"
 )
 
@@ -17,13 +19,8 @@ func newImageShowCmd(app *App) *cobra.Command {
 		Example: `  banger image show debian-bookworm
   banger image show agents --json | jq .kernel`,
 		Args: exactArgs(1, "an image name"),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			img, err := cl.Image(c.Context(), args[0])
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			img, err := cl.Image(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -31,7 +28,7 @@ func newImageShowCmd(app *App) *cobra.Command {
 				return printJSON(app.Stdout, img)
 			}
 			return printImage(app, img)
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c

@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/client"
 	"github.com/spf13/cobra"
 )
 
@@ -30,13 +32,8 @@ func newOperationListCmd(app *App) *cobra.Command {
 		Short:   "List recent operations, newest first",
 		Example: "  banger operation list\n  banger operation list --json",
 		Args:    noArgs,
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			ops, err := cl.Operations(c.Context())
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			ops, err := cl.Operations(ctx)
 			if err != nil {
 				return err
 			}
@@ -53,7 +50,7 @@ func newOperationListCmd(app *App) *cobra.Command {
 				t.row(op.ID, op.Kind, dash(op.Target), string(op.State), dash(op.CurrentStage), fmtAge(now, op.CreatedAt), took)
 			}
 			return t.flush()
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
@@ -73,13 +70,8 @@ func newOperationShowCmd(app *App) *cobra.Command {
 		Short:   "Show one operation with its stages and result",
 		Example: "  banger operation show op-1a2b3c4d5e6f7a8b",
 		Args:    exactArgs(1, "an operation id"),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			op, err := cl.Operation(c.Context(), args[0])
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			op, err := cl.Operation(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -100,7 +92,7 @@ func newOperationShowCmd(app *App) *cobra.Command {
 				fmt.Fprintf(app.Stdout, "error (%s): %s\n", op.Error.Code, op.Error.Message)
 			}
 			return nil
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
@@ -116,15 +108,10 @@ until the operation ends. Ctrl-C stops watching; the operation keeps running.
 --json prints the event stream (one JSON object per line).`,
 		Example: "  banger operation watch op-1a2b3c4d5e6f7a8b\n  banger operation watch op-1a2b3c4d5e6f7a8b --json",
 		Args:    exactArgs(1, "an operation id"),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			_, err = followOperation(c.Context(), app, cl, api.Operation{ID: args[0]}, asJSON)
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			_, err := followOperation(ctx, app, cl, api.Operation{ID: args[0]}, asJSON)
 			return err
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print events as JSON lines")
 	return c
@@ -136,17 +123,12 @@ func newOperationCancelCmd(app *App) *cobra.Command {
 		Short:   "Ask a running operation to stop",
 		Example: "  banger operation cancel op-1a2b3c4d5e6f7a8b",
 		Args:    exactArgs(1, "an operation id"),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			if err := cl.CancelOperation(ctx, args[0]); err != nil {
 				return err
 			}
-			defer cl.Close()
-			if err := cl.CancelOperation(c.Context(), args[0]); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(app.Stdout, "cancel requested for %s\n", args[0])
+			_, err := fmt.Fprintf(app.Stdout, "cancel requested for %s\n", args[0])
 			return err
-		},
+		}),
 	}
 }

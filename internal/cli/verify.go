@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 
+	"github.com/bangerdev/banger/client"
 	"github.com/spf13/cobra"
 )
 
@@ -17,13 +19,8 @@ hypervisor processes and sockets without a running VM, and VM directories
 without a VM. Idle tap-pool-N devices are capacity, not leaks.`,
 		Example: "  banger verify\n  banger verify --json",
 		Args:    noArgs,
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			rep, err := cl.Verify(c.Context())
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			rep, err := cl.Verify(ctx)
 			if err != nil {
 				return err
 			}
@@ -44,7 +41,7 @@ without a VM. Idle tap-pool-N devices are capacity, not leaks.`,
 				return &exitError{code: ExitError}
 			}
 			return nil
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c

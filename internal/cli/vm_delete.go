@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
 
+	"github.com/bangerdev/banger/client"
 	"github.com/spf13/cobra"
 )
 
@@ -21,19 +23,14 @@ func newVMDeleteCmd(app *App) *cobra.Command {
 			}
 			return nil
 		},
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
 			errs := make([]error, len(args))
 			var wg sync.WaitGroup
 			for i, name := range args {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if err := cl.DeleteVM(c.Context(), name); err != nil {
+					if err := cl.DeleteVM(ctx, name); err != nil {
 						errs[i] = fmt.Errorf("%s: %w", name, err)
 						return
 					}
@@ -43,6 +40,6 @@ func newVMDeleteCmd(app *App) *cobra.Command {
 			}
 			wg.Wait()
 			return errors.Join(errs...)
-		},
+		}),
 	}
 }

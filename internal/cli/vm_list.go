@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/client"
 	"github.com/spf13/cobra"
 )
 
@@ -16,13 +18,8 @@ func newVMListCmd(app *App) *cobra.Command {
 		Short:   "List VMs",
 		Example: "  banger vm list\n  banger vm list --json | jq -r '.vms[] | select(.state==\"running\") | .name'",
 		Args:    noArgs,
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			vms, err := cl.VMs(c.Context())
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			vms, err := cl.VMs(ctx)
 			if err != nil {
 				return err
 			}
@@ -40,7 +37,7 @@ func newVMListCmd(app *App) *cobra.Command {
 					fmtBytes(v.DiskBytes), hv, fmtAge(now, v.CreatedAt))
 			}
 			return t.flush()
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
@@ -53,13 +50,8 @@ func newVMShowCmd(app *App) *cobra.Command {
 		Short:   "Show a VM",
 		Example: "  banger vm show demo\n  banger vm show demo --json | jq -r .ip",
 		Args:    exactArgs(1, "a vm name"),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			v, err := cl.VM(c.Context(), args[0])
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			v, err := cl.VM(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -92,7 +84,7 @@ func newVMShowCmd(app *App) *cobra.Command {
 				t.row("warning", w)
 			}
 			return t.flush()
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c

@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"context"
+
+	"github.com/bangerdev/banger/client"
 	"github.com/spf13/cobra"
 )
 
@@ -12,14 +15,9 @@ func newVMLogsCmd(app *App) *cobra.Command {
 		Long:    "Print the VM's serial console log (kernel, init and systemd output). The log is bounded in size; the oldest part is dropped first.",
 		Example: "  banger vm logs demo\n  banger vm logs demo -f",
 		Args:    exactArgs(1, "a vm name"),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			return cl.Console(c.Context(), args[0], follow, app.Stdout)
-		},
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			return cl.Console(ctx, args[0], follow, app.Stdout)
+		}),
 	}
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing what the console writes")
 	return c

@@ -29,20 +29,15 @@ func newVMBootCmd(app *App, use, short, example string,
 		Short:   short,
 		Example: example,
 		Args:    exactArgs(1, "a vm name"),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			op, err := begin(cl, c.Context(), args[0])
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			op, err := begin(cl, ctx, args[0])
 			if err != nil {
 				return err
 			}
 			if !asJSON {
 				fmt.Fprintf(app.Stderr, "%s: operation %s\n", op.Kind, op.ID)
 			}
-			final, err := followOperation(c.Context(), app, cl, op, asJSON)
+			final, err := followOperation(ctx, app, cl, op, asJSON)
 			if err != nil || asJSON {
 				return err
 			}
@@ -52,7 +47,7 @@ func newVMBootCmd(app *App, use, short, example string,
 			}
 			_, err = fmt.Fprintf(app.Stdout, "vm %s is running at %s\n", v.Name, v.IP)
 			return err
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print operation events as JSON lines")
 	return c
@@ -67,18 +62,13 @@ hypervisor is killed only if the guest does not finish in time. The work
 disk (/root) and rootfs are kept for the next start.`,
 		Example: "  banger vm stop demo",
 		Args:    exactArgs(1, "a vm name"),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := app.Client(c.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			v, err := cl.StopVM(c.Context(), args[0])
+		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			v, err := cl.StopVM(ctx, args[0])
 			if err != nil {
 				return err
 			}
 			_, err = fmt.Fprintf(app.Stdout, "vm %s is %s\n", v.Name, v.State)
 			return err
-		},
+		}),
 	}
 }
