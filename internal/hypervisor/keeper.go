@@ -23,6 +23,29 @@ func KillAndWait(h Handle, timeout time.Duration) error {
 	return nil
 }
 
+// PowerOffAndWait is the shutdown both drivers share: when h's process is
+// still the VM's own, ask the guest to power off (powerOff; its failure is
+// logged, not fatal), wait until the process is gone or ctx ends, then
+// SIGKILL its process group and wait up to killWait. proc names the
+// process in logs and errors ("qemu", "firecracker"). A VM already gone is
+// success; the caller removes its files afterwards.
+func PowerOffAndWait(ctx context.Context, h Handle, proc string, log *slog.Logger, killWait time.Duration, powerOff func() error) error {
+	if !Alive(h) {
+		return nil
+	}
+	if err := powerOff(); err != nil {
+		log.Warn("cannot ask the guest to power off; waiting, then killing "+proc, "pid", h.PID, "err", err)
+	}
+	if WaitGone(ctx, h) {
+		return nil
+	}
+	log.Warn("the guest did not power off in time; killing "+proc, "pid", h.PID, "reason", ctx.Err())
+	if err := KillAndWait(h, killWait); err != nil {
+		return fmt.Errorf("%s: %w", proc, err)
+	}
+	return nil
+}
+
 // LogKeeper bounds the log files of running VMs, because a hypervisor
 // writes them itself and the daemon may not be running: for each VM it
 // calls Bound every Interval until the VM's process is gone, and once more

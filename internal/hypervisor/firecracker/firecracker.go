@@ -472,17 +472,11 @@ func (d *Driver) Adopt(ctx context.Context, h hypervisor.Handle) error {
 // group. It removes the VM's sockets (and its jail). A VM that is already
 // gone is cleaned up and reported as success.
 func (d *Driver) Shutdown(ctx context.Context, h hypervisor.Handle) error {
-	if hypervisor.Alive(h) {
-		err := (&apiClient{socket: h.ControlSocket, pid: h.PID}).action(ctx, "SendCtrlAltDel")
-		if err != nil {
-			d.log().Warn("cannot send Ctrl-Alt-Del to the guest; waiting, then killing Firecracker", "pid", h.PID, "err", err)
-		}
-		if !hypervisor.WaitGone(ctx, h) {
-			d.log().Warn("the guest did not power off in time; killing Firecracker", "pid", h.PID, "reason", ctx.Err())
-			if err := d.kill(h); err != nil {
-				return err
-			}
-		}
+	err := hypervisor.PowerOffAndWait(ctx, h, "firecracker", d.log(), killWait, func() error {
+		return (&apiClient{socket: h.ControlSocket, pid: h.PID}).action(ctx, "SendCtrlAltDel")
+	})
+	if err != nil {
+		return err
 	}
 	d.cleanup(h)
 	d.stopKeeping(h)

@@ -444,21 +444,16 @@ func (d *Driver) Adopt(ctx context.Context, h hypervisor.Handle) error {
 // removes the VM's sockets and pid file. A VM that is already gone is
 // cleaned up and reported as success.
 func (d *Driver) Shutdown(ctx context.Context, h hypervisor.Handle) error {
-	if hypervisor.Alive(h) {
+	err := hypervisor.PowerOffAndWait(ctx, h, "qemu", d.log(), killWait, func() error {
 		q, err := d.qmp(ctx, h)
-		if err == nil {
-			err = q.powerdown()
-			q.Close()
-		}
 		if err != nil {
-			d.log().Warn("cannot ask the guest to power off; waiting, then killing QEMU", "pid", h.PID, "err", err)
+			return err
 		}
-		if !hypervisor.WaitGone(ctx, h) {
-			d.log().Warn("the guest did not power off in time; killing QEMU", "pid", h.PID, "reason", ctx.Err())
-			if err := d.kill(h); err != nil {
-				return err
-			}
-		}
+		defer q.Close()
+		return q.powerdown()
+	})
+	if err != nil {
+		return err
 	}
 	d.cleanup(h)
 	d.stopKeeping(h)
