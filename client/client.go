@@ -64,6 +64,18 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	return nil
 }
 
+// roundTrip sends req to the daemon; a failure to reach it comes back as
+// the underlying error (localsock's ErrNotRunning, say), not wrapped in a
+// *url.Error.
+func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.http.Do(req)
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return resp, err
+}
+
 // send performs the request and turns every non-2xx answer into the
 // *api.Error the daemon sent.
 func (c *Client) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
@@ -82,12 +94,8 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.http.Do(req)
+	resp, err := c.roundTrip(req)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
 		return nil, err
 	}
 	if resp.StatusCode/100 == 2 {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -42,12 +41,8 @@ func (c *Client) upgrade(ctx context.Context, path string, in any) (*http.Respon
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", api.UpgradeStream)
-	resp, err := c.http.Do(req)
+	resp, err := c.roundTrip(req)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
 		return nil, nil, err
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
@@ -129,12 +124,8 @@ func (c *Client) stream(ctx context.Context, method, path string, body io.Reader
 		return err
 	}
 	req.Header.Set("Content-Type", api.ContentTypeTar)
-	resp, err := c.http.Do(req)
+	resp, err := c.roundTrip(req)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
 		return err
 	}
 	defer resp.Body.Close()
