@@ -28,29 +28,41 @@ func toAPI(vmName string, in guestsession.Info) api.Session {
 
 // save records the session in the store.
 func (s *Service) save(ctx context.Context, vmID string, ses api.Session) error {
+	return s.saveIfChanged(ctx, vmID, ses, "")
+}
+
+// saveIfChanged records the session unless prev, its stored metadata, is
+// what it would write: listing and polling do not rewrite unchanged rows.
+func (s *Service) saveIfChanged(ctx context.Context, vmID string, ses api.Session, prev string) error {
 	meta, err := json.Marshal(ses)
 	if err != nil {
 		return err
 	}
+	if string(meta) == prev {
+		return nil
+	}
 	return s.Store.PutSession(ctx, store.Session{ID: ses.ID, VMID: vmID, Name: ses.Name, State: ses.State, Meta: string(meta)})
 }
 
-// stored returns what the store remembers of a VM's sessions.
-func (s *Service) stored(ctx context.Context, v vm.VM) ([]api.Session, error) {
+// stored returns what the store remembers of a VM's sessions, and their
+// metadata as stored, by id.
+func (s *Service) stored(ctx context.Context, v vm.VM) ([]api.Session, map[string]string, error) {
 	recs, err := s.Store.ListSessions(ctx, v.ID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := make([]api.Session, 0, len(recs))
+	raw := make(map[string]string, len(recs))
 	for _, r := range recs {
 		var ses api.Session
 		if err := json.Unmarshal([]byte(r.Meta), &ses); err != nil || ses.ID == "" {
 			ses = api.Session{ID: r.ID, Name: r.Name, State: r.State}
 		}
 		ses.VM = v.Name
+		raw[r.ID] = r.Meta
 		out = append(out, ses)
 	}
-	return out, nil
+	return out, raw, nil
 }
 
 // markLost records that the guest no longer knows a session that was
@@ -105,7 +117,7 @@ func (s *Service) List(ctx context.Context, vmName string) ([]api.Session, error
 	if err != nil {
 		return nil, err
 	}
-	known, err := s.stored(ctx, v)
+	known, raw, err := s.stored(ctx, v)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +140,7 @@ func (s *Service) List(ctx context.Context, vmName string) ([]api.Session, error
 	for _, in := range infos {
 		ses := toAPI(v.Name, in)
 		live[ses.ID] = true
-		if err := s.save(ctx, v.ID, ses); err != nil {
+		if err := s.saveIfChanged(ctx, v.ID, ses, raw[ses.ID]); err != nil {
 			return nil, err
 		}
 		out = append(out, ses)
