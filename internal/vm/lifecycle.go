@@ -366,13 +366,15 @@ func (m *Manager) authorizedKeys(ctx context.Context, disk, key string) (*ext4im
 	return &ext4img.File{Path: "/.ssh/authorized_keys", Mode: 0o600, Content: []byte(current + key + "\n")}, nil
 }
 
-// writeKnownHosts pins the guest's host keys for its address.
+// writeKnownHosts pins the guest's host keys for its address. Only keys
+// that parse are written, re-marshalled (see knownHostsFile); the others
+// are logged and left out.
 func (m *Manager) writeKnownHosts(v *VM) error {
-	var b strings.Builder
-	for _, k := range v.Runtime.HostKeys {
-		fmt.Fprintf(&b, "%s %s\n", v.Lease.IP, k)
+	content, skipped := knownHostsFile(v.Lease.IP, v.Runtime.HostKeys)
+	for _, s := range skipped {
+		m.Log.Warn("ignoring an invalid SSH host key from the guest", "vm", v.Name, "key", s)
 	}
-	return os.WriteFile(m.KnownHosts(v.ID), []byte(b.String()), 0o600)
+	return os.WriteFile(m.KnownHosts(v.ID), content, 0o600)
 }
 
 // Start boots a stopped VM.
