@@ -36,6 +36,10 @@ const (
 	DefaultVCPUs       = 2
 	DefaultMemoryMiB   = 1024
 	DefaultDiskBytes   = 8 * GiB
+	// DefaultCopyMaxBytes bounds one `vm cp` out of a guest: twice the
+	// default work disk, so whatever a default VM can hold comes out,
+	// while a guest's sparse or endless stream writes at most this much.
+	DefaultCopyMaxBytes = 16 * GiB
 )
 
 // GuestHome is the guest user's home, the mount point of the VM's work disk.
@@ -55,6 +59,7 @@ type Config struct {
 	Network        Network    `json:"network"`
 	VM             VMDefaults `json:"vm"`
 	AuthFiles      []AuthFile `json:"auth_files"`
+	Copy           Copy       `json:"copy"`
 
 	// home is the host user's home, used to write auth files as "~/..." again.
 	home string
@@ -75,6 +80,11 @@ type VMDefaults struct {
 	VCPUs     int   `json:"vcpus"`      // default 2, range 1..64
 	MemoryMiB int   `json:"memory_mib"` // default 1024, >= 256
 	DiskBytes int64 `json:"disk_bytes"` // default 8 GiB, >= 1 GiB, whole MiB; the work disk (/root) size
+}
+
+// Copy bounds what `banger vm cp` takes from a guest.
+type Copy struct {
+	MaxBytes int64 `json:"max_bytes"` // default 16 GiB, > 0; files at full (unsparse) size plus 512 bytes per entry
 }
 
 // AuthFile is a host file copied into every VM at start.
@@ -112,6 +122,7 @@ func Default(paths Paths, home string) *Config {
 			MemoryMiB: DefaultMemoryMiB,
 			DiskBytes: DefaultDiskBytes,
 		},
+		Copy:     Copy{MaxBytes: DefaultCopyMaxBytes},
 		envPaths: paths,
 	}
 	if filepath.IsAbs(home) {
@@ -177,12 +188,17 @@ type fileFormat struct {
 	AuthFiles      []string    `toml:"auth_files"`
 	Network        fileNetwork `toml:"network"`
 	VM             fileVM      `toml:"vm"`
+	Copy           fileCopy    `toml:"copy"`
 }
 
 type fileNetwork struct {
 	Bridge      string `toml:"bridge"`
 	Subnet      string `toml:"subnet"`
 	TAPPoolSize int    `toml:"tap_pool_size"`
+}
+
+type fileCopy struct {
+	MaxSize string `toml:"max_size"`
 }
 
 type fileVM struct {
@@ -216,6 +232,7 @@ func (c *Config) TOML() ([]byte, error) {
 			Memory: FormatSize(int64(c.VM.MemoryMiB) * MiB),
 			Disk:   FormatSize(c.VM.DiskBytes),
 		},
+		Copy: fileCopy{MaxSize: FormatSize(c.Copy.MaxBytes)},
 	}
 	if c.Network.Subnet.IsValid() {
 		f.Network.Subnet = c.Network.Subnet.String()

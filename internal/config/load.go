@@ -304,6 +304,25 @@ func fields() []field {
 				return nil
 			},
 		},
+		{key: "copy", want: "a table, e.g. [copy]", table: true},
+		{
+			key:  "copy.max_size",
+			want: fmt.Sprintf(`a size above zero, e.g. %q (a bare number is bytes); the most one "vm cp" out of a guest may write`, FormatSize(DefaultCopyMaxBytes)),
+			set: func(c *Config, v any) *Error {
+				n, e := sizeValue(v)
+				if e != nil {
+					return e
+				}
+				c.Copy.MaxBytes = n
+				return nil
+			},
+			check: func(c *Config) *Error {
+				if c.Copy.MaxBytes <= 0 {
+					return &Error{Value: quote(FormatSize(c.Copy.MaxBytes))}
+				}
+				return nil
+			},
+		},
 	}
 }
 

@@ -107,6 +107,15 @@ func TestLoadDefaults(t *testing.T) {
 			},
 		},
 		{
+			name: "copy limit",
+			file: ptr("[copy]\nmax_size = \"40GiB\"\n"),
+			want: func(f fixture) *Config {
+				c := Default(f.paths, f.home)
+				c.Copy.MaxBytes = 40 * GiB
+				return c
+			},
+		},
+		{
 			name: "empty values keep the defaults",
 			file: ptr("firecracker_bin = \"\"\nqemu_bin = \"\"\nssh_key = \"\"\ndata_dir = \"\"\nstate_dir = \"\"\nruntime_dir = \"\"\n"),
 			want: func(f fixture) *Config { return Default(f.paths, f.home) },
@@ -589,6 +598,12 @@ func TestLoadInvalid(t *testing.T) {
 			file:    "[vm]\ndisk = -1",
 			wantKey: "vm.disk",
 			wantMsg: `config {FILE}: vm.disk = -1 is not valid: want a size of at least 1GiB in whole MiB, e.g. "8GiB" (a bare number is bytes)`,
+		},
+		{
+			name:    "copy limit zero",
+			file:    "[copy]\nmax_size = 0",
+			wantKey: "copy.max_size",
+			wantMsg: `config {FILE}: copy.max_size = "0B" is not valid: want a size above zero, e.g. "16GiB" (a bare number is bytes); the most one "vm cp" out of a guest may write`,
 		},
 		{
 			name:    "disk unit",
