@@ -2,17 +2,23 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/config"
 	"github.com/bangerdev/banger/internal/workspace"
 	"github.com/spf13/cobra"
 )
 
 func newVMCpCmd(app *App) *cobra.Command {
+	var (
+		force    bool
+		maxBytes string
+	)
 	c := &cobra.Command{
 		Use:   "cp SRC DEST",
 		Short: "Copy a file or directory between the host and a VM",
@@ -22,13 +28,26 @@ guest path), the other a host path. Modes, executable bits and symlinks are
 kept; symlinks are copied as links, never followed.
 
 Like docker cp: when DEST is an existing directory the copy goes inside it
-(DEST/NAME), otherwise it becomes DEST. An existing file at the final path
-is replaced; an existing directory there is never merged or removed (the
-copy is refused). Nothing is written outside the final path, whatever the
-stream holds.`,
+(DEST/NAME), otherwise it becomes DEST. An existing directory at the final
+path is never merged or removed (the copy is refused). Nothing is written
+outside the final path, whatever the stream holds.
+
+Copying out of a VM (VM:PATH to a host path), the guest is not trusted:
+NAME is the last component of the PATH you asked for, never a name the
+guest sends (a stream naming anything else is refused); modes are masked by
+your umask and setuid/setgid/sticky bits dropped; symlinks must stay inside
+the copy; the copy may write at most copy.max_size (default 16GiB; sparse
+files count at full size), or --max-bytes; and anything already at the
+final path is kept unless --force (which replaces a file or symlink, never
+a directory). The copy is built beside the final path and renamed into
+place at the end, so a refused or failed copy changes nothing.
+
+Copying into a VM, an existing file at the final path is replaced.`,
 		Example: `  banger vm cp ./notes.md demo:/root/
   banger vm cp ./config demo:/root/.config/tool
-  banger vm cp demo:/root/repo/build/out.log ./out.log`,
+  banger vm cp demo:/root/repo/build/out.log ./out.log
+  banger vm cp --force demo:/root/repo/build/out.log ./out.log
+  banger vm cp --max-bytes 64GiB demo:/root/dataset ./`,
 		Args: exactArgs(2, "SRC DEST"),
 		RunE: func(c *cobra.Command, args []string) error {
 			srcVM, src, srcGuest := splitVMPath(args[0])
@@ -38,6 +57,13 @@ stream holds.`,
 				return usageError("vm cp copies between the host and a VM: exactly one of SRC and DEST must be VM:/PATH")
 			case srcGuest && !strings.HasPrefix(src, "/"), dstGuest && !strings.HasPrefix(dst, "/"):
 				return usageError("the guest path must be absolute, e.g. demo:/root/file")
+			}
+			var opt workspace.ExtractOptions
+			if srcGuest {
+				var err error
+				if opt, err = copyOutOptions(app, src, maxBytes, force); err != nil {
+					return err
+				}
 			}
 			cl, err := app.Client(c.Context())
 			if err != nil {
@@ -59,18 +85,61 @@ stream holds.`,
 			_, err = pipeTar(c.Context(),
 				func(w io.Writer) error { return cl.CopyOut(c.Context(), srcVM, src, w) },
 				func(r io.Reader) (api.TransferResult, error) {
-					placed, st, err := workspace.Place(c.Context(), r, dst, workspace.ExtractOptions{})
+					placed, st, err := workspace.Place(c.Context(), r, dst, opt)
 					res = api.TransferResult{Path: placed, Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks, Bytes: st.Bytes}
 					return res, err
 				})
 			if err != nil {
-				return err
+				return copyOutError(err, opt)
 			}
 			fmt.Fprintf(app.Stderr, "copied %s:%s to %s (%s)\n", srcVM, src, res.Path, transferSummary(res, time.Since(start)))
 			return nil
 		},
 	}
+	c.Flags().BoolVar(&force, "force", false, "copying out of a VM: replace a file or symlink already at the destination")
+	c.Flags().StringVar(&maxBytes, "max-bytes", "", "copying out of a VM: the most the copy may write, e.g. 64GiB (default: copy.max_size)")
 	return c
+}
+
+// copyOutOptions are the rules for a stream from a guest, which is not
+// trusted: the entry's name is the one asked for, modes honour the umask,
+// size is capped, nothing is replaced without force, symlinks stay inside.
+func copyOutOptions(app *App, src, maxBytes string, force bool) (workspace.ExtractOptions, error) {
+	name, err := workspace.CopyName(src)
+	if err != nil {
+		return workspace.ExtractOptions{}, usageError("%v", err)
+	}
+	opt := workspace.ExtractOptions{
+		Name:            name,
+		Umask:           workspace.ProcessUmask(),
+		NoReplace:       !force,
+		ConfineSymlinks: true,
+	}
+	if maxBytes != "" {
+		n, err := config.ParseSize(maxBytes)
+		if err != nil || n <= 0 {
+			return opt, usageError("--max-bytes %q: want a size above zero, e.g. 64GiB", maxBytes)
+		}
+		opt.MaxBytes = n
+		return opt, nil
+	}
+	cfg, err := app.Config()
+	if err != nil {
+		return opt, err
+	}
+	opt.MaxBytes = cfg.Copy.MaxBytes
+	return opt, nil
+}
+
+// copyOutError adds the flag or key that lifts a refusal.
+func copyOutError(err error, opt workspace.ExtractOptions) error {
+	switch {
+	case errors.Is(err, workspace.ErrWouldReplace):
+		return fmt.Errorf("%w: pass --force to replace it, or copy to another path", err)
+	case errors.Is(err, workspace.ErrTooLarge):
+		return fmt.Errorf("%w (%s here): if the copy is meant to be that large, raise copy.max_size in the config or pass --max-bytes", err, fmtBytes(opt.MaxBytes))
+	}
+	return err
 }
 
 // splitVMPath splits "vm:/path"; a host path has no colon before its
@@ -101,7 +170,7 @@ func pipeTar(ctx context.Context, produce func(io.Writer) error, consume func(io
 	}()
 	res, err := consume(pr)
 	pr.CloseWithError(io.ErrClosedPipe) // unblock a producer the consumer gave up on
-	if e := <-perr; e != nil && e != io.ErrClosedPipe {
+	if e := <-perr; e != nil && !errors.Is(e, io.ErrClosedPipe) {
 		return res, e
 	}
 	return res, err

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -24,7 +25,7 @@ import (
 // the stream is left without its end-of-archive marker, so [Place] on the
 // other end refuses it.
 func PackPath(ctx context.Context, src string, w io.Writer) (Stats, error) {
-	name, err := copyName(src)
+	name, err := CopyName(src)
 	if err != nil {
 		return Stats{}, err
 	}
@@ -58,9 +59,10 @@ func PackPath(ctx context.Context, src string, w io.Writer) (Stats, error) {
 	return p.stats, nil
 }
 
-// copyName returns the name src is copied as, or an error naming the fix
-// when it has none.
-func copyName(src string) (string, error) {
+// CopyName returns the name [PackPath] gives src's entry, or an error
+// naming the fix when it has none. The receiving side uses it as
+// ExtractOptions.Name, so the name comes from the request, not the stream.
+func CopyName(src string) (string, error) {
 	if src == "" {
 		return "", errors.New("copying: no source path given")
 	}
@@ -82,15 +84,37 @@ func copyName(src string) (string, error) {
 //
 // The entry is built in a private staging directory next to its final path
 // with the rules of [Extract] (and opt as Extract uses it), then renamed into
-// place: a file or symlink replaces a file or symlink already there; a
-// directory already there, or a directory entry meeting anything already
-// there, is refused, never merged or removed. On error nothing at the final
-// path changes, the staging directory is removed and zero Stats are
-// returned. Place returns the absolute path it installed.
+// place: a file or symlink replaces a file or symlink already there (unless
+// opt.NoReplace); a directory already there, or a directory entry meeting
+// anything already there, is refused, never merged or removed. With
+// opt.Name set, the stream must hold that name and target/<opt.Name> is
+// the final path whatever it holds. On error nothing at the final path
+// changes, the staging directory is removed and zero Stats are returned.
+// Place returns the absolute path it installed.
 func Place(ctx context.Context, r io.Reader, target string, opt ExtractOptions) (string, Stats, error) {
 	dir, final, err := placeDir(target)
 	if err != nil {
 		return "", Stats{}, err
+	}
+	if opt.Name != "" {
+		if opt.Name == "." || opt.Name == ".." || strings.ContainsRune(opt.Name, '/') {
+			return "", Stats{}, fmt.Errorf("copying to %s: %q is not a file name (Name)", target, opt.Name)
+		}
+		if final == "" {
+			final = filepath.Join(dir, opt.Name)
+		}
+	}
+	if final != "" {
+		// Refuse what placeEntry would refuse before reading the stream.
+		var exists error
+		if fi, err := os.Lstat(final); err == nil && fi.IsDir() {
+			exists = &existsError{path: final, what: "is a directory"}
+		} else if err == nil && opt.NoReplace {
+			exists = &existsError{path: final, noReplace: true}
+		}
+		if exists != nil {
+			return "", Stats{}, fmt.Errorf("copying to %s (left unchanged): %w", target, exists)
+		}
 	}
 	staging, err := os.MkdirTemp(dir, ".banger-cp-")
 	if err != nil {
@@ -101,7 +125,7 @@ func Place(ctx context.Context, r io.Reader, target string, opt ExtractOptions) 
 		if final == "" {
 			final = filepath.Join(dir, name)
 		}
-		err = placeEntry(filepath.Join(staging, name), final)
+		err = placeEntry(filepath.Join(staging, name), final, opt.NoReplace)
 	}
 	var late lateError
 	if errors.As(err, &late) {
@@ -156,15 +180,34 @@ func placeDir(target string) (dir, final string, err error) {
 	return dir, abs, nil
 }
 
+// ProcessUmask returns the calling process's umask, for
+// ExtractOptions.Umask. It reads /proc/self/status (Linux 4.7 and later)
+// rather than setting and restoring the umask, which would briefly change
+// it for every thread of the process; where that line is missing it
+// returns 0o077, the most private choice.
+func ProcessUmask() uint32 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+				if n, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+					return uint32(n) & 0o777
+				}
+			}
+		}
+	}
+	return 0o077
+}
+
 // lateError is a failure after the entry is already in place.
 type lateError struct{ err error }
 
 func (e lateError) Error() string { return e.err.Error() }
 
 // placeEntry renames the staged entry to final, which must be absent or,
-// for a file or symlink, a file or symlink. Only a lateError comes after
-// final changed.
-func placeEntry(staged, final string) error {
+// for a file or symlink and without noReplace, a file or symlink. Only a
+// lateError comes after final changed.
+func placeEntry(staged, final string, noReplace bool) error {
 	sfi, err := os.Lstat(staged)
 	if err != nil {
 		return err
@@ -177,13 +220,18 @@ func placeEntry(staged, final string) error {
 		} else {
 			err = renameNoReplace(staged, final)
 		}
+		if errors.Is(err, fs.ErrExist) && noReplace {
+			return &existsError{path: final, noReplace: true} // it appeared since the Lstat
+		}
 		return moveErr(final, err)
 	case err != nil:
 		return err
 	case fi.IsDir():
-		return &existsError{final, "is a directory"}
+		return &existsError{path: final, what: "is a directory"}
 	case sfi.IsDir():
-		return &existsError{final, "is not a directory"}
+		return &existsError{path: final, what: "is not a directory"}
+	case noReplace:
+		return &existsError{path: final, noReplace: true}
 	}
 	// os.Rename refuses to replace a directory even if one appeared since
 	// the Lstat.
@@ -191,14 +239,23 @@ func placeEntry(staged, final string) error {
 }
 
 // existsError: the final path holds something a copy must not replace.
-// It matches fs.ErrExist.
-type existsError struct{ path, what string }
+// It matches fs.ErrExist, and ErrWouldReplace when only NoReplace stood
+// in the way.
+type existsError struct {
+	path, what string
+	noReplace  bool
+}
 
 func (e *existsError) Error() string {
+	if e.noReplace {
+		return e.path + " already exists and replacing it was not asked for (NoReplace)"
+	}
 	return e.path + " exists and " + e.what + ": remove it first or copy to another path"
 }
 
-func (e *existsError) Is(target error) bool { return target == fs.ErrExist }
+func (e *existsError) Is(target error) bool {
+	return target == fs.ErrExist || (e.noReplace && target == ErrWouldReplace)
+}
 
 func moveErr(final string, err error) error {
 	var late lateError

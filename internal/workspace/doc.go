@@ -86,6 +86,17 @@
 // error asking to remove it or pick another path, since Place never merges
 // or deletes a tree. Until that rename nothing outside the staging directory
 // changes; on failure the staging directory is removed.
+//
+// When the stream comes from a guest (`vm cp VM:/x DEST` on the host), the
+// guest is untrusted and [ExtractOptions] close what a hostile stream could
+// otherwise choose: Name makes the final name the one the user asked for
+// (an entry of any other name is refused); Umask masks every mode as the
+// user's own files are; MaxBytes bounds what is written, counting sparse
+// entries at their full size and every entry at least a block; NoReplace
+// refuses an existing path (the CLI's --force lifts it for a file or
+// symlink); ConfineSymlinks refuses links that could point outside the
+// copy. Device nodes, fifos and hard links to anything but a file of the
+// same stream are refused always.
 package workspace
 
 import (
@@ -133,4 +144,7 @@ var (
 	ErrUnsafeEntry = errors.New("unsafe tar entry")
 	// ErrTooLarge: the stream's content exceeds ExtractOptions.MaxBytes.
 	ErrTooLarge = errors.New("workspace too large")
+	// ErrWouldReplace: Place found something at the final path and
+	// ExtractOptions.NoReplace forbids replacing it.
+	ErrWouldReplace = errors.New("the destination exists")
 )

@@ -21,8 +21,35 @@ import (
 
 // ExtractOptions tunes Extract.
 type ExtractOptions struct {
-	// MaxBytes caps the total size of the files' content; 0 means no limit.
+	// MaxBytes caps what the stream may make the receiver write: every
+	// file's content at its full logical size (a sparse entry counts as if
+	// its holes were data, since they are written out as zeros) plus 512
+	// bytes for each entry, so that a stream of endless empty entries is
+	// bounded too. 0 means no limit.
 	MaxBytes int64
+	// Umask holds the permission bits cleared from every file and
+	// directory installed, as the receiving process's umask does for
+	// files it creates itself; 0 keeps the stream's bits. Setuid, setgid
+	// and sticky bits are never installed, whatever the options.
+	Umask uint32
+	// Name is, for [Place], the one top-level name the stream must hold:
+	// the name the user asked to copy. The entry is installed under the
+	// name the request chose, never one the stream chose; a stream naming
+	// anything else is refused. "" accepts whichever single name the
+	// stream holds.
+	Name string
+	// NoReplace makes [Place] refuse, with an error matching
+	// [ErrWouldReplace], when anything already exists at the final path;
+	// by default a file or symlink there is replaced.
+	NoReplace bool
+	// ConfineSymlinks refuses symlinks that could point outside the copied
+	// entry on the receiving side: an absolute target, a target that
+	// climbs above the entry's top with "..", a ".." after another
+	// component (which the kernel resolves through symlinks, not
+	// lexically), and a top-level entry that is itself a symlink. Set it
+	// when the stream's author is not trusted: a link planted in a copy
+	// aims the user's later writes through it.
+	ConfineSymlinks bool
 	// UID and GID own everything installed. Running as root, the tree is
 	// chowned to them (root:root by default). Not running as root, ownership
 	// is left alone unless one of them is set, in which case the chown is
@@ -106,9 +133,12 @@ func extractInto(ctx context.Context, r io.Reader, dir string, opt ExtractOption
 		uid:      opt.UID,
 		gid:      opt.GID,
 		maxBytes: opt.MaxBytes,
+		umask:    opt.Umask & 0o777,
+		confine:  opt.ConfineSymlinks,
 		dirs:     map[string]dirMeta{},
 		oneTop:   oneTop,
-		rootMode: 0o755,
+		wantTop:  opt.Name,
+		rootMode: 0o755 &^ (opt.Umask & 0o777),
 		cacheFd:  -1,
 		buf:      make([]byte, 128<<10),
 	}
@@ -136,9 +166,12 @@ type extractor struct {
 	chown    bool
 	uid, gid int
 	maxBytes int64
-	total    int64
+	total    int64  // what MaxBytes counts so far
+	umask    uint32 // permission bits cleared from every mode
+	confine  bool   // ExtractOptions.ConfineSymlinks
 	stats    Stats
 	oneTop   bool               // every entry must be top or under it
+	wantTop  string             // the top name the caller asked for ("" any)
 	top      string             // the first entry's first component
 	dirs     map[string]dirMeta // final metadata, applied once every entry is in
 	rootMode uint32
@@ -199,6 +232,57 @@ func (x *extractor) readStream(r io.Reader) error {
 	return nil
 }
 
+// blockSize is tar's block: every entry takes at least one, its header.
+const blockSize = 512
+
+// charge counts n more bytes against MaxBytes.
+func (x *extractor) charge(n int64) error {
+	x.total += n
+	if x.maxBytes > 0 && (x.total > x.maxBytes || x.total < 0) {
+		return fmt.Errorf("%w: the stream's files (at their full size, holes included, plus 512 bytes per entry) exceed the %d-byte limit (MaxBytes): raise the limit, or leave large files out", ErrTooLarge, x.maxBytes)
+	}
+	return nil
+}
+
+// perm is the permission part of a tar mode, less the umask: setuid,
+// setgid and sticky bits are dropped.
+func (x *extractor) perm(mode int64) uint32 {
+	return uint32(mode) & 0o777 &^ x.umask
+}
+
+// confined refuses a symlink at rel (a path whose first component is the
+// copied entry) unless its target stays inside the entry. The check is
+// lexical and therefore only sound for targets whose ".." components all
+// come first: those climb from the link's own directory, a real directory
+// (the extractor never creates anything through a symlink), and every
+// later component descends, through links that are confined themselves.
+func confined(rel, target string) error {
+	dir := path.Dir(rel)
+	if dir == "." {
+		return unsafeEntry("the entry is a symlink to %q: copy the file or directory it points to instead", target)
+	}
+	if strings.HasPrefix(target, "/") {
+		return unsafeEntry("symlink to the absolute path %q, which would point outside the copy on this side", target)
+	}
+	up, descending := 0, false
+	for _, c := range strings.Split(target, "/") {
+		switch {
+		case c == "" || c == ".":
+		case c == "..":
+			if descending {
+				return unsafeEntry("symlink to %q: a \"..\" after another component may leave the copy", target)
+			}
+			up++
+		default:
+			descending = true
+		}
+	}
+	if up > strings.Count(dir, "/") {
+		return unsafeEntry("symlink to %q, which climbs out of the copy", target)
+	}
+	return nil
+}
+
 func unsafeEntry(format string, args ...any) error {
 	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrUnsafeEntry)
 }
@@ -226,7 +310,9 @@ func cleanName(name string, isDir bool) (string, error) {
 func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 	switch hdr.Typeflag {
 	case tar.TypeXGlobalHeader:
-		return nil // PAX defaults for the entries that follow; archive/tar applies what matters
+		// PAX defaults for the entries that follow; archive/tar applies
+		// what matters. Counted, so that endless ones end too.
+		return x.charge(blockSize)
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		return unsafeEntry("device nodes and fifos are not workspace content")
 	case tar.TypeDir, tar.TypeReg, tar.TypeSymlink, tar.TypeLink:
@@ -235,6 +321,16 @@ func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 	}
 	rel, err := cleanName(hdr.Name, hdr.Typeflag == tar.TypeDir)
 	if err != nil {
+		return err
+	}
+	cost := int64(blockSize)
+	if hdr.Typeflag == tar.TypeReg {
+		if hdr.Size < 0 {
+			return unsafeEntry("negative size")
+		}
+		cost += hdr.Size
+	}
+	if err := x.charge(cost); err != nil {
 		return err
 	}
 	if x.oneTop {
@@ -246,7 +342,7 @@ func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 		if hdr.Typeflag != tar.TypeDir {
 			return unsafeEntry("only a directory may stand for the workspace root")
 		}
-		x.rootMode, x.rootTime = uint32(hdr.Mode)&0o777, hdr.ModTime
+		x.rootMode, x.rootTime = x.perm(hdr.Mode), hdr.ModTime
 		return nil
 	}
 	switch hdr.Typeflag {
@@ -268,9 +364,12 @@ func (x *extractor) checkTop(rel string) error {
 		return unsafeEntry("a root entry: the stream must hold exactly one file or directory")
 	}
 	top, _, _ := strings.Cut(rel, "/")
-	if x.top == "" {
+	switch {
+	case x.wantTop != "" && top != x.wantTop:
+		return unsafeEntry("the stream's entry is named %q, but %q was asked for: only that name is accepted", top, x.wantTop)
+	case x.top == "":
 		x.top = top
-	} else if top != x.top {
+	case top != x.top:
 		return unsafeEntry("a second top-level name %q after %q: the stream must hold exactly one file or directory", top, x.top)
 	}
 	return nil
@@ -298,17 +397,11 @@ func (x *extractor) dir(rel string, hdr *tar.Header) error {
 			return err
 		}
 	}
-	x.dirs[rel] = dirMeta{mode: uint32(hdr.Mode) & 0o777, mtime: hdr.ModTime}
+	x.dirs[rel] = dirMeta{mode: x.perm(hdr.Mode), mtime: hdr.ModTime}
 	return nil
 }
 
 func (x *extractor) file(tr *tar.Reader, rel string, hdr *tar.Header) error {
-	if hdr.Size < 0 {
-		return unsafeEntry("negative size")
-	}
-	if x.maxBytes > 0 && x.total+hdr.Size > x.maxBytes {
-		return fmt.Errorf("%w: the files' content exceeds the %d-byte limit (MaxBytes); raise the limit, or leave large files out of the workspace (git mode honours .gitignore)", ErrTooLarge, x.maxBytes)
-	}
 	pfd, base, err := x.parentOf(rel)
 	if err != nil {
 		return err
@@ -328,7 +421,7 @@ func (x *extractor) file(tr *tar.Reader, rel string, hdr *tar.Header) error {
 		err = x.chownErr(f.Chown(x.uid, x.gid))
 	}
 	if err == nil {
-		err = unix.Fchmod(fd, uint32(hdr.Mode)&0o777)
+		err = unix.Fchmod(fd, x.perm(hdr.Mode))
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -336,7 +429,6 @@ func (x *extractor) file(tr *tar.Reader, rel string, hdr *tar.Header) error {
 	if err != nil {
 		return fmt.Errorf("writing file: %w", err)
 	}
-	x.total += n
 	x.stats.Files++
 	x.stats.Bytes += n
 	return setTimes(pfd, base, hdr.ModTime)
@@ -345,6 +437,11 @@ func (x *extractor) file(tr *tar.Reader, rel string, hdr *tar.Header) error {
 func (x *extractor) symlink(rel string, hdr *tar.Header) error {
 	if hdr.Linkname == "" {
 		return unsafeEntry("symlink with an empty target")
+	}
+	if x.confine {
+		if err := confined(rel, hdr.Linkname); err != nil {
+			return err
+		}
 	}
 	pfd, base, err := x.parentOf(rel)
 	if err != nil {
@@ -443,7 +540,7 @@ func (x *extractor) walk(rel string, create bool) (int, error) {
 		if errors.Is(err, unix.ENOENT) && create {
 			if err = unix.Mkdirat(fd, comp, 0o700); err == nil {
 				x.stats.Dirs++
-				x.dirs[sofar] = dirMeta{mode: 0o755}
+				x.dirs[sofar] = dirMeta{mode: 0o755 &^ x.umask}
 				if err = x.chownAt(fd, comp); err == nil {
 					next, err = unix.Openat(fd, comp, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 				}
