@@ -1,6 +1,10 @@
 package agent
 
-import "path"
+import (
+	"path"
+
+	"github.com/bangerdev/banger/internal/guestinit"
+)
 
 // What the image builder installs into a rootfs so that systemd runs the
 // agent. The builder writes the binary to InstallPath, each unit of
@@ -9,7 +13,8 @@ import "path"
 
 const (
 	// InstallPath is where images carry banger-agent.
-	InstallPath = "/usr/local/lib/banger/banger-agent"
+	// The daemon's init installs itself there at every boot.
+	InstallPath = guestinit.AgentPath
 	// UnitDir is where the units go.
 	UnitDir = "/etc/systemd/system"
 

@@ -1,14 +1,18 @@
 package guestinit
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"path"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/bangerdev/banger/internal/bootpayload"
 	"golang.org/x/sys/unix"
 )
 
@@ -48,7 +52,10 @@ type initSystem interface {
 	system
 	Args() []string // argv[1:]
 	Environ() []string
-	Mkdir(path string) error
+	Mkdir(path string, mode os.FileMode) error
+	// WriteFile replaces path with data (atomically: a temporary file in
+	// the same directory, renamed), creating missing parents 0755.
+	WriteFile(path string, data []byte, mode os.FileMode) error
 	Mount(source, target, fstype string, flags uintptr, data string) error
 	Exists(path string) (bool, error)
 	ReadFile(path string) ([]byte, error)
@@ -120,7 +127,12 @@ func (e *executor) boot() error {
 	if err != nil {
 		return fmt.Errorf("reading the kernel release: %v", err)
 	}
+	payload, err := e.sys.Exists(path.Join(bootpayload.ArchiveDir, bootpayload.KeyFile))
+	if err != nil {
+		return fmt.Errorf("looking for the boot payload: %v", err)
+	}
 	steps, err := bootPlan(bootInput{
+		Payload: payload,
 		Cmdline: strings.TrimSpace(string(cmdline)),
 		Modules: modules,
 		Release: release,
@@ -146,10 +158,22 @@ func (e *executor) run(steps []step) error {
 func (e *executor) do(s step) error {
 	switch s.Op {
 	case opMkdir:
-		if err := e.sys.Mkdir(s.Path); err != nil && !errors.Is(err, fs.ErrExist) {
+		mode := os.FileMode(s.Mode)
+		if mode == 0 {
+			mode = 0o755
+		}
+		if err := e.sys.Mkdir(s.Path, mode); err != nil && !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("creating %s: %v", s.Path, err)
 		}
 		return nil
+
+	case opInstall:
+		err := e.install(s)
+		if err != nil && s.Optional {
+			e.logf("%v; booting on", err)
+			return nil
+		}
+		return err
 
 	case opMount:
 		if err := e.sys.Mount(s.Source, s.Path, s.FSType, s.Flags, s.Data); err != nil {
@@ -240,6 +264,21 @@ func (e *executor) do(s step) error {
 	return fmt.Errorf("internal error: unknown boot step %q", s.Op)
 }
 
+// install copies s.Source to s.Path unless it holds the same bytes.
+func (e *executor) install(s step) error {
+	data, err := e.sys.ReadFile(s.Source)
+	if err != nil {
+		return fmt.Errorf("installing %s: reading %s: %v", s.Path, s.Source, err)
+	}
+	if old, err := e.sys.ReadFile(s.Path); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	if err := e.sys.WriteFile(s.Path, data, os.FileMode(s.Mode)); err != nil {
+		return fmt.Errorf("installing %s: %v", s.Path, err)
+	}
+	return nil
+}
+
 func (e *executor) loadModule(s step) error {
 	ok, err := e.sys.Exists(s.Path)
 	if err != nil {
@@ -304,7 +343,40 @@ func (hostSystem) Args() []string {
 
 func (hostSystem) Environ() []string { return os.Environ() }
 
-func (hostSystem) Mkdir(path string) error { return os.Mkdir(path, 0o755) }
+func (hostSystem) Mkdir(path string, mode os.FileMode) error {
+	if err := os.Mkdir(path, mode); err != nil {
+		return err
+	}
+	return os.Chmod(path, mode) // past the umask
+}
+
+func (hostSystem) WriteFile(name string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".banger-init-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), name)
+}
 
 func (hostSystem) Mount(source, target, fstype string, flags uintptr, data string) error {
 	return unix.Mount(source, target, fstype, flags, data)

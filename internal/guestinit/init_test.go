@@ -283,12 +283,23 @@ func (f *fakeInit) PowerOff() error {
 }
 func (f *fakeInit) Args() []string    { return f.args }
 func (f *fakeInit) Environ() []string { return f.env }
-func (f *fakeInit) Mkdir(path string) error {
+func (f *fakeInit) Mkdir(path string, mode os.FileMode) error {
+	call := "mkdir " + path
+	if mode != 0o755 {
+		call += fmt.Sprintf(" %#o", mode)
+	}
 	if f.exists[path] {
-		f.calls = append(f.calls, "mkdir "+path)
+		f.calls = append(f.calls, call)
 		return fs.ErrExist
 	}
-	return f.record("mkdir " + path)
+	return f.record(call)
+}
+func (f *fakeInit) WriteFile(path string, data []byte, mode os.FileMode) error {
+	if err := f.record(fmt.Sprintf("write %s %#o", path, mode)); err != nil {
+		return err
+	}
+	f.files[path] = string(data)
+	return nil
 }
 func (f *fakeInit) Mount(source, target, fstype string, flags uintptr, data string) error {
 	call := fmt.Sprintf("mount %s %s", source, target)
@@ -402,6 +413,12 @@ var (
 		"clean except /newroot",
 		"chdir /newroot", "mount . / move", "chroot .", "chdir /",
 	}
+	payloadCalls = []string{
+		"write /newroot/usr/local/lib/banger/banger-agent 0755",
+		"mkdir /newroot/run", "mount tmpfs /newroot/run tmpfs nosuid,nodev mode=0755",
+		"mkdir /newroot/run/banger 0700", "mkdir /newroot/run/banger/boot 0700",
+		"write /newroot/run/banger/boot/key 0600", "write /newroot/run/banger/boot/payload.json 0600",
+	}
 	execSbinInit = `exec /sbin/init argv=["/sbin/init" "single"] env=["HOME=/" "TERM=linux"]`
 	execSystemd  = `exec /lib/systemd/systemd argv=["/lib/systemd/systemd" "single"] env=["HOME=/" "TERM=linux"]`
 	powerOff     = []string{"sync", "poweroff"}
@@ -428,6 +445,51 @@ func TestRunInit(t *testing.T) {
 			name:      "boots: modules, root, switch, exec",
 			wantCalls: concat(earlyCalls, loadCalls, rootCalls, []string{execSbinInit}),
 			wantLog:   "banger-init: freed the initramfs (3 entries)\nbanger-init: starting /sbin/init\n",
+		},
+		{
+			name: "a boot payload: the agent installed, the payload staged on a tmpfs /run",
+			setup: func(f *fakeInit) {
+				f.files["/init"] = "daemon's agent"
+				f.files["/banger/boot/key"] = "k"
+				f.files["/banger/boot/payload.json"] = "{}"
+			},
+			wantCalls: concat(earlyCalls, loadCalls, rootCalls[:2], payloadCalls, rootCalls[2:], []string{execSbinInit}),
+			wantLog:   "banger-init: freed the initramfs (3 entries)\nbanger-init: starting /sbin/init\n",
+		},
+		{
+			name: "a boot payload: an agent that is already current is not rewritten",
+			setup: func(f *fakeInit) {
+				f.files["/init"] = "daemon's agent"
+				f.files["/newroot"+AgentPath] = "daemon's agent"
+				f.files["/banger/boot/key"] = "k"
+				f.files["/banger/boot/payload.json"] = "{}"
+			},
+			wantCalls: concat(earlyCalls, loadCalls, rootCalls[:2], payloadCalls[1:], rootCalls[2:], []string{execSbinInit}),
+			wantLog:   "banger-init: freed the initramfs (3 entries)\nbanger-init: starting /sbin/init\n",
+		},
+		{
+			name: "a boot payload on a read-only root: the image's agent stays, the boot goes on",
+			setup: func(f *fakeInit) {
+				f.files["/init"] = "daemon's agent"
+				f.files["/banger/boot/key"] = "k"
+				f.files["/banger/boot/payload.json"] = "{}"
+				f.fail[payloadCalls[0]] = unix.EROFS
+			},
+			wantCalls: concat(earlyCalls, loadCalls, rootCalls[:2], payloadCalls, rootCalls[2:], []string{execSbinInit}),
+			wantLog: "banger-init: installing /newroot/usr/local/lib/banger/banger-agent: read-only file system; booting on\n" +
+				"banger-init: freed the initramfs (3 entries)\nbanger-init: starting /sbin/init\n",
+		},
+		{
+			name: "a boot payload that cannot be staged stops the boot",
+			setup: func(f *fakeInit) {
+				f.files["/init"] = "daemon's agent"
+				f.files["/banger/boot/key"] = "k"
+				f.files["/banger/boot/payload.json"] = "{}"
+				f.fail["mount tmpfs /newroot/run tmpfs nosuid,nodev mode=0755"] = unix.ENOMEM
+			},
+			wantCalls: concat(earlyCalls, loadCalls, rootCalls[:2], payloadCalls[:3], powerOff),
+			wantLog:   "banger-init: mounting tmpfs (tmpfs) at /newroot/run: cannot allocate memory; does the kernel have tmpfs support?\n",
+			wantErr:   "mounting tmpfs",
 		},
 		{
 			name: "already loaded modules (EEXIST) are fine",

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bangerdev/banger/internal/bootpayload"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,7 +19,8 @@ import (
 type op string
 
 const (
-	opMkdir          op = "mkdir"           // create Path (an existing directory is fine)
+	opMkdir          op = "mkdir"           // create Path with Mode (0755 when zero; an existing directory is fine)
+	opInstall        op = "install"         // copy Source to Path with Mode, unless Path holds the same bytes
 	opMount          op = "mount"           // mount Source (FSType, Flags, Data) at Path
 	opLoadModule     op = "load-module"     // finit_module(Path)
 	opWaitDevice     op = "wait-device"     // poll until Path exists, at most Timeout
@@ -37,7 +39,8 @@ type step struct {
 	Flags      uintptr
 	Data       string
 	Module     string // load-module: the module's name, for messages
-	Optional   bool   // load-module: a missing or failing module is logged, not fatal
+	Optional   bool   // load-module, install: a failure is logged, not fatal
+	Mode       uint32 // mkdir, install: permission bits
 	Timeout    time.Duration
 	Candidates []string // exec: init programs, tried in order
 	Args       []string // exec: arguments after argv[0]
@@ -80,6 +83,9 @@ type bootInput struct {
 	Release string   // the running kernel's release (uname -r)
 	Args    []string // init's own arguments (argv[1:]), handed on to the real init
 	Env     []string // init's environment, handed on to the real init
+	// Payload: the initramfs carries a boot payload from the host
+	// (internal/bootpayload), so this init is the daemon's.
+	Payload bool
 }
 
 // bootPlan computes the steps from the module loads to the exec of the
@@ -135,6 +141,9 @@ func bootPlan(in bootInput) ([]step, error) {
 		step{Op: opMkdir, Path: newRoot},
 		step{Op: opMount, Source: root, Path: newRoot, FSType: fstype, Flags: flags, Data: rootflags},
 	)
+	if in.Payload {
+		steps = append(steps, payloadSteps()...)
+	}
 	for _, fs := range []string{"/dev", "/proc", "/sys"} {
 		steps = append(steps, step{Op: opMoveMount, Source: fs, Path: newRoot + fs})
 	}
@@ -152,4 +161,31 @@ func bootPlan(in bootInput) ([]step, error) {
 		step{Op: opExec, Candidates: candidates, Args: in.Args, Env: in.Env},
 	)
 	return steps, nil
+}
+
+// AgentPath is where images carry banger-agent, the program systemd runs
+// as the guest agent.
+const AgentPath = "/usr/local/lib/banger/banger-agent"
+
+// payloadSteps hand the host's boot payload to the booted system. This
+// init is the daemon's own banger-agent (the payload archive replaced the
+// image's /init), so it first installs itself as the rootfs's agent: the
+// VM runs the agent that speaks the daemon's protocol whatever banger
+// built its image. A read-only root keeps the image's agent (logged).
+// Then it mounts the new root's /run (systemd keeps a /run that is
+// already mounted) and copies the payload there, readable by root only;
+// the agent takes it from bootpayload.StageDir.
+func payloadSteps() []step {
+	const nosuid = unix.MS_NOSUID | unix.MS_NODEV
+	run := newRoot + "/run"
+	stage := newRoot + bootpayload.StageDir
+	return []step{
+		{Op: opInstall, Source: InitPath, Path: newRoot + AgentPath, Mode: 0o755, Optional: true},
+		{Op: opMkdir, Path: run},
+		{Op: opMount, Source: "tmpfs", Path: run, FSType: "tmpfs", Flags: nosuid, Data: "mode=0755"},
+		{Op: opMkdir, Path: path.Dir(stage), Mode: 0o700},
+		{Op: opMkdir, Path: stage, Mode: 0o700},
+		{Op: opInstall, Source: path.Join(bootpayload.ArchiveDir, bootpayload.KeyFile), Path: path.Join(stage, bootpayload.KeyFile), Mode: 0o600},
+		{Op: opInstall, Source: path.Join(bootpayload.ArchiveDir, bootpayload.PayloadFile), Path: path.Join(stage, bootpayload.PayloadFile), Mode: 0o600},
+	}
 }
