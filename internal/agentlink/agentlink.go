@@ -20,15 +20,29 @@ import (
 	"github.com/bangerdev/banger/internal/agentmux"
 )
 
+// Channel is an opened agent channel of one VM and what it takes to
+// authenticate on it.
+type Channel struct {
+	Conn io.ReadWriteCloser
+	// Key is the VM's agent key (agentmux.KeySize bytes): the one its
+	// agent booted with.
+	Key []byte
+	// VM names the VM in errors, as the user knows it.
+	VM string
+}
+
 // DialFunc opens the agent channel of one VM (hypervisor.Hypervisor's
-// DialAgent for its handle).
-type DialFunc func(ctx context.Context) (io.ReadWriteCloser, error)
+// DialAgent for its handle) and reads its key.
+type DialFunc func(ctx context.Context) (Channel, error)
 
 // Pool holds the sessions, keyed by VM id. The zero value is ready to use.
 type Pool struct {
 	// AttemptTimeout bounds one upgrade attempt (3s when zero): an agent
 	// that is still booting does not answer, and the caller retries.
 	AttemptTimeout time.Duration
+	// Limits bounds what each session accepts from its guest (see
+	// agentmux.Config; Peer is set from Channel.VM).
+	Limits agentmux.Config
 
 	mu    sync.Mutex
 	links map[string]*link
@@ -40,7 +54,7 @@ type link struct {
 	// pending is a channel whose upgrade timed out (a booting guest): the
 	// next attempt retries on it rather than dialing again, so a booting
 	// VM sees one host connection, not one per attempt.
-	pending io.ReadWriteCloser
+	pending *Channel
 }
 
 func (p *Pool) link(key string) *link {
@@ -78,31 +92,48 @@ func (p *Pool) Get(ctx context.Context, key string, dial DialFunc) (*agentmux.Se
 	}
 	attempt, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn := l.pending
+	ch := l.pending
 	l.pending = nil
-	if conn == nil {
+	if ch == nil {
 		c, err := dial(attempt)
 		if err != nil {
 			return nil, err
 		}
-		conn = c
+		ch = &c
 	}
-	sess, err := agentmux.Upgrade(attempt, conn)
+	vm := ch.VM
+	if vm == "" {
+		vm = key
+	}
+	cfg := p.Limits
+	cfg.Peer = "VM " + vm
+	sess, err := cfg.Upgrade(attempt, ch.Conn, ch.Key)
 	if err != nil {
-		_, retryable := conn.(interface{ SetDeadline(time.Time) error })
+		_, retryable := ch.Conn.(interface{ SetDeadline(time.Time) error })
 		if retryable && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 			// Upgrade left the channel usable: keep it for the next try.
-			l.pending = conn
+			l.pending = ch
 			return nil, fmt.Errorf("the guest agent did not answer within %s", timeout)
 		}
-		conn.Close()
-		if errors.Is(err, agentmux.ErrUpgradeUnsupported) {
-			return nil, fmt.Errorf("%w; the VM runs the agent of an older banger: `banger vm restart` gives it this one", err)
-		}
-		return nil, err
+		ch.Conn.Close()
+		return nil, explain(err, vm)
 	}
 	l.sess = sess
 	return sess, nil
+}
+
+// explain says what to do about a failed upgrade.
+func explain(err error, vm string) error {
+	restart := fmt.Sprintf("restart it with `banger vm restart %s`", vm)
+	switch {
+	case errors.Is(err, agentmux.ErrAgentTooOld):
+		return fmt.Errorf("the agent in VM %s predates authenticated channels: %s (%w)", vm, restart, err)
+	case errors.Is(err, agentmux.ErrAgentNoKey):
+		return fmt.Errorf("the agent in VM %s has no key (its boot payload is missing): %s (%w)", vm, restart, err)
+	case errors.Is(err, agentmux.ErrKeyRefused), errors.Is(err, agentmux.ErrGuestUnproven):
+		return fmt.Errorf("the agent in VM %s does not hold the key the daemon gave it: %s (%w)", vm, restart, err)
+	}
+	return err
 }
 
 // Drop closes the VM's session, if any, and forgets it.
@@ -121,7 +152,7 @@ func (p *Pool) Drop(key string) {
 		l.sess = nil
 	}
 	if l.pending != nil {
-		l.pending.Close()
+		l.pending.Conn.Close()
 		l.pending = nil
 	}
 }

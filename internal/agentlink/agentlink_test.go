@@ -3,8 +3,10 @@ package agentlink
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,12 +28,15 @@ type guest struct {
 	last  atomic.Pointer[net.Conn]
 }
 
-func (g *guest) dial(ctx context.Context) (io.ReadWriteCloser, error) {
+// key is the test VMs' agent key.
+var key = []byte("0123456789abcdef0123456789abcdef")
+
+func (g *guest) dial(ctx context.Context) (Channel, error) {
 	g.dials.Add(1)
 	host, agent := net.Pipe()
 	g.last.Store(&agent)
-	go agentmux.BasicGuest(health{}).Serve(context.Background(), agent)
-	return host, nil
+	go agentmux.BasicGuest(health{}, key).Serve(context.Background(), agent)
+	return Channel{Conn: host, Key: key, VM: "dev"}, nil
 }
 
 func TestPoolReusesAndReconnects(t *testing.T) {
@@ -96,11 +101,11 @@ func TestPoolReportsSilentAndOldAgents(t *testing.T) {
 	// Drop closes it.
 	var dials atomic.Int32
 	closed := make(chan struct{})
-	silent := func(context.Context) (io.ReadWriteCloser, error) {
+	silent := func(context.Context) (Channel, error) {
 		dials.Add(1)
 		host, agent := net.Pipe()
 		go func() { io.Copy(io.Discard, agent); close(closed) }()
-		return host, nil
+		return Channel{Conn: host, Key: key, VM: "a"}, nil
 	}
 	for range 2 {
 		if _, err := p.Get(ctx, "a", silent); err == nil || err.Error() != "the guest agent did not answer within 200ms" {
@@ -116,18 +121,42 @@ func TestPoolReportsSilentAndOldAgents(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Error("Drop left the pending channel open")
 	}
-	// A protocol 1 agent: the error says to recreate the VM.
-	v1 := func(context.Context) (io.ReadWriteCloser, error) {
+	// Agents that cannot authenticate: the error names the VM and says
+	// to restart it.
+	serve := func(g *agentmux.Guest) DialFunc {
+		return func(context.Context) (Channel, error) {
+			host, agent := net.Pipe()
+			go g.Serve(context.Background(), agent)
+			return Channel{Conn: host, Key: key, VM: "b"}, nil
+		}
+	}
+	v1 := func(context.Context) (Channel, error) {
 		host, agent := net.Pipe()
 		go agentproto.Serve(context.Background(), agent, health{})
-		return host, nil
+		return Channel{Conn: host, Key: key, VM: "b"}, nil
 	}
-	if _, err := p.Get(ctx, "b", v1); !errors.Is(err, agentmux.ErrUpgradeUnsupported) {
-		t.Errorf("v1 agent: %v", err)
+	otherKey := []byte("another key of thirty-two bytes!")
+	tests := []struct {
+		name string
+		dial DialFunc
+		is   error
+		want string
+	}{
+		{"protocol 1", v1, agentmux.ErrAgentTooOld, "the agent in VM b predates authenticated channels: restart it with `banger vm restart b`"},
+		{"no key", serve(agentmux.BasicGuest(health{}, nil)), agentmux.ErrAgentNoKey, "the agent in VM b has no key (its boot payload is missing): restart it with `banger vm restart b`"},
+		{"another key", serve(&agentmux.Guest{Key: otherKey, AuthFailDelay: time.Millisecond}), agentmux.ErrKeyRefused, "the agent in VM b does not hold the key the daemon gave it"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := p.Get(ctx, "b", tt.dial)
+			if !errors.Is(err, tt.is) || !strings.HasPrefix(fmt.Sprint(err), tt.want) {
+				t.Errorf("Get = %v; want %v starting %q", err, tt.is, tt.want)
+			}
+		})
 	}
 	// A dial error comes back as is.
 	boom := errors.New("no socket")
-	if _, err := p.Get(ctx, "c", func(context.Context) (io.ReadWriteCloser, error) { return nil, boom }); !errors.Is(err, boom) {
+	if _, err := p.Get(ctx, "c", func(context.Context) (Channel, error) { return Channel{}, boom }); !errors.Is(err, boom) {
 		t.Errorf("dial error: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/bangerdev/banger/internal/agentproto"
 	"github.com/google/go-cmp/cmp"
@@ -365,7 +366,7 @@ func TestUpgradeSkipsStaleLines(t *testing.T) {
 		t.Run(tr.name, func(t *testing.T) {
 			host, proxyHost := net.Pipe()
 			proxyGuest, guest := tr.pair(t)
-			serveGuest(t, &Guest{Handler: &fakeHandler{}}, proxyGuest, guest)
+			serveGuest(t, &Guest{Handler: &fakeHandler{}, Key: testKey}, proxyGuest, guest)
 			t.Cleanup(func() { host.Close(); proxyHost.Close() })
 			go func() {
 				r := bufio.NewReader(proxyHost)
@@ -388,7 +389,7 @@ func TestUpgradeSkipsStaleLines(t *testing.T) {
 				go io.Copy(proxyGuest, r)
 				io.Copy(proxyHost, proxyGuest)
 			}()
-			s, err := Upgrade(testContext(t), host)
+			s, err := Upgrade(testContext(t), host, testKey)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -412,6 +413,8 @@ type v1Handler struct{}
 
 func (v1Handler) Health(context.Context) (agentproto.Health, error) { return sampleHealth, nil }
 
+// An agent of protocol 1 knows no upgrade: the host says the agent
+// predates authenticated channels.
 func TestUpgradeV1Agent(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
@@ -420,44 +423,35 @@ func TestUpgradeV1Agent(t *testing.T) {
 			done := make(chan error, 1)
 			go func() { done <- agentproto.Serve(ctx, guest, v1Handler{}) }()
 			defer func() { cancel(); host.Close(); guest.Close(); <-done }()
-			_, err := Upgrade(testContext(t), host)
-			if !errors.Is(err, ErrUpgradeUnsupported) || !strings.Contains(err.Error(), "update banger-agent") {
-				t.Fatalf("Upgrade = %v, want ErrUpgradeUnsupported", err)
-			}
-			// The channel is still in v1 line mode.
-			if _, err := agentproto.CheckHealth(testContext(t), host); err != nil {
-				t.Errorf("v1 health after the refused upgrade: %v", err)
+			_, err := Upgrade(testContext(t), host, testKey)
+			if !errors.Is(err, ErrAgentTooOld) {
+				t.Fatalf("Upgrade = %v, want ErrAgentTooOld", err)
 			}
 		})
 	}
 }
 
-// TestGuestV1Lines checks that Guest hands non-upgrade lines to V1 and
-// still upgrades afterwards on the same channel.
-func TestGuestV1Lines(t *testing.T) {
+// TestGuestRefusesUnauthenticated checks that a guest answers no request
+// before a host authenticated (protocol 1 health, garbage, a stream
+// header), and still upgrades afterwards on the same channel.
+func TestGuestRefusesUnauthenticated(t *testing.T) {
 	host, guest := socketPair(t)
-	var lines []string
-	g := &Guest{Handler: &fakeHandler{}, V1: func(_ context.Context, line []byte) []byte {
-		lines = append(lines, string(line))
-		var req agentproto.Request
-		json.Unmarshal(line, &req)
-		return []byte(mustJSON(agentproto.Response{ID: req.ID, Type: req.Type, Health: &agentproto.Health{Hostname: "v1"}}))
-	}}
-	serveGuest(t, g, host, guest)
-	h, err := agentproto.CheckHealth(testContext(t), host)
-	if err != nil || h.Hostname != "v1" {
-		t.Fatalf("v1 health = %+v, %v", h, err)
+	served := &fakeHandler{}
+	serveGuest(t, &Guest{Handler: served, Key: testKey}, host, guest)
+	ctx, cancel := context.WithTimeout(testContext(t), 5*time.Second)
+	defer cancel()
+	if h, err := agentproto.CheckHealth(ctx, host); err == nil || !strings.Contains(err.Error(), CodeUnauthenticated) {
+		t.Fatalf("v1 health before authenticating = %+v, %v; want refused as %s", h, err, CodeUnauthenticated)
 	}
-	s, err := Upgrade(testContext(t), host)
+	// A stream header and garbage are not answered at all.
+	host.Write([]byte("\n{\"type\":\"exec\",\"exec\":{\"argv\":[\"touch\",\"/tmp/pwned\"]}}\nnot json\n"))
+	s, err := Upgrade(testContext(t), host, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	if _, err := s.Health(testContext(t)); err != nil {
 		t.Fatal(err)
-	}
-	if len(lines) != 1 || !strings.Contains(lines[0], `"type":"health"`) {
-		t.Errorf("V1 saw %q, want one health request", lines)
 	}
 }
 
@@ -475,10 +469,10 @@ func TestGuestResync(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			hostF, guestF := socketPair(t)
-			done := serveGuest(t, &Guest{Handler: &fakeHandler{}}, hostF, guestF)
+			done := serveGuest(t, &Guest{Handler: &fakeHandler{}, Key: testKey}, hostF, guestF)
 
 			link1 := &hostLink{f: hostF}
-			s1, err := Upgrade(testContext(t), link1)
+			s1, err := Upgrade(testContext(t), link1, testKey)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -504,7 +498,7 @@ func TestGuestResync(t *testing.T) {
 			if _, err := link2.Write([]byte(tt.before)); err != nil {
 				t.Fatal(err)
 			}
-			s2, err := Upgrade(testContext(t), link2)
+			s2, err := Upgrade(testContext(t), link2, testKey)
 			if err != nil {
 				t.Fatalf("second Upgrade: %v", err)
 			}
@@ -526,7 +520,7 @@ func TestGuestResync(t *testing.T) {
 func TestServeEnds(t *testing.T) {
 	t.Run("EOF in line mode", func(t *testing.T) {
 		host, guest := net.Pipe()
-		done := serveGuest(t, &Guest{}, host, guest)
+		done := serveGuest(t, &Guest{Key: testKey}, host, guest)
 		host.Close()
 		if err := <-done; !errors.Is(err, io.EOF) {
 			t.Errorf("Serve = %v, want io.EOF", err)
@@ -534,8 +528,8 @@ func TestServeEnds(t *testing.T) {
 	})
 	t.Run("EOF during a session", func(t *testing.T) {
 		host, guest := socketPair(t)
-		done := serveGuest(t, &Guest{}, host, guest)
-		s, err := Upgrade(testContext(t), host)
+		done := serveGuest(t, &Guest{Key: testKey}, host, guest)
+		s, err := Upgrade(testContext(t), host, testKey)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -548,8 +542,8 @@ func TestServeEnds(t *testing.T) {
 		host, guest := socketPair(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- (&Guest{}).Serve(ctx, guest) }()
-		if _, err := Upgrade(testContext(t), host); err != nil {
+		go func() { done <- (&Guest{Key: testKey}).Serve(ctx, guest) }()
+		if _, err := Upgrade(testContext(t), host, testKey); err != nil {
 			t.Fatal(err)
 		}
 		cancel()
@@ -585,7 +579,7 @@ func TestExecCancel(t *testing.T) {
 func TestGuestResetEndsStaleHostSession(t *testing.T) {
 	// The first bytes of a fresh Serve are the reset line.
 	h, g := socketPair(t)
-	go (&Guest{}).Serve(testContext(t), g)
+	go (&Guest{Key: testKey}).Serve(testContext(t), g)
 	want := "\n" + resetLine + "\n"
 	got := make([]byte, len(want))
 	if _, err := io.ReadFull(h, got); err != nil || string(got) != want {
@@ -595,8 +589,8 @@ func TestGuestResetEndsStaleHostSession(t *testing.T) {
 	hostF, guestF := socketPair(t)
 	ctx1, stop1 := context.WithCancel(testContext(t))
 	done1 := make(chan error, 1)
-	go func() { done1 <- (&Guest{Handler: &fakeHandler{}}).Serve(ctx1, guestF) }()
-	s1, err := Upgrade(testContext(t), &hostLink{f: hostF})
+	go func() { done1 <- (&Guest{Handler: &fakeHandler{}, Key: testKey}).Serve(ctx1, guestF) }()
+	s1, err := Upgrade(testContext(t), &hostLink{f: hostF}, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -608,13 +602,13 @@ func TestGuestResetEndsStaleHostSession(t *testing.T) {
 	stop1()
 	<-done1
 	guestF.SetDeadline(zeroTime)
-	go (&Guest{Handler: &fakeHandler{}}).Serve(testContext(t), guestF)
+	go (&Guest{Handler: &fakeHandler{}, Key: testKey}).Serve(testContext(t), guestF)
 	select {
 	case <-s1.Done():
 	case <-testContext(t).Done():
 		t.Fatal("the stale host session outlived the new agent's reset line")
 	}
-	s2, err := Upgrade(testContext(t), &hostLink{f: hostF})
+	s2, err := Upgrade(testContext(t), &hostLink{f: hostF}, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -310,6 +310,9 @@ func (a *Attached) Next() (Chunk, error) {
 			if a.closed.Load() {
 				return Chunk{}, a.end(errAttachClosed)
 			}
+			if st, ok := a.rw.(*Stream); ok {
+				err = st.sess.fail(err)
+			}
 			if errors.Is(err, io.EOF) {
 				err = errors.New("the agent closed the stream without an end frame")
 			}
@@ -326,7 +329,7 @@ func (a *Attached) Next() (Chunk, error) {
 			}
 			return c, nil
 		case chStdinError:
-			a.stdinError(string(p))
+			a.stdinError(string(p[:min(len(p), maxStdinError)]))
 		case chEnd:
 			var rep Reply
 			if err := json.Unmarshal(p, &rep); err != nil {

@@ -12,16 +12,12 @@ import (
 
 // Basic serves a protocol 1 handler over protocol 2: health, and the
 // guest operations it implements (agentproto.GuestOps) as calls. File
-// transfer is refused. Test guests (hvtest, fctest) use it to speak both
-// protocols with one handler.
+// transfer is refused. Test guests (hvtest, fctest) use it.
 func Basic(h agentproto.Handler) Handler { return basic{h} }
 
-// BasicGuest is a Guest serving h on both protocols.
-func BasicGuest(h agentproto.Handler) *Guest {
-	return &Guest{
-		Handler: Basic(h),
-		V1:      func(ctx context.Context, line []byte) []byte { return agentproto.HandleLine(ctx, h, line) },
-	}
+// BasicGuest is a Guest serving h to the host that holds key.
+func BasicGuest(h agentproto.Handler, key []byte) *Guest {
+	return &Guest{Handler: Basic(h), Key: key}
 }
 
 type basic struct{ h agentproto.Handler }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/bangerdev/banger/internal/agentproto"
 	"github.com/hashicorp/yamux"
@@ -35,37 +36,48 @@ type Handler interface {
 type Guest struct {
 	// Handler serves put, get and health; nil refuses them.
 	Handler Handler
-	// V1 answers a line that is not an upgrade request (a protocol 1
-	// request, or garbage): it returns the reply line to write, or nil.
-	// nil ignores such lines. banger-agent passes agentproto's line
-	// handler here, so one loop serves both protocols.
-	V1 func(ctx context.Context, line []byte) []byte
+	// Key is the VM's agent key (KeySize bytes, from the boot payload).
+	// Only a host that proves it holds the key gets a session; a Guest
+	// without one refuses every request, saying that it has no key.
+	Key []byte
+	// AuthFailDelay is how long Serve pauses after a failed
+	// authentication (1s when zero).
+	AuthFailDelay time.Duration
 	// Log receives session starts and ends; nil discards them.
 	Log *slog.Logger
+}
+
+func (g *Guest) log() *slog.Logger {
+	if g.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return g.Log
 }
 
 // errDetached ends the reads and writes of a session Serve abandoned.
 var errDetached = errors.New("agentmux: session detached from the channel")
 
 // Serve runs the agent channel rw until it ends or ctx is done: line mode
-// (answering upgrades, passing other lines to V1) and, after each
-// upgrade, a yamux session serving one request per stream. When a session
-// fails, Serve returns to line mode (see the package comment on resync).
+// (the handshake: answering upgrades with a challenge, and a correct
+// proof of the key with upgrade-ok; every other request is refused) and,
+// after each authenticated upgrade, a yamux session serving one request
+// per stream. When a session fails, Serve returns to line mode (see the
+// package comment on resync).
 //
 // It returns io.EOF (test with errors.Is) when rw ends, ctx.Err() when ctx
 // ends (interrupting a blocked read on streams with deadlines; other
 // streams must be closed by the caller), and other read errors as they
 // come.
 func (g *Guest) Serve(ctx context.Context, rw io.ReadWriter) error {
-	log := g.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := g.log()
 	quit := make(chan struct{})
 	defer close(quit)
 	if d, ok := rw.(deadliner); ok {
 		stop := context.AfterFunc(ctx, func() { d.SetDeadline(aLongTimeAgo()) })
 		defer stop()
+	}
+	if problem := keyProblem(g.Key); problem != "" {
+		log.Error("the agent channel serves nobody", "reason", problem)
 	}
 	p := startPump(rw, quit)
 	w := &lockedWriter{w: rw}
@@ -81,6 +93,7 @@ func (g *Guest) Serve(ctx context.Context, rw io.ReadWriter) error {
 		w.w.Write([]byte("\n" + resetLine + "\n"))
 	}()
 	lr := &lineReader{src: pumpReader{p, ctx.Done()}}
+	var pending *pendingAuth
 	for {
 		line, err := lr.next()
 		if ctx.Err() != nil {
@@ -92,22 +105,19 @@ func (g *Guest) Serve(ctx context.Context, rw io.ReadWriter) error {
 			}
 			return fmt.Errorf("agentmux: reading the agent channel: %w", err)
 		}
-		if len(line) == 0 {
-			continue
+		var m upgradeMsg
+		if len(line) == 0 || !decodeLine(line, &m) || m.ID == "" || m.Type == "" || len(m.ID) > maxIDLen {
+			continue // garbage, stale bytes: nothing is answered
 		}
-		var req upgradeMsg
-		if !decodeLine(line, &req) || req.Type != TypeUpgrade || req.ID == "" || req.Nonce == "" {
-			if g.V1 != nil {
-				if reply := g.V1(ctx, line); reply != nil {
-					if _, err := w.Write(append(bytes.TrimRight(reply, "\n"), '\n')); err != nil {
-						return fmt.Errorf("agentmux: writing a v1 reply: %w", err)
-					}
-				}
-			}
-			continue
+		upgraded, err := g.lineMode(ctx, w, m, &pending)
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		if err := writeLine(w, upgradeMsg{ID: req.ID, Type: TypeUpgrade, Protocol: Protocol, Nonce: req.Nonce}); err != nil {
-			return fmt.Errorf("agentmux: writing the upgrade reply: %w", err)
+		if err != nil {
+			return fmt.Errorf("agentmux: writing a line-mode reply: %w", err)
+		}
+		if !upgraded {
+			continue
 		}
 		log.Info("agent channel upgraded", "protocol", Protocol)
 		err = g.session(ctx, p, lr, w)

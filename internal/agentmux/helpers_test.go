@@ -16,6 +16,9 @@ import (
 	"github.com/bangerdev/banger/internal/agentproto"
 )
 
+// testKey is the agent key of the tests' guests.
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
 // fakeHandler keeps put files in memory and records what it served.
 type fakeHandler struct {
 	mu    sync.Mutex
@@ -121,8 +124,8 @@ func serveGuest(t *testing.T, g *Guest, host, guest io.ReadWriteCloser) <-chan e
 func newSession(t *testing.T, tr transport, h Handler) *Session {
 	t.Helper()
 	host, guest := tr.pair(t)
-	serveGuest(t, &Guest{Handler: h}, host, guest)
-	s, err := Upgrade(testContext(t), host)
+	serveGuest(t, &Guest{Handler: h, Key: testKey}, host, guest)
+	s, err := Upgrade(testContext(t), host, testKey)
 	if err != nil {
 		t.Fatalf("Upgrade: %v", err)
 	}

@@ -19,6 +19,10 @@ import (
 // safe for concurrent use; each call runs on its own stream.
 type Session struct {
 	mux *yamux.Session
+	cfg Config
+
+	mu     sync.Mutex
+	broken error // the limit that made the host close the session
 }
 
 // hostConn is what yamux runs on after the upgrade: the bytes the line
@@ -30,25 +34,42 @@ type hostConn struct {
 
 func (c *hostConn) Read(p []byte) (int, error) { return c.lr.Read(p) }
 
-// Upgrade switches the agent channel rw to protocol 2 and returns the
-// session; closing the session closes rw.
+// Upgrade switches the agent channel rw to protocol 2, authenticating
+// with key (the VM's agent key, KeySize bytes), and returns the session;
+// closing the session closes rw. It uses the default Config.
+func Upgrade(ctx context.Context, rw io.ReadWriteCloser, key []byte) (*Session, error) {
+	return Config{}.Upgrade(ctx, rw, key)
+}
+
+// Upgrade switches the agent channel rw to protocol 2 with the handshake
+// of the package comment: the host and the agent each prove that they
+// hold key without sending it, then both run yamux.
 //
-// It writes an upgrade request and reads lines until the reply with its ID
-// and nonce arrives, skipping garbage and stale replies. An agent that only
-// speaks protocol 1 makes it return an error wrapping
-// ErrUpgradeUnsupported; rw is then still in line mode and usable for v1
-// requests. When ctx ends first Upgrade returns ctx.Err(): on a stream with
-// deadlines (net.Conn, a pollable *os.File) the wait is interrupted and rw
-// stays usable, so a caller waiting for a booting guest retries with a
-// short timeout per attempt; any other stream is closed.
-func Upgrade(ctx context.Context, rw io.ReadWriteCloser) (*Session, error) {
+// It skips garbage and stale lines. An agent without the handshake makes
+// it return an error wrapping ErrAgentTooOld, an agent without a key
+// ErrAgentNoKey, an agent that refuses the key ErrKeyRefused, and one that
+// cannot prove it holds the key ErrGuestUnproven; a guest that sends more
+// than c.MaxUpgradeBytes without completing it a *LimitError. When ctx
+// (or c.UpgradeTimeout) ends first Upgrade returns an error wrapping
+// ctx.Err() or context.DeadlineExceeded: on a stream with deadlines
+// (net.Conn, a pollable *os.File) the wait is interrupted and rw stays
+// usable, so a caller waiting for a booting guest retries with a short
+// timeout per attempt; any other stream is closed.
+func (c Config) Upgrade(ctx context.Context, rw io.ReadWriteCloser, key []byte) (*Session, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	req := upgradeMsg{ID: newID(), Type: TypeUpgrade, Protocol: Protocol, Nonce: newID()}
-	lr := &lineReader{src: rw}
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("agentmux: the agent key is %d bytes, want %d", len(key), KeySize)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.upgradeTimeout())
+	defer cancel()
+	lr := &lineReader{src: rw, max: c.maxLine(), budget: &readBudget{
+		left: c.maxUpgradeBytes(),
+		err:  &LimitError{Peer: c.peer(), What: "more line-mode bytes than an upgrade needs", Limit: c.maxUpgradeBytes()},
+	}}
 	done := make(chan error, 1)
-	go func() { done <- awaitUpgrade(rw, lr, req) }()
+	go func() { done <- c.handshake(rw, lr, key) }()
 	var err error
 	select {
 	case err = <-done:
@@ -60,48 +81,42 @@ func Upgrade(ctx context.Context, rw io.ReadWriteCloser) (*Session, error) {
 		} else {
 			rw.Close()
 		}
-		return nil, fmt.Errorf("agentmux: upgrading the agent channel: %w", ctx.Err())
+		return nil, fmt.Errorf("agentmux: upgrading the agent channel of %s: %w", c.peer(), ctx.Err())
 	}
 	if err != nil {
 		return nil, err
 	}
-	mux, err := yamux.Client(&hostConn{lr: lr, WriteCloser: rw}, yamuxConfig())
+	lr.budget = nil
+	mux, err := yamux.Client(&hostConn{lr: lr, WriteCloser: rw}, hostYamuxConfig())
 	if err != nil {
 		return nil, fmt.Errorf("agentmux: starting the session: %w", err)
 	}
-	return &Session{mux: mux}, nil
+	return &Session{mux: mux, cfg: c}, nil
 }
 
-func awaitUpgrade(w io.Writer, lr *lineReader, req upgradeMsg) error {
-	if err := writeLine(w, req); err != nil {
-		return fmt.Errorf("agentmux: sending the upgrade request: %w", err)
+// fail closes the session when err is a limit the guest broke, and
+// returns err naming the session's peer.
+func (s *Session) fail(err error) error {
+	var le *LimitError
+	if !errors.As(err, &le) {
+		return err
 	}
-	for {
-		line, err := lr.next()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("agentmux: the agent channel closed before the upgrade reply arrived: %w", err)
-			}
-			return fmt.Errorf("agentmux: reading the upgrade reply: %w", err)
-		}
-		var rep upgradeMsg
-		if !decodeLine(line, &rep) || rep.ID != req.ID {
-			continue // garbage, a stale reply, an earlier session's frames
-		}
-		if rep.Error != nil {
-			if rep.Error.Code == agentproto.CodeUnknownType {
-				return fmt.Errorf("agentmux: %w (agent said: %s)", ErrUpgradeUnsupported, rep.Error.Message)
-			}
-			return fmt.Errorf("agentmux: the agent refused the upgrade: %w", rep.Error)
-		}
-		if rep.Nonce != req.Nonce || rep.Type != TypeUpgrade {
-			continue
-		}
-		if rep.Protocol != Protocol {
-			return fmt.Errorf("agentmux: the agent offered protocol %d, want %d: update banger-agent in the image", rep.Protocol, Protocol)
-		}
-		return nil
+	named := &LimitError{Peer: s.cfg.peer(), What: le.What, Limit: le.Limit}
+	s.mu.Lock()
+	if s.broken == nil {
+		s.broken = named
 	}
+	s.mu.Unlock()
+	s.mux.Close()
+	return named
+}
+
+// Err returns the limit the guest broke that made the host close the
+// session, or nil.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.broken
 }
 
 // Close ends the session and closes the channel.
@@ -118,21 +133,31 @@ type Stream struct {
 	st   *yamux.Stream
 	r    *bufio.Reader
 	stop func() bool
+	sess *Session
 }
 
 // Open starts a request: it opens a stream, writes h as the header line
 // and reads the guest's reply line. A refusal (the reply's Error) is
 // returned as that *Error, with the reply. Until Close, ctx ending
 // interrupts the stream's blocked and later I/O (a past deadline).
+//
+// The reply line must come within Config.ReplyTimeout (else an error
+// wrapping ErrTimeout) and be at most Config.MaxLine bytes
+// (MaxCallReply for a call); a longer one closes the session (a
+// *LimitError).
 func (s *Session) Open(ctx context.Context, h Header) (*Stream, Reply, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, Reply{}, err
 	}
+	if err := s.Err(); err != nil {
+		return nil, Reply{}, err
+	}
 	st, err := s.mux.OpenStream()
 	if err != nil {
-		return nil, Reply{}, fmt.Errorf("agentmux: opening a %s stream: %w", h.Type, err)
+		return nil, Reply{}, fmt.Errorf("agentmux: opening a %s stream to %s: %w", h.Type, s.cfg.peer(), err)
 	}
-	str := &Stream{st: st, r: bufio.NewReader(st)}
+	str := &Stream{st: st, r: bufio.NewReader(st), sess: s}
+	st.SetReadDeadline(time.Now().Add(s.cfg.replyTimeout())) // before ctx's, which must win
 	str.stop = context.AfterFunc(ctx, func() { st.SetDeadline(aLongTimeAgo()) })
 	b, err := json.Marshal(h)
 	if err != nil {
@@ -143,10 +168,21 @@ func (s *Session) Open(ctx context.Context, h Header) (*Stream, Reply, error) {
 		str.Close()
 		return nil, Reply{}, wrapCtx(ctx, "sending the "+h.Type+" request", err)
 	}
-	rep, err := readReply(str.r)
+	max := s.cfg.maxLine()
+	if h.Type == TypeCall {
+		max = s.cfg.maxCallReply()
+	}
+	rep, err := readReply(str.r, max, s.cfg.peer())
+	st.SetReadDeadline(zeroTime)
+	if ctx.Err() != nil {
+		st.SetDeadline(aLongTimeAgo()) // the reset above may have undone ctx's
+	}
 	if err != nil {
 		str.Close()
-		return nil, Reply{}, wrapCtx(ctx, "reading the "+h.Type+" reply", err)
+		if errors.Is(err, yamux.ErrTimeout) && ctx.Err() == nil {
+			return nil, Reply{}, fmt.Errorf("agentmux: %s did not answer the %s request within %s: %w", s.cfg.peer(), h.Type, s.cfg.replyTimeout(), ErrTimeout)
+		}
+		return nil, Reply{}, wrapCtx(ctx, "reading the "+h.Type+" reply", s.fail(err))
 	}
 	if rep.Error != nil {
 		str.Close()
@@ -218,7 +254,8 @@ func (s *Session) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, st
 		return ExitStatus{}, err
 	}
 	defer st.Close()
-	return RunExec(ctx, st, req, stdin, stdout, stderr)
+	status, err := RunExec(ctx, st, req, stdin, stdout, stderr)
+	return status, s.fail(err)
 }
 
 // Put sends the bytes of r (a tar stream, say) to the guest, whose Handler
@@ -255,7 +292,7 @@ func (s *Session) Put(ctx context.Context, req Transfer, r io.Reader, result any
 		}
 		fw.frame(chEnd, nil)
 	}()
-	rep, err := readReply(st.r)
+	rep, err := readReply(st.r, s.cfg.maxLine(), s.cfg.peer())
 	stop.Store(true)
 	if err != nil {
 		st.Close() // unblocks the sender
@@ -263,7 +300,7 @@ func (s *Session) Put(ctx context.Context, req Transfer, r io.Reader, result any
 		if readErr != nil {
 			return fmt.Errorf("agentmux: reading what to put at %s: %w", req.Path, readErr)
 		}
-		return wrapCtx(ctx, "putting "+req.Path, err)
+		return wrapCtx(ctx, "putting "+req.Path, s.fail(err))
 	}
 	wg.Wait()
 	if readErr != nil {
@@ -297,7 +334,7 @@ func (s *Session) Get(ctx context.Context, req Transfer, w io.Writer) error {
 	for {
 		ch, p, err := readFrame(st.r)
 		if err != nil {
-			return wrapCtx(ctx, "getting "+req.Path, noEOF(err))
+			return wrapCtx(ctx, "getting "+req.Path, s.fail(noEOF(err)))
 		}
 		switch ch {
 		case chData:

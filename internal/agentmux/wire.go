@@ -23,10 +23,9 @@ const (
 	Protocol = 2
 	// TypeUpgrade is the v1 request type that switches the channel to v2.
 	TypeUpgrade = "upgrade"
-	// MaxFramePayload bounds one frame's payload.
+	// MaxFramePayload bounds one frame's payload; the reader checks a
+	// frame's length before it allocates.
 	MaxFramePayload = 1 << 20
-	// maxLineBytes bounds one line; longer lines are skipped.
-	maxLineBytes = agentproto.MaxLineBytes
 	// chunkSize is how much one data frame carries when we write.
 	chunkSize = 32 << 10
 )
@@ -50,10 +49,6 @@ const (
 	// executable, bad cwd).
 	CodeExecFailed = "exec_failed"
 )
-
-// ErrUpgradeUnsupported is returned (wrapped) by Upgrade when the agent
-// only speaks protocol 1.
-var ErrUpgradeUnsupported = errors.New("the agent speaks protocol 1 only and cannot run exec or file transfer: update banger-agent in the image")
 
 // Error is a request the guest could not serve. Message names the next
 // action. A Handler may return an *Error to choose the code the host sees.
@@ -80,15 +75,18 @@ const (
 	chStdinError byte = 10
 )
 
-// upgradeMsg is both the upgrade request and its reply (a v1 Request /
-// Response shape: "id" first, so agentproto's glued-line recovery and ours
-// find it).
+// upgradeMsg is every line-mode message of the handshake: upgrade,
+// challenge, auth, upgrade-ok and the refusals (a v1 Request / Response
+// shape: "id" first, so the glued-line recovery finds it).
 type upgradeMsg struct {
-	ID       string            `json:"id"`
-	Type     string            `json:"type"`
-	Protocol int               `json:"protocol,omitempty"`
-	Nonce    string            `json:"nonce,omitempty"`
-	Error    *agentproto.Error `json:"error,omitempty"`
+	ID        string            `json:"id"`
+	Type      string            `json:"type"`
+	Protocol  int               `json:"protocol,omitempty"`
+	Nonce     string            `json:"nonce,omitempty"`
+	Challenge string            `json:"challenge,omitempty"`
+	MAC       string            `json:"mac,omitempty"`
+	Proof     string            `json:"proof,omitempty"`
+	Error     *agentproto.Error `json:"error,omitempty"`
 }
 
 // Header is the first line the host writes on a stream: Type and the
@@ -181,6 +179,15 @@ func yamuxConfig() *yamux.Config {
 	return c
 }
 
+// hostYamuxConfig is the host's session configuration: the host never
+// accepts a stream, so a guest that opens some gets them reset (one may
+// wait, holding at most one stream window).
+func hostYamuxConfig() *yamux.Config {
+	c := yamuxConfig()
+	c.AcceptBacklog = 1
+	return c
+}
+
 // resetLine is what the guest writes when it starts serving a channel: a
 // v1-shaped message no host request matches (see Guest.Serve).
 const resetLine = `{"id":"","type":"reset"}`
@@ -219,30 +226,56 @@ type lineReader struct {
 	src io.Reader
 	buf []byte
 	err error // src's error, returned once buf is empty
+	// max bounds a line (DefaultMaxLine when 0); longer lines are
+	// skipped, so buf never holds more than max plus one read.
+	max int
+	// budget, when set, is what next may read from src in all; past it
+	// next returns budget.err.
+	budget *readBudget
 }
 
+// readBudget bounds what a lineReader reads.
+type readBudget struct {
+	left int64
+	err  error
+}
+
+// lineChunk is how much lineReader reads at a time.
+const lineChunk = 32 << 10
+
 // next returns the next line without its newline and surrounding space,
-// skipping lines longer than maxLineBytes.
+// skipping lines longer than max.
 func (l *lineReader) next() ([]byte, error) {
 	skipping := false
+	max := orDefault(l.max, DefaultMaxLine)
 	for {
 		if i := bytes.IndexByte(l.buf, '\n'); i >= 0 {
 			line := bytes.Clone(bytes.TrimSpace(l.buf[:i]))
 			l.buf = l.buf[i+1:]
-			if skipping {
+			if skipping || i > max {
 				skipping = false
 				continue
 			}
 			return line, nil
 		}
-		if len(l.buf) > maxLineBytes {
+		if len(l.buf) > max {
 			l.buf, skipping = nil, true
 		}
 		if l.err != nil {
 			return nil, l.err
 		}
-		chunk := make([]byte, 32<<10)
+		size := int64(lineChunk)
+		if l.budget != nil {
+			if l.budget.left <= 0 {
+				return nil, l.budget.err
+			}
+			size = min(size, l.budget.left)
+		}
+		chunk := make([]byte, size)
 		n, err := l.src.Read(chunk)
+		if l.budget != nil {
+			l.budget.left -= int64(n)
+		}
 		l.buf = append(l.buf, chunk[:n]...)
 		l.err = err
 	}
@@ -333,6 +366,10 @@ type channelWriter struct {
 
 func (c channelWriter) Write(p []byte) (int, error) { return c.f.data(c.ch, p) }
 
+// errFrameTooLarge is a frame whose header announces more than
+// MaxFramePayload; readFrame checks it before allocating.
+var errFrameTooLarge = &LimitError{Peer: "the agent", What: "a frame", Limit: MaxFramePayload}
+
 // readFrame reads one frame.
 func readFrame(r *bufio.Reader) (byte, []byte, error) {
 	var hdr [5]byte
@@ -341,7 +378,7 @@ func readFrame(r *bufio.Reader) (byte, []byte, error) {
 	}
 	n := binary.BigEndian.Uint32(hdr[1:])
 	if n > MaxFramePayload {
-		return 0, nil, fmt.Errorf("frame of %d bytes exceeds %d", n, MaxFramePayload)
+		return 0, nil, errFrameTooLarge
 	}
 	p := make([]byte, n)
 	if _, err := io.ReadFull(r, p); err != nil {
@@ -357,10 +394,36 @@ func noEOF(err error) error {
 	return err
 }
 
-// readReply reads one reply line from a stream.
-func readReply(r *bufio.Reader) (Reply, error) {
+// errLineTooLong is a line longer than readLine's max.
+var errLineTooLong = errors.New("line too long")
+
+// readLine reads one line of at most max bytes (newline excluded) from r:
+// it never holds more than max plus r's buffer.
+func readLine(r *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
 	for {
-		line, err := r.ReadBytes('\n')
+		frag, err := r.ReadSlice('\n')
+		if len(line)+len(frag) > max+1 || (err == bufio.ErrBufferFull && len(line)+len(frag) > max) {
+			return nil, errLineTooLong
+		}
+		line = append(line, frag...)
+		switch {
+		case err == nil:
+			return line, nil
+		case err != bufio.ErrBufferFull:
+			return nil, err
+		}
+	}
+}
+
+// readReply reads one reply line of at most max bytes from a stream. A
+// longer line is a *LimitError naming peer.
+func readReply(r *bufio.Reader, max int, peer string) (Reply, error) {
+	for {
+		line, err := readLine(r, max)
+		if errors.Is(err, errLineTooLong) {
+			return Reply{}, &LimitError{Peer: peer, What: "a reply line", Limit: int64(max)}
+		}
 		if err != nil {
 			return Reply{}, noEOF(err)
 		}

@@ -105,7 +105,7 @@ func TestMalformedOutputFrames(t *testing.T) {
 // TestReadReplySkipsBlankLines keeps the reply reader tolerant of the
 // newline a writer may put first.
 func TestReadReplySkipsBlankLines(t *testing.T) {
-	rep, err := readReply(bufio.NewReader(bytes.NewBufferString("\n\n{\"result\":[1]}\n")))
+	rep, err := readReply(bufio.NewReader(bytes.NewBufferString("\n\n{\"result\":[1]}\n")), DefaultMaxLine, "VM t")
 	if err != nil || string(rep.Result) != "[1]" {
 		t.Errorf("readReply = %+v, %v", rep, err)
 	}

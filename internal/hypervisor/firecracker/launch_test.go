@@ -17,9 +17,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/bangerdev/banger/internal/agentproto"
+	"github.com/bangerdev/banger/internal/agentmux"
 	"github.com/bangerdev/banger/internal/hypervisor"
 	"github.com/bangerdev/banger/internal/hypervisor/firecracker/fctest"
+	"github.com/bangerdev/banger/internal/hypervisor/hvtest"
 )
 
 func TestMain(m *testing.M) {
@@ -427,6 +428,10 @@ func TestKill(t *testing.T) {
 func TestSurvivesItsLauncher(t *testing.T) {
 	launcher, bin := fakeDriver(t, fctest.Config{})
 	spec := testSpec(t)
+	key := []byte("the agent key of this test's VM!")
+	if err := hvtest.WithBootKey(spec.Boot.Initrd, spec.Boot.Initrd, key); err != nil {
+		t.Fatal(err)
+	}
 	h := launch(t, launcher, spec)
 	d, err := New(bin, testLog())
 	if err != nil {
@@ -437,13 +442,8 @@ func TestSurvivesItsLauncher(t *testing.T) {
 	if err := d.Adopt(ctx, h); err != nil {
 		t.Fatalf("Adopt from a fresh driver: %v", err)
 	}
-	conn, err := d.DialAgent(ctx, h)
-	if err != nil {
-		t.Fatalf("DialAgent: %v", err)
-	}
-	health, err := agentproto.NewClient(conn).Health(ctx)
-	conn.Close()
-	if err != nil || health.Protocol != agentproto.Version {
+	health, err := hvtest.AgentHealth(ctx, d, h, key)
+	if err != nil || health.Protocol != agentmux.Protocol {
 		t.Fatalf("health = %+v, %v", health, err)
 	}
 	if err := d.Shutdown(ctx, h); err != nil {

@@ -26,7 +26,9 @@ const fakePIDBase = 1 << 30
 
 // Fake is a hand-written, in-memory hypervisor.Hypervisor for unit tests
 // of code that drives VMs. It runs no processes: its "VMs" are records
-// with a state, its agent is agentmux.BasicGuest over a net.Pipe, and it
+// with a state, its agent is agentmux.BasicGuest over a net.Pipe holding
+// the agent key of the spec's initramfs (BootKey: a VM booted without a
+// boot payload has an agent that refuses every host), and it
 // passes the conformance suite (with FakeGuest). It records every call and
 // fails on demand.
 //
@@ -69,6 +71,7 @@ type fakeVM struct {
 	spec   hypervisor.Spec
 	handle hypervisor.Handle
 	state  hypervisor.State
+	key    []byte // the agent key the spec's initramfs carries; nil: none
 }
 
 var _ hypervisor.Hypervisor = (*Fake)(nil)
@@ -182,6 +185,12 @@ func (f *Fake) Launch(ctx context.Context, spec hypervisor.Spec) (h hypervisor.H
 			return hypervisor.Handle{}, fmt.Errorf("fake: launching VM %s: VM %s (pid %d) already runs in %s: stop it first", spec.ID, vm.spec.ID, vm.handle.PID, spec.Dir)
 		}
 	}
+	var key []byte
+	if spec.Boot.Initrd != "" {
+		if key, err = BootKey(spec.Boot.Initrd); err != nil {
+			return hypervisor.Handle{}, fmt.Errorf("fake: launching VM %s: %w", spec.ID, err)
+		}
+	}
 	control, agent, console := fakePaths(spec.Dir)
 	for _, p := range []string{control, agent} {
 		if err := os.WriteFile(p, nil, 0o600); err != nil {
@@ -207,7 +216,7 @@ func (f *Fake) Launch(ctx context.Context, spec hypervisor.Spec) (h hypervisor.H
 		ConsoleLimit:  spec.ConsoleLimit,
 		Accel:         cmp.Or(spec.Accel, "fake"),
 	}
-	f.vms[pid] = &fakeVM{spec: spec, handle: h, state: hypervisor.Running}
+	f.vms[pid] = &fakeVM{spec: spec, handle: h, state: hypervisor.Running, key: key}
 	return h, nil
 }
 
@@ -315,7 +324,7 @@ func (f *Fake) stop(h hypervisor.Handle) {
 }
 
 // DialAgent returns one end of a pipe whose other end the fake agent
-// serves on both agent protocols (agentmux.BasicGuest).
+// serves (agentmux.BasicGuest, with the VM's boot key).
 func (f *Fake) DialAgent(ctx context.Context, h hypervisor.Handle) (c net.Conn, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -338,7 +347,9 @@ func (f *Fake) DialAgent(ctx context.Context, h hypervisor.Handle) (c net.Conn, 
 	agent := &fakeAgent{health: health, err: f.HealthErr}
 	go func() {
 		defer server.Close()
-		agentmux.BasicGuest(agent).Serve(context.Background(), server)
+		g := agentmux.BasicGuest(agent, vm.key)
+		g.AuthFailDelay = time.Millisecond
+		g.Serve(context.Background(), server)
 	}()
 	return client, nil
 }

@@ -1,17 +1,21 @@
 package hvtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/bangerdev/banger/internal/agentmux"
 	"github.com/bangerdev/banger/internal/agentproto"
 	"github.com/bangerdev/banger/internal/hypervisor"
+	"github.com/bangerdev/banger/internal/initramfs"
 )
 
 // The Fake passes the suite it is meant to stand in for. One Fake value
@@ -142,11 +146,18 @@ func TestFakeHealth(t *testing.T) {
 	defer cancel()
 	f := NewFake()
 	f.Health = agentproto.Health{Hostname: "custom", RootMount: "/dev/vdb"}
-	h, err := f.Launch(ctx, fakeSpec(t, FakeGuest(t)))
+	g := FakeGuest(t)
+	key := newAgentKey()
+	spec := fakeSpec(t, g)
+	spec.Boot.Initrd = filepath.Join(t.TempDir(), "initrd-with-key.img")
+	if err := WithBootKey(spec.Boot.Initrd, g.Initrd, key); err != nil {
+		t.Fatal(err)
+	}
+	h, err := f.Launch(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := AgentHealth(ctx, f, h)
+	got, err := AgentHealth(ctx, f, h, key)
 	if err != nil || got.Hostname != "custom" {
 		t.Errorf("AgentHealth = %+v, %v; want hostname custom", got, err)
 	}
@@ -155,9 +166,82 @@ func TestFakeHealth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	if _, err := agentproto.NewClient(conn).Health(ctx); err == nil || !strings.Contains(err.Error(), "disk on fire") {
+	if _, err := upgradedHealth(ctx, conn, key); err == nil || !strings.Contains(err.Error(), "disk on fire") {
 		t.Errorf("Health with HealthErr = %v, want the error", err)
+	}
+}
+
+// A VM booted without a boot payload has an agent that refuses every
+// host; one booted with another key refuses this one.
+func TestFakeAgentNeedsTheBootKey(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	f := NewFake()
+	g := FakeGuest(t)
+	withKey := filepath.Join(t.TempDir(), "initrd-with-key.img")
+	if err := WithBootKey(withKey, g.Initrd, newAgentKey()); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		initrd string
+		want   error
+	}{
+		{"no boot payload", g.Initrd, agentmux.ErrAgentNoKey},
+		{"another key", withKey, agentmux.ErrKeyRefused},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := fakeSpec(t, g)
+			spec.Boot.Initrd = tt.initrd
+			h, err := f.Launch(ctx, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Kill(h)
+			conn, err := f.DialAgent(ctx, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := upgradedHealth(ctx, conn, newAgentKey()); !errors.Is(err, tt.want) {
+				t.Errorf("health = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// BootKey finds the key WithBootKey appended, after an archive of its own.
+func TestBootKeyRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.img")
+	var b bytes.Buffer
+	a := initramfs.NewWriter(&b)
+	for _, err := range []error{
+		a.AddFile("init", 0o755, []byte("#!/bin/sh\n")),
+		a.AddDirAll("banger/boot", 0o700),
+		a.AddFile("banger/boot/key", 0o600, []byte("an older key that must not win!!")),
+		a.Close(),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.WriteString("x") // an odd length: the next archive is padded
+	if err := os.WriteFile(base, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key := newAgentKey()
+	out := filepath.Join(dir, "out.img")
+	if err := WithBootKey(out, base, key); err != nil {
+		t.Fatal(err)
+	}
+	got, err := BootKey(out)
+	if err != nil || !bytes.Equal(got, key) {
+		t.Errorf("BootKey = %x, %v; want %x", got, err, key)
+	}
+	if got, err := BootKey(base); err != nil || string(got) != "an older key that must not win!!" {
+		t.Errorf("BootKey of the base = %q, %v", got, err)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bangerdev/banger/internal/agentmux"
 	"github.com/bangerdev/banger/internal/agentproto"
 	"github.com/bangerdev/banger/internal/hypervisor"
 )
@@ -75,8 +77,16 @@ func (g Guest) bootTimeout() time.Duration {
 // suite calls it again to get a fresh value that must control the VMs of
 // the first one (a daemon restart). Each subtest that boots starts its own
 // VM and never leaves it running.
+//
+// Every VM boots with a boot payload that carries an agent key (the
+// guest's initramfs followed by WithBootKey's archive), and the suite
+// checks health over the authenticated protocol 2 channel with that key.
 func Run(t *testing.T, newDriver func(t *testing.T) hypervisor.Hypervisor, guest Guest) {
-	s := &suite{newDriver: newDriver, guest: guest}
+	s := &suite{newDriver: newDriver, guest: guest, key: newAgentKey()}
+	s.initrd = filepath.Join(t.TempDir(), "initrd-with-key.img")
+	if err := WithBootKey(s.initrd, guest.Initrd, s.key); err != nil {
+		t.Fatalf("adding the boot key to the initramfs: %v", err)
+	}
 	t.Run("LaunchErrors", s.launchErrors)
 	t.Run("Lifecycle", s.lifecycle)
 	t.Run("Kill", s.kill)
@@ -86,6 +96,8 @@ func Run(t *testing.T, newDriver func(t *testing.T) hypervisor.Hypervisor, guest
 type suite struct {
 	newDriver func(t *testing.T) hypervisor.Hypervisor
 	guest     Guest
+	key       []byte // every VM's agent key
+	initrd    string // guest.Initrd with the key's boot payload
 }
 
 // spec returns a spec for a fresh VM with its own runtime directory and
@@ -123,7 +135,7 @@ func (s *suite) spec(t *testing.T) hypervisor.Spec {
 		Boot: hypervisor.Boot{
 			Vmlinuz: s.guest.Vmlinuz,
 			Vmlinux: s.guest.Vmlinux,
-			Initrd:  s.guest.Initrd,
+			Initrd:  s.initrd,
 			Cmdline: s.guest.Cmdline,
 		},
 		Disks: []hypervisor.Disk{
@@ -366,34 +378,34 @@ func (s *suite) checkHealth(t *testing.T, d hypervisor.Hypervisor, h hypervisor.
 	ctx, cancel := context.WithTimeout(context.Background(), s.guest.bootTimeout())
 	defer cancel()
 	start := time.Now()
-	health, err := AgentHealth(ctx, d, h)
+	health, err := AgentHealth(ctx, d, h, s.key)
 	if err != nil {
 		b, _ := os.ReadFile(h.ConsoleLog)
 		t.Fatalf("no health from the agent: %v; console tail:\n%s", err, tail(b, 3000))
 	}
 	t.Logf("agent health after %v: %+v", time.Since(start).Round(time.Millisecond), health)
-	if health.Protocol != agentproto.Version {
-		t.Errorf("health.Protocol = %d, want %d", health.Protocol, agentproto.Version)
+	if health.Protocol != agentmux.Protocol {
+		t.Errorf("health.Protocol = %d, want %d", health.Protocol, agentmux.Protocol)
 	}
 	if health.RootMount != "/dev/vdb" {
 		t.Errorf("health.RootMount = %q, want /dev/vdb: the work disk must be the second disk", health.RootMount)
 	}
 }
 
-// AgentHealth dials the agent of h through d and asks for its health
-// until it answers or ctx ends. Each request has a short timeout and is
-// retried on the same connection, because a guest discards what reaches a
-// virtio-serial port before the agent opened it; a failed connection is
+// AgentHealth dials the agent of h through d, upgrades the channel with
+// key (the agent key of the VM's boot payload) and asks for its health,
+// until it answers or ctx ends. Each upgrade has a short timeout and is
+// retried on the same connection, because a guest discards what reaches
+// a virtio-serial port before the agent opened it; a failed connection is
 // dialled again.
-func AgentHealth(ctx context.Context, d hypervisor.AgentDialer, h hypervisor.Handle) (agentproto.Health, error) {
+func AgentHealth(ctx context.Context, d hypervisor.AgentDialer, h hypervisor.Handle, key []byte) (agentproto.Health, error) {
 	var lastErr error
 	for {
 		conn, err := d.DialAgent(ctx, h)
 		if err == nil {
-			c := agentproto.NewClient(conn)
 			for {
 				actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				health, herr := c.Health(actx)
+				health, herr := upgradedHealth(actx, conn, key)
 				cancel()
 				if herr == nil {
 					conn.Close()
@@ -414,6 +426,17 @@ func AgentHealth(ctx context.Context, d hypervisor.AgentDialer, h hypervisor.Han
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// upgradedHealth asks for health over an authenticated session on conn,
+// leaving conn open when the upgrade timed out (to retry on it).
+func upgradedHealth(ctx context.Context, conn net.Conn, key []byte) (agentproto.Health, error) {
+	sess, err := agentmux.Upgrade(ctx, conn, key)
+	if err != nil {
+		return agentproto.Health{}, err
+	}
+	defer sess.Close() // closes conn: the caller's Close is a no-op
+	return sess.Health(ctx)
 }
 
 func wantStatus(t *testing.T, d hypervisor.Hypervisor, h hypervisor.Handle, want hypervisor.State) {

@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bangerdev/banger/internal/agentmux"
 	"github.com/bangerdev/banger/internal/agentproto"
+	"github.com/bangerdev/banger/internal/hypervisor/hvtest"
 )
 
 // client sends raw requests to a stand-in, as any HTTP client would.
@@ -304,11 +306,20 @@ func TestAcceptsAndPlaysTheGuest(t *testing.T) {
 	c := client{t, sock}
 	f := testFiles(t)
 	vsock := filepath.Join(f.dir, "v.sock")
+	// The boot payload's agent key travels in the initramfs.
+	key := []byte("the agent key of this test's VM!")
+	initrd := filepath.Join(f.dir, "initrd")
+	if err := os.WriteFile(initrd, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := hvtest.WithBootKey(initrd, initrd, key); err != nil {
+		t.Fatal(err)
+	}
 	for _, r := range []req{
 		{"PUT", "/logger", fmt.Sprintf(`{"log_path": %q, "level": "Warning", "show_level": true, "show_log_origin": false}`, f.dir+"/fc.log")},
 		{"PUT", "/metrics", fmt.Sprintf(`{"metrics_path": %q}`, f.dir+"/fc.metrics")},
 		{"PUT", "/machine-config", `{"vcpu_count": 2, "mem_size_mib": 256}`},
-		{"PUT", "/boot-source", fmt.Sprintf(`{"kernel_image_path": %q, "boot_args": "console=ttyS0"}`, f.kernel)},
+		{"PUT", "/boot-source", fmt.Sprintf(`{"kernel_image_path": %q, "initrd_path": %q, "boot_args": "console=ttyS0"}`, f.kernel, initrd)},
 		{"PUT", "/drives/root", fmt.Sprintf(`{"drive_id": "root", "path_on_host": %q, "is_root_device": false, "is_read_only": true}`, f.disk)},
 		{"PUT", "/drives/work", fmt.Sprintf(`{"drive_id": "work", "path_on_host": %q, "is_root_device": false, "is_read_only": false}`, f.disk2)},
 		{"PUT", "/network-interfaces/eth0", `{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:ac:10:00:02"}`},
@@ -340,11 +351,15 @@ func TestAcceptsAndPlaysTheGuest(t *testing.T) {
 	if greeting != "hi\n" {
 		t.Errorf("greeting %q, want %q", greeting, "hi\n")
 	}
-	agent := agentproto.NewClient(struct {
-		io.Reader
-		io.Writer
-	}{br, conn})
 	ctx := context.Background()
+	agent, err := agentmux.Upgrade(ctx, struct {
+		io.Reader
+		io.WriteCloser
+	}{br, conn}, key)
+	if err != nil {
+		t.Fatalf("upgrade with the boot payload's key: %v", err)
+	}
+	defer agent.Close()
 	health, err := agent.Health(ctx)
 	if err != nil {
 		t.Fatalf("health: %v", err)
@@ -352,13 +367,18 @@ func TestAcceptsAndPlaysTheGuest(t *testing.T) {
 	if health.RootMount != "/dev/vdb" {
 		t.Errorf("RootMount %q, want /dev/vdb", health.RootMount)
 	}
-	if p, err := agent.ProbeTCP(ctx, 4096); err != nil || !p.Open {
+	probe := func(port int) (p agentproto.ProbeResult, err error) {
+		err = agent.Call(ctx, agentproto.TypeProbeTCP, agentproto.ProbeParams{Port: port}, &p)
+		return p, err
+	}
+	if p, err := probe(4096); err != nil || !p.Open {
 		t.Errorf("probe of port 4096: %+v, %v; want open", p, err)
 	}
-	if p, err := agent.ProbeTCP(ctx, 22); err != nil || p.Open {
+	if p, err := probe(22); err != nil || p.Open {
 		t.Errorf("probe of port 22: %+v, %v; want closed", p, err)
 	}
-	if keys, err := agent.HostKeys(ctx); err != nil || len(keys) != 1 || keys[0] != FakeHostKey {
+	var keys []string
+	if err := agent.Call(ctx, agentproto.TypeHostKeys, nil, &keys); err != nil || len(keys) != 1 || keys[0] != FakeHostKey {
 		t.Errorf("host keys: %v, %v", keys, err)
 	}
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bangerdev/banger/internal/agentmux"
 	"github.com/bangerdev/banger/internal/agentproto"
+	"github.com/bangerdev/banger/internal/hypervisor/hvtest"
 )
 
 // The guest: what a booted microVM would do, as far as a driver can see
@@ -136,6 +137,10 @@ func (s *Server) serveGuestConn(c net.Conn) {
 	default:
 	}
 	up := s.state == stateRunning && time.Since(s.startedAt) >= s.cfg.AgentDelay
+	var initrd string
+	if s.bootSource != nil {
+		initrd = s.bootSource.initrd
+	}
 	hostPort := s.nextPort
 	s.nextPort++
 	s.mu.Unlock()
@@ -148,7 +153,13 @@ func (s *Server) serveGuestConn(c net.Conn) {
 	if _, err := io.WriteString(c, fmt.Sprintf("OK %d\n%s", hostPort, s.cfg.Greeting)); err != nil {
 		return
 	}
-	agentmux.BasicGuest(guestAgent{s}).Serve(s.agentCtx, c)
+	// The agent holds the key of the boot payload in the initramfs, as a
+	// real guest's does; without one it refuses every host.
+	var key []byte
+	if initrd != "" {
+		key, _ = hvtest.BootKey(initrd)
+	}
+	agentmux.BasicGuest(guestAgent{s}, key).Serve(s.agentCtx, c)
 }
 
 // readConnect reads the CONNECT line: its first byte whenever it comes,
