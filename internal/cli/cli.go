@@ -16,6 +16,7 @@ import (
 	"github.com/bangerdev/banger/client"
 	"github.com/bangerdev/banger/internal/config"
 	"github.com/bangerdev/banger/internal/daemonctl"
+	"github.com/bangerdev/banger/internal/termsafe"
 	"github.com/spf13/cobra"
 )
 
@@ -88,7 +89,7 @@ func Run(ctx context.Context, args []string, app *App) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			fmt.Fprintf(app.Stderr, "banger: %v\n", ee.err)
+			fmt.Fprintf(app.Stderr, "banger: %s\n", termsafe.Text(ee.err.Error()))
 		}
 		return ee.code
 	}
@@ -96,7 +97,9 @@ func Run(ctx context.Context, args []string, app *App) int {
 		fmt.Fprintf(app.Stderr, "banger: %v: see `banger --help`\n", err)
 		return ExitUsage
 	}
-	fmt.Fprintf(app.Stderr, "banger: %v\n", err)
+	// An error may carry a guest's words (the agent refusing a command, a
+	// session's diagnostics): escaped, so they cannot drive the terminal.
+	fmt.Fprintf(app.Stderr, "banger: %s\n", termsafe.Text(err.Error()))
 	return ExitError
 }
 

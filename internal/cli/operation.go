@@ -7,6 +7,7 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
+	"github.com/bangerdev/banger/internal/termsafe"
 	"github.com/spf13/cobra"
 )
 
@@ -85,11 +86,11 @@ func newOperationShowCmd(app *App) *cobra.Command {
 				if !st.FinishedAt.IsZero() {
 					took = fmtDuration(st.Duration.D())
 				}
-				t.row(st.Name, took, st.Detail)
+				t.row(st.Name, took, termsafe.Line(st.Detail)) // details quote the guest (kernel, errors)
 			}
 			t.flush()
 			if op.Error != nil {
-				fmt.Fprintf(app.Stdout, "error (%s): %s\n", op.Error.Code, op.Error.Message)
+				fmt.Fprintf(app.Stdout, "error (%s): %s\n", op.Error.Code, termsafe.Text(op.Error.Message))
 			}
 			return nil
 		}),

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
+	"github.com/bangerdev/banger/internal/termsafe"
 	"github.com/spf13/cobra"
 )
 
@@ -114,11 +115,13 @@ plus --env; only the keys are recorded.`,
 	return c
 }
 
+// sessionRef is how output names a session: its name, else its id; both
+// come from the guest, so escaped.
 func sessionRef(s api.Session) string {
 	if s.Name != "" {
-		return s.Name
+		return termsafe.Line(s.Name)
 	}
-	return s.ID
+	return termsafe.Line(s.ID)
 }
 
 func sessionMode(s api.Session) string {
@@ -154,8 +157,8 @@ rebooted while they ran) show as lost.`,
 				if s.State != api.SessionRunning {
 					state += " (" + exitSummary(s) + ")"
 				}
-				t.row(s.ID, orDash(s.Name), state, strconv.Itoa(s.PID), sessionMode(s), strconv.Itoa(s.AttachCount),
-					fmtBytes(s.OutputBytes), fmtAge(now, s.StartedAt), strings.Join(s.Argv, " "))
+				t.row(termsafe.Line(s.ID), orDash(termsafe.Line(s.Name)), termsafe.Line(state), strconv.Itoa(s.PID), sessionMode(s), strconv.Itoa(s.AttachCount),
+					fmtBytes(s.OutputBytes), fmtAge(now, s.StartedAt), argvLine(s.Argv))
 			}
 			return t.flush()
 		}),
@@ -163,6 +166,9 @@ rebooted while they ran) show as lost.`,
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
 }
+
+// argvLine shows a guest-reported command line on one line.
+func argvLine(argv []string) string { return termsafe.Line(strings.Join(argv, " ")) }
 
 func orDash(s string) string {
 	if s == "" {
@@ -175,7 +181,7 @@ func orDash(s string) string {
 func exitSummary(s api.Session) string {
 	switch {
 	case s.Signal != "":
-		return s.Signal
+		return termsafe.Line(s.Signal)
 	case s.ExitCode != nil:
 		return "code " + strconv.Itoa(*s.ExitCode)
 	case s.State == api.SessionLost:
@@ -207,20 +213,22 @@ func newSessionShowCmd(app *App) *cobra.Command {
 	return c
 }
 
+// printSession shows a session; every string in it comes from the guest
+// and is escaped.
 func printSession(app *App, s api.Session) {
 	w := app.Stdout
-	fmt.Fprintf(w, "id:          %s\n", s.ID)
+	fmt.Fprintf(w, "id:          %s\n", termsafe.Line(s.ID))
 	if s.Name != "" {
-		fmt.Fprintf(w, "name:        %s\n", s.Name)
+		fmt.Fprintf(w, "name:        %s\n", termsafe.Line(s.Name))
 	}
-	fmt.Fprintf(w, "vm:          %s\n", s.VM)
-	fmt.Fprintf(w, "command:     %s\n", strings.Join(s.Argv, " "))
-	fmt.Fprintf(w, "cwd:         %s\n", s.Cwd)
+	fmt.Fprintf(w, "vm:          %s\n", termsafe.Line(s.VM))
+	fmt.Fprintf(w, "command:     %s\n", argvLine(s.Argv))
+	fmt.Fprintf(w, "cwd:         %s\n", termsafe.Line(s.Cwd))
 	if len(s.EnvKeys) > 0 {
-		fmt.Fprintf(w, "env keys:    %s\n", strings.Join(s.EnvKeys, " "))
+		fmt.Fprintf(w, "env keys:    %s\n", termsafe.Line(strings.Join(s.EnvKeys, " ")))
 	}
 	fmt.Fprintf(w, "mode:        %s\n", sessionMode(s))
-	fmt.Fprintf(w, "state:       %s\n", s.State)
+	fmt.Fprintf(w, "state:       %s\n", termsafe.Line(s.State))
 	fmt.Fprintf(w, "pid:         %d\n", s.PID)
 	fmt.Fprintf(w, "started:     %s\n", s.StartedAt.Local().Format(time.RFC3339))
 	if !s.ExitedAt.IsZero() {
@@ -232,7 +240,7 @@ func printSession(app *App, s api.Session) {
 		fmt.Fprintf(w, "orphaned:    the guest agent restarted while it ran: later output is not captured\n")
 	}
 	for _, d := range s.Diagnostics {
-		fmt.Fprintf(w, "diagnostic:  %s\n", d)
+		fmt.Fprintf(w, "diagnostic:  %s\n", termsafe.Line(d))
 	}
 }
 
@@ -363,7 +371,7 @@ func signalSession(ctx context.Context, app *App, vm, ref, sig string, timeout t
 		fmt.Fprintf(app.Stdout, "sent SIG%s to session %s (pid %d); it is still running\n", strings.TrimPrefix(strings.ToUpper(sig), "SIG"), ref, ses.PID)
 		return nil
 	}
-	fmt.Fprintf(app.Stdout, "session %s %s (%s)\n", ref, ses.State, exitSummary(ses))
+	fmt.Fprintf(app.Stdout, "session %s %s (%s)\n", termsafe.Line(ref), termsafe.Line(ses.State), exitSummary(ses))
 	return nil
 }
 

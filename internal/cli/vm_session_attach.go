@@ -15,6 +15,7 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
+	"github.com/bangerdev/banger/internal/termsafe"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -256,7 +257,7 @@ func attach(ctx context.Context, app *App, vm, ref, since, stdinEOF string) erro
 				if ferr != nil || final.ID == "" {
 					final = ses
 				}
-				fmt.Fprintf(app.Stderr, "banger: session %s %s (%s)\n", ref, final.State, exitSummary(final))
+				fmt.Fprintf(app.Stderr, "banger: session %s %s (%s)\n", ref, termsafe.Line(final.State), exitSummary(final))
 				if code := exitCode(api.ExitStatus{Code: codeOf(final), Signal: final.Signal}); code != 0 {
 					return &exitError{code: code}
 				}

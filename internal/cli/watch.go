@@ -9,6 +9,7 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
+	"github.com/bangerdev/banger/internal/termsafe"
 )
 
 // followOperation prints an operation's live stages until it ends and
@@ -55,7 +56,9 @@ func printEvent(w io.Writer, ev api.OperationEvent) {
 	case api.EventStageFinished:
 		printStageDone(w, ev.Stage, ev.Duration.D(), ev.Message)
 	case api.EventLog:
-		fmt.Fprintf(w, "      %s\n", ev.Message)
+		// Log lines and stage details may quote the guest (its kernel,
+		// an agent's error): escaped.
+		fmt.Fprintf(w, "      %s\n", termsafe.Text(ev.Message))
 	case api.EventDone:
 		op := ev.Operation
 		total := op.FinishedAt.Sub(op.CreatedAt)
@@ -74,7 +77,7 @@ func printStageDone(w io.Writer, name string, d time.Duration, detail string) {
 	}
 	line := fmt.Sprintf("  %s %-22s %8s", mark, name, fmtDuration(d))
 	if detail != "" {
-		line += "  " + detail
+		line += "  " + termsafe.Line(detail)
 	}
 	fmt.Fprintln(w, line)
 }
