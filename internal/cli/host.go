@@ -61,9 +61,13 @@ func newHostSetupCmd(app *App) *cobra.Command {
 		Use:   "setup [--taps N] [--user NAME]",
 		Short: "Create the bridge, NAT table and a user-owned TAP pool",
 		Long: `Create banger's bridge (network.bridge, with the gateway of network.subnet),
-its nftables table (guest egress NAT; guests isolated from each other and
-from host services) and a pool of persistent TAP devices owned by the user,
-attached to the bridge. Safe to run again: it only changes what differs.`,
+its nftables tables (guest egress NAT; guests isolated from each other, from
+host services and from private, link-local and metadata addresses except
+network.allow_cidrs and the host's resolvers; each TAP bound to one guest
+address and MAC; only the user and root may connect to guests) and a pool of
+persistent TAP devices owned by the user, attached to the bridge. Safe to run
+again: it only changes what differs. Run it again after network.allow_cidrs
+or the host's resolvers (/etc/resolv.conf) change.`,
 		Example: "  sudo banger host setup\n  sudo banger host setup --taps 8 --user alice",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
@@ -80,8 +84,11 @@ attached to the bridge. Safe to run again: it only changes what differs.`,
 				return err
 			}
 			defer exec.Close()
+			// The owner of the TAPs is the user whose bangerd will run the
+			// VMs: the only user besides root who may connect to guests.
 			hc := hostnet.Config{Bridge: cfg.Network.Bridge, Subnet: cfg.Network.Subnet, PoolSize: cfg.Network.TAPPoolSize,
-				Table: hostnet.DefaultTable, TAPOwner: owner}
+				Table: hostnet.DefaultTable, TAPOwner: owner,
+				AllowCIDRs: cfg.Network.AllowCIDRs, DNS: hostnet.Resolvers(hostnet.ResolvConf)}
 			if taps > 0 {
 				hc.PoolSize = taps
 			}

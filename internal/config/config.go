@@ -73,6 +73,10 @@ type Network struct {
 	Bridge      string       `json:"bridge"`        // default "banger0"; a valid Linux interface name
 	Subnet      netip.Prefix `json:"subnet"`        // default 172.30.0.0/24; IPv4, masked, prefix length 16..29
 	TAPPoolSize int          `json:"tap_pool_size"` // default 4, range 0..64
+	// AllowCIDRs are IPv4 destinations guests may reach although they are
+	// private, link-local, CGNAT, loopback, multicast or reserved (all
+	// blocked by default), e.g. the user's LAN. Default none.
+	AllowCIDRs []netip.Prefix `json:"allow_cidrs"`
 }
 
 // VMDefaults are the resources of a VM that does not ask for others.
@@ -192,9 +196,10 @@ type fileFormat struct {
 }
 
 type fileNetwork struct {
-	Bridge      string `toml:"bridge"`
-	Subnet      string `toml:"subnet"`
-	TAPPoolSize int    `toml:"tap_pool_size"`
+	Bridge      string   `toml:"bridge"`
+	Subnet      string   `toml:"subnet"`
+	TAPPoolSize int      `toml:"tap_pool_size"`
+	AllowCIDRs  []string `toml:"allow_cidrs"`
 }
 
 type fileCopy struct {
@@ -226,6 +231,7 @@ func (c *Config) TOML() ([]byte, error) {
 		Network: fileNetwork{
 			Bridge:      c.Network.Bridge,
 			TAPPoolSize: c.Network.TAPPoolSize,
+			AllowCIDRs:  make([]string, 0, len(c.Network.AllowCIDRs)),
 		},
 		VM: fileVM{
 			VCPUs:  c.VM.VCPUs,
@@ -236,6 +242,9 @@ func (c *Config) TOML() ([]byte, error) {
 	}
 	if c.Network.Subnet.IsValid() {
 		f.Network.Subnet = c.Network.Subnet.String()
+	}
+	for _, p := range c.Network.AllowCIDRs {
+		f.Network.AllowCIDRs = append(f.Network.AllowCIDRs, p.String())
 	}
 	for _, a := range c.AuthFiles {
 		f.AuthFiles = append(f.AuthFiles, c.authFileEntry(a))

@@ -258,6 +258,12 @@ func fields() []field {
 			set:   setInt(func(c *Config) *int { return &c.Network.TAPPoolSize }),
 			check: checkRange(func(c *Config) int { return c.Network.TAPPoolSize }, 0, maxTAPPoolSize),
 		},
+		{
+			key:   "network.allow_cidrs",
+			want:  `a list of IPv4 CIDRs that guests may reach although they are private, link-local or CGNAT, e.g. ["192.168.1.0/24"]`,
+			set:   setAllowCIDRs,
+			check: checkAllowCIDRs,
+		},
 		{key: "vm", want: "a table, e.g. [vm]", table: true},
 		{
 			key:   "vm.vcpus",
@@ -429,6 +435,39 @@ func checkSubnet(c *Config) *Error {
 		return &Error{Value: quote(p.String()), Want: fmt.Sprintf("the network address, with the host bits zero: %q", p.Masked().String())}
 	case a.IsLoopback() || a.IsMulticast() || a.IsLinkLocalUnicast() || a.As4()[0] == 0 || a.As4()[0] >= 240:
 		return &Error{Value: quote(p.String()), Want: `a private IPv4 range that no host service uses, e.g. "172.30.0.0/24"`}
+	}
+	return nil
+}
+
+func setAllowCIDRs(c *Config, v any) *Error {
+	list, ok := v.([]any)
+	if !ok {
+		return &Error{Value: tomlValue(v)}
+	}
+	var out []netip.Prefix
+	for _, item := range list {
+		s, ok := item.(string)
+		if !ok {
+			return &Error{Value: tomlValue(item)}
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return &Error{Value: quote(s), Err: err}
+		}
+		out = append(out, p)
+	}
+	c.Network.AllowCIDRs = out
+	return nil
+}
+
+func checkAllowCIDRs(c *Config) *Error {
+	for _, p := range c.Network.AllowCIDRs {
+		switch {
+		case !p.Addr().Is4():
+			return &Error{Value: quote(p.String()), Want: `IPv4 CIDRs only (guests get no IPv6), e.g. ["192.168.1.0/24"]`}
+		case p.Masked() != p:
+			return &Error{Value: quote(p.String()), Want: fmt.Sprintf("the network address, with the host bits zero: %q", p.Masked().String())}
+		}
 	}
 	return nil
 }

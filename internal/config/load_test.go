@@ -107,6 +107,15 @@ func TestLoadDefaults(t *testing.T) {
 			},
 		},
 		{
+			name: "allowed destinations",
+			file: ptr("[network]\nallow_cidrs = [\"192.168.1.0/24\", \"10.20.0.0/16\"]\n"),
+			want: func(f fixture) *Config {
+				c := Default(f.paths, f.home)
+				c.Network.AllowCIDRs = []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24"), netip.MustParsePrefix("10.20.0.0/16")}
+				return c
+			},
+		},
+		{
 			name: "copy limit",
 			file: ptr("[copy]\nmax_size = \"40GiB\"\n"),
 			want: func(f fixture) *Config {
@@ -227,7 +236,8 @@ func TestRoundTrip(t *testing.T) {
 	orig.Paths.DataDir = filepath.Join(f.root, "elsewhere", "data")
 	orig.Paths.StateDir = "/var/lib/banger"
 	orig.Paths.RuntimeDir = "/run/banger-test"
-	orig.Network = Network{Bridge: "br-test.1", Subnet: netip.MustParsePrefix("10.9.0.0/16"), TAPPoolSize: 0}
+	orig.Network = Network{Bridge: "br-test.1", Subnet: netip.MustParsePrefix("10.9.0.0/16"), TAPPoolSize: 0,
+		AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24")}}
 	orig.VM = VMDefaults{VCPUs: 64, MemoryMiB: 1536, DiskBytes: 20*GiB + 512*MiB}
 	orig.AuthFiles = []AuthFile{
 		{Host: filepath.Join(f.home, ".claude.json"), Guest: "/root/.claude.json"},
@@ -528,6 +538,30 @@ func TestLoadInvalid(t *testing.T) {
 			wantMsg: `config {FILE}: network.tap_pool_size = "4" is not valid: want an integer from 0 to 64, e.g. 4`,
 		},
 		{
+			name:    "allow_cidrs not a list",
+			file:    "[network]\nallow_cidrs = \"192.168.1.0/24\"",
+			wantKey: "network.allow_cidrs",
+			wantMsg: `config {FILE}: network.allow_cidrs = "192.168.1.0/24" is not valid: want a list of IPv4 CIDRs that guests may reach although they are private, link-local or CGNAT, e.g. ["192.168.1.0/24"]`,
+		},
+		{
+			name:    "allow_cidrs not a CIDR",
+			file:    "[network]\nallow_cidrs = [\"192.168.1.1\"]",
+			wantKey: "network.allow_cidrs",
+			wantMsg: `config {FILE}: network.allow_cidrs = "192.168.1.1" is not valid: want a list of IPv4 CIDRs that guests may reach although they are private, link-local or CGNAT, e.g. ["192.168.1.0/24"]`,
+		},
+		{
+			name:    "allow_cidrs IPv6",
+			file:    "[network]\nallow_cidrs = [\"fd00::/8\"]",
+			wantKey: "network.allow_cidrs",
+			wantMsg: `config {FILE}: network.allow_cidrs = "fd00::/8" is not valid: want IPv4 CIDRs only (guests get no IPv6), e.g. ["192.168.1.0/24"]`,
+		},
+		{
+			name:    "allow_cidrs host bits",
+			file:    "[network]\nallow_cidrs = [\"192.168.1.7/24\"]",
+			wantKey: "network.allow_cidrs",
+			wantMsg: `config {FILE}: network.allow_cidrs = "192.168.1.7/24" is not valid: want the network address, with the host bits zero: "192.168.1.0/24"`,
+		},
+		{
 			name:    "vcpus zero",
 			file:    "[vm]\nvcpus = 0",
 			wantKey: "vm.vcpus",
@@ -661,6 +695,12 @@ func TestLoadUnknownKey(t *testing.T) {
 			file:    "[network]\ntap_pool = 2",
 			wantKey: "network.tap_pool",
 			wantMsg: `config {FILE}: network.tap_pool is not a known key: did you mean "tap_pool_size"?`,
+		},
+		{
+			name:    "allow_cidr",
+			file:    "[network]\nallow_cidr = [\"192.168.1.0/24\"]",
+			wantKey: "network.allow_cidr",
+			wantMsg: `config {FILE}: network.allow_cidr is not a known key: did you mean "allow_cidrs"?`,
 		},
 		{
 			name:    "dashes",

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,9 +34,13 @@ type network struct {
 
 var _ vm.Network = (*network)(nil)
 
+// hostnetConfig is the host network cfg asks for: guests may reach the
+// configured allowlist and the host's resolvers (which guests are given),
+// and only this daemon's user (and root) may connect to guests.
 func hostnetConfig(cfg *config.Config) hostnet.Config {
 	return hostnet.Config{
 		Bridge: cfg.Network.Bridge, Subnet: cfg.Network.Subnet, PoolSize: cfg.Network.TAPPoolSize, Table: hostnet.DefaultTable,
+		AllowCIDRs: cfg.Network.AllowCIDRs, DNS: hostnet.Resolvers(hostnet.ResolvConf),
 	}
 }
 
@@ -53,12 +58,23 @@ func openNetwork(cfg *config.Config, st *store.Store, log *slog.Logger) (*networ
 }
 
 // ready sets the host up once per daemon run when the daemon is root
-// (bridge, NAT table, TAP pool); an unprivileged daemon uses what
-// `sudo banger host setup` made.
+// (bridge, NAT and isolation tables, TAP pool), and again when the host's
+// resolvers changed (guests are told the current ones at boot, and may
+// reach exactly those); an unprivileged daemon uses what `sudo banger host
+// setup` made.
 func (n *network) ready(ctx context.Context) error {
 	n.setupMu.Lock()
 	defer n.setupMu.Unlock()
-	if n.setUp || os.Geteuid() != 0 {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	if dns := hostnet.Resolvers(hostnet.ResolvConf); !slices.Equal(dns, n.cfg.DNS) {
+		n.log.Info("host resolvers changed", "was", n.cfg.DNS, "now", dns)
+		n.cfg.DNS = dns
+		n.pool.SetConfig(n.cfg)
+		n.setUp = false
+	}
+	if n.setUp {
 		return nil
 	}
 	if err := hostnet.Setup(ctx, n.cfg, n.host); err != nil {
@@ -72,10 +88,14 @@ func (n *network) ready(ctx context.Context) error {
 	return nil
 }
 
-func (n *network) Subnet() netip.Prefix   { return n.cfg.Subnet }
-func (n *network) Gateway() netip.Addr    { return hostnet.Gateway(n.cfg.Subnet) }
-func (n *network) Close() error           { return n.host.Close() }
-func (n *network) Config() hostnet.Config { return n.cfg }
+func (n *network) Subnet() netip.Prefix { return n.cfg.Subnet }
+func (n *network) Gateway() netip.Addr  { return hostnet.Gateway(n.cfg.Subnet) }
+func (n *network) Close() error         { return n.host.Close() }
+func (n *network) Config() hostnet.Config {
+	n.setupMu.Lock()
+	defer n.setupMu.Unlock()
+	return n.cfg
+}
 
 // leased returns the TAPs the store says VMs hold.
 func (n *network) leased(ctx context.Context) ([]string, error) {
@@ -102,9 +122,9 @@ func (n *network) ensure(ctx context.Context) error {
 	return n.pool.Ensure(ctx, leased)
 }
 
-// AcquireTAP hands out an idle pool TAP and refills the pool off the
-// caller's path.
-func (n *network) AcquireTAP(ctx context.Context) (string, error) {
+// AcquireTAP hands out the pool TAP of guest address ip and refills the
+// pool off the caller's path.
+func (n *network) AcquireTAP(ctx context.Context, ip netip.Addr) (string, error) {
 	if err := n.ready(ctx); err != nil {
 		return "", err
 	}
@@ -112,7 +132,7 @@ func (n *network) AcquireTAP(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	tap, err := n.pool.Acquire(ctx, leased)
+	tap, err := n.pool.Acquire(ctx, leased, ip)
 	if err != nil {
 		return "", err
 	}
@@ -146,7 +166,8 @@ func (n *network) ReleaseTAP(ctx context.Context, tap string) error {
 
 // Leaks lists network resources no lease explains.
 func (n *network) Leaks(ctx context.Context) ([]hostnet.Leak, hostnet.State, error) {
-	st, err := n.host.Observe(ctx, n.cfg)
+	cfg := n.Config()
+	st, err := n.host.Observe(ctx, cfg)
 	if err != nil {
 		return nil, st, err
 	}
@@ -154,5 +175,5 @@ func (n *network) Leaks(ctx context.Context) ([]hostnet.Leak, hostnet.State, err
 	if err != nil {
 		return nil, st, err
 	}
-	return hostnet.Leaks(n.cfg, st, leased), st, nil
+	return hostnet.Leaks(cfg, st, leased), st, nil
 }

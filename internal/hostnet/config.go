@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -31,6 +32,38 @@ type Config struct {
 	// TAPOwner owns the pool TAPs so that an unprivileged hypervisor can
 	// open them; nil means the user this process runs as.
 	TAPOwner *Owner
+	// OwnerUID is the daemon's owner: besides root, the only user whose
+	// sockets may open connections to guests. nil means TAPOwner's user
+	// (`banger host setup --user U` sets up for U's rootless bangerd), or
+	// this process's user when TAPOwner is nil too.
+	OwnerUID *uint32
+	// AllowCIDRs are IPv4 destinations in otherwise blocked ranges
+	// (private, link-local, CGNAT, ...) that guests may reach anyway,
+	// e.g. the user's LAN (network.allow_cidrs).
+	AllowCIDRs []netip.Prefix
+	// DNS are the resolvers guests are told to use (the host's
+	// non-loopback nameservers, see Resolvers): guests may send DNS
+	// (udp and tcp port 53) to exactly these addresses even where they
+	// are private or the host's own.
+	DNS []netip.Addr
+}
+
+// BlockedPrefixes are the IPv4 destinations guests may not reach unless
+// Config.AllowCIDRs names them: "this network", private (RFC 1918),
+// CGNAT (RFC 6598), loopback, link-local (with the cloud metadata address
+// 169.254.169.254), multicast, and reserved plus broadcast. Guests get no
+// IPv6: the anti-spoofing table drops every frame from a guest that is
+// neither IPv4 nor ARP, so no IPv6 range needs listing.
+var BlockedPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("224.0.0.0/4"),
+	netip.MustParsePrefix("240.0.0.0/4"),
 }
 
 // Owner is the user and group a TAP belongs to (TUNSETOWNER, TUNSETGROUP).
@@ -56,6 +89,14 @@ func (c Config) owner() Owner {
 	return Owner{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
 }
 
+// ownerUID returns the user, besides root, who may connect to guests.
+func (c Config) ownerUID() uint32 {
+	if c.OwnerUID != nil {
+		return *c.OwnerUID
+	}
+	return c.owner().UID
+}
+
 // Validate reports the first thing wrong with c, naming the config key to
 // fix.
 func (c Config) Validate() error {
@@ -71,7 +112,41 @@ func (c Config) Validate() error {
 	case c.PoolSize < 0:
 		return fmt.Errorf("TAP pool size %d is negative: set network.tap_pool_size in config to 0 or more", c.PoolSize)
 	}
+	for _, p := range c.AllowCIDRs {
+		if !p.IsValid() || !p.Addr().Is4() || p != p.Masked() {
+			return fmt.Errorf("allowed destination %v is not a masked IPv4 prefix: fix network.allow_cidrs in config, e.g. [\"192.168.1.0/24\"]", p)
+		}
+	}
+	for _, a := range c.DNS {
+		if !a.Is4() {
+			return fmt.Errorf("resolver %v is not an IPv4 address: guests only get IPv4", a)
+		}
+	}
 	return nil
+}
+
+// ResolvConf is where the host's resolvers are configured.
+const ResolvConf = "/etc/resolv.conf"
+
+// Resolvers returns the IPv4 nameservers of a resolv.conf (normally
+// /etc/resolv.conf) that guests can use: loopback ones (a local stub such
+// as systemd-resolved's 127.0.0.53) mean nothing inside a guest. A missing
+// or unreadable file has none.
+func Resolvers(resolvConf string) []netip.Addr {
+	b, err := os.ReadFile(resolvConf)
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, line := range strings.Split(string(b), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) >= 2 && fields[0] == "nameserver" {
+			if a, err := netip.ParseAddr(fields[1]); err == nil && a.Is4() && !a.IsLoopback() && !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 // Gateway returns the subnet's first host address (.1 of a /24), which the
@@ -142,6 +217,25 @@ func MAC(ip netip.Addr) net.HardwareAddr {
 	}
 	b := ip.As4()
 	return net.HardwareAddr{0x02, 0xb4, b[0], b[1], b[2], b[3]}
+}
+
+// TAPFor returns the pool TAP that carries guest address ip: the n-th
+// guest address of subnet (counting from 0 at the first, see GuestAddrs)
+// goes through tap-pool-<n>, and the anti-spoofing table lets tap-pool-<n>
+// send only from that address and its MAC. ok is false for an address
+// that is not a guest address of subnet.
+func TAPFor(subnet netip.Prefix, ip netip.Addr) (name string, ok bool) {
+	first, last := GuestAddrs(subnet)
+	ip = ip.Unmap()
+	if !first.IsValid() || !ip.Is4() || ip.Less(first) || last.Less(ip) {
+		return "", false
+	}
+	return TAPName(int(addrToUint32(ip) - addrToUint32(first))), true
+}
+
+func addrToUint32(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
 // TAPName returns the name of pool TAP n: "tap-pool-<n>".

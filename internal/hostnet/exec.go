@@ -203,10 +203,12 @@ func (e *Executor) apply(s Step) error {
 			return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644)
 		})
 	case EnsureNFTable:
-		queueTable(e.nft, s.Table)
+		if err := queueTable(e.nft, s.Table); err != nil {
+			return err
+		}
 		return e.nft.Flush()
 	case DeleteNFTable:
-		queueDeleteTable(e.nft, s.Name)
+		queueDeleteTable(e.nft, s.Name, s.Family)
 		return e.nft.Flush()
 	}
 	return fmt.Errorf("unknown step %T", s)
@@ -337,7 +339,7 @@ func fixFor(s Step, err error) string {
 	case isTAP && (errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV)):
 		return "load the TUN/TAP driver (`sudo modprobe tun`) and check that /dev/net/tun exists"
 	case isTable && (errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT)):
-		return "the kernel lacks nftables NAT: `sudo modprobe nf_tables nft_masq` (kernel options NF_TABLES_INET, NFT_NAT, NFT_MASQ, NFT_CT)"
+		return "the kernel lacks part of nftables: `sudo modprobe nf_tables nft_masq` (kernel options NF_TABLES_INET, NF_TABLES_BRIDGE, NFT_NAT, NFT_MASQ, NFT_CT)"
 	}
 	return ""
 }

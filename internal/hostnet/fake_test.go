@@ -86,9 +86,17 @@ func (f *fakeHost) apply(s Step) {
 		f.st.Forwarding = true
 	case EnsureNFTable:
 		t := s.Table
-		f.st.Table = &t
+		if t.Family == "bridge" {
+			f.st.AntiSpoof = &t
+		} else {
+			f.st.Table = &t
+		}
 	case DeleteNFTable:
-		f.st.Table = nil
+		if s.Family == "bridge" {
+			f.st.AntiSpoof = nil
+		} else {
+			f.st.Table = nil
+		}
 	default:
 		panic(fmt.Sprintf("fakeHost: unknown step %T", s))
 	}
@@ -100,6 +108,10 @@ func cloneState(st State) State {
 	if st.Table != nil {
 		t := *st.Table
 		st.Table = &t
+	}
+	if st.AntiSpoof != nil {
+		t := *st.AntiSpoof
+		st.AntiSpoof = &t
 	}
 	return st
 }

@@ -45,6 +45,8 @@ func TestSetupAndTeardownInNamespace(t *testing.T) {
 	e, ns, nsName := newTestExecutor(t)
 	ctx := context.Background()
 	cfg := testConfig()
+	cfg.DNS = []netip.Addr{netip.MustParseAddr("192.168.1.53")}
+	cfg.AllowCIDRs = []netip.Prefix{netip.MustParsePrefix("192.168.7.0/24")}
 
 	if err := Setup(ctx, cfg, e); err != nil {
 		t.Fatalf("Setup: %v", err)
@@ -190,18 +192,23 @@ func TestSetupAndTeardownInNamespace(t *testing.T) {
 	}
 }
 
-// checkNftListing compares `nft list table inet banger`, run inside the
-// namespace, with testdata/ruleset.nft (-update rewrites it). It is skipped
-// where the nft binary is missing: banger itself never runs it.
+// checkNftListing compares `nft list table inet banger` and `nft list
+// table bridge banger`, run inside the namespace, with testdata/ruleset.nft
+// (-update rewrites it). It is skipped where the nft binary is missing:
+// banger itself never runs it.
 func checkNftListing(t *testing.T, nsName string) {
 	t.Helper()
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Log("nft not installed; not comparing its listing")
 		return
 	}
-	out, err := exec.Command("ip", "netns", "exec", nsName, "nft", "list", "table", "inet", "banger").CombinedOutput()
-	if err != nil {
-		t.Fatalf("nft list table: %v\n%s", err, out)
+	var out []byte
+	for _, family := range []string{"inet", "bridge"} {
+		b, err := exec.Command("ip", "netns", "exec", nsName, "nft", "list", "table", family, "banger").CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list table %s banger: %v\n%s", family, err, b)
+		}
+		out = append(out, b...)
 	}
 	golden := filepath.Join("testdata", "ruleset.nft")
 	if *update {
@@ -214,9 +221,8 @@ func checkNftListing(t *testing.T, nsName string) {
 		t.Fatalf("%v (run the test with -update to create it)", err)
 	}
 	if diff := cmp.Diff(string(want), string(out)); diff != "" {
-		t.Errorf("nft list table inet banger differs from %s (-want +got; -update rewrites it):\n%s", golden, diff)
+		t.Errorf("nft list table inet|bridge banger differs from %s (-want +got; -update rewrites it):\n%s", golden, diff)
 	}
-	t.Logf("nft list table inet banger:\n%s", strings.TrimSpace(string(out)))
 }
 
 func TestPoolInNamespace(t *testing.T) {
@@ -237,7 +243,7 @@ func TestPoolInNamespace(t *testing.T) {
 		return IdleTAPs(cfg, st, leased)
 	}
 
-	a, err := p.Acquire(ctx, nil)
+	a, err := p.Acquire(ctx, nil, netip.MustParseAddr("172.30.0.2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +266,7 @@ func TestPoolInNamespace(t *testing.T) {
 	}
 
 	// Below size, a released TAP stays as capacity, minus what the VM left.
-	b, err := p.Acquire(ctx, nil)
+	b, err := p.Acquire(ctx, nil, netip.MustParseAddr("172.30.0.3"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +311,7 @@ func TestPoolInNamespace(t *testing.T) {
 	}
 
 	// A TAP that vanished under a VM (a runtime that lost its handles).
-	c, err := p.Acquire(ctx, nil)
+	c, err := p.Acquire(ctx, nil, netip.MustParseAddr("172.30.0.4"))
 	if err != nil {
 		t.Fatal(err)
 	}

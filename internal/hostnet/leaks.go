@@ -9,7 +9,7 @@ import (
 // nothing accounts for. Pool capacity is not a leak: up to PoolSize idle
 // TAPs attached to the bridge are the pool.
 type Leak struct {
-	Kind   string // "tap", "nft-chain" or "nft-rule"
+	Kind   string // "tap", "nft-chain", "nft-rule" or "nft-set"
 	Name   string // the link, chain or rule
 	Reason string
 	Fix    string
@@ -53,18 +53,25 @@ func Leaks(cfg Config, st State, leased []string) []Leak {
 				Fix:    fmt.Sprintf("bangerd trims the pool when it starts; or delete it (ip link del %s)", t.Name)})
 		}
 	}
-	if st.Table == nil {
-		return leaks
+	leaks = append(leaks, tableLeaks(Ruleset(cfg), st.Table)...)
+	return append(leaks, tableLeaks(AntiSpoof(cfg), st.AntiSpoof)...)
+}
+
+// tableLeaks lists the chains, rules and sets of got that want lacks.
+func tableLeaks(want NFTable, got *NFTable) []Leak {
+	if got == nil {
+		return nil
 	}
-	want := Ruleset(cfg)
-	tableFix := fmt.Sprintf("run `sudo banger host setup` to rewrite table inet %s", want.Name)
-	for _, c := range st.Table.Chains {
+	var leaks []Leak
+	where := want.familyName() + " " + got.Name
+	tableFix := fmt.Sprintf("run `sudo banger host setup` to rewrite table %s", where)
+	for _, c := range got.Chains {
 		if !slices.Contains(want.Chains, c) {
-			leaks = append(leaks, Leak{Kind: "nft-chain", Name: fmt.Sprintf("inet %s %s", st.Table.Name, c.Name),
+			leaks = append(leaks, Leak{Kind: "nft-chain", Name: fmt.Sprintf("%s %s", where, c.Name),
 				Reason: "not a chain banger creates", Fix: tableFix})
 		}
 	}
-	for _, r := range st.Table.Rules {
+	for _, r := range got.Rules {
 		if slices.ContainsFunc(want.Rules, r.same) {
 			continue
 		}
@@ -72,7 +79,14 @@ func Leaks(cfg Config, st State, leased []string) []Leak {
 		if isBangerRule(r) {
 			reason = "carries banger's comment but is not what banger creates now (an older config?)"
 		}
-		leaks = append(leaks, Leak{Kind: "nft-rule", Name: r.String(), Reason: reason, Fix: tableFix})
+		leaks = append(leaks, Leak{Kind: "nft-rule", Name: where + " " + r.String(), Reason: reason, Fix: tableFix})
+	}
+	for _, s := range got.Sets {
+		if !slices.ContainsFunc(want.Sets, s.same) {
+			leaks = append(leaks, Leak{Kind: "nft-set", Name: fmt.Sprintf("%s %s", where, s.Name),
+				Reason: fmt.Sprintf("holds %d elements that are not the TAP-to-address bindings banger writes for %s (an older config, or added by hand?)", len(s.Elements), "the configured subnet"),
+				Fix:    tableFix})
+		}
 	}
 	return leaks
 }

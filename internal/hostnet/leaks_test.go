@@ -53,7 +53,7 @@ func TestLeaks(t *testing.T) {
 				tb.Rules = append(append([]NFTRule(nil), tb.Rules...), NFTRule{Chain: "input", Handle: 42, Exprs: verdict(0)})
 				s.Table = &tb
 			}),
-			want: []leak{{"nft-chain", "inet banger extra"}, {"nft-rule", "chain input: rule handle 42 without a banger comment"}},
+			want: []leak{{"nft-chain", "inet banger extra"}, {"nft-rule", "inet banger chain input: rule handle 42 without a banger comment"}},
 		},
 		{
 			name: "a rule of an earlier config",
@@ -64,7 +64,17 @@ func TestLeaks(t *testing.T) {
 				tb.Rules[0].Text, tb.Rules[0].Handle = "", 7
 				s.Table = &tb
 			}),
-			want: []leak{{"nft-rule", `chain postrouting: rule "banger:egress-nat" (handle 7)`}},
+			want: []leak{{"nft-rule", `inet banger chain postrouting: rule "banger:egress-nat" (handle 7)`}},
+		},
+		{
+			name: "a binding of an earlier subnet",
+			st: with(converged(), func(s *State) {
+				cfg := planConfig()
+				cfg.Subnet = mustPrefix("10.9.0.0/24")
+				tb := AntiSpoof(cfg)
+				s.AntiSpoof = &tb
+			}),
+			want: []leak{{"nft-set", "bridge banger guest-addrs"}},
 		},
 		{
 			name: "missing rules are not leaks",

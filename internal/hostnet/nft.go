@@ -20,12 +20,42 @@ import (
 // commentPrefix starts the comment of every rule banger writes.
 const commentPrefix = "banger:"
 
-// NFTable is an nftables table of family inet as data: what Ruleset wants,
+// NFTable is an nftables table as data: what Ruleset or AntiSpoof wants,
 // or what Observe found.
 type NFTable struct {
-	Name   string
+	Name string
+	// Family is "inet" (Ruleset) or "bridge" (AntiSpoof); "" means inet.
+	Family string
 	Chains []NFTChain
 	Rules  []NFTRule // in evaluation order within each chain
+	Sets   []NFTSet
+}
+
+// NFTSet is a named set and its elements.
+type NFTSet struct {
+	Name string
+	// Type is the key type in nft syntax, e.g. "ifname . ether_addr .
+	// ipv4_addr"; Observe leaves it empty.
+	Type string
+	// KeyLen is the key's length in bytes, padding included.
+	KeyLen uint32
+	// Elements are the keys, as the kernel holds them.
+	Elements [][]byte
+}
+
+// family returns the table's nftables family, defaulted.
+func (t NFTable) family() nftables.TableFamily {
+	if t.Family == "bridge" {
+		return nftables.TableFamilyBridge
+	}
+	return nftables.TableFamilyINet
+}
+
+func (t NFTable) familyName() string {
+	if t.Family == "" {
+		return "inet"
+	}
+	return t.Family
 }
 
 // NFTChain is a base chain.
@@ -74,44 +104,99 @@ func Ruleset(cfg Config) NFTable {
 		return NFTRule{Chain: chain, Comment: commentPrefix + name, Text: text, Exprs: slices.Concat(exprs...)}
 	}
 	q := fmt.Sprintf("%q", br)
+	fromGuests := matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpEq, br)
+	// dns lets guests reach their resolvers, in chain (forward for a
+	// resolver elsewhere, input for one on the host itself).
+	dns := func(chain string) []NFTRule {
+		var out []NFTRule
+		for _, a := range cfg.DNS {
+			for _, proto := range []struct {
+				name string
+				num  byte
+			}{{"udp", unix.IPPROTO_UDP}, {"tcp", unix.IPPROTO_TCP}} {
+				out = append(out, rule(chain, "guest-dns",
+					fmt.Sprintf("iifname %s ip daddr %v %s dport 53 accept", q, a, proto.name),
+					fromGuests, matchDaddr(netip.PrefixFrom(a, 32)), matchDport(proto.num, 53), verdict(expr.VerdictAccept)))
+			}
+		}
+		return out
+	}
+
+	var forward []NFTRule
+	forward = append(forward,
+		rule("forward", "replies-to-guests",
+			fmt.Sprintf("oifname %s ct state established,related accept", q),
+			matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br), matchEstablished(expr.CmpOpNeq), verdict(expr.VerdictAccept)),
+		rule("forward", "guest-to-guest",
+			fmt.Sprintf("iifname %s oifname %s drop", q, q),
+			fromGuests, matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br), verdict(expr.VerdictDrop)),
+	)
+	forward = append(forward, dns("forward")...)
+	for _, p := range cfg.AllowCIDRs {
+		forward = append(forward, rule("forward", "guest-allowed",
+			fmt.Sprintf("iifname %s ip saddr %v ip daddr %v accept", q, subnet, p),
+			fromGuests, matchSaddr(subnet), matchDaddr(p), verdict(expr.VerdictAccept)))
+	}
+	for _, p := range BlockedPrefixes {
+		forward = append(forward, rule("forward", "guest-to-private",
+			fmt.Sprintf("iifname %s ip daddr %v drop", q, p),
+			fromGuests, matchDaddr(p), verdict(expr.VerdictDrop)))
+	}
+	forward = append(forward,
+		rule("forward", "guest-egress",
+			fmt.Sprintf("iifname %s oifname != %s ip saddr %v accept", q, q, subnet),
+			fromGuests, matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, br), matchSaddr(subnet), verdict(expr.VerdictAccept)),
+		rule("forward", "inbound-to-guests",
+			fmt.Sprintf("oifname %s drop", q),
+			matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br), verdict(expr.VerdictDrop)),
+		rule("forward", "guest-other",
+			fmt.Sprintf("iifname %s drop", q),
+			fromGuests, verdict(expr.VerdictDrop)),
+	)
+
+	input := []NFTRule{
+		rule("input", "replies-from-host",
+			fmt.Sprintf("iifname %s ct state established,related accept", q),
+			fromGuests, matchEstablished(expr.CmpOpNeq), verdict(expr.VerdictAccept)),
+		rule("input", "guest-ping",
+			fmt.Sprintf("iifname %s icmp type echo-request accept", q),
+			fromGuests, matchICMPEchoRequest(), verdict(expr.VerdictAccept)),
+	}
+	input = append(input, dns("input")...)
+	input = append(input, rule("input", "guest-to-host",
+		fmt.Sprintf("iifname %s drop", q),
+		fromGuests, verdict(expr.VerdictDrop)))
+
+	// Only the owner (and root, who can rewrite this table anyway) opens
+	// connections to guests: replies and kernel-made packets (no socket,
+	// so no skuid) pass.
+	uid := cfg.ownerUID()
+	notOwner := matchSKUIDNot(uid)
+	ownerText := fmt.Sprintf("meta skuid != %d", uid)
+	if uid != 0 {
+		notOwner = append(notOwner, matchSKUIDNot(0)...)
+		ownerText += " meta skuid != 0"
+	}
+	output := []NFTRule{
+		rule("output", "owner-only",
+			fmt.Sprintf("oifname %s ct state != established,related %s drop", q, ownerText),
+			matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br), matchEstablished(expr.CmpOpEq), notOwner, verdict(expr.VerdictDrop)),
+	}
+
 	return NFTable{
-		Name: cfg.table(),
+		Name:   cfg.table(),
+		Family: "inet",
 		Chains: []NFTChain{
 			{Name: "postrouting", Type: "nat", Hook: "postrouting", Priority: 100, Policy: "accept"}, // priority srcnat
 			{Name: "forward", Type: "filter", Hook: "forward", Priority: 0, Policy: "accept"},        // priority filter
 			{Name: "input", Type: "filter", Hook: "input", Priority: 0, Policy: "accept"},
+			{Name: "output", Type: "filter", Hook: "output", Priority: 0, Policy: "accept"},
 		},
-		Rules: []NFTRule{
+		Rules: slices.Concat([]NFTRule{
 			rule("postrouting", "egress-nat",
 				fmt.Sprintf("ip saddr %v oifname != %s masquerade", subnet, q),
 				matchSaddr(subnet), matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, br), masquerade()),
-
-			rule("forward", "replies-to-guests",
-				fmt.Sprintf("oifname %s ct state established,related accept", q),
-				matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br), matchEstablished(), verdict(expr.VerdictAccept)),
-			rule("forward", "guest-to-guest",
-				fmt.Sprintf("iifname %s oifname %s drop", q, q),
-				matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpEq, br), matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br), verdict(expr.VerdictDrop)),
-			rule("forward", "guest-egress",
-				fmt.Sprintf("iifname %s oifname != %s ip saddr %v accept", q, q, subnet),
-				matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpEq, br), matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, br), matchSaddr(subnet), verdict(expr.VerdictAccept)),
-			rule("forward", "inbound-to-guests",
-				fmt.Sprintf("oifname %s drop", q),
-				matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br), verdict(expr.VerdictDrop)),
-			rule("forward", "guest-other",
-				fmt.Sprintf("iifname %s drop", q),
-				matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpEq, br), verdict(expr.VerdictDrop)),
-
-			rule("input", "replies-from-host",
-				fmt.Sprintf("iifname %s ct state established,related accept", q),
-				matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpEq, br), matchEstablished(), verdict(expr.VerdictAccept)),
-			rule("input", "guest-ping",
-				fmt.Sprintf("iifname %s icmp type echo-request accept", q),
-				matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpEq, br), matchICMPEchoRequest(), verdict(expr.VerdictAccept)),
-			rule("input", "guest-to-host",
-				fmt.Sprintf("iifname %s drop", q),
-				matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpEq, br), verdict(expr.VerdictDrop)),
-		},
+		}, forward, input, output),
 	}
 }
 
@@ -137,27 +222,56 @@ func matchIPv4() []expr.Any {
 }
 
 // matchSaddr matches IPv4 packets whose source is in p (ip saddr p).
-func matchSaddr(p netip.Prefix) []expr.Any {
+func matchSaddr(p netip.Prefix) []expr.Any { return matchAddr(12, p) }
+
+// matchDaddr matches IPv4 packets whose destination is in p (ip daddr p).
+func matchDaddr(p netip.Prefix) []expr.Any { return matchAddr(16, p) }
+
+// matchAddr matches the IPv4 address at offset of the IP header against p;
+// like nft, it leaves out the mask of a /32.
+func matchAddr(offset uint32, p netip.Prefix) []expr.Any {
 	p = p.Masked()
-	mask := make([]byte, 4)
-	for i := range p.Bits() {
-		mask[i/8] |= 0x80 >> (i % 8)
-	}
 	network := p.Addr().As4()
-	return append(matchIPv4(),
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: network[:]},
-	)
+	out := append(matchIPv4(), &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4})
+	if p.Bits() < 32 {
+		mask := make([]byte, 4)
+		for i := range p.Bits() {
+			mask[i/8] |= 0x80 >> (i % 8)
+		}
+		out = append(out, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)})
+	}
+	return append(out, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: network[:]})
 }
 
-func matchEstablished() []expr.Any {
+// matchDport matches transport protocol proto (udp, tcp) to port.
+func matchDport(proto byte, port uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+	}
+}
+
+// matchEstablished matches packets of established or related connections
+// (op CmpOpNeq) or of any other ct state (op CmpOpEq: new, invalid,
+// untracked).
+func matchEstablished(op expr.CmpOp) []expr.Any {
 	return []expr.Any{
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
 			Xor:  make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+		&expr.Cmp{Op: op, Register: 1, Data: make([]byte, 4)},
+	}
+}
+
+// matchSKUIDNot matches packets whose socket does not belong to uid. A
+// packet without a socket matches no skuid test, so the rule is skipped.
+func matchSKUIDNot(uid uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeySKUID, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(uid)},
 	}
 }
 
@@ -176,8 +290,13 @@ func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Ki
 
 // tableMatches reports whether the observed table is exactly the wanted one.
 func tableMatches(want NFTable, got *NFTable) bool {
-	if got == nil || got.Name != want.Name || len(got.Rules) != len(want.Rules) {
+	if got == nil || got.Name != want.Name || got.familyName() != want.familyName() || len(got.Rules) != len(want.Rules) || len(got.Sets) != len(want.Sets) {
 		return false
+	}
+	for _, ws := range want.Sets {
+		if i := slices.IndexFunc(got.Sets, ws.same); i < 0 {
+			return false
+		}
 	}
 	byName := func(a, b NFTChain) int { return strings.Compare(a.Name, b.Name) }
 	if !slices.Equal(slices.SortedFunc(slices.Values(got.Chains), byName), slices.SortedFunc(slices.Values(want.Chains), byName)) {
@@ -195,6 +314,23 @@ func tableMatches(want NFTable, got *NFTable) bool {
 		}
 	}
 	return true
+}
+
+// same reports whether two sets have the same name, key length and
+// elements (in any order).
+func (s NFTSet) same(o NFTSet) bool {
+	if s.Name != o.Name || s.KeyLen != o.KeyLen || len(s.Elements) != len(o.Elements) {
+		return false
+	}
+	sorted := func(e [][]byte) []string {
+		out := make([]string, len(e))
+		for i, k := range e {
+			out[i] = string(k)
+		}
+		slices.Sort(out)
+		return out
+	}
+	return slices.Equal(sorted(s.Elements), sorted(o.Elements))
 }
 
 // chainRules returns the rules of one chain, in order.
@@ -259,12 +395,25 @@ func isBangerRule(r NFTRule) bool { return strings.HasPrefix(r.Comment, commentP
 
 // queueTable queues, on c, the atomic replacement of the table with t:
 // add (a no-op when it exists), delete, and create it again with its
-// chains and rules, all in the batch the caller flushes.
-func queueTable(c *nftables.Conn, t NFTable) {
-	table := &nftables.Table{Name: t.Name, Family: nftables.TableFamilyINet}
+// sets, chains and rules, all in the batch the caller flushes.
+func queueTable(c *nftables.Conn, t NFTable) error {
+	table := &nftables.Table{Name: t.Name, Family: t.family()}
 	c.AddTable(table)
 	c.DelTable(table)
 	c.AddTable(table)
+	for _, s := range t.Sets {
+		ks, err := setKeyType(s)
+		if err != nil {
+			return err
+		}
+		elems := make([]nftables.SetElement, len(s.Elements))
+		for i, k := range s.Elements {
+			elems[i] = nftables.SetElement{Key: k}
+		}
+		if err := c.AddSet(&nftables.Set{Table: table, Name: s.Name, KeyType: ks, Concatenation: len(nftables.ConcatSetTypeElements(ks)) > 1}, elems); err != nil {
+			return fmt.Errorf("set %s: %w", s.Name, err)
+		}
+	}
 	chains := make(map[string]*nftables.Chain, len(t.Chains))
 	for _, ch := range t.Chains {
 		kc := &nftables.Chain{Name: ch.Name, Table: table, Type: nftables.ChainType(ch.Type)}
@@ -288,12 +437,22 @@ func queueTable(c *nftables.Conn, t NFTable) {
 			UserData: userdata.AppendString(nil, userdata.TypeComment, r.Comment),
 		})
 	}
+	return nil
 }
 
-// queueDeleteTable queues the removal of table name; adding it first makes
-// the batch succeed whether or not it exists.
-func queueDeleteTable(c *nftables.Conn, name string) {
-	table := &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
+// setKeyType is the nftables key type of a set banger writes.
+func setKeyType(s NFTSet) (nftables.SetDatatype, error) {
+	switch s.Type {
+	case "ifname . ether_addr . ipv4_addr":
+		return nftables.ConcatSetType(nftables.TypeIFName, nftables.TypeEtherAddr, nftables.TypeIPAddr)
+	}
+	return nftables.SetDatatype{}, fmt.Errorf("set %s: unknown key type %q", s.Name, s.Type)
+}
+
+// queueDeleteTable queues the removal of table name of family; adding it
+// first makes the batch succeed whether or not it exists.
+func queueDeleteTable(c *nftables.Conn, name, family string) {
+	table := &nftables.Table{Name: name, Family: NFTable{Family: family}.family()}
 	c.AddTable(table)
 	c.DelTable(table)
 }

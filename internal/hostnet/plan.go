@@ -66,11 +66,13 @@ type FlushPort struct{ Name string }
 // EnableForwarding sets net.ipv4.ip_forward=1 in the executor's namespace.
 type EnableForwarding struct{}
 
-// EnsureNFTable replaces banger's nftables table with Table, atomically.
+// EnsureNFTable replaces one of banger's nftables tables (the one of
+// Table.Family) with Table, atomically.
 type EnsureNFTable struct{ Table NFTable }
 
-// DeleteNFTable deletes nftables table inet Name, if it exists.
-type DeleteNFTable struct{ Name string }
+// DeleteNFTable deletes nftables table Name of Family ("inet", "bridge"),
+// if it exists.
+type DeleteNFTable struct{ Name, Family string }
 
 func (s EnsureBridge) String() string {
 	return fmt.Sprintf("create bridge %s with MAC %s", s.Name, s.MAC)
@@ -91,9 +93,15 @@ func (s FlushPort) String() string {
 }
 func (EnableForwarding) String() string { return "set net.ipv4.ip_forward=1" }
 func (s EnsureNFTable) String() string {
-	return fmt.Sprintf("write nftables table inet %s (%d chains, %d rules)", s.Table.Name, len(s.Table.Chains), len(s.Table.Rules))
+	sets := ""
+	for _, set := range s.Table.Sets {
+		sets += fmt.Sprintf(", set %s of %d", set.Name, len(set.Elements))
+	}
+	return fmt.Sprintf("write nftables table %s %s (%d chains, %d rules%s)", s.Table.familyName(), s.Table.Name, len(s.Table.Chains), len(s.Table.Rules), sets)
 }
-func (s DeleteNFTable) String() string { return fmt.Sprintf("delete nftables table inet %s", s.Name) }
+func (s DeleteNFTable) String() string {
+	return fmt.Sprintf("delete nftables table %s %s", s.Family, s.Name)
+}
 
 func (s EnsureBridge) doing() string   { return "creating bridge " + s.Name }
 func (s SetBridgeAddr) doing() string  { return fmt.Sprintf("adding %s to %s", s.Addr, s.Bridge) }
@@ -105,8 +113,10 @@ func (s SetIsolated) doing() string    { return "isolating bridge port " + s.Nam
 func (s DeleteLink) doing() string     { return "deleting " + s.Name }
 func (s FlushPort) doing() string      { return "flushing learned MAC addresses of " + s.Name }
 func (EnableForwarding) doing() string { return "enabling IPv4 forwarding" }
-func (s EnsureNFTable) doing() string  { return "writing nftables table inet " + s.Table.Name }
-func (s DeleteNFTable) doing() string  { return "deleting nftables table inet " + s.Name }
+func (s EnsureNFTable) doing() string {
+	return "writing nftables table " + s.Table.familyName() + " " + s.Table.Name
+}
+func (s DeleteNFTable) doing() string { return "deleting nftables table " + s.Family + " " + s.Name }
 
 // Want is what a plan is for.
 type Want struct {
@@ -134,6 +144,11 @@ func Plan(cfg Config, st State, want Want) []Step {
 		return planTeardown(cfg, st)
 	}
 	steps := bridgeSteps(cfg, st)
+	// The anti-spoofing table goes first: the isolation rules lean on
+	// guests sending only from their own addresses.
+	if table := AntiSpoof(cfg); !st.TableUnknown && !tableMatches(table, st.AntiSpoof) {
+		steps = append(steps, EnsureNFTable{Table: table})
+	}
 	if table := Ruleset(cfg); !st.TableUnknown && !tableMatches(table, st.Table) {
 		steps = append(steps, EnsureNFTable{Table: table})
 	}
@@ -154,7 +169,10 @@ func planTeardown(cfg Config, st State) []Step {
 		steps = append(steps, DeleteLink{Name: cfg.Bridge})
 	}
 	if st.Table != nil || st.TableUnknown {
-		steps = append(steps, DeleteNFTable{Name: cfg.table()})
+		steps = append(steps, DeleteNFTable{Name: cfg.table(), Family: "inet"})
+	}
+	if st.AntiSpoof != nil || st.TableUnknown {
+		steps = append(steps, DeleteNFTable{Name: cfg.table(), Family: "bridge"})
 	}
 	return steps
 }

@@ -25,13 +25,14 @@ func healthyTAP(n int) TAPState {
 // converged is the state Setup leaves for planConfig.
 func converged() State {
 	cfg := planConfig()
-	table := Ruleset(cfg)
+	table, antispoof := Ruleset(cfg), AntiSpoof(cfg)
 	return State{
 		Bridge: BridgeState{Exists: true, Kind: "bridge", Up: true, MAC: MAC(Gateway(cfg.Subnet)),
 			Addrs: []netip.Prefix{netip.MustParsePrefix("172.30.0.1/24")}},
 		TAPs:       []TAPState{healthyTAP(0), healthyTAP(1)},
 		Forwarding: true,
 		Table:      &table,
+		AntiSpoof:  &antispoof,
 	}
 }
 
@@ -70,6 +71,7 @@ var planCases = []struct {
 			EnsureBridge{Name: "banger0", MAC: MAC(netip.MustParseAddr("172.30.0.1"))},
 			SetBridgeAddr{Bridge: "banger0", Addr: netip.MustParsePrefix("172.30.0.1/24")},
 			SetLinkUp{Name: "banger0"},
+			EnsureNFTable{Table: AntiSpoof(planConfig())},
 			EnsureNFTable{Table: Ruleset(planConfig())},
 			EnableForwarding{},
 		}, newTAP(0), newTAP(1)),
@@ -118,8 +120,35 @@ var planCases = []struct {
 	},
 	{
 		name: "table unreadable (unprivileged)",
-		st:   with(converged(), func(s *State) { s.Table, s.TableUnknown = nil, true }),
+		st:   with(converged(), func(s *State) { s.Table, s.AntiSpoof, s.TableUnknown = nil, nil, true }),
 		want: Want{IdleTAPs: 2},
+	},
+	{
+		name:  "anti-spoofing table missing",
+		st:    with(converged(), func(s *State) { s.AntiSpoof = nil }),
+		want:  Want{IdleTAPs: 2},
+		steps: []Step{EnsureNFTable{Table: AntiSpoof(planConfig())}},
+	},
+	{
+		name: "a binding added by hand",
+		st: with(converged(), func(s *State) {
+			t := AntiSpoof(planConfig())
+			t.Sets[0].Elements = append(t.Sets[0].Elements, Binding{TAP: "tap-pool-0", MAC: MAC(mustAddr("172.30.0.9")), IP: mustAddr("172.30.0.9")}.key())
+			s.AntiSpoof = &t
+		}),
+		want:  Want{IdleTAPs: 2},
+		steps: []Step{EnsureNFTable{Table: AntiSpoof(planConfig())}},
+	},
+	{
+		name: "allowed destinations changed",
+		st: with(converged(), func(s *State) {
+			cfg := planConfig()
+			cfg.AllowCIDRs = []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24")}
+			t := Ruleset(cfg)
+			s.Table = &t
+		}),
+		want:  Want{IdleTAPs: 2},
+		steps: []Step{EnsureNFTable{Table: Ruleset(planConfig())}},
 	},
 	{
 		name:  "forwarding off",
@@ -233,7 +262,8 @@ var planCases = []struct {
 			DeleteLink{Name: "tap-pool-0"},
 			DeleteLink{Name: "tap-pool-1"},
 			DeleteLink{Name: "banger0"},
-			DeleteNFTable{Name: "banger"},
+			DeleteNFTable{Name: "banger", Family: "inet"},
+			DeleteNFTable{Name: "banger", Family: "bridge"},
 		},
 	},
 	{name: "teardown of a clean host", st: State{Forwarding: true}, want: Want{Teardown: true}},
@@ -292,11 +322,14 @@ func TestStepStrings(t *testing.T) {
 		{DeleteLink{Name: "tap-pool-3"}, "delete link tap-pool-3"},
 		{FlushPort{Name: "tap-pool-3"}, "forget MAC addresses learned on tap-pool-3"},
 		{EnableForwarding{}, "set net.ipv4.ip_forward=1"},
-		{EnsureNFTable{Table: Ruleset(planConfig())}, "write nftables table inet banger (3 chains, 9 rules)"},
-		{DeleteNFTable{Name: "banger"}, "delete nftables table inet banger"},
+		{EnsureNFTable{Table: Ruleset(planConfig())}, "write nftables table inet banger (4 chains, 19 rules)"},
+		{EnsureNFTable{Table: AntiSpoof(planConfig())}, "write nftables table bridge banger (1 chains, 3 rules, set guest-addrs of 253)"},
+		{DeleteNFTable{Name: "banger", Family: "inet"}, "delete nftables table inet banger"},
 	} {
 		if got := tc.step.String(); got != tc.want {
 			t.Errorf("%T.String() = %q, want %q", tc.step, got, tc.want)
 		}
 	}
 }
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }

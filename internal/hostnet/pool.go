@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
+	"slices"
 	"sync"
 )
 
@@ -19,7 +21,10 @@ var ErrTAPBusy = errors.New("tap still open")
 
 // Pool hands pool TAPs to VMs. A pool TAP is leased (a VM holds it) or
 // idle capacity; idle TAPs are attached to the bridge, isolated and up, so
-// a VM create only has to hand one over.
+// a VM create only has to hand one over. Which TAP a VM gets follows from
+// its address (TAPFor), since the anti-spoofing table binds each TAP to
+// one address; leases are handed out lowest first (NextFree), and so are
+// the idle TAPs Ensure keeps, so the next VM's TAP is normally warm.
 //
 // Acquire does not refill the pool: the daemon calls Ensure when it suits
 // it (after a create, off its critical path, and on start), so refills
@@ -46,6 +51,14 @@ func NewPool(cfg Config, host Host, log *slog.Logger) *Pool {
 	return &Pool{cfg: cfg, host: host, log: log, held: map[string]bool{}}
 }
 
+// SetConfig replaces the Pool's config, e.g. after the host's resolvers
+// (Config.DNS) changed; what the Pool handed out stays held.
+func (p *Pool) SetConfig(cfg Config) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cfg = cfg
+}
+
 // busy returns leased plus what this Pool handed out.
 func (p *Pool) busy(leased []string) []string {
 	out := append([]string(nil), leased...)
@@ -59,48 +72,61 @@ func (p *Pool) busy(leased []string) []string {
 // it creates missing ones, repairs broken ones and deletes extras. leased
 // must name every TAP a VM holds.
 func (p *Pool) Ensure(ctx context.Context, leased []string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if err := p.cfg.Validate(); err != nil {
 		return err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	return converge(ctx, p.cfg, p.host, Want{IdleTAPs: p.cfg.PoolSize, Leased: p.busy(leased), Trim: true}, "refilling the TAP pool")
 }
 
-// Acquire returns an idle pool TAP, ready for a hypervisor, and counts it
-// as held until Release. With none idle it creates one; when this process
-// may not, the error satisfies errors.Is(err, ErrPoolExhausted) and says
-// how to grow the pool.
-func (p *Pool) Acquire(ctx context.Context, leased []string) (string, error) {
+// Acquire returns the pool TAP for guest address ip (TAPFor: the only
+// TAP the anti-spoofing table lets send from ip), ready for a hypervisor,
+// and counts it as held until Release. When it does not exist yet Acquire
+// creates it; when this process may not, the error satisfies
+// errors.Is(err, ErrPoolExhausted) and says how to grow the pool.
+func (p *Pool) Acquire(ctx context.Context, leased []string, ip netip.Addr) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if err := p.cfg.Validate(); err != nil {
 		return "", err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	busy := p.busy(leased)
+	name, ok := TAPFor(p.cfg.Subnet, ip)
+	if !ok {
+		return "", fmt.Errorf("acquiring a TAP: %v is not a guest address of %v (network.subnet changed since the VM was made?): delete the VM and create it again", ip, p.cfg.Subnet)
+	}
+	if slices.Contains(p.busy(leased), name) {
+		return "", fmt.Errorf("acquiring %s for %v: another VM holds it, so two VMs share address %v: delete one of them", name, ip, ip)
+	}
 	st, err := p.host.Observe(ctx, p.cfg)
 	if err != nil {
-		return "", fmt.Errorf("acquiring a TAP: %w", err)
+		return "", fmt.Errorf("acquiring %s: %w", name, err)
 	}
-	if idle := idleTAPs(p.cfg, st, busy); len(idle) > 0 {
-		t := idle[0]
-		if steps := repairSteps(p.cfg, t); len(steps) > 0 {
-			if err := p.host.Apply(ctx, steps); err != nil {
-				return "", fmt.Errorf("preparing %s: %w", t.Name, err)
-			}
-		}
-		p.held[t.Name] = true
-		return t.Name, nil
+	var steps []Step
+	switch i := slices.IndexFunc(st.TAPs, func(t TAPState) bool { return t.Name == name }); {
+	case i < 0:
+		steps = newTAPSteps(p.cfg, name, p.cfg.owner())
+	case !st.TAPs[i].isPoolTAP():
+		return "", fmt.Errorf("acquiring %s: it exists and is a %s, not a TAP: delete it (ip link del %s); banger's pool owns the tap-pool-* names", name, st.TAPs[i].Kind, name)
+	case st.TAPs[i].InUse:
+		return "", fmt.Errorf("acquiring %s for %v: a process still has it open (%w): stop whatever holds it (an earlier run of this VM's hypervisor?)", name, ip, ErrTAPBusy)
+	case st.TAPs[i].Owner != p.cfg.owner():
+		steps = append([]Step{DeleteLink{Name: name}}, newTAPSteps(p.cfg, name, p.cfg.owner())...)
+	default:
+		steps = repairSteps(p.cfg, st.TAPs[i])
 	}
-	name := TAPName(freeTAPNumber(st))
-	if err := p.host.Apply(ctx, newTAPSteps(p.cfg, name, p.cfg.owner())); err != nil {
-		if se, ok := errors.AsType[*StepError](err); ok && errors.Is(err, os.ErrPermission) {
-			if _, creating := se.Step.(CreateTAP); creating {
-				return "", fmt.Errorf("%w: every pool TAP is in use (%d) and this bangerd may not create %s (%w): run `sudo banger host setup --taps %d` to add idle TAPs to the pool, or delete a VM",
-					ErrPoolExhausted, countPoolTAPs(st), name, se.Err, max(p.cfg.PoolSize, 1))
+	if len(steps) > 0 {
+		if err := p.host.Apply(ctx, steps); err != nil {
+			if se, ok := errors.AsType[*StepError](err); ok && errors.Is(err, os.ErrPermission) {
+				switch se.Step.(type) {
+				case CreateTAP, DeleteLink:
+					n, _ := parseTAPName(name)
+					return "", fmt.Errorf("%w: %s, the TAP that carries %v, is missing or not usable and this bangerd may not create it (%w): run `sudo banger host setup --taps %d` so that the pool reaches it",
+						ErrPoolExhausted, name, ip, se.Err, n+1)
+				}
 			}
+			return "", fmt.Errorf("acquiring %s: %w", name, err)
 		}
-		return "", fmt.Errorf("acquiring a TAP: %w", err)
 	}
 	p.held[name] = true
 	return name, nil
@@ -182,27 +208,4 @@ func idleTAPs(cfg Config, st State, leased []string) []TAPState {
 		}
 	}
 	return out
-}
-
-// freeTAPNumber is the lowest n whose tap-pool-<n> name is free.
-func freeTAPNumber(st State) int {
-	taken := make(map[int]bool, len(st.TAPs))
-	for _, t := range st.TAPs {
-		taken[t.N] = true
-	}
-	n := 0
-	for taken[n] {
-		n++
-	}
-	return n
-}
-
-func countPoolTAPs(st State) int {
-	n := 0
-	for _, t := range st.TAPs {
-		if t.isPoolTAP() {
-			n++
-		}
-	}
-	return n
 }

@@ -17,31 +17,40 @@ func idleNames(h *fakeHost, leased ...string) []string {
 	return IdleTAPs(planConfig(), h.st, leased)
 }
 
-func TestPoolAcquireTakesTheLowestIdleTAP(t *testing.T) {
+func TestPoolAcquireTakesTheTAPOfTheGuestAddress(t *testing.T) {
 	ctx := context.Background()
 	h := &fakeHost{st: converged()}
 	p := NewPool(planConfig(), h, nil)
 
-	a, err := p.Acquire(ctx, nil)
+	a, err := p.Acquire(ctx, nil, mustAddr("172.30.0.2"))
 	if err != nil || a != "tap-pool-0" {
-		t.Fatalf("Acquire = %q, %v; want tap-pool-0", a, err)
+		t.Fatalf("Acquire(172.30.0.2) = %q, %v; want tap-pool-0", a, err)
 	}
-	// The pool remembers what it handed out even if the caller has not
-	// recorded the lease yet.
-	b, err := p.Acquire(ctx, nil)
+	b, err := p.Acquire(ctx, nil, mustAddr("172.30.0.3"))
 	if err != nil || b != "tap-pool-1" {
-		t.Fatalf("second Acquire = %q, %v; want tap-pool-1", b, err)
+		t.Fatalf("Acquire(172.30.0.3) = %q, %v; want tap-pool-1", b, err)
 	}
 	if len(h.applied) != 0 {
 		t.Errorf("Acquire of healthy idle TAPs applied %v, want nothing", h.applied)
 	}
-	// None idle: Acquire creates one (root bangerd).
-	c, err := p.Acquire(ctx, []string{a, b})
-	if err != nil || c != "tap-pool-2" {
-		t.Fatalf("third Acquire = %q, %v; want a new tap-pool-2", c, err)
+	// The pool remembers what it handed out even if the caller has not
+	// recorded the lease yet, and never hands one TAP to two VMs.
+	if got, err := p.Acquire(ctx, nil, mustAddr("172.30.0.3")); err == nil || !strings.Contains(err.Error(), "another VM holds it") {
+		t.Errorf("Acquire(172.30.0.3) again = %q, %v; want a refusal", got, err)
 	}
-	if diff := cmp.Diff(newTAP(2), h.applied, cmpOpts...); diff != "" {
+	// The TAP of a higher address does not exist yet: Acquire creates it
+	// (root bangerd).
+	c, err := p.Acquire(ctx, []string{a, b}, mustAddr("172.30.0.9"))
+	if err != nil || c != "tap-pool-7" {
+		t.Fatalf("Acquire(172.30.0.9) = %q, %v; want a new tap-pool-7", c, err)
+	}
+	if diff := cmp.Diff(newTAP(7), h.applied, cmpOpts...); diff != "" {
 		t.Errorf("steps of the third Acquire (-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{"172.30.0.1", "172.30.0.255", "10.0.0.2"} {
+		if got, err := p.Acquire(ctx, nil, mustAddr(bad)); err == nil {
+			t.Errorf("Acquire(%s) = %q, want an error: not a guest address", bad, got)
+		}
 	}
 	// Ensure refills to PoolSize idle TAPs.
 	if err := p.Ensure(ctx, []string{a, b, c}); err != nil {
@@ -55,7 +64,7 @@ func TestPoolAcquireTakesTheLowestIdleTAP(t *testing.T) {
 func TestPoolAcquireRepairsTheTAPItHandsOut(t *testing.T) {
 	h := &fakeHost{st: with(converged(), func(s *State) { s.TAPs[0].Up, s.TAPs[0].Isolated = false, false })}
 	p := NewPool(planConfig(), h, nil)
-	if _, err := p.Acquire(context.Background(), nil); err != nil {
+	if _, err := p.Acquire(context.Background(), nil, mustAddr("172.30.0.2")); err != nil {
 		t.Fatal(err)
 	}
 	want := []Step{SetIsolated{Name: "tap-pool-0"}, SetLinkUp{Name: "tap-pool-0"}}
@@ -76,14 +85,14 @@ func TestPoolExhaustedWithoutPrivileges(t *testing.T) {
 		},
 	}
 	p := NewPool(planConfig(), h, nil)
-	_, err := p.Acquire(ctx, []string{"tap-pool-0", "tap-pool-1"})
+	_, err := p.Acquire(ctx, []string{"tap-pool-0", "tap-pool-1"}, mustAddr("172.30.0.4"))
 	if !errors.Is(err, ErrPoolExhausted) {
 		t.Fatalf("Acquire = %v, want ErrPoolExhausted", err)
 	}
 	if !errors.Is(err, syscall.EPERM) {
 		t.Errorf("Acquire error %v does not carry EPERM", err)
 	}
-	for _, want := range []string{"sudo banger host setup --taps 2", "tap-pool-2", "operation not permitted", "delete a VM"} {
+	for _, want := range []string{"sudo banger host setup --taps 3", "tap-pool-2", "172.30.0.4", "operation not permitted"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Acquire error %q does not mention %q", err, want)
 		}
@@ -97,7 +106,7 @@ func TestPoolExhaustedWithoutPrivileges(t *testing.T) {
 		}
 		return nil
 	}
-	if _, err := p.Acquire(ctx, []string{"tap-pool-0", "tap-pool-1"}); err == nil || errors.Is(err, ErrPoolExhausted) {
+	if _, err := p.Acquire(ctx, []string{"tap-pool-0", "tap-pool-1"}, mustAddr("172.30.0.4")); err == nil || errors.Is(err, ErrPoolExhausted) {
 		t.Errorf("Acquire with a broken bridge = %v, want a plain error", err)
 	}
 }

@@ -21,10 +21,14 @@ type State struct {
 	TAPs []TAPState
 	// Forwarding is net.ipv4.ip_forward in the namespace.
 	Forwarding bool
-	// Table is banger's nftables table; nil when it does not exist.
+	// Table is banger's nftables table of family inet; nil when it does
+	// not exist.
 	Table *NFTable
+	// AntiSpoof is banger's nftables table of family bridge; nil when it
+	// does not exist.
+	AntiSpoof *NFTable
 	// TableUnknown: this process may not read nftables (reading needs
-	// CAP_NET_ADMIN too), so Table says nothing. Plan then leaves the
+	// CAP_NET_ADMIN too), so Table and AntiSpoof say nothing. Plan then leaves the
 	// table alone: an unprivileged bangerd could not change it anyway.
 	TableUnknown bool
 }
@@ -71,6 +75,8 @@ type NFTReader interface {
 	ListTablesOfFamily(family nftables.TableFamily) ([]*nftables.Table, error)
 	ListChainsOfTableFamily(family nftables.TableFamily) ([]*nftables.Chain, error)
 	GetRules(t *nftables.Table, c *nftables.Chain) ([]*nftables.Rule, error)
+	GetSets(t *nftables.Table) ([]*nftables.Set, error)
+	GetSetElements(s *nftables.Set) ([]nftables.SetElement, error)
 }
 
 var (
@@ -140,12 +146,15 @@ func Observe(cfg Config, nl Netlinker, nft NFTReader, forwarding func() (bool, e
 	if st.Forwarding, err = forwarding(); err != nil {
 		return State{}, fmt.Errorf("reading net.ipv4.ip_forward: %w", err)
 	}
-	st.Table, err = observeTable(nft, cfg.table())
+	st.Table, err = observeTable(nft, cfg.table(), "inet")
+	if err == nil {
+		st.AntiSpoof, err = observeTable(nft, cfg.table(), "bridge")
+	}
 	switch {
 	case errors.Is(err, os.ErrPermission):
-		st.Table, st.TableUnknown = nil, true
+		st.Table, st.AntiSpoof, st.TableUnknown = nil, nil, true
 	case err != nil:
-		return State{}, fmt.Errorf("reading nftables table inet %s: %w", cfg.table(), err)
+		return State{}, fmt.Errorf("reading nftables table %s: %w", cfg.table(), err)
 	}
 	return st, nil
 }
@@ -166,8 +175,10 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a, ones), true
 }
 
-func observeTable(nft NFTReader, name string) (*NFTable, error) {
-	tables, err := nft.ListTablesOfFamily(nftables.TableFamilyINet)
+func observeTable(nft NFTReader, name, family string) (*NFTable, error) {
+	out := &NFTable{Name: name, Family: family}
+	fam := out.family()
+	tables, err := nft.ListTablesOfFamily(fam)
 	if err != nil {
 		return nil, err
 	}
@@ -176,11 +187,10 @@ func observeTable(nft NFTReader, name string) (*NFTable, error) {
 		return nil, nil
 	}
 	table := tables[i]
-	chains, err := nft.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	chains, err := nft.ListChainsOfTableFamily(fam)
 	if err != nil {
 		return nil, err
 	}
-	out := &NFTable{Name: name}
 	for _, c := range chains {
 		if c.Table == nil || c.Table.Name != name {
 			continue
@@ -197,6 +207,22 @@ func observeTable(nft NFTReader, name string) (*NFTable, error) {
 			out.Rules = append(out.Rules, ruleFromKernel(c.Name, r))
 		}
 	}
+	sets, err := nft.GetSets(table)
+	if err != nil {
+		return nil, fmt.Errorf("listing sets: %w", err)
+	}
+	for _, s := range sets {
+		elems, err := nft.GetSetElements(s)
+		if err != nil {
+			return nil, fmt.Errorf("listing elements of set %s: %w", s.Name, err)
+		}
+		set := NFTSet{Name: s.Name, KeyLen: s.KeyType.Bytes}
+		for _, e := range elems {
+			set.Elements = append(set.Elements, e.Key)
+		}
+		out.Sets = append(out.Sets, set)
+	}
+	slices.SortFunc(out.Sets, func(a, b NFTSet) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 

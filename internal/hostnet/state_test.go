@@ -28,22 +28,51 @@ func (f *fakeNetlink) LinkGetProtinfo(l netlink.Link) (netlink.Protinfo, error) 
 	return netlink.Protinfo{Isolated: f.isolated[l.Attrs().Name]}, nil
 }
 
-// fakeNFT serves one table, or fails.
+// fakeNFT serves tables by family, or fails.
 type fakeNFT struct {
 	err    error
 	tables []*nftables.Table
 	chains []*nftables.Chain
-	rules  map[string][]*nftables.Rule
+	rules  map[string][]*nftables.Rule // by chain name
+	sets   []*nftables.Set
+	elems  map[string][]nftables.SetElement // by set name
 }
 
-func (f *fakeNFT) ListTablesOfFamily(nftables.TableFamily) ([]*nftables.Table, error) {
-	return f.tables, f.err
+func (f *fakeNFT) ListTablesOfFamily(fam nftables.TableFamily) ([]*nftables.Table, error) {
+	var out []*nftables.Table
+	for _, t := range f.tables {
+		if t.Family == fam {
+			out = append(out, t)
+		}
+	}
+	return out, f.err
 }
-func (f *fakeNFT) ListChainsOfTableFamily(nftables.TableFamily) ([]*nftables.Chain, error) {
-	return f.chains, f.err
+func (f *fakeNFT) ListChainsOfTableFamily(fam nftables.TableFamily) ([]*nftables.Chain, error) {
+	var out []*nftables.Chain
+	for _, c := range f.chains {
+		if c.Table.Family == fam {
+			out = append(out, c)
+		}
+	}
+	return out, f.err
 }
 func (f *fakeNFT) GetRules(t *nftables.Table, c *nftables.Chain) ([]*nftables.Rule, error) {
+	if t.Family != nftables.TableFamilyINet {
+		return nil, f.err
+	}
 	return f.rules[c.Name], f.err
+}
+func (f *fakeNFT) GetSets(t *nftables.Table) ([]*nftables.Set, error) {
+	var out []*nftables.Set
+	for _, s := range f.sets {
+		if s.Table.Name == t.Name && s.Table.Family == t.Family {
+			out = append(out, s)
+		}
+	}
+	return out, f.err
+}
+func (f *fakeNFT) GetSetElements(s *nftables.Set) ([]nftables.SetElement, error) {
+	return f.elems[s.Name], f.err
 }
 
 func on() (bool, error) { return true, nil }
@@ -78,13 +107,17 @@ func TestObserve(t *testing.T) {
 	table := &nftables.Table{Name: "banger", Family: nftables.TableFamilyINet}
 	prio := nftables.ChainPriority(0)
 	policy := nftables.ChainPolicyAccept
+	bridgeTable := &nftables.Table{Name: "banger", Family: nftables.TableFamilyBridge}
+	key := Binding{TAP: "tap-pool-0", MAC: MAC(netip.MustParseAddr("172.30.0.2")), IP: netip.MustParseAddr("172.30.0.2")}.key()
 	nft := &fakeNFT{
-		tables: []*nftables.Table{{Name: "other", Family: nftables.TableFamilyINet}, table},
+		tables: []*nftables.Table{{Name: "other", Family: nftables.TableFamilyINet}, table, bridgeTable},
 		chains: []*nftables.Chain{
 			{Name: "input", Table: table, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookInput, Priority: &prio, Policy: &policy},
-			{Name: "input", Table: &nftables.Table{Name: "other"}},
+			{Name: "input", Table: &nftables.Table{Name: "other", Family: nftables.TableFamilyINet}},
 		},
 		rules: map[string][]*nftables.Rule{"input": {{Handle: 3, Exprs: verdict(0)}}},
+		sets:  []*nftables.Set{{Table: bridgeTable, Name: "guest-addrs", KeyType: nftables.SetDatatype{Bytes: 28}}},
+		elems: map[string][]nftables.SetElement{"guest-addrs": {{Key: key}}},
 	}
 	got, err := Observe(cfg, nl, nft, on)
 	if err != nil {
@@ -101,8 +134,14 @@ func TestObserve(t *testing.T) {
 		Forwarding: true,
 		Table: &NFTable{
 			Name:   "banger",
+			Family: "inet",
 			Chains: []NFTChain{{Name: "input", Type: "filter", Hook: "input", Policy: "accept"}},
 			Rules:  []NFTRule{{Chain: "input", Handle: 3, Exprs: verdict(0)}},
+		},
+		AntiSpoof: &NFTable{
+			Name:   "banger",
+			Family: "bridge",
+			Sets:   []NFTSet{{Name: "guest-addrs", KeyLen: 28, Elements: [][]byte{key}}},
 		},
 	}
 	if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {

@@ -1,6 +1,7 @@
 package hostnet
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -9,6 +10,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,19 +23,24 @@ import (
 // TestTraffic proves the table and the port isolation with real packets,
 // all inside namespaces the test creates:
 //
-//	guest g1 (172.30.0.2) ─veth─┐
-//	                            banger0 (172.30.0.1) [the "host" namespace: Setup ran here]
-//	guest g2 (172.30.0.3) ─veth─┘        └─ up0 (10.99.0.1) ─veth─ uplink (10.99.0.2)
+//	guest g1 (172.30.0.2) ─veth tap-pool-0─┐
+//	                                       banger0 (172.30.0.1) [the "host" namespace: Setup ran here]
+//	guest g2 (172.30.0.3) ─veth tap-pool-1─┘        └─ up0 (10.99.0.1) ─veth─ uplink
 //
-// The guests hang off the bridge by veth pairs instead of TAPs (a TAP
-// needs a hypervisor on its other end), set up as Plan sets up pool TAPs:
-// attached, isolated, up. The uplink has no route back to the guests, so
-// only masquerade lets them reach it.
+// The uplink stands in for everything past the host: a LAN host
+// (10.99.0.2), the LAN's resolver (10.99.0.53), the cloud metadata
+// service (169.254.169.254) and the internet (203.0.113.10); the host's
+// default route points at it. The guests hang off the bridge by veth pairs
+// instead of TAPs (a TAP needs a hypervisor on its other end), named and
+// set up as the pool TAPs of their addresses: attached, isolated, up. The
+// uplink has no route back to the guests, so only masquerade lets them
+// reach it.
 func TestTraffic(t *testing.T) {
-	e, hostNS, _ := newTestExecutor(t)
+	e, hostNS, hostName := newTestExecutor(t)
 	ctx := context.Background()
-	cfg := testConfig()
-	cfg.PoolSize = 1
+	cfg := testConfig() // owner 4242
+	cfg.PoolSize = 0    // the veths below stand in for pool TAPs
+	cfg.DNS = []netip.Addr{netip.MustParseAddr("10.99.0.53")}
 	if err := Setup(ctx, cfg, e); err != nil {
 		t.Fatal(err)
 	}
@@ -52,12 +60,28 @@ func TestTraffic(t *testing.T) {
 	g1, _ := newNamespace(t, "-g1")
 	g2, _ := newNamespace(t, "-g2")
 	uplink, _ := newNamespace(t, "-up")
-	vg1 := plugGuest(t, h, br, g1, "vg1", "172.30.0.2")
-	vg2 := plugGuest(t, h, br, g2, "vg2", "172.30.0.3")
+	vg1 := plugGuest(t, h, br, g1, "tap-pool-0", "172.30.0.2")
+	vg2 := plugGuest(t, h, br, g2, "tap-pool-1", "172.30.0.3")
 	plug(t, h, "up0", "10.99.0.1/24", uplink, "10.99.0.2/24", "")
+	hu := handleAt(t, uplink)
+	upEth, err := hu.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"10.99.0.53/32", "169.254.169.254/32", "203.0.113.10/32"} {
+		if err := hu.AddrAdd(upEth, &netlink.Addr{IPNet: prefixToIPNet(netip.MustParsePrefix(a))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.RouteAdd(&netlink.Route{Gw: net.ParseIP("10.99.0.2")}); err != nil {
+		t.Fatal(err)
+	}
 
 	const wait = 1500 * time.Millisecond
-	serveRemoteAddr(t, uplink, "10.99.0.2:7000")
+	for _, addr := range []string{"10.99.0.2:7000", "10.99.0.53:53", "10.99.0.53:7000", "169.254.169.254:80", "203.0.113.10:7000"} {
+		serveRemoteAddr(t, uplink, addr)
+	}
+	serveUDPEcho(t, uplink, "10.99.0.53:53")
 	serveRemoteAddr(t, g1, "172.30.0.2:22")
 	serveRemoteAddr(t, g2, "172.30.0.3:22")
 	serveRemoteAddr(t, hostNS, "0.0.0.0:8080") // a host service on every host address
@@ -68,18 +92,72 @@ func TestTraffic(t *testing.T) {
 		}
 	})
 	t.Run("guest egress is masqueraded", func(t *testing.T) {
-		got, err := dial(t, g1, "10.99.0.2:7000", wait)
+		got, err := dial(t, g1, "203.0.113.10:7000", wait)
 		if err != nil {
-			t.Fatalf("guest to uplink: %v", err)
+			t.Fatalf("guest to the internet: %v", err)
 		}
 		if got != "10.99.0.1" {
-			t.Errorf("the uplink saw the guest as %s, want the host's uplink address 10.99.0.1", got)
+			t.Errorf("the internet saw the guest as %s, want the host's uplink address 10.99.0.1", got)
+		}
+	})
+	t.Run("guests cannot reach the LAN or the metadata service", func(t *testing.T) {
+		for _, addr := range []string{"10.99.0.2:7000", "169.254.169.254:80", "10.99.0.53:7000"} {
+			if got, err := dial(t, hostNS, addr, wait); err != nil {
+				t.Fatalf("control: the host itself cannot reach %s: %q, %v", addr, got, err)
+			}
+			if got, err := dial(t, g1, addr, wait); !isTimeout(err) {
+				t.Errorf("guest to %s: %q, %v; want it dropped (a timeout)", addr, got, err)
+			}
+		}
+	})
+	t.Run("guests reach their resolver on port 53 only", func(t *testing.T) {
+		if got, err := dial(t, g1, "10.99.0.53:53", wait); err != nil || got != "10.99.0.1" {
+			t.Errorf("guest to its resolver over tcp: %q, %v", got, err)
+		}
+		if err := udpEcho(t, g1, "10.99.0.53:53", wait); err != nil {
+			t.Errorf("guest to its resolver over udp: %v", err)
+		}
+		if err := udpEcho(t, g1, "10.99.0.2:53", wait); err == nil {
+			t.Error("guest reached udp port 53 of a LAN host that is not its resolver")
+		}
+	})
+	t.Run("an allowed CIDR is reachable", func(t *testing.T) {
+		allow := cfg
+		allow.AllowCIDRs = []netip.Prefix{netip.MustParsePrefix("10.99.0.0/24")}
+		if err := Setup(ctx, allow, e); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := dial(t, g1, "10.99.0.2:7000", wait); err != nil || got != "10.99.0.1" {
+			t.Errorf("guest to an allowed LAN host: %q, %v", got, err)
+		}
+		if got, err := dial(t, g1, "169.254.169.254:80", wait); !isTimeout(err) {
+			t.Errorf("guest to the metadata service with the LAN allowed: %q, %v; want it dropped", got, err)
+		}
+		if err := Setup(ctx, cfg, e); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := dial(t, g1, "10.99.0.2:7000", wait); !isTimeout(err) {
+			t.Errorf("guest to the LAN after the allowlist was emptied: %q, %v; want it dropped", got, err)
 		}
 	})
 	t.Run("host reaches guests", func(t *testing.T) {
 		for _, addr := range []string{"172.30.0.2:22", "172.30.0.3:22"} {
 			if got, err := dial(t, hostNS, addr, wait); err != nil || got != "172.30.0.1" {
 				t.Errorf("host to %s: saw %q, %v; want a connection from 172.30.0.1", addr, got, err)
+			}
+		}
+	})
+	t.Run("only the owner and root connect to guests", func(t *testing.T) {
+		for _, tc := range []struct {
+			uid  int
+			want bool
+		}{{4242, true}, {0, true}, {65534, false}, {4243, false}} {
+			got, err := dialAs(t, hostName, tc.uid, "172.30.0.2", 22)
+			if tc.want && (err != nil || got != "172.30.0.1") {
+				t.Errorf("uid %d to a guest: %q, %v; want a connection (the daemon's owner, or root)", tc.uid, got, err)
+			}
+			if !tc.want && err == nil {
+				t.Errorf("uid %d to a guest: connected (%q); want it refused", tc.uid, got)
 			}
 		}
 	})
@@ -95,7 +173,6 @@ func TestTraffic(t *testing.T) {
 	})
 	t.Run("outside cannot reach guests", func(t *testing.T) {
 		// Give the uplink a route to the guests: forwarding would let it in.
-		hu := handleAt(t, uplink)
 		if err := hu.RouteAdd(&netlink.Route{Dst: prefixToIPNet(cfg.Subnet), Gw: net.ParseIP("10.99.0.1")}); err != nil {
 			t.Fatal(err)
 		}
@@ -127,9 +204,80 @@ func TestTraffic(t *testing.T) {
 		if got, err := dial(t, g1, "172.30.0.3:22", wait); !isTimeout(err) {
 			t.Errorf("g1 to g2 routed through the host: %q, %v; want it dropped (a timeout)", got, err)
 		}
-		if got, err := dial(t, g2, "10.99.0.2:7000", wait); err != nil || got != "10.99.0.1" {
-			t.Errorf("control: g2 to the uplink: %q, %v", got, err)
+		if got, err := dial(t, g2, "203.0.113.10:7000", wait); err != nil || got != "10.99.0.1" {
+			t.Errorf("control: g2 to the internet: %q, %v", got, err)
 		}
+	})
+}
+
+// dialAs connects to ip:port from namespace nsName as uid (group uid,
+// no supplementary groups) in a process of its own, the way another
+// local user would, and returns what the other end says. bash's /dev/tcp
+// does the connecting; setpriv (util-linux) drops to uid.
+func dialAs(t *testing.T, nsName string, uid int, ip string, port int) (string, error) {
+	t.Helper()
+	for _, tool := range []string{"ip", "setpriv", "bash", "timeout"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("connecting as another user needs %s: %v", tool, err)
+		}
+	}
+	script := fmt.Sprintf("exec 3<>/dev/tcp/%s/%d && cat <&3", ip, port)
+	cmd := exec.Command("ip", "netns", "exec", nsName, "timeout", "3",
+		"setpriv", fmt.Sprintf("--reuid=%d", uid), fmt.Sprintf("--regid=%d", uid), "--clear-groups", "bash", "-c", script)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return string(out), nil
+}
+
+// serveUDPEcho answers every UDP datagram to addr, inside ns, with itself.
+func serveUDPEcho(t *testing.T, ns netns.NsHandle, addr string) {
+	t.Helper()
+	var pc net.PacketConn
+	if err := inNamespace(t, ns, func() (err error) {
+		pc, err = net.ListenPacket("udp4", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("listening on udp %s: %v", addr, err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+}
+
+// udpEcho sends a datagram from inside ns to addr and waits for the echo.
+func udpEcho(t *testing.T, ns netns.NsHandle, addr string, timeout time.Duration) error {
+	t.Helper()
+	return inNamespace(t, ns, func() error {
+		c, err := net.Dial("udp4", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(timeout))
+		if _, err := c.Write([]byte("banger")); err != nil {
+			return err
+		}
+		buf := make([]byte, 16)
+		n, err := c.Read(buf)
+		if err != nil {
+			return err
+		}
+		if string(buf[:n]) != "banger" {
+			return fmt.Errorf("echo from %s = %q", addr, buf[:n])
+		}
+		return nil
 	})
 }
 

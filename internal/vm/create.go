@@ -155,6 +155,9 @@ func (m *Manager) Create(ctx context.Context, req api.CreateVMRequest, p Progres
 	if err := checkSuitable(choice, img); err != nil {
 		return VM{}, err
 	}
+	if err := m.checkSpaceForCreate(img, req.DiskBytes); err != nil {
+		return VM{}, err
+	}
 
 	p.Stage("allocate")
 	v, err := m.allocate(ctx, req, img, hv.Name())

@@ -403,6 +403,9 @@ func (m *Manager) Start(ctx context.Context, name string, p Progress) (VM, error
 		v.Runtime.Warnings = []string{choice.Warning}
 		p.Logf("warning: %s", choice.Warning)
 	}
+	if err := m.checkSpaceForStart(&v, p); err != nil {
+		return v, err
+	}
 	img, _, err := m.Images.Repair(ctx, v.ImageID, p)
 	if err != nil {
 		return v, err

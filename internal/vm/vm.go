@@ -33,8 +33,10 @@ type Network interface {
 	// Subnet and Gateway describe the guest network.
 	Subnet() netip.Prefix
 	Gateway() netip.Addr
-	// AcquireTAP takes an idle, bridge-attached TAP from the pool.
-	AcquireTAP(ctx context.Context) (string, error)
+	// AcquireTAP takes the bridge-attached TAP for guest address ip from
+	// the pool: the host lets each TAP send only from one address and
+	// its MAC (hostnet.TAPFor).
+	AcquireTAP(ctx context.Context, ip netip.Addr) (string, error)
 	// ReleaseTAP returns a TAP to the pool.
 	ReleaseTAP(ctx context.Context, tap string) error
 }

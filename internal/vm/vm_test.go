@@ -40,7 +40,7 @@ type fakeNet struct {
 
 func (n *fakeNet) Subnet() netip.Prefix { return netip.MustParsePrefix("172.30.0.0/24") }
 func (n *fakeNet) Gateway() netip.Addr  { return netip.MustParseAddr("172.30.0.1") }
-func (n *fakeNet) AcquireTAP(context.Context) (string, error) {
+func (n *fakeNet) AcquireTAP(context.Context, netip.Addr) (string, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.dry {
