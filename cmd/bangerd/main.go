@@ -4,7 +4,15 @@ package main
 import (
 	"os"
 
+	"github.com/bangerdev/banger/internal/buildsandbox"
 	"github.com/bangerdev/banger/internal/daemon"
 )
 
-func main() { os.Exit(daemon.Main(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	// Image builds run each command through this binary as the sandbox's
+	// init (see internal/buildsandbox).
+	if buildsandbox.IsInit() {
+		os.Exit(buildsandbox.Init())
+	}
+	os.Exit(daemon.Main(os.Args[1:], os.Stdout, os.Stderr))
+}

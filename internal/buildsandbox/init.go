@@ -8,19 +8,25 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // The init's contract with Run: it is the current binary re-executed with
 // argv[0] initArg0 and initEnv set, its configuration (a config, JSON) on
-// file descriptor 3, and file descriptor 4 for the error that stopped the
-// setup. When the command has started, fd 4 is closed empty.
+// file descriptor 3, and file descriptor 4 for its status: helloByte
+// first, then the error that stopped the setup, if one did. When the
+// command has started, fd 4 is closed after the hello alone.
 const (
-	initArg0 = "banger-build-sandbox"
-	initEnv  = "BANGER_BUILD_SANDBOX=init"
-	configFD = 3
-	statusFD = 4
+	initArg0  = "banger-build-sandbox"
+	initEnv   = "BANGER_BUILD_SANDBOX=init"
+	configFD  = 3
+	statusFD  = 4
+	helloByte = 'B'
+	// helloTimeout bounds the wait for the hello (a binary that does not
+	// call Init never sends it); starting a Go binary takes milliseconds.
+	helloTimeout = 30 * time.Second
 )
 
 // setupFailed is the init's exit status when the sandbox could not be set
@@ -58,6 +64,9 @@ func Init() int {
 	// The command must not inherit the status pipe.
 	unix.CloseOnExec(statusFD)
 	status := os.NewFile(statusFD, "status")
+	if _, err := status.Write([]byte{helloByte}); err != nil {
+		return setupFailed
+	}
 	fail := func(err error) int {
 		fmt.Fprintf(status, "%v", err)
 		status.Close()

@@ -99,14 +99,20 @@ var readOnlyPaths = []string{
 // DefaultHostname is the sandbox's hostname when the caller names none.
 const DefaultHostname = "banger-build"
 
+// maxHostname is the kernel's limit; a longer name (an image's) is cut.
+const maxHostname = 64
+
 // Plan returns what the init does after pivot_root: a /proc of the
 // sandbox's own PID namespace, a read-only /sys, a minimal /dev on tmpfs
 // (Devices, a private devpts, /dev/shm and the usual links), the masks and
 // read-only binds over the kernel's host-wide interfaces, and the
-// hostname.
+// hostname (DefaultHostname when empty, cut to the kernel's 64 bytes).
 func Plan(hostname string) []step {
 	if hostname == "" {
 		hostname = DefaultHostname
+	}
+	if len(hostname) > maxHostname {
+		hostname = hostname[:maxHostname]
 	}
 	const hardened = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	plan := []step{

@@ -29,6 +29,10 @@ type Spec struct {
 // the npm registry through the host's network.
 const Namespaces = syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS | syscall.CLONE_NEWCGROUP
 
+// selfExe is the binary Run starts as the init: this one (tests replace it
+// to check that a binary that is not an init is refused).
+var selfExe = "/proc/self/exe"
+
 // SetupError is a sandbox that could not be set up; the command did not
 // run.
 type SetupError struct{ Reason string }
@@ -75,7 +79,7 @@ func Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) error {
 	}
 	defer statusR.Close()
 
-	cmd := exec.CommandContext(ctx, "/proc/self/exe")
+	cmd := exec.CommandContext(ctx, selfExe)
 	cmd.Args = []string{initArg0}
 	cmd.Env = []string{initEnv}
 	cmd.Dir = "/"
@@ -92,6 +96,7 @@ func Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) error {
 	cmd.WaitDelay = 5 * time.Second
 
 	var runErr error
+	started := make(chan bool, 1)
 	done := make(chan struct{})
 	go func() {
 		// Pdeathsig fires when the thread that started the init exits: this
@@ -103,8 +108,10 @@ func Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) error {
 			runErr = &SetupError{Reason: fmt.Sprintf("starting the sandbox's init: %v", err)}
 			cfgW.Close()
 			statusW.Close()
+			started <- false
 			return
 		}
+		started <- true
 		statusW.Close()
 		go func() {
 			cfgW.Write(cfg)
@@ -112,6 +119,22 @@ func Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) error {
 		}()
 		runErr = cmd.Wait()
 	}()
+	if !<-started {
+		<-done
+		return runErr
+	}
+	// A binary whose main does not call Init would run as itself in the
+	// namespaces: the init's first byte tells them apart.
+	statusR.SetReadDeadline(time.Now().Add(helloTimeout))
+	hello := make([]byte, 1)
+	_, err = io.ReadFull(statusR, hello)
+	statusR.SetReadDeadline(time.Time{})
+	if err != nil || hello[0] != helloByte {
+		cmd.Process.Kill()
+		<-done
+		exe, _ := os.Executable()
+		return &SetupError{Reason: fmt.Sprintf("%s did not start as the sandbox's init (%v, %v): its main must call buildsandbox.Init when buildsandbox.IsInit() reports true", exe, err, runErr)}
+	}
 	<-done
 	reason, _ := io.ReadAll(io.LimitReader(statusR, 64<<10))
 	if len(reason) > 0 {

@@ -171,6 +171,7 @@ func (b *Builder) Build(ctx context.Context, req api.BuildImageRequest, p image.
 		if err != nil {
 			return err
 		}
+		chroot.Hostname = req.Name
 		for _, step := range steps {
 			p.Stage(stageName(step))
 			if err := step.Apply(ctx, chroot, func(s string) { p.Logf("%s", s) }); err != nil {

@@ -8,22 +8,30 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
-	"time"
+
+	"github.com/bangerdev/banger/internal/buildsandbox"
 )
 
 // Chroot is a root filesystem prepared for running commands inside it:
-// OpenChroot applies ChrootPlan (mounts, resolver configuration,
-// policy-rc.d) and Close undoes it. A Chroot whose Root is set but which
-// was not opened still serves Path and WriteFile, and runs commands
-// without the mounts.
+// OpenChroot applies ChrootPlan (a /run tmpfs, resolver configuration,
+// policy-rc.d) and Close undoes it. Each command runs in its own build
+// sandbox (internal/buildsandbox): fresh mount, PID, IPC, UTS and cgroup
+// namespaces, pivot_rooted into Root, with a minimal /dev of its own, a
+// /proc showing only its processes and most capabilities dropped, so
+// nothing it runs as root reaches the host's devices, files, processes or
+// kernel settings. A Chroot whose Root is set but which was not opened
+// still serves Path and WriteFile, and runs commands without the /run
+// tmpfs and files of the plan.
 type Chroot struct {
 	Root string // absolute host path of the root directory
+	// Hostname is the commands' hostname (each sandbox has its own UTS
+	// namespace): the image's name; buildsandbox.DefaultHostname when
+	// empty.
+	Hostname string
 
 	mu     sync.Mutex
 	log    func(string)
@@ -34,12 +42,11 @@ type Chroot struct {
 }
 
 // OpenChroot prepares root for commands: it first cleans up whatever a
-// crashed run left there (see Cleanup), then mounts proc, sysfs, /dev,
-// devpts, /dev/shm and /run, copies the host's /etc/resolv.conf in and
-// installs a policy-rc.d that keeps package scripts from starting
-// services. Every change is undone by Close, which callers defer right
-// away: it runs after a failure or a panic too. log receives notices such
-// as lazy unmounts; it may be nil.
+// crashed run left there (see Cleanup), then mounts a tmpfs on /run,
+// copies the host's /etc/resolv.conf in and installs a policy-rc.d that
+// keeps package scripts from starting services. Every change is undone by
+// Close, which callers defer right away: it runs after a failure or a
+// panic too. log receives notices such as lazy unmounts; it may be nil.
 func OpenChroot(root string, log func(string)) (*Chroot, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("preparing a chroot in %s: %w", root, ErrNotRoot)
@@ -188,8 +195,9 @@ func (e *RunError) Error() string {
 
 func (e *RunError) Unwrap() error { return e.Err }
 
-// Run runs argv inside the root (argv[0] is looked up in the guest's PATH)
-// with DefaultEnv overridden by env, and returns its combined output.
+// Run runs argv in a build sandbox over the root (argv[0] is looked up in
+// the guest's PATH) with DefaultEnv overridden by env, and returns its
+// combined output. Nothing the command starts outlives it.
 func (c *Chroot) Run(ctx context.Context, env []string, argv ...string) ([]byte, error) {
 	var out bytes.Buffer
 	err := c.run(ctx, env, &out, argv)
@@ -226,24 +234,15 @@ func (c *Chroot) run(ctx context.Context, env []string, out io.Writer, argv []st
 	if err != nil {
 		return &RunError{Argv: argv, Root: c.Root, Err: err}
 	}
-	cmd := exec.CommandContext(ctx, bin, argv[1:]...)
-	cmd.Args[0] = argv[0]
-	cmd.Env = fullEnv
-	cmd.Dir = "/"
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: c.Root, Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		return &RunError{Argv: argv, Root: c.Root, Err: err}
-	}
-	err = cmd.Wait()
-	// Nothing a provisioning command starts may outlive it.
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	err = buildsandbox.Run(ctx, buildsandbox.Spec{
+		Root:     c.Root,
+		Hostname: c.Hostname,
+		Path:     bin,
+		Args:     argv,
+		Env:      fullEnv,
+		Dir:      "/",
+	}, out, out)
 	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
-		}
 		return &RunError{Argv: argv, Root: c.Root, Err: err}
 	}
 	return nil
@@ -252,7 +251,7 @@ func (c *Chroot) run(ctx context.Context, env []string, out io.Writer, argv []st
 // lookPath finds name in the guest's PATH and returns its guest path.
 func (c *Chroot) lookPath(name, pathEnv string) (string, error) {
 	if strings.Contains(name, "/") {
-		return name, nil
+		return path.Join("/", name), nil
 	}
 	for _, dir := range filepath.SplitList(pathEnv) {
 		if !path.IsAbs(dir) {

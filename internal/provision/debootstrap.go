@@ -90,7 +90,7 @@ func (h host) debootstrap(ctx context.Context, m Manifest, dest, cacheDir string
 			err := unpackTar(ctx, cache, dest)
 			if err == nil {
 				log(fmt.Sprintf("unpacked cached base in %s", time.Since(start).Round(time.Millisecond)))
-				return nil
+				return openRoot(dest)
 			}
 			if ctx.Err() != nil {
 				clearDir(dest)
@@ -171,10 +171,24 @@ func runDebootstrap(ctx context.Context, m Manifest, dest string, log func(strin
 // finishBase empties apt's caches and removes what belongs to the build
 // host or to a single machine.
 func finishBase(root string) error {
+	if err := openRoot(root); err != nil {
+		return err
+	}
 	if err := cleanApt(root); err != nil {
 		return err
 	}
 	return resetIdentity(root)
+}
+
+// openRoot gives the tree's root directory mode 0755, whatever the mode of
+// the directory it was made in (a 0700 temporary directory, say, which a
+// cached tree also records): otherwise no user but root can reach any path
+// of the image, and apt cannot drop to its _apt user to download.
+func openRoot(root string) error {
+	if err := os.Chmod(root, 0o755); err != nil {
+		return fmt.Errorf("making %s the image's / (mode 0755): %w", root, err)
+	}
+	return nil
 }
 
 // cleanApt removes downloaded packages and package lists; a Packages step

@@ -56,19 +56,17 @@ type Plan struct {
 // the chroot (invoke-rc.d and deb-systemd-invoke consult it).
 const policyRCD = "#!/bin/sh\n# Written by banger while provisioning; removed afterwards.\nexit 101\n"
 
-// ChrootPlan returns what a provisioning chroot needs: proc, a read-only
-// sysfs, the host's /dev bound (not recursively), a private devpts, tmpfs
-// on /dev/shm and /run (so nothing written there ends in the image), the
-// host's resolver configuration for network access, and a policy-rc.d that
-// keeps package scripts from starting services.
+// ChrootPlan returns what a provisioning chroot changes in the image for
+// its lifetime: a tmpfs on /run (so nothing written there ends in the
+// image; the agents preset keeps its scratch homes and npm's cache there),
+// the host's resolver configuration for network access, and a policy-rc.d
+// that keeps package scripts from starting services. The kernel
+// filesystems (/proc, /sys, /dev, devpts, /dev/shm) are not in it: each
+// command's sandbox mounts its own (buildsandbox.Plan), and the host's
+// /dev never enters the image.
 func ChrootPlan(resolvConf []byte) Plan {
 	return Plan{
 		Mounts: []Mount{
-			{Source: "proc", Target: "/proc", FSType: "proc", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
-			{Source: "sysfs", Target: "/sys", FSType: "sysfs", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RDONLY},
-			{Source: "/dev", Target: "/dev", Flags: unix.MS_BIND},
-			{Source: "devpts", Target: "/dev/pts", FSType: "devpts", Flags: unix.MS_NOSUID | unix.MS_NOEXEC, Data: "newinstance,ptmxmode=0666,mode=0620,gid=5"},
-			{Source: "tmpfs", Target: "/dev/shm", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=1777"},
 			{Source: "tmpfs", Target: "/run", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=0755"},
 		},
 		Files: []TempFile{

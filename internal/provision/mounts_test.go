@@ -110,11 +110,6 @@ func TestChrootPlan(t *testing.T) {
 			resolv: []byte("nameserver 192.0.2.53\n"),
 			want: Plan{
 				Mounts: []Mount{
-					{Source: "proc", Target: "/proc", FSType: "proc", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
-					{Source: "sysfs", Target: "/sys", FSType: "sysfs", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RDONLY},
-					{Source: "/dev", Target: "/dev", Flags: unix.MS_BIND},
-					{Source: "devpts", Target: "/dev/pts", FSType: "devpts", Flags: unix.MS_NOSUID | unix.MS_NOEXEC, Data: "newinstance,ptmxmode=0666,mode=0620,gid=5"},
-					{Source: "tmpfs", Target: "/dev/shm", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=1777"},
 					{Source: "tmpfs", Target: "/run", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=0755"},
 				},
 				Files: []TempFile{
@@ -139,13 +134,32 @@ func TestChrootPlan(t *testing.T) {
 		}
 		seen[m.Target] = true
 	}
+	// No host path is bound into the image: the kernel filesystems and
+	// /dev are the sandbox's own (buildsandbox.Plan).
+	for _, m := range ChrootPlan(nil).Mounts {
+		if m.FSType == "" || strings.HasPrefix(m.Source, "/") {
+			t.Errorf("ChrootPlan binds host path %s into the image", m.Source)
+		}
+	}
 	if !strings.Contains(policyRCD, "exit 101") {
 		t.Error("policy-rc.d must exit 101 to deny service starts")
 	}
 }
 
+// sampleMounts are several nested mounts for the executor's tests: the
+// plan of earlier banger versions, which bound the host's /dev (a crash of
+// such a version is what Cleanup must still undo).
+var sampleMounts = []Mount{
+	{Source: "proc", Target: "/proc", FSType: "proc", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+	{Source: "sysfs", Target: "/sys", FSType: "sysfs", Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RDONLY},
+	{Source: "/dev", Target: "/dev", Flags: unix.MS_BIND},
+	{Source: "devpts", Target: "/dev/pts", FSType: "devpts", Flags: unix.MS_NOSUID | unix.MS_NOEXEC, Data: "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+	{Source: "tmpfs", Target: "/dev/shm", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=1777"},
+	{Source: "tmpfs", Target: "/run", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=0755"},
+}
+
 func TestMountExecutor(t *testing.T) {
-	plan := ChrootPlan(nil).Mounts
+	plan := sampleMounts
 	tests := []struct {
 		name      string
 		failMount map[string]error
@@ -276,8 +290,8 @@ func TestOpenChrootAndClose(t *testing.T) {
 	if got := read("usr/sbin/policy-rc.d"); got != policyRCD {
 		t.Errorf("policy-rc.d = %q", got)
 	}
-	if len(f.mounted) != 6 {
-		t.Errorf("mounted %d, want 6", len(f.mounted))
+	if len(f.mounted) != len(ChrootPlan(nil).Mounts) {
+		t.Errorf("mounted %v, want the plan's %d mounts", f.mounted, len(ChrootPlan(nil).Mounts))
 	}
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
@@ -317,10 +331,11 @@ func TestOpenChrootRefusesNonRootfs(t *testing.T) {
 func TestCleanupAfterCrash(t *testing.T) {
 	root := fakeRoot(t, "proc", "sys", "dev/pts", "dev/shm", "run", "mnt/with space")
 	f := &fakeMounter{root: root}
-	// A crashed run: everything applied, nothing undone, plus a mount a
-	// script made inside, and mounts that are not ours.
+	// A crashed run (of an earlier version, which bound the host's /dev):
+	// everything applied, nothing undone, plus a mount a script made
+	// inside, and mounts that are not ours.
 	e := &mountExec{m: f, root: root}
-	if err := e.apply(ChrootPlan(nil).Mounts); err != nil {
+	if err := e.apply(sampleMounts); err != nil {
 		t.Fatal(err)
 	}
 	f.mounted = append(f.mounted, filepath.Join(root, "mnt/with space"), root, root+"-sibling/proc", "/other")

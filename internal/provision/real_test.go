@@ -8,10 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/bangerdev/banger/internal/buildsandbox"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -162,8 +164,16 @@ func TestRealDebootstrapAndChroot(t *testing.T) {
 
 	t.Run("packages", func(t *testing.T) {
 		start := time.Now()
-		if err := (Packages{Names: []string{"hello"}}).Apply(ctx, c, func(s string) {}); err != nil {
+		var lines []string
+		if err := (Packages{Names: []string{"hello"}}).Apply(ctx, c, func(s string) { lines = append(lines, s) }); err != nil {
 			t.Fatal(err)
+		}
+		// apt still drops to its _apt user for downloads under the
+		// sandbox's capabilities and no_new_privs.
+		for _, l := range lines {
+			if strings.Contains(l, "unsandboxed") {
+				t.Errorf("apt could not drop to _apt: %s", l)
+			}
 		}
 		t.Logf("Packages{hello} took %s", time.Since(start).Round(time.Millisecond))
 		out, err := c.Run(ctx, nil, "hello")
@@ -204,13 +214,49 @@ func TestRealDebootstrapAndChroot(t *testing.T) {
 		}
 	})
 
-	t.Run("a leftover process and nested mount do not block Close", func(t *testing.T) {
-		if _, err := c.Run(ctx, nil, "sh", "-c", "mkdir -p /mnt/x && mount -t tmpfs none /mnt/x"); err != nil {
-			t.Fatal(err)
+	t.Run("a command cannot mount, and what it leaves running dies with it", func(t *testing.T) {
+		out, err := c.Run(ctx, nil, "sh", "-c", "mkdir -p /mnt/x && mount -t tmpfs none /mnt/x")
+		if err == nil || !strings.Contains(string(out), "permission denied") {
+			t.Errorf("mount in the build: %v\n%s", err, out)
 		}
 		// A daemon that escaped the command's process group.
-		if _, err := c.Run(ctx, nil, "sh", "-c", "setsid sleep 600 </dev/null >/dev/null 2>&1 &"); err != nil {
+		if _, err := c.Run(ctx, nil, "sh", "-c", "setsid sleep 6543 </dev/null >/dev/null 2>&1 &"); err != nil {
 			t.Fatal(err)
+		}
+		if left := processesNamed(t, "sleep\x006543\x00"); len(left) > 0 {
+			t.Errorf("processes left running after their command: %v", left)
+		}
+	})
+
+	t.Run("a Debian shell in the sandbox sees none of the host", func(t *testing.T) {
+		c.Hostname = "banger-test-image"
+		defer func() { c.Hostname = "" }()
+		script := `set -e
+echo "pids $(ls /proc | grep '^[0-9]' | tr '\n' ' ')"
+echo "dev $(ls /dev | tr '\n' ' ')"
+echo "hostname $(hostname)"
+if mknod /tmp/n c 1 3 2>/dev/null; then echo mknod ok; else echo mknod denied; fi
+grep -E '^(CapBnd|NoNewPrivs)' /proc/self/status
+`
+		out, err := c.Run(ctx, nil, "sh", "-c", script)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids, rest, _ := strings.Cut(string(out), "\n")
+		// The init (PID 1; its threads take the next few numbers), sh,
+		// its command substitution and the pipeline: the host's processes
+		// would be many more, numbered higher.
+		if list := strings.Fields(strings.TrimPrefix(pids, "pids ")); len(list) > 8 || len(list) == 0 || list[0] != "1" {
+			t.Errorf("the sandbox sees processes %v, want the init (1) and a few of the shell's", list)
+		}
+		for _, p := range strings.Fields(strings.TrimPrefix(pids, "pids ")) {
+			if n, err := strconv.Atoi(p); err != nil || n > 64 {
+				t.Errorf("the sandbox sees process %s: %s", p, pids)
+			}
+		}
+		want := fmt.Sprintf("dev fd full null ptmx pts random shm stderr stdin stdout tty urandom zero \nhostname banger-test-image\nmknod denied\nCapBnd:\t%016x\nNoNewPrivs:\t1\n", buildsandbox.KeptMask())
+		if diff := cmp.Diff(want, rest); diff != "" {
+			t.Errorf("sandbox as the shell sees it (-want +got):\n%s", diff)
 		}
 	})
 
@@ -346,6 +392,22 @@ func TestRealAgentsPreset(t *testing.T) {
 	if out, err := duMB(root); err == nil {
 		t.Logf("rootfs with agents: %s", out)
 	}
+}
+
+// processesNamed returns the host's processes whose /proc/PID/cmdline is
+// cmdline.
+func processesNamed(t *testing.T, cmdline string) []int {
+	t.Helper()
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && string(b) == cmdline {
+			pid, _ := strconv.Atoi(e.Name())
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // duMB reports the disk usage of dir in megabytes.

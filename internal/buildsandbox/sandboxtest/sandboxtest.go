@@ -1,6 +1,6 @@
 // Package sandboxtest makes tiny root filesystems for tests of the build
 // sandbox and provides the probe program those tests run inside it: the
-// test binary itself, copied into the root as /probe (with its shared
+// test binary itself, copied into the root as ProbePath (with its shared
 // libraries when it has any), which answers one question per run about
 // what the sandbox lets it see and do.
 //
@@ -28,8 +28,8 @@ import (
 // ProbeArg0 is the argv[0] under which the test binary acts as the probe.
 const ProbeArg0 = "banger-sandbox-probe"
 
-// ProbePath is where MakeRoot puts the probe inside the root.
-const ProbePath = "/probe"
+// ProbePath is where MakeRoot puts the probe inside the root (in PATH).
+const ProbePath = "/bin/" + ProbeArg0
 
 // MakeRoot makes a root filesystem holding only the probe (and the shared
 // libraries it needs), an empty /tmp and a placeholder /bin/sh, in a new
@@ -65,7 +65,7 @@ func MakeRoot(t testing.TB) string {
 			t.Fatal(err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(root, "bin/sh"), []byte("#!/probe\n"), 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(root, "bin/sh"), []byte("#!"+ProbePath+"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return root
