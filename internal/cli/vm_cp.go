@@ -10,14 +10,15 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/config"
+	"github.com/bangerdev/banger/internal/termsafe"
 	"github.com/bangerdev/banger/internal/workspace"
 	"github.com/spf13/cobra"
 )
 
 func newVMCpCmd(app *App) *cobra.Command {
 	var (
-		force    bool
-		maxBytes string
+		force, outsideLinks bool
+		maxBytes            string
 	)
 	c := &cobra.Command{
 		Use:   "cp SRC DEST",
@@ -35,12 +36,14 @@ outside the final path, whatever the stream holds.
 Copying out of a VM (VM:PATH to a host path), the guest is not trusted:
 NAME is the last component of the PATH you asked for, never a name the
 guest sends (a stream naming anything else is refused); modes are masked by
-your umask and setuid/setgid/sticky bits dropped; symlinks must stay inside
-the copy; the copy may write at most copy.max_size (default 16GiB; sparse
-files count at full size), or --max-bytes; and anything already at the
-final path is kept unless --force (which replaces a file or symlink, never
-a directory). The copy is built beside the final path and renamed into
-place at the end, so a refused or failed copy changes nothing.
+your umask and setuid/setgid/sticky bits dropped; a symlink that points
+outside the copy (absolute, or climbing out with ..) is refused unless
+--outside-links, and the copied path itself must not be a symlink; the
+copy may write at most copy.max_size (default 16GiB; sparse files count at
+full size), or --max-bytes; and anything already at the final path is kept
+unless --force (which replaces a file or symlink, never a directory). The
+copy is built beside the final path and renamed into place at the end, so
+a refused or failed copy changes nothing.
 
 Copying into a VM, an existing file at the final path is replaced.`,
 		Example: `  banger vm cp ./notes.md demo:/root/
@@ -61,7 +64,7 @@ Copying into a VM, an existing file at the final path is replaced.`,
 			var opt workspace.ExtractOptions
 			if srcGuest {
 				var err error
-				if opt, err = copyOutOptions(app, src, maxBytes, force); err != nil {
+				if opt, err = copyOutOptions(app, src, maxBytes, force, outsideLinks); err != nil {
 					return err
 				}
 			}
@@ -78,7 +81,7 @@ Copying into a VM, an existing file at the final path is replaced.`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(app.Stderr, "copied %s to %s:%s (%s)\n", src, dstVM, res.Path, transferSummary(res, time.Since(start)))
+				fmt.Fprintf(app.Stderr, "copied %s to %s:%s (%s)\n", src, dstVM, termsafe.Line(res.Path), transferSummary(res, time.Since(start)))
 				return nil
 			}
 			var res api.TransferResult
@@ -98,13 +101,14 @@ Copying into a VM, an existing file at the final path is replaced.`,
 	}
 	c.Flags().BoolVar(&force, "force", false, "copying out of a VM: replace a file or symlink already at the destination")
 	c.Flags().StringVar(&maxBytes, "max-bytes", "", "copying out of a VM: the most the copy may write, e.g. 64GiB (default: copy.max_size)")
+	c.Flags().BoolVar(&outsideLinks, "outside-links", false, "copying out of a VM: accept symlinks that point outside the copy (e.g. a venv's python -> /usr/bin/python3); they would point into this host")
 	return c
 }
 
 // copyOutOptions are the rules for a stream from a guest, which is not
 // trusted: the entry's name is the one asked for, modes honour the umask,
 // size is capped, nothing is replaced without force, symlinks stay inside.
-func copyOutOptions(app *App, src, maxBytes string, force bool) (workspace.ExtractOptions, error) {
+func copyOutOptions(app *App, src, maxBytes string, force, outsideLinks bool) (workspace.ExtractOptions, error) {
 	name, err := workspace.CopyName(src)
 	if err != nil {
 		return workspace.ExtractOptions{}, usageError("%v", err)
@@ -113,7 +117,7 @@ func copyOutOptions(app *App, src, maxBytes string, force bool) (workspace.Extra
 		Name:            name,
 		Umask:           workspace.ProcessUmask(),
 		NoReplace:       !force,
-		ConfineSymlinks: true,
+		ConfineSymlinks: !outsideLinks,
 	}
 	if maxBytes != "" {
 		n, err := config.ParseSize(maxBytes)
@@ -136,6 +140,8 @@ func copyOutError(err error, opt workspace.ExtractOptions) error {
 	switch {
 	case errors.Is(err, workspace.ErrWouldReplace):
 		return fmt.Errorf("%w: pass --force to replace it, or copy to another path", err)
+	case errors.Is(err, workspace.ErrOutsideLink):
+		return fmt.Errorf("%w: if you want such links on this host, pass --outside-links", err)
 	case errors.Is(err, workspace.ErrTooLarge):
 		return fmt.Errorf("%w (%s here): if the copy is meant to be that large, raise copy.max_size in the config or pass --max-bytes", err, fmtBytes(opt.MaxBytes))
 	}

@@ -250,7 +250,12 @@ func TestVMCpOutHostileStreams(t *testing.T) {
 			name: "a symlink out of the copy", src: "/root/build",
 			stream:  tarOf(t, []tar.Header{dir("build/"), link("build/notes", "/home/user/.bashrc")}, nil),
 			want:    existing,
-			wantErr: "absolute path",
+			wantErr: "absolute path \"/home/user/.bashrc\", which would point outside the copy on this side: symlink pointing outside the copy: unsafe tar entry: if you want such links on this host, pass --outside-links",
+		},
+		{
+			name: "a symlink out of the copy with --outside-links", src: "/root/build", flags: []string{"--outside-links"},
+			stream: tarOf(t, []tar.Header{dir("build/"), link("build/python", "/usr/bin/python3")}, nil),
+			want:   merge(existing, map[string]string{"build": "drwxr-xr-x", "build/python": "Lrwxrwxrwx -> /usr/bin/python3"}),
 		},
 		{
 			name: "a symlink climbing out", src: "/root/build",

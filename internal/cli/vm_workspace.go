@@ -8,6 +8,7 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
+	"github.com/bangerdev/banger/internal/termsafe"
 	"github.com/bangerdev/banger/internal/workspace"
 	"github.com/spf13/cobra"
 )
@@ -91,6 +92,6 @@ func prepareWorkspace(ctx context.Context, app *App, cl *client.Client, vm, path
 	if err != nil {
 		return res, fmt.Errorf("preparing the workspace of %s: %w", vm, err)
 	}
-	fmt.Fprintf(app.Stderr, "workspace %s (%s mode) → %s:%s: %s\n", path, mode, vm, res.Path, transferSummary(res, time.Since(start)))
+	fmt.Fprintf(app.Stderr, "workspace %s (%s mode) → %s:%s: %s\n", path, mode, vm, termsafe.Line(res.Path), transferSummary(res, time.Since(start)))
 	return res, nil
 }

@@ -162,9 +162,17 @@ func testCopy(t *testing.T, e *env) {
 	if r := e.runWith(e.extra, "vm", "cp", src, "g:/root/"); r.code == 0 || !strings.Contains(r.stderr, "exists and is a directory") {
 		t.Errorf("copy onto an existing directory: exit %d %q", r.code, r.stderr)
 	}
-	// And back out: modes and links survive the round trip.
+	// And back out: modes and links survive the round trip. A link out of
+	// the copy (outside -> /etc/hostname) would point into the host: refused
+	// unless asked for, leaving nothing behind.
 	back := filepath.Join(t.TempDir(), "back")
-	e.must("vm", "cp", "g:/root/tree", back)
+	if r := e.runWith(e.extra, "vm", "cp", "g:/root/tree", back); r.code == 0 || !strings.Contains(r.stderr, "--outside-links") {
+		t.Errorf("copy out of a tree with a link to /etc/hostname: exit %d %q", r.code, r.stderr)
+	}
+	if _, err := os.Lstat(back); err == nil {
+		t.Errorf("a refused copy left %s behind", back)
+	}
+	e.must("vm", "cp", "--outside-links", "g:/root/tree", back)
 	if fi, err := os.Stat(filepath.Join(back, "sub", "run.sh")); err != nil || fi.Mode().Perm() != 0o755 {
 		t.Errorf("copied back run.sh: %v %v", fi, err)
 	}

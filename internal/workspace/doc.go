@@ -144,6 +144,9 @@ var (
 	ErrUnsafeEntry = errors.New("unsafe tar entry")
 	// ErrTooLarge: the stream's content exceeds ExtractOptions.MaxBytes.
 	ErrTooLarge = errors.New("workspace too large")
+	// ErrOutsideLink: ExtractOptions.ConfineSymlinks refused a symlink
+	// that could point outside the copy. It wraps ErrUnsafeEntry.
+	ErrOutsideLink = fmt.Errorf("symlink pointing outside the copy: %w", ErrUnsafeEntry)
 	// ErrWouldReplace: Place found something at the final path and
 	// ExtractOptions.NoReplace forbids replacing it.
 	ErrWouldReplace = errors.New("the destination exists")

@@ -262,7 +262,7 @@ func confined(rel, target string) error {
 		return unsafeEntry("the entry is a symlink to %q: copy the file or directory it points to instead", target)
 	}
 	if strings.HasPrefix(target, "/") {
-		return unsafeEntry("symlink to the absolute path %q, which would point outside the copy on this side", target)
+		return outsideLink("symlink to the absolute path %q, which would point outside the copy on this side", target)
 	}
 	up, descending := 0, false
 	for _, c := range strings.Split(target, "/") {
@@ -270,7 +270,7 @@ func confined(rel, target string) error {
 		case c == "" || c == ".":
 		case c == "..":
 			if descending {
-				return unsafeEntry("symlink to %q: a \"..\" after another component may leave the copy", target)
+				return outsideLink("symlink to %q: a \"..\" after another component may leave the copy", target)
 			}
 			up++
 		default:
@@ -278,9 +278,13 @@ func confined(rel, target string) error {
 		}
 	}
 	if up > strings.Count(dir, "/") {
-		return unsafeEntry("symlink to %q, which climbs out of the copy", target)
+		return outsideLink("symlink to %q, which climbs out of the copy", target)
 	}
 	return nil
+}
+
+func outsideLink(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrOutsideLink)
 }
 
 func unsafeEntry(format string, args ...any) error {
