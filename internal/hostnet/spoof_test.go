@@ -87,16 +87,17 @@ func TestAntiSpoofing(t *testing.T) {
 		name  string
 		frame []byte
 	}{
-		{"ARP reply: the victim's address is at the attacker's MAC",
-			etherFrame(gwMAC, attackerMAC, unix.ETH_P_ARP, arpPacket(2, attackerMAC, victimIP, gwMAC, gw))},
-		{"gratuitous ARP for the victim's address",
-			etherFrame(broadcast, attackerMAC, unix.ETH_P_ARP, arpPacket(1, attackerMAC, victimIP, make(net.HardwareAddr, 6), victimIP))},
 		{"ARP reply with an Ethernet source that is not its sender",
 			etherFrame(gwMAC, attackerMAC, unix.ETH_P_ARP, arpPacket(2, victimMAC, victimIP, gwMAC, gw))},
 		{"frame from the victim's MAC (so the bridge learns it on the attacker's port)",
 			etherFrame(gwMAC, victimMAC, unix.ETH_P_IP, udpPacket(victimIP, mustAddr("203.0.113.10"), 9999, []byte("forged mac")))},
 		{"IPv4 from the victim's address",
 			etherFrame(gwMAC, attackerMAC, unix.ETH_P_IP, udpPacket(victimIP, mustAddr("203.0.113.10"), 9999, []byte("forged ip")))},
+		// Last, so that nothing after them sets the record straight.
+		{"ARP reply: the victim's address is at the attacker's MAC",
+			etherFrame(gwMAC, attackerMAC, unix.ETH_P_ARP, arpPacket(2, attackerMAC, victimIP, gwMAC, gw))},
+		{"gratuitous ARP for the victim's address",
+			etherFrame(broadcast, attackerMAC, unix.ETH_P_ARP, arpPacket(1, attackerMAC, victimIP, make(net.HardwareAddr, 6), victimIP))},
 	}
 	runAttack := func(attack []struct {
 		name  string
@@ -161,7 +162,7 @@ func TestAntiSpoofing(t *testing.T) {
 		if err := e.Apply(ctx, []Step{DeleteNFTable{Name: cfg.table(), Family: "bridge"}}); err != nil {
 			t.Fatal(err)
 		}
-		runAttack(attack[:2]) // the ARP lies that name the attacker's MAC
+		runAttack(attack[3:]) // the ARP lies that name the attacker's MAC
 		if got := neighbourMAC(t, h, br, victimIP); got != attackerMAC.String() {
 			t.Errorf("without anti-spoofing the host resolves %v to %q; want the attacker's %s (is the test's attack real?)", victimIP, got, attackerMAC)
 		}
