@@ -385,6 +385,47 @@ func TestPlaceRefuses(t *testing.T) {
 				t.Cleanup(func() { rename = saved })
 			},
 		},
+		// The options a copy out of an untrusted guest sets.
+		{
+			name: "Name: the stream renames the entry", target: "", opt: ExtractOptions{Name: "out.log"},
+			stream:  buildTar(t, []tarEntry{{name: "keep.txt", typ: tar.TypeReg, content: "evil"}}),
+			wantErr: ErrUnsafeEntry, wantMsg: `named "keep.txt", but "out.log" was asked for`,
+		},
+		{
+			name: "Name: not a file name", opt: ExtractOptions{Name: "../x"},
+			stream: fileStream, wantMsg: `"../x" is not a file name`,
+		},
+		{
+			name: "NoReplace: a file there", target: "keep.txt", opt: ExtractOptions{NoReplace: true},
+			stream: fileStream, wantErr: ErrWouldReplace, wantMsg: "already exists",
+		},
+		{
+			name: "NoReplace: a file there under the asked name", opt: ExtractOptions{Name: "keep.txt", NoReplace: true},
+			stream:  buildTar(t, []tarEntry{{name: "keep.txt", typ: tar.TypeReg, content: "new"}}),
+			wantErr: ErrWouldReplace, wantMsg: "already exists",
+		},
+		{
+			name: "a directory there under the asked name, not ErrWouldReplace", opt: ExtractOptions{Name: "d"},
+			stream:  buildTar(t, []tarEntry{{name: "d", typ: tar.TypeReg, content: "x"}}),
+			wantErr: fs.ErrExist, wantMsg: "is a directory",
+		},
+		{
+			name: "ConfineSymlinks: absolute", opt: ExtractOptions{ConfineSymlinks: true},
+			stream:  buildTar(t, []tarEntry{{name: "t/", typ: tar.TypeDir}, {name: "t/l", typ: tar.TypeSymlink, linkname: "/etc/passwd"}}),
+			wantErr: ErrOutsideLink, wantMsg: "absolute path",
+		},
+		{
+			name: "ConfineSymlinks: the entry itself", opt: ExtractOptions{ConfineSymlinks: true},
+			stream:  buildTar(t, []tarEntry{{name: "l", typ: tar.TypeSymlink, linkname: "x"}}),
+			wantErr: ErrUnsafeEntry, wantMsg: "the entry is a symlink",
+		},
+		{
+			name: "MaxBytes counts a block per entry", opt: ExtractOptions{MaxBytes: 10 * 512},
+			stream: buildTar(t, []tarEntry{{name: "t/", typ: tar.TypeDir}, {name: "t/1", typ: tar.TypeReg}, {name: "t/2", typ: tar.TypeReg},
+				{name: "t/3", typ: tar.TypeReg}, {name: "t/4", typ: tar.TypeReg}, {name: "t/5", typ: tar.TypeReg}, {name: "t/6", typ: tar.TypeReg},
+				{name: "t/7", typ: tar.TypeReg}, {name: "t/8", typ: tar.TypeReg}, {name: "t/9", typ: tar.TypeReg}, {name: "t/10", typ: tar.TypeReg}}),
+			wantErr: ErrTooLarge,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -483,5 +524,81 @@ func TestPlaceReadOnlyDirectoryWithoutRoot(t *testing.T) {
 	}
 	if fi, err := os.Stat(placed); err != nil || fi.Mode().Perm() != 0o555 {
 		t.Fatalf("placed directory: %v, %v; want mode 0555", fi, err)
+	}
+}
+
+// TestPlaceUntrustedOptions: what a copy out of a guest installs with the
+// options the CLI sets.
+func TestPlaceUntrustedOptions(t *testing.T) {
+	stream := buildTar(t, []tarEntry{
+		{name: "out/", typ: tar.TypeDir, mode: 0o3777},
+		{name: "out/run", typ: tar.TypeReg, content: "x", mode: 0o6777},
+		{name: "out/sub/", typ: tar.TypeDir, mode: 0o777},
+		{name: "out/sub/up", typ: tar.TypeSymlink, linkname: "../run"},
+		{name: "out/sub/here", typ: tar.TypeSymlink, linkname: "../sub"},
+		{name: "out/implied/f", typ: tar.TypeReg, content: "f", mode: 0o666},
+	})
+	dst := t.TempDir()
+	opt := ExtractOptions{Name: "out", Umask: 0o027, NoReplace: true, ConfineSymlinks: true, MaxBytes: 1 << 20}
+	placed, _, err := Place(context.Background(), bytes.NewReader(stream), dst, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if placed != filepath.Join(dst, "out") {
+		t.Errorf("placed at %s", placed)
+	}
+	want := map[string]fs.FileMode{
+		"out":           fs.ModeDir | 0o750,
+		"out/run":       0o750,
+		"out/sub":       fs.ModeDir | 0o750,
+		"out/sub/up":    fs.ModeSymlink | 0o777,
+		"out/sub/here":  fs.ModeSymlink | 0o777,
+		"out/implied":   fs.ModeDir | 0o750,
+		"out/implied/f": 0o640,
+	}
+	got := map[string]fs.FileMode{}
+	filepath.WalkDir(placed, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, _ := os.Lstat(p)
+		rel, _ := filepath.Rel(dst, p)
+		got[rel] = fi.Mode()
+		return nil
+	})
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("modes (-want +got):\n%s", diff)
+	}
+	if _, _, err := Place(context.Background(), bytes.NewReader(stream), dst, opt); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("a second copy onto the directory: %v, want fs.ErrExist", err)
+	}
+}
+
+func TestConfined(t *testing.T) {
+	tests := []struct {
+		rel, target string
+		ok          bool
+	}{
+		{"t/l", "a", true},
+		{"t/l", "sub/a", true},
+		{"t/l", ".", true},
+		{"t/l", "./a", true},
+		{"t/x/l", "../a", true},
+		{"t/x/y/l", "../../a/b", true},
+		{"t/l", "..", false},
+		{"t/l", "../t/a", false}, // lands inside, but through the parent of the copy
+		{"t/x/l", "../../a", false},
+		{"t/l", "/etc/passwd", false},
+		{"t/x/l", "a/../..", false},
+		{"t/x/l", "a/../b", false}, // ".." after a component: a may be a link
+		{"l", "a", false},          // the entry itself
+	}
+	for _, tt := range tests {
+		t.Run(tt.rel+"->"+tt.target, func(t *testing.T) {
+			err := confined(tt.rel, tt.target)
+			if (err == nil) != tt.ok {
+				t.Errorf("confined(%q, %q) = %v, want ok=%v", tt.rel, tt.target, err, tt.ok)
+			}
+		})
 	}
 }
