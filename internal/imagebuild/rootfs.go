@@ -9,17 +9,28 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
 	"github.com/bangerdev/banger/internal/ext4img"
+	"github.com/bangerdev/banger/internal/provision"
 	"golang.org/x/crypto/ssh"
 )
 
 // writeTree writes files (as produced for ext4img) into a root directory.
+// After a build, the tree is the build's work: each file's directory is
+// resolved inside root (a link the build left, to /usr/bin say, leads to
+// the image's /usr/bin, never the host's) and the file itself replaced,
+// not written through.
 func writeTree(root string, files []ext4img.File) error {
+	tree := &provision.Chroot{Root: root}
 	for _, f := range files {
-		dst := filepath.Join(root, f.Path)
+		dir, err := tree.Path(path.Dir(f.Path))
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(dir, path.Base(f.Path))
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return err
 		}

@@ -192,14 +192,21 @@ func openRoot(root string) error {
 }
 
 // cleanApt removes downloaded packages and package lists; a Packages step
-// runs apt-get update first.
+// runs apt-get update first. It runs on the host after build commands, so
+// the directories are resolved inside root (a build that replaced
+// /var/lib/apt/lists with a link to / must not make the host delete its
+// own files) and what they hold is removed without following links.
 func cleanApt(root string) error {
-	for _, pattern := range []string{
-		"var/cache/apt/archives/*.deb",
-		"var/cache/apt/*.bin",
-		"var/lib/apt/lists/*",
+	for _, c := range []struct{ dir, pattern string }{
+		{"/var/cache/apt/archives", "*.deb"},
+		{"/var/cache/apt", "*.bin"},
+		{"/var/lib/apt/lists", "*"},
 	} {
-		matches, err := filepath.Glob(filepath.Join(root, pattern))
+		dir, err := resolveInRoot(root, c.dir)
+		if err != nil {
+			return err
+		}
+		matches, err := filepath.Glob(filepath.Join(dir, c.pattern))
 		if err != nil {
 			return err
 		}

@@ -173,3 +173,31 @@ func TestFinishBase(t *testing.T) {
 		t.Errorf("tree after finishBase (-want +got):\n%s", diff)
 	}
 }
+
+// TestCleanAptStaysInTheRoot: cleanApt runs on the host after build
+// commands, which may have replaced apt's directories with links out of
+// the image. It must clean the image's own (a link resolved inside the
+// root) and never the host's files.
+func TestCleanAptStaysInTheRoot(t *testing.T) {
+	outside := t.TempDir()
+	victims := []string{"keep.deb", "pkgcache.bin", "important"}
+	for _, v := range victims {
+		os.WriteFile(filepath.Join(outside, v), []byte("host"), 0o644)
+	}
+	root := fakeRoot(t, "var/cache", "var/lib/apt", "inside/lists")
+	os.WriteFile(filepath.Join(root, "inside/lists/InRelease"), []byte("list"), 0o644)
+	// Absolute links: on the host they would lead to outside.
+	os.Symlink(outside, filepath.Join(root, "var/cache/apt"))
+	os.Symlink("/inside/lists", filepath.Join(root, "var/lib/apt/lists"))
+	if err := cleanApt(root); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range victims {
+		if _, err := os.Stat(filepath.Join(outside, v)); err != nil {
+			t.Errorf("the host's %s was removed: %v", v, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "inside/lists/InRelease")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the image's list (behind an absolute link inside it) was not cleaned: %v", err)
+	}
+}
