@@ -50,14 +50,7 @@ func NetworkChecks(in NetworkInputs) []api.Check {
 	default:
 		checks = append(checks, ok(CheckBridge, fmt.Sprintf("%s up with %s", cfg.Bridge, gw)))
 	}
-	switch {
-	case st.TableUnknown:
-		checks = append(checks, bad(CheckNAT, api.CheckSkip, "an unprivileged process cannot read nftables", "run `sudo banger doctor` to check the NAT table"))
-	case st.Table == nil:
-		checks = append(checks, notYet(CheckNAT, "nftables table inet "+cfg.Table))
-	default:
-		checks = append(checks, ok(CheckNAT, fmt.Sprintf("table inet %s: %d chains, %d rules", st.Table.Name, len(st.Table.Chains), len(st.Table.Rules))))
-	}
+	checks = append(checks, natCheck(in, notYet))
 	idle := hostnet.IdleTAPs(cfg, st, in.Leased)
 	switch {
 	case len(st.TAPs) == 0 && !st.Bridge.Exists:
@@ -81,6 +74,48 @@ func NetworkChecks(in NetworkInputs) []api.Check {
 		checks = append(checks, ok(CheckLeaks, "no leaked TAPs, rules, processes, sockets or disks"))
 	}
 	return checks
+}
+
+// natCheck reports banger's nftables tables: NAT and isolation (inet) and
+// anti-spoofing (bridge), and whether they are what this banger writes.
+func natCheck(in NetworkInputs, notYet func(name, what string) api.Check) api.Check {
+	cfg, st := in.Config, in.State
+	rewrite := "run `sudo banger host setup` to rewrite them (a root bangerd rewrites them when it next starts)"
+	isolation, antiSpoof := hostnet.TablesCurrent(cfg, st)
+	switch {
+	case st.TableUnknown:
+		return bad(CheckNAT, api.CheckSkip, "an unprivileged process cannot read nftables", "run `sudo banger doctor` to check the NAT, isolation and anti-spoofing tables")
+	case st.Table == nil && st.AntiSpoof == nil:
+		return notYet(CheckNAT, "nftables tables inet and bridge "+cfg.Table)
+	case st.AntiSpoof == nil:
+		return bad(CheckNAT, api.CheckFail, fmt.Sprintf("table inet %s is there but the anti-spoofing table bridge %s is missing: a guest can take over another VM's address", cfg.Table, cfg.Table), rewrite)
+	case st.Table == nil:
+		return bad(CheckNAT, api.CheckFail, fmt.Sprintf("the NAT and isolation table inet %s is missing: guests have no egress", cfg.Table), rewrite)
+	case !isolation || !antiSpoof:
+		return bad(CheckNAT, api.CheckWarn, "banger's nftables tables differ from what this banger and its config write (an older banger, a changed network.allow_cidrs or resolver, or an edit by hand): guests may reach private or metadata addresses, or other users reach guests", rewrite)
+	}
+	allowed := "none"
+	if len(cfg.AllowCIDRs) > 0 {
+		allowed = joinStrings(cfg.AllowCIDRs)
+	}
+	dns := "none"
+	if len(cfg.DNS) > 0 {
+		dns = joinStrings(cfg.DNS)
+	}
+	bindings := 0
+	for _, s := range st.AntiSpoof.Sets {
+		bindings += len(s.Elements)
+	}
+	return ok(CheckNAT, fmt.Sprintf("egress NAT; guests kept from private, link-local and metadata addresses (allowed: %s; DNS to %s); only the owner and root connect to guests; anti-spoofing binds %d TAPs to their addresses",
+		allowed, dns, bindings))
+}
+
+func joinStrings[T fmt.Stringer](xs []T) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = x.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 func hasAddr(addrs []netip.Prefix, want netip.Prefix) bool {

@@ -19,8 +19,16 @@ func TestNetworkChecks(t *testing.T) {
 			{Name: "tap-pool-2", Kind: "tap", Master: "banger0", Up: true, Isolated: true, InUse: true},
 		},
 	}
-	rules := hostnet.Ruleset(cfg)
-	healthy.Table = &rules
+	rules, antiSpoof := hostnet.Ruleset(cfg), hostnet.AntiSpoof(cfg)
+	healthy.Table, healthy.AntiSpoof = &rules, &antiSpoof
+	with := func(f func(st *hostnet.State)) hostnet.State {
+		st := healthy
+		f(&st)
+		return st
+	}
+	olderCfg := cfg
+	olderCfg.AllowCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	older := hostnet.Ruleset(olderCfg)
 	statuses := func(cs []api.Check) map[string]api.CheckStatus {
 		out := map[string]api.CheckStatus{}
 		for _, c := range cs {
@@ -42,6 +50,12 @@ func TestNetworkChecks(t *testing.T) {
 			map[string]api.CheckStatus{"bridge": "fail", "nat": "fail", "tap-pool": "fail", "leftovers": "ok"}},
 		{"healthy", NetworkInputs{Config: cfg, State: healthy, Leased: []string{"tap-pool-2"}, DaemonRoot: true},
 			map[string]api.CheckStatus{"bridge": "ok", "nat": "ok", "tap-pool": "ok", "leftovers": "ok"}},
+		{"no anti-spoofing table", NetworkInputs{Config: cfg, State: with(func(st *hostnet.State) { st.AntiSpoof = nil }), Leased: []string{"tap-pool-2"}, DaemonRoot: true},
+			map[string]api.CheckStatus{"bridge": "ok", "nat": "fail", "tap-pool": "ok", "leftovers": "ok"}},
+		{"isolation table of another config", NetworkInputs{Config: cfg, State: with(func(st *hostnet.State) { st.Table = &older }), Leased: []string{"tap-pool-2"}, DaemonRoot: true},
+			map[string]api.CheckStatus{"bridge": "ok", "nat": "warn", "tap-pool": "ok", "leftovers": "warn"}},
+		{"unprivileged", NetworkInputs{Config: cfg, State: with(func(st *hostnet.State) { st.Table, st.AntiSpoof, st.TableUnknown = nil, nil, true }), Leased: []string{"tap-pool-2"}},
+			map[string]api.CheckStatus{"bridge": "ok", "nat": "skip", "tap-pool": "ok", "leftovers": "ok"}},
 		{"leftover process", NetworkInputs{Config: cfg, State: healthy, Leased: []string{"tap-pool-2"}, DaemonRoot: true,
 			OtherLeaks: []api.Leak{{Kind: "process", What: "pid 42 (qemu-system-x86_64)"}}},
 			map[string]api.CheckStatus{"bridge": "ok", "nat": "ok", "tap-pool": "ok", "leftovers": "warn"}},
@@ -53,4 +67,19 @@ func TestNetworkChecks(t *testing.T) {
 			}
 		})
 	}
+	t.Run("healthy says what holds", func(t *testing.T) {
+		cfg := cfg
+		cfg.DNS = []netip.Addr{netip.MustParseAddr("192.168.1.53")}
+		rules, antiSpoof := hostnet.Ruleset(cfg), hostnet.AntiSpoof(cfg)
+		st := with(func(st *hostnet.State) { st.Table, st.AntiSpoof = &rules, &antiSpoof })
+		for _, c := range NetworkChecks(NetworkInputs{Config: cfg, State: st, Leased: []string{"tap-pool-2"}, DaemonRoot: true}) {
+			if c.Name != CheckNAT {
+				continue
+			}
+			want := "egress NAT; guests kept from private, link-local and metadata addresses (allowed: none; DNS to 192.168.1.53); only the owner and root connect to guests; anti-spoofing binds 253 TAPs to their addresses"
+			if c.Status != api.CheckOK || c.Detail != want {
+				t.Errorf("nat check = %s %q, want ok %q", c.Status, c.Detail, want)
+			}
+		}
+	})
 }

@@ -57,6 +57,16 @@ func Leaks(cfg Config, st State, leased []string) []Leak {
 	return append(leaks, tableLeaks(AntiSpoof(cfg), st.AntiSpoof)...)
 }
 
+// TablesCurrent reports whether the host holds banger's two nftables
+// tables exactly as Plan would write them for cfg now: isolation (table
+// inet: NAT, guests kept from each other, the host, private and metadata
+// addresses, and other users kept from guests) and antiSpoof (table
+// bridge: each pool TAP bound to its address and MAC). Both are false
+// when st could not read nftables (TableUnknown).
+func TablesCurrent(cfg Config, st State) (isolation, antiSpoof bool) {
+	return tableMatches(Ruleset(cfg), st.Table), tableMatches(AntiSpoof(cfg), st.AntiSpoof)
+}
+
 // tableLeaks lists the chains, rules and sets of got that want lacks.
 func tableLeaks(want NFTable, got *NFTable) []Leak {
 	if got == nil {
