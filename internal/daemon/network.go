@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -54,6 +55,14 @@ func openNetwork(cfg *config.Config, st *store.Store, log *slog.Logger) (*networ
 	}
 	n := &network{cfg: hostnetConfig(cfg), host: exec, store: st, log: log}
 	n.pool = hostnet.NewPool(n.cfg, exec, log)
+	// VMs that outlived the previous daemon hold TAPs: bring the host's
+	// tables (isolation, anti-spoofing) up to date for them now rather
+	// than at the next VM start.
+	if leased, err := n.leased(context.Background()); err == nil && len(leased) > 0 {
+		if err := n.ready(context.Background()); err != nil {
+			log.Warn("setting up host networking for running VMs", "error", err)
+		}
+	}
 	return n, nil
 }
 
@@ -171,9 +180,34 @@ func (n *network) Leaks(ctx context.Context) ([]hostnet.Leak, hostnet.State, err
 	if err != nil {
 		return nil, st, err
 	}
-	leased, err := n.leased(ctx)
+	leases, err := n.store.ListLeases(ctx)
 	if err != nil {
 		return nil, st, err
 	}
-	return hostnet.Leaks(cfg, st, leased), st, nil
+	var leased []string
+	var misbound []hostnet.Leak
+	for _, l := range leases {
+		if l.TAP == "" {
+			continue
+		}
+		leased = append(leased, l.TAP)
+		if leak, ok := misboundLease(cfg, l); ok {
+			misbound = append(misbound, leak)
+		}
+	}
+	return append(hostnet.Leaks(cfg, st, leased), misbound...), st, nil
+}
+
+// misboundLease reports a VM holding a TAP that the anti-spoofing table
+// binds to another address or MAC (a VM started by a banger that handed
+// out any idle TAP): everything it sends is dropped until it restarts.
+func misboundLease(cfg hostnet.Config, l store.Lease) (hostnet.Leak, bool) {
+	ip, err := netip.ParseAddr(l.IP)
+	want, ok := hostnet.TAPFor(cfg.Subnet, ip)
+	if err == nil && ok && want == l.TAP && l.MAC == hostnet.MAC(ip).String() {
+		return hostnet.Leak{}, false
+	}
+	return hostnet.Leak{Kind: "tap", Name: l.TAP,
+		Reason: fmt.Sprintf("held by the VM at %s (MAC %s), but the anti-spoofing table binds %s to another address, so the host drops what that VM sends", l.IP, l.MAC, l.TAP),
+		Fix:    "restart the VM (`banger vm restart <name>`): it was started by an older banger; a start gives it the TAP of its address"}, true
 }
