@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bangerdev/banger/internal/buildsandbox"
 	"github.com/bangerdev/banger/internal/hypervisor/firecracker/fctest"
 )
 
@@ -20,7 +21,11 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	// The test binary doubles as a stand-in firecracker (fctest.FakeBinary).
+	// The test binary doubles as a stand-in firecracker (fctest.FakeBinary)
+	// and as the build sandbox's init for the provision.Chroot it opens.
+	if buildsandbox.IsInit() {
+		os.Exit(buildsandbox.Init())
+	}
 	fctest.RunIfFake()
 	dir, err := os.MkdirTemp("", "banger-e2e-bin")
 	if err != nil {
