@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 	"github.com/bangerdev/banger/internal/agentlink"
 	"github.com/bangerdev/banger/internal/agentmux"
 	"github.com/bangerdev/banger/internal/agentproto"
-	"github.com/bangerdev/banger/internal/ext4img"
 	"github.com/bangerdev/banger/internal/hypervisor"
 	"github.com/bangerdev/banger/internal/image"
 )
@@ -47,7 +45,8 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, choice Choic
 	hv := choice.HV
 	dir := m.Dir(v.ID)
 	p.Stage("sync auth files")
-	if err := m.syncAuth(ctx, workDisk(dir), p); err != nil {
+	initrd, err := m.writeBootPayload(dir, img, p)
+	if err != nil {
 		return err
 	}
 
@@ -72,7 +71,7 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, choice Choic
 	spec := hypervisor.Spec{
 		ID: v.ID, Name: v.Name, Dir: dir, VCPUs: v.Spec.VCPUs, MemoryMiB: v.Spec.MemoryMiB,
 		Boot: hypervisor.Boot{
-			Vmlinux: img.Path(image.Vmlinux), Vmlinuz: img.Path(image.Vmlinuz), Initrd: img.Path(image.Initrd),
+			Vmlinux: img.Path(image.Vmlinux), Vmlinuz: img.Path(image.Vmlinuz), Initrd: initrd,
 			Cmdline: m.cmdline(v),
 		},
 		Disks:        []hypervisor.Disk{{ID: "root", Path: rootDisk(dir)}, {ID: "work", Path: workDisk(dir)}},
@@ -153,7 +152,7 @@ func (m *Manager) waitAgent(ctx context.Context, hv hypervisor.Hypervisor, id st
 	var lastErr error
 	console := consoleWatch{path: h.ConsoleLog, since: m.now()}
 	for {
-		sess, err := m.links.Get(ctx, id, m.dialer(hv, h))
+		sess, err := m.links.Get(ctx, id, m.dialer(hv, h, id))
 		if err == nil {
 			attempt, stop := context.WithTimeout(ctx, 2*time.Second)
 			_, err = sess.Health(attempt)
@@ -207,9 +206,24 @@ func (c *consoleWatch) silentFor(now time.Time) time.Duration {
 	return now.Sub(c.since)
 }
 
-// dialer opens the agent channel of the VM behind h.
-func (m *Manager) dialer(hv hypervisor.Hypervisor, h hypervisor.Handle) agentlink.DialFunc {
-	return func(ctx context.Context) (io.ReadWriteCloser, error) { return hv.DialAgent(ctx, h) }
+// dialer opens the agent channel of the VM id behind h, with the agent
+// key the VM booted with (agentKey) and its name for errors.
+func (m *Manager) dialer(hv hypervisor.Hypervisor, h hypervisor.Handle, id string) agentlink.DialFunc {
+	return func(ctx context.Context) (agentlink.Channel, error) {
+		key, err := agentKey(m.Dir(id))
+		if err != nil {
+			return agentlink.Channel{}, err
+		}
+		name := id
+		if v, err := m.Get(ctx, id); err == nil {
+			name = v.Name
+		}
+		conn, err := hv.DialAgent(ctx, h)
+		if err != nil {
+			return agentlink.Channel{}, err
+		}
+		return agentlink.Channel{Conn: conn, Key: key, VM: name}, nil
+	}
 }
 
 // Agent returns the agent session of a running VM, connecting if there
@@ -227,7 +241,7 @@ func (m *Manager) Agent(ctx context.Context, name string) (VM, *agentmux.Session
 	if !ok {
 		return v, nil, fmt.Errorf("VM %s: unknown hypervisor driver %q", v.Name, h.Driver)
 	}
-	sess, err := m.links.Get(ctx, v.ID, m.dialer(hv, *h))
+	sess, err := m.links.Get(ctx, v.ID, m.dialer(hv, *h, v.ID))
 	if err != nil {
 		if !running(ctx, hv, *h) {
 			return v, nil, api.Errorf(api.CodeFailedPrecondition, "VM %s is no longer running (its hypervisor exited): see `banger vm logs %s`, then `banger vm start %s`", v.Name, v.Name, v.Name)
@@ -296,80 +310,6 @@ func (m *Manager) waitProbe(ctx context.Context, c *agentmux.Session, pr api.Pro
 	}
 }
 
-// syncAuth writes the configured host credential files into the work disk
-// (0600) before boot; missing host files are skipped with a notice.
-func (m *Manager) syncAuth(ctx context.Context, disk string, p Progress) error {
-	var files []ext4img.File
-	var missing []string
-	for _, a := range m.Cfg.AuthFiles {
-		b, err := os.ReadFile(a.Host)
-		if errors.Is(err, os.ErrNotExist) {
-			missing = append(missing, a.Host)
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("reading auth file %s: %w", a.Host, err)
-		}
-		rel := strings.TrimPrefix(a.Guest, "/root")
-		if rel == a.Guest || rel == "" {
-			continue // config validation keeps guests under /root
-		}
-		files = append(files, ext4img.File{Path: rel, Mode: 0o600, Content: b})
-	}
-	for _, f := range missing {
-		p.Logf("skipping %s: not on this host", f)
-	}
-	// The configured SSH key is authorized on every start, so any image
-	// (registered ones too) takes `banger vm ssh`, and a changed ssh_key
-	// applies at the next start.
-	if m.PublicKey != nil {
-		key, err := m.PublicKey()
-		if err != nil {
-			return err
-		}
-		f, err := m.authorizedKeys(ctx, disk, key)
-		if err != nil {
-			return err
-		}
-		if f != nil {
-			files = append(files, *f)
-		}
-	}
-	if len(files) > 0 {
-		if err := m.Tools.WriteFiles(ctx, disk, files); err != nil {
-			return fmt.Errorf("writing auth files into the work disk: %w", err)
-		}
-	}
-	p.Detail("%d written, %d missing", len(files)-keyFiles(files), len(missing))
-	return nil
-}
-
-// authorizedKeys returns the work disk's /root/.ssh/authorized_keys with
-// key added, or nil when it is there already.
-func (m *Manager) authorizedKeys(ctx context.Context, disk, key string) (*ext4img.File, error) {
-	key = strings.TrimSpace(key)
-	var current string
-	if ok, err := m.Tools.Exists(ctx, disk, "/.ssh/authorized_keys"); err != nil {
-		return nil, err
-	} else if ok {
-		b, err := m.Tools.ReadFile(ctx, disk, "/.ssh/authorized_keys")
-		if err != nil {
-			return nil, err
-		}
-		current = string(b)
-	}
-	fields := strings.Fields(key)
-	for _, line := range strings.Split(current, "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && len(fields) >= 2 && f[0] == fields[0] && f[1] == fields[1] {
-			return nil, nil
-		}
-	}
-	if current != "" && !strings.HasSuffix(current, "\n") {
-		current += "\n"
-	}
-	return &ext4img.File{Path: "/.ssh/authorized_keys", Mode: 0o600, Content: []byte(current + key + "\n")}, nil
-}
-
 // writeKnownHosts pins the guest's host keys for its address. Only keys
 // that parse are written, re-marshalled (see knownHostsFile); the others
 // are logged and left out.
@@ -414,18 +354,13 @@ func (m *Manager) Start(ctx context.Context, name string, p Progress) (VM, error
 	if err != nil {
 		return v, err
 	}
-	// The agent is the daemon's companion: a VM made by an older banger
-	// gets this one (the protocol it speaks) in its root disk.
+	// The agent is the daemon's companion: every boot runs the daemon's
+	// banger-agent as the initramfs's init, which installs itself into the
+	// root filesystem (internal/bootpayload), so a VM made by an older
+	// banger speaks this daemon's protocol after a start.
 	if v.Spec.AgentVersion != img.Manifest.AgentVersion {
-		p.Stage("update agent")
-		if err := m.Images.InstallAgent(ctx, rootDisk(m.Dir(v.ID))); err != nil {
-			return v, fmt.Errorf("updating banger-agent in VM %s: %w", v.Name, err)
-		}
-		p.Detail("%s → %s", orNone(v.Spec.AgentVersion), img.Manifest.AgentVersion)
+		p.Logf("banger-agent %s → %s (installed at boot)", orNone(v.Spec.AgentVersion), img.Manifest.AgentVersion)
 		v.Spec.AgentVersion = img.Manifest.AgentVersion
-		if err := m.save(ctx, &v); err != nil {
-			return v, err
-		}
 	}
 	if err := m.boot(ctx, &v, img, choice, p); err != nil {
 		m.halt(context.WithoutCancel(ctx), &v, false)
@@ -471,7 +406,7 @@ func (m *Manager) halt(ctx context.Context, v *VM, graceful bool) error {
 			errs = append(errs, fmt.Errorf("unknown hypervisor driver %q", h.Driver))
 		case graceful && running(ctx, hv, *h):
 			attempt, stop := context.WithTimeout(ctx, 3*time.Second)
-			if sess, err := m.links.Get(attempt, v.ID, m.dialer(hv, *h)); err == nil {
+			if sess, err := m.links.Get(attempt, v.ID, m.dialer(hv, *h, v.ID)); err == nil {
 				sess.Call(attempt, agentproto.TypePowerOff, nil, nil)
 			}
 			stop()
@@ -487,6 +422,15 @@ func (m *Manager) halt(ctx context.Context, v *VM, graceful bool) error {
 		}
 	}
 	m.links.Drop(v.ID)
+	if len(errs) == 0 {
+		// The boot's key and credentials are not kept at rest; the next
+		// start writes new ones.
+		for _, f := range []string{bootInitrd(m.Dir(v.ID)), agentKeyFile(m.Dir(v.ID))} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
 	if err := m.releaseTAP(ctx, v); err != nil {
 		errs = append(errs, err)
 	}
@@ -496,17 +440,6 @@ func (m *Manager) halt(ctx context.Context, v *VM, graceful bool) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// keyFiles counts the authorized_keys entry among files.
-func keyFiles(files []ext4img.File) int {
-	n := 0
-	for _, f := range files {
-		if f.Path == "/.ssh/authorized_keys" {
-			n++
-		}
-	}
-	return n
 }
 
 // running reports whether the hypervisor says the VM's process runs.

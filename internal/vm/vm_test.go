@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/bootpayload"
 	"github.com/bangerdev/banger/internal/config"
 	"github.com/bangerdev/banger/internal/ext4img"
 	"github.com/bangerdev/banger/internal/hostnet"
@@ -129,6 +129,24 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{m: m, hv: hv, net: n, root: root}
 }
 
+// bootPayload reads back the payload of a VM's last boot.
+func (f *fixture) bootPayload(t *testing.T, v VM) (bootpayload.Payload, []byte) {
+	t.Helper()
+	img, err := f.m.Images.Get(context.Background(), "base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(img.Path(image.Initrd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, init, err := bootpayload.ReadInitrd(bootInitrd(f.m.Dir(v.ID)), fi.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, init
+}
+
 func req(name string) api.CreateVMRequest {
 	return api.CreateVMRequest{Name: name, MemoryMiB: 512, DiskBytes: 1 << 30}
 }
@@ -161,20 +179,39 @@ func TestCreateRunsEveryStage(t *testing.T) {
 	if sb, err := ext4img.ReadSuperblock(workDisk(f.m.Dir(v.ID))); err != nil || sb.Size() != 1<<30 {
 		t.Errorf("work disk: %+v %v", sb, err)
 	}
-	if b, err := f.m.Tools.ReadFile(ctx, workDisk(f.m.Dir(v.ID)), "/.claude/.credentials.json"); err != nil || string(b) != `{"t":1}` {
-		t.Errorf("auth file in work disk: %q %v", b, err)
+	// The boot payload, not the work disk, carries the credentials and
+	// the SSH key: the daemon never writes into (or reads) a guest disk.
+	payload, init := f.bootPayload(t, v)
+	wantFiles := []bootpayload.File{{Path: "/root/.claude/.credentials.json", Mode: 0o600, Data: []byte(`{"t":1}`)}}
+	if diff := cmp.Diff(wantFiles, payload.Files); diff != "" {
+		t.Errorf("auth files in the payload (-want +got):\n%s", diff)
 	}
-	if b, err := f.m.Tools.ReadFile(ctx, workDisk(f.m.Dir(v.ID)), "/.ssh/authorized_keys"); err != nil || string(b) != "ssh-ed25519 AAAAtestkey banger\n" {
-		t.Errorf("authorized_keys in work disk: %q %v", b, err)
+	if diff := cmp.Diff([]string{"ssh-ed25519 AAAAtestkey banger"}, payload.AuthorizedKeys); diff != "" {
+		t.Errorf("authorized keys (-want +got):\n%s", diff)
 	}
-	// A second start does not add the key twice.
+	if agent, _ := os.ReadFile(f.m.Images.AgentBin); string(init) != string(agent) {
+		t.Errorf("/init of the boot initramfs is not the daemon's agent")
+	}
+	if spec.Boot.Initrd != bootInitrd(f.m.Dir(v.ID)) {
+		t.Errorf("launched with initrd %s, want the per-boot one", spec.Boot.Initrd)
+	}
+	key, err := agentKey(f.m.Dir(v.ID))
+	if err != nil || string(key) != string(payload.Key) {
+		t.Errorf("agent key on the host %x (%v), in the payload %x", key, err, payload.Key)
+	}
+	// Every boot gets a new key.
 	f.m.Stop(ctx, "demo")
-	f.m.Start(ctx, "demo", &progress{})
-	if b, _ := f.m.Tools.ReadFile(ctx, workDisk(f.m.Dir(v.ID)), "/.ssh/authorized_keys"); strings.Count(string(b), "AAAAtestkey") != 1 {
-		t.Errorf("authorized_keys after restart: %q", b)
+	if _, err := os.Stat(bootInitrd(f.m.Dir(v.ID))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a stopped VM keeps its boot initramfs (credentials at rest): %v", err)
+	}
+	if _, err := f.m.Start(ctx, "demo", &progress{}); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := f.bootPayload(t, v); string(again.Key) == string(payload.Key) {
+		t.Error("a second boot reused the agent key")
 	}
 	kh, _ := os.ReadFile(f.m.KnownHosts(v.ID))
-	if string(kh) != "172.30.0.2 "+hvtest.FakeHostKey+"\n" {
+	if want := "172.30.0.2 " + strings.TrimSuffix(hvtest.FakeHostKey, " root@banger") + "\n"; string(kh) != want {
 		t.Errorf("known_hosts = %q", kh)
 	}
 }
@@ -332,9 +369,10 @@ func TestStalledTCGBootIsRelaunchedOnce(t *testing.T) {
 	}
 }
 
-// A VM whose root disk carries another agent build (made by an older
-// banger) gets the daemon's agent when it starts, once.
-func TestStartUpdatesAnOldAgent(t *testing.T) {
+// A VM made by an older banger records the daemon's agent build when it
+// starts: the boot initramfs's init (the daemon's agent) installs itself,
+// so the daemon never writes into the VM's root disk.
+func TestStartRecordsTheDaemonsAgent(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	v, err := f.m.Create(ctx, req("old"), &progress{})
@@ -350,31 +388,20 @@ func TestStartUpdatesAnOldAgent(t *testing.T) {
 	v, _ = f.m.Get(ctx, "old")
 	v.Spec.AgentVersion = ""
 	f.m.save(ctx, &v)
-	f.m.Images.AgentFiles = func(string) ([]ext4img.File, error) {
-		return []ext4img.File{{Path: "/usr/local/lib/banger/banger-agent", Mode: 0o755, Content: []byte("new agent")}}, nil
-	}
+	before, _ := os.ReadFile(rootDisk(f.m.Dir(v.ID)))
 	p := &progress{}
 	if _, err := f.m.Start(ctx, "old", p); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(p.stages, "update agent") {
-		t.Errorf("start stages %v lack update agent", p.stages)
-	}
-	got, err := f.m.Tools.ReadFile(ctx, rootDisk(f.m.Dir(v.ID)), "/usr/local/lib/banger/banger-agent")
-	if err != nil || string(got) != "new agent" {
-		t.Errorf("agent in the root disk: %q %v", got, err)
-	}
 	after, _ := f.m.Get(ctx, "old")
 	if after.Spec.AgentVersion == "" {
-		t.Error("the updated agent build was not recorded")
+		t.Error("the daemon's agent build was not recorded")
 	}
-	f.m.Stop(ctx, "old")
-	p = &progress{}
-	if _, err := f.m.Start(ctx, "old", p); err != nil {
-		t.Fatal(err)
+	if _, init := f.bootPayload(t, after); len(init) == 0 {
+		t.Error("the boot initramfs has no /init")
 	}
-	if slices.Contains(p.stages, "update agent") {
-		t.Errorf("a current agent was written again: %v", p.stages)
+	if now, _ := os.ReadFile(rootDisk(f.m.Dir(v.ID))); string(now) != string(before) {
+		t.Error("start changed the VM's root disk")
 	}
 }
 
@@ -541,5 +568,38 @@ func TestReconcileKillsUnrecordedHypervisor(t *testing.T) {
 	}
 	if err := other.Process.Signal(syscall.Signal(0)); err != nil {
 		t.Errorf("the unrelated process is gone: %v", err)
+	}
+}
+
+// The daemon never parses a guest-writable filesystem (SPEC §8): a start
+// after the guest wrote anything at all into its disks — here, not even
+// ext4 any more, standing for a crafted filesystem or a 1 TiB sparse
+// authorized_keys — neither reads nor writes them.
+func TestStartNeverTouchesTheGuestsDisks(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	v, err := f.m.Create(ctx, req("hostile"), &progress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.m.Stop(ctx, "hostile"); err != nil {
+		t.Fatal(err)
+	}
+	dir := f.m.Dir(v.ID)
+	crafted := map[string][]byte{}
+	for _, d := range []string{rootDisk(dir), workDisk(dir)} {
+		junk := []byte(strings.Repeat("crafted by the guest\n", 4096))
+		if err := os.WriteFile(d, junk, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		crafted[d] = junk
+	}
+	if _, err := f.m.Start(ctx, "hostile", &progress{}); err != nil {
+		t.Fatalf("start with guest-crafted disks: %v", err)
+	}
+	for d, want := range crafted {
+		if got, _ := os.ReadFile(d); string(got) != string(want) {
+			t.Errorf("start changed %s", filepath.Base(d))
+		}
 	}
 }

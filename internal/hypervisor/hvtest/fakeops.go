@@ -7,7 +7,7 @@ import (
 )
 
 // FakeHostKey is the SSH host key every Fake guest reports.
-const FakeHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFake root@banger"
+const FakeHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZha2VmYWtlZmFrZWZha2VmYWtlZmFrZWZha2VmYWtl root@banger"
 
 var _ agentproto.GuestOps = (*fakeAgent)(nil)
 
