@@ -27,7 +27,12 @@ type Client struct {
 	http   *http.Client
 }
 
-// New returns a client for the daemon listening on socket.
+// New returns a client for the daemon listening on socket. Every
+// connection is checked before a request is written to it: the kernel's
+// peer credentials must show the user's own uid or root (see
+// localsock.TrustedServer), so a socket another user planted at the path
+// never receives the user's requests, auth files or exec streams; it is
+// refused with a *localsock.UntrustedServerError naming its uid and path.
 func New(socket string) *Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

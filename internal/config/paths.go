@@ -65,6 +65,20 @@ func (p Paths) Socket() string { return filepath.Join(p.RuntimeDir, "bangerd.soc
 // PIDFile holds the running daemon's pid.
 func (p Paths) PIDFile() string { return filepath.Join(p.RuntimeDir, "bangerd.pid") }
 
+// InstanceLock is the lock a daemon holds for its whole life on the state
+// directory, where the store lives: one daemon per store, whatever runtime
+// directory (socket) each was given. Its holder writes its pid and socket
+// into it, so a refused second daemon can name them.
+func (p Paths) InstanceLock() string { return filepath.Join(p.StateDir, "bangerd.lock") }
+
+// SocketLock is the lock a daemon holds on its runtime directory, so that
+// two daemons never displace each other's socket.
+func (p Paths) SocketLock() string { return filepath.Join(p.RuntimeDir, "bangerd.lock") }
+
+// StartLock serialises starting the daemon on demand: several banger
+// commands finding no daemon at once start one between them.
+func (p Paths) StartLock() string { return filepath.Join(p.RuntimeDir, "bangerd.start.lock") }
+
 // DBFile is the daemon's SQLite database.
 func (p Paths) DBFile() string { return filepath.Join(p.StateDir, "banger.db") }
 
@@ -88,6 +102,11 @@ func (p Paths) ManagedSSHKey() string { return filepath.Join(p.DataDir, "ssh", "
 // is /run/banger for uid 0 and $TMPDIR/banger-UID (TMPDIR defaulting to /tmp)
 // for everyone else. BANGER_CONFIG, when set, replaces the config file path in
 // both cases. Empty variables count as unset.
+//
+// These are names only: a shared directory such as /tmp lets another user
+// create banger-UID first (as a symbolic link, or a directory of theirs), so
+// whoever creates or uses the runtime and state directories checks them
+// (localsock.EnsurePrivateDir) before putting anything there.
 func DefaultPaths(env Env, uid int) (Paths, error) {
 	var p Paths
 	if root, ok := env.get(EnvHome); ok {

@@ -178,6 +178,9 @@ func TestPathsFiles(t *testing.T) {
 		"DBFile":        p.DBFile(),
 		"LogFile":       p.LogFile(),
 		"ManagedSSHKey": p.ManagedSSHKey(),
+		"InstanceLock":  p.InstanceLock(),
+		"SocketLock":    p.SocketLock(),
+		"StartLock":     p.StartLock(),
 	}
 	want := map[string]string{
 		"Socket":        "/r/bangerd.sock",
@@ -185,6 +188,10 @@ func TestPathsFiles(t *testing.T) {
 		"DBFile":        "/s/banger.db",
 		"LogFile":       "/s/bangerd.log",
 		"ManagedSSHKey": "/d/ssh/id_ed25519",
+		// The instance lock guards the store, so it lives beside it.
+		"InstanceLock": "/s/bangerd.lock",
+		"SocketLock":   "/r/bangerd.lock",
+		"StartLock":    "/r/bangerd.start.lock",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Paths files mismatch (-want +got):\n%s", diff)

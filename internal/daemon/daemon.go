@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -82,19 +83,27 @@ func Run(ctx context.Context, opts Options) error {
 	// Everything the daemon writes (store, logs, VM files) is private to
 	// its user.
 	syscall.Umask(0o077)
-	for _, dir := range []string{cfg.Paths.StateDir, cfg.Paths.DataDir} {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("creating %s: %w", dir, err)
+	if err := os.MkdirAll(cfg.Paths.DataDir, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", cfg.Paths.DataDir, err)
+	}
+	// The state and runtime directories hold what another local user must
+	// not plant or read (store, lock, log; socket, pid file): they must be
+	// this user's alone before anything is created in them.
+	for _, dir := range []string{cfg.Paths.StateDir, cfg.Paths.RuntimeDir} {
+		if err := localsock.EnsurePrivateDir(dir); err != nil {
+			return err
 		}
 	}
-	if err := localsock.EnsurePrivateDir(cfg.Paths.RuntimeDir); err != nil {
-		return err
-	}
-	unlock, err := lockInstance(filepath.Join(cfg.Paths.RuntimeDir, "bangerd.lock"))
+	unlock, err := lockInstance(cfg.Paths)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	pidFile := cfg.Paths.PIDFile()
+	if err := localsock.WritePrivateFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
+		return err
+	}
+	defer os.Remove(pidFile)
 
 	logFile, err := openLog(cfg.Paths.LogFile())
 	if err != nil {
@@ -150,12 +159,6 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	pidFile := cfg.Paths.PIDFile()
-	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
-		ln.Close()
-		return err
-	}
-	defer os.Remove(pidFile)
 
 	srv := &http.Server{
 		Handler:           d.routes(),
@@ -275,23 +278,55 @@ func (d *Daemon) openFirecracker(ctx context.Context, log *slog.Logger) {
 	d.fc = fc
 }
 
-// lockInstance takes an exclusive lock that the kernel drops when the
-// process dies, so a crashed daemon never blocks the next one.
-func lockInstance(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+// lockInstance takes the daemon's two locks for its whole life: the
+// instance lock on the state directory, so no two daemons share one store
+// (whatever runtime directory each was given), and the socket lock on the
+// runtime directory, so no two daemons displace each other's socket. The
+// kernel drops both when the process dies, so a crashed daemon never blocks
+// the next one.
+func lockInstance(p config.Paths) (func(), error) {
+	state, err := localsock.TryLock(p.InstanceLock())
+	var held *localsock.HeldError
+	if errors.As(err, &held) {
+		pid, socket := holderOf(held.Note)
+		return nil, fmt.Errorf("another bangerd is already running (pid %s, serving %s) with the state directory %s: one store has one daemon; use that one (`banger daemon status` with the same XDG_RUNTIME_DIR or BANGER_HOME, or `banger daemon stop`), or give this one a state_dir of its own",
+			pid, socket, p.StateDir)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("opening instance lock: %w", err)
+		return nil, fmt.Errorf("taking the instance lock: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			pid, _ := os.ReadFile(filepath.Join(filepath.Dir(path), "bangerd.pid"))
-			return nil, fmt.Errorf("another bangerd is already running (pid %s) for %s: use `banger daemon status` or `banger daemon stop`",
-				trimNL(pid), filepath.Dir(path))
+	if err := state.SetNote(fmt.Sprintf("pid=%d\nsocket=%s", os.Getpid(), p.Socket())); err != nil {
+		state.Release()
+		return nil, err
+	}
+	sock, err := localsock.TryLock(p.SocketLock())
+	if errors.As(err, &held) {
+		state.Release()
+		pid, _ := os.ReadFile(p.PIDFile())
+		return nil, fmt.Errorf("another bangerd is already running (pid %s) for %s: use `banger daemon status` or `banger daemon stop`",
+			trimNL(pid), p.RuntimeDir)
+	}
+	if err != nil {
+		state.Release()
+		return nil, fmt.Errorf("taking the socket lock: %w", err)
+	}
+	return func() { sock.Release(); state.Release() }, nil
+}
+
+// holderOf reads the pid and socket an instance lock's holder wrote into
+// it ("unknown" for what it has not written yet).
+func holderOf(note string) (pid, socket string) {
+	pid, socket = "unknown", "an unknown socket"
+	for _, line := range strings.Split(note, "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch k {
+		case "pid":
+			pid = v
+		case "socket":
+			socket = v
 		}
-		return nil, fmt.Errorf("locking %s: %w", path, err)
 	}
-	return func() { f.Close() }, nil
+	return pid, socket
 }
 
 func trimNL(b []byte) string {
@@ -305,13 +340,16 @@ func trimNL(b []byte) string {
 	return s
 }
 
+// openLog opens the daemon's log for appending, rotating it first when it
+// is too big. The log is opened like every file in the state directory:
+// never through a symbolic link, and only when it is the user's own.
 func openLog(path string) (*os.File, error) {
-	if fi, err := os.Stat(path); err == nil && fi.Size() > maxLogSize {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() && fi.Size() > maxLogSize {
 		os.Rename(path, path+".1")
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := localsock.OpenPrivateFile(path, os.O_WRONLY|os.O_APPEND)
 	if err != nil {
-		return nil, fmt.Errorf("opening log %s: %w", path, err)
+		return nil, fmt.Errorf("opening the log: %w", err)
 	}
 	return f, nil
 }

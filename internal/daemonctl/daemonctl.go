@@ -22,6 +22,7 @@ import (
 	"github.com/bangerdev/banger/client"
 	"github.com/bangerdev/banger/internal/buildinfo"
 	"github.com/bangerdev/banger/internal/config"
+	"github.com/bangerdev/banger/internal/localsock"
 )
 
 // Controller manages the daemon for one set of paths.
@@ -136,8 +137,8 @@ func (c *Controller) Start(ctx context.Context) (api.DaemonStatus, error) {
 		}
 		c.DaemonBin = bin
 	}
-	if err := os.MkdirAll(c.Paths.StateDir, 0o700); err != nil {
-		return api.DaemonStatus{}, fmt.Errorf("creating %s: %w", c.Paths.StateDir, err)
+	if err := localsock.EnsurePrivateDir(c.Paths.StateDir); err != nil {
+		return api.DaemonStatus{}, err
 	}
 	// Several banger commands may find no daemon at once: one starts it,
 	// the others wait for the lock and then find it answering.
@@ -149,11 +150,14 @@ func (c *Controller) Start(ctx context.Context) (api.DaemonStatus, error) {
 	if st, err := c.Status(ctx); err == nil {
 		return st, nil
 	}
-	out, err := os.OpenFile(c.OutFile(), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	out, err := localsock.OpenPrivateFile(c.OutFile(), os.O_WRONLY)
 	if err != nil {
 		return api.DaemonStatus{}, err
 	}
 	defer out.Close()
+	if err := out.Truncate(0); err != nil {
+		return api.DaemonStatus{}, fmt.Errorf("emptying %s: %w", c.OutFile(), err)
+	}
 	args := []string{}
 	if c.ConfigFile != "" {
 		args = append(args, "--config", c.ConfigFile)
@@ -195,29 +199,29 @@ func (c *Controller) Start(ctx context.Context) (api.DaemonStatus, error) {
 }
 
 // startLock takes the lock that serialises starting the daemon; the
-// kernel drops it if the holder dies.
+// kernel drops it if the holder dies. The runtime directory it lives in is
+// checked first (it must be the user's alone), so a directory or link
+// another user planted is refused before anything is created in it.
 func (c *Controller) startLock(ctx context.Context) (func(), error) {
-	if err := os.MkdirAll(c.Paths.RuntimeDir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", c.Paths.RuntimeDir, err)
+	if err := localsock.EnsurePrivateDir(c.Paths.RuntimeDir); err != nil {
+		return nil, err
 	}
-	path := filepath.Join(c.Paths.RuntimeDir, "bangerd.start.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", path, err)
-	}
+	path := c.Paths.StartLock()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		l, err := localsock.TryLock(path)
 		if err == nil {
-			return func() { f.Close() }, nil
+			return l.Release, nil
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
-			f.Close()
-			return nil, fmt.Errorf("waiting for another banger to start bangerd (%s): %w", path, err)
+		var held *localsock.HeldError
+		if !errors.As(err, &held) {
+			return nil, err
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("waiting for another banger to start bangerd: %w", err)
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
 			return nil, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}

@@ -1,6 +1,11 @@
-// Package localsock owns banger's local API socket: an owner-only Unix
-// socket (mode 0600 inside a 0700 directory) whose connections carry their
-// peer's credentials, so the server can refuse every user but its owner.
+// Package localsock owns banger's boundary with the other users of the
+// host: the owner-only API socket (mode 0600 inside a 0700 directory) whose
+// connections carry their peer's credentials, so the server refuses every
+// user but its owner and the client refuses a server that is neither its
+// user nor root; and the private directories and files beside it (runtime
+// and state directories, pid file, locks, logs), which are checked to belong
+// to the user alone and are never written through a symbolic link another
+// user could have planted. See private.go and lock.go.
 package localsock
 
 import (
@@ -83,30 +88,6 @@ func Listen(path string) (net.Listener, error) {
 	return l, nil
 }
 
-// EnsurePrivateDir creates dir with mode 0700 and checks that it belongs to
-// the current user and is not writable by others.
-func EnsurePrivateDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating %s: %w", dir, err)
-	}
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return err
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return nil
-	}
-	if int(st.Uid) != os.Getuid() {
-		return fmt.Errorf("%s belongs to uid %d, not to you (uid %d): use your own runtime directory (XDG_RUNTIME_DIR or BANGER_HOME)",
-			dir, st.Uid, os.Getuid())
-	}
-	if fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("%s is writable by other users (mode %v): run `chmod 700 %s`", dir, fi.Mode().Perm(), dir)
-	}
-	return nil
-}
-
 // ErrNotRunning means nothing listens on the socket: the daemon is not
 // running.
 var ErrNotRunning = errors.New("daemon not running")
@@ -123,10 +104,40 @@ func (e *ForeignOwnerError) Error() string {
 		e.Path, e.OwnerUID, e.UID, e.OwnerUID)
 }
 
-// Dial connects to the daemon socket. It returns ErrNotRunning (wrapped)
-// when the socket is missing or nothing answers, and *ForeignOwnerError
-// when the socket belongs to another user, so the caller can say exactly
-// what to do.
+// UntrustedServerError reports a socket served by a process that is
+// neither the user's nor root's: not the user's bangerd, and possibly a
+// socket another user planted to receive the user's requests.
+type UntrustedServerError struct {
+	Path      string
+	ServerUID int
+	ServerPID int
+	UID       int
+}
+
+func (e *UntrustedServerError) Error() string {
+	pid := ""
+	if e.ServerPID > 0 {
+		pid = fmt.Sprintf(" (pid %d)", e.ServerPID)
+	}
+	return fmt.Sprintf("refusing the banger socket %s: the process serving it%s runs as uid %d, neither you (uid %d) nor root, so it is not your bangerd and may be another user's trap; nothing was sent to it. Remove the socket (rm %s) if you do not know who made it, and check that XDG_RUNTIME_DIR (or BANGER_HOME) is a directory of your own",
+		e.Path, pid, e.ServerUID, e.UID, e.Path)
+}
+
+// TrustedServer is the client's rule for the uid serving the daemon
+// socket: the user's own, or root. Root is allowed because it already
+// reads every file the client could send and can attach to the client
+// itself, so refusing it would protect nothing; whether a root bangerd
+// serves a non-root user is the daemon's decision (it does not: it serves
+// its own uid only).
+func TrustedServer(serverUID, uid int) bool { return serverUID == uid || serverUID == 0 }
+
+// Dial connects to the daemon socket and checks, from the kernel's
+// SO_PEERCRED of the connection, that the process serving it is the
+// user's or root's (see TrustedServer) before anything is sent. It returns
+// ErrNotRunning (wrapped) when the socket is missing or nothing answers,
+// *ForeignOwnerError when the socket file belongs to another user, and
+// *UntrustedServerError when another user's process serves it, so the
+// caller can say exactly what to do.
 func Dial(ctx context.Context, path string) (net.Conn, error) {
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -148,6 +159,15 @@ func Dial(ctx context.Context, path string) (net.Conn, error) {
 			return nil, fmt.Errorf("%s: %w", path, ErrNotRunning)
 		}
 		return nil, err
+	}
+	cred, err := PeerCred(c)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("checking who serves %s: %w", path, err)
+	}
+	if !TrustedServer(cred.UID, os.Getuid()) {
+		c.Close()
+		return nil, &UntrustedServerError{Path: path, ServerUID: cred.UID, ServerPID: cred.PID, UID: os.Getuid()}
 	}
 	return c, nil
 }
