@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
@@ -34,21 +35,27 @@ type Binding struct {
 	IP  netip.Addr
 }
 
-// Bindings returns the binding of every pool TAP that can carry a guest
-// of subnet: tap-pool-<n> carries the n-th guest address (TAPFor) and its
-// MAC (MAC). The bindings follow from the names alone, so they are written
-// once with the table: acquiring or releasing a TAP, a rootless bangerd
-// (which may not write nftables) and a daemon restart change nothing here.
-func Bindings(subnet netip.Prefix) []Binding {
+func (b Binding) String() string { return fmt.Sprintf("%s . %s . %s", b.TAP, b.MAC, b.IP) }
+
+// BindingFor returns the binding of pool TAP name: tap-pool-<n> carries
+// the n-th guest address of subnet (see TAPFor) and its MAC (see MAC). ok
+// is false for a name that is not a pool name or whose n is beyond the
+// subnet's guest addresses: such a TAP has no binding and sends nothing.
+//
+// A binding follows from the TAP's name alone, so it never changes while
+// the TAP exists: the set holds one element per pool TAP that exists,
+// added when the TAP is made and removed when it is deleted, both of
+// which only a privileged process (a root bangerd, `banger host setup`)
+// can do. Handing TAPs to VMs, releasing them, a rootless bangerd (which
+// may not write nftables) and a daemon restart change nothing in it.
+func BindingFor(subnet netip.Prefix, name string) (Binding, bool) {
+	n, ok := parseTAPName(name)
 	first, last := GuestAddrs(subnet)
-	if !first.IsValid() {
-		return nil
+	if !ok || !first.IsValid() || uint64(n) > uint64(addrToUint32(last)-addrToUint32(first)) {
+		return Binding{}, false
 	}
-	var out []Binding
-	for a, n := first, 0; a.IsValid() && !last.Less(a); a, n = a.Next(), n+1 {
-		out = append(out, Binding{TAP: TAPName(n), MAC: MAC(a), IP: a})
-	}
-	return out
+	ip := addrFromUint32(addrToUint32(first) + uint32(n))
+	return Binding{TAP: name, MAC: MAC(ip), IP: ip}, true
 }
 
 // key is b as an element of the guest-addrs set.
@@ -61,19 +68,91 @@ func (b Binding) key() []byte {
 	return append(k, ip[:]...)
 }
 
+// bindingFromKey reads an element of the guest-addrs set back.
+func bindingFromKey(k []byte) (Binding, bool) {
+	if len(k) != unix.IFNAMSIZ+8+4 {
+		return Binding{}, false
+	}
+	name, _, _ := strings.Cut(string(k[:unix.IFNAMSIZ]), "\x00")
+	return Binding{TAP: name, MAC: net.HardwareAddr(slices.Clone(k[unix.IFNAMSIZ : unix.IFNAMSIZ+6])),
+		IP: netip.AddrFrom4([4]byte(k[unix.IFNAMSIZ+8:]))}, true
+}
+
+// Bindings returns the bindings the anti-spoofing table of st holds.
+func (st State) Bindings() []Binding {
+	if st.AntiSpoof == nil {
+		return nil
+	}
+	var out []Binding
+	for _, s := range st.AntiSpoof.Sets {
+		if s.Name != guestAddrsSet {
+			continue
+		}
+		for _, k := range s.Elements {
+			if b, ok := bindingFromKey(k); ok {
+				out = append(out, b)
+			}
+		}
+	}
+	return out
+}
+
+// bindingSteps plans the guest-addrs set: a binding for every link in
+// links (the pool names that exist once the rest of the plan ran) that
+// has one, and nothing else. rewritten: the table is being written anew,
+// empty.
+func bindingSteps(cfg Config, st State, links []string, rewritten bool) []Step {
+	var have []Binding
+	if !rewritten {
+		have = st.Bindings()
+	}
+	var want []Binding
+	for _, name := range links {
+		if b, ok := BindingFor(cfg.Subnet, name); ok {
+			want = append(want, b)
+		}
+	}
+	same := func(a Binding) func(Binding) bool {
+		return func(b Binding) bool { return slices.Equal(a.key(), b.key()) }
+	}
+	var add, del []Binding
+	for _, b := range have {
+		if !slices.ContainsFunc(want, same(b)) {
+			del = append(del, b)
+		}
+	}
+	for _, b := range want {
+		if !slices.ContainsFunc(have, same(b)) {
+			add = append(add, b)
+		}
+	}
+	var steps []Step
+	if len(del) > 0 {
+		steps = append(steps, Unbind{Table: cfg.table(), Bindings: del})
+	}
+	if len(add) > 0 {
+		steps = append(steps, Bind{Table: cfg.table(), Bindings: add})
+	}
+	return steps
+}
+
+// isBound reports whether st's anti-spoofing table binds name.
+func isBound(cfg Config, st State, name string) bool {
+	b, ok := BindingFor(cfg.Subnet, name)
+	return ok && slices.ContainsFunc(st.Bindings(), func(o Binding) bool { return slices.Equal(o.key(), b.key()) })
+}
+
 // AntiSpoof returns banger's table of family bridge for cfg: it sees every
 // frame a guest sends into the bridge before the bridge learns its source
 // MAC or the host reads it, and lets through only what a guest's binding
-// allows. The package documentation shows it in nft syntax.
+// allows. Its set guest-addrs is empty here: the bindings of the TAPs
+// that exist are its elements, planned by Plan (see BindingFor). The
+// package documentation shows it in nft syntax.
 func AntiSpoof(cfg Config) NFTable {
 	rule := func(name, text string, exprs ...[]expr.Any) NFTRule {
 		return NFTRule{Chain: "prerouting", Comment: commentPrefix + name, Text: text, Exprs: slices.Concat(exprs...)}
 	}
-	bindings := Bindings(cfg.Subnet)
 	set := NFTSet{Name: guestAddrsSet, Type: "ifname . ether_addr . ipv4_addr", KeyLen: unix.IFNAMSIZ + 8 + 4}
-	for _, b := range bindings {
-		set.Elements = append(set.Elements, b.key())
-	}
 	fromPool := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(tapPrefix)}, // a prefix: "tap-pool-*"

@@ -203,15 +203,60 @@ func (e *Executor) apply(s Step) error {
 			return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644)
 		})
 	case EnsureNFTable:
-		if err := queueTable(e.nft, s.Table); err != nil {
-			return err
-		}
-		return e.nft.Flush()
+		return writeTable(e.nft, s.Table)
+	case Bind:
+		return e.bind(s.Table, s.Bindings, true)
+	case Unbind:
+		return e.bind(s.Table, s.Bindings, false)
 	case DeleteNFTable:
 		queueDeleteTable(e.nft, s.Name, s.Family)
 		return e.nft.Flush()
 	}
 	return fmt.Errorf("unknown step %T", s)
+}
+
+// bind adds (add) or removes bindings from the set guest-addrs of bridge
+// table table, setChunk at a time. Adding an element that is there is not
+// an error for nf_tables; removing one that is gone is, so a removal is
+// retried one element at a time, skipping the ones already gone.
+func (e *Executor) bind(table string, bs []Binding, add bool) error {
+	ks, err := setKeyType(NFTSet{Name: guestAddrsSet, Type: "ifname . ether_addr . ipv4_addr"})
+	if err != nil {
+		return err
+	}
+	set := &nftables.Set{Table: &nftables.Table{Name: table, Family: nftables.TableFamilyBridge}, Name: guestAddrsSet,
+		KeyType: ks, Concatenation: true}
+	apply := func(bs []Binding) error {
+		elems := make([]nftables.SetElement, len(bs))
+		for i, b := range bs {
+			elems[i] = nftables.SetElement{Key: b.key()}
+		}
+		if add {
+			if err := e.nft.SetAddElements(set, elems); err != nil {
+				return err
+			}
+		} else if err := e.nft.SetDeleteElements(set, elems); err != nil {
+			return err
+		}
+		return e.nft.Flush()
+	}
+	for len(bs) > 0 {
+		n := min(len(bs), setChunk)
+		err := apply(bs[:n])
+		if err != nil && !add && errors.Is(err, unix.ENOENT) {
+			for _, b := range bs[:n] {
+				if err := apply([]Binding{b}); err != nil && !errors.Is(err, unix.ENOENT) {
+					return err
+				}
+			}
+			err = nil
+		}
+		if err != nil {
+			return err
+		}
+		bs = bs[n:]
+	}
+	return nil
 }
 
 // flushPort deletes the forwarding-database entries the bridge learned on

@@ -85,11 +85,23 @@ func (f *fakeHost) apply(s Step) {
 	case EnableForwarding:
 		f.st.Forwarding = true
 	case EnsureNFTable:
-		t := s.Table
+		t := cloneState(State{Table: &s.Table}).Table
 		if t.Family == "bridge" {
-			f.st.AntiSpoof = &t
+			f.st.AntiSpoof = cloneState(State{AntiSpoof: t}).AntiSpoof
 		} else {
-			f.st.Table = &t
+			f.st.Table = t
+		}
+	case Bind:
+		set := &f.st.AntiSpoof.Sets[0]
+		for _, b := range s.Bindings {
+			if !slices.ContainsFunc(set.Elements, func(k []byte) bool { return slices.Equal(k, b.key()) }) {
+				set.Elements = append(set.Elements, b.key())
+			}
+		}
+	case Unbind:
+		set := &f.st.AntiSpoof.Sets[0]
+		for _, b := range s.Bindings {
+			set.Elements = slices.DeleteFunc(set.Elements, func(k []byte) bool { return slices.Equal(k, b.key()) })
 		}
 	case DeleteNFTable:
 		if s.Family == "bridge" {
@@ -111,6 +123,10 @@ func cloneState(st State) State {
 	}
 	if st.AntiSpoof != nil {
 		t := *st.AntiSpoof
+		t.Sets = slices.Clone(t.Sets)
+		for i := range t.Sets {
+			t.Sets[i].Elements = slices.Clone(t.Sets[i].Elements)
+		}
 		st.AntiSpoof = &t
 	}
 	return st

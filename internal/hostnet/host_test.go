@@ -264,6 +264,22 @@ func TestPoolInNamespace(t *testing.T) {
 	if got := idle(); len(got) != 3 || slices.Contains(got, a) {
 		t.Errorf("idle after Release = %v, want 3 without %s", got, a)
 	}
+	bound := func(name string) bool {
+		t.Helper()
+		st, err := e.Observe(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return isBound(cfg, st, name)
+	}
+	if bound(a) {
+		t.Errorf("%s is deleted but still bound", a)
+	}
+	for _, name := range idle() {
+		if !bound(name) {
+			t.Errorf("idle %s is not bound to its address", name)
+		}
+	}
 
 	// Below size, a released TAP stays as capacity, minus what the VM left.
 	b, err := p.Acquire(ctx, nil, netip.MustParseAddr("172.30.0.3"))

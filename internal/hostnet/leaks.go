@@ -9,7 +9,7 @@ import (
 // nothing accounts for. Pool capacity is not a leak: up to PoolSize idle
 // TAPs attached to the bridge are the pool.
 type Leak struct {
-	Kind   string // "tap", "nft-chain", "nft-rule" or "nft-set"
+	Kind   string // "tap", "nft-chain", "nft-rule", "nft-set" or "nft-binding"
 	Name   string // the link, chain or rule
 	Reason string
 	Fix    string
@@ -54,17 +54,39 @@ func Leaks(cfg Config, st State, leased []string) []Leak {
 		}
 	}
 	leaks = append(leaks, tableLeaks(Ruleset(cfg), st.Table)...)
-	return append(leaks, tableLeaks(AntiSpoof(cfg), st.AntiSpoof)...)
+	leaks = append(leaks, tableLeaks(AntiSpoof(cfg), st.AntiSpoof)...)
+	// A binding for a TAP that does not exist, or that is not the
+	// binding of its name (an earlier subnet).
+	links := make([]string, 0, len(st.TAPs))
+	for _, t := range st.TAPs {
+		links = append(links, t.Name)
+	}
+	for _, s := range bindingSteps(cfg, st, links, false) {
+		if u, ok := s.(Unbind); ok {
+			for _, b := range u.Bindings {
+				leaks = append(leaks, Leak{Kind: "nft-binding", Name: fmt.Sprintf("bridge %s %s", cfg.table(), b),
+					Reason: "binds a TAP that does not exist, or binds it to an address that is not its own (an earlier network.subnet?)",
+					Fix:    "run `sudo banger host setup` (or restart a root bangerd) to rewrite the bindings"})
+			}
+		}
+	}
+	return leaks
 }
 
 // TablesCurrent reports whether the host holds banger's two nftables
 // tables exactly as Plan would write them for cfg now: isolation (table
 // inet: NAT, guests kept from each other, the host, private and metadata
 // addresses, and other users kept from guests) and antiSpoof (table
-// bridge: each pool TAP bound to its address and MAC). Both are false
-// when st could not read nftables (TableUnknown).
+// bridge, with every pool TAP bound to its address and MAC and nothing
+// else bound). Both are false when st could not read nftables
+// (TableUnknown).
 func TablesCurrent(cfg Config, st State) (isolation, antiSpoof bool) {
-	return tableMatches(Ruleset(cfg), st.Table), tableMatches(AntiSpoof(cfg), st.AntiSpoof)
+	links := make([]string, 0, len(st.TAPs))
+	for _, t := range st.TAPs {
+		links = append(links, t.Name)
+	}
+	antiSpoof = tableMatches(AntiSpoof(cfg), st.AntiSpoof) && len(bindingSteps(cfg, st, links, false)) == 0
+	return tableMatches(Ruleset(cfg), st.Table), antiSpoof
 }
 
 // tableLeaks lists the chains, rules and sets of got that want lacks.
@@ -92,10 +114,9 @@ func tableLeaks(want NFTable, got *NFTable) []Leak {
 		leaks = append(leaks, Leak{Kind: "nft-rule", Name: where + " " + r.String(), Reason: reason, Fix: tableFix})
 	}
 	for _, s := range got.Sets {
-		if !slices.ContainsFunc(want.Sets, s.same) {
+		if !slices.ContainsFunc(want.Sets, s.sameDecl) {
 			leaks = append(leaks, Leak{Kind: "nft-set", Name: fmt.Sprintf("%s %s", where, s.Name),
-				Reason: fmt.Sprintf("holds %d elements that are not the TAP-to-address bindings banger writes for %s (an older config, or added by hand?)", len(s.Elements), "the configured subnet"),
-				Fix:    tableFix})
+				Reason: "not a set banger creates", Fix: tableFix})
 		}
 	}
 	return leaks

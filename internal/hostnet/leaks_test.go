@@ -67,14 +67,22 @@ func TestLeaks(t *testing.T) {
 			want: []leak{{"nft-rule", `inet banger chain postrouting: rule "banger:egress-nat" (handle 7)`}},
 		},
 		{
-			name: "a binding of an earlier subnet",
+			name: "a binding of an earlier subnet, and one of a TAP that is gone",
 			st: with(converged(), func(s *State) {
-				cfg := planConfig()
-				cfg.Subnet = mustPrefix("10.9.0.0/24")
-				tb := AntiSpoof(cfg)
-				s.AntiSpoof = &tb
+				set := &s.AntiSpoof.Sets[0]
+				set.Elements = append(set.Elements, bogus.key(), binding("tap-pool-5").key())
 			}),
-			want: []leak{{"nft-set", "bridge banger guest-addrs"}},
+			want: []leak{
+				{"nft-binding", "bridge banger tap-pool-0 . 02:b4:ac:1e:00:09 . 172.30.0.9"},
+				{"nft-binding", "bridge banger tap-pool-5 . 02:b4:ac:1e:00:07 . 172.30.0.7"},
+			},
+		},
+		{
+			name: "a set banger does not make",
+			st: with(converged(), func(s *State) {
+				s.AntiSpoof.Sets = append(s.AntiSpoof.Sets, NFTSet{Name: "extra", KeyLen: 4})
+			}),
+			want: []leak{{"nft-set", "bridge banger extra"}},
 		},
 		{
 			name: "missing rules are not leaks",

@@ -294,7 +294,7 @@ func tableMatches(want NFTable, got *NFTable) bool {
 		return false
 	}
 	for _, ws := range want.Sets {
-		if i := slices.IndexFunc(got.Sets, ws.same); i < 0 {
+		if i := slices.IndexFunc(got.Sets, ws.sameDecl); i < 0 {
 			return false
 		}
 	}
@@ -316,22 +316,9 @@ func tableMatches(want NFTable, got *NFTable) bool {
 	return true
 }
 
-// same reports whether two sets have the same name, key length and
-// elements (in any order).
-func (s NFTSet) same(o NFTSet) bool {
-	if s.Name != o.Name || s.KeyLen != o.KeyLen || len(s.Elements) != len(o.Elements) {
-		return false
-	}
-	sorted := func(e [][]byte) []string {
-		out := make([]string, len(e))
-		for i, k := range e {
-			out[i] = string(k)
-		}
-		slices.Sort(out)
-		return out
-	}
-	return slices.Equal(sorted(s.Elements), sorted(o.Elements))
-}
+// sameDecl reports whether two sets have the same name and key length;
+// their elements are planned on their own (bindingSteps).
+func (s NFTSet) sameDecl(o NFTSet) bool { return s.Name == o.Name && s.KeyLen == o.KeyLen }
 
 // chainRules returns the rules of one chain, in order.
 func chainRules(rules []NFTRule, chain string) []NFTRule {
@@ -393,25 +380,75 @@ func ruleFromKernel(chain string, r *nftables.Rule) NFTRule {
 // isBangerRule reports whether an observed rule carries banger's tag.
 func isBangerRule(r NFTRule) bool { return strings.HasPrefix(r.Comment, commentPrefix) }
 
+// setChunk is how many set elements one netlink batch carries: a batch
+// is sent in one message, which must fit the socket's send buffer (about
+// 200 KiB by default; an element of guest-addrs takes about 50 bytes).
+const setChunk = 1024
+
+// writeTable replaces the table with t on c: add (a no-op when it
+// exists), delete, and create it again with its sets, chains and rules,
+// in one atomic batch, then the set elements that did not fit in it
+// (setChunk at a time). Until those are in, the guests they bind are
+// refused (the table fails closed); on a failure, the caller plans and
+// applies again.
+func writeTable(c *nftables.Conn, t NFTable) error {
+	rest, err := queueTable(c, t)
+	if err != nil {
+		return err
+	}
+	if err := c.Flush(); err != nil {
+		return err
+	}
+	table := &nftables.Table{Name: t.Name, Family: t.family()}
+	for _, s := range rest {
+		for len(s.Elements) > 0 {
+			n := min(len(s.Elements), setChunk)
+			elems := make([]nftables.SetElement, n)
+			for i, k := range s.Elements[:n] {
+				elems[i] = nftables.SetElement{Key: k}
+			}
+			ks, err := setKeyType(s)
+			if err != nil {
+				return err
+			}
+			set := &nftables.Set{Table: table, Name: s.Name, KeyType: ks, Concatenation: len(nftables.ConcatSetTypeElements(ks)) > 1}
+			if err := c.SetAddElements(set, elems); err != nil {
+				return fmt.Errorf("set %s: %w", s.Name, err)
+			}
+			if err := c.Flush(); err != nil {
+				return fmt.Errorf("adding elements to set %s: %w", s.Name, err)
+			}
+			s.Elements = s.Elements[n:]
+		}
+	}
+	return nil
+}
+
 // queueTable queues, on c, the atomic replacement of the table with t:
 // add (a no-op when it exists), delete, and create it again with its
-// sets, chains and rules, all in the batch the caller flushes.
-func queueTable(c *nftables.Conn, t NFTable) error {
+// sets (their first setChunk elements), chains and rules, all in the
+// batch the caller flushes. It returns the sets' elements left to add.
+func queueTable(c *nftables.Conn, t NFTable) ([]NFTSet, error) {
 	table := &nftables.Table{Name: t.Name, Family: t.family()}
 	c.AddTable(table)
 	c.DelTable(table)
 	c.AddTable(table)
+	var rest []NFTSet
 	for _, s := range t.Sets {
 		ks, err := setKeyType(s)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		elems := make([]nftables.SetElement, len(s.Elements))
-		for i, k := range s.Elements {
+		first := s.Elements[:min(len(s.Elements), setChunk)]
+		elems := make([]nftables.SetElement, len(first))
+		for i, k := range first {
 			elems[i] = nftables.SetElement{Key: k}
 		}
 		if err := c.AddSet(&nftables.Set{Table: table, Name: s.Name, KeyType: ks, Concatenation: len(nftables.ConcatSetTypeElements(ks)) > 1}, elems); err != nil {
-			return fmt.Errorf("set %s: %w", s.Name, err)
+			return nil, fmt.Errorf("set %s: %w", s.Name, err)
+		}
+		if len(first) < len(s.Elements) {
+			rest = append(rest, NFTSet{Name: s.Name, Type: s.Type, KeyLen: s.KeyLen, Elements: s.Elements[len(first):]})
 		}
 	}
 	chains := make(map[string]*nftables.Chain, len(t.Chains))
@@ -437,7 +474,7 @@ func queueTable(c *nftables.Conn, t NFTable) error {
 			UserData: userdata.AppendString(nil, userdata.TypeComment, r.Comment),
 		})
 	}
-	return nil
+	return rest, nil
 }
 
 // setKeyType is the nftables key type of a set banger writes.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 )
 
 // Step is one change to the host, as data. The concrete types below are
@@ -118,6 +120,37 @@ func (s EnsureNFTable) doing() string {
 }
 func (s DeleteNFTable) doing() string { return "deleting nftables table " + s.Family + " " + s.Name }
 
+// Bind adds Bindings to the set guest-addrs of nftables table bridge
+// Table; a binding already there is fine.
+type Bind struct {
+	Table    string
+	Bindings []Binding
+}
+
+// Unbind removes Bindings from the set guest-addrs of nftables table
+// bridge Table; a binding already gone is fine.
+type Unbind struct {
+	Table    string
+	Bindings []Binding
+}
+
+func (s Bind) String() string {
+	return fmt.Sprintf("bind %s in table bridge %s", joinBindings(s.Bindings), s.Table)
+}
+func (s Unbind) String() string {
+	return fmt.Sprintf("unbind %s in table bridge %s", joinBindings(s.Bindings), s.Table)
+}
+func (s Bind) doing() string   { return "binding " + joinBindings(s.Bindings) }
+func (s Unbind) doing() string { return "unbinding " + joinBindings(s.Bindings) }
+
+func joinBindings(bs []Binding) string {
+	out := make([]string, len(bs))
+	for i, b := range bs {
+		out[i] = b.String()
+	}
+	return strings.Join(out, ", ")
+}
+
 // Want is what a plan is for.
 type Want struct {
 	// Teardown removes the TAPs, the bridge and the table; the fields
@@ -146,8 +179,9 @@ func Plan(cfg Config, st State, want Want) []Step {
 	steps := bridgeSteps(cfg, st)
 	// The anti-spoofing table goes first: the isolation rules lean on
 	// guests sending only from their own addresses.
-	if table := AntiSpoof(cfg); !st.TableUnknown && !tableMatches(table, st.AntiSpoof) {
-		steps = append(steps, EnsureNFTable{Table: table})
+	rewrite := !st.TableUnknown && !tableMatches(AntiSpoof(cfg), st.AntiSpoof)
+	if rewrite {
+		steps = append(steps, EnsureNFTable{Table: AntiSpoof(cfg)})
 	}
 	if table := Ruleset(cfg); !st.TableUnknown && !tableMatches(table, st.Table) {
 		steps = append(steps, EnsureNFTable{Table: table})
@@ -155,7 +189,31 @@ func Plan(cfg Config, st State, want Want) []Step {
 	if !st.Forwarding {
 		steps = append(steps, EnableForwarding{})
 	}
-	return append(steps, tapSteps(cfg, st, want)...)
+	taps := tapSteps(cfg, st, want)
+	if !st.TableUnknown {
+		// Bind what will exist before it is created, unbind what is gone.
+		steps = append(steps, bindingSteps(cfg, st, linksAfter(st, taps), rewrite)...)
+	}
+	return append(steps, taps...)
+}
+
+// linksAfter names the links with pool names that exist once steps ran.
+func linksAfter(st State, steps []Step) []string {
+	var out []string
+	for _, t := range st.TAPs {
+		out = append(out, t.Name)
+	}
+	for _, s := range steps {
+		switch s := s.(type) {
+		case CreateTAP:
+			if !slices.Contains(out, s.Name) {
+				out = append(out, s.Name)
+			}
+		case DeleteLink:
+			out = slices.DeleteFunc(out, func(n string) bool { return n == s.Name })
+		}
+	}
+	return out
 }
 
 func planTeardown(cfg Config, st State) []Step {

@@ -26,6 +26,7 @@ func healthyTAP(n int) TAPState {
 func converged() State {
 	cfg := planConfig()
 	table, antispoof := Ruleset(cfg), AntiSpoof(cfg)
+	antispoof.Sets[0].Elements = [][]byte{binding("tap-pool-0").key(), binding("tap-pool-1").key()}
 	return State{
 		Bridge: BridgeState{Exists: true, Kind: "bridge", Up: true, MAC: MAC(Gateway(cfg.Subnet)),
 			Addrs: []netip.Prefix{netip.MustParsePrefix("172.30.0.1/24")}},
@@ -40,6 +41,35 @@ func with(st State, f func(*State)) State {
 	st = cloneState(st)
 	f(&st)
 	return st
+}
+
+// binding is the binding of pool TAP name under planConfig.
+func binding(name string) Binding {
+	b, ok := BindingFor(planConfig().Subnet, name)
+	if !ok {
+		panic("no binding for " + name)
+	}
+	return b
+}
+
+// bogus binds tap-pool-0 to an address that is not its own.
+var bogus = Binding{TAP: "tap-pool-0", MAC: MAC(mustAddr("172.30.0.9")), IP: mustAddr("172.30.0.9")}
+
+// addTAPs adds healthy, bound pool TAPs ns to s.
+func addTAPs(s *State, ns ...int) {
+	for _, n := range ns {
+		s.TAPs = append(s.TAPs, healthyTAP(n))
+		s.AntiSpoof.Sets[0].Elements = append(s.AntiSpoof.Sets[0].Elements, binding(TAPName(n)).key())
+	}
+}
+
+// bind is the step that binds the pool TAPs names.
+func bind(names ...string) Step {
+	s := Bind{Table: "banger"}
+	for _, n := range names {
+		s.Bindings = append(s.Bindings, binding(n))
+	}
+	return s
 }
 
 func newTAP(n int) []Step {
@@ -74,6 +104,7 @@ var planCases = []struct {
 			EnsureNFTable{Table: AntiSpoof(planConfig())},
 			EnsureNFTable{Table: Ruleset(planConfig())},
 			EnableForwarding{},
+			bind("tap-pool-0", "tap-pool-1"),
 		}, newTAP(0), newTAP(1)),
 	},
 	{name: "converged", st: converged(), want: Want{IdleTAPs: 2}},
@@ -127,17 +158,24 @@ var planCases = []struct {
 		name:  "anti-spoofing table missing",
 		st:    with(converged(), func(s *State) { s.AntiSpoof = nil }),
 		want:  Want{IdleTAPs: 2},
-		steps: []Step{EnsureNFTable{Table: AntiSpoof(planConfig())}},
+		steps: []Step{EnsureNFTable{Table: AntiSpoof(planConfig())}, bind("tap-pool-0", "tap-pool-1")},
 	},
 	{
-		name: "a binding added by hand",
+		name: "a binding that is not its TAP's, and one of a TAP that is gone",
 		st: with(converged(), func(s *State) {
-			t := AntiSpoof(planConfig())
-			t.Sets[0].Elements = append(t.Sets[0].Elements, Binding{TAP: "tap-pool-0", MAC: MAC(mustAddr("172.30.0.9")), IP: mustAddr("172.30.0.9")}.key())
-			s.AntiSpoof = &t
+			set := &s.AntiSpoof.Sets[0]
+			set.Elements = append(set.Elements, bogus.key(), binding("tap-pool-5").key())
 		}),
 		want:  Want{IdleTAPs: 2},
-		steps: []Step{EnsureNFTable{Table: AntiSpoof(planConfig())}},
+		steps: []Step{Unbind{Table: "banger", Bindings: []Binding{bogus, binding("tap-pool-5")}}},
+	},
+	{
+		name: "a TAP without its binding",
+		st: with(converged(), func(s *State) {
+			s.AntiSpoof.Sets[0].Elements = s.AntiSpoof.Sets[0].Elements[:1]
+		}),
+		want:  Want{IdleTAPs: 2},
+		steps: []Step{bind("tap-pool-1")},
 	},
 	{
 		name: "allowed destinations changed",
@@ -196,38 +234,39 @@ var planCases = []struct {
 		name:  "leased TAP of another owner is left alone",
 		st:    with(converged(), func(s *State) { s.TAPs[0].Owner = Owner{} }),
 		want:  Want{IdleTAPs: 2, Leased: []string{"tap-pool-0"}},
-		steps: newTAP(2),
+		steps: cat([]Step{bind("tap-pool-2")}, newTAP(2)),
 	},
 	{
 		name:  "leased TAPs are not idle",
 		st:    converged(),
 		want:  Want{IdleTAPs: 2, Leased: []string{"tap-pool-1"}},
-		steps: newTAP(2),
+		steps: cat([]Step{bind("tap-pool-2")}, newTAP(2)),
 	},
 	{
 		name:  "TAP in use is not idle",
 		st:    with(converged(), func(s *State) { s.TAPs[0].InUse = true }),
 		want:  Want{IdleTAPs: 2},
-		steps: newTAP(2),
+		steps: cat([]Step{bind("tap-pool-2")}, newTAP(2)),
 	},
 	{
 		name: "trim deletes the highest-numbered idle TAPs",
-		st:   with(converged(), func(s *State) { s.TAPs = append(s.TAPs, healthyTAP(2), healthyTAP(3)) }),
+		st:   with(converged(), func(s *State) { addTAPs(s, 2, 3) }),
 		want: Want{IdleTAPs: 2, Trim: true},
 		steps: []Step{
+			Unbind{Table: "banger", Bindings: []Binding{binding("tap-pool-2"), binding("tap-pool-3")}},
 			DeleteLink{Name: "tap-pool-2"},
 			DeleteLink{Name: "tap-pool-3"},
 		},
 	},
 	{
 		name: "without trim extras stay",
-		st:   with(converged(), func(s *State) { s.TAPs = append(s.TAPs, healthyTAP(2), healthyTAP(3)) }),
+		st:   with(converged(), func(s *State) { addTAPs(s, 2, 3) }),
 		want: Want{IdleTAPs: 2},
 	},
 	{
 		name: "trim never deletes leased or in-use TAPs",
 		st: with(converged(), func(s *State) {
-			s.TAPs = append(s.TAPs, healthyTAP(2), healthyTAP(3))
+			addTAPs(s, 2, 3)
 			s.TAPs[2].InUse = true
 		}),
 		want: Want{IdleTAPs: 2, Leased: []string{"tap-pool-3"}, Trim: true},
@@ -238,7 +277,7 @@ var planCases = []struct {
 			s.TAPs[0] = TAPState{Name: "tap-pool-0", N: 0, Kind: "veth"}
 		}),
 		want:  Want{IdleTAPs: 2},
-		steps: newTAP(2),
+		steps: cat([]Step{bind("tap-pool-2")}, newTAP(2)),
 	},
 	{
 		name: "a link squatting on the bridge name",
@@ -323,7 +362,9 @@ func TestStepStrings(t *testing.T) {
 		{FlushPort{Name: "tap-pool-3"}, "forget MAC addresses learned on tap-pool-3"},
 		{EnableForwarding{}, "set net.ipv4.ip_forward=1"},
 		{EnsureNFTable{Table: Ruleset(planConfig())}, "write nftables table inet banger (4 chains, 19 rules)"},
-		{EnsureNFTable{Table: AntiSpoof(planConfig())}, "write nftables table bridge banger (1 chains, 3 rules, set guest-addrs of 253)"},
+		{EnsureNFTable{Table: AntiSpoof(planConfig())}, "write nftables table bridge banger (1 chains, 3 rules, set guest-addrs of 0)"},
+		{bind("tap-pool-0"), "bind tap-pool-0 . 02:b4:ac:1e:00:02 . 172.30.0.2 in table bridge banger"},
+		{Unbind{Table: "banger", Bindings: []Binding{bogus}}, "unbind tap-pool-0 . 02:b4:ac:1e:00:09 . 172.30.0.9 in table bridge banger"},
 		{DeleteNFTable{Name: "banger", Family: "inet"}, "delete nftables table inet banger"},
 	} {
 		if got := tc.step.String(); got != tc.want {

@@ -115,6 +115,9 @@ func (p *Pool) Acquire(ctx context.Context, leased []string, ip netip.Addr) (str
 	default:
 		steps = repairSteps(p.cfg, st.TAPs[i])
 	}
+	if b, ok := BindingFor(p.cfg.Subnet, name); ok && !st.TableUnknown && !isBound(p.cfg, st, name) {
+		steps = append([]Step{Bind{Table: p.cfg.table(), Bindings: []Binding{b}}}, steps...)
+	}
 	if len(steps) > 0 {
 		if err := p.host.Apply(ctx, steps); err != nil {
 			if se, ok := errors.AsType[*StepError](err); ok && errors.Is(err, os.ErrPermission) {
@@ -171,6 +174,9 @@ func (p *Pool) Release(ctx context.Context, name string) error {
 	var steps []Step
 	if others := idleTAPs(p.cfg, st, p.busy([]string{name})); len(others) >= p.cfg.PoolSize {
 		steps = []Step{DeleteLink{Name: name}}
+		if b, ok := BindingFor(p.cfg.Subnet, name); ok && isBound(p.cfg, st, name) {
+			steps = append(steps, Unbind{Table: p.cfg.table(), Bindings: []Binding{b}})
+		}
 	} else {
 		steps = append([]Step{FlushPort{Name: name}}, repairSteps(p.cfg, t)...)
 	}

@@ -44,7 +44,7 @@ func TestPoolAcquireTakesTheTAPOfTheGuestAddress(t *testing.T) {
 	if err != nil || c != "tap-pool-7" {
 		t.Fatalf("Acquire(172.30.0.9) = %q, %v; want a new tap-pool-7", c, err)
 	}
-	if diff := cmp.Diff(newTAP(7), h.applied, cmpOpts...); diff != "" {
+	if diff := cmp.Diff(cat([]Step{bind("tap-pool-7")}, newTAP(7)), h.applied, cmpOpts...); diff != "" {
 		t.Errorf("steps of the third Acquire (-want +got):\n%s", diff)
 	}
 	for _, bad := range []string{"172.30.0.1", "172.30.0.255", "10.0.0.2"} {
@@ -141,6 +141,12 @@ func TestPoolRelease(t *testing.T) {
 			st:    with(converged(), func(s *State) { s.TAPs = append(s.TAPs, healthyTAP(2)) }),
 			tap:   "tap-pool-2",
 			steps: []Step{DeleteLink{Name: "tap-pool-2"}},
+		},
+		{
+			name:  "deleted and unbound",
+			st:    with(converged(), func(s *State) { addTAPs(s, 2) }),
+			tap:   "tap-pool-2",
+			steps: []Step{DeleteLink{Name: "tap-pool-2"}, Unbind{Table: "banger", Bindings: []Binding{binding("tap-pool-2")}}},
 		},
 		{name: "already gone", st: converged(), tap: "tap-pool-7"},
 		{name: "no TAP at all", st: converged(), tap: ""},

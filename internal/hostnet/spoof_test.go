@@ -49,6 +49,9 @@ func TestAntiSpoofing(t *testing.T) {
 	if err := h.RouteAdd(&netlink.Route{Gw: net.ParseIP("10.99.0.2")}); err != nil {
 		t.Fatal(err)
 	}
+	if err := Setup(ctx, cfg, e); err != nil { // binds the two guests' ports
+		t.Fatal(err)
+	}
 	hu := handleAt(t, uplink)
 	upEth, err := hu.LinkByName("eth0")
 	if err != nil {

@@ -76,6 +76,11 @@ func TestTraffic(t *testing.T) {
 	if err := h.RouteAdd(&netlink.Route{Gw: net.ParseIP("10.99.0.2")}); err != nil {
 		t.Fatal(err)
 	}
+	// Setup binds every link with a pool name to its address, as it does
+	// the TAPs it makes.
+	if err := Setup(ctx, cfg, e); err != nil {
+		t.Fatal(err)
+	}
 
 	const wait = 1500 * time.Millisecond
 	for _, addr := range []string{"10.99.0.2:7000", "10.99.0.53:53", "10.99.0.53:7000", "169.254.169.254:80", "203.0.113.10:7000"} {
