@@ -13,8 +13,10 @@
 // read-only /sys, and a /dev on tmpfs holding only null, zero, full,
 // random, urandom, tty, a private devpts and /dev/shm. Before starting the
 // command it sets the hostname, drops every capability outside Kept from
-// the bounding, effective, permitted, inheritable and ambient sets, and
-// sets no_new_privs. It stays as PID 1, reaping orphans; when the command
+// the bounding, effective, permitted, inheritable and ambient sets, sets
+// no_new_privs and installs a small seccomp filter (Denied: no new user
+// namespaces, keyrings, bpf, perf events, userfaultfd or io_uring, and no
+// 32-bit system calls). It stays as PID 1, reaping orphans; when the command
 // exits the init exits with its status and the kernel kills whatever the
 // command left running in the namespace.
 //

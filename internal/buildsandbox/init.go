@@ -90,6 +90,9 @@ func Init() int {
 	if err := dropCapabilities(Kept, lastCap()); err != nil {
 		return fail(err)
 	}
+	if err := installFilter(); err != nil {
+		return fail(err)
+	}
 	signals := make(chan os.Signal, 8)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	dir := cfg.Dir

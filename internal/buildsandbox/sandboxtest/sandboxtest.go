@@ -21,6 +21,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -156,6 +157,9 @@ func result(err error) string {
 	}
 	var errno unix.Errno
 	if errors.As(err, &errno) {
+		if errno == 0 {
+			return "ok"
+		}
 		return "err " + unix.ErrnoName(errno)
 	}
 	return "err " + err.Error()
@@ -281,6 +285,40 @@ var questions = map[string]func(args []string) string{
 			return result(err)
 		}
 		return "ok " + string(b)
+	},
+	// userns: start a process in a new user namespace (where it would
+	// have every capability again). unshare(CLONE_NEWUSER) cannot be
+	// asked from a Go process, which has several threads; clone can.
+	"userns": func([]string) string {
+		cmd := exec.Command(ProbePath, "exit", "0")
+		cmd.Args[0] = ProbeArg0
+		cmd.SysProcAttr = &unix.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER}
+		err := cmd.Run()
+		var errno unix.Errno
+		if errors.As(err, &errno) {
+			return result(errno)
+		}
+		return result(err)
+	},
+	// clone3: call clone3 with no arguments (EFAULT or EINVAL from the
+	// kernel; ENOSYS from the filter).
+	"clone3": func([]string) string {
+		_, _, errno := unix.Syscall(unix.SYS_CLONE3, 0, 0, 0)
+		return result(errno)
+	},
+	// keyctl: look up the user keyring (shared with the host's root).
+	"keyctl": func([]string) string {
+		_, err := unix.KeyctlInt(unix.KEYCTL_GET_KEYRING_ID, unix.KEY_SPEC_USER_KEYRING, 0, 0, 0)
+		return result(err)
+	},
+	// io-uring: set up an io_uring.
+	"io-uring": func([]string) string {
+		params := make([]byte, 120)
+		fd, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, 1, uintptr(unsafe.Pointer(&params[0])), 0)
+		if errno == 0 {
+			unix.Close(int(fd))
+		}
+		return result(errno)
 	},
 	// kill PID: may this process signal PID (signal 0)?
 	"kill": func(a []string) string {
