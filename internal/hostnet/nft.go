@@ -39,7 +39,8 @@ type NFTSet struct {
 	Type string
 	// KeyLen is the key's length in bytes, padding included.
 	KeyLen uint32
-	// Elements are the keys, as the kernel holds them.
+	// Elements are the keys, as the kernel holds them (Observe). A
+	// wanted set has none: Plan adds its elements with their own steps.
 	Elements [][]byte
 }
 
@@ -385,70 +386,22 @@ func isBangerRule(r NFTRule) bool { return strings.HasPrefix(r.Comment, commentP
 // 200 KiB by default; an element of guest-addrs takes about 50 bytes).
 const setChunk = 1024
 
-// writeTable replaces the table with t on c: add (a no-op when it
-// exists), delete, and create it again with its sets, chains and rules,
-// in one atomic batch, then the set elements that did not fit in it
-// (setChunk at a time). Until those are in, the guests they bind are
-// refused (the table fails closed); on a failure, the caller plans and
-// applies again.
+// writeTable replaces the table with t on c in one atomic batch: add (a
+// no-op when it exists), delete, and create it again with its sets,
+// chains and rules. The sets are written empty: their elements are
+// planned on their own (Bind), setChunk at a time.
 func writeTable(c *nftables.Conn, t NFTable) error {
-	rest, err := queueTable(c, t)
-	if err != nil {
-		return err
-	}
-	if err := c.Flush(); err != nil {
-		return err
-	}
-	table := &nftables.Table{Name: t.Name, Family: t.family()}
-	for _, s := range rest {
-		for len(s.Elements) > 0 {
-			n := min(len(s.Elements), setChunk)
-			elems := make([]nftables.SetElement, n)
-			for i, k := range s.Elements[:n] {
-				elems[i] = nftables.SetElement{Key: k}
-			}
-			ks, err := setKeyType(s)
-			if err != nil {
-				return err
-			}
-			set := &nftables.Set{Table: table, Name: s.Name, KeyType: ks, Concatenation: len(nftables.ConcatSetTypeElements(ks)) > 1}
-			if err := c.SetAddElements(set, elems); err != nil {
-				return fmt.Errorf("set %s: %w", s.Name, err)
-			}
-			if err := c.Flush(); err != nil {
-				return fmt.Errorf("adding elements to set %s: %w", s.Name, err)
-			}
-			s.Elements = s.Elements[n:]
-		}
-	}
-	return nil
-}
-
-// queueTable queues, on c, the atomic replacement of the table with t:
-// add (a no-op when it exists), delete, and create it again with its
-// sets (their first setChunk elements), chains and rules, all in the
-// batch the caller flushes. It returns the sets' elements left to add.
-func queueTable(c *nftables.Conn, t NFTable) ([]NFTSet, error) {
 	table := &nftables.Table{Name: t.Name, Family: t.family()}
 	c.AddTable(table)
 	c.DelTable(table)
 	c.AddTable(table)
-	var rest []NFTSet
 	for _, s := range t.Sets {
 		ks, err := setKeyType(s)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		first := s.Elements[:min(len(s.Elements), setChunk)]
-		elems := make([]nftables.SetElement, len(first))
-		for i, k := range first {
-			elems[i] = nftables.SetElement{Key: k}
-		}
-		if err := c.AddSet(&nftables.Set{Table: table, Name: s.Name, KeyType: ks, Concatenation: len(nftables.ConcatSetTypeElements(ks)) > 1}, elems); err != nil {
-			return nil, fmt.Errorf("set %s: %w", s.Name, err)
-		}
-		if len(first) < len(s.Elements) {
-			rest = append(rest, NFTSet{Name: s.Name, Type: s.Type, KeyLen: s.KeyLen, Elements: s.Elements[len(first):]})
+		if err := c.AddSet(&nftables.Set{Table: table, Name: s.Name, KeyType: ks, Concatenation: len(nftables.ConcatSetTypeElements(ks)) > 1}, nil); err != nil {
+			return fmt.Errorf("set %s: %w", s.Name, err)
 		}
 	}
 	chains := make(map[string]*nftables.Chain, len(t.Chains))
@@ -474,7 +427,7 @@ func queueTable(c *nftables.Conn, t NFTable) ([]NFTSet, error) {
 			UserData: userdata.AppendString(nil, userdata.TypeComment, r.Comment),
 		})
 	}
-	return rest, nil
+	return c.Flush()
 }
 
 // setKeyType is the nftables key type of a set banger writes.
