@@ -82,8 +82,7 @@
 //			type ifname . ether_addr . ipv4_addr
 //			elements = { "tap-pool-0" . 02:b4:ac:1e:00:02 . 172.30.0.2,
 //				     "tap-pool-1" . 02:b4:ac:1e:00:03 . 172.30.0.3,
-//				     ... one per guest address ...
-//				     "tap-pool-252" . 02:b4:ac:1e:00:fe . 172.30.0.254 }
+//				     "tap-pool-2" . 02:b4:ac:1e:00:04 . 172.30.0.4 }
 //		}
 //
 //		chain prerouting {
@@ -119,16 +118,20 @@
 // from a pool TAP passes only if it is IPv4 whose (TAP, source MAC,
 // source address) is in guest-addrs, or Ethernet/IPv4 ARP whose (TAP,
 // source MAC, sender address) and (TAP, sender MAC, sender address)
-// both are; everything else from a pool TAP is dropped. The binding is
-// static: tap-pool-<n> carries the n-th guest address and its MAC
-// (TAPFor, MAC), and Pool.Acquire hands a VM the TAP of its leased
-// address. So the set is written once with the table and follows from
-// the config alone: acquiring and releasing TAPs, a daemon restart (there
-// is nothing to re-establish) and a rootless bangerd (which may not write
-// nftables at all) change nothing in it, and a TAP beyond the subnet's
-// addresses has no binding and sends nothing. One ARP reply can no longer
-// move another VM's address, and a guest cannot send from another VM's
-// MAC (which would make the bridge deliver that VM's frames to it).
+// both are; everything else from a pool TAP is dropped, IPv6 included.
+// A binding follows from the TAP's name: tap-pool-<n> carries the n-th
+// guest address and its MAC (BindingFor, TAPFor, MAC), and Pool.Acquire
+// hands a VM the TAP of its leased address. guest-addrs holds the
+// binding of every pool TAP that exists: Plan and Pool bind a TAP in the
+// step before they create it and unbind it when they delete it (Bind,
+// Unbind), and Plan drops bindings of TAPs that are gone. Creating and
+// deleting TAPs takes the same privilege as writing nftables, so a
+// rootless bangerd (which may do neither) works with the TAPs and
+// bindings `sudo banger host setup` made; handing TAPs to VMs, releasing
+// them and a daemon restart change no binding (there is nothing to
+// re-establish). One ARP reply can no longer move another VM's address,
+// and a guest cannot send from another VM's MAC, which would make the
+// bridge deliver that VM's frames to it.
 //
 // Only the daemon's owner reaches guests: the output chain drops every
 // packet to the bridge that is not part of an established connection and
@@ -146,16 +149,16 @@
 //
 // Every rule carries a comment "banger:<name>" (nftables userdata); Observe
 // reads the rules and the set's elements back, and Plan replaces a whole
-// table in one atomic netlink batch when anything in it differs (the
-// bridge table first). Allowlist and resolver changes are applied by
+// table in one atomic netlink batch when its chains, rules or sets differ
+// (the bridge table first, then its bindings again). Allowlist and resolver changes are applied by
 // `sudo banger host setup` or, for a root bangerd, on its next VM start.
 //
-// NAT and isolation are per subnet, not per VM: no rule names a VM, and the
-// bindings name every TAP and address of the subnet whether leased or not,
-// so deleting a VM never has to find "its" rule, and a runtime that
+// NAT and isolation are per subnet, not per VM: no rule names a VM, and a
+// binding belongs to a TAP whether it is leased or not, so deleting a VM
+// never has to find "its" rule, and a runtime that
 // lost its network handles has nothing to tear down here: per-VM teardown is
 // Pool.Release, which tolerates a TAP that is already gone. Leaks reports
-// any chain, rule or set element in either table that Plan would not
+// any chain, rule, set or binding in either table that Plan would not
 // create.
 //
 // Teardown removes the TAPs, the bridge and both tables but leaves
