@@ -414,7 +414,9 @@ func useOpencodeBaseline(c *Chroot) error {
 // TMPDIR and the XDG directories at it, and a function removing it.
 func scratchHome(c *Chroot, name string) (string, []string, func(), error) {
 	home := "/run/" + name
-	host, err := c.Path(home)
+	// The home itself is replaced, never followed: a build may have left
+	// a link there.
+	host, err := resolveParentInRoot(c.Root, home)
 	if err != nil {
 		return "", nil, nil, err
 	}
