@@ -92,7 +92,7 @@ func natCheck(in NetworkInputs, notYet func(name, what string) api.Check) api.Ch
 	case st.Table == nil:
 		return bad(CheckNAT, api.CheckFail, fmt.Sprintf("the NAT and isolation table inet %s is missing: guests have no egress", cfg.Table), rewrite)
 	case !isolation || !antiSpoof:
-		return bad(CheckNAT, api.CheckWarn, "banger's nftables tables differ from what this banger and its config write (an older banger, a changed network.allow_cidrs or resolver, or an edit by hand): guests may reach private or metadata addresses, or other users reach guests", rewrite)
+		return bad(CheckNAT, api.CheckWarn, "banger's nftables tables or TAP bindings differ from what this banger and its config write (an older banger, a changed network.allow_cidrs or resolver, or an edit by hand): guests may reach private or metadata addresses, other users may reach guests, or a VM may have no network", rewrite)
 	}
 	allowed := "none"
 	if len(cfg.AllowCIDRs) > 0 {

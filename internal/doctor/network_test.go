@@ -19,7 +19,7 @@ func TestNetworkChecks(t *testing.T) {
 			{Name: "tap-pool-2", Kind: "tap", Master: "banger0", Up: true, Isolated: true, InUse: true},
 		},
 	}
-	rules, antiSpoof := hostnet.Ruleset(cfg), hostnet.AntiSpoof(cfg)
+	rules, antiSpoof := hostnet.Ruleset(cfg), hostnet.AntiSpoofBound(cfg, "tap-pool-0", "tap-pool-1", "tap-pool-2")
 	healthy.Table, healthy.AntiSpoof = &rules, &antiSpoof
 	with := func(f func(st *hostnet.State)) hostnet.State {
 		st := healthy
@@ -52,6 +52,11 @@ func TestNetworkChecks(t *testing.T) {
 			map[string]api.CheckStatus{"bridge": "ok", "nat": "ok", "tap-pool": "ok", "leftovers": "ok"}},
 		{"no anti-spoofing table", NetworkInputs{Config: cfg, State: with(func(st *hostnet.State) { st.AntiSpoof = nil }), Leased: []string{"tap-pool-2"}, DaemonRoot: true},
 			map[string]api.CheckStatus{"bridge": "ok", "nat": "fail", "tap-pool": "ok", "leftovers": "ok"}},
+		{"a TAP without its binding", NetworkInputs{Config: cfg, State: with(func(st *hostnet.State) {
+			t := hostnet.AntiSpoofBound(cfg, "tap-pool-0", "tap-pool-1")
+			st.AntiSpoof = &t
+		}), Leased: []string{"tap-pool-2"}, DaemonRoot: true},
+			map[string]api.CheckStatus{"bridge": "ok", "nat": "warn", "tap-pool": "ok", "leftovers": "ok"}},
 		{"isolation table of another config", NetworkInputs{Config: cfg, State: with(func(st *hostnet.State) { st.Table = &older }), Leased: []string{"tap-pool-2"}, DaemonRoot: true},
 			map[string]api.CheckStatus{"bridge": "ok", "nat": "warn", "tap-pool": "ok", "leftovers": "warn"}},
 		{"unprivileged", NetworkInputs{Config: cfg, State: with(func(st *hostnet.State) { st.Table, st.AntiSpoof, st.TableUnknown = nil, nil, true }), Leased: []string{"tap-pool-2"}},
@@ -70,13 +75,13 @@ func TestNetworkChecks(t *testing.T) {
 	t.Run("healthy says what holds", func(t *testing.T) {
 		cfg := cfg
 		cfg.DNS = []netip.Addr{netip.MustParseAddr("192.168.1.53")}
-		rules, antiSpoof := hostnet.Ruleset(cfg), hostnet.AntiSpoof(cfg)
-		st := with(func(st *hostnet.State) { st.Table, st.AntiSpoof = &rules, &antiSpoof })
+		rules := hostnet.Ruleset(cfg)
+		st := with(func(st *hostnet.State) { st.Table = &rules })
 		for _, c := range NetworkChecks(NetworkInputs{Config: cfg, State: st, Leased: []string{"tap-pool-2"}, DaemonRoot: true}) {
 			if c.Name != CheckNAT {
 				continue
 			}
-			want := "egress NAT; guests kept from private, link-local and metadata addresses (allowed: none; DNS to 192.168.1.53); only the owner and root connect to guests; anti-spoofing binds 253 TAPs to their addresses"
+			want := "egress NAT; guests kept from private, link-local and metadata addresses (allowed: none; DNS to 192.168.1.53); only the owner and root connect to guests; anti-spoofing binds 3 TAPs to their addresses"
 			if c.Status != api.CheckOK || c.Detail != want {
 				t.Errorf("nat check = %s %q, want ok %q", c.Status, c.Detail, want)
 			}

@@ -136,6 +136,18 @@ func bindingSteps(cfg Config, st State, links []string, rewritten bool) []Step {
 	return steps
 }
 
+// AntiSpoofBound is AntiSpoof(cfg) with the bindings of the pool TAPs
+// taps in its set: what the host holds once Plan made those TAPs.
+func AntiSpoofBound(cfg Config, taps ...string) NFTable {
+	t := AntiSpoof(cfg)
+	for _, name := range taps {
+		if b, ok := BindingFor(cfg.Subnet, name); ok {
+			t.Sets[0].Elements = append(t.Sets[0].Elements, b.key())
+		}
+	}
+	return t
+}
+
 // isBound reports whether st's anti-spoofing table binds name.
 func isBound(cfg Config, st State, name string) bool {
 	b, ok := BindingFor(cfg.Subnet, name)
