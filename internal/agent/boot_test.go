@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bangerdev/banger/internal/agentmux"
 	"github.com/bangerdev/banger/internal/agentproto"
 	"github.com/bangerdev/banger/internal/guestinit"
 	"github.com/bangerdev/banger/internal/guestinit/boottest"
+	"github.com/bangerdev/banger/internal/hypervisor/hvtest"
 )
 
 // TestServeInGuest boots a real guest (QEMU software emulation; this host
@@ -30,7 +32,13 @@ func TestServeInGuest(t *testing.T) {
 		mods = append(mods, guestinit.Module{Path: p})
 	}
 	agent := boottest.BuildAgent(t)
-	initrd := boottest.Initramfs(t, agent, k, mods)
+	// The boot payload: the agent key travels in an archive appended to
+	// the initramfs, as bangerd hands it.
+	key := []byte("the agent key of TestServeInGuest")[:32]
+	initrd := filepath.Join(t.TempDir(), "initrd-with-key.img")
+	if err := hvtest.WithBootKey(initrd, boottest.Initramfs(t, agent, k, mods), key); err != nil {
+		t.Fatal(err)
+	}
 	root := boottest.RootFS(t, 64<<20, map[string]string{
 		"sbin/init":            boottest.BuildRootInit(t),
 		boottest.AgentPath[1:]: agent,
@@ -60,13 +68,13 @@ func TestServeInGuest(t *testing.T) {
 			// return EOF until the next connection.
 			time.Sleep(2 * time.Second)
 		}
-		h, elapsed, err := healthOverSocket(sock, 2*time.Minute)
+		h, elapsed, err := healthOverSocket(sock, key, 2*time.Minute)
 		if err != nil {
 			t.Fatalf("round %d: %v; console:\n%s", round, err, vm.Console())
 		}
 		t.Logf("round %d: health after %v: %+v", round, elapsed.Round(time.Millisecond), h)
-		if h.Protocol != agentproto.Version || h.Kernel != k.Release || h.Root != "ext4" || h.RootMount != "/dev/vdb" || h.UptimeMS <= 0 || h.BuildID == "" {
-			t.Errorf("round %d: health = %+v; want protocol %d, kernel %s, root ext4, /root from /dev/vdb", round, h, agentproto.Version, k.Release)
+		if h.Protocol != agentmux.Protocol || h.Kernel != k.Release || h.Root != "ext4" || h.RootMount != "/dev/vdb" || h.UptimeMS <= 0 || h.BuildID == "" {
+			t.Errorf("round %d: health = %+v; want protocol %d, kernel %s, root ext4, /root from /dev/vdb", round, h, agentmux.Protocol, k.Release)
 		}
 	}
 	if strings.Contains(vm.Console(), "banger-agent serve ended") {
@@ -79,12 +87,14 @@ func TestServeInGuest(t *testing.T) {
 	}
 }
 
-// healthOverSocket connects to QEMU's end of the virtio-serial port and
-// asks for health until the agent answers. Requests written before the
-// agent opened the port are lost (the guest kernel discards them), so each
-// attempt has a short timeout; the replies to timed-out attempts arrive
-// later as stale lines that CheckHealth skips.
-func healthOverSocket(sock string, timeout time.Duration) (agentproto.Health, time.Duration, error) {
+// healthOverSocket connects to QEMU's end of the virtio-serial port,
+// upgrades to an authenticated session with key and asks for health,
+// until the agent answers. What the host writes before the agent opened
+// the port is lost (the guest kernel discards it), so each upgrade
+// attempt has a short timeout and is retried on the same connection; the
+// replies to timed-out attempts arrive later as stale lines the next
+// attempt skips.
+func healthOverSocket(sock string, key []byte, timeout time.Duration) (agentproto.Health, time.Duration, error) {
 	start := time.Now()
 	deadline := start.Add(timeout)
 	var conn net.Conn
@@ -100,18 +110,17 @@ func healthOverSocket(sock string, timeout time.Duration) (agentproto.Health, ti
 		time.Sleep(50 * time.Millisecond)
 	}
 	defer conn.Close()
-	c := agentproto.NewClient(conn)
 	var lastErr error
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		h, err := c.Health(ctx)
+		h, err := health(ctx, conn, key)
 		cancel()
 		if err == nil {
 			return h, time.Since(start), nil
 		}
 		lastErr = err
 		if !errors.Is(err, context.DeadlineExceeded) {
-			time.Sleep(100 * time.Millisecond)
+			return agentproto.Health{}, 0, err
 		}
 	}
 	return agentproto.Health{}, 0, lastErr

@@ -15,6 +15,7 @@ import (
 
 	"github.com/bangerdev/banger/internal/agentmux"
 	"github.com/bangerdev/banger/internal/agentproto"
+	"github.com/bangerdev/banger/internal/bootpayload"
 	"github.com/bangerdev/banger/internal/guestsession"
 )
 
@@ -23,6 +24,7 @@ import (
 type server struct {
 	log     *slog.Logger
 	handler agentproto.Handler
+	key     []byte // this boot's agent key (internal/bootpayload); nil refuses every host
 
 	sysDir     string // "/sys": where virtio-serial ports are named
 	devDir     string // "/dev": their device nodes
@@ -70,26 +72,21 @@ func newMuxHandler(dir string, log *slog.Logger) *muxHandler {
 }
 
 // NewGuest is banger-agent's protocol 2 end with its sessions kept in
-// sessionDir, for host code's tests to talk to a real agent over a pipe.
-func NewGuest(sessionDir string, log *slog.Logger) (*agentmux.Guest, error) {
+// sessionDir, serving the host that holds key, for host code's tests to
+// talk to a real agent over a pipe.
+func NewGuest(sessionDir string, key []byte, log *slog.Logger) (*agentmux.Guest, error) {
 	h := newMuxHandler(sessionDir, log)
 	if h.sessionsErr != nil {
 		return nil, h.sessionsErr
 	}
-	return &agentmux.Guest{
-		Handler: h,
-		V1:      func(ctx context.Context, line []byte) []byte { return agentproto.HandleLine(ctx, h, line) },
-		Log:     log,
-	}, nil
+	return &agentmux.Guest{Handler: h, Key: key, Log: log}, nil
 }
 
-// serveChannel serves one agent channel: protocol 1 lines and, after an
-// upgrade, protocol 2 sessions (internal/agentmux).
+// serveChannel serves one agent channel: the authenticated upgrade and
+// protocol 2 sessions (internal/agentmux); nothing before the host proved
+// it holds s.key.
 func (s *server) serveChannel(ctx context.Context, rw io.ReadWriter) error {
-	g := &agentmux.Guest{
-		V1:  func(ctx context.Context, line []byte) []byte { return agentproto.HandleLine(ctx, s.handler, line) },
-		Log: s.log,
-	}
+	g := &agentmux.Guest{Key: s.key, Log: s.log, Handler: agentmux.Basic(s.handler)}
 	if h, ok := s.handler.(agentmux.Handler); ok {
 		g.Handler = h
 	}
@@ -159,6 +156,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	s := newServer(log)
+	s.key = loadBoot(bootpayload.StageDir, bootpayload.GuestHome, log)
 	s.handler = newMuxHandler(SessionStateDir, log)
 	if err := s.run(ctx); err != nil {
 		fmt.Fprintf(stderr, "banger-agent serve: %v\n", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
+	"github.com/bangerdev/banger/internal/agentmux"
 	"github.com/bangerdev/banger/internal/agentproto"
 )
 
@@ -69,8 +70,24 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// testKey is the agent key of the test servers.
+var testKey = []byte("this boot's agent key: 32 bytes!")
+
+// health asks the agent at the other end of rw for its health over an
+// authenticated protocol 2 session with key, which it then closes (and
+// rw). A timed-out upgrade leaves rw open, to retry on it.
+func health(ctx context.Context, rw io.ReadWriteCloser, key []byte) (agentproto.Health, error) {
+	sess, err := agentmux.Upgrade(ctx, rw, key)
+	if err != nil {
+		return agentproto.Health{}, err
+	}
+	defer sess.Close()
+	return sess.Health(ctx)
+}
+
 func testServer(t *testing.T) *server {
 	s := newServer(testLogger(t))
+	s.key = testKey
 	s.handler = fixedHealth{"guest"}
 	s.vsock = noVsock{}
 	s.sysDir, s.devDir = t.TempDir(), t.TempDir()
@@ -224,23 +241,25 @@ func TestServePortReopens(t *testing.T) {
 		<-done
 	})
 
+	// check asks twice on one session; closing the session closes host
+	// (the host program disconnects: the guest end reads EOF from then on).
 	check := func(host *os.File) {
 		t.Helper()
 		hctx, hcancel := context.WithTimeout(ctx, time.Minute)
 		defer hcancel()
-		h, err := agentproto.CheckHealth(hctx, host)
-		if err != nil || h.Hostname != "guest" {
-			t.Fatalf("CheckHealth = %+v, %v", h, err)
+		sess, err := agentmux.Upgrade(hctx, host, testKey)
+		if err != nil {
+			t.Fatalf("Upgrade: %v", err)
+		}
+		defer sess.Close()
+		for range 2 {
+			if h, err := sess.Health(hctx); err != nil || h.Hostname != "guest" {
+				t.Fatalf("Health = %+v, %v", h, err)
+			}
 		}
 	}
-	host1 := <-hosts
-	check(host1)
-	check(host1)
-	host1.Close() // the host program disconnects: the guest end reads EOF from now on
-
-	host2 := <-hosts
-	defer host2.Close()
-	check(host2)
+	check(<-hosts)
+	check(<-hosts)
 	want := []time.Duration{10 * ms, 20 * ms, 40 * ms, 40 * ms, 40 * ms, 40 * ms, 40 * ms} // 230ms >= 200ms
 	if diff := cmp.Diff(want, rec.take()); diff != "" {
 		t.Errorf("delays before reopening (-want +got):\n%s", diff)
@@ -289,11 +308,14 @@ func TestServePortOpenErrors(t *testing.T) {
 // by path.
 func openPTY(t *testing.T) (*os.File, string) {
 	t.Helper()
-	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	// A raw descriptor, made a pollable *os.File at the end: File.Fd
+	// would leave it blocking, and a host session's read on it could
+	// then not be interrupted by Close.
+	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		t.Skipf("no pseudo-terminals here: %v", err)
 	}
-	fd := int(master.Fd())
+	master := os.NewFile(uintptr(fd), "/dev/ptmx")
 	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -361,12 +383,12 @@ func TestServeSerialPTY(t *testing.T) {
 		master, slave := openPTY(t)
 		plug(slave)
 		hctx, hcancel := context.WithTimeout(ctx, time.Minute)
-		h, err := agentproto.CheckHealth(hctx, master)
+		h, err := health(hctx, master, testKey)
 		hcancel()
 		if err != nil {
-			t.Fatalf("round %d: CheckHealth: %v", i, err)
+			t.Fatalf("round %d: health: %v", i, err)
 		}
-		if h.Kernel != release || h.Protocol != agentproto.Version || h.Root == "" {
+		if h.Kernel != release || h.Protocol != agentmux.Protocol || h.Root == "" {
 			t.Errorf("round %d: health = %+v", i, h)
 		}
 		master.Close() // the port goes away under the agent
@@ -430,7 +452,7 @@ func TestServeVsockConnections(t *testing.T) {
 				return
 			}
 			defer conn.Close()
-			if h, err := agentproto.CheckHealth(ctx, conn); err != nil || h.Hostname != "guest" {
+			if h, err := health(ctx, conn, testKey); err != nil || h.Hostname != "guest" {
 				t.Errorf("connection %d: %+v, %v", i, h, err)
 			}
 		})
