@@ -113,6 +113,53 @@ func CID(id string) uint32 {
 // Args is pure: it reads no files and checks nothing (Launch validates the
 // spec first).
 func Args(spec hypervisor.Spec, accel string, m Machine, agent hypervisor.AgentTransport) []string {
+	return args(spec, accel, m, agent, nil)
+}
+
+// Passed are the descriptors a daemon running as root opens for a QEMU
+// that runs as the VM user (Driver.User), which may open none of the VM's
+// files itself: each field is the descriptor number QEMU inherits.
+type Passed struct {
+	// QMP and Agent are unix sockets the daemon bound at Paths.QMP and
+	// Paths.Agent (mode 0600, root's); QEMU listens on them, so their
+	// peer credentials are QEMU's. Agent is unused with vsock.
+	QMP, Agent int
+	// Console is the console log, open for appending.
+	Console int
+	// Kernel and Initrd are sealed in-memory copies (memfd) of the boot
+	// files, which QEMU reads through /proc/self/fd: a memfd can be
+	// reopened by any holder, a root-only image file cannot. Initrd is
+	// unused when the spec has none.
+	Kernel, Initrd int
+	// Disks are the spec's disks, in order.
+	Disks []DiskFDs
+	// TAP is the NIC's TAP queue, attached by the daemon; unused without
+	// a NIC.
+	TAP int
+	// VhostVsock is an open /dev/vhost-vsock; unused without vsock.
+	VhostVsock int
+}
+
+// DiskFDs are one disk's descriptors, in one QEMU fd set: QEMU opens an
+// image read-only first and read-write when the guest device attaches.
+type DiskFDs struct {
+	RO int
+	RW int // unused for a read-only disk
+}
+
+// ArgsPassed is Args for a QEMU that runs as the VM user: every file is a
+// passed descriptor (fds) instead of a path, and there is no -pidfile (the
+// driver locks the pid file for QEMU; see Launch).
+func ArgsPassed(spec hypervisor.Spec, accel string, m Machine, agent hypervisor.AgentTransport, fds Passed) []string {
+	return args(spec, accel, m, agent, &fds)
+}
+
+// Sandbox is QEMU's seccomp filter, on for every VM: no obsolete system
+// calls, no set*uid/set*gid, no fork or exec, no scheduler or priority
+// changes. A guest that takes over QEMU keeps only what QEMU needs to run.
+const Sandbox = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
+func args(spec hypervisor.Spec, accel string, m Machine, agent hypervisor.AgentTransport, fds *Passed) []string {
 	p := PathsIn(spec.Dir)
 	microvm := m == Microvm
 	vcpus, mem := spec.VCPUs, spec.MemoryMiB
@@ -137,19 +184,39 @@ func Args(spec hypervisor.Spec, accel string, m Machine, agent hypervisor.AgentT
 	add("-machine", machine, "-cpu", cpu)
 	add("-smp", strconv.Itoa(vcpus), "-m", strconv.Itoa(mem))
 	add("-nodefaults", "-no-user-config", "-nographic", "-display", "none", "-no-reboot")
-	add("-pidfile", p.PID)
-	add("-qmp", "unix:"+escape(p.QMP)+",server=on,wait=off")
+	add("-sandbox", Sandbox)
+	// fdset adds descriptors to one QEMU fd set, named by the first.
+	fdset := func(fd ...int) string {
+		for _, f := range fd {
+			add("-add-fd", "fd="+strconv.Itoa(f)+",set="+strconv.Itoa(fd[0]))
+		}
+		return "/dev/fdset/" + strconv.Itoa(fd[0])
+	}
+	console := escape(p.Console)
+	if fds == nil {
+		add("-pidfile", p.PID)
+		add("-qmp", "unix:"+escape(p.QMP)+",server=on,wait=off")
+	} else {
+		add("-chardev", "socket,id=qmp,fd="+strconv.Itoa(fds.QMP)+",server=on,wait=off", "-mon", "chardev=qmp,mode=control")
+		console = fdset(fds.Console)
+	}
 	// The console goes to a file QEMU opens with O_APPEND, so the driver
 	// can trim it in place (see console.go).
-	add("-chardev", "file,id=con,path="+escape(p.Console)+",append=on", "-serial", "chardev:con")
+	add("-chardev", "file,id=con,path="+console+",append=on", "-serial", "chardev:con")
 
+	kernel, initrd := spec.Boot.Vmlinuz, spec.Boot.Initrd
 	if microvm {
-		add("-kernel", spec.Boot.Vmlinux)
-	} else {
-		add("-kernel", spec.Boot.Vmlinuz)
+		kernel = spec.Boot.Vmlinux
 	}
-	if spec.Boot.Initrd != "" {
-		add("-initrd", spec.Boot.Initrd)
+	if fds != nil {
+		kernel = "/proc/self/fd/" + strconv.Itoa(fds.Kernel)
+		if initrd != "" {
+			initrd = "/proc/self/fd/" + strconv.Itoa(fds.Initrd)
+		}
+	}
+	add("-kernel", kernel)
+	if initrd != "" {
+		add("-initrd", initrd)
 	}
 	prefix := CmdlinePrefix
 	if microvm {
@@ -165,7 +232,15 @@ func Args(spec hypervisor.Spec, accel string, m Machine, agent hypervisor.AgentT
 	}
 	for i, d := range spec.Disks {
 		id := fmt.Sprintf("disk%d", i)
-		drive := "file=" + escape(d.Path) + ",if=none,id=" + id + ",format=raw,cache=writeback"
+		file := escape(d.Path)
+		if fds != nil {
+			if d.ReadOnly {
+				file = fdset(fds.Disks[i].RO)
+			} else {
+				file = fdset(fds.Disks[i].RW, fds.Disks[i].RO)
+			}
+		}
+		drive := "file=" + file + ",if=none,id=" + id + ",format=raw,cache=writeback"
 		if d.ReadOnly {
 			drive += ",readonly=on"
 		} else {
@@ -179,14 +254,26 @@ func Args(spec hypervisor.Spec, accel string, m Machine, agent hypervisor.AgentT
 		add("-drive", drive, "-device", device)
 	}
 	if spec.NIC != nil {
-		add("-netdev", "tap,id=net0,ifname="+escape(spec.NIC.TAP)+",script=no,downscript=no,vhost=off",
+		tap := "ifname=" + escape(spec.NIC.TAP) + ",script=no,downscript=no"
+		if fds != nil {
+			tap = "fd=" + strconv.Itoa(fds.TAP)
+		}
+		add("-netdev", "tap,id=net0,"+tap+",vhost=off",
 			"-device", dev("virtio-net-pci", "virtio-net-device")+",netdev=net0,mac="+escape(spec.NIC.MAC))
 	}
 	if agent == hypervisor.AgentVsock {
-		add("-device", dev("vhost-vsock-pci", "vhost-vsock-device")+",guest-cid="+strconv.FormatUint(uint64(CID(spec.ID)), 10))
+		vsock := dev("vhost-vsock-pci", "vhost-vsock-device") + ",guest-cid=" + strconv.FormatUint(uint64(CID(spec.ID)), 10)
+		if fds != nil {
+			vsock += ",vhostfd=" + strconv.Itoa(fds.VhostVsock)
+		}
+		add("-device", vsock)
 	} else {
+		chardev := "path=" + escape(p.Agent)
+		if fds != nil {
+			chardev = "fd=" + strconv.Itoa(fds.Agent)
+		}
 		add("-device", dev("virtio-serial-pci", "virtio-serial-device")+",id=vser0",
-			"-chardev", "socket,id=agent,path="+escape(p.Agent)+",server=on,wait=off",
+			"-chardev", "socket,id=agent,"+chardev+",server=on,wait=off",
 			"-device", "virtserialport,bus=vser0.0,chardev=agent,name="+agentproto.SerialPortName)
 	}
 	return a

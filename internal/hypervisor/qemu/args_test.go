@@ -54,17 +54,31 @@ func TestArgsGolden(t *testing.T) {
 		accel   string
 		machine Machine
 		agent   hypervisor.AgentTransport
+		// passed: QEMU runs as the VM user, every file a descriptor.
+		passed *Passed
 	}{
-		{"tcg-q35-serial", baseSpec(), AccelTCG, Q35, hypervisor.AgentSerial},
-		{"tcg-q35-nic-serial", withNIC(baseSpec()), AccelTCG, Q35, hypervisor.AgentSerial},
-		{"tcg-q35-nic-vsock", withNIC(baseSpec()), AccelTCG, Q35, hypervisor.AgentVsock},
-		{"kvm-microvm-nic-vsock", withNIC(baseSpec()), AccelKVM, Microvm, hypervisor.AgentVsock},
-		{"kvm-microvm-serial", baseSpec(), AccelKVM, Microvm, hypervisor.AgentSerial},
-		{"tcg-q35-escaping-defaults", odd, AccelTCG, Q35, hypervisor.AgentSerial},
+		{"tcg-q35-serial", baseSpec(), AccelTCG, Q35, hypervisor.AgentSerial, nil},
+		{"tcg-q35-nic-serial", withNIC(baseSpec()), AccelTCG, Q35, hypervisor.AgentSerial, nil},
+		{"tcg-q35-nic-vsock", withNIC(baseSpec()), AccelTCG, Q35, hypervisor.AgentVsock, nil},
+		{"kvm-microvm-nic-vsock", withNIC(baseSpec()), AccelKVM, Microvm, hypervisor.AgentVsock, nil},
+		{"kvm-microvm-serial", baseSpec(), AccelKVM, Microvm, hypervisor.AgentSerial, nil},
+		{"tcg-q35-escaping-defaults", odd, AccelTCG, Q35, hypervisor.AgentSerial, nil},
+		{"vmuser-tcg-q35-nic-serial", withNIC(baseSpec()), AccelTCG, Q35, hypervisor.AgentSerial, &Passed{
+			QMP: 3, Agent: 4, Console: 5, Kernel: 6, Initrd: 7,
+			Disks: []DiskFDs{{RO: 8}, {RW: 9, RO: 10}}, TAP: 11,
+		}},
+		{"vmuser-kvm-microvm-nic-vsock", withNIC(baseSpec()), AccelKVM, Microvm, hypervisor.AgentVsock, &Passed{
+			QMP: 3, Console: 4, Kernel: 5, Initrd: 6,
+			Disks: []DiskFDs{{RO: 7}, {RW: 8, RO: 9}}, TAP: 10, VhostVsock: 11,
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := strings.Join(Args(tt.spec, tt.accel, tt.machine, tt.agent), "\n") + "\n"
+			argv := Args(tt.spec, tt.accel, tt.machine, tt.agent)
+			if tt.passed != nil {
+				argv = ArgsPassed(tt.spec, tt.accel, tt.machine, tt.agent, *tt.passed)
+			}
+			got := strings.Join(argv, "\n") + "\n"
 			golden := filepath.Join("testdata", "args", tt.name+".golden")
 			if *update {
 				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {

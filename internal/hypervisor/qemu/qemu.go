@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -75,6 +76,13 @@ type Driver struct {
 	// driver launched or adopted are trimmed to their limit;
 	// DefaultConsoleTrimInterval when 0.
 	ConsoleTrimInterval time.Duration
+
+	// User, when set, is the unprivileged user QEMU runs as (a daemon
+	// running as root sets it): QEMU starts with its uid and gid and no
+	// supplementary group but /dev/kvm's, and receives every file of the
+	// VM as a descriptor the daemon opened (see Passed). Nil: QEMU runs as
+	// the daemon's user and opens its files by path.
+	User *hypervisor.VMUser
 
 	keeperOnce sync.Once
 	keeper     *hypervisor.LogKeeper
@@ -128,13 +136,16 @@ func (d *Driver) bin() (string, error) {
 	return p, nil
 }
 
+func (d *Driver) vhostVsock() string {
+	if d.VhostVsock != "" {
+		return d.VhostVsock
+	}
+	return DefaultVhostVsock
+}
+
 // agentTransport is vsock when the host offers vhost-vsock to this user.
 func (d *Driver) agentTransport() hypervisor.AgentTransport {
-	dev := d.VhostVsock
-	if dev == "" {
-		dev = DefaultVhostVsock
-	}
-	if unix.Access(dev, unix.R_OK|unix.W_OK) == nil {
+	if unix.Access(d.vhostVsock(), unix.R_OK|unix.W_OK) == nil {
 		return hypervisor.AgentVsock
 	}
 	return hypervisor.AgentSerial
@@ -176,26 +187,48 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 	if err != nil {
 		return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s: %w", spec.ID, err)
 	}
-	// A fresh console log per boot, private to the user; QEMU appends.
-	if err := os.WriteFile(p.Console, nil, 0o600); err != nil {
-		stderr.Close()
-		removeFiles(p.Stderr)
-		return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s: %w", spec.ID, err)
-	}
 	transport := d.agentTransport()
-	cmd := exec.Command(bin, Args(spec, accel, machine, transport)...)
-	cmd.Dir = spec.Dir
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, nil, stderr // nil: /dev/null
+	cmd := exec.Command(bin)
 	// Its own session (and process group): no signal meant for the daemon
 	// reaches it, and it outlives the daemon.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	var passed *passedFiles
+	if d.User == nil {
+		// A fresh console log per boot, private to the user; QEMU appends.
+		if err := os.WriteFile(p.Console, nil, 0o600); err != nil {
+			stderr.Close()
+			removeFiles(p.Stderr)
+			return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s: %w", spec.ID, err)
+		}
+		cmd.Args = append(cmd.Args, Args(spec, accel, machine, transport)...)
+		cmd.Dir = spec.Dir
+	} else {
+		passed, err = openPassed(spec, p, machine, transport, d.vhostVsock())
+		if err != nil {
+			stderr.Close()
+			removeFiles(p.Stderr, p.Console, p.QMP, p.Agent, p.PID)
+			return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s as %s: %w", spec.ID, d.User.Name, err)
+		}
+		defer passed.close()
+		cmd.Args = append(cmd.Args, ArgsPassed(spec, accel, machine, transport, passed.fds)...)
+		cmd.ExtraFiles = passed.extra
+		cmd.Dir = "/"
+		var groups []uint32
+		if accel == AccelKVM {
+			if g, ok := hypervisor.DeviceGroup("/dev/kvm"); ok {
+				groups = append(groups, g)
+			}
+		}
+		cmd.SysProcAttr.Credential = d.User.Credential(groups...)
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, nil, stderr // nil: /dev/null
 	if accel == AccelTCG {
 		d.log().Warn("QEMU runs this VM under software emulation (TCG) because KVM cannot boot a guest here: expect it to be slow", "vm", spec.ID)
 	}
 	err = cmd.Start()
 	stderr.Close()
 	if err != nil {
-		removeFiles(p.Stderr, p.Console)
+		removeFiles(p.Stderr, p.Console, p.QMP, p.Agent, p.PID)
 		return hypervisor.Handle{}, fmt.Errorf("qemu: starting %s: %w; check the QEMU binary", bin, err)
 	}
 	// The daemon is QEMU's parent until it exits: reap QEMU as soon as it
@@ -236,6 +269,11 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 		removeFiles(p.QMP, p.Agent, p.PID, p.Stderr, p.Console)
 		return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s: %w", spec.ID, err)
 	}
+	if passed != nil {
+		if err := passed.writePID(h.PID); err != nil {
+			return fail(err)
+		}
+	}
 	if err := d.waitQMP(ctx, p.QMP, h.PID, exited); err != nil {
 		if errors.Is(err, errExited) {
 			return fail(fmt.Errorf("QEMU exited (%v): %s", waitErr, stderrTail(p.Stderr)))
@@ -251,7 +289,11 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 	}
 	h.StartTime = st
 	d.keepConsole(h)
-	d.log().Info("QEMU started", "vm", spec.ID, "pid", h.PID, "accel", accel, "agent", transport)
+	user := "the daemon's user"
+	if d.User != nil {
+		user = d.User.Name
+	}
+	d.log().Info("QEMU started", "vm", spec.ID, "pid", h.PID, "accel", accel, "agent", transport, "user", user)
 	return h, nil
 }
 
@@ -486,7 +528,7 @@ func (d *Driver) cleanup(h hypervisor.Handle) {
 		return
 	}
 	pidFile := filepath.Join(filepath.Dir(h.ControlSocket), PIDFile)
-	if holder := lockHolder(pidFile); holder > 0 && holder != h.PID {
+	if holder := lockHolder(pidFile); holder != 0 && holder != h.PID {
 		d.log().Warn("another QEMU runs in the VM's directory; leaving its sockets", "pid", holder, "dir", filepath.Dir(pidFile))
 		return
 	}
@@ -518,7 +560,7 @@ func (d *Driver) DialAgent(ctx context.Context, h hypervisor.Handle) (net.Conn, 
 // runningIn reports a QEMU that still runs in the directory of p: the
 // holder of the pid file's lock, or whoever answers on the QMP socket.
 func runningIn(ctx context.Context, p Paths) (int, bool) {
-	if pid := lockHolder(p.PID); pid > 0 {
+	if pid := lockHolder(p.PID); pid != 0 {
 		return pid, true
 	}
 	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
@@ -533,7 +575,7 @@ func runningIn(ctx context.Context, p Paths) (int, bool) {
 }
 
 // lockHolder returns the PID holding a lock on path (QEMU locks its pid
-// file while it runs), or 0.
+// file while it runs), -1 when a lock's holder is not known yet, or 0.
 func lockHolder(path string) int {
 	f, err := os.Open(path)
 	if err != nil {
@@ -543,6 +585,18 @@ func lockHolder(path string) int {
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
 	if err := unix.FcntlFlock(f.Fd(), unix.F_GETLK, &lk); err != nil || lk.Type == unix.F_UNLCK {
 		return 0
+	}
+	if lk.Pid == -1 {
+		// An open file description lock, which the driver takes for a
+		// QEMU running as the VM user (see openPassed): the file holds
+		// the pid.
+		b := make([]byte, 16)
+		n, _ := f.ReadAt(b, 0)
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b[:n])))
+		if err != nil || pid <= 0 {
+			return -1
+		}
+		return pid
 	}
 	return int(lk.Pid)
 }
