@@ -28,7 +28,10 @@ const (
 
 // Defaults for values the file does not set.
 const (
-	DefaultQEMUBin     = "qemu-system-x86_64"
+	DefaultQEMUBin = "qemu-system-x86_64"
+	// DefaultVMUser is the system user a daemon running as root runs
+	// QEMU and the jailed Firecracker as (created on first use).
+	DefaultVMUser      = "banger-vm"
 	DefaultLogLevel    = "info"
 	DefaultBridge      = "banger0"
 	DefaultSubnet      = "172.30.0.0/24"
@@ -52,8 +55,9 @@ type Config struct {
 	Paths          Paths      `json:"paths"`
 	Hypervisor     string     `json:"hypervisor"`      // "auto" (default) | "firecracker" | "qemu"
 	FirecrackerBin string     `json:"firecracker_bin"` // "" = look up "firecracker" on PATH
-	Jailer         bool       `json:"jailer"`          // run Firecracker under its jailer
+	Jailer         bool       `json:"jailer"`          // run Firecracker under its jailer when the daemon is root; default true
 	QEMUBin        string     `json:"qemu_bin"`        // default "qemu-system-x86_64"
+	VMUser         string     `json:"vm_user"`         // default "banger-vm": the user a root daemon runs hypervisors as; "" keeps them root
 	SSHKey         string     `json:"ssh_key"`         // "" = auto-managed key at Paths.ManagedSSHKey(); otherwise an absolute path
 	LogLevel       string     `json:"log_level"`       // debug|info|warn|error, default info
 	Network        Network    `json:"network"`
@@ -114,7 +118,9 @@ func Default(paths Paths, home string) *Config {
 	c := &Config{
 		Paths:      paths,
 		Hypervisor: HypervisorAuto,
+		Jailer:     true,
 		QEMUBin:    DefaultQEMUBin,
+		VMUser:     DefaultVMUser,
 		LogLevel:   DefaultLogLevel,
 		Network: Network{
 			Bridge:      DefaultBridge,
@@ -184,6 +190,7 @@ type fileFormat struct {
 	FirecrackerBin string      `toml:"firecracker_bin"`
 	Jailer         bool        `toml:"jailer"`
 	QEMUBin        string      `toml:"qemu_bin"`
+	VMUser         string      `toml:"vm_user"`
 	SSHKey         string      `toml:"ssh_key"`
 	LogLevel       string      `toml:"log_level"`
 	DataDir        string      `toml:"data_dir"`
@@ -222,6 +229,7 @@ func (c *Config) TOML() ([]byte, error) {
 		FirecrackerBin: c.FirecrackerBin,
 		Jailer:         c.Jailer,
 		QEMUBin:        c.QEMUBin,
+		VMUser:         c.VMUser,
 		SSHKey:         c.SSHKey,
 		LogLevel:       c.LogLevel,
 		DataDir:        dirOverride(c.Paths.DataDir, c.envPaths.DataDir),

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +16,9 @@ import (
 
 	"github.com/BurntSushi/toml"
 )
+
+// vmUserRE is what useradd accepts as a system user name.
+var vmUserRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 
 // Load reads paths.ConfigFile over the defaults and validates the result.
 // A missing file (or an empty ConfigFile) is not an error: the defaults
@@ -183,6 +187,24 @@ func fields() []field {
 			want:  `a command name or an absolute path, e.g. "qemu-system-x86_64"`,
 			set:   setPath(func(c *Config) *string { return &c.QEMUBin }),
 			check: checkBinary(func(c *Config) string { return c.QEMUBin }, false),
+		},
+		{
+			key:  "vm_user",
+			want: `"" (hypervisors stay root under a root daemon: not recommended) or a user name, e.g. "banger-vm"`,
+			set: func(c *Config, v any) *Error {
+				s, ok := v.(string)
+				if !ok {
+					return &Error{Value: tomlValue(v)}
+				}
+				c.VMUser = s
+				return nil
+			},
+			check: func(c *Config) *Error {
+				if c.VMUser == "" || vmUserRE.MatchString(c.VMUser) {
+					return nil
+				}
+				return &Error{Value: quote(c.VMUser)}
+			},
 		},
 		{
 			key:   "ssh_key",
