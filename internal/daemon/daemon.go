@@ -64,6 +64,10 @@ type Daemon struct {
 	fcErr     error
 	fcVersion string
 	hvMu      sync.Mutex
+
+	// confinedRoot: vm_user = "" was warned about (see confineHypervisors).
+	confinedRoot bool
+
 	host      doctor.Host
 	started   time.Time
 	build     buildinfo.Info

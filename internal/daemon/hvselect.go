@@ -11,6 +11,7 @@ import (
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/config"
 	"github.com/bangerdev/banger/internal/doctor"
+	"github.com/bangerdev/banger/internal/hypervisor"
 	"github.com/bangerdev/banger/internal/hypervisor/qemu"
 	"github.com/bangerdev/banger/internal/operation"
 	"github.com/bangerdev/banger/internal/vm"
@@ -80,6 +81,9 @@ func (d *Daemon) selectHypervisor(ctx context.Context, requested string, p vm.Pr
 	}
 	d.hvMu.Lock()
 	defer d.hvMu.Unlock()
+	if err := d.confineHypervisors(ctx); err != nil {
+		return vm.Choice{}, err
+	}
 	kvm, err := d.kvmBoots(ctx, p)
 	if err != nil {
 		return vm.Choice{}, err
@@ -108,4 +112,45 @@ func (d *Daemon) selectHypervisor(ctx context.Context, requested string, p vm.Pr
 		accel, warning = qemu.AccelKVM, ""
 	}
 	return vm.Choice{HV: d.qemu, Accel: accel, Warning: warning}, nil
+}
+
+// confineHypervisors sets the drivers' privileges before their first
+// launch (the caller holds hvMu). A daemon running as root runs QEMU as the
+// VM user (vm_user, created with useradd when missing) and Firecracker
+// under the jailer as that user; jailer = false or vm_user = "" keep them
+// root, with a warning. A daemon running as a normal user runs both as
+// itself: the jailer needs root.
+func (d *Daemon) confineHypervisors(ctx context.Context) error {
+	if os.Geteuid() != 0 {
+		if d.fc != nil && d.fc.Jailer {
+			d.fc.Jailer = false
+		}
+		return nil
+	}
+	if d.qemu.User != nil || d.cfg.VMUser == "" && d.confinedRoot {
+		return nil
+	}
+	if d.cfg.VMUser == "" {
+		d.log.Warn("vm_user is empty: QEMU and Firecracker run as root (QEMU still under -sandbox); set vm_user = \"banger-vm\" to run them unprivileged")
+		if d.fc != nil && d.fc.Jailer {
+			d.fc.Jailer = false
+			d.log.Warn("the jailer needs vm_user: Firecracker runs unjailed as root")
+		}
+		d.confinedRoot = true
+		return nil
+	}
+	u, err := hypervisor.EnsureVMUser(ctx, d.cfg.VMUser)
+	if err != nil {
+		return api.Errorf(api.CodeFailedPrecondition, "%v", err)
+	}
+	if d.fc != nil {
+		if d.fc.Jailer {
+			d.fc.Jail.UID, d.fc.Jail.GID = int(u.UID), int(u.GID)
+		} else {
+			d.log.Warn("jailer = false: Firecracker runs as root, without chroot or cgroup limits; set jailer = true (the default) to confine it")
+		}
+	}
+	d.qemu.User = &u
+	d.log.Info("hypervisors run as the VM user", "user", u.Name, "uid", u.UID, "gid", u.GID)
+	return nil
 }
