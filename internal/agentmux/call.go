@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+
+	"github.com/bangerdev/banger/internal/agentproto"
 )
 
 // Caller is implemented by a Handler that serves call streams: one
@@ -57,4 +59,30 @@ func (g *Guest) serveCall(ctx context.Context, st io.Writer, h Header) {
 	var rep Reply
 	rep.Result, rep.Error = marshalResult(res, "call "+h.Method)
 	writeReply(st, rep)
+}
+
+// Bounds on the guest's SSH host keys (the answer to a host_keys call):
+// a host has a handful of keys of a few hundred bytes each.
+const (
+	MaxHostKeys     = 16
+	MaxHostKeyBytes = 16 << 10
+)
+
+// HostKeys asks the guest for its SSH host public keys (the
+// agentproto.TypeHostKeys call). More than MaxHostKeys keys, or a key
+// longer than MaxHostKeyBytes, is a *LimitError that closes the session.
+func (s *Session) HostKeys(ctx context.Context) ([]string, error) {
+	var keys []string
+	if err := s.Call(ctx, agentproto.TypeHostKeys, nil, &keys); err != nil {
+		return nil, err
+	}
+	if len(keys) > MaxHostKeys {
+		return nil, s.fail(&LimitError{What: "host keys", Limit: MaxHostKeys, Items: true})
+	}
+	for _, k := range keys {
+		if len(k) > MaxHostKeyBytes {
+			return nil, s.fail(&LimitError{What: "a host key", Limit: MaxHostKeyBytes})
+		}
+	}
+	return keys, nil
 }

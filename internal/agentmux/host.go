@@ -101,7 +101,7 @@ func (s *Session) fail(err error) error {
 	if !errors.As(err, &le) {
 		return err
 	}
-	named := &LimitError{Peer: s.cfg.peer(), What: le.What, Limit: le.Limit}
+	named := &LimitError{Peer: s.cfg.peer(), What: le.What, Limit: le.Limit, Items: le.Items}
 	s.mu.Lock()
 	if s.broken == nil {
 		s.broken = named

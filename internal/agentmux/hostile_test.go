@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -446,3 +448,50 @@ func TestKeylessGuestRefusesEverything(t *testing.T) {
 }
 
 func hexString(b []byte) string { return hex.EncodeToString(b) }
+
+// hostKeysGuest answers host_keys with keys.
+type hostKeysGuest struct {
+	fakeHandler
+	keys []string
+}
+
+func (g *hostKeysGuest) Call(context.Context, string, json.RawMessage) (any, error) {
+	return g.keys, nil
+}
+
+func TestHostKeysBounded(t *testing.T) {
+	key := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG root@guest"
+	tests := []struct {
+		name string
+		keys []string
+		want string // "": accepted
+	}{
+		{"a few", []string{key, key}, ""},
+		{"too many", slices.Repeat([]string{key}, MaxHostKeys+1), "VM hostile sent more than 16 host keys: closing the agent channel"},
+		{"too long", []string{key, strings.Repeat("A", MaxHostKeyBytes+1)}, "VM hostile sent a host key over 16 KiB: closing the agent channel"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			host, guest := net.Pipe()
+			serveGuest(t, &Guest{Handler: &hostKeysGuest{keys: tt.keys}, Key: testKey}, host, guest)
+			s, err := Config{Peer: "VM hostile"}.Upgrade(testContext(t), host, testKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			got, err := s.HostKeys(testContext(t))
+			if tt.want == "" {
+				if err != nil || len(got) != len(tt.keys) {
+					t.Errorf("HostKeys = %d keys, %v; want %d", len(got), err, len(tt.keys))
+				}
+				return
+			}
+			if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("HostKeys = %v; want %q", err, tt.want)
+			}
+			if !sessionClosed(s) {
+				t.Error("the session is still open")
+			}
+		})
+	}
+}

@@ -83,11 +83,15 @@ var ErrTimeout = errors.New("the agent did not answer in time")
 // again.
 type LimitError struct {
 	Peer  string // "VM dev"
-	What  string // "a reply line", "a frame"
-	Limit int64  // in bytes
+	What  string // "a reply line", "a frame"; with Items, "host keys"
+	Limit int64  // in bytes, or with Items a count
+	Items bool
 }
 
 func (e *LimitError) Error() string {
+	if e.Items {
+		return fmt.Sprintf("agentmux: %s sent more than %d %s: closing the agent channel", e.Peer, e.Limit, e.What)
+	}
 	return fmt.Sprintf("agentmux: %s sent %s over %s: closing the agent channel", e.Peer, e.What, sizeString(e.Limit))
 }
 

@@ -20,6 +20,9 @@ import (
 	"github.com/bangerdev/banger/internal/vm"
 )
 
+// testKey is the fake VM's agent key.
+var testKey = []byte("the fake VM's agent key, 32 B...")
+
 // fakeVMs is one VM whose agent is banger-agent's real protocol 2 end,
 // served over a pipe with its sessions in a temporary directory.
 type fakeVMs struct {
@@ -55,7 +58,7 @@ func (f *fakeVMs) connect(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go f.guest.Serve(ctx, guest)
 	t.Cleanup(cancel)
-	sess, err := agentmux.Upgrade(context.Background(), host)
+	sess, err := agentmux.Upgrade(context.Background(), host, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +85,7 @@ func setup(t *testing.T) (*Service, *fakeVMs, *store.Store) {
 	if err := st.CreateVM(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
-	g, err := agent.NewGuest(filepath.Join(dir, "sessions"), slog.New(slog.DiscardHandler))
+	g, err := agent.NewGuest(filepath.Join(dir, "sessions"), testKey, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -105,6 +105,9 @@ func (s *Service) Start(ctx context.Context, vmName string, req api.StartSession
 	if err := sess.Call(ctx, agentproto.MethodSessionStart, p, &info); err != nil {
 		return api.Session{}, apiError(err)
 	}
+	if info, err = checkInfo(v.Name, info); err != nil {
+		return api.Session{}, closeChannel(sess, err)
+	}
 	out := toAPI(v.Name, info)
 	return out, s.save(ctx, v.ID, out)
 }
@@ -134,6 +137,9 @@ func (s *Service) List(ctx context.Context, vmName string) ([]api.Session, error
 	var infos []guestsession.Info
 	if err := sess.Call(ctx, agentproto.MethodSessionList, nil, &infos); err != nil {
 		return nil, apiError(err)
+	}
+	if infos, err = checkInfos(v.Name, infos); err != nil {
+		return nil, closeChannel(sess, err)
 	}
 	live := map[string]bool{}
 	out := make([]api.Session, 0, len(infos)+len(known))
@@ -191,6 +197,9 @@ func (s *Service) Signal(ctx context.Context, vmName, ref, signal string) (api.S
 	if err := sess.Call(ctx, agentproto.MethodSessionSignal, agentproto.SessionSignal{Session: ses.ID, Signal: signal}, &info); err != nil {
 		return ses, apiError(err)
 	}
+	if info, err = checkInfo(v.Name, info); err != nil {
+		return ses, closeChannel(sess, err)
+	}
 	out := toAPI(v.Name, info)
 	return out, s.save(ctx, v.ID, out)
 }
@@ -245,6 +254,10 @@ func (s *Service) Attach(ctx context.Context, vmName, ref string, since int64, f
 	}
 	var info guestsession.Info
 	if json.Unmarshal(rep.Result, &info) == nil && info.ID != "" {
+		if info, err = checkInfo(v.Name, info); err != nil {
+			st.Close()
+			return nil, ses, closeChannel(sess, err)
+		}
 		ses = toAPI(v.Name, info)
 		s.save(ctx, v.ID, ses)
 	}

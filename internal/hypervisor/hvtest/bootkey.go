@@ -6,17 +6,20 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"strconv"
+	"strings"
 
+	"github.com/bangerdev/banger/internal/bootpayload"
 	"github.com/bangerdev/banger/internal/initramfs"
 )
 
-// bootKeyEntry is where a boot payload puts the agent key in the
-// initramfs (internal/bootpayload: ArchiveDir "/banger/boot", KeyFile
-// "key"); the guest's init stages it for banger-agent.
-const (
-	bootKeyDir   = "banger/boot"
-	bootKeyEntry = bootKeyDir + "/key"
+// Where a boot payload sits in the initramfs (internal/bootpayload); the
+// guest's init stages it for banger-agent.
+var (
+	bootKeyDir     = strings.TrimPrefix(bootpayload.ArchiveDir, "/")
+	bootKeyEntry   = path.Join(bootKeyDir, bootpayload.KeyFile)
+	bootPayloadDoc = path.Join(bootKeyDir, bootpayload.PayloadFile)
 )
 
 // newAgentKey returns a fresh agent key.
@@ -27,8 +30,8 @@ func newAgentKey() []byte {
 }
 
 // WithBootKey writes to dst the initramfs at base (may be empty) followed
-// by a second archive that carries key where a boot payload does: what
-// the daemon hands a guest, less the credentials.
+// by a second archive holding a boot payload with key and nothing else:
+// what the daemon hands a guest, less its agent and the credentials.
 func WithBootKey(dst, base string, key []byte) error {
 	b, err := os.ReadFile(base)
 	if err != nil {
@@ -42,6 +45,9 @@ func WithBootKey(dst, base string, key []byte) error {
 		return err
 	}
 	if err := a.AddFile(bootKeyEntry, 0o600, key); err != nil {
+		return err
+	}
+	if err := a.AddFile(bootPayloadDoc, 0o600, []byte("{}")); err != nil {
 		return err
 	}
 	if err := a.Close(); err != nil {
