@@ -87,13 +87,11 @@ func Run(ctx context.Context, opts Options) error {
 	// Everything the daemon writes (store, logs, VM files) is private to
 	// its user.
 	syscall.Umask(0o077)
-	if err := os.MkdirAll(cfg.Paths.DataDir, 0o700); err != nil {
-		return fmt.Errorf("creating %s: %w", cfg.Paths.DataDir, err)
-	}
-	// The state and runtime directories hold what another local user must
-	// not plant or read (store, lock, log; socket, pid file): they must be
-	// this user's alone before anything is created in them.
-	for _, dir := range []string{cfg.Paths.StateDir, cfg.Paths.RuntimeDir} {
+	// The data, state and runtime directories hold what another local user
+	// must not plant or read (images, the managed ssh key; store, lock,
+	// log, VM files; socket, pid file): they must be this user's alone
+	// before anything is created in them.
+	for _, dir := range []string{cfg.Paths.DataDir, cfg.Paths.StateDir, cfg.Paths.RuntimeDir} {
 		if err := localsock.EnsurePrivateDir(dir); err != nil {
 			return err
 		}
@@ -293,8 +291,8 @@ func lockInstance(p config.Paths) (func(), error) {
 	var held *localsock.HeldError
 	if errors.As(err, &held) {
 		pid, socket := holderOf(held.Note)
-		return nil, fmt.Errorf("another bangerd is already running (pid %s, serving %s) with the state directory %s: one store has one daemon; use that one (`banger daemon status` with the same XDG_RUNTIME_DIR or BANGER_HOME, or `banger daemon stop`), or give this one a state_dir of its own",
-			pid, socket, p.StateDir)
+		return nil, fmt.Errorf("another bangerd is already running (pid %s, serving %s) with the state directory %s: one store has one daemon; use that one (run banger with the environment it was started with, so that it finds %s; `banger daemon stop` there stops it), or give this daemon a state_dir of its own",
+			pid, socket, p.StateDir, socket)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("taking the instance lock: %w", err)

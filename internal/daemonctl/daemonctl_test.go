@@ -2,6 +2,9 @@ package daemonctl
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,5 +50,24 @@ func TestStartLockSerialises(t *testing.T) {
 	defer cancel()
 	if _, err := c.startLock(short); err == nil {
 		t.Error("startLock succeeded while the lock was held")
+	}
+}
+
+// Starting on demand checks the runtime directory before it creates its
+// lock there: a symbolic link planted at the runtime directory's path is
+// refused and nothing is created where it points.
+func TestStartLockRefusesPlantedRuntimeDir(t *testing.T) {
+	base := t.TempDir()
+	target := filepath.Join(base, "elsewhere")
+	os.Mkdir(target, 0o700)
+	runtimeDir := filepath.Join(base, "run")
+	os.Symlink(target, runtimeDir)
+	c := &Controller{Paths: config.Paths{RuntimeDir: runtimeDir}}
+	_, err := c.startLock(context.Background())
+	if err == nil || !strings.Contains(err.Error(), runtimeDir+" is a symbolic link") {
+		t.Fatalf("startLock: %v, want a refusal naming the link", err)
+	}
+	if des, _ := os.ReadDir(target); len(des) != 0 {
+		t.Errorf("startLock created %v through the link", des)
 	}
 }

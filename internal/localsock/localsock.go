@@ -100,7 +100,7 @@ type ForeignOwnerError struct {
 }
 
 func (e *ForeignOwnerError) Error() string {
-	return fmt.Sprintf("the banger socket %s belongs to uid %d, but you are uid %d: run banger as uid %d, or point BANGER_HOME/XDG_RUNTIME_DIR at a directory of your own",
+	return fmt.Sprintf("the banger socket %s belongs to uid %d, but you are uid %d: if that daemon is yours under that uid (root's, for sudo), run banger as uid %d; otherwise point BANGER_HOME/XDG_RUNTIME_DIR at a directory of your own (a socket of another user's in your runtime directory may be a trap: nothing was sent to it)",
 		e.Path, e.OwnerUID, e.UID, e.OwnerUID)
 }
 
@@ -119,8 +119,12 @@ func (e *UntrustedServerError) Error() string {
 	if e.ServerPID > 0 {
 		pid = fmt.Sprintf(" (pid %d)", e.ServerPID)
 	}
-	return fmt.Sprintf("refusing the banger socket %s: the process serving it%s runs as uid %d, neither you (uid %d) nor root, so it is not your bangerd and may be another user's trap; nothing was sent to it. Remove the socket (rm %s) if you do not know who made it, and check that XDG_RUNTIME_DIR (or BANGER_HOME) is a directory of your own",
-		e.Path, pid, e.ServerUID, e.UID, e.Path)
+	who := fmt.Sprintf("neither you (uid %d) nor root", e.UID)
+	if e.UID == 0 {
+		who = "not root (you)"
+	}
+	return fmt.Sprintf("refusing the banger socket %s: the process serving it%s runs as uid %d, %s, so it is not your bangerd and may be another user's trap; nothing was sent to it. Remove the socket (rm %s) if you do not know who made it, and check that XDG_RUNTIME_DIR (or BANGER_HOME) is a directory of your own",
+		e.Path, pid, e.ServerUID, who, e.Path)
 }
 
 // TrustedServer is the client's rule for the uid serving the daemon

@@ -60,8 +60,11 @@ func EnsurePrivateDir(dir string) error {
 }
 
 // checkParent refuses a parent directory through which another user could
-// replace dir: one owned by someone other than the user or root, or one
-// others can write without the sticky bit.
+// replace dir: one owned by someone other than the user or root, one the
+// world can write without the sticky bit, or one owned by root that its
+// group can write without it. A group-writable parent of the user's own
+// is accepted: with one-user groups and umask 002 that is how
+// ~/.local/state often looks, and dir itself is still checked strictly.
 func checkParent(parent, dir string, uid int) error {
 	fi, err := os.Stat(parent)
 	if err != nil {
@@ -75,7 +78,7 @@ func checkParent(parent, dir string, uid int) error {
 	case int(st.Uid) != uid && st.Uid != 0:
 		return fmt.Errorf("%s is inside %s, which belongs to uid %d (you are uid %d) who could replace it: banger will not keep its files there; %s (under sudo, do not keep the invoking user's XDG_RUNTIME_DIR: use sudo without -E)",
 			dir, parent, st.Uid, uid, fixHint)
-	case fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0:
+	case fi.Mode()&fs.ModeSticky == 0 && (fi.Mode().Perm()&0o002 != 0 || (fi.Mode().Perm()&0o020 != 0 && int(st.Uid) != uid)):
 		return fmt.Errorf("%s is inside %s, which other users can write (mode %v, no sticky bit) and so could replace it: chmod go-w %s (or chmod +t), or %s",
 			dir, parent, fi.Mode().Perm(), parent, fixHint)
 	}

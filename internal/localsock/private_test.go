@@ -186,6 +186,10 @@ func TestEnsurePrivateDirAccepts(t *testing.T) {
 			mkdir(t, filepath.Join(base, "run"), 0o700, os.Getuid())
 			return filepath.Join(base, "run")
 		}, 0o700},
+		{"in a group-writable parent of the user's (umask 002)", func(t *testing.T, base string) string {
+			mkdir(t, filepath.Join(base, "state"), 0o775, os.Getuid())
+			return filepath.Join(base, "state", "banger")
+		}, 0o700},
 		{"an existing directory others may read but not write", func(t *testing.T, base string) string {
 			mkdir(t, filepath.Join(base, "run"), 0o755, os.Getuid())
 			return filepath.Join(base, "run")
