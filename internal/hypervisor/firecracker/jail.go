@@ -121,8 +121,8 @@ type jailPlan struct {
 
 // planJail plans the jail of spec for Firecracker binary fcBin.
 func planJail(cfg JailConfig, fcBin string, spec hypervisor.Spec, cgroupVersion int) (jailPlan, error) {
-	if cfg.UID < 0 || cfg.GID < 0 {
-		return jailPlan{}, fmt.Errorf("jailer uid %d / gid %d: set Jail.UID and Jail.GID to an unprivileged user", cfg.UID, cfg.GID)
+	if cfg.UID <= 0 || cfg.GID <= 0 {
+		return jailPlan{}, fmt.Errorf("jailer uid %d / gid %d: the jailed Firecracker must not be root: set Jail.UID and Jail.GID to an unprivileged user (the daemon uses vm_user)", cfg.UID, cfg.GID)
 	}
 	base := cfg.chrootBase()
 	if !filepath.IsAbs(base) {
@@ -212,14 +212,28 @@ func (p jailPlan) prepare(cfg JailConfig) (err error) {
 	if err := os.RemoveAll(p.Dir); err != nil { // a jail left by a killed VM
 		return fmt.Errorf("removing the stale jail %s: %w", p.Dir, err)
 	}
-	if err := os.MkdirAll(p.Root, 0o755); err != nil {
-		return fmt.Errorf("creating the jail %s: %w", p.Root, err)
+	// The jail's directory is root's alone (0700): no other user, and no
+	// other process of the jailed user (another VM's QEMU, say), can reach
+	// the API and vsock sockets or the disks inside. The chroot itself
+	// belongs to the jailed user, as the jailer leaves it, so that
+	// Firecracker can create its sockets there.
+	if err := os.MkdirAll(filepath.Dir(p.Dir), 0o755); err != nil {
+		return fmt.Errorf("creating the jail base %s: %w", filepath.Dir(p.Dir), err)
+	}
+	if err := os.Mkdir(p.Dir, 0o700); err != nil {
+		return fmt.Errorf("creating the jail %s: %w", p.Dir, err)
 	}
 	defer func() {
 		if err != nil {
 			os.RemoveAll(p.Dir)
 		}
 	}()
+	if err := os.Mkdir(p.Root, 0o700); err != nil {
+		return fmt.Errorf("creating the jail %s: %w", p.Root, err)
+	}
+	if err := os.Chown(p.Root, cfg.UID, cfg.GID); err != nil {
+		return fmt.Errorf("giving the jail %s to the jailed user: %w", p.Root, err)
+	}
 	for _, l := range p.Links {
 		dst := filepath.Join(p.Root, l.Name)
 		if err := os.Link(l.Src, dst); err != nil {
@@ -229,11 +243,8 @@ func (p jailPlan) prepare(cfg JailConfig) (err error) {
 				}
 				return fmt.Errorf("hard-linking %s into the jail: %w", l.Src, err)
 			}
-			if err := copyFile(dst, l.Src); err != nil {
+			if err := copyReadOnly(dst, l.Src); err != nil {
 				return fmt.Errorf("copying %s into the jail: %w", l.Src, err)
-			}
-			if err := os.Chown(dst, cfg.UID, cfg.GID); err != nil {
-				return fmt.Errorf("giving %s to the jailed user: %w", dst, err)
 			}
 			continue
 		}
@@ -246,7 +257,17 @@ func (p jailPlan) prepare(cfg JailConfig) (err error) {
 			continue
 		}
 		if err := readableBy(dst, cfg.UID, cfg.GID); err != nil {
-			return fmt.Errorf("%s: %w", l.Src, err)
+			if !l.Copyable {
+				return fmt.Errorf("%s: %w", l.Src, err)
+			}
+			// The image's kernel and initrd are private to the daemon:
+			// the jail gets a copy the jailed user may read, not write.
+			if err := os.Remove(dst); err != nil {
+				return err
+			}
+			if err := copyReadOnly(dst, l.Src); err != nil {
+				return fmt.Errorf("copying %s into the jail: %w", l.Src, err)
+			}
 		}
 	}
 	for _, name := range p.Files {
@@ -277,14 +298,20 @@ func readableBy(path string, uid, gid int) error {
 	return fmt.Errorf("the jailed user %d:%d cannot read it (owner %d:%d, mode %#o): make it world-readable or owned by that user", uid, gid, st.Uid, st.Gid, mode&0o777)
 }
 
-func copyFile(dst, src string) error {
+// copyReadOnly copies src to a new file dst that stays the daemon's and
+// that everyone may read (0444): the jailed user reads it, cannot change it.
+func copyReadOnly(dst, src string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
+		return err
+	}
+	if err := out.Chmod(0o444); err != nil { // past the umask
+		out.Close()
 		return err
 	}
 	if _, err := io.Copy(out, in); err != nil {
@@ -325,6 +352,7 @@ func removeJail(dir, parentCgroup string) error {
 	for _, c := range candidates {
 		os.Remove(c) // a cgroup directory goes with rmdir once empty
 	}
+	giveBackLinks(filepath.Join(dir, "root"))
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("removing the jail %s: %w", dir, err)
 	}
@@ -339,4 +367,24 @@ func detectCgroupVersion() int {
 		return 2
 	}
 	return 1
+}
+
+// giveBackLinks returns to the daemon's user the files the jail shares
+// with the VM's directory (hard links: the writable disks, given to the
+// jailed user by prepare), so that once the VM is stopped the VM user owns
+// nothing of it. Only regular files are touched, never through a link.
+func giveBackLinks(root string) {
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	uid, gid := os.Getuid(), os.Getgid()
+	for _, e := range ents {
+		p := filepath.Join(root, e.Name())
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink < 2 || int(st.Uid) == uid {
+			continue
+		}
+		os.Lchown(p, uid, gid)
+	}
 }

@@ -112,13 +112,15 @@ func TestJailLayout(t *testing.T) {
 
 func TestPlanJailRefuses(t *testing.T) {
 	spec := jailSpec()
-	if _, err := planJail(JailConfig{UID: -1}, "/usr/bin/firecracker", spec, 2); err == nil {
-		t.Error("a negative uid was accepted")
+	for _, cfg := range []JailConfig{{UID: -1, GID: 1}, {UID: 0, GID: 1500}, {UID: 1500, GID: 0}, {}} {
+		if _, err := planJail(cfg, "/usr/bin/firecracker", spec, 2); err == nil || !strings.Contains(err.Error(), "must not be root") {
+			t.Errorf("planJail with uid %d gid %d = %v; want the root identity refused", cfg.UID, cfg.GID, err)
+		}
 	}
-	if _, err := planJail(JailConfig{ChrootBase: "jail"}, "/usr/bin/firecracker", spec, 2); err == nil {
+	if _, err := planJail(JailConfig{UID: 1, GID: 1, ChrootBase: "jail"}, "/usr/bin/firecracker", spec, 2); err == nil {
 		t.Error("a relative chroot base was accepted")
 	}
-	if _, err := planJail(JailConfig{}, "/usr/bin/firecracker", spec, 3); err == nil {
+	if _, err := planJail(JailConfig{UID: 1, GID: 1}, "/usr/bin/firecracker", spec, 3); err == nil {
 		t.Error("cgroup version 3 was accepted")
 	}
 	// Long ids make the sockets in the jail too long.
@@ -145,7 +147,9 @@ func TestJailPrepare(t *testing.T) {
 		}
 		return p
 	}
-	spec.Boot.Vmlinux = file("vmlinux", 0o644)
+	// The daemon's image files are private (umask 077): the jail gets
+	// read-only copies of the kernel; a world-readable initrd is linked.
+	spec.Boot.Vmlinux = file("vmlinux", 0o600)
 	spec.Boot.Initrd = file("initrd.img", 0o644)
 	spec.Disks[0].Path = file("root.ext4", 0o644)
 	spec.Disks[1].Path = file("work.ext4", 0o600)
@@ -186,8 +190,24 @@ func TestJailPrepare(t *testing.T) {
 		var a, b syscall.Stat_t
 		syscall.Stat(l.Src, &a)
 		syscall.Stat(filepath.Join(p.Root, l.Name), &b)
+		if l.Name == jailKernel {
+			if a.Ino == b.Ino || b.Mode&0o777 != 0o444 {
+				t.Errorf("the private kernel is in the jail as inode %d (source %d), mode %#o; want a 0444 copy", b.Ino, a.Ino, b.Mode&0o777)
+			}
+			continue
+		}
 		if a.Ino != b.Ino {
 			t.Errorf("%s in the jail is not a hard link of %s", l.Name, l.Src)
+		}
+	}
+	// Only root reaches into the jail; the chroot is the jailed user's.
+	for path, want := range map[string][3]uint32{p.Dir: {0, 0, 0o700}, p.Root: {1500, 1501, 0o700}} {
+		var st syscall.Stat_t
+		if err := syscall.Stat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		if got := [3]uint32{st.Uid, st.Gid, st.Mode & 0o777}; got != want {
+			t.Errorf("%s: owner %d:%d mode %#o, want %d:%d %#o", path, got[0], got[1], got[2], want[0], want[1], want[2])
 		}
 	}
 
@@ -210,7 +230,10 @@ func TestJailPrepare(t *testing.T) {
 	if _, err := os.Stat(p.Dir); !os.IsNotExist(err) {
 		t.Errorf("removeJail left %s: %v", p.Dir, err)
 	}
-	if _, err := os.Stat(spec.Disks[1].Path); err != nil {
+	var st syscall.Stat_t
+	if err := syscall.Stat(spec.Disks[1].Path, &st); err != nil {
 		t.Errorf("removing the jail removed the work disk: %v", err)
+	} else if st.Uid != 0 || st.Gid != 0 {
+		t.Errorf("after the jail is gone the work disk still belongs to %d:%d, want the daemon's user", st.Uid, st.Gid)
 	}
 }
