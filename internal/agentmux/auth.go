@@ -186,9 +186,9 @@ func (g *Guest) authFailDelay() time.Duration {
 	return time.Second
 }
 
-// lineMode answers one line-mode message. It returns the authenticated
-// request's ID when the host proved the key (the caller then replies
-// upgrade-ok and runs a session), or "".
+// lineMode answers one line-mode message: an upgrade with a challenge,
+// an auth with upgrade-ok when it proves the key (upgraded: the caller
+// then runs a session) or a refusal, anything else with a refusal.
 func (g *Guest) lineMode(ctx context.Context, w io.Writer, m upgradeMsg, pending **pendingAuth) (upgraded bool, err error) {
 	refuse := func(code, msg string) error {
 		return writeLine(w, upgradeMsg{ID: m.ID, Type: m.Type, Error: &agentproto.Error{Code: code, Message: msg}})

@@ -1,6 +1,7 @@
 // Package agentmux is banger's host↔agent protocol v2: a yamux session
-// over the agent channel, started by an upgrade from the v1 line protocol,
-// with one stream per request (exec, file transfer, health, call, attach).
+// over the agent channel, started by an authenticated upgrade in line
+// mode, with one stream per request (exec, file transfer, health, call,
+// attach).
 //
 // It owns both ends: the host side (Upgrade, Session and its calls, and
 // the frame protocols RunExec and Attached) and the guest side
@@ -12,38 +13,79 @@
 //
 // # Upgrade
 //
-// The agent channel starts in v1 line mode (see internal/agentproto). The
-// host writes one v1-style request line
+// The agent channel starts in line mode: one JSON message per line, each
+// starting with "id" (the shape of protocol 1, internal/agentproto, which
+// survives only as this preamble). Every VM has an agent key, KeySize
+// random bytes the daemon writes into the VM's 0700 directory and hands
+// the guest in its boot payload (internal/bootpayload); it never crosses
+// the channel. The upgrade is a challenge-response in which both ends
+// prove they hold the key:
 //
-//	{"id":"<random>","type":"upgrade","protocol":2,"nonce":"<random>"}
+//	host  {"id":I,"type":"upgrade","protocol":2,"nonce":N}
+//	guest {"id":I,"type":"challenge","protocol":2,"nonce":N,"challenge":C}
+//	host  {"id":I,"type":"auth","mac":HMAC-SHA256(key, "banger agent channel v2: host proof\x00" || N || C)}
+//	guest {"id":I,"type":"upgrade-ok","protocol":2,"proof":HMAC-SHA256(key, "banger agent channel v2: guest proof\x00" || N || C)}
 //
-// An agent that only speaks v1 answers it with an unknown_type error, which
-// Upgrade reports as ErrUpgradeUnsupported ("update banger-agent"). A v2
-// agent answers
+// N and C are 32 random bytes in hex (the MACs are over the raw bytes),
+// I is the host's random request ID. The guest checks the host's MAC in
+// constant time (hmac.Equal) against the one challenge it has
+// outstanding, which it forgets at the first answer, right or wrong: a
+// recorded exchange cannot be replayed, since every upgrade gets a fresh
+// C. A wrong MAC gets {"id":I,"type":"auth","error":{"code":
+// "unauthenticated",...}}, and the guest pauses (Guest.AuthFailDelay)
+// before it reads on. The host checks the guest's proof, so it knows it
+// reached the agent of the VM it booted and not a stale guest on a
+// reused address. From the byte after the upgrade-ok line both ends run
+// yamux: the host as the client, the guest as the server.
 //
-//	{"id":"<same>","type":"upgrade","protocol":2,"nonce":"<same>"}
+// Before that, the guest serves nothing: every other message with an
+// "id" and a "type" (a protocol 1 request, a stream header) is answered
+// with the error code "unauthenticated", and anything else is ignored. A
+// guest without a key (Guest.Key empty: the boot payload is missing)
+// answers every message with the code "no_key" and serves no one.
 //
-// and from the byte after that line both ends run yamux: the host as the
-// client, the guest as the server. Because a virtio-serial port keeps bytes
-// queued across host connections, the host skips every line that is not
-// the reply with its own ID and nonce (garbage, replies meant for an
-// earlier connection, yamux frames an earlier session left behind), and
-// both ends start their lines with a newline.
+// The host reports an agent that does not speak this handshake — one
+// that accepts the upgrade at once ({"type":"upgrade"} without a
+// challenge, the protocol 2 agents before authentication) or knows no
+// upgrade (protocol 1's unknown_type) — as ErrAgentTooOld, a keyless one
+// as ErrAgentNoKey, a refusal of its MAC as ErrKeyRefused and a wrong
+// guest proof as ErrGuestUnproven. Because a virtio-serial port keeps
+// bytes queued across host connections, the host skips every line that
+// is not a reply with its own ID (garbage, replies meant for an earlier
+// connection, yamux frames an earlier session left behind), and both ends
+// start their lines with a newline.
+//
+// # Limits
+//
+// The guest is untrusted, so the host bounds everything it reads from it
+// (Config; the defaults are DefaultMaxLine and so on): a line-mode line
+// or a stream's reply line is at most 64 KiB, a call's reply line (its
+// whole result) at most 1 MiB, a frame's payload at most MaxFramePayload
+// (checked before allocating), and an upgrade reads at most 4 MiB in line
+// mode (longer lines are skipped as stale) and lasts at most 30s. Each
+// reply line must come within 30s (ErrTimeout); streams then run as long
+// as their work does, one frame in memory at a time. A guest that sends
+// more than a bound gets a *LimitError ("VM dev sent a reply line over
+// 64 KiB: closing the agent channel") and its session is closed; the
+// next request connects again. Session.HostKeys bounds the host keys (16
+// keys of at most 16 KiB). The host's yamux session accepts no stream
+// from the guest.
 //
 // # Resync
 //
 // The guest must survive a host that disappears mid-session and a new host
 // connection that starts over on the same byte stream. Guest.Serve owns the
-// stream: it reads lines, answers upgrades itself and hands every other
-// line to an optional v1 line handler. When the yamux session fails — most
-// often because a new host connection writes v1 lines, which are not valid
-// yamux frames — Serve goes back to line mode. yamux buffers what it reads,
-// so Serve records the last bytes the session read and replays them to the
-// line reader from the first "\n{\"id\":" on: the new host's request that
-// broke the session is not lost. Requests a new host sends while the guest
-// has not noticed yet are therefore answered, not dropped; a host that
-// gets no answer retries (Upgrade with a short timeout per attempt) and
-// skips the stale replies to its earlier attempts.
+// stream: it reads lines and runs the handshake. When the yamux session
+// fails — most often because a new host connection writes line-mode
+// messages, which are not valid yamux frames — Serve goes back to line
+// mode. yamux buffers what it reads, so Serve records the last bytes the
+// session read and replays them to the line reader from the first
+// "\n{\"id\":" on: the new host's upgrade that broke the session is not
+// lost. A host that gets no answer (a guest that has not noticed yet, or
+// one still booting) retries with a new upgrade on the same channel
+// (Upgrade with a short timeout per attempt); the guest answers each with
+// a fresh challenge, and the host skips the stale challenges to its
+// earlier attempts.
 //
 // The other way round — the agent restarts under a live host session —
 // Serve begins every channel with a reset line, {"id":"","type":"reset"}.

@@ -14,10 +14,16 @@
 //
 // Versioning: Version is the protocol this build speaks. A "hello"
 // exchange tells each end the other's version and the request types it
-// supports; a later version will use it to switch the stream to a
-// multiplexed session protocol (yamux), which a peer only does after both
-// hellos agree. Unknown request types get an error response that names the
+// supports. Unknown request types get an error response that names the
 // supported ones, so an older agent answers a newer host clearly.
+//
+// Protocol 1 survives only as the line-mode preamble of protocol 2's
+// authenticated upgrade (internal/agentmux): its framing and its message
+// shape. banger-agent answers no protocol 1 request any more: before a
+// host proved it holds the VM's agent key it serves nothing. Serve and
+// Client remain to play an agent of an earlier release in tests; the
+// types (Health, ProbeResult, the request type names used as call
+// methods) are protocol 2's too.
 package agentproto
 
 import (
@@ -123,6 +129,10 @@ type Health struct {
 	// e.g. /dev/vdb), or "" when /root is not a mount point.
 	RootMount string    `json:"root_mount"`
 	Time      time.Time `json:"time"`
+	// Payload is how applying this boot's payload (internal/bootpayload)
+	// went: "pending" (waiting for /root), "applied", "none" (the boot
+	// had no payload), or "failed: <why>".
+	Payload string `json:"payload,omitempty"`
 }
 
 // newID returns a random request ID.
