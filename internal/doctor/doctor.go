@@ -16,6 +16,7 @@ import (
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/config"
 	"github.com/bangerdev/banger/internal/hypervisor"
+	"github.com/bangerdev/banger/internal/hypervisor/qemu"
 )
 
 // Host is what the checks read from the machine.
@@ -34,6 +35,14 @@ type Host interface {
 	ReflinkSupported(dir string) (bool, error)
 	// SSHKey inspects the key at path without changing anything.
 	SSHKey(path string) (fingerprint string, err error)
+	// IsRoot reports whether the checks run as root (a root daemon runs
+	// its hypervisors as the VM user).
+	IsRoot() bool
+	// LookupUser finds a system user.
+	LookupUser(name string) (hypervisor.VMUser, error)
+	// QEMUSandbox starts QEMU (bin) with the seccomp sandbox banger gives
+	// every VM and no guest, and stops it again.
+	QEMUSandbox(ctx context.Context, bin string) error
 }
 
 // ProbeRecord is the outcome of the last KVM boot probe, kept by the daemon
@@ -64,6 +73,8 @@ const (
 	CheckDaemon      = "daemon"
 	CheckImages      = "images"
 	CheckJailer      = "jailer"
+	CheckVMUser      = "vm-user"
+	CheckSandbox     = "qemu-sandbox"
 	CheckFCImage     = "firecracker-image"
 )
 
@@ -147,6 +158,8 @@ func Run(ctx context.Context, h Host, in Inputs) api.DoctorReport {
 		firecrackerCheck(ctx, h, cfg),
 		jailerCheck(h, cfg),
 		qemuCheck(ctx, h, cfg),
+		sandboxCheck(ctx, h, cfg),
+		vmUserCheck(h, cfg),
 		tunCheck(h),
 		iprouteCheck(ctx, h),
 		nftablesCheck(h),
@@ -255,6 +268,39 @@ func qemuCheck(ctx context.Context, h Host, cfg *config.Config) api.Check {
 			"apt-get install qemu-system-x86, or set qemu_bin in the config")
 	}
 	return ok(CheckQEMU, version+" ("+path+")")
+}
+
+// sandboxCheck starts QEMU with banger's -sandbox: a QEMU built without
+// seccomp refuses it, and then no VM starts.
+func sandboxCheck(ctx context.Context, h Host, cfg *config.Config) api.Check {
+	path, err := h.LookPath(cfg.QEMUBin)
+	if err != nil {
+		return bad(CheckSandbox, api.CheckSkip, "no QEMU to check", "install QEMU first (see the qemu check)")
+	}
+	if err := h.QEMUSandbox(ctx, path); err != nil {
+		return bad(CheckSandbox, api.CheckFail, path+" does not run with -sandbox: "+errText(err),
+			"install a QEMU built with seccomp (Debian's qemu-system-x86 is): banger runs every VM under -sandbox")
+	}
+	return ok(CheckSandbox, "seccomp filter accepted ("+qemu.Sandbox+")")
+}
+
+// vmUserCheck reports the user a root daemon runs QEMU and the jailed
+// Firecracker as. The daemon creates it on the first launch; a missing
+// one is only a warning.
+func vmUserCheck(h Host, cfg *config.Config) api.Check {
+	if !h.IsRoot() {
+		return bad(CheckVMUser, api.CheckSkip, "not root: hypervisors run as the daemon's own user", "nothing to do")
+	}
+	if cfg.VMUser == "" {
+		return bad(CheckVMUser, api.CheckWarn, "vm_user is empty: QEMU and Firecracker run as root (QEMU under -sandbox)",
+			`set vm_user = "`+config.DefaultVMUser+`" so that a guest escaping into its hypervisor is not root`)
+	}
+	u, err := h.LookupUser(cfg.VMUser)
+	if err != nil {
+		return bad(CheckVMUser, api.CheckWarn, errText(err),
+			"the daemon creates it before the first VM starts; or run "+strings.Join(hypervisor.UserAddCommand(cfg.VMUser), " "))
+	}
+	return ok(CheckVMUser, fmt.Sprintf("%s (uid %d, gid %d) runs QEMU and the jailed Firecracker", u.Name, u.UID, u.GID))
 }
 
 func tunCheck(h Host) api.Check {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/config"
+	"github.com/bangerdev/banger/internal/hypervisor"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -32,8 +33,20 @@ type fakeHost struct {
 	reflinkErr error
 	keys       map[string]string // path -> fingerprint
 	keyErr     error
+	root       bool
+	users      map[string]hypervisor.VMUser
+	sandboxErr error
 	looked     []string
 }
+
+func (h *fakeHost) IsRoot() bool { return h.root }
+func (h *fakeHost) LookupUser(name string) (hypervisor.VMUser, error) {
+	if u, ok := h.users[name]; ok {
+		return u, nil
+	}
+	return hypervisor.VMUser{}, fmt.Errorf("the VM user %q does not exist", name)
+}
+func (h *fakeHost) QEMUSandbox(context.Context, string) error { return h.sandboxErr }
 
 func (h *fakeHost) LookPath(file string) (string, error) {
 	h.looked = append(h.looked, file)
@@ -91,6 +104,8 @@ func goodHost() *fakeHost {
 			"debootstrap":        "debootstrap 1.0.128",
 		},
 		files:   map[string]bool{"/sys/module/nf_tables": true},
+		root:    true,
+		users:   map[string]hypervisor.VMUser{"banger-vm": {Name: "banger-vm", UID: 999, GID: 995}},
 		reflink: true,
 		keys:    map[string]string{"/h/data/ssh/id_ed25519": "SHA256:abc"},
 	}
@@ -129,6 +144,15 @@ func TestReportGolden(t *testing.T) {
 		}, Inputs{Config: testConfig(nil), Probe: &ProbeRecord{Status: "timeout",
 			Reason:  "KVM is present but a Linux guest did not reach userspace within 20s (nested virtualisation broken?)",
 			Elapsed: api.Duration(20 * time.Second), At: probeAt}}, api.CheckFail},
+		{"root-no-vm-user-no-seccomp", func() *fakeHost {
+			h := goodHost()
+			h.users = nil
+			h.sandboxErr = errors.New("qemu-system-x86_64: -sandbox on: There is no option group 'sandbox'")
+			return h
+		}, Inputs{Config: testConfig(nil), ConfigFileFound: true,
+			Probe: &ProbeRecord{Status: "booted", Elapsed: api.Duration(850 * time.Millisecond), At: probeAt}}, api.CheckFail},
+		{"root-vm-user-off", func() *fakeHost { return goodHost() }, Inputs{Config: testConfig(func(c *config.Config) { c.VMUser = "" }), ConfigFileFound: true,
+			Probe: &ProbeRecord{Status: "booted", Elapsed: api.Duration(850 * time.Millisecond), At: probeAt}}, api.CheckWarn},
 		{"firecracker-required-missing", func() *fakeHost {
 			h := goodHost()
 			delete(h.programs, "firecracker")

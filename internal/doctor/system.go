@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
 	"time"
 
 	"github.com/bangerdev/banger/internal/diskclone"
+	"github.com/bangerdev/banger/internal/hypervisor"
+	"github.com/bangerdev/banger/internal/hypervisor/qemu"
 	"github.com/bangerdev/banger/internal/kvmprobe"
 	"github.com/bangerdev/banger/internal/sshkey"
 )
@@ -65,4 +68,32 @@ func (System) SSHKey(path string) (string, error) {
 		return "", err
 	}
 	return k.Fingerprint, nil
+}
+
+// IsRoot reports whether this process runs as root.
+func (System) IsRoot() bool { return os.Geteuid() == 0 }
+
+// LookupUser finds a system user.
+func (System) LookupUser(name string) (hypervisor.VMUser, error) {
+	return hypervisor.LookupVMUser(name)
+}
+
+// QEMUSandbox starts bin with no machine, no devices and banger's
+// -sandbox, and tells it over QMP on stdin to quit: QEMU applies the
+// filter before it reads QMP, so a clean exit proves it accepts it.
+func (System) QEMUSandbox(ctx context.Context, bin string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-machine", "none", "-nodefaults", "-no-user-config", "-display", "none",
+		"-sandbox", qemu.Sandbox, "-qmp", "stdio")
+	cmd.Stdin = strings.NewReader(`{"execute":"qmp_capabilities"}` + "\n" + `{"execute":"quit"}` + "\n")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return errors.New(msg)
+		}
+		return err
+	}
+	return nil
 }
