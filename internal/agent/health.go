@@ -25,6 +25,7 @@ type healthReporter struct {
 	uptime   func() (time.Duration, error)
 	hostname func() (string, error)
 	release  func() (string, error)
+	payload  func() string // this boot's payload state; nil reports none
 }
 
 var _ agentproto.Handler = (*healthReporter)(nil)
@@ -46,6 +47,9 @@ func (r *healthReporter) Health(context.Context) (agentproto.Health, error) {
 		AgentVersion: r.build.Version,
 		BuildID:      r.build.BuildID,
 		Time:         r.now().UTC(),
+	}
+	if r.payload != nil {
+		h.Payload = r.payload()
 	}
 	var err error
 	if h.Hostname, err = r.hostname(); err != nil {

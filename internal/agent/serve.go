@@ -156,8 +156,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	s := newServer(log)
-	s.key = loadBoot(bootpayload.StageDir, bootpayload.GuestHome, log)
-	s.handler = newMuxHandler(SessionStateDir, log)
+	var boot *bootState
+	s.key, boot = loadBoot(bootpayload.StageDir, bootpayload.GuestHome, 2*time.Minute, log)
+	h := newMuxHandler(SessionStateDir, log)
+	h.payload = boot.Status
+	s.handler = h
 	if err := s.run(ctx); err != nil {
 		fmt.Fprintf(stderr, "banger-agent serve: %v\n", err)
 		return 1

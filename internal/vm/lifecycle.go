@@ -16,6 +16,7 @@ import (
 	"github.com/bangerdev/banger/internal/agentproto"
 	"github.com/bangerdev/banger/internal/hypervisor"
 	"github.com/bangerdev/banger/internal/image"
+	"github.com/bangerdev/banger/internal/termsafe"
 )
 
 // ConsoleLimit bounds each VM's serial console log.
@@ -117,6 +118,9 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, choice Choic
 		return err
 	}
 	p.Detail("%s, /root on %s", health.Kernel, health.RootMount)
+	if strings.HasPrefix(health.Payload, "failed") {
+		p.Logf("the guest could not write every synced file: %s", termsafe.Line(health.Payload))
+	}
 	var keys []string
 	if err := sess.Call(ctx, agentproto.TypeHostKeys, nil, &keys); err == nil && len(keys) > 0 {
 		v.Runtime.HostKeys = keys
@@ -262,12 +266,18 @@ func (m *Manager) waitRootMount(ctx context.Context, c *agentmux.Session) (agent
 		stop()
 		if err == nil {
 			h = got
-			if h.RootMount != "" {
+			// The agent writes the boot payload's files into /root once
+			// the work disk is there; an agent that does not report it
+			// (Payload "") is taken at its mount.
+			if h.RootMount != "" && h.Payload != "pending" {
 				return h, nil
 			}
 		}
 		select {
 		case <-ctx.Done():
+			if h.RootMount != "" {
+				return h, api.Errorf(api.CodeUnavailable, "the guest agent did not finish writing the boot payload into /root within %s: see `banger vm logs`", m.agentTimeout())
+			}
 			return h, api.Errorf(api.CodeUnavailable, "the work disk was not mounted at /root within %s: see `banger vm logs` (root.mount)", m.agentTimeout())
 		case <-time.After(250 * time.Millisecond):
 		}
