@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/agentmux"
 	"github.com/bangerdev/banger/internal/agentproto"
 	"github.com/bangerdev/banger/internal/diskclone"
+	"github.com/bangerdev/banger/internal/hypervisor/hvtest"
 	"github.com/bangerdev/banger/internal/provision"
 )
 
@@ -117,10 +119,17 @@ func bootAndCheckHealth(t *testing.T, img api.Image) {
 		t.Fatal(err)
 	}
 	sock, console := filepath.Join(dir, "agent.sock"), filepath.Join(dir, "console.log")
+	// The boot payload: the agent serves only a host with the key it
+	// finds in the initramfs, as bangerd hands it at each boot.
+	key := []byte("the agent key of bootAndCheckHealth")[:32]
+	initrd := filepath.Join(dir, "initrd")
+	if err := hvtest.WithBootKey(initrd, artifact(t, img, "initrd"), key); err != nil {
+		t.Fatal(err)
+	}
 	args := []string{
 		"-machine", "q35,accel=tcg", "-cpu", "max", "-m", "1024", "-smp", "2",
 		"-nographic", "-no-reboot", "-nodefaults", "-display", "none",
-		"-kernel", artifact(t, img, "vmlinuz"), "-initrd", artifact(t, img, "initrd"),
+		"-kernel", artifact(t, img, "vmlinuz"), "-initrd", initrd,
 		"-append", "console=ttyS0 root=/dev/vda rw panic=-1",
 		"-drive", "file=" + rootfs + ",if=none,id=root,format=raw", "-device", "virtio-blk-pci,drive=root",
 		"-drive", "file=" + work + ",if=none,id=work,format=raw", "-device", "virtio-blk-pci,drive=work",
@@ -155,12 +164,24 @@ func bootAndCheckHealth(t *testing.T, img api.Image) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	defer conn.Close()
-	cl := agentproto.NewClient(conn)
-	var h agentproto.Health
-	first := time.Duration(0)
+	var (
+		sess  *agentmux.Session
+		h     agentproto.Health
+		first time.Duration
+	)
 	for {
+		// A timed-out upgrade leaves conn usable: the next attempt
+		// retries on it (what reaches the port before the agent opened
+		// it is lost).
 		attempt, cancelAttempt := context.WithTimeout(ctx, 2*time.Second)
-		got, err := cl.Health(attempt)
+		var err error
+		if sess == nil {
+			sess, err = agentmux.Upgrade(attempt, conn, key)
+		}
+		var got agentproto.Health
+		if err == nil {
+			got, err = sess.Health(attempt)
+		}
 		cancelAttempt()
 		if err == nil {
 			if first == 0 {
@@ -178,7 +199,7 @@ func bootAndCheckHealth(t *testing.T, img api.Image) {
 		}
 	}
 	t.Logf("agent answered %s after QEMU start; /root mounted by %s", first.Round(100*time.Millisecond), time.Since(start).Round(100*time.Millisecond))
-	if h.Protocol != agentproto.Version || h.Kernel != img.Kernel.Release || h.Root != "ext4" {
+	if h.Protocol != agentmux.Protocol || h.Kernel != img.Kernel.Release || h.Root != "ext4" {
 		t.Errorf("health = %+v", h)
 	}
 	if h.RootMount != "/dev/vdb" {
