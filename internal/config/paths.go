@@ -72,8 +72,9 @@ func (p Paths) PIDFile() string { return filepath.Join(p.RuntimeDir, "bangerd.pi
 func (p Paths) InstanceLock() string { return filepath.Join(p.StateDir, "bangerd.lock") }
 
 // SocketLock is the lock a daemon holds on its runtime directory, so that
-// two daemons never displace each other's socket.
-func (p Paths) SocketLock() string { return filepath.Join(p.RuntimeDir, "bangerd.lock") }
+// two daemons never displace each other's socket. Its name differs from
+// InstanceLock's so that one directory can serve as both.
+func (p Paths) SocketLock() string { return filepath.Join(p.RuntimeDir, "bangerd.sock.lock") }
 
 // StartLock serialises starting the daemon on demand: several banger
 // commands finding no daemon at once start one between them.

@@ -190,7 +190,7 @@ func TestPathsFiles(t *testing.T) {
 		"ManagedSSHKey": "/d/ssh/id_ed25519",
 		// The instance lock guards the store, so it lives beside it.
 		"InstanceLock": "/s/bangerd.lock",
-		"SocketLock":   "/r/bangerd.lock",
+		"SocketLock":   "/r/bangerd.sock.lock",
 		"StartLock":    "/r/bangerd.start.lock",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -101,3 +101,31 @@ func runUntilServing(t *testing.T, cfg *config.Config) error {
 		}
 	}
 }
+
+// One directory may serve as both the state and the runtime directory: the
+// daemon's two locks do not collide there.
+func TestStateAndRuntimeDirMayBeOne(t *testing.T) {
+	root := daemontest.ShortTempDir(t)
+	cfg := daemontest.Config(t, root)
+	cfg.Paths.RuntimeDir = cfg.Paths.StateDir
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- daemon.Run(ctx, daemon.Options{Config: cfg}) }()
+	cl := client.New(cfg.Paths.Socket())
+	defer cl.Close()
+	for {
+		if _, err := cl.DaemonStatus(ctx); err == nil {
+			break
+		}
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("daemon with one state and runtime directory: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("daemon stop: %v", err)
+	}
+}

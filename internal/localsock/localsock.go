@@ -52,10 +52,11 @@ func PeerCred(c net.Conn) (Cred, error) {
 	return Cred{PID: int(cred.Pid), UID: int(cred.Uid), GID: int(cred.Gid)}, nil
 }
 
-// Listen creates the socket at path for the current user. The directory is
-// created 0700 (an existing one must belong to this user); a leftover socket
-// file is replaced only after checking nothing answers on it. The caller must
-// hold the daemon's instance lock, so a live daemon is never displaced.
+// Listen creates the socket at path for the current user. Its directory
+// must pass EnsurePrivateDir (created 0700, or an existing one of this
+// user's alone); a leftover socket file is replaced only after checking
+// nothing answers on it. The caller must hold the daemon's socket lock
+// (config.Paths.SocketLock), so a live daemon is never displaced.
 func Listen(path string) (net.Listener, error) {
 	dir := filepath.Dir(path)
 	if err := EnsurePrivateDir(dir); err != nil {
