@@ -27,6 +27,12 @@ func TestMain(m *testing.M) {
 		os.Exit(serveInheritedSocket())
 	case "dial":
 		os.Exit(dialFromEnv())
+	case "ensure":
+		if err := EnsurePrivateDir(os.Getenv("LOCALSOCK_DIR")); err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }

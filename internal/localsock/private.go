@@ -36,7 +36,9 @@ func EnsurePrivateDir(dir string) error {
 	if err := unix.Mkdir(dir, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("creating %s: %w", dir, err)
 	}
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	// O_PATH: the checks need no read permission, so a foreign directory
+	// the user cannot read is still reported by owner.
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
 			return notADirError(dir)
@@ -49,6 +51,8 @@ func EnsurePrivateDir(dir string) error {
 		return fmt.Errorf("checking %s: %w", dir, err)
 	}
 	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+		return notADirError(dir)
 	case int(st.Uid) != uid:
 		return fmt.Errorf("%s belongs to uid %d, not to you (uid %d): another user may have made it to intercept banger, so banger will not use it; have it removed (it is not yours, so as root: rm -r %s), or %s",
 			dir, st.Uid, uid, dir, fixHint)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -99,6 +100,16 @@ func TestEnsurePrivateDirRefuses(t *testing.T) {
 				return dir, dir
 			},
 			want: []string{"run belongs to uid 65534", "rm -r", "XDG_RUNTIME_DIR"},
+		},
+		{
+			name: "unreadable directory owned by uid 65534",
+			root: true,
+			plant: func(t *testing.T, base string) (string, string) {
+				dir := filepath.Join(base, "run")
+				mkdir(t, dir, 0o000, other)
+				return dir, dir
+			},
+			want: []string{"run belongs to uid 65534"},
 		},
 		{
 			name: "group-writable directory",
@@ -292,5 +303,23 @@ func TestWritePrivateFile(t *testing.T) {
 	}
 	if fi, _ := os.Stat(path); fi.Mode() != 0o600 {
 		t.Errorf("mode %v, want 0600", fi.Mode())
+	}
+}
+
+// A non-root user is told who owns a runtime directory it cannot even
+// read (here root's, 0700), not just "permission denied".
+func TestEnsurePrivateDirNamesOwnerOfUnreadableDir(t *testing.T) {
+	needRoot(t, "run a check as another uid")
+	base := shortDir(t)
+	os.Chmod(base, 0o755)
+	dir := filepath.Join(base, "banger-65534")
+	mkdir(t, dir, 0o700, os.Getuid())
+	cmd := exec.Command(helperBin(t), "-test.run=^$")
+	cmd.Env = []string{helperEnv + "=ensure", "LOCALSOCK_DIR=" + dir}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: other, Gid: other}}
+	out, err := cmd.CombinedOutput()
+	want := fmt.Sprintf("%s belongs to uid %d, not to you (uid %d)", dir, os.Getuid(), other)
+	if err == nil || !strings.Contains(string(out), want) {
+		t.Fatalf("EnsurePrivateDir as uid %d: %v: %s\nwant %q", other, err, out, want)
 	}
 }
