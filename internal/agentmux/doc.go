@@ -68,8 +68,9 @@
 // more than a bound gets a *LimitError ("VM dev sent a reply line over
 // 64 KiB: closing the agent channel") and its session is closed; the
 // next request connects again. Session.HostKeys bounds the host keys (16
-// keys of at most 16 KiB). The host's yamux session accepts no stream
-// from the guest.
+// keys of at most 16 KiB). Only the host opens streams: a guest that
+// opens one, or leaves one of the host's unacknowledged for the reply
+// timeout, has its session closed too.
 //
 // # Resync
 //

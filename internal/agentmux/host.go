@@ -22,7 +22,7 @@ type Session struct {
 	cfg Config
 
 	mu     sync.Mutex
-	broken error // the limit that made the host close the session
+	broken error // the limit or violation that made the host close the session
 }
 
 // hostConn is what yamux runs on after the upgrade: the bytes the line
@@ -87,11 +87,23 @@ func (c Config) Upgrade(ctx context.Context, rw io.ReadWriteCloser, key []byte) 
 		return nil, err
 	}
 	lr.budget = nil
-	mux, err := yamux.Client(&hostConn{lr: lr, WriteCloser: rw}, hostYamuxConfig())
+	mux, err := yamux.Client(&hostConn{lr: lr, WriteCloser: rw}, c.hostYamuxConfig())
 	if err != nil {
 		return nil, fmt.Errorf("agentmux: starting the session: %w", err)
 	}
-	return &Session{mux: mux, cfg: c}, nil
+	s := &Session{mux: mux, cfg: c}
+	go s.refuseStreams()
+	return s, nil
+}
+
+// refuseStreams ends the session when the guest opens a stream: only the
+// host opens streams, and one the host never reads would hold a stream
+// window of the guest's bytes.
+func (s *Session) refuseStreams() {
+	if _, err := s.mux.AcceptStream(); err != nil {
+		return // the session ended
+	}
+	s.abort(fmt.Errorf("agentmux: %s opened a stream, which an agent never does: %w", s.cfg.peer(), errClosing))
 }
 
 // fail closes the session when err is a limit the guest broke, and
@@ -102,17 +114,27 @@ func (s *Session) fail(err error) error {
 		return err
 	}
 	named := &LimitError{Peer: s.cfg.peer(), What: le.What, Limit: le.Limit, Items: le.Items}
-	s.mu.Lock()
-	if s.broken == nil {
-		s.broken = named
-	}
-	s.mu.Unlock()
-	s.mux.Close()
+	s.abort(named)
 	return named
 }
 
-// Err returns the limit the guest broke that made the host close the
-// session, or nil.
+// errClosing ends the message of a protocol violation that closes the
+// session.
+var errClosing = errors.New("closing the agent channel")
+
+// abort records why the host gives up on the guest and closes the
+// session.
+func (s *Session) abort(err error) {
+	s.mu.Lock()
+	if s.broken == nil {
+		s.broken = err
+	}
+	s.mu.Unlock()
+	s.mux.Close()
+}
+
+// Err returns the limit the guest broke (or the protocol violation) that
+// made the host close the session, or nil.
 func (s *Session) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -50,34 +50,43 @@ func endless(w io.Writer, b []byte) {
 	}
 }
 
+// authenticate runs the real agent's side of the handshake on guest (it
+// holds testKey) and returns the line reader holding what follows the
+// upgrade, or nil when the channel ended first.
+func authenticate(guest net.Conn) *lineReader {
+	g := &Guest{Key: testKey}
+	lr := &lineReader{src: guest}
+	var pending *pendingAuth
+	for {
+		line, err := lr.next()
+		if err != nil {
+			return nil
+		}
+		var m upgradeMsg
+		if !decodeLine(line, &m) || m.ID == "" {
+			continue
+		}
+		upgraded, err := g.lineMode(context.Background(), guest, m, &pending)
+		if err != nil {
+			return nil
+		}
+		if upgraded {
+			return lr
+		}
+	}
+}
+
 // hostileAgent is a guest that authenticates like a real one (it holds
 // the key) and then answers each request stream with onStream, given the
 // header line it read.
 func hostileAgent(t *testing.T, guest net.Conn, onStream func(st *yamux.Stream, header []byte)) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); guest.Close(); wg.Wait() })
+	t.Cleanup(func() { guest.Close(); wg.Wait() })
 	wg.Go(func() {
-		g := &Guest{Key: testKey}
-		lr := &lineReader{src: guest}
-		var pending *pendingAuth
-		for {
-			line, err := lr.next()
-			if err != nil {
-				return
-			}
-			var m upgradeMsg
-			if !decodeLine(line, &m) || m.ID == "" {
-				continue
-			}
-			upgraded, err := g.lineMode(ctx, guest, m, &pending)
-			if err != nil {
-				return
-			}
-			if upgraded {
-				break
-			}
+		lr := authenticate(guest)
+		if lr == nil {
+			return
 		}
 		mux, err := yamux.Server(struct {
 			io.Reader
@@ -493,5 +502,71 @@ func TestHostKeysBounded(t *testing.T) {
 				t.Error("the session is still open")
 			}
 		})
+	}
+}
+
+// silentAfterUpgrade authenticates like the real agent, then reads and
+// ignores everything, acknowledging no stream.
+func silentAfterUpgrade(t *testing.T, guest net.Conn) {
+	t.Helper()
+	go func() {
+		if lr := authenticate(guest); lr != nil {
+			io.Copy(io.Discard, lr)
+		}
+	}()
+}
+
+// A guest that never acknowledges the host's streams: more requests than
+// yamux's backlog of unacknowledged streams all return, and the session
+// is closed once a stream stays unacknowledged for the reply timeout.
+func TestHostileUnacknowledgedStreams(t *testing.T) {
+	host, guest := net.Pipe()
+	defer guest.Close()
+	silentAfterUpgrade(t, guest)
+	s, err := Config{Peer: "VM hostile", ReplyTimeout: 50 * time.Millisecond}.Upgrade(testContext(t), host, testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for range 300 { // yamux.DefaultConfig().AcceptBacklog is 256
+		if _, err := s.Health(testContext(t)); err == nil {
+			t.Fatal("health from a silent guest")
+		}
+	}
+	if !sessionClosed(s) {
+		t.Error("the session outlived streams its guest never acknowledged")
+	}
+}
+
+// A guest that opens a stream of its own has its session closed.
+func TestHostileGuestOpensStreams(t *testing.T) {
+	host, guest := net.Pipe()
+	defer guest.Close()
+	go func() {
+		lr := authenticate(guest)
+		if lr == nil {
+			return
+		}
+		mux, err := yamux.Server(struct {
+			io.Reader
+			io.WriteCloser
+		}{lr, guest}, yamuxConfig())
+		if err != nil {
+			return
+		}
+		if st, err := mux.OpenStream(); err == nil {
+			st.Write(bytes.Repeat([]byte("x"), 64<<10))
+		}
+	}()
+	s2, err := Config{Peer: "VM hostile"}.Upgrade(testContext(t), host, testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if !sessionClosed(s2) {
+		t.Fatal("the session outlived a stream the guest opened")
+	}
+	if err := s2.Err(); err == nil || !strings.Contains(err.Error(), "VM hostile opened a stream, which an agent never does: closing the agent channel") {
+		t.Errorf("Session.Err = %v", err)
 	}
 }

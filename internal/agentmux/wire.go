@@ -179,13 +179,14 @@ func yamuxConfig() *yamux.Config {
 	return c
 }
 
-// hostYamuxConfig is the host's session configuration: the host never
-// accepts a stream, so a guest that opens some gets them reset (one may
-// wait, holding at most one stream window).
-func hostYamuxConfig() *yamux.Config {
-	c := yamuxConfig()
-	c.AcceptBacklog = 1
-	return c
+// hostYamuxConfig is the host's session configuration: a guest that
+// does not acknowledge a stream the host opens within the reply timeout
+// has its session closed (yamux's StreamOpenTimeout), so no OpenStream
+// waits longer for the guest's credit.
+func (c Config) hostYamuxConfig() *yamux.Config {
+	y := yamuxConfig()
+	y.StreamOpenTimeout = c.replyTimeout()
+	return y
 }
 
 // resetLine is what the guest writes when it starts serving a channel: a
