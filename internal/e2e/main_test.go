@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,9 @@ func TestMain(m *testing.M) {
 		os.Exit(buildsandbox.Init())
 	}
 	fctest.RunIfFake()
+	if sock := os.Getenv(dialEnv); sock != "" {
+		dialAndReport(sock)
+	}
 	dir, err := os.MkdirTemp("", "banger-e2e-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -194,4 +198,43 @@ func waitGone(t *testing.T, pid int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// dialEnv makes the test binary dial a Unix socket, print the outcome and
+// exit: dialAsNobody runs it as another user.
+const dialEnv = "BANGER_E2E_DIAL"
+
+func dialAndReport(sock string) {
+	c, err := net.DialTimeout("unix", sock, 5*time.Second)
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(0)
+	}
+	c.Close()
+	fmt.Println("connected")
+	os.Exit(0)
+}
+
+// dialAsNobody dials sock as uid 65534 from a copy of this test binary
+// that nobody may run, and returns what it printed.
+func dialAsNobody(t *testing.T, sock string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "bgdial")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	exe := filepath.Join(dir, "e2e.test")
+	if b, err := os.ReadFile(os.Args[0]); err != nil || os.WriteFile(exe, b, 0o755) != nil {
+		t.Fatalf("copying the test binary: %v", err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = []string{dialEnv + "=" + sock}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dialing as nobody: %v\n%s", err, out)
+	}
+	return strings.TrimSpace(string(out))
 }

@@ -138,9 +138,11 @@ func TestVMLifecycle(t *testing.T) {
 	if mount := e.must("vm", "ssh", "demo", "--", "findmnt", "-no", "SOURCE", "/root").stdout; !strings.Contains(mount, "/dev/vdb") {
 		t.Errorf("/root is mounted from %q, want /dev/vdb", mount)
 	}
-	if got := e.must("vm", "ssh", "demo", "--", "stat", "-c", "'%a %U %s'", "/root/.claude/.credentials.json").stdout; strings.TrimSpace(got) != "600 root 14" {
-		t.Errorf("synced auth file: %q, want mode 600, owner root, 14 bytes", got)
+	if got := e.runWith(e.extra, "vm", "ssh", "demo", "--", "stat", "-c", "'%a %U %s'", "/root/.claude/.credentials.json").stdout; strings.TrimSpace(got) != "600 root 14" {
+		diag := e.runWith(e.extra, "vm", "ssh", "demo", "--", "sh", "-c", "'ls -la /run/banger/boot; findmnt /run; journalctl -b -u banger-agent --no-pager | tail -20'")
+		t.Errorf("synced auth file: %q, want mode 600, owner root, 14 bytes; guest:\n%s%s", got, diag.stdout, diag.stderr)
 	}
+	checkBootPayload(t, e, v)
 	if logs := e.must("vm", "logs", "demo").stdout; !strings.Contains(logs, "Linux version") {
 		t.Errorf("vm logs does not show the console (%d bytes)", len(logs))
 	}
@@ -150,6 +152,12 @@ func TestVMLifecycle(t *testing.T) {
 	e.must("vm", "stop", "demo")
 	if v := vmShow(t, e, "demo"); v.State != api.VMStopped || v.TAP != "" {
 		t.Errorf("after stop: %+v", v)
+	}
+	dir := filepath.Join(e.home, "state", "vms", v.ID)
+	for _, f := range []string{"agent.key", "initrd.img"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); !os.IsNotExist(err) {
+			t.Errorf("a stopped VM keeps its %s: %v", f, err)
+		}
 	}
 	e.must("vm", "start", "demo")
 	if got := e.must("vm", "ssh", "demo", "--", "cat", "/root/keep.txt").stdout; strings.TrimSpace(got) != "kept" {
@@ -252,4 +260,39 @@ func TestVMBadInput(t *testing.T) {
 	}
 	e.must("vm", "delete", "taken")
 	verifyClean(t, e)
+}
+
+// checkBootPayload: the agent key reached the guest through the boot
+// payload only (a tmpfs /run, root-only), the host keeps it in the VM's
+// 0700 directory, and another local user cannot even reach the agent's
+// socket.
+func checkBootPayload(t *testing.T, e *env, v api.VM) {
+	t.Helper()
+	if got := e.must("vm", "ssh", v.Name, "--", "stat", "-c", "'%a %U'", "/run/banger/boot/key", "/run/banger/boot").stdout; got != "600 root\n700 root\n" {
+		t.Errorf("guest key and its directory: %q, want 600 and 700, root", got)
+	}
+	if got := e.must("vm", "ssh", v.Name, "--", "findmnt", "-no", "FSTYPE", "/run").stdout; strings.TrimSpace(got) != "tmpfs" {
+		t.Errorf("/run is %q, want tmpfs (the key must not reach a disk)", got)
+	}
+	if got := e.must("vm", "ssh", v.Name, "--", "cat", "/proc/cmdline").stdout; strings.Contains(got, "key") {
+		t.Errorf("the kernel command line mentions a key: %q", got)
+	}
+	dir := filepath.Join(e.home, "state", "vms", v.ID)
+	for _, f := range []string{"agent.key", "initrd.img"} {
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil || fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s on the host: %v %v, want owner-only", f, fi, err)
+		}
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm()&0o007 != 0 {
+		t.Errorf("VM directory %s: %v %v, want no access for other users", dir, fi, err)
+	}
+	sock := filepath.Join(dir, "agent.sock")
+	if _, err := os.Stat(sock); err != nil {
+		t.Logf("no %s (the agent channel is vsock): skipping the other-user dial", sock)
+		return
+	}
+	if out := dialAsNobody(t, sock); !strings.Contains(out, "permission denied") {
+		t.Errorf("uid %d dialing the agent socket: %q, want permission denied", nobodyUID, out)
+	}
 }
