@@ -13,6 +13,7 @@ import (
 	"github.com/bangerdev/banger/internal/doctor"
 	"github.com/bangerdev/banger/internal/hypervisor"
 	"github.com/bangerdev/banger/internal/hypervisor/qemu"
+	"github.com/bangerdev/banger/internal/localsock"
 	"github.com/bangerdev/banger/internal/operation"
 	"github.com/bangerdev/banger/internal/vm"
 )
@@ -56,8 +57,12 @@ func (d *Daemon) kvmBoots(ctx context.Context, p vm.Progress) (bool, error) {
 	}
 	d.recordProbe(ctx, rec)
 	if b, err := json.Marshal(probeCache{BootID: bootID(), Record: *rec}); err == nil {
+		// The cache directory may be shared (BANGER_CACHE_DIR): never
+		// write through a link someone planted there.
 		os.MkdirAll(filepath.Dir(cacheFile), 0o700)
-		os.WriteFile(cacheFile, b, 0o600)
+		if err := localsock.WritePrivateFile(cacheFile, b); err != nil {
+			d.log.Warn("caching the kvm probe", "error", err)
+		}
 	}
 	return rec.Status == "booted", nil
 }
