@@ -12,13 +12,23 @@ import (
 const maxHostKeyLine = 8 << 10
 
 // knownHostsFile renders the known_hosts lines pinning keys for ip. The
-// keys come from the guest, which is untrusted: each must parse as one
-// OpenSSH public key ("TYPE BASE64 [COMMENT]"), and the line written is
-// re-marshalled from the parsed key ("IP TYPE BASE64"), so no comment,
-// option, newline or other byte of the guest's choosing reaches the file.
-// Keys that do not parse are returned in skipped with the reason.
+// keys come from the guest, which is untrusted (see hostKeys); the line
+// written is re-marshalled from the parsed key ("IP TYPE BASE64"), so no
+// comment, option, newline or other byte of the guest's choosing reaches
+// the file. Keys that do not parse are returned in skipped with the reason.
 func knownHostsFile(ip string, keys []string) (content []byte, skipped []string) {
+	valid, skipped := hostKeys(keys)
 	var b strings.Builder
+	for _, k := range valid {
+		fmt.Fprintf(&b, "%s %s\n", ip, k)
+	}
+	return []byte(b.String()), skipped
+}
+
+// hostKeys keeps the guest's host keys that parse as one OpenSSH public
+// key each ("TYPE BASE64 [COMMENT]", no options), normalised to
+// "TYPE BASE64"; the others are returned in skipped with the reason.
+func hostKeys(keys []string) (valid, skipped []string) {
 	for _, k := range keys {
 		if len(k) > maxHostKeyLine {
 			skipped = append(skipped, fmt.Sprintf("a %d-byte key (longer than %d bytes)", len(k), maxHostKeyLine))
@@ -37,9 +47,9 @@ func knownHostsFile(ip string, keys []string) (content []byte, skipped []string)
 			skipped = append(skipped, fmt.Sprintf("%q: it carries options", shortKey(k)))
 			continue
 		}
-		fmt.Fprintf(&b, "%s %s %s\n", ip, pub.Type(), marshalBase64(pub))
+		valid = append(valid, pub.Type()+" "+marshalBase64(pub))
 	}
-	return []byte(b.String()), skipped
+	return valid, skipped
 }
 
 // marshalBase64 is the key's wire form in base64, the middle field of an

@@ -123,7 +123,9 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, choice Choic
 	}
 	var keys []string
 	if err := sess.Call(ctx, agentproto.TypeHostKeys, nil, &keys); err == nil && len(keys) > 0 {
-		v.Runtime.HostKeys = keys
+		// Only keys that parse are kept (and stored): the list is the
+		// guest's word.
+		v.Runtime.HostKeys, _ = hostKeys(keys)
 		if err := m.writeKnownHosts(v); err != nil {
 			return err
 		}
