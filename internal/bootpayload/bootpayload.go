@@ -44,6 +44,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/bangerdev/banger/internal/atomicfile"
 	"github.com/bangerdev/banger/internal/initramfs"
 )
 
@@ -252,7 +253,7 @@ func Apply(p Payload, home string) error {
 			errs = append(errs, err)
 			continue
 		}
-		if err := writeFile(filepath.Join(home, rel), f.Data, os.FileMode(f.Mode)); err != nil {
+		if err := atomicfile.Write(filepath.Join(home, rel), f.Data, os.FileMode(f.Mode), 0o700); err != nil {
 			errs = append(errs, fmt.Errorf("writing %s: %w", f.Path, err))
 		}
 	}
@@ -291,7 +292,7 @@ func authorize(file string, keys []string) error {
 	if !added {
 		return nil
 	}
-	return writeFile(file, out.Bytes(), 0o600)
+	return atomicfile.Write(file, out.Bytes(), 0o600, 0o700)
 }
 
 // keyID is "type blob" of an authorized_keys line without options, or "".
@@ -301,31 +302,6 @@ func keyID(line string) string {
 		return ""
 	}
 	return f[0] + " " + f[1]
-}
-
-// writeFile replaces name with data, creating parents 0700.
-func writeFile(name string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, ".banger-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), name)
 }
 
 // ReadInitrd reads back what WriteInitrd appended to a base archive of

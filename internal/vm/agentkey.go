@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/bangerdev/banger/internal/atomicfile"
 	"github.com/bangerdev/banger/internal/bootpayload"
 	"github.com/bangerdev/banger/internal/image"
 )
@@ -74,30 +75,9 @@ func (m *Manager) writeBootPayload(dir string, img image.Image, p Progress) (str
 	if err := bootpayload.WriteInitrd(initrd, img.Path(image.Initrd), m.Images.AgentBin, payload); err != nil {
 		return "", fmt.Errorf("writing the boot payload: %w", err)
 	}
-	if err := writePrivate(agentKeyFile(dir), key); err != nil {
+	if err := atomicfile.Write(agentKeyFile(dir), key, 0o600, 0); err != nil {
 		return "", fmt.Errorf("writing the agent key: %w", err)
 	}
 	p.Detail("%d written, %d missing", len(payload.Files), len(missing))
 	return initrd, nil
-}
-
-// writePrivate replaces name with data, readable by the owner only.
-func writePrivate(name string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), name)
 }
