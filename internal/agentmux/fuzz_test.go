@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -115,7 +117,7 @@ func (g *fuzzGuest) Close() error {
 // fuzzConfig keeps one run short: small limits, short waits.
 var fuzzConfig = Config{
 	Peer:            "VM fuzz",
-	UpgradeTimeout:  200 * time.Millisecond,
+	UpgradeTimeout:  20 * time.Millisecond,
 	ReplyTimeout:    20 * time.Millisecond,
 	MaxLine:         4 << 10,
 	MaxCallReply:    8 << 10,
@@ -127,6 +129,7 @@ var fuzzConfig = Config{
 // that proved the key; a session it returns serves calls that return.
 func FuzzHostUpgrade(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer watchdog(data)()
 		g := newFuzzGuest(data)
 		s, err := fuzzConfig.Upgrade(context.Background(), g, testKey)
 		if err != nil {
@@ -151,6 +154,24 @@ func FuzzHostUpgrade(f *testing.F) {
 	})
 }
 
+// watchdog crashes the fuzz worker, with every goroutine's stack and the
+// input, when one run hangs: a hang is a finding (a host call that never
+// returns), and a crash is what the fuzzer records. The returned func
+// stops it.
+func watchdog(data []byte) func() {
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			panic(fmt.Sprintf("a run hung on input %q:\n%s", data, buf[:n]))
+		}
+	}()
+	return func() { close(done) }
+}
+
 // fuzzStream is a request stream whose guest sends Reader; what the
 // host sends is discarded.
 type fuzzStream struct {
@@ -164,6 +185,7 @@ func (fuzzStream) Write(p []byte) (int, error) { return len(p), nil }
 // or panicking.
 func FuzzHostStream(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer watchdog(data)()
 		const maxLine = 1 << 10
 		rep, err := readReply(bufio.NewReaderSize(bytes.NewReader(data), 16), maxLine, "VM fuzz")
 		if err == nil && len(rep.Result) > maxLine {

@@ -312,7 +312,14 @@ func (s *Session) Put(ctx context.Context, req Transfer, r io.Reader, result any
 				return
 			}
 		}
-		fw.frame(chEnd, nil)
+		if fw.frame(chEnd, nil) == nil && ctx.Err() == nil {
+			// All is sent: the guest's answer is due within the
+			// reply timeout (ctx's past deadline, if it ends, wins).
+			st.st.SetReadDeadline(time.Now().Add(s.cfg.replyTimeout()))
+			if ctx.Err() != nil {
+				st.st.SetDeadline(aLongTimeAgo())
+			}
+		}
 	}()
 	rep, err := readReply(st.r, s.cfg.maxLine(), s.cfg.peer())
 	stop.Store(true)
@@ -321,6 +328,9 @@ func (s *Session) Put(ctx context.Context, req Transfer, r io.Reader, result any
 		wg.Wait()
 		if readErr != nil {
 			return fmt.Errorf("agentmux: reading what to put at %s: %w", req.Path, readErr)
+		}
+		if errors.Is(err, yamux.ErrTimeout) && ctx.Err() == nil {
+			return fmt.Errorf("agentmux: %s did not answer the put of %s within %s of its end: %w", s.cfg.peer(), req.Path, s.cfg.replyTimeout(), ErrTimeout)
 		}
 		return wrapCtx(ctx, "putting "+req.Path, s.fail(err))
 	}

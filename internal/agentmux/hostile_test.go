@@ -570,3 +570,23 @@ func TestHostileGuestOpensStreams(t *testing.T) {
 		t.Errorf("Session.Err = %v", err)
 	}
 }
+
+// A put whose data the guest takes but whose final reply never comes
+// returns ErrTimeout once the reply timeout has passed after its end.
+func TestHostilePutNeverAnswered(t *testing.T) {
+	s, _ := hostileSession(t, Config{ReplyTimeout: 50 * time.Millisecond}, func(st *yamux.Stream, _ []byte) {
+		st.Write([]byte("{}\n")) // go ahead
+		r := bufio.NewReader(st)
+		for {
+			ch, _, err := readFrame(r)
+			if err != nil || ch == chEnd {
+				break
+			}
+		}
+		io.Copy(io.Discard, r) // and never answer
+	})
+	err := s.Put(testContext(t), Transfer{Path: "/root/x"}, strings.NewReader(strings.Repeat("data", 100_000)), nil)
+	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "VM hostile did not answer the put of /root/x") {
+		t.Errorf("Put = %v, want ErrTimeout", err)
+	}
+}
