@@ -63,8 +63,10 @@
 // whole result) at most 1 MiB, a frame's payload at most MaxFramePayload
 // (checked before allocating), and an upgrade reads at most 4 MiB in line
 // mode (longer lines are skipped as stale) and lasts at most 30s. Each
-// reply line must come within 30s (ErrTimeout); streams then run as long
-// as their work does, one frame in memory at a time. A guest that sends
+// reply line must come within 30s (ErrTimeout), and a put's final reply
+// within 30s of its end frame; streams then run as long as their work
+// does (a command, a tar stream, an attachment), one frame in memory at a
+// time. A guest that sends
 // more than a bound gets a *LimitError ("VM dev sent a reply line over
 // 64 KiB: closing the agent channel") and its session is closed; the
 // next request connects again. Session.HostKeys bounds the host keys (16
