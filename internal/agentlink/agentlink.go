@@ -1,6 +1,8 @@
 // Package agentlink keeps bangerd's connections to guest agents: one
 // long-lived protocol 2 session (internal/agentmux) per VM, opened on first
-// use and reopened when it breaks.
+// use with the VM's agent key (the authenticated upgrade) and reopened
+// when it breaks — including when the guest broke one of agentmux's
+// limits, which closes the session.
 //
 // One session per VM is not only economy. A virtio-serial port serves one
 // host connection at a time, so every request for a VM — health, readiness
