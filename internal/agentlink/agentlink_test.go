@@ -160,3 +160,46 @@ func TestPoolReportsSilentAndOldAgents(t *testing.T) {
 		t.Errorf("dial error: %v", err)
 	}
 }
+
+// bigHealth answers health with a report whose line is over agentmux's
+// 64 KiB reply limit while huge is set.
+type bigHealth struct{ huge *atomic.Bool }
+
+func (b bigHealth) Health(context.Context) (agentproto.Health, error) {
+	if b.huge.Load() {
+		return agentproto.Health{Hostname: strings.Repeat("h", 100<<10)}, nil
+	}
+	return agentproto.Health{Hostname: "guest"}, nil
+}
+
+// A guest that breaks a limit loses its session, not the daemon; the
+// next Get connects again.
+func TestPoolReconnectsAfterALimit(t *testing.T) {
+	var p Pool
+	var huge atomic.Bool
+	huge.Store(true)
+	var dials atomic.Int32
+	dial := func(context.Context) (Channel, error) {
+		dials.Add(1)
+		host, agent := net.Pipe()
+		go agentmux.BasicGuest(bigHealth{&huge}, key).Serve(context.Background(), agent)
+		return Channel{Conn: host, Key: key, VM: "big"}, nil
+	}
+	ctx := context.Background()
+	s1, err := p.Get(ctx, "big", dial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s1.Health(ctx); !errors.Is(err, agentmux.ErrLimit) || !strings.Contains(err.Error(), "VM big sent a reply line over 64 KiB: closing the agent channel") {
+		t.Fatalf("health with an oversized report: %v", err)
+	}
+	huge.Store(false)
+	s2, err := p.Get(ctx, "big", dial)
+	if err != nil || s2 == s1 || dials.Load() != 2 {
+		t.Fatalf("Get after the limit: new session %v, dials %d, %v", s2 != s1, dials.Load(), err)
+	}
+	if h, err := s2.Health(ctx); err != nil || h.Hostname != "guest" {
+		t.Errorf("health on the new session: %+v, %v", h, err)
+	}
+	p.Close()
+}
