@@ -1,7 +1,6 @@
 package vm
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"sort"
-	"strings"
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/config"
@@ -246,23 +244,3 @@ func (m *Manager) makeDisks(ctx context.Context, v *VM, img image.Image, p Progr
 func rootDisk(dir string) string { return dir + "/rootfs.ext4" }
 func workDisk(dir string) string { return dir + "/work.ext4" }
 
-// hostResolvers returns the host's non-loopback nameservers, which the
-// guest uses (guests cannot reach services on the host).
-func hostResolvers() []string {
-	f, err := os.Open("/etc/resolv.conf")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) >= 2 && fields[0] == "nameserver" {
-			if a, err := netip.ParseAddr(fields[1]); err == nil && a.Is4() && !a.IsLoopback() {
-				out = append(out, a.String())
-			}
-		}
-	}
-	return out
-}

@@ -33,8 +33,12 @@ func (m *Manager) cmdline(v *VM) string {
 		"banger.mac=" + v.Lease.MAC,
 		"banger.hostname=" + v.Name,
 	}
-	if dns := hostResolvers(); len(dns) > 0 {
-		parts = append(parts, "banger.dns="+strings.Join(dns, ","))
+	if dns := m.Net.DNS(); len(dns) > 0 {
+		addrs := make([]string, len(dns))
+		for i, a := range dns {
+			addrs[i] = a.String()
+		}
+		parts = append(parts, "banger.dns="+strings.Join(addrs, ","))
 	}
 	return strings.Join(parts, " ")
 }

@@ -33,6 +33,9 @@ type Network interface {
 	// Subnet and Gateway describe the guest network.
 	Subnet() netip.Prefix
 	Gateway() netip.Addr
+	// DNS is the resolvers guests are given (banger.dns=): the ones the
+	// host's rules let them reach, on port 53 only.
+	DNS() []netip.Addr
 	// AcquireTAP takes the bridge-attached TAP for guest address ip from
 	// the pool: the host lets each TAP send only from one address and
 	// its MAC (hostnet.TAPFor).

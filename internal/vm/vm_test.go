@@ -40,6 +40,7 @@ type fakeNet struct {
 
 func (n *fakeNet) Subnet() netip.Prefix { return netip.MustParsePrefix("172.30.0.0/24") }
 func (n *fakeNet) Gateway() netip.Addr  { return netip.MustParseAddr("172.30.0.1") }
+func (n *fakeNet) DNS() []netip.Addr    { return []netip.Addr{netip.MustParseAddr("192.168.1.1")} }
 func (n *fakeNet) AcquireTAP(context.Context, netip.Addr) (string, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -168,7 +169,7 @@ func TestCreateRunsEveryStage(t *testing.T) {
 		t.Fatalf("vm = %+v", got)
 	}
 	spec := f.hv.Launched()[0]
-	for _, w := range []string{"root=/dev/vda", "banger.ip=172.30.0.2/24", "banger.gw=172.30.0.1", "banger.hostname=demo", "banger.mac=02:b4:ac:1e:00:02"} {
+	for _, w := range []string{"root=/dev/vda", "banger.ip=172.30.0.2/24", "banger.gw=172.30.0.1", "banger.hostname=demo", "banger.mac=02:b4:ac:1e:00:02", "banger.dns=192.168.1.1"} {
 		if !strings.Contains(spec.Boot.Cmdline, w) {
 			t.Errorf("cmdline %q lacks %q", spec.Boot.Cmdline, w)
 		}
