@@ -78,14 +78,15 @@ func (d *Daemon) firecrackerImageCheck(ctx context.Context) api.Check {
 }
 
 func (d *Daemon) networkChecks(ctx context.Context) []api.Check {
-	st, err := d.net.host.Observe(ctx, d.net.cfg)
+	cfg := d.net.Config() // the resolvers may change while the daemon runs
+	st, err := d.net.host.Observe(ctx, cfg)
 	if err != nil {
 		return []api.Check{{Name: doctor.CheckBridge, Status: api.CheckFail, Detail: "reading the host network: " + err.Error(),
 			Fix: "check that bangerd may use netlink here"}}
 	}
 	leased, _ := d.net.leased(ctx)
 	other, _ := d.vms.Leaks(ctx)
-	return doctor.NetworkChecks(doctor.NetworkInputs{Config: d.net.cfg, State: st, Leased: leased, DaemonRoot: os.Geteuid() == 0, OtherLeaks: other})
+	return doctor.NetworkChecks(doctor.NetworkInputs{Config: cfg, State: st, Leased: leased, DaemonRoot: os.Geteuid() == 0, OtherLeaks: other})
 }
 
 // imagesCheck verifies every image: sizes in a quick run, digests in a
