@@ -46,6 +46,16 @@ func TestConformance(t *testing.T) {
 		}
 	}
 	t.Run("q35", func(t *testing.T) { hvtest.Run(t, newDriver(Q35), guest) })
+	// As a daemon running as root runs it: QEMU as the VM user, every
+	// file passed as a descriptor.
+	t.Run("q35-vmuser", func(t *testing.T) {
+		u := requireVMUser(t)
+		hvtest.Run(t, func(t *testing.T) hypervisor.Hypervisor {
+			d := newDriver(Q35)(t).(*Driver)
+			d.User = &u
+			return d
+		}, guest)
+	})
 	t.Run("microvm-starts", func(t *testing.T) {
 		d := newDriver(Microvm)(t)
 		dir := t.TempDir()
