@@ -245,7 +245,7 @@ func RootFS(t testing.TB, size int64, files map[string]string) string {
 		t.Skip("mkfs.ext4 is not installed: apt-get install e2fsprogs")
 	}
 	dir := filepath.Join(t.TempDir(), "tree")
-	for _, d := range []string{"dev", "proc", "sys", "root", "etc"} {
+	for _, d := range []string{"dev", "proc", "sys", "root", "etc", "run"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
