@@ -1,11 +1,16 @@
 package firecracker
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/bangerdev/banger/internal/hypervisor"
 	"github.com/bangerdev/banger/internal/hypervisor/firecracker/fctest"
@@ -99,4 +104,113 @@ func TestConformanceKVM(t *testing.T) {
 		d.ConsoleTrimInterval = 100 * time.Millisecond
 		return d
 	}, guest)
+}
+
+// TestConformanceJailed runs the suite as a daemon running as root runs
+// Firecracker by default: under the jailer (a stand-in that chroots and
+// drops to the VM user as the real one does; see fakeJailer), with fctest
+// as the Firecracker it execs. Then it checks what the jail is for: the
+// process runs as the VM user, and no one but root can reach its sockets.
+func TestConformanceJailed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the jailer needs root")
+	}
+	u, err := hypervisor.EnsureVMUser(context.Background(), hypervisor.DefaultVMUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The jail must share the disks' filesystem (hard links): hvtest
+	// makes them under the temporary directory too.
+	base, err := os.MkdirTemp("", "fcj-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	dir := t.TempDir()
+	file := func(name string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(name+"\n"), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	guest := hvtest.Guest{
+		Vmlinux:        file("vmlinux", 0o600), // private: the jail gets a copy
+		Vmlinuz:        file("vmlinuz", 0o600),
+		Initrd:         file("initrd.img", 0o644),
+		Root:           file("root.ext4", 0o644),
+		Work:           file("work.ext4", 0o600),
+		Cmdline:        "root=/dev/vda ro",
+		PowerOffMarker: fctest.PowerOffMarker,
+		BootTimeout:    30 * time.Second,
+	}
+	bin := fctest.FakeBinary(t, fctest.Config{AgentDelay: 200 * time.Millisecond})
+	jailer := fakeJailer(t)
+	newDriver := func(t *testing.T) *Driver {
+		d, err := New(bin, testLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Jailer, d.JailerBin = true, jailer
+		d.Jail = JailConfig{UID: int(u.UID), GID: int(u.GID), ChrootBase: base, CgroupVersion: 2, NoCgroupLimits: true}
+		d.ConsoleTrimInterval = 50 * time.Millisecond
+		return d
+	}
+	hvtest.Run(t, func(t *testing.T) hypervisor.Hypervisor { return newDriver(t) }, guest)
+
+	t.Run("Privileges", func(t *testing.T) {
+		d := newDriver(t)
+		key := []byte(strings.Repeat("k", 32))
+		initrd := filepath.Join(dir, "initrd-key.img")
+		if err := hvtest.WithBootKey(initrd, guest.Initrd, key); err != nil {
+			t.Fatal(err)
+		}
+		spec := hypervisor.Spec{
+			ID: "fcj-priv", Dir: filepath.Join(base, "vm"), VCPUs: 1, MemoryMiB: 128, ConsoleLimit: 64 << 10,
+			Boot:  hypervisor.Boot{Vmlinux: guest.Vmlinux, Initrd: initrd, Cmdline: guest.Cmdline},
+			Disks: []hypervisor.Disk{{ID: "root", Path: guest.Root, ReadOnly: true}, {ID: "work", Path: file("work-priv.ext4", 0o600)}},
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		h, err := d.Launch(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Kill(h)
+		r, e, err := hypervisor.ProcessUIDs(h.PID)
+		if err != nil || r != u.UID || e != u.UID {
+			t.Errorf("the jailed Firecracker runs as uid %d/%d (%v), want the VM user %d", r, e, err, u.UID)
+		}
+		jail := filepath.Dir(filepath.Dir(h.ControlSocket))
+		var st unix.Stat_t
+		if err := unix.Stat(jail, &st); err != nil || st.Uid != 0 || st.Mode&0o077 != 0 {
+			t.Errorf("the jail %s: owner %d mode %#o (%v); want root's 0700", jail, st.Uid, st.Mode&0o777, err)
+		}
+		if !strings.HasPrefix(h.AgentSocket, filepath.Dir(h.ControlSocket)+"/") {
+			t.Errorf("the vsock socket %s is outside the jail %s", h.AgentSocket, jail)
+		}
+		// The VM user (any process of it but this Firecracker) and every
+		// other user find no path to the sockets.
+		for _, p := range []string{h.ControlSocket, h.AgentSocket} {
+			cmd := exec.Command("ls", "-l", p)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.Credential()}
+			if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "Permission denied") {
+				t.Errorf("the VM user reaches %s (err %v): %s", p, err, out)
+			}
+		}
+		// The daemon (root) still drives it: the agent answers through
+		// the hybrid vsock.
+		hctx, hcancel := context.WithTimeout(ctx, 20*time.Second)
+		defer hcancel()
+		if _, err := hvtest.AgentHealth(hctx, d, h, key); err != nil {
+			t.Errorf("the daemon cannot reach the jailed guest's agent: %v", err)
+		}
+		if err := d.Kill(h); err != nil {
+			t.Fatal(err)
+		}
+		var disk unix.Stat_t
+		if err := unix.Stat(spec.Disks[1].Path, &disk); err != nil || disk.Uid != 0 {
+			t.Errorf("after the VM, the work disk belongs to uid %d (%v); want it back with root", disk.Uid, err)
+		}
+	})
 }

@@ -24,7 +24,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// The driver's tests launch this binary as a fake firecracker.
+	// The driver's tests launch this binary as a fake firecracker, and
+	// as a fake jailer.
+	runIfFakeJailer()
 	fctest.RunIfFake()
 	os.Exit(m.Run())
 }
