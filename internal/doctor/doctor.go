@@ -107,8 +107,23 @@ func jailerCheck(h Host, cfg *config.Config) api.Check {
 	if path, err := h.LookPath("jailer"); err == nil {
 		return ok(CheckJailer, path)
 	}
-	return bad(CheckJailer, api.CheckSkip, "jailer not found (optional: only for jailer = true)",
+	if cfg.Jailer && h.IsRoot() {
+		fc := cfg.FirecrackerBin
+		if fc == "" {
+			fc = "firecracker"
+		}
+		if lookable(h, fc) {
+			return bad(CheckJailer, api.CheckWarn, "jailer not found: a root daemon runs Firecracker under the jailer (jailer = true, the default), so Firecracker VMs do not start",
+				"install the jailer from the same Firecracker release next to firecracker, or set jailer = false (Firecracker then runs as root)")
+		}
+	}
+	return bad(CheckJailer, api.CheckSkip, "jailer not found (a root daemon needs it for Firecracker)",
 		"install the jailer from the same Firecracker release next to firecracker")
+}
+
+func lookable(h Host, name string) bool {
+	_, err := h.LookPath(name)
+	return err == nil
 }
 
 // ImageProblem is one thing wrong with a registered image.

@@ -151,6 +151,12 @@ func TestReportGolden(t *testing.T) {
 			return h
 		}, Inputs{Config: testConfig(nil), ConfigFileFound: true,
 			Probe: &ProbeRecord{Status: "booted", Elapsed: api.Duration(850 * time.Millisecond), At: probeAt}}, api.CheckFail},
+		{"root-firecracker-no-jailer", func() *fakeHost {
+			h := goodHost()
+			delete(h.programs, "jailer")
+			return h
+		}, Inputs{Config: testConfig(nil), ConfigFileFound: true,
+			Probe: &ProbeRecord{Status: "booted", Elapsed: api.Duration(850 * time.Millisecond), At: probeAt}}, api.CheckWarn},
 		{"root-vm-user-off", func() *fakeHost { return goodHost() }, Inputs{Config: testConfig(func(c *config.Config) { c.VMUser = "" }), ConfigFileFound: true,
 			Probe: &ProbeRecord{Status: "booted", Elapsed: api.Duration(850 * time.Millisecond), At: probeAt}}, api.CheckWarn},
 		{"firecracker-required-missing", func() *fakeHost {
