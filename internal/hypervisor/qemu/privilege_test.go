@@ -128,6 +128,17 @@ func TestLeastPrivilege(t *testing.T) {
 			t.Errorf("QEMU has capabilities %s", got)
 		}
 	})
+	t.Run("NotDumpable", func(t *testing.T) {
+		// Another process of the VM user (another VM's QEMU, taken over
+		// by its guest) can neither trace this QEMU nor read its memory,
+		// environment or descriptors.
+		for _, f := range []string{"environ", "mem", "fd/0"} {
+			p := filepath.Join("/proc", itoa(h.PID), f)
+			if out, err := asUser(u, "cat", p); err == nil || !strings.Contains(out, "Permission denied") {
+				t.Errorf("the VM user read %s of QEMU (err %v): %.200s", p, err, out)
+			}
+		}
+	})
 	t.Run("Seccomp", func(t *testing.T) {
 		if got := procStatus(t, h.PID, "Seccomp"); got != "2" {
 			t.Errorf("QEMU's Seccomp is %q, want 2 (filter mode, -sandbox on)", got)

@@ -84,6 +84,8 @@ type Driver struct {
 	// the daemon's user and opens its files by path.
 	User *hypervisor.VMUser
 
+	exe execOnly
+
 	keeperOnce sync.Once
 	keeper     *hypervisor.LogKeeper
 }
@@ -210,9 +212,22 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 			return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s as %s: %w", spec.ID, d.User.Name, err)
 		}
 		defer passed.close()
+		exe, dataDirs, err := d.exe.get(bin)
+		if err != nil {
+			stderr.Close()
+			removeFiles(p.Stderr, p.Console, p.QMP, p.Agent, p.PID)
+			return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s: %w", spec.ID, err)
+		}
+		for _, dir := range dataDirs {
+			cmd.Args = append(cmd.Args, "-L", dir)
+		}
 		cmd.Args = append(cmd.Args, ArgsPassed(spec, accel, machine, transport, passed.fds)...)
-		cmd.ExtraFiles = passed.extra
+		cmd.ExtraFiles = append(passed.extra, exe)
+		// The child execs the copy through its own descriptor.
+		cmd.Path = fmt.Sprintf("/proc/self/fd/%d", 2+len(cmd.ExtraFiles))
 		cmd.Dir = "/"
+		// Nothing of the daemon's environment.
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 		var groups []uint32
 		if accel == AccelKVM {
 			if g, ok := hypervisor.DeviceGroup("/dev/kvm"); ok {
