@@ -115,7 +115,7 @@ var errNoChannel = errors.New("no agent channel")
 // giveUpAfter (modules may load late, so it keeps looking until then);
 // systemd then restarts the agent.
 func (s *server) run(ctx context.Context) error {
-	s.log.Info("banger-agent serving", "protocol", agentproto.Version, "vsock_port", s.vsockPort, "serial_port", agentproto.SerialPortName)
+	s.log.Info("banger-agent serving", "protocol", agentmux.Protocol, "vsock_port", s.vsockPort, "serial_port", agentproto.SerialPortName)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup

@@ -498,3 +498,61 @@ func TestKernelVsock(t *testing.T) {
 		t.Errorf("missing device: %v", err)
 	}
 }
+
+// Any local user can dial a vhost-vsock guest: past maxVsockConns idle,
+// unauthenticated connections, a new one is closed at once, and a slot
+// frees when one of them goes.
+func TestVsockConnectionsAreBounded(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "vsock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := testServer(t)
+	s.key = bytes.Repeat([]byte{1}, 32)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.acceptLoop(ctx, unixListener{ln}) }()
+	defer func() { cancel(); <-done }()
+
+	var held []net.Conn
+	for range maxVsockConns {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	// Each held connection is served: it gets the guest's reset line.
+	for _, c := range held {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			t.Fatalf("a connection within the limit: %v", err)
+		}
+	}
+	over, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	over.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := io.Copy(io.Discard, over); err != nil || n != 0 {
+		t.Fatalf("the connection past the limit: read %d bytes, %v; want closed at once", n, err)
+	}
+	held[0].Close()
+	for range 100 { // the slot frees once the agent notices
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
+		if err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Error("no slot freed after a connection closed")
+}

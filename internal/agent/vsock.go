@@ -150,13 +150,21 @@ func (s *server) serveVsock(ctx context.Context) {
 	}
 }
 
+// maxVsockConns bounds the connections served at once. Any local user
+// of the host can dial a vhost-vsock guest; each connection is served
+// nothing before it proves the VM's key (internal/agentmux), and this
+// bounds what a flood of them costs the guest.
+const maxVsockConns = 16
+
 // acceptLoop serves each connection of ln in its own goroutine until ctx
-// ends or Accept fails; it waits for the connections it started.
+// ends or Accept fails; it waits for the connections it started. Past
+// maxVsockConns a new connection is closed at once.
 func (s *server) acceptLoop(ctx context.Context, ln streamListener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	slots := make(chan struct{}, maxVsockConns)
 	for {
 		conn, err := ln.Accept()
 		if errors.Is(err, unix.ECONNABORTED) || errors.Is(err, unix.EINTR) {
@@ -169,9 +177,17 @@ func (s *server) acceptLoop(ctx context.Context, ln streamListener) error {
 			}
 			return err
 		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			s.log.Warn("too many vsock connections; closing a new one", "limit", maxVsockConns)
+			conn.Close()
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() { <-slots }()
 			defer conn.Close()
 			// The connection is closed when ctx ends, which ends Serve.
 			stopConn := context.AfterFunc(ctx, func() { conn.Close() })

@@ -125,8 +125,7 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, choice Choic
 	if strings.HasPrefix(health.Payload, "failed") {
 		p.Logf("the guest could not write every synced file: %s", termsafe.Line(health.Payload))
 	}
-	var keys []string
-	if err := sess.Call(ctx, agentproto.TypeHostKeys, nil, &keys); err == nil && len(keys) > 0 {
+	if keys, err := sess.HostKeys(ctx); err == nil && len(keys) > 0 {
 		// Only keys that parse are kept (and stored): the list is the
 		// guest's word.
 		v.Runtime.HostKeys, _ = hostKeys(keys)
