@@ -305,6 +305,18 @@ func TestLoadInvalid(t *testing.T) {
 			wantMsg: `config {FILE}: hypervisor = 1 is not valid: want "auto", "firecracker" or "qemu"`,
 		},
 		{
+			name:    "vm_user not a user name",
+			file:    `vm_user = "Banger VM"`,
+			wantKey: "vm_user",
+			wantMsg: `config {FILE}: vm_user = "Banger VM" is not valid: want "" (hypervisors stay root under a root daemon: not recommended) or a user name, e.g. "banger-vm"`,
+		},
+		{
+			name:    "vm_user type",
+			file:    `vm_user = 0`,
+			wantKey: "vm_user",
+			wantMsg: `config {FILE}: vm_user = 0 is not valid: want "" (hypervisors stay root under a root daemon: not recommended) or a user name, e.g. "banger-vm"`,
+		},
+		{
 			name:    "firecracker_bin relative path",
 			file:    `firecracker_bin = "bin/firecracker"`,
 			wantKey: "firecracker_bin",
