@@ -12,9 +12,16 @@
 //
 // Everything the driver needs to find a VM again is in its Handle and in
 // the VM's runtime directory (Spec.Dir): qmp.sock, agent.sock, qemu.pid
-// (locked by QEMU while it runs), qemu.stderr and console.log. A fresh
-// Driver value, as after a daemon restart, controls a VM another one
-// launched.
+// (locked while QEMU runs), qemu.stderr and console.log. A fresh Driver
+// value, as after a daemon restart, controls a VM another one launched.
+//
+// Every QEMU runs under -sandbox (Sandbox). With Driver.User (a daemon
+// running as root) QEMU starts as that unprivileged user, from an
+// exec-only copy of its binary (so it is not dumpable), and can open no
+// file of the VM itself: the daemon opens each one and passes the
+// descriptor (Passed); the runtime directory and everything in it stay
+// root's. Without it (a daemon running as a normal user) QEMU runs as
+// that user and opens its files by path.
 package qemu
 
 import (
