@@ -100,6 +100,7 @@ func (n *network) ready(ctx context.Context) error {
 func (n *network) Subnet() netip.Prefix { return n.cfg.Subnet }
 func (n *network) Gateway() netip.Addr  { return hostnet.Gateway(n.cfg.Subnet) }
 func (n *network) Close() error         { return n.host.Close() }
+
 // DNS is the resolvers guests are given and may reach (port 53 only).
 func (n *network) DNS() []netip.Addr { return n.Config().DNS }
 

@@ -243,4 +243,3 @@ func (m *Manager) makeDisks(ctx context.Context, v *VM, img image.Image, p Progr
 
 func rootDisk(dir string) string { return dir + "/rootfs.ext4" }
 func workDisk(dir string) string { return dir + "/work.ext4" }
-
