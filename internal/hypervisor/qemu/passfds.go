@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -22,7 +24,9 @@ import (
 type passedFiles struct {
 	// extra is cmd.ExtraFiles: extra[i] is descriptor 3+i in QEMU.
 	extra []*os.File
-	fds   Passed
+	// shared are files of extra the driver keeps for other VMs.
+	shared map[*os.File]bool
+	fds    Passed
 	// pid is the pid file, locked (an open file description lock) for
 	// QEMU, which inherits it: the lock lasts as long as QEMU.
 	pid *os.File
@@ -34,10 +38,22 @@ func (pf *passedFiles) add(f *os.File) int {
 	return 2 + len(pf.extra)
 }
 
-// close closes the daemon's copies (QEMU keeps its own).
+// addShared is add for a file the driver keeps open for other VMs too.
+func (pf *passedFiles) addShared(f *os.File) int {
+	if pf.shared == nil {
+		pf.shared = map[*os.File]bool{}
+	}
+	pf.shared[f] = true
+	return pf.add(f)
+}
+
+// close closes the daemon's copies (QEMU keeps its own), but for the
+// shared ones.
 func (pf *passedFiles) close() {
 	for _, f := range pf.extra {
-		f.Close()
+		if !pf.shared[f] {
+			f.Close()
+		}
 	}
 }
 
@@ -46,7 +62,7 @@ func (pf *passedFiles) close() {
 // file (locked), memfd copies of the kernel and initrd, each disk
 // read-only and (unless read-only) read-write, the NIC's TAP queue and
 // the vhost-vsock device. On error it closes what it opened.
-func openPassed(spec hypervisor.Spec, p Paths, m Machine, agent hypervisor.AgentTransport, vhostDev string) (_ *passedFiles, err error) {
+func openPassed(spec hypervisor.Spec, p Paths, m Machine, agent hypervisor.AgentTransport, vhostDev string, kernels *sharedCopies) (_ *passedFiles, err error) {
 	pf := &passedFiles{}
 	defer func() {
 		if err != nil {
@@ -83,9 +99,11 @@ func openPassed(spec hypervisor.Spec, p Paths, m Machine, agent hypervisor.Agent
 	if m == Microvm {
 		kernel = spec.Boot.Vmlinux
 	}
-	if pf.fds.Kernel, err = pf.memfdCopy("kernel", kernel); err != nil {
+	k, err := kernels.get("kernel", kernel)
+	if err != nil {
 		return nil, err
 	}
+	pf.fds.Kernel = pf.addShared(k)
 	if spec.Boot.Initrd != "" {
 		if pf.fds.Initrd, err = pf.memfdCopy("initrd", spec.Boot.Initrd); err != nil {
 			return nil, err
@@ -155,34 +173,88 @@ func (pf *passedFiles) bindSocket(path string) (int, error) {
 	return pf.add(f), nil
 }
 
-// memfdCopy copies path into a sealed memfd. QEMU reads it through
+// memfdCopy copies path into a sealed memfd for this VM alone (the
+// initrd, which carries the VM's boot payload). QEMU reads it through
 // /proc/self/fd/N: reopening a memfd through /proc needs no permission on
 // any directory, while the image's file may be in root's 0700 tree. The
 // copy lives as long as QEMU, which holds the descriptor, and cannot be
 // emptied once QEMU runs: QEMU maps the initrd from it (an emptied file
-// ends the VM with SIGBUS). It costs the kernel's size in memory per VM;
-// the initrd's pages are the ones QEMU maps anyway.
+// ends the VM with SIGBUS); those mapped pages are the copy's own, so it
+// costs no memory beyond what QEMU maps anyway.
 func (pf *passedFiles) memfdCopy(name, path string) (int, error) {
+	f, err := sealedCopy(name, path, 0o444)
+	if err != nil {
+		return 0, err
+	}
+	return pf.add(f), nil
+}
+
+// sealedCopy copies path into a memfd with mode, sealed against any
+// change.
+func sealedCopy(name, path string, mode os.FileMode) (*os.File, error) {
 	src, err := os.Open(path)
 	if err != nil {
-		return 0, fmt.Errorf("opening the %s %s: %w", name, path, err)
+		return nil, fmt.Errorf("opening the %s %s: %w", name, path, err)
 	}
 	defer src.Close()
 	fd, err := unix.MemfdCreate("banger-"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
-		return 0, fmt.Errorf("copying the %s into memory: %w", name, err)
+		return nil, fmt.Errorf("copying the %s into memory: %w", name, err)
 	}
 	f := os.NewFile(uintptr(fd), "memfd:"+name)
+	fail := func(err error) (*os.File, error) {
+		f.Close()
+		return nil, err
+	}
 	if _, err := io.Copy(f, src); err != nil {
-		f.Close()
-		return 0, fmt.Errorf("copying the %s %s into memory: %w", name, path, err)
+		return fail(fmt.Errorf("copying the %s %s into memory: %w", name, path, err))
 	}
-	// QEMU may read it, never change it.
+	if err := f.Chmod(mode); err != nil {
+		return fail(err)
+	}
 	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_WRITE|unix.F_SEAL_GROW|unix.F_SEAL_SHRINK|unix.F_SEAL_SEAL); err != nil {
-		f.Close()
-		return 0, fmt.Errorf("sealing the %s copy: %w", name, err)
+		return fail(fmt.Errorf("sealing the %s copy: %w", name, err))
 	}
-	return pf.add(f), nil
+	return f, nil
+}
+
+// sharedCopies are sealed memfd copies of files many VMs read (the
+// images' kernels), one per file while it is unchanged: QEMU copies the
+// kernel into its own memory, so a copy per VM would only cost memory.
+// The driver keeps each copy open; the QEMUs started with it keep theirs.
+type sharedCopies struct {
+	mu     sync.Mutex
+	copies map[string]sharedCopy
+}
+
+type sharedCopy struct {
+	size  int64
+	mtime time.Time
+	f     *os.File
+}
+
+func (c *sharedCopies) get(name, path string) (*os.File, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("the %s %s: %w", name, path, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if sc, ok := c.copies[path]; ok && sc.size == fi.Size() && sc.mtime.Equal(fi.ModTime()) {
+		return sc.f, nil
+	}
+	f, err := sealedCopy(name, path, 0o444)
+	if err != nil {
+		return nil, err
+	}
+	if c.copies == nil {
+		c.copies = map[string]sharedCopy{}
+	}
+	if old, ok := c.copies[path]; ok {
+		old.f.Close()
+	}
+	c.copies[path] = sharedCopy{size: fi.Size(), mtime: fi.ModTime(), f: f}
+	return f, nil
 }
 
 // tapFlags: a TAP without packet information, with virtio-net headers,

@@ -91,7 +91,8 @@ type Driver struct {
 	// the daemon's user and opens its files by path.
 	User *hypervisor.VMUser
 
-	exe execOnly
+	exe     execOnly
+	kernels sharedCopies
 
 	keeperOnce sync.Once
 	keeper     *hypervisor.LogKeeper
@@ -212,7 +213,7 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 		cmd.Args = append(cmd.Args, Args(spec, accel, machine, transport)...)
 		cmd.Dir = spec.Dir
 	} else {
-		passed, err = openPassed(spec, p, machine, transport, d.vhostVsock())
+		passed, err = openPassed(spec, p, machine, transport, d.vhostVsock(), &d.kernels)
 		if err != nil {
 			stderr.Close()
 			removeFiles(p.Stderr, p.Console, p.QMP, p.Agent, p.PID)
