@@ -2,9 +2,11 @@ package firecracker
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -211,6 +213,47 @@ func TestConformanceJailed(t *testing.T) {
 		var disk unix.Stat_t
 		if err := unix.Stat(spec.Disks[1].Path, &disk); err != nil || disk.Uid != 0 {
 			t.Errorf("after the VM, the work disk belongs to uid %d (%v); want it back with root", disk.Uid, err)
+		}
+	})
+	// The jailed Firecracker opens its TAP by name as the VM user: Launch
+	// hands the TAP to that user first, and a TAP it cannot hand over
+	// stops the launch with nothing left behind.
+	t.Run("TAP", func(t *testing.T) {
+		type gave struct {
+			tap      string
+			uid, gid int
+		}
+		var got []gave
+		d := newDriver(t)
+		d.GiveTAP = func(name string, uid, gid int) error {
+			got = append(got, gave{name, uid, gid})
+			if name == "tap-missing" {
+				return errors.New("TAP tap-missing: no such network interface: take a TAP from the pool")
+			}
+			return nil
+		}
+		spec := hypervisor.Spec{
+			ID: "fcj-tap", Dir: filepath.Join(base, "vm-tap"), VCPUs: 1, MemoryMiB: 128, ConsoleLimit: 64 << 10,
+			Boot:  hypervisor.Boot{Vmlinux: guest.Vmlinux, Initrd: guest.Initrd, Cmdline: guest.Cmdline},
+			Disks: []hypervisor.Disk{{ID: "root", Path: guest.Root, ReadOnly: true}, {ID: "work", Path: file("work-tap.ext4", 0o600)}},
+			NIC:   &hypervisor.NIC{TAP: "tap-pool-3", MAC: "06:00:0a:00:00:02"},
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		h, err := d.Launch(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Kill(h)
+		if want := []gave{{"tap-pool-3", int(u.UID), int(u.GID)}}; !reflect.DeepEqual(got, want) {
+			t.Errorf("TAPs handed over: %+v, want %+v", got, want)
+		}
+		spec.ID, spec.Dir, spec.NIC.TAP = "fcj-tap2", filepath.Join(base, "vm-tap2"), "tap-missing"
+		if _, err := d.Launch(ctx, spec); err == nil || !strings.Contains(err.Error(), "take a TAP from the pool") {
+			t.Fatalf("launch with a TAP that cannot be handed over: %v", err)
+		}
+		if left, _ := filepath.Glob(filepath.Join(base, "*", "fcj-tap2")); len(left) > 0 {
+			t.Errorf("a refused launch left its jail: %v", left)
 		}
 	})
 }

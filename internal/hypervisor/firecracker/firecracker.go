@@ -74,6 +74,10 @@ type Driver struct {
 	// after launch: a daemon running as root hands the sockets of a
 	// user's VM to that user.
 	SocketOwner *Owner
+	// GiveTAP hands a jailed VM's TAP to the jail's user, who opens it by
+	// name (the kernel lets only a TAP's owner, or anyone when it has
+	// none, attach it); hypervisor.GiveTAP when nil.
+	GiveTAP func(name string, uid, gid int) error
 	// LaunchTimeout bounds how long Launch waits for the API socket;
 	// DefaultLaunchTimeout when 0.
 	LaunchTimeout time.Duration
@@ -244,6 +248,16 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 	if l.jail != nil {
 		if err := l.jail.prepare(d.Jail); err != nil {
 			return fail0(err)
+		}
+		if spec.NIC != nil {
+			give := d.GiveTAP
+			if give == nil {
+				give = hypervisor.GiveTAP
+			}
+			if err := give(spec.NIC.TAP, d.Jail.UID, d.Jail.GID); err != nil {
+				removeJail(l.jail.Dir, d.Jail.ParentCgroup)
+				return fail0(err)
+			}
 		}
 	}
 	made := []string{l.Console, l.Stderr}
