@@ -21,8 +21,11 @@ import (
 // says so.
 func TestAutoPicksFirecrackerOnlyWhereKVMBoots(t *testing.T) {
 	fake := fctest.FakeBinary(t, fctest.Config{OpenPorts: []int{22}})
+	// No jailer can be had here: the jailed path (the default under a
+	// root daemon) is proven against a stand-in jailer in the driver's
+	// conformance suite (TestConformanceJailed).
 	useFake := func(e *env) {
-		writeConfig(t, e, fmt.Sprintf("firecracker_bin = %q\nhypervisor = \"auto\"\n", fake))
+		writeConfig(t, e, fmt.Sprintf("firecracker_bin = %q\nhypervisor = \"auto\"\njailer = false\n", fake))
 		e.must("daemon", "restart")
 	}
 
