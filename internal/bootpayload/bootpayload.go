@@ -63,6 +63,9 @@ const (
 
 	// MaxPayload bounds payload.json: credential files are small.
 	MaxPayload = 16 << 20
+	// maxAuthorizedKeys bounds the authorized_keys file the agent reads
+	// and rewrites (the guest may have made it anything).
+	maxAuthorizedKeys = 1 << 20
 	// GuestHome is the only tree Files may write into.
 	GuestHome = "/root"
 )
@@ -267,9 +270,12 @@ func Apply(p Payload, home string) error {
 
 // authorize adds each key whose type and blob are not in the file yet.
 func authorize(file string, keys []string) error {
-	current, err := os.ReadFile(file)
+	current, err := readBounded(file, maxAuthorizedKeys+1)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
+	}
+	if len(current) > maxAuthorizedKeys {
+		return fmt.Errorf("%s is over %d bytes: not adding banger's key to it (remove or trim it)", file, maxAuthorizedKeys)
 	}
 	have := map[string]bool{}
 	for _, line := range strings.Split(string(current), "\n") {

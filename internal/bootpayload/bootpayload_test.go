@@ -181,3 +181,21 @@ func TestLoadRefusesBadPayloads(t *testing.T) {
 		})
 	}
 }
+
+// The guest owns its authorized_keys: a huge (sparse) one is refused
+// without reading it whole, and left as it is.
+func TestApplyRefusesAHugeAuthorizedKeys(t *testing.T) {
+	home := t.TempDir()
+	os.MkdirAll(filepath.Join(home, ".ssh"), 0o700)
+	ak := filepath.Join(home, ".ssh", "authorized_keys")
+	f, _ := os.Create(ak)
+	f.Truncate(1 << 40) // 1 TiB, sparse
+	f.Close()
+	err := Apply(Payload{Key: testKey(), AuthorizedKeys: []string{"ssh-ed25519 AAAAnew banger"}}, home)
+	if err == nil || !strings.Contains(err.Error(), "is over") {
+		t.Errorf("Apply = %v, want a refusal", err)
+	}
+	if fi, _ := os.Stat(ak); fi.Size() != 1<<40 {
+		t.Errorf("authorized_keys changed: %d bytes", fi.Size())
+	}
+}
