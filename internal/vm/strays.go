@@ -1,7 +1,6 @@
 package vm
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,9 +15,9 @@ var hypervisorCommands = []string{"qemu-system-x86_64", "firecracker", "jailer"}
 // killStrays kills hypervisor processes still working on dir: a daemon
 // killed between a launch and recording its handle leaves one that no
 // record names. Only processes whose command is a hypervisor and whose
-// command line names dir are touched. It returns the pids it killed.
+// command line names the VM (namesVM) are touched. It returns the pids it
+// killed.
 func killStrays(dir string, commands []string) []int {
-	dir = filepath.Clean(dir) + "/"
 	procs, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -30,10 +29,13 @@ func killStrays(dir string, commands []string) []int {
 			continue
 		}
 		raw, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(raw, []byte(dir)) {
+		if err != nil || len(raw) == 0 {
 			continue
 		}
 		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		if !namesVM(args, dir) {
+			continue
+		}
 		base := filepath.Base(args[0])
 		for _, c := range commands {
 			if base == c {
@@ -45,4 +47,27 @@ func killStrays(dir string, commands []string) []int {
 		}
 	}
 	return killed
+}
+
+// namesVM reports whether a command line works on the VM whose directory
+// is dir: it names a path in the directory (a hypervisor given paths), or
+// the VM's id as the drivers pass it when the hypervisor gets descriptors
+// or a jail instead of paths: QEMU's `-name guest=ID`, Firecracker's and
+// the jailer's `--id ID`.
+func namesVM(args []string, dir string) bool {
+	dir = filepath.Clean(dir)
+	id := filepath.Base(dir)
+	for i, a := range args {
+		switch {
+		case strings.Contains(a, dir+"/"):
+			return true
+		case a == "-name" && i+1 < len(args):
+			if name, _, _ := strings.Cut(args[i+1], ","); name == "guest="+id {
+				return true
+			}
+		case a == "--id" && i+1 < len(args) && args[i+1] == id:
+			return true
+		}
+	}
+	return false
 }

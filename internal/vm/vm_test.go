@@ -604,3 +604,31 @@ func TestStartNeverTouchesTheGuestsDisks(t *testing.T) {
 		}
 	}
 }
+
+// A hypervisor handed descriptors (QEMU as the VM user) or a jail
+// (Firecracker) has no VM path on its command line: strays are also known
+// by the VM id the drivers pass.
+func TestNamesVM(t *testing.T) {
+	dir := "/state/vms/vm-abc"
+	tests := []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"qemu-system-x86_64", "-drive", "file=/state/vms/vm-abc/rootfs.ext4"}, true},
+		{[]string{"qemu-system-x86_64", "-name", "guest=vm-abc", "-drive", "file=/dev/fdset/8"}, true},
+		{[]string{"qemu-system-x86_64", "-name", "guest=vm-abc,debug-threads=on"}, true},
+		{[]string{"/firecracker", "--id", "vm-abc", "--api-sock", "/fc.sock"}, true},
+		{[]string{"jailer", "--id", "vm-abc", "--exec-file", "/usr/bin/firecracker"}, true},
+		{[]string{"qemu-system-x86_64", "-name", "guest=vm-abcd"}, false},
+		{[]string{"qemu-system-x86_64", "-name", "guest=vm-ab"}, false},
+		{[]string{"firecracker", "--id", "vm-other"}, false},
+		{[]string{"qemu-system-x86_64", "-drive", "file=/state/vms/vm-abcd/rootfs.ext4"}, false},
+		{[]string{"qemu-system-x86_64", "-name"}, false},
+		{[]string{"tail", "guest=vm-abc"}, false},
+	}
+	for _, tt := range tests {
+		if got := namesVM(tt.args, dir); got != tt.want {
+			t.Errorf("namesVM(%q) = %v, want %v", tt.args, got, tt.want)
+		}
+	}
+}
