@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/bangerdev/banger/internal/logrotate"
 )
 
 func newDaemonLogsCmd(app *App) *cobra.Command {
@@ -43,7 +45,7 @@ stopped or failing to start.`,
 			if err != nil {
 				return err
 			}
-			defer f.Close()
+			defer func() { f.Close() }()
 			print := func(line string) {
 				if raw {
 					fmt.Fprintln(app.Stdout, line)
@@ -51,20 +53,29 @@ stopped or failing to start.`,
 					fmt.Fprintln(app.Stdout, prettyLogLine(line))
 				}
 			}
-			rd := bufio.NewReader(f)
+			// The log rotates to bangerd.log.1 while the daemon runs: the
+			// backup is read first, so -n counts across both files.
 			var tail []string
-			for {
-				line, err := rd.ReadString('\n')
-				if line != "" && strings.HasSuffix(line, "\n") {
-					tail = append(tail, strings.TrimSuffix(line, "\n"))
-					if lines > 0 && len(tail) > lines {
-						tail = tail[1:]
+			keep := func(rd *bufio.Reader) {
+				for {
+					line, err := rd.ReadString('\n')
+					if line != "" && strings.HasSuffix(line, "\n") {
+						tail = append(tail, strings.TrimSuffix(line, "\n"))
+						if lines > 0 && len(tail) > lines {
+							tail = tail[1:]
+						}
+					}
+					if err != nil {
+						break
 					}
 				}
-				if err != nil {
-					break
-				}
 			}
+			if b, err := os.Open(logrotate.Backup(path)); err == nil {
+				keep(bufio.NewReader(b))
+				b.Close()
+			}
+			rd := bufio.NewReader(f)
+			keep(rd)
 			for _, l := range tail {
 				print(l)
 			}
@@ -90,6 +101,15 @@ stopped or failing to start.`,
 					print(strings.TrimSuffix(partial, "\n"))
 					partial = ""
 				}
+				// Drained: if the log rotated meanwhile, follow the new file.
+				if rotated(f, path) {
+					nf, err := os.Open(path)
+					if err != nil {
+						continue
+					}
+					f.Close()
+					f, rd = nf, bufio.NewReader(nf)
+				}
 			}
 		},
 	}
@@ -97,6 +117,14 @@ stopped or failing to start.`,
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new records")
 	c.Flags().BoolVar(&raw, "json", false, "print records as stored (JSON lines)")
 	return c
+}
+
+// rotated reports whether path now names another file than f, as after
+// the daemon rotated its log.
+func rotated(f *os.File, path string) bool {
+	open, err1 := f.Stat()
+	now, err2 := os.Stat(path)
+	return err1 == nil && err2 == nil && !os.SameFile(open, now)
 }
 
 // prettyLogLine renders one slog JSON record as "time level msg k=v ...".

@@ -30,6 +30,7 @@ import (
 	"github.com/bangerdev/banger/internal/image"
 	"github.com/bangerdev/banger/internal/imagebuild"
 	"github.com/bangerdev/banger/internal/localsock"
+	"github.com/bangerdev/banger/internal/logrotate"
 	"github.com/bangerdev/banger/internal/operation"
 	"github.com/bangerdev/banger/internal/store"
 	"github.com/bangerdev/banger/internal/vm"
@@ -78,7 +79,8 @@ type Daemon struct {
 	stopCause string
 }
 
-// maxLogSize is the size past which the log file is rotated at start.
+// maxLogSize is the size past which the log file is rotated (to
+// bangerd.log.1) while the daemon runs.
 const maxLogSize = 16 << 20
 
 // Run runs the daemon until ctx ends or a client asks it to shut down.
@@ -107,7 +109,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer os.Remove(pidFile)
 
-	logFile, err := openLog(cfg.Paths.LogFile())
+	logFile, err := logrotate.Open(cfg.Paths.LogFile(), maxLogSize)
 	if err != nil {
 		return err
 	}
@@ -340,18 +342,4 @@ func trimNL(b []byte) string {
 		return "unknown"
 	}
 	return s
-}
-
-// openLog opens the daemon's log for appending, rotating it first when it
-// is too big. The log is opened like every file in the state directory:
-// never through a symbolic link, and only when it is the user's own.
-func openLog(path string) (*os.File, error) {
-	if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() && fi.Size() > maxLogSize {
-		os.Rename(path, path+".1")
-	}
-	f, err := localsock.OpenPrivateFile(path, os.O_WRONLY|os.O_APPEND)
-	if err != nil {
-		return nil, fmt.Errorf("opening the log: %w", err)
-	}
-	return f, nil
 }
