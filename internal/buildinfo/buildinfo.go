@@ -10,10 +10,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"runtime/debug"
 	"sync"
+
+	"github.com/bangerdev/banger/internal/filedigest"
 )
 
 // Set at link time: go build -ldflags "-X github.com/bangerdev/banger/internal/buildinfo.version=v0.1.0 ..."
@@ -60,16 +61,11 @@ func executableDigest() string {
 
 // FileDigest returns the short content digest used as a fallback build id.
 func FileDigest(path string) (string, error) {
-	f, err := os.Open(path)
+	sum, err := filedigest.SHA256(path)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)[:8]), nil
+	return sum[:16], nil // the first 8 bytes
 }
 
 // FileStamp identifies a binary's current file cheaply (size and

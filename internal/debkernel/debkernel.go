@@ -18,12 +18,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -33,6 +30,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bangerdev/banger/internal/filedigest"
 )
 
 // DefaultPackage is the package Fetch uses when pkg is empty: the metapackage
@@ -170,7 +169,7 @@ func (f *fetcher) fetch(ctx context.Context, cacheDir, pkg string) (Kernel, erro
 	if err != nil {
 		return Kernel{}, err
 	}
-	sum, err := sha256File(deb)
+	sum, err := filedigest.SHA256(deb)
 	if err != nil {
 		return Kernel{}, fmt.Errorf("debkernel: hashing %s: %w", deb, err)
 	}
@@ -442,19 +441,6 @@ func kernelIn(dir string, m meta) (Kernel, error) {
 func fileExists(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.Mode().IsRegular()
-}
-
-func sha256File(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // lastLine returns the last non-empty line of command output, for errors.

@@ -4,12 +4,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/bangerdev/banger/internal/filedigest"
 )
 
 // Digest returns the sha256 and size of a file, or of a directory tree
@@ -21,23 +22,9 @@ func Digest(path string) (string, int64, error) {
 		return "", 0, err
 	}
 	if !fi.IsDir() {
-		return fileDigest(path)
+		return filedigest.SHA256Size(path)
 	}
 	return treeDigest(path)
-}
-
-func fileDigest(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, fmt.Errorf("reading %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 func treeDigest(root string) (string, int64, error) {
@@ -73,7 +60,7 @@ func treeDigest(root string) (string, int64, error) {
 		case fi.IsDir():
 			fmt.Fprintf(h, "D %s %o\n", rel, fi.Mode().Perm())
 		default:
-			sum, n, err := fileDigest(p)
+			sum, n, err := filedigest.SHA256Size(p)
 			if err != nil {
 				return "", 0, err
 			}
