@@ -12,8 +12,6 @@ import (
 	"net/url"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/bangerdev/banger/internal/hypervisor"
 )
 
@@ -64,36 +62,12 @@ func (c *apiClient) dial(ctx context.Context) (net.Conn, error) {
 		return nil, err
 	}
 	if c.pid > 0 {
-		if peer, err := peerPID(conn); err == nil && peer != c.pid {
+		if peer, err := hypervisor.PeerPID(conn); err == nil && peer != c.pid {
 			conn.Close()
 			return nil, fmt.Errorf("%w: the API socket %s is served by pid %d, not %d", hypervisor.ErrNotOurs, c.socket, peer, c.pid)
 		}
 	}
 	return conn, nil
-}
-
-// peerPID returns the PID of the process at the other end of a unix
-// socket connection.
-func peerPID(conn net.Conn) (int, error) {
-	uc, ok := conn.(*net.UnixConn)
-	if !ok {
-		return 0, errors.New("not a unix socket")
-	}
-	rc, err := uc.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := rc.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, err
-	}
-	if cerr != nil {
-		return 0, cerr
-	}
-	return int(cred.Pid), nil
 }
 
 // do sends one request; body (when not nil) is encoded as JSON and out

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 
+	"github.com/Masterminds/semver/v3"
 	"github.com/bangerdev/banger/internal/hypervisor"
 )
 
@@ -50,9 +50,9 @@ const CmdlinePrefix = "console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8
 
 // BootArgs returns the kernel command line the driver gives Firecracker
 // release v for a guest whose banger part is cmdline.
-func BootArgs(cmdline string, v SemVer) string {
+func BootArgs(cmdline string, v *semver.Version) string {
 	args := CmdlinePrefix
-	if !v.AtLeast(PCISince) {
+	if v.LessThan(PCISince) {
 		args += " pci=off"
 	}
 	if c := strings.TrimSpace(cmdline); c != "" {
@@ -133,7 +133,7 @@ type fcPaths struct {
 // added in Spec.Disks order (the root filesystem first, /dev/vda; the work
 // disk second, /dev/vdb) and the command line says root= once, as banger
 // wrote it.
-func launchCalls(spec hypervisor.Spec, p fcPaths, v SemVer) []call {
+func launchCalls(spec hypervisor.Spec, p fcPaths, v *semver.Version) []call {
 	calls := []call{
 		{"configuring the logger", http.MethodPut, "/logger", loggerBody{LogPath: p.Log, Level: "Warning", ShowLevel: true}},
 		{"configuring metrics", http.MethodPut, "/metrics", metricsBody{MetricsPath: p.Metrics}},
@@ -159,7 +159,7 @@ func launchCalls(spec hypervisor.Spec, p fcPaths, v SemVer) []call {
 		}})
 	}
 	calls = append(calls, call{"configuring vsock", http.MethodPut, "/vsock", vsockBody{GuestCID: GuestCID, UDSPath: p.Vsock}})
-	if v.AtLeast(EntropySince) {
+	if v.GreaterThanEqual(EntropySince) {
 		calls = append(calls, call{"configuring the entropy device", http.MethodPut, "/entropy", entropyBody{}})
 	}
 	return append(calls, call{"starting the microVM", http.MethodPut, "/actions", actionBody{ActionType: "InstanceStart"}})
@@ -200,11 +200,11 @@ func validate(spec hypervisor.Spec) error {
 	if spec.Boot.Vmlinux == "" {
 		return errors.New("Firecracker boots an uncompressed ELF kernel (Boot.Vmlinux) and the spec has none: stage the image's kernel again")
 	}
-	if err := regularFile(spec.Boot.Vmlinux); err != nil {
+	if err := hypervisor.RegularFile(spec.Boot.Vmlinux); err != nil {
 		return fmt.Errorf("kernel %s: %w: stage the image's kernel again", spec.Boot.Vmlinux, err)
 	}
 	if spec.Boot.Initrd != "" {
-		if err := regularFile(spec.Boot.Initrd); err != nil {
+		if err := hypervisor.RegularFile(spec.Boot.Initrd); err != nil {
 			return fmt.Errorf("initrd %s: %w: stage the image's kernel again", spec.Boot.Initrd, err)
 		}
 	}
@@ -217,7 +217,7 @@ func validate(spec hypervisor.Spec) error {
 			return fmt.Errorf("two disks have the id %q", disk.ID)
 		}
 		seen[disk.ID] = true
-		if err := regularFile(disk.Path); err != nil {
+		if err := hypervisor.RegularFile(disk.Path); err != nil {
 			return fmt.Errorf("disk %s (%s): %w: recreate the VM's disks", disk.ID, disk.Path, err)
 		}
 	}
@@ -240,20 +240,6 @@ func checkSocketPaths(paths ...string) error {
 		if len(s) > maxSocketPath {
 			return fmt.Errorf("socket path %s is %d bytes, over the %d a unix socket allows: use a shorter runtime directory", s, len(s), maxSocketPath)
 		}
-	}
-	return nil
-}
-
-func regularFile(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return errors.New("no such file")
-		}
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
 	}
 	return nil
 }

@@ -30,9 +30,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/Masterminds/semver/v3"
 	"github.com/bangerdev/banger/internal/hypervisor"
 )
 
@@ -49,10 +49,6 @@ const DefaultLaunchTimeout = 10 * time.Second
 // killWait bounds how long the driver waits for Firecracker to die after
 // SIGKILL.
 const killWait = 10 * time.Second
-
-// pollInterval is how often the driver looks whether a process is gone or
-// a socket answers.
-const pollInterval = 25 * time.Millisecond
 
 // Owner is a user and group to give files to.
 type Owner struct{ UID, GID int }
@@ -131,17 +127,17 @@ func (d *Driver) bin() (string, error) {
 // binVersion finds the binary and its release, and refuses releases older
 // than MinVersion. It runs `firecracker --version` every time: the binary
 // may be upgraded while the daemon runs.
-func (d *Driver) binVersion(ctx context.Context) (string, SemVer, error) {
+func (d *Driver) binVersion(ctx context.Context) (string, *semver.Version, error) {
 	bin, err := d.bin()
 	if err != nil {
-		return "", SemVer{}, err
+		return "", nil, err
 	}
 	v, err := Version(ctx, bin)
 	if err != nil {
-		return "", SemVer{}, fmt.Errorf("firecracker: %w: is %s a Firecracker binary?", err, bin)
+		return "", nil, fmt.Errorf("firecracker: %w: is %s a Firecracker binary?", err, bin)
 	}
 	if err := checkVersion(bin, v); err != nil {
-		return "", SemVer{}, fmt.Errorf("firecracker: %w", err)
+		return "", nil, fmt.Errorf("firecracker: %w", err)
 	}
 	return bin, v, nil
 }
@@ -260,60 +256,31 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 			}
 		}
 	}
+	// Fresh files, private to the user. Firecracker before v1.14 does not
+	// create the log and metrics files, so the driver always does.
 	made := []string{l.Console, l.Stderr}
 	if l.jail == nil {
 		made = append(made, l.Log, l.Metrics)
 	}
-	removeMade := func() {
-		removeFiles(made...)
+	removeJailOf := func() {
 		if l.jail != nil {
 			removeJail(l.jail.Dir, d.Jail.ParentCgroup)
 		}
 	}
-	// Fresh files, private to the user. Firecracker before v1.14 does not
-	// create the log and metrics files, so the driver always does.
-	for _, p := range made {
-		if err := os.WriteFile(p, nil, 0o600); err != nil {
-			removeMade()
-			return fail0(err)
-		}
-	}
-	console, err := os.OpenFile(l.Console, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		removeMade()
-		return fail0(err)
-	}
-	stderr, err := os.OpenFile(l.Stderr, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		console.Close()
-		removeMade()
-		return fail0(err)
-	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = spec.Dir
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, console, stderr // stdin: /dev/null
-	// Its own session (and process group): no signal meant for the daemon
-	// reaches it, and it outlives the daemon.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
-	console.Close()
-	stderr.Close()
+	proc, err := hypervisor.Start(hypervisor.Command{
+		Name: "Firecracker", Cmd: cmd, Files: made, Stdout: l.Console, Stderr: l.Stderr,
+		Log: d.log(), KillWait: killWait,
+	})
 	if err != nil {
-		removeMade()
-		return fail0(fmt.Errorf("starting %s: %w", argv[0], err))
+		removeJailOf()
+		return fail0(err)
 	}
-	// The daemon is Firecracker's parent until it exits: reap it as soon
-	// as it ends, so no zombie stays. After a daemon restart init reaps it.
-	exited := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
 
 	h := hypervisor.Handle{
 		Driver:        DriverName,
-		PID:           cmd.Process.Pid,
+		PID:           proc.PID,
 		ControlSocket: l.API,
 		Agent:         hypervisor.AgentHybridVsock,
 		AgentSocket:   l.Vsock,
@@ -323,47 +290,28 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 		Accel:         "kvm",
 	}
 	fail := func(err error) (hypervisor.Handle, error) {
-		select {
-		case <-exited:
-		default:
-			hypervisor.KillGroup(h.PID)
-			select {
-			case <-exited:
-			case <-time.After(killWait):
-				d.log().Error("Firecracker did not die after SIGKILL", "pid", h.PID)
-			}
-		}
+		proc.Abort()
 		removeSockets(l.API, l.Vsock)
-		removeMade()
+		removeJailOf()
 		return fail0(err)
 	}
-	// exitErr describes Firecracker's exit, once it exited (or is about to:
-	// its PID is gone or a zombie).
-	exitErr := func() error {
-		select {
-		case <-exited:
-			return fmt.Errorf("Firecracker exited (%v): %s", waitErr, stderrTail(l.Stderr))
-		case <-time.After(time.Second):
-			return fmt.Errorf("Firecracker exited: %s", stderrTail(l.Stderr))
-		}
-	}
 	api := &apiClient{socket: l.API, pid: h.PID}
-	if err := d.waitAPI(ctx, api, exited); err != nil {
-		if errors.Is(err, errExited) {
-			return fail(exitErr())
+	if err := d.waitAPI(ctx, proc, api); err != nil {
+		if errors.Is(err, hypervisor.ErrExited) {
+			return fail(proc.ExitError())
 		}
 		return fail(err)
 	}
 	st, err := hypervisor.ProcessStartTime(h.PID)
 	if err != nil {
-		return fail(exitErr())
+		return fail(proc.ExitError())
 	}
 	h.StartTime = st
 	for _, c := range launchCalls(spec, fp, version) {
 		if err := api.do(ctx, c.Method, c.Path, c.Body, nil); err != nil {
 			select {
-			case <-exited:
-				return fail(fmt.Errorf("%s: %v; %w", c.Step, err, exitErr()))
+			case <-proc.Exited():
+				return fail(fmt.Errorf("%s: %v; %w", c.Step, err, proc.ExitError()))
 			default:
 			}
 			return fail(fmt.Errorf("%s: %w", c.Step, err))
@@ -381,43 +329,17 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 	return h, nil
 }
 
-var errExited = errors.New("Firecracker exited")
-
-// waitAPI waits until the API socket answers GET / from the process
-// started, the process exits (errExited), the launch timeout passes or ctx
-// ends.
-func (d *Driver) waitAPI(parent context.Context, api *apiClient, exited <-chan struct{}) error {
+// waitAPI waits until the API socket answers GET / from proc, proc exits
+// (hypervisor.ErrExited), the launch timeout passes or ctx ends.
+func (d *Driver) waitAPI(ctx context.Context, proc *hypervisor.Process, api *apiClient) error {
 	timeout := d.LaunchTimeout
 	if timeout <= 0 {
 		timeout = DefaultLaunchTimeout
 	}
-	ctx, cancel := context.WithTimeout(parent, timeout)
-	defer cancel()
-	var lastErr error
-	for {
-		select {
-		case <-exited:
-			return errExited
-		default:
-		}
-		actx, acancel := context.WithTimeout(ctx, time.Second)
-		_, err := api.instanceInfo(actx)
-		acancel()
-		if err == nil {
-			return nil
-		}
-		lastErr = err
-		select {
-		case <-exited:
-			return errExited
-		case <-ctx.Done():
-			if parent.Err() != nil {
-				return parent.Err()
-			}
-			return fmt.Errorf("the API socket did not answer within %v (%v); is the host overloaded?", timeout, lastErr)
-		case <-time.After(pollInterval):
-		}
-	}
+	return proc.WaitReady(ctx, timeout, "the API socket", func(ctx context.Context) error {
+		_, err := api.instanceInfo(ctx)
+		return err
+	})
 }
 
 // servedBy reports a process that answers on the unix socket at path.
@@ -429,7 +351,7 @@ func servedBy(ctx context.Context, path string) (int, bool) {
 		return 0, false
 	}
 	defer conn.Close()
-	pid, _ := peerPID(conn)
+	pid, _ := hypervisor.PeerPID(conn)
 	return pid, true
 }
 
@@ -539,10 +461,10 @@ func (d *Driver) cleanup(h hypervisor.Handle) {
 // removeSockets removes the API socket and the vsock socket with its
 // listeners.
 func removeSockets(api, vsock string) {
-	removeFiles(api, vsock)
+	hypervisor.RemoveFiles(api, vsock)
 	if vsock != "" {
 		listeners, _ := filepath.Glob(globEscape(vsock) + "_*")
-		removeFiles(listeners...)
+		hypervisor.RemoveFiles(listeners...)
 	}
 }
 
@@ -557,30 +479,4 @@ func globEscape(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
-}
-
-func removeFiles(paths ...string) {
-	for _, p := range paths {
-		if p != "" {
-			os.Remove(p)
-		}
-	}
-}
-
-// stderrTail returns the last lines of Firecracker's stderr as one line.
-func stderrTail(path string) string {
-	b, _ := os.ReadFile(path)
-	const max = 2048
-	if len(b) > max {
-		b = b[len(b)-max:]
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > 5 {
-		lines = lines[len(lines)-5:]
-	}
-	s := strings.TrimSpace(strings.Join(lines, "; "))
-	if s == "" {
-		return "(nothing on stderr)"
-	}
-	return s
 }

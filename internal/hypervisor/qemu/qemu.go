@@ -62,9 +62,6 @@ const DefaultLaunchTimeout = 10 * time.Second
 // killWait bounds how long the driver waits for QEMU to die after SIGKILL.
 const killWait = 10 * time.Second
 
-// pollInterval is how often the driver looks whether a process is gone.
-const pollInterval = 25 * time.Millisecond
-
 // Driver launches and controls QEMU VMs. The zero value with Accel set
 // works; its methods are safe for concurrent use.
 type Driver struct {
@@ -191,39 +188,28 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 	if pid, ok := runningIn(ctx, p); ok {
 		return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s: a QEMU (pid %d) already runs in %s: stop that VM first", spec.ID, pid, spec.Dir)
 	}
-	removeFiles(p.QMP, p.Agent, p.PID) // stale, from a QEMU that was killed
+	hypervisor.RemoveFiles(p.QMP, p.Agent, p.PID) // stale, from a QEMU that was killed
 
-	stderr, err := os.OpenFile(p.Stderr, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s: %w", spec.ID, err)
-	}
 	transport := d.agentTransport()
 	cmd := exec.Command(bin)
-	// Its own session (and process group): no signal meant for the daemon
-	// reaches it, and it outlives the daemon.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// Fresh files, private to the user. QEMU's stderr is always the
+	// daemon's; QEMU appends to the console log.
+	files := []string{p.Stderr}
 	var passed *passedFiles
 	if d.User == nil {
-		// A fresh console log per boot, private to the user; QEMU appends.
-		if err := os.WriteFile(p.Console, nil, 0o600); err != nil {
-			stderr.Close()
-			removeFiles(p.Stderr)
-			return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s: %w", spec.ID, err)
-		}
+		files = append(files, p.Console)
 		cmd.Args = append(cmd.Args, Args(spec, accel, machine, transport)...)
 		cmd.Dir = spec.Dir
 	} else {
 		passed, err = openPassed(spec, p, machine, transport, d.vhostVsock(), &d.kernels)
 		if err != nil {
-			stderr.Close()
-			removeFiles(p.Stderr, p.Console, p.QMP, p.Agent, p.PID)
+			hypervisor.RemoveFiles(p.Stderr, p.Console, p.QMP, p.Agent, p.PID)
 			return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s as %s: %w", spec.ID, d.User.Name, err)
 		}
 		defer passed.close()
 		exe, dataDirs, err := d.exe.get(bin)
 		if err != nil {
-			stderr.Close()
-			removeFiles(p.Stderr, p.Console, p.QMP, p.Agent, p.PID)
+			hypervisor.RemoveFiles(p.Stderr, p.Console, p.QMP, p.Agent, p.PID)
 			return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s: %w", spec.ID, err)
 		}
 		for _, dir := range dataDirs {
@@ -242,30 +228,27 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 				groups = append(groups, g)
 			}
 		}
-		cmd.SysProcAttr.Credential = d.User.Credential(groups...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: d.User.Credential(groups...)}
 	}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, nil, stderr // nil: /dev/null
 	if accel == AccelTCG {
 		d.log().Warn("QEMU runs this VM under software emulation (TCG) because KVM cannot boot a guest here: expect it to be slow", "vm", spec.ID)
 	}
-	err = cmd.Start()
-	stderr.Close()
+	proc, err := hypervisor.Start(hypervisor.Command{
+		Name: "QEMU", Cmd: cmd, Files: files, Stderr: p.Stderr,
+		Log: d.log(), KillWait: killWait,
+	})
 	if err != nil {
-		removeFiles(p.Stderr, p.Console, p.QMP, p.Agent, p.PID)
-		return hypervisor.Handle{}, fmt.Errorf("qemu: starting %s: %w; check the QEMU binary", bin, err)
+		hypervisor.RemoveFiles(p.Stderr, p.Console, p.QMP, p.Agent, p.PID)
+		var se *hypervisor.StartError
+		if errors.As(err, &se) {
+			return hypervisor.Handle{}, fmt.Errorf("qemu: starting %s: %w; check the QEMU binary", bin, se.Err)
+		}
+		return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s: %w", spec.ID, err)
 	}
-	// The daemon is QEMU's parent until it exits: reap QEMU as soon as it
-	// ends, so no zombie stays. After a daemon restart init reaps it.
-	exited := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
 
 	h := hypervisor.Handle{
 		Driver:        DriverName,
-		PID:           cmd.Process.Pid,
+		PID:           proc.PID,
 		ControlSocket: p.QMP,
 		Agent:         transport,
 		ConsoleLog:    p.Console,
@@ -279,17 +262,8 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 	}
 
 	fail := func(err error) (hypervisor.Handle, error) {
-		select {
-		case <-exited:
-		default:
-			hypervisor.KillGroup(h.PID)
-			select {
-			case <-exited:
-			case <-time.After(killWait):
-				d.log().Error("QEMU did not die after SIGKILL", "pid", h.PID)
-			}
-		}
-		removeFiles(p.QMP, p.Agent, p.PID, p.Stderr, p.Console)
+		proc.Abort()
+		hypervisor.RemoveFiles(p.QMP, p.Agent, p.PID, p.Console)
 		return hypervisor.Handle{}, fmt.Errorf("qemu: launching VM %s: %w", spec.ID, err)
 	}
 	if passed != nil {
@@ -297,18 +271,18 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 			return fail(err)
 		}
 	}
-	if err := d.waitQMP(ctx, p.QMP, h.PID, exited); err != nil {
-		if errors.Is(err, errExited) {
-			return fail(fmt.Errorf("QEMU exited (%v): %s", waitErr, stderrTail(p.Stderr)))
+	if err := d.waitQMP(ctx, proc, p.QMP); err != nil {
+		if errors.Is(err, hypervisor.ErrExited) {
+			return fail(proc.ExitError())
 		}
-		if tail := stderrTail(p.Stderr); tail != "(no output)" {
+		if tail := proc.StderrTail(); tail != hypervisor.NoStderr {
 			err = fmt.Errorf("%w; QEMU said: %s", err, tail)
 		}
 		return fail(err)
 	}
 	st, err := hypervisor.ProcessStartTime(h.PID)
 	if err != nil {
-		return fail(fmt.Errorf("QEMU exited right after starting: %s", stderrTail(p.Stderr)))
+		return fail(fmt.Errorf("QEMU exited right after starting: %s", proc.StderrTail()))
 	}
 	h.StartTime = st
 	d.keepConsole(h)
@@ -320,51 +294,27 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 	return h, nil
 }
 
-var errExited = errors.New("QEMU exited")
-
-// waitQMP waits until QMP at path answers query-status, QEMU exits
-// (errExited), the launch timeout passes or ctx ends.
-func (d *Driver) waitQMP(parent context.Context, path string, pid int, exited <-chan struct{}) error {
+// waitQMP waits until QMP at path answers query-status from proc, proc
+// exits (hypervisor.ErrExited), the launch timeout passes or ctx ends.
+func (d *Driver) waitQMP(ctx context.Context, proc *hypervisor.Process, path string) error {
 	timeout := d.LaunchTimeout
 	if timeout <= 0 {
 		timeout = DefaultLaunchTimeout
 	}
-	ctx, cancel := context.WithTimeout(parent, timeout)
-	defer cancel()
-	var lastErr error
-	for {
-		select {
-		case <-exited:
-			return errExited
-		default:
+	return proc.WaitReady(ctx, timeout, "QMP", func(ctx context.Context) error {
+		q, err := dialQMP(ctx, path)
+		if err != nil {
+			return err
 		}
-		actx, acancel := context.WithTimeout(ctx, time.Second)
-		q, err := dialQMP(actx, path)
-		if err == nil {
-			_, err = q.status()
-			if err == nil {
-				if peer, perr := q.peerPID(); perr == nil && peer != pid {
-					err = fmt.Errorf("QMP socket %s is served by pid %d, not the QEMU just started (%d)", path, peer, pid)
-				}
-			}
-			q.Close()
+		defer q.Close()
+		if _, err := q.status(); err != nil {
+			return err
 		}
-		acancel()
-		if err == nil {
-			return nil
+		if peer, err := q.peerPID(); err == nil && peer != proc.PID {
+			return fmt.Errorf("QMP socket %s is served by pid %d, not the QEMU just started (%d)", path, peer, proc.PID)
 		}
-		lastErr = err
-		select {
-		case <-exited:
-			return errExited
-		case <-ctx.Done():
-			if parent.Err() != nil {
-				return parent.Err()
-			}
-			return fmt.Errorf("QMP did not answer within %v (%v); is the host overloaded?", timeout, lastErr)
-		case <-time.After(pollInterval):
-		}
-	}
+		return nil
+	})
 }
 
 // validate checks that the files the spec names exist, so the error names
@@ -389,16 +339,16 @@ func validate(spec hypervisor.Spec, m Machine) error {
 	if kernel == "" {
 		return fmt.Errorf("QEMU's %s machine boots a %s and the spec has none: stage the image's kernel again", m, kind)
 	}
-	if err := regularFile(kernel); err != nil {
+	if err := hypervisor.RegularFile(kernel); err != nil {
 		return fmt.Errorf("kernel %s: %w: stage the image's kernel again", kernel, err)
 	}
 	if spec.Boot.Initrd != "" {
-		if err := regularFile(spec.Boot.Initrd); err != nil {
+		if err := hypervisor.RegularFile(spec.Boot.Initrd); err != nil {
 			return fmt.Errorf("initrd %s: %w: stage the image's kernel again", spec.Boot.Initrd, err)
 		}
 	}
 	for _, disk := range spec.Disks {
-		if err := regularFile(disk.Path); err != nil {
+		if err := hypervisor.RegularFile(disk.Path); err != nil {
 			return fmt.Errorf("disk %s (%s): %w: recreate the VM's disks", disk.ID, disk.Path, err)
 		}
 	}
@@ -416,20 +366,6 @@ func validate(spec hypervisor.Spec, m Machine) error {
 // maxSocketPath is the longest path a sockaddr_un holds (108 bytes with
 // the terminating NUL).
 const maxSocketPath = 107
-
-func regularFile(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return errors.New("no such file")
-		}
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
-	}
-	return nil
-}
 
 // Status asks QEMU for its run state: "running" is Running, every other
 // state of a live QEMU (paused, prelaunch, guest-panicked, ...) Paused; a
@@ -555,7 +491,7 @@ func (d *Driver) cleanup(h hypervisor.Handle) {
 		d.log().Warn("another QEMU runs in the VM's directory; leaving its sockets", "pid", holder, "dir", filepath.Dir(pidFile))
 		return
 	}
-	removeFiles(h.ControlSocket, h.AgentSocket, pidFile)
+	hypervisor.RemoveFiles(h.ControlSocket, h.AgentSocket, pidFile)
 }
 
 // DialAgent connects to the guest agent: the virtio-serial port's unix
@@ -622,30 +558,4 @@ func lockHolder(path string) int {
 		return pid
 	}
 	return int(lk.Pid)
-}
-
-func removeFiles(paths ...string) {
-	for _, p := range paths {
-		if p != "" {
-			os.Remove(p)
-		}
-	}
-}
-
-// stderrTail returns the last lines of QEMU's stderr as one line.
-func stderrTail(path string) string {
-	b, _ := os.ReadFile(path)
-	const max = 2048
-	if len(b) > max {
-		b = b[len(b)-max:]
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > 5 {
-		lines = lines[len(lines)-5:]
-	}
-	s := strings.TrimSpace(strings.Join(lines, "; "))
-	if s == "" {
-		return "(no output)"
-	}
-	return s
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bangerdev/banger/internal/hypervisor"
 )
 
 // A small QMP client (QEMU Machine Protocol, docs/interop/qmp-spec): JSON
@@ -159,27 +161,7 @@ func (q *qmpConn) quit() error {
 }
 
 // peerPID is the PID of the process serving the socket (SO_PEERCRED).
-func (q *qmpConn) peerPID() (int, error) {
-	uc, ok := q.conn.(*net.UnixConn)
-	if !ok {
-		return 0, errors.New("not a unix socket")
-	}
-	rc, err := uc.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := rc.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, err
-	}
-	if cerr != nil {
-		return 0, cerr
-	}
-	return int(cred.Pid), nil
-}
+func (q *qmpConn) peerPID() (int, error) { return hypervisor.PeerPID(q.conn) }
 
 // Close ends the session.
 func (q *qmpConn) Close() error {
