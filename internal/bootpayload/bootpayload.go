@@ -152,36 +152,26 @@ func WriteInitrd(dst, base, agentBin string, p Payload) error {
 	}
 	defer src.Close()
 
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".initrd-*")
+	tmp, err := atomicfile.Create(dst, 0o600, 0)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name()) // a no-op after the rename
+	defer tmp.Abort() // a no-op after Commit
 	n, err := io.Copy(tmp, src)
 	if err != nil {
-		tmp.Close()
 		return fmt.Errorf("copying the image's initramfs: %w", err)
 	}
 	// The kernel skips zero bytes between archives; align the second
 	// archive's header to 4 bytes as newc wants.
 	if pad := (4 - n%4) % 4; pad > 0 {
 		if _, err := tmp.Write(make([]byte, pad)); err != nil {
-			tmp.Close()
 			return err
 		}
 	}
 	if err := writeOverlay(tmp, agentBin, p.Key, doc); err != nil {
-		tmp.Close()
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
+	return tmp.Commit()
 }
 
 // writeOverlay writes the second archive.

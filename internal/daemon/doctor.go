@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/atomicfile"
 	"github.com/bangerdev/banger/internal/debkernel"
 	"github.com/bangerdev/banger/internal/doctor"
 	"github.com/bangerdev/banger/internal/guestinit"
@@ -219,19 +220,13 @@ func (d *Daemon) kvmProbe(ctx context.Context, run *operation.Run, timeout time.
 }
 
 func writeProbeInitramfs(path, agentBin string) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := atomicfile.Create(path, 0o600, 0)
 	if err != nil {
 		return err
 	}
+	defer f.Abort() // a no-op after Commit
 	if err := guestinit.ProbeInitramfs(f, agentBin); err != nil {
-		f.Close()
-		os.Remove(tmp)
 		return err
 	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
+	return f.Commit()
 }

@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bangerdev/banger/internal/atomicfile"
 )
 
 // Method says how Clone copied a file.
@@ -132,7 +134,7 @@ func clone(dst, src string, tryReflink bool) (Method, error) {
 		return "", fmt.Errorf("cloning %s: renaming %s to %s: %w", src, tmp, dst, err)
 	}
 	published = true
-	if err := syncDir(filepath.Dir(dst)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(dst)); err != nil {
 		return "", fmt.Errorf("cloning %s: %w", src, err)
 	}
 	return method, nil
@@ -220,16 +222,4 @@ func renameNoReplace(oldpath, newpath string) error {
 		return err
 	}
 	return os.Remove(oldpath)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
-	}
-	return nil
 }

@@ -20,6 +20,8 @@ import (
 	// throwaway namespace instead of the host's. It is the library
 	// containerd, Docker and CNI use for the same job.
 	"github.com/vishvananda/netlink"
+
+	"github.com/bangerdev/banger/internal/atomicfile"
 )
 
 // System is where Apply makes its changes.
@@ -246,25 +248,5 @@ func hostsWith(hosts, name string) string {
 // writeFileAtomic replaces path (a file, or a dangling symlink such as a
 // resolv.conf pointing into /run) with data.
 func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, data, 0o644, 0)
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
+
+	"github.com/bangerdev/banger/internal/atomicfile"
 )
 
 // firstErrLimit is how many of the first stderr bytes a launch diagnostic
@@ -230,7 +232,7 @@ func (s *session) compactLogLocked() error {
 		buf = appendFrame(buf, seg)
 	}
 	path := outputPath(s.dir, s.info.ID)
-	if err := writeFileAtomic(path, buf); err != nil {
+	if err := atomicfile.Write(path, buf, 0o600, 0); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o600)

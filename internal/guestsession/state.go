@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/bangerdev/banger/internal/atomicfile"
 )
 
 // stateVersion is the version of the state file layout.
@@ -32,41 +34,17 @@ type record struct {
 func statePath(dir, id string) string  { return filepath.Join(dir, id+".json") }
 func outputPath(dir, id string) string { return filepath.Join(dir, id+".out") }
 
-// tmpMarker is in the name of every temporary file this package writes;
-// NewManager removes leftovers from a crash.
+// tmpMarker is in the name of every temporary file this package writes
+// (atomicfile names them ".NAME.tmp-*"); NewManager removes leftovers from
+// a crash.
 const tmpMarker = ".tmp-"
-
-// writeFileAtomic writes data to path so that a reader sees the old
-// content or the new, never a part: a temporary file in the same
-// directory, synced, then renamed over path.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+tmpMarker+"*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
-}
 
 func writeRecord(dir string, rec record) error {
 	data, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(statePath(dir, rec.Info.ID), append(data, '\n'))
+	return atomicfile.Write(statePath(dir, rec.Info.ID), append(data, '\n'), 0o600, 0)
 }
 
 // readRecords loads every state file in dir and removes temporary files a

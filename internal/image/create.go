@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/atomicfile"
 	"github.com/bangerdev/banger/internal/buildinfo"
 	"github.com/bangerdev/banger/internal/names"
 )
@@ -162,11 +163,7 @@ func writeManifest(dir string, img Image) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, manifest+".tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, manifest))
+	return atomicfile.Write(filepath.Join(dir, manifest), append(b, '\n'), 0o600, 0)
 }
 
 // AgentVersion asks the banger-agent binary for its build id, the agent

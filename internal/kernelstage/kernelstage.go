@@ -36,6 +36,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/bangerdev/banger/internal/atomicfile"
 	"github.com/bangerdev/banger/internal/initramfs"
 )
 
@@ -421,34 +422,20 @@ func checkAgent(p string) error {
 
 // writeAtomic writes a file (mode 0644) through fill under a temporary
 // name, syncs it and renames it to name. On failure the temporary file is removed.
-func writeAtomic(name string, fill func(io.Writer) error) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-")
+func writeAtomic(name string, fill func(io.Writer) error) error {
+	tmp, err := atomicfile.Create(name, 0o644, 0)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
+	defer tmp.Abort() // a no-op after Commit
 	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err = fill(bw); err != nil {
+	if err := fill(bw); err != nil {
 		return err
 	}
-	if err = bw.Flush(); err != nil {
+	if err := bw.Flush(); err != nil {
 		return err
 	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), name)
+	return tmp.Commit()
 }
 
 // ctxWriter fails writes once ctx is done, so long copies stop on cancel.

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/bangerdev/banger/internal/atomicfile"
 )
 
 // Errors callers can tell apart with errors.Is; the wrapped messages name
@@ -348,12 +350,11 @@ func packTar(ctx context.Context, src, dest string) error {
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dest), ".partial-*"+cacheSuffix)
+	tmp, err := atomicfile.Create(dest, 0o600, 0)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
+	defer tmp.Abort() // a no-op after Commit
 	bw := bufio.NewWriterSize(tmp, 1<<20)
 	enc, err := zstd.NewWriter(bw, zstd.WithEncoderLevel(zstd.SpeedDefault))
 	if err != nil {
@@ -384,14 +385,5 @@ func packTar(ctx context.Context, src, dest string) error {
 	if err := bw.Flush(); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dest)
+	return tmp.Commit()
 }

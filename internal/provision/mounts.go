@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bangerdev/banger/internal/atomicfile"
 )
 
 // A Mount is one mount a chroot needs, as data. Target is a path inside the
@@ -488,20 +490,5 @@ func restoreFile(root, guestPath string) error {
 // writeFileAtomic writes content to p through a temporary file in the same
 // directory and a rename, so readers see the old file or the new one.
 func writeFileAtomic(p string, content []byte, mode fs.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".banger-tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(content); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), p)
+	return atomicfile.Write(p, content, mode, 0)
 }

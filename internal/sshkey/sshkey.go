@@ -20,6 +20,8 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/bangerdev/banger/internal/atomicfile"
 )
 
 // managedComment is the comment on a managed key, in both its private and
@@ -208,24 +210,19 @@ func generate(path string) (Key, error) {
 	if err := os.Rename(pubTmp, path+".pub"); err != nil {
 		return Key{}, fmt.Errorf("installing managed SSH public key %s.pub: %w", path, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return Key{}, err
 	}
 	return key, nil
 }
 
-// writeAtomic replaces path with data through a temporary file and a rename.
+// writeAtomic replaces path with data through a temporary file and a
+// rename, and syncs the directory so the rename survives a crash.
 func writeAtomic(path string, data []byte, perm fs.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := writeTemp(dir, filepath.Base(path), data, perm)
-	if err != nil {
+	if err := atomicfile.Write(path, data, perm, 0); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
+	return atomicfile.SyncDir(filepath.Dir(path))
 }
 
 // writeTemp writes data to a new, synced temporary file in dir and returns
@@ -251,16 +248,4 @@ func writeTemp(dir, base string, data []byte, perm fs.FileMode) (string, error) 
 		return "", err
 	}
 	return name, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
-	}
-	return nil
 }

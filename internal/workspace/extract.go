@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bangerdev/banger/internal/atomicfile"
 )
 
 // ExtractOptions tunes Extract.
@@ -704,14 +706,9 @@ func renameNoReplace(from, to string) error {
 	return err
 }
 
-func syncDir(dir string) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return
-	}
-	_ = unix.Fsync(fd) // best effort: the tree itself was synced before the rename
-	unix.Close(fd)
-}
+// syncDir syncs dir, best effort: the tree itself was synced before the
+// rename.
+func syncDir(dir string) { _ = atomicfile.SyncDir(dir) }
 
 func randomSuffix() string {
 	b := make([]byte, 6)
