@@ -277,7 +277,7 @@ func (d *Daemon) openFirecracker(ctx context.Context, log *slog.Logger) {
 	}
 	fc.Jailer = d.cfg.Jailer
 	if v, err := firecracker.Version(ctx, bin); err == nil {
-		d.fcVersion = v.String()
+		d.fcVersion = "v" + v.String()
 	}
 	d.fc = fc
 }

@@ -30,6 +30,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/Masterminds/semver/v3"
 )
 
 // DefaultRegistry is the public npm registry, used when registry is "".
@@ -134,21 +136,21 @@ func pick(doc packument, rangeSpec string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var best semver
-	found := false
+	var best *semver.Version
+	chosen := ""
 	for s := range doc.Versions {
-		v, err := parseSemver(s)
+		v, err := parseVersion(s)
 		if err != nil || !r.Match(v) {
 			continue
 		}
-		if !found || v.compare(best) > 0 {
-			best, found = v, true
+		if best == nil || v.GreaterThan(best) {
+			best, chosen = v, s
 		}
 	}
-	if !found {
+	if best == nil {
 		return "", fmt.Errorf("no published version matches %q (%w): pick a range the registry serves", spec, ErrNotFound)
 	}
-	return best.raw, nil
+	return chosen, nil
 }
 
 // Fetch returns the path of v's tarball in cacheDir, downloading it when

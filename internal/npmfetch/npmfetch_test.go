@@ -411,24 +411,84 @@ func TestResolveRealRegistry(t *testing.T) {
 	}
 }
 
-func TestParseSemverOrder(t *testing.T) {
+func TestParseVersionOrder(t *testing.T) {
 	// Sorted by precedence, per semver.org §11.
-	ordered := []string{"1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.2.0", "2.0.0", "10.0.0"}
+	ordered := []string{"1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.2.0", "1.10.0-dev", "1.10.0", "2.0.0", "10.0.0"}
 	for i := range ordered {
 		for j := range ordered {
-			a, err := parseSemver(ordered[i])
+			a, err := parseVersion(ordered[i])
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, _ := parseSemver(ordered[j])
-			if got, want := a.compare(b), sign(i-j); got != want {
-				t.Errorf("compare(%s, %s) = %d, want %d", ordered[i], ordered[j], got, want)
+			b, _ := parseVersion(ordered[j])
+			if got, want := a.Compare(b), cmpInt(i, j); got != want {
+				t.Errorf("Compare(%s, %s) = %d, want %d", ordered[i], ordered[j], got, want)
 			}
 		}
 	}
 	for _, bad := range []string{"1.2", "a.b.c", "1.2.3-", "1.-2.3", ""} {
-		if _, err := parseSemver(bad); err == nil {
-			t.Errorf("parseSemver(%q) accepted", bad)
+		if _, err := parseVersion(bad); err == nil {
+			t.Errorf("parseVersion(%q) accepted", bad)
 		}
+	}
+}
+
+func cmpInt(a, b int) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// TestRangeMatch pins npm's range rules where they differ from other
+// readings (the semver library's own constraints among them): a
+// pre-release such as 1.10.0-dev sorts before 1.10.0 and is matched only
+// by a range that names a pre-release of the same major.minor.patch.
+func TestRangeMatch(t *testing.T) {
+	tests := []struct {
+		spec, version string
+		want          bool
+	}{
+		{"^*", "3.1.0", true},
+		{"*", "3.1.0", true},
+		{"", "3.1.0", true},
+		{"^20 ||", "3.1.0", true},
+		{"~0.0.0", "0.0.5", true},
+		{"~0.0.0", "0.1.0", false},
+		{"^0.0.3", "0.0.4", false},
+		{"^0.3.1", "0.3.9", true},
+		{"^0.3.1", "0.4.0", false},
+		{"^1.2", "1.9.0", true},
+		{">1.2", "1.2.9", false},
+		{">1.2", "1.3.0", true},
+		{"<=1.2", "1.2.9", true},
+		{"<=1.2", "1.3.0", false},
+		{">=1.10.0", "1.10.0-dev", false},
+		{"<1.10.0", "1.10.0-dev", false}, // a pre-release needs a range naming one
+		{"1.10.0-dev", "1.10.0-dev", true},
+		{">=1.10.0-dev", "1.10.0", true},
+		{">=1.10.0-dev", "1.10.0-rc.1", true},
+		{">=1.10.0-dev", "1.11.0-dev", false},
+		{">=1.10.0-rc.1", "1.10.0-dev", false},
+		{"1.10", "1.10.0-dev", false},
+		{"^1.9", "1.10.0-dev", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.spec+"/"+tt.version, func(t *testing.T) {
+			r, err := ParseRange(tt.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := parseVersion(tt.version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Match(v); got != tt.want {
+				t.Errorf("ParseRange(%q).Match(%s) = %t, want %t", tt.spec, tt.version, got, tt.want)
+			}
+		})
 	}
 }

@@ -4,87 +4,27 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/Masterminds/semver/v3"
 )
 
-// semver is a parsed version: major.minor.patch[-prerelease][+build].
-type semver struct {
-	major, minor, patch int
-	pre                 []string // prerelease identifiers; none for a release
-	raw                 string
-}
+// Versions are github.com/Masterminds/semver/v3 versions, the one version
+// type banger uses (Firecracker gating and image requirements use it too),
+// ordered by semver.org §11 precedence: a pre-release sorts before its
+// release (1.10.0-dev < 1.10.0). Only the range grammar below is npm's own:
+// the library's constraints differ from npm's ranges ("^*" matches only
+// 0.x there, "~0.0.0" matches everything, and a pre-release comparator
+// admits pre-releases of every version in its group), so npm's rules are
+// kept here, over the library's versions.
 
-func parseSemver(s string) (semver, error) {
-	raw := s
-	s = strings.TrimPrefix(strings.TrimSpace(s), "v")
-	s, _, _ = strings.Cut(s, "+")
-	core, pre, hasPre := strings.Cut(s, "-")
-	parts := strings.Split(core, ".")
-	if len(parts) != 3 {
-		return semver{}, fmt.Errorf("%q is not a version like 1.2.3", raw)
-	}
-	var nums [3]int
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 || p == "" {
-			return semver{}, fmt.Errorf("%q is not a version like 1.2.3", raw)
-		}
-		nums[i] = n
-	}
-	v := semver{major: nums[0], minor: nums[1], patch: nums[2], raw: raw}
-	if hasPre {
-		if pre == "" {
-			return semver{}, fmt.Errorf("%q has an empty prerelease part", raw)
-		}
-		v.pre = strings.Split(pre, ".")
+// parseVersion reads a published version: strict semver (1.2.3, with an
+// optional pre-release and build), a leading "v" and spaces allowed.
+func parseVersion(s string) (*semver.Version, error) {
+	v, err := semver.StrictNewVersion(strings.TrimPrefix(strings.TrimSpace(s), "v"))
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a version like 1.2.3: %w", s, err)
 	}
 	return v, nil
-}
-
-// compare orders versions by semver precedence.
-func (v semver) compare(o semver) int {
-	for _, d := range [3]int{v.major - o.major, v.minor - o.minor, v.patch - o.patch} {
-		if d != 0 {
-			return sign(d)
-		}
-	}
-	switch {
-	case len(v.pre) == 0 && len(o.pre) == 0:
-		return 0
-	case len(v.pre) == 0:
-		return 1
-	case len(o.pre) == 0:
-		return -1
-	}
-	for i := 0; i < len(v.pre) && i < len(o.pre); i++ {
-		a, b := v.pre[i], o.pre[i]
-		an, aerr := strconv.Atoi(a)
-		bn, berr := strconv.Atoi(b)
-		switch {
-		case aerr == nil && berr == nil:
-			if an != bn {
-				return sign(an - bn)
-			}
-		case aerr == nil:
-			return -1 // numeric identifiers sort first
-		case berr == nil:
-			return 1
-		default:
-			if c := strings.Compare(a, b); c != 0 {
-				return c
-			}
-		}
-	}
-	return sign(len(v.pre) - len(o.pre))
-}
-
-func sign(n int) int {
-	switch {
-	case n < 0:
-		return -1
-	case n > 0:
-		return 1
-	}
-	return 0
 }
 
 // Range is a parsed version range: a set of alternatives ("||"), each a
@@ -96,7 +36,7 @@ type Range struct {
 
 type comparator struct {
 	op string // one of = < <= > >=
-	v  semver
+	v  *semver.Version
 }
 
 // ParseRange parses the subset of npm's range grammar that picking a
@@ -135,7 +75,7 @@ func ParseRange(spec string) (Range, error) {
 // Match reports whether v satisfies the range. A prerelease version only
 // matches a comparator that names the same major.minor.patch with a
 // prerelease, as in npm.
-func (r Range) Match(v semver) bool {
+func (r Range) Match(v *semver.Version) bool {
 	for _, alt := range r.alts {
 		if matchAll(alt, v) {
 			return true
@@ -144,25 +84,25 @@ func (r Range) Match(v semver) bool {
 	return false
 }
 
-func matchAll(cs []comparator, v semver) bool {
+func matchAll(cs []comparator, v *semver.Version) bool {
 	for _, c := range cs {
 		if !c.match(v) {
 			return false
 		}
 	}
-	if len(v.pre) == 0 {
+	if v.Prerelease() == "" {
 		return true
 	}
 	for _, c := range cs {
-		if len(c.v.pre) > 0 && c.v.major == v.major && c.v.minor == v.minor && c.v.patch == v.patch {
+		if c.v.Prerelease() != "" && c.v.Major() == v.Major() && c.v.Minor() == v.Minor() && c.v.Patch() == v.Patch() {
 			return true
 		}
 	}
 	return false
 }
 
-func (c comparator) match(v semver) bool {
-	d := v.compare(c.v)
+func (c comparator) match(v *semver.Version) bool {
+	d := v.Compare(c.v)
 	switch c.op {
 	case "<":
 		return d < 0
@@ -179,7 +119,7 @@ func (c comparator) match(v semver) bool {
 // partial is a version with wildcards: n is how many of major, minor,
 // patch were given (0 for "*").
 type partial struct {
-	nums [3]int
+	nums [3]uint64
 	n    int
 	pre  string
 }
@@ -200,8 +140,8 @@ func parsePartial(s string) (partial, error) {
 		if part == "*" || part == "x" || part == "X" {
 			break
 		}
-		n, err := strconv.Atoi(part)
-		if err != nil || n < 0 {
+		n, err := strconv.ParseUint(part, 10, 64)
+		if err != nil {
 			return p, fmt.Errorf("%q is not a version", s)
 		}
 		p.nums[i] = n
@@ -213,24 +153,28 @@ func parsePartial(s string) (partial, error) {
 	return p, nil
 }
 
-func (p partial) version() semver {
-	v := semver{major: p.nums[0], minor: p.nums[1], patch: p.nums[2]}
-	if p.pre != "" {
-		v.pre = strings.Split(p.pre, ".")
-	}
-	return v
+// lowest is the smallest version p covers.
+func (p partial) lowest() *semver.Version {
+	return semver.New(p.nums[0], p.nums[1], p.nums[2], p.pre, "")
 }
 
-// upper returns the smallest release above every version p covers.
-func (p partial) upper() semver {
-	switch p.n {
-	case 1:
-		return semver{major: p.nums[0] + 1, pre: []string{"0"}}
-	case 2:
-		return semver{major: p.nums[0], minor: p.nums[1] + 1, pre: []string{"0"}}
+// upper returns the smallest version (a "-0" pre-release, as npm writes
+// it) above every version p covers.
+func (p partial) upper() *semver.Version {
+	if p.n == 1 {
+		return below(p.nums[0]+1, 0, 0)
 	}
-	return semver{}
+	return below(p.nums[0], p.nums[1]+1, 0)
 }
+
+// below is the first pre-release of major.minor.patch, the smallest
+// version at or above it.
+func below(major, minor, patch uint64) *semver.Version {
+	return semver.New(major, minor, patch, "0", "")
+}
+
+// anyVersion is the comparator every version satisfies.
+var anyVersion = []comparator{{">=", semver.New(0, 0, 0, "", "")}}
 
 func parseComparator(f string) ([]comparator, error) {
 	var op string
@@ -244,38 +188,37 @@ func parseComparator(f string) ([]comparator, error) {
 	if err != nil {
 		return nil, err
 	}
-	lo := p.version()
+	lo := p.lowest()
 	switch op {
 	case "", "=":
 		if p.n == 0 {
-			return []comparator{{">=", semver{}}}, nil
+			return anyVersion, nil
 		}
 		if p.n == 3 {
 			return []comparator{{"=", lo}}, nil
 		}
 		return []comparator{{">=", lo}, {"<", p.upper()}}, nil
 	case "^":
-		var hi semver
+		var hi *semver.Version
 		switch {
 		case p.n == 0:
-			return []comparator{{">=", semver{}}}, nil
+			return anyVersion, nil
 		case p.nums[0] > 0 || p.n == 1:
-			hi = semver{major: p.nums[0] + 1}
+			hi = below(p.nums[0]+1, 0, 0)
 		case p.nums[1] > 0 || p.n == 2:
-			hi = semver{minor: p.nums[1] + 1}
+			hi = below(0, p.nums[1]+1, 0)
 		default:
-			hi = semver{patch: p.nums[2] + 1}
+			hi = below(0, 0, p.nums[2]+1)
 		}
-		hi.pre = []string{"0"}
 		return []comparator{{">=", lo}, {"<", hi}}, nil
 	case "~":
 		switch p.n {
 		case 0:
-			return []comparator{{">=", semver{}}}, nil
+			return anyVersion, nil
 		case 1:
-			return []comparator{{">=", lo}, {"<", semver{major: p.nums[0] + 1, pre: []string{"0"}}}}, nil
+			return []comparator{{">=", lo}, {"<", below(p.nums[0]+1, 0, 0)}}, nil
 		}
-		return []comparator{{">=", lo}, {"<", semver{major: p.nums[0], minor: p.nums[1] + 1, pre: []string{"0"}}}}, nil
+		return []comparator{{">=", lo}, {"<", below(p.nums[0], p.nums[1]+1, 0)}}, nil
 	case ">=":
 		return []comparator{{">=", lo}}, nil
 	case "<":

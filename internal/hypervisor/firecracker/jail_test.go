@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/Masterminds/semver/v3"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bangerdev/banger/internal/hypervisor"
@@ -92,7 +93,7 @@ func TestJailLayout(t *testing.T) {
 	}
 
 	// The launch sequence uses the paths inside the jail.
-	calls := launchCalls(spec, p.fcPaths(spec), SemVer{Major: 1, Minor: 10})
+	calls := launchCalls(spec, p.fcPaths(spec), semver.New(1, 10, 0, "", ""))
 	for _, c := range calls {
 		if d, ok := c.Body.(driveBody); ok && !strings.HasPrefix(d.PathOnHost, "/disk-") {
 			t.Errorf("drive %s is given as %s, not a path in the jail", d.DriveID, d.PathOnHost)

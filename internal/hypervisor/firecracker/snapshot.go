@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/Masterminds/semver/v3"
 	"github.com/bangerdev/banger/internal/hypervisor"
 )
 
@@ -128,7 +129,7 @@ type snapshotLoadBody struct {
 
 // loadSnapshotBody turns p into the request body for release v, refusing
 // what v does not have.
-func loadSnapshotBody(p SnapshotLoadParams, v SemVer) (snapshotLoadBody, error) {
+func loadSnapshotBody(p SnapshotLoadParams, v *semver.Version) (snapshotLoadBody, error) {
 	if p.SnapshotPath == "" || p.MemFilePath == "" {
 		return snapshotLoadBody{}, errors.New("both the state and the memory file paths are needed")
 	}
@@ -138,21 +139,21 @@ func loadSnapshotBody(p SnapshotLoadParams, v SemVer) (snapshotLoadBody, error) 
 		ResumeVM:     p.ResumeVM,
 	}
 	if p.TrackDirtyPages {
-		if v.AtLeast(TrackDirtyPagesOnLoadSince) {
+		if v.GreaterThanEqual(TrackDirtyPagesOnLoadSince) {
 			b.TrackDirtyPages = true
 		} else {
 			b.EnableDiffSnapshots = true // its name before v1.13.0
 		}
 	}
 	if len(p.NetworkOverrides) > 0 {
-		if !v.AtLeast(NetworkOverridesSince) {
-			return snapshotLoadBody{}, fmt.Errorf("network overrides need Firecracker %s or newer, this is %s", NetworkOverridesSince, v)
+		if v.LessThan(NetworkOverridesSince) {
+			return snapshotLoadBody{}, fmt.Errorf("network overrides need Firecracker v%s or newer, this is v%s", NetworkOverridesSince, v)
 		}
 		b.NetworkOverrides = p.NetworkOverrides
 	}
 	if p.VsockOverride != "" {
-		if !v.AtLeast(VsockOverrideSince) {
-			return snapshotLoadBody{}, fmt.Errorf("a vsock override needs Firecracker %s or newer, this is %s", VsockOverrideSince, v)
+		if v.LessThan(VsockOverrideSince) {
+			return snapshotLoadBody{}, fmt.Errorf("a vsock override needs Firecracker v%s or newer, this is v%s", VsockOverrideSince, v)
 		}
 		b.VsockOverride = &vsockOverrideBody{UDSPath: p.VsockOverride}
 	}
@@ -179,14 +180,14 @@ func (d *Driver) LoadSnapshot(ctx context.Context, h hypervisor.Handle, p Snapsh
 
 // runningVersion asks the Firecracker at h for its release (vmm_version in
 // GET /): the binary on disk may have been upgraded since it started.
-func (d *Driver) runningVersion(ctx context.Context, h hypervisor.Handle) (SemVer, error) {
+func (d *Driver) runningVersion(ctx context.Context, h hypervisor.Handle) (*semver.Version, error) {
 	info, err := d.api(h).instanceInfo(ctx)
 	if err != nil {
-		return SemVer{}, err
+		return nil, err
 	}
 	v, err := ParseVersion(info.VMMVersion)
 	if err != nil {
-		return SemVer{}, fmt.Errorf("GET / answered vmm_version %q: %w", info.VMMVersion, err)
+		return nil, fmt.Errorf("GET / answered vmm_version %q: %w", info.VMMVersion, err)
 	}
 	return v, nil
 }

@@ -6,62 +6,21 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/Masterminds/semver/v3"
 )
-
-// SemVer is a Firecracker release: major.minor.patch and an optional
-// pre-release label ("dev" in "1.17.0-dev"). A pre-release sorts before
-// its release, as semantic versioning says, so a development build is not
-// assumed to have what the release will have.
-type SemVer struct {
-	Major, Minor, Patch int
-	Pre                 string
-}
-
-// String returns the version as Firecracker prints it: "v1.10.1".
-func (v SemVer) String() string {
-	s := fmt.Sprintf("v%d.%d.%d", v.Major, v.Minor, v.Patch)
-	if v.Pre != "" {
-		s += "-" + v.Pre
-	}
-	return s
-}
-
-// Compare returns -1, 0 or 1 as v is older than, the same as or newer
-// than o.
-func (v SemVer) Compare(o SemVer) int {
-	for _, d := range [...]int{v.Major - o.Major, v.Minor - o.Minor, v.Patch - o.Patch} {
-		switch {
-		case d < 0:
-			return -1
-		case d > 0:
-			return 1
-		}
-	}
-	switch {
-	case v.Pre == o.Pre:
-		return 0
-	case v.Pre == "":
-		return 1
-	case o.Pre == "":
-		return -1
-	case v.Pre < o.Pre:
-		return -1
-	}
-	return 1
-}
-
-// AtLeast reports whether v is o or newer.
-func (v SemVer) AtLeast(o SemVer) bool { return v.Compare(o) >= 0 }
 
 var versionRE = regexp.MustCompile(`v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?`)
 
 // ParseVersion reads a version from "1.10.1", "v1.10.1" or the output of
 // `firecracker --version` ("Firecracker v1.10.1", followed in older
-// releases by the snapshot versions it supports).
-func ParseVersion(s string) (SemVer, error) {
+// releases by the snapshot versions it supports). Versions are compared
+// by semantic-version precedence, so a pre-release such as 1.13.0-dev is
+// older than 1.13.0: a development build is not assumed to have what the
+// release will have.
+func ParseVersion(s string) (*semver.Version, error) {
 	line := strings.TrimSpace(s)
 	if i := strings.IndexByte(line, '\n'); i >= 0 {
 		line = strings.TrimSpace(line[:i])
@@ -69,13 +28,12 @@ func ParseVersion(s string) (SemVer, error) {
 	line = strings.TrimPrefix(line, "Firecracker ")
 	m := versionRE.FindStringSubmatch(line)
 	if m == nil || m[0] != line {
-		return SemVer{}, fmt.Errorf("%q is not a Firecracker version (want something like \"Firecracker v1.10.1\")", firstLine(s))
+		return nil, fmt.Errorf("%q is not a Firecracker version (want something like \"Firecracker v1.10.1\")", firstLine(s))
 	}
-	var v SemVer
-	v.Major, _ = strconv.Atoi(m[1])
-	v.Minor, _ = strconv.Atoi(m[2])
-	v.Patch, _ = strconv.Atoi(m[3])
-	v.Pre = m[4]
+	v, err := semver.StrictNewVersion(strings.TrimPrefix(line, "v"))
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a Firecracker version: %w", firstLine(s), err)
+	}
 	return v, nil
 }
 
@@ -100,29 +58,29 @@ var (
 	// PUT /machine-config needs exactly vcpu_count and mem_size_mib (smt
 	// optional since v1.0.0), PUT /vsock needs no vsock_id (deprecated
 	// in v1.0.0) and PUT /snapshot/load takes mem_backend (v1.1.0).
-	MinVersion = SemVer{Major: 1, Minor: 1}
+	MinVersion = semver.New(1, 1, 0, "", "")
 	// EntropySince added the virtio-rng device, PUT /entropy (v1.4.0).
-	EntropySince = SemVer{Major: 1, Minor: 4}
+	EntropySince = semver.New(1, 4, 0, "", "")
 	// NetworkOverridesSince added network_overrides to PUT /snapshot/load
 	// (v1.12.0).
-	NetworkOverridesSince = SemVer{Major: 1, Minor: 12}
+	NetworkOverridesSince = semver.New(1, 12, 0, "", "")
 	// PCISince added PCI (--enable-pci): from then on Firecracker adds
 	// pci=off to the kernel command line itself when PCI is off, and no
 	// longer has it in its default command line (v1.13.0).
-	PCISince = SemVer{Major: 1, Minor: 13}
+	PCISince = semver.New(1, 13, 0, "", "")
 	// TrackDirtyPagesOnLoadSince added track_dirty_pages to PUT
 	// /snapshot/load, deprecating enable_diff_snapshots (v1.13.0).
-	TrackDirtyPagesOnLoadSince = SemVer{Major: 1, Minor: 13}
+	TrackDirtyPagesOnLoadSince = semver.New(1, 13, 0, "", "")
 	// VsockOverrideSince added vsock_override to PUT /snapshot/load
 	// (v1.16.0).
-	VsockOverrideSince = SemVer{Major: 1, Minor: 16}
+	VsockOverrideSince = semver.New(1, 16, 0, "", "")
 )
 
 // versionTimeout bounds `firecracker --version`.
 const versionTimeout = 10 * time.Second
 
 // Version runs `bin --version` and parses what it prints.
-func Version(ctx context.Context, bin string) (SemVer, error) {
+func Version(ctx context.Context, bin string) (*semver.Version, error) {
 	ctx, cancel := context.WithTimeout(ctx, versionTimeout)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
@@ -134,21 +92,21 @@ func Version(ctx context.Context, bin string) (SemVer, error) {
 			msg = strings.TrimSpace(stdout.String())
 		}
 		if msg != "" {
-			return SemVer{}, fmt.Errorf("running %s --version: %w: %s", bin, err, firstLine(msg))
+			return nil, fmt.Errorf("running %s --version: %w: %s", bin, err, firstLine(msg))
 		}
-		return SemVer{}, fmt.Errorf("running %s --version: %w", bin, err)
+		return nil, fmt.Errorf("running %s --version: %w", bin, err)
 	}
 	v, err := ParseVersion(stdout.String())
 	if err != nil {
-		return SemVer{}, fmt.Errorf("%s --version: %w", bin, err)
+		return nil, fmt.Errorf("%s --version: %w", bin, err)
 	}
 	return v, nil
 }
 
 // checkVersion refuses releases older than MinVersion.
-func checkVersion(bin string, v SemVer) error {
-	if !v.AtLeast(MinVersion) {
-		return fmt.Errorf("%s is Firecracker %s, older than %s, the oldest release banger drives: install a newer release from https://github.com/firecracker-microvm/firecracker/releases or configure firecracker_bin", bin, v, MinVersion)
+func checkVersion(bin string, v *semver.Version) error {
+	if v.LessThan(MinVersion) {
+		return fmt.Errorf("%s is Firecracker v%s, older than v%s, the oldest release banger drives: install a newer release from https://github.com/firecracker-microvm/firecracker/releases or configure firecracker_bin", bin, v, MinVersion)
 	}
 	return nil
 }
