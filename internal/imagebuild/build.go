@@ -66,14 +66,14 @@ func (b *Builder) ValidateBuild(ctx context.Context, req api.BuildImageRequest) 
 	}
 	for _, pkg := range req.Packages {
 		if pkg == "" || strings.ContainsAny(pkg, " \t;&|$`'\"\\") {
-			return parent, api.Errorf(api.CodeInvalidArgument, "--packages: %q is not a package name", pkg)
+			return parent, api.Errorf(api.CodeInvalidArgument, "packages: %q is not a package name", pkg)
 		}
 	}
 	if len(req.Script) > maxScript {
-		return parent, api.Errorf(api.CodeInvalidArgument, "--script is %d bytes; the limit is %d", len(req.Script), maxScript)
+		return parent, api.Errorf(api.CodeInvalidArgument, "script is %d bytes; the limit is %d", len(req.Script), maxScript)
 	}
 	if len(req.Presets) == 0 && len(req.Packages) == 0 && req.Script == "" {
-		return parent, api.Errorf(api.CodeInvalidArgument, "nothing to build: give --preset, --packages or --script")
+		return parent, api.Errorf(api.CodeInvalidArgument, "nothing to build: give presets, packages or a script")
 	}
 	return parent, requireRoot("image build")
 }

@@ -49,7 +49,7 @@ func (b *Builder) ValidateBootstrap(ctx context.Context, req *api.BootstrapImage
 		req.Suite = "bookworm"
 	}
 	if err := names.Validate(req.Suite); err != nil {
-		return api.Errorf(api.CodeInvalidArgument, "--suite %q is not a Debian suite name (e.g. bookworm)", req.Suite)
+		return api.Errorf(api.CodeInvalidArgument, "suite %q is not a Debian suite name (e.g. bookworm)", req.Suite)
 	}
 	if req.Name == "" {
 		req.Name = "debian-" + req.Suite
