@@ -13,6 +13,7 @@ import (
 
 	"github.com/bangerdev/banger/internal/config"
 	"github.com/bangerdev/banger/internal/hostnet"
+	"github.com/bangerdev/banger/internal/poll"
 	"github.com/bangerdev/banger/internal/store"
 	"github.com/bangerdev/banger/internal/vm"
 	"github.com/vishvananda/netns"
@@ -164,17 +165,13 @@ func (n *network) AcquireTAP(ctx context.Context, ip netip.Addr) (string, error)
 // retried briefly.
 func (n *network) ReleaseTAP(ctx context.Context, tap string) error {
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := n.pool.Release(ctx, tap)
-		if !errors.Is(err, hostnet.ErrTAPBusy) || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	var err error
+	// An ended context stops the retries; the answer is still the pool's.
+	_ = poll.Until(ctx, 100*time.Millisecond, func() (bool, error) {
+		err = n.pool.Release(ctx, tap)
+		return !errors.Is(err, hostnet.ErrTAPBusy) || time.Now().After(deadline), nil
+	})
+	return err
 }
 
 // Leaks lists network resources no lease explains.

@@ -23,6 +23,7 @@ import (
 	"github.com/bangerdev/banger/internal/buildinfo"
 	"github.com/bangerdev/banger/internal/config"
 	"github.com/bangerdev/banger/internal/localsock"
+	"github.com/bangerdev/banger/internal/poll"
 )
 
 // Controller manages the daemon for one set of paths.
@@ -208,24 +209,26 @@ func (c *Controller) startLock(ctx context.Context) (func(), error) {
 	}
 	path := c.Paths.StartLock()
 	deadline := time.Now().Add(time.Minute)
-	for {
-		l, err := localsock.TryLock(path)
+	var l *localsock.Lock
+	err := poll.Until(ctx, 20*time.Millisecond, func() (bool, error) {
+		var err error
+		l, err = localsock.TryLock(path)
 		if err == nil {
-			return l.Release, nil
+			return true, nil
 		}
 		var held *localsock.HeldError
 		if !errors.As(err, &held) {
-			return nil, err
+			return false, err
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("waiting for another banger to start bangerd: %w", err)
+			return false, fmt.Errorf("waiting for another banger to start bangerd: %w", err)
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return l.Release, nil
 }
 
 // Stop asks the daemon to shut down and waits until its process is gone.
@@ -241,18 +244,16 @@ func (c *Controller) Stop(ctx context.Context) error {
 		return err
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for processAlive(st.PID) {
+	return poll.Until(ctx, 20*time.Millisecond, func() (bool, error) {
+		if !processAlive(st.PID) {
+			return true, nil
+		}
 		if time.Now().After(deadline) {
-			return api.Errorf(api.CodeUnavailable, "bangerd (pid %d) did not exit within 30s: see %s, or `kill %d`",
+			return false, api.Errorf(api.CodeUnavailable, "bangerd (pid %d) did not exit within 30s: see %s, or `kill %d`",
 				st.PID, c.Paths.LogFile(), st.PID)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return nil
+		return false, nil
+	})
 }
 
 func processAlive(pid int) bool {

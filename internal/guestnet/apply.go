@@ -22,6 +22,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/bangerdev/banger/internal/atomicfile"
+	"github.com/bangerdev/banger/internal/poll"
 )
 
 // System is where Apply makes its changes.
@@ -119,27 +120,28 @@ func configureLink(ctx context.Context, cfg Config, sys System, log *slog.Logger
 // waitLink returns the NIC to configure, waiting up to wait for it.
 func waitLink(ctx context.Context, h *netlink.Handle, mac net.HardwareAddr, wait time.Duration) (netlink.Link, error) {
 	deadline := time.Now().Add(wait)
-	for {
+	var link netlink.Link
+	err := poll.Until(ctx, linkPoll, func() (bool, error) {
 		links, err := h.LinkList()
 		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return nil, fmt.Errorf("guestnet: listing network links: %w", err)
+			return false, fmt.Errorf("guestnet: listing network links: %w", err)
 		}
-		if link := pickLink(links, mac); link != nil {
-			return link, nil
+		if link = pickLink(links, mac); link != nil {
+			return true, nil
 		}
 		if !time.Now().Before(deadline) {
 			want := "eth0 or another Ethernet link"
 			if mac != nil {
 				want = "a link with MAC " + mac.String()
 			}
-			return nil, fmt.Errorf("guestnet: no network link found (want %s; have %s); is virtio_net loaded and does the VM have a NIC?", want, linkNames(links))
+			return false, fmt.Errorf("guestnet: no network link found (want %s; have %s); is virtio_net loaded and does the VM have a NIC?", want, linkNames(links))
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(linkPoll):
-		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return link, nil
 }
 
 // pickLink chooses the link with mac when given; otherwise eth0, else the

@@ -16,6 +16,7 @@ import (
 	"github.com/bangerdev/banger/internal/agentproto"
 	"github.com/bangerdev/banger/internal/hypervisor"
 	"github.com/bangerdev/banger/internal/image"
+	"github.com/bangerdev/banger/internal/poll"
 	"github.com/bangerdev/banger/internal/termsafe"
 )
 
@@ -265,7 +266,7 @@ func (m *Manager) waitRootMount(ctx context.Context, c *agentmux.Session) (agent
 	ctx, cancel := context.WithTimeout(ctx, m.agentTimeout())
 	defer cancel()
 	var h agentproto.Health
-	for {
+	err := poll.Until(ctx, 250*time.Millisecond, func() (bool, error) {
 		attempt, stop := context.WithTimeout(ctx, 5*time.Second)
 		got, err := c.Health(attempt)
 		stop()
@@ -274,18 +275,17 @@ func (m *Manager) waitRootMount(ctx context.Context, c *agentmux.Session) (agent
 			// The agent writes the boot payload's files into /root once
 			// the work disk is there; an agent that does not report it
 			// (Payload "") is taken at its mount.
-			if h.RootMount != "" && h.Payload != "pending" {
-				return h, nil
-			}
+			return h.RootMount != "" && h.Payload != "pending", nil
 		}
-		select {
-		case <-ctx.Done():
-			if h.RootMount != "" {
-				return h, api.Errorf(api.CodeUnavailable, "the guest agent did not finish writing the boot payload into /root within %s: see `banger vm logs`", m.agentTimeout())
-			}
-			return h, api.Errorf(api.CodeUnavailable, "the work disk was not mounted at /root within %s: see `banger vm logs` (root.mount)", m.agentTimeout())
-		case <-time.After(250 * time.Millisecond):
-		}
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		return h, nil
+	case h.RootMount != "":
+		return h, api.Errorf(api.CodeUnavailable, "the guest agent did not finish writing the boot payload into /root within %s: see `banger vm logs`", m.agentTimeout())
+	default:
+		return h, api.Errorf(api.CodeUnavailable, "the work disk was not mounted at /root within %s: see `banger vm logs` (root.mount)", m.agentTimeout())
 	}
 }
 
@@ -304,25 +304,25 @@ func (m *Manager) waitProbe(ctx context.Context, c *agentmux.Session, pr api.Pro
 	ctx, cancel := context.WithTimeout(ctx, m.agentTimeout())
 	defer cancel()
 	var last string
-	for {
+	err := poll.Until(ctx, 500*time.Millisecond, func() (bool, error) {
 		attempt, stop := context.WithTimeout(ctx, 5*time.Second)
 		var r agentproto.ProbeResult
 		err := c.Call(attempt, agentproto.TypeProbeTCP, map[string]int{"port": pr.Port}, &r)
 		stop()
 		if err == nil && r.Open {
-			return nil
+			return true, nil
 		}
 		if err != nil {
 			last = err.Error()
 		} else {
 			last = r.Error
 		}
-		select {
-		case <-ctx.Done():
-			return api.Errorf(api.CodeUnavailable, "%s (tcp/%d) was not ready within %s: %s; see `banger vm logs`", pr.Name, pr.Port, m.agentTimeout(), last)
-		case <-time.After(500 * time.Millisecond):
-		}
+		return false, nil
+	})
+	if err != nil {
+		return api.Errorf(api.CodeUnavailable, "%s (tcp/%d) was not ready within %s: %s; see `banger vm logs`", pr.Name, pr.Port, m.agentTimeout(), last)
 	}
+	return nil
 }
 
 // writeKnownHosts pins the guest's host keys for its address. Only keys
