@@ -32,6 +32,8 @@ import (
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
+
+	"github.com/bangerdev/banger/internal/atomicfile"
 )
 
 // DefaultRegistry is the public npm registry, used when registry is "".
@@ -188,32 +190,20 @@ func Fetch(ctx context.Context, client *http.Client, v Version, cacheDir string)
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("fetching %s@%s: %s answered %s: retry later", v.Name, v.Version, v.Tarball, resp.Status)
 	}
-	tmp, err := os.CreateTemp(cacheDir, ".partial-*.tgz")
+	tmp, err := atomicfile.Create(dest, 0o644, 0)
 	if err != nil {
 		return "", fmt.Errorf("fetching %s@%s: %w: make sure %s is writable", v.Name, v.Version, err, cacheDir)
 	}
-	defer os.Remove(tmp.Name()) // a no-op once renamed
+	defer tmp.Abort() // a no-op after Commit
 	h := want.newHash()
 	if _, err := io.Copy(io.MultiWriter(tmp, h), resp.Body); err != nil {
-		tmp.Close()
 		return "", fmt.Errorf("fetching %s@%s from %s: %w: retry", v.Name, v.Version, v.Tarball, err)
 	}
 	if got := h.Sum(nil); !bytes.Equal(got, want.sum) {
-		tmp.Close()
 		return "", fmt.Errorf("fetching %s@%s from %s: %w: the registry published %s, the download hashes to %s-%s; the download was corrupted or altered on the way: retry, and check any proxy between here and the registry",
 			v.Name, v.Version, v.Tarball, ErrIntegrity, v.Integrity, want.algo, base64.StdEncoding.EncodeToString(got))
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("fetching %s@%s: %w", v.Name, v.Version, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("fetching %s@%s: %w", v.Name, v.Version, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return "", fmt.Errorf("fetching %s@%s: %w", v.Name, v.Version, err)
-	}
-	if err := os.Rename(tmp.Name(), dest); err != nil {
+	if err := tmp.Commit(); err != nil {
 		return "", fmt.Errorf("fetching %s@%s: %w", v.Name, v.Version, err)
 	}
 	return dest, nil
