@@ -64,9 +64,11 @@ func (b *Builder) ValidateBuild(ctx context.Context, req api.BuildImageRequest) 
 			return parent, api.Errorf(api.CodeFailedPrecondition, "the agents preset needs a glibc image; %s is musl", parent.Name)
 		}
 	}
+	// The check Packages.Apply makes, so a name apt-get would refuse
+	// (or read as an option) is refused now, not minutes into the build.
 	for _, pkg := range req.Packages {
-		if pkg == "" || strings.ContainsAny(pkg, " \t;&|$`'\"\\") {
-			return parent, api.Errorf(api.CodeInvalidArgument, "packages: %q is not a package name", pkg)
+		if err := provision.ValidPackage(pkg); err != nil {
+			return parent, api.Errorf(api.CodeInvalidArgument, "packages: %v", err)
 		}
 	}
 	if len(req.Script) > maxScript {

@@ -136,6 +136,11 @@ func (m Manifest) Validate() error {
 	return nil
 }
 
+// ValidPackage checks a package argument for apt-get install (a name,
+// optionally :arch and =version) the way Packages.Apply will, so a
+// request can be refused before a build starts.
+func ValidPackage(p string) error { return validAptSpec(p) }
+
 // validAptSpec checks a package argument for apt-get install.
 func validAptSpec(p string) error {
 	if !aptSpecRE.MatchString(p) {
