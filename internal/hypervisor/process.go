@@ -285,3 +285,17 @@ func PeerPID(conn net.Conn) (int, error) {
 	}
 	return c.PID, nil
 }
+
+// LookBin finds the binary bin, or def when bin is "", as exec.LookPath
+// does; when it is not found the error is notFound's, given the name
+// looked up and LookPath's error, so that it can name the fix.
+func LookBin(bin, def string, notFound func(bin string, err error) error) (string, error) {
+	if bin == "" {
+		bin = def
+	}
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		return "", notFound(bin, err)
+	}
+	return p, nil
+}

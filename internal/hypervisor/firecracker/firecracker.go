@@ -46,10 +46,6 @@ const DefaultBin = "firecracker"
 // answer.
 const DefaultLaunchTimeout = 10 * time.Second
 
-// killWait bounds how long the driver waits for Firecracker to die after
-// SIGKILL.
-const killWait = 10 * time.Second
-
 // Owner is a user and group to give files to.
 type Owner struct{ UID, GID int }
 
@@ -110,13 +106,11 @@ func (d *Driver) log() *slog.Logger {
 }
 
 func (d *Driver) bin() (string, error) {
-	bin := d.Bin
-	if bin == "" {
-		bin = DefaultBin
-	}
-	p, err := exec.LookPath(bin)
+	p, err := hypervisor.LookBin(d.Bin, DefaultBin, func(bin string, err error) error {
+		return fmt.Errorf("firecracker: %s not found (%v): install Firecracker (https://github.com/firecracker-microvm/firecracker/releases) or configure firecracker_bin", bin, err)
+	})
 	if err != nil {
-		return "", fmt.Errorf("firecracker: %s not found (%v): install Firecracker (https://github.com/firecracker-microvm/firecracker/releases) or configure firecracker_bin", bin, err)
+		return "", err
 	}
 	if abs, err := filepath.Abs(p); err == nil {
 		p = abs
@@ -145,15 +139,9 @@ func (d *Driver) binVersion(ctx context.Context) (string, *semver.Version, error
 func (d *Driver) jailed() bool { return d.Jailer || d.JailerBin != "" }
 
 func (d *Driver) jailerBin() (string, error) {
-	bin := d.JailerBin
-	if bin == "" {
-		bin = DefaultJailerBin
-	}
-	p, err := exec.LookPath(bin)
-	if err != nil {
-		return "", fmt.Errorf("firecracker: jailer %s not found (%v): install the jailer of the same Firecracker release or turn the jailer off", bin, err)
-	}
-	return p, nil
+	return hypervisor.LookBin(d.JailerBin, DefaultJailerBin, func(bin string, err error) error {
+		return fmt.Errorf("firecracker: jailer %s not found (%v): install the jailer of the same Firecracker release or turn the jailer off", bin, err)
+	})
 }
 
 // layout is where one VM's files are, on the host.
@@ -271,7 +259,7 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 	cmd.Dir = spec.Dir
 	proc, err := hypervisor.Start(hypervisor.Command{
 		Name: "Firecracker", Cmd: cmd, Files: made, Stdout: l.Console, Stderr: l.Stderr,
-		Log: d.log(), KillWait: killWait,
+		Log: d.log(),
 	})
 	if err != nil {
 		removeJailOf()
@@ -359,41 +347,32 @@ func servedBy(ctx context.Context, path string) (int, bool) {
 // "Paused" and "Not started" are Paused; a process that is gone is
 // Stopped.
 func (d *Driver) Status(ctx context.Context, h hypervisor.Handle) (hypervisor.State, error) {
-	if !hypervisor.Alive(h) {
-		return hypervisor.Stopped, nil
-	}
-	info, err := (&apiClient{socket: h.ControlSocket, pid: h.PID}).instanceInfo(ctx)
-	if err != nil {
-		if !hypervisor.Alive(h) {
-			return hypervisor.Stopped, nil
+	st, err := hypervisor.StateOf(h, func() (hypervisor.State, error) {
+		info, err := (&apiClient{socket: h.ControlSocket, pid: h.PID}).instanceInfo(ctx)
+		if err != nil {
+			return "", err
 		}
-		return "", fmt.Errorf("firecracker: status of pid %d: %w", h.PID, err)
+		if info.State == stateRunning {
+			return hypervisor.Running, nil
+		}
+		return hypervisor.Paused, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("firecracker: %w", err)
 	}
-	if info.State == stateRunning {
-		return hypervisor.Running, nil
-	}
-	return hypervisor.Paused, nil
+	return st, nil
 }
 
 // Adopt checks that h.PID is alive with the recorded start time and that
 // its API socket answers GET /, then trims the console log and keeps it
 // bounded.
 func (d *Driver) Adopt(ctx context.Context, h hypervisor.Handle) error {
-	if !hypervisor.Alive(h) {
-		st, err := hypervisor.ProcessStartTime(h.PID)
-		if err != nil {
-			return fmt.Errorf("firecracker: %w: pid %d is gone", hypervisor.ErrNotOurs, h.PID)
-		}
-		return fmt.Errorf("firecracker: %w: pid %d started at tick %d, not %d (the PID was reused)", hypervisor.ErrNotOurs, h.PID, st, h.StartTime)
-	}
-	if _, err := (&apiClient{socket: h.ControlSocket, pid: h.PID}).instanceInfo(ctx); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("firecracker: adopting pid %d: %w", h.PID, ctx.Err())
-		}
-		if errors.Is(err, hypervisor.ErrNotOurs) {
-			return fmt.Errorf("firecracker: %w", err)
-		}
-		return fmt.Errorf("firecracker: %w: pid %d runs but its API socket does not answer: %v", hypervisor.ErrNotOurs, h.PID, err)
+	err := hypervisor.VerifyOurs(ctx, h, "API socket", func(ctx context.Context) error {
+		_, err := (&apiClient{socket: h.ControlSocket, pid: h.PID}).instanceInfo(ctx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("firecracker: %w", err)
 	}
 	if err := d.boundFiles(h); err != nil {
 		d.log().Warn("cannot bound the VM's logs", "err", err)
@@ -402,47 +381,29 @@ func (d *Driver) Adopt(ctx context.Context, h hypervisor.Handle) error {
 	return nil
 }
 
+// Kill stops Firecracker at once (SIGKILL to its process group) and
+// removes the VM's sockets (and its jail). A VM that is already gone is
+// cleaned up and reported as success.
+func (d *Driver) Kill(h hypervisor.Handle) error { return hypervisor.KillVM(h, DriverName, d.cleanup) }
+
 // Shutdown sends Ctrl-Alt-Del to the guest (x86's SendCtrlAltDel action:
 // the guest reboots, and a reboot ends Firecracker) and waits for the
 // process to exit until ctx ends; then it kills Firecracker's process
 // group. It removes the VM's sockets (and its jail). A VM that is already
 // gone is cleaned up and reported as success.
 func (d *Driver) Shutdown(ctx context.Context, h hypervisor.Handle) error {
-	err := hypervisor.PowerOffAndWait(ctx, h, "firecracker", d.log(), killWait, func() error {
+	return hypervisor.ShutdownVM(ctx, h, DriverName, d.log(), func() error {
 		return (&apiClient{socket: h.ControlSocket, pid: h.PID}).action(ctx, "SendCtrlAltDel")
-	})
-	if err != nil {
-		return err
-	}
-	d.cleanup(h)
-	d.stopKeeping(h)
-	return nil
-}
-
-// Kill stops Firecracker at once (SIGKILL to its process group) and
-// removes the VM's sockets (and its jail). A VM that is already gone is
-// cleaned up and reported as success.
-func (d *Driver) Kill(h hypervisor.Handle) error {
-	if err := d.kill(h); err != nil {
-		return err
-	}
-	d.cleanup(h)
-	d.stopKeeping(h)
-	return nil
-}
-
-func (d *Driver) kill(h hypervisor.Handle) error {
-	if err := hypervisor.KillAndWait(h, killWait); err != nil {
-		return fmt.Errorf("firecracker: %w", err)
-	}
-	return nil
+	}, d.cleanup)
 }
 
 // cleanup removes h's sockets — the API socket, the vsock socket and the
 // listeners for guest-initiated vsock connections (vsock.sock_<port>) —
 // and the VM's jail, unless another Firecracker serves the API socket
-// since.
+// since; it runs once h's Firecracker has ended, and stops bounding its
+// logs (bounding them a last time).
 func (d *Driver) cleanup(h hypervisor.Handle) {
+	defer d.stopKeeping(h)
 	if h.ControlSocket == "" {
 		return
 	}

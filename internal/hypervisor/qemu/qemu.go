@@ -59,9 +59,6 @@ const DefaultVhostVsock = "/dev/vhost-vsock"
 // DefaultLaunchTimeout bounds how long Launch waits for QMP to answer.
 const DefaultLaunchTimeout = 10 * time.Second
 
-// killWait bounds how long the driver waits for QEMU to die after SIGKILL.
-const killWait = 10 * time.Second
-
 // Driver launches and controls QEMU VMs. The zero value with Accel set
 // works; its methods are safe for concurrent use.
 type Driver struct {
@@ -132,15 +129,9 @@ func (d *Driver) machine(accel string) (Machine, error) {
 }
 
 func (d *Driver) bin() (string, error) {
-	bin := d.Bin
-	if bin == "" {
-		bin = DefaultBin
-	}
-	p, err := exec.LookPath(bin)
-	if err != nil {
-		return "", fmt.Errorf("qemu: %s not found (%v): install QEMU (apt-get install qemu-system-x86) or configure the QEMU binary's path", bin, err)
-	}
-	return p, nil
+	return hypervisor.LookBin(d.Bin, DefaultBin, func(bin string, err error) error {
+		return fmt.Errorf("qemu: %s not found (%v): install QEMU (apt-get install qemu-system-x86) or configure the QEMU binary's path", bin, err)
+	})
 }
 
 func (d *Driver) vhostVsock() string {
@@ -235,7 +226,7 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 	}
 	proc, err := hypervisor.Start(hypervisor.Command{
 		Name: "QEMU", Cmd: cmd, Files: files, Stderr: p.Stderr,
-		Log: d.log(), KillWait: killWait,
+		Log: d.log(),
 	})
 	if err != nil {
 		hypervisor.RemoveFiles(p.Stderr, p.Console, p.QMP, p.Agent, p.PID)
@@ -371,28 +362,25 @@ const maxSocketPath = 107
 // state of a live QEMU (paused, prelaunch, guest-panicked, ...) Paused; a
 // process that is gone is Stopped.
 func (d *Driver) Status(ctx context.Context, h hypervisor.Handle) (hypervisor.State, error) {
-	if !hypervisor.Alive(h) {
-		return hypervisor.Stopped, nil
-	}
-	q, err := d.qmp(ctx, h)
-	if err != nil {
-		if !hypervisor.Alive(h) {
-			return hypervisor.Stopped, nil
+	st, err := hypervisor.StateOf(h, func() (hypervisor.State, error) {
+		q, err := d.qmp(ctx, h)
+		if err != nil {
+			return "", err
 		}
-		return "", fmt.Errorf("qemu: status of pid %d: %w", h.PID, err)
-	}
-	defer q.Close()
-	s, err := q.status()
-	if err != nil {
-		if !hypervisor.Alive(h) {
-			return hypervisor.Stopped, nil
+		defer q.Close()
+		s, err := q.status()
+		if err != nil {
+			return "", err
 		}
-		return "", fmt.Errorf("qemu: status of pid %d: %w", h.PID, err)
+		if s == "running" {
+			return hypervisor.Running, nil
+		}
+		return hypervisor.Paused, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("qemu: %w", err)
 	}
-	if s == "running" {
-		return hypervisor.Running, nil
-	}
-	return hypervisor.Paused, nil
+	return st, nil
 }
 
 // qmp opens a QMP session with h's QEMU and checks that the socket is
@@ -412,26 +400,17 @@ func (d *Driver) qmp(ctx context.Context, h hypervisor.Handle) (*qmpConn, error)
 // Adopt checks that h.PID is alive with the recorded start time and that
 // its QMP socket answers, then trims the console log and keeps it bounded.
 func (d *Driver) Adopt(ctx context.Context, h hypervisor.Handle) error {
-	if !hypervisor.Alive(h) {
-		st, err := hypervisor.ProcessStartTime(h.PID)
+	err := hypervisor.VerifyOurs(ctx, h, "QMP socket", func(ctx context.Context) error {
+		q, err := d.qmp(ctx, h)
 		if err != nil {
-			return fmt.Errorf("qemu: %w: pid %d is gone", hypervisor.ErrNotOurs, h.PID)
+			return err
 		}
-		return fmt.Errorf("qemu: %w: pid %d started at tick %d, not %d (the PID was reused)", hypervisor.ErrNotOurs, h.PID, st, h.StartTime)
-	}
-	q, err := d.qmp(ctx, h)
-	if err == nil {
+		defer q.Close()
 		_, err = q.status()
-		q.Close()
-	}
+		return err
+	})
 	if err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("qemu: adopting pid %d: %w", h.PID, ctx.Err())
-		}
-		if errors.Is(err, hypervisor.ErrNotOurs) {
-			return fmt.Errorf("qemu: %w", err)
-		}
-		return fmt.Errorf("qemu: %w: pid %d runs but its QMP socket does not answer: %v", hypervisor.ErrNotOurs, h.PID, err)
+		return fmt.Errorf("qemu: %w", err)
 	}
 	if _, err := TrimConsole(h.ConsoleLog, h.ConsoleLimit); err != nil {
 		d.log().Warn("cannot bound the console log", "log", h.ConsoleLog, "err", err)
@@ -445,44 +424,26 @@ func (d *Driver) Adopt(ctx context.Context, h hypervisor.Handle) error {
 // removes the VM's sockets and pid file. A VM that is already gone is
 // cleaned up and reported as success.
 func (d *Driver) Shutdown(ctx context.Context, h hypervisor.Handle) error {
-	err := hypervisor.PowerOffAndWait(ctx, h, "qemu", d.log(), killWait, func() error {
+	return hypervisor.ShutdownVM(ctx, h, DriverName, d.log(), func() error {
 		q, err := d.qmp(ctx, h)
 		if err != nil {
 			return err
 		}
 		defer q.Close()
 		return q.powerdown()
-	})
-	if err != nil {
-		return err
-	}
-	d.cleanup(h)
-	d.stopKeeping(h)
-	return nil
+	}, d.cleanup)
 }
 
 // Kill stops QEMU at once (SIGKILL to its process group) and removes the
 // VM's sockets and pid file. A VM that is already gone is cleaned up and
 // reported as success.
-func (d *Driver) Kill(h hypervisor.Handle) error {
-	if err := d.kill(h); err != nil {
-		return err
-	}
-	d.cleanup(h)
-	d.stopKeeping(h)
-	return nil
-}
+func (d *Driver) Kill(h hypervisor.Handle) error { return hypervisor.KillVM(h, DriverName, d.cleanup) }
 
-func (d *Driver) kill(h hypervisor.Handle) error {
-	if err := hypervisor.KillAndWait(h, killWait); err != nil {
-		return fmt.Errorf("qemu: %w", err)
-	}
-	return nil
-}
-
-// cleanup removes h's sockets and pid file, unless another QEMU has taken
-// over the runtime directory since.
+// cleanup runs once h's QEMU has ended: it removes h's sockets and pid
+// file, unless another QEMU has taken over the runtime directory since,
+// and stops trimming the console log (trimming it a last time).
 func (d *Driver) cleanup(h hypervisor.Handle) {
+	defer d.stopKeeping(h)
 	if h.ControlSocket == "" {
 		return
 	}
