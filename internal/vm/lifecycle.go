@@ -161,34 +161,37 @@ func (m *Manager) waitAgent(ctx context.Context, hv hypervisor.Hypervisor, id st
 	defer cancel()
 	var lastErr error
 	console := consoleWatch{path: h.ConsoleLog, since: m.now()}
-	for {
-		sess, err := m.links.Get(ctx, id, m.dialer(hv, h, id))
+	var sess *agentmux.Session
+	err := poll.Until(ctx, 200*time.Millisecond, func() (bool, error) {
+		s, err := m.links.Get(ctx, id, m.dialer(hv, h, id))
 		if err == nil {
 			attempt, stop := context.WithTimeout(ctx, 2*time.Second)
-			_, err = sess.Health(attempt)
+			_, err = s.Health(attempt)
 			stop()
 			if err == nil {
-				return sess, nil
+				sess = s
+				return true, nil
 			}
 			m.links.Drop(id)
 		}
 		lastErr = err
 		if st, err := hv.Status(ctx, h); err == nil && st == hypervisor.Stopped {
-			return nil, fmt.Errorf("the hypervisor exited before the guest agent answered; console tail:\n%s", consoleTail(h.ConsoleLog, 15))
+			return false, fmt.Errorf("the hypervisor exited before the guest agent answered; console tail:\n%s", consoleTail(h.ConsoleLog, 15))
 		}
 		if h.Accel == "tcg" && console.silentFor(m.now()) > m.stallAfter() {
-			return nil, fmt.Errorf("%w: its console has been silent for %s under software emulation; last console lines:\n%s",
+			return false, fmt.Errorf("%w: its console has been silent for %s under software emulation; last console lines:\n%s",
 				errStalled, m.stallAfter(), consoleTail(h.ConsoleLog, 5))
 		}
-		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, api.Errorf(api.CodeUnavailable, "the guest agent did not answer within %s (%v); last console lines:\n%s",
-					m.agentTimeout(), lastErr, consoleTail(h.ConsoleLog, 15))
-			}
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		return sess, nil
+	case ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded):
+		return nil, api.Errorf(api.CodeUnavailable, "the guest agent did not answer within %s (%v); last console lines:\n%s",
+			m.agentTimeout(), lastErr, consoleTail(h.ConsoleLog, 15))
+	default:
+		return nil, err
 	}
 }
 
