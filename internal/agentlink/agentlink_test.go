@@ -1,7 +1,9 @@
 package agentlink
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -130,9 +132,28 @@ func TestPoolReportsSilentAndOldAgents(t *testing.T) {
 			return Channel{Conn: host, Key: key, VM: "b"}, nil
 		}
 	}
+	// An agent of protocol 1 knew no upgrade: it answered the request
+	// with these bytes.
 	v1 := func(context.Context) (Channel, error) {
 		host, agent := net.Pipe()
-		go agentproto.Serve(context.Background(), agent, health{})
+		go func() {
+			defer agent.Close()
+			r := bufio.NewReader(agent)
+			for {
+				line, err := r.ReadBytes('\n')
+				if err != nil {
+					return
+				}
+				var req struct{ ID, Type string }
+				if json.Unmarshal(line, &req) != nil || req.ID == "" {
+					continue
+				}
+				reply := `{"id":"` + req.ID + `","type":"` + req.Type + `","error":{"code":"unknown_type","message":"unknown request type \"` + req.Type + `\": this agent (protocol 1) supports hello, health, probe_tcp, host_keys, poweroff; update banger-agent in the image"}}` + "\n"
+				if _, err := io.WriteString(agent, reply); err != nil {
+					return
+				}
+			}
+		}()
 		return Channel{Conn: host, Key: key, VM: "b"}, nil
 	}
 	otherKey := []byte("another key of thirty-two bytes!")

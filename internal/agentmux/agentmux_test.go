@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bangerdev/banger/internal/agentproto"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -401,6 +400,22 @@ func TestUpgradeSkipsStaleLines(t *testing.T) {
 	}
 }
 
+// readOneLine reads one line from r a byte at a time, so nothing after it
+// is taken from the stream.
+func readOneLine(r io.Reader) ([]byte, error) {
+	var line []byte
+	b := make([]byte, 1)
+	for {
+		if _, err := r.Read(b); err != nil {
+			return line, err
+		}
+		if b[0] == '\n' {
+			return line, nil
+		}
+		line = append(line, b[0])
+	}
+}
+
 func mustJSON(v any) string {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -409,25 +424,68 @@ func mustJSON(v any) string {
 	return string(b)
 }
 
-type v1Handler struct{}
-
-func (v1Handler) Health(context.Context) (agentproto.Health, error) { return sampleHealth, nil }
-
-// An agent of protocol 1 knows no upgrade: the host says the agent
-// predates authenticated channels.
-func TestUpgradeV1Agent(t *testing.T) {
-	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			host, guest := tr.pair(t)
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- agentproto.Serve(ctx, guest, v1Handler{}) }()
-			defer func() { cancel(); host.Close(); guest.Close(); <-done }()
-			_, err := Upgrade(testContext(t), host, testKey)
-			if !errors.Is(err, ErrAgentTooOld) {
-				t.Fatalf("Upgrade = %v, want ErrAgentTooOld", err)
+// oldAgent plays an agent of an earlier release on guest: it reads the
+// host's upgrade request and writes the exact bytes reply(id, nonce)
+// returns, as that release wrote them.
+func oldAgent(t *testing.T, guest io.ReadWriteCloser, reply func(id, nonce string) string) {
+	t.Helper()
+	done := make(chan struct{})
+	t.Cleanup(func() { guest.Close(); <-done })
+	go func() {
+		defer close(done)
+		r := bufio.NewReader(guest)
+		for {
+			line, err := r.ReadBytes('\n')
+			if err != nil {
+				return
 			}
-		})
+			var req struct{ ID, Type, Nonce string }
+			if json.Unmarshal(line, &req) != nil || req.Type != "upgrade" {
+				continue
+			}
+			if _, err := io.WriteString(guest, reply(req.ID, req.Nonce)); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// Agents of earlier releases: the host says the agent predates
+// authenticated channels, whatever the transport.
+func TestUpgradeOldAgents(t *testing.T) {
+	tests := []struct {
+		name  string
+		reply func(id, nonce string) string
+	}{
+		{
+			// Protocol 1 knew no upgrade: its answer to an unknown
+			// request type.
+			name: "protocol 1",
+			reply: func(id, _ string) string {
+				return `{"id":"` + id + `","type":"upgrade","error":{"code":"unknown_type","message":"unknown request type \"upgrade\": this agent (protocol 1) supports hello, health, probe_tcp, host_keys, poweroff; update banger-agent in the image"}}` + "\n"
+			},
+		},
+		{
+			// Protocol 2 before authentication accepted the upgrade at
+			// once, without a challenge, and switched to yamux.
+			name: "protocol 2 without a challenge",
+			reply: func(id, nonce string) string {
+				return `{"id":"` + id + `","type":"upgrade","protocol":2,"nonce":"` + nonce + `"}` + "\n"
+			},
+		},
+	}
+	for _, tt := range tests {
+		for _, tr := range transports {
+			t.Run(tt.name+"/"+tr.name, func(t *testing.T) {
+				host, guest := tr.pair(t)
+				defer host.Close()
+				oldAgent(t, guest, tt.reply)
+				_, err := Upgrade(testContext(t), host, testKey)
+				if !errors.Is(err, ErrAgentTooOld) {
+					t.Fatalf("Upgrade = %v, want ErrAgentTooOld", err)
+				}
+			})
+		}
 	}
 }
 
@@ -438,11 +496,31 @@ func TestGuestRefusesUnauthenticated(t *testing.T) {
 	host, guest := socketPair(t)
 	served := &fakeHandler{}
 	serveGuest(t, &Guest{Handler: served, Key: testKey}, host, guest)
-	ctx, cancel := context.WithTimeout(testContext(t), 5*time.Second)
-	defer cancel()
-	if h, err := agentproto.CheckHealth(ctx, host); err == nil || !strings.Contains(err.Error(), CodeUnauthenticated) {
-		t.Fatalf("v1 health before authenticating = %+v, %v; want refused as %s", h, err, CodeUnauthenticated)
+	// A protocol 1 health request, as a host of that release wrote it.
+	host.SetDeadline(time.Now().Add(30 * time.Second))
+	_, err := host.Write([]byte("\n{\"id\":\"h1\",\"type\":\"health\"}\n"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	// The guest may say other things first (a reset line when it
+	// starts); its answer is the line with the request's ID.
+	var refused struct {
+		ID     string
+		Health json.RawMessage
+		Error  *struct{ Code string }
+	}
+	var reply []byte
+	for refused.ID != "h1" {
+		if reply, err = readOneLine(host); err != nil {
+			t.Fatalf("reading the answer to a v1 health request: %v", err)
+		}
+		refused.ID, refused.Health, refused.Error = "", nil, nil
+		json.Unmarshal(reply, &refused)
+	}
+	if refused.Health != nil || refused.Error == nil || refused.Error.Code != CodeUnauthenticated {
+		t.Fatalf("v1 health before authenticating answered %s; want refused as %s", reply, CodeUnauthenticated)
+	}
+	host.SetDeadline(time.Time{})
 	// A stream header and garbage are not answered at all.
 	host.Write([]byte("\n{\"type\":\"exec\",\"exec\":{\"argv\":[\"touch\",\"/tmp/pwned\"]}}\nnot json\n"))
 	s, err := Upgrade(testContext(t), host, testKey)

@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/bangerdev/banger/internal/agentproto"
 )
 
 // intruderEnv tells the test binary, started again as another user, to
@@ -131,7 +129,7 @@ func TestIntruderChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.SetDeadline(time.Now().Add(30 * time.Second))
-	fmt.Fprintf(c, "\n{\"id\":\"intruder\",\"type\":%q}\n", agentproto.TypeHealth)
+	fmt.Fprintf(c, "\n{\"id\":\"intruder\",\"type\":\"health\"}\n")
 	// A put written in line mode, then garbage: neither is served.
 	fmt.Fprintf(c, "{\"type\":\"put\",\"path\":\"/pwned\"}\n\x00\x01\n")
 	r := bufio.NewReader(c)
