@@ -1,7 +1,13 @@
 // Package hypervisor defines what banger needs from a hypervisor, as small
 // interfaces that every driver (qemu, firecracker) implements, plus the
-// identity that lets a restarted daemon re-adopt a running VM. The
-// conformance suite in hvtest runs against every driver.
+// identity that lets a restarted daemon re-adopt a running VM, and the
+// machinery both drivers share so that each keeps only its arguments and
+// its control calls: the process supervisor (Start, Process: launch in a
+// session of its own, reaping, waiting for the control socket, aborting a
+// failed launch; process.go), the halves of Status, Adopt, Shutdown and
+// Kill that do not talk to the hypervisor (adopt.go, keeper.go), the
+// console log bounds (trimlog.go, LogKeeper) and the VM user (vmuser.go).
+// The conformance suite in hvtest runs against every driver.
 package hypervisor
 
 import (

@@ -44,22 +44,9 @@ func testLog() *slog.Logger {
 // returns a spec using them with a fresh runtime directory.
 func testSpec(t *testing.T) hypervisor.Spec {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "fct-") // short: socket paths are limited
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	file := func(name string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(name), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	run := filepath.Join(dir, "run")
-	if err := os.Mkdir(run, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	s := hvtest.NewScratch(t, "fct-")
+	file := func(name string) string { return s.File(name, []byte(name)) }
+	run := s.Run
 	return hypervisor.Spec{
 		ID: "vm-test", Name: "test", Dir: run, VCPUs: 2, MemoryMiB: 256,
 		Boot: hypervisor.Boot{Vmlinux: file("vmlinux"), Initrd: file("initrd"), Cmdline: "root=/dev/vda ro banger.ip=10.0.0.2"},
@@ -250,7 +237,7 @@ func TestLaunchAPIErrorNamesStep(t *testing.T) {
 	if ents, _ := os.ReadDir(spec.Dir); len(ents) != 0 {
 		t.Errorf("the failed launch left files: %v", ents)
 	}
-	if ps := mentioning(spec.Dir); len(ps) > 0 {
+	if ps := hvtest.Mentioning(spec.Dir); len(ps) > 0 {
 		t.Errorf("the failed launch left processes: %v", ps)
 	}
 }
@@ -268,7 +255,7 @@ func TestLaunchFirecrackerExits(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "Firecracker exited (exit status 1)") || !strings.Contains(err.Error(), "Failed to open the API socket") {
 		t.Errorf("Launch = %v; want Firecracker's exit and its stderr", err)
 	}
-	if ps := mentioning(spec.Dir); len(ps) > 0 {
+	if ps := hvtest.Mentioning(spec.Dir); len(ps) > 0 {
 		t.Errorf("processes left: %v", ps)
 	}
 }
@@ -409,7 +396,7 @@ func TestKill(t *testing.T) {
 	if hypervisor.Alive(h) {
 		t.Errorf("pid %d is alive after Kill", h.PID)
 	}
-	if ps := mentioning(spec.Dir); len(ps) > 0 {
+	if ps := hvtest.Mentioning(spec.Dir); len(ps) > 0 {
 		t.Errorf("processes left: %v", ps)
 	}
 	for _, p := range []string{h.ControlSocket, h.AgentSocket} {
@@ -462,12 +449,12 @@ func TestSecondLaunchRefused(t *testing.T) {
 	d, _ := fakeDriver(t, fctest.Config{})
 	spec := testSpec(t)
 	h := launch(t, d, spec)
-	before := lsNames(t, spec.Dir)
+	before := hvtest.Ls(t, spec.Dir)
 	_, err := d.Launch(context.Background(), spec)
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("a Firecracker (pid %d) already runs", h.PID)) {
 		t.Errorf("second Launch = %v; want it refused naming pid %d", err, h.PID)
 	}
-	if after := lsNames(t, spec.Dir); !cmp.Equal(before, after) {
+	if after := hvtest.Ls(t, spec.Dir); !cmp.Equal(before, after) {
 		t.Errorf("the refused launch changed the directory: %v -> %v", before, after)
 	}
 }
@@ -508,30 +495,4 @@ func TestConsoleBounded(t *testing.T) {
 	if len(b) == 0 || int64(len(b)) > spec.ConsoleLimit {
 		t.Errorf("console log is %d bytes; want some, at most %d", len(b), spec.ConsoleLimit)
 	}
-}
-
-func lsNames(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
-// mentioning returns the processes whose command line contains s.
-func mentioning(s string) []string {
-	var found []string
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && e.Name() != fmt.Sprint(os.Getpid()) && bytes.Contains(b, []byte(s)) {
-			found = append(found, e.Name())
-		}
-	}
-	return found
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bangerdev/banger/internal/guestinit/boottest"
 	"github.com/bangerdev/banger/internal/hypervisor"
+	"github.com/bangerdev/banger/internal/hypervisor/hvtest"
 )
 
 // fakeQEMUEnv makes this test binary act as a broken QEMU when Launch
@@ -38,22 +39,9 @@ func TestMain(m *testing.M) {
 // a spec using them with a fresh runtime directory.
 func testSpec(t *testing.T) hypervisor.Spec {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "qt-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	file := func(name string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	run := filepath.Join(dir, "run")
-	if err := os.Mkdir(run, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	s := hvtest.NewScratch(t, "qt-")
+	file := func(name string) string { return s.File(name, nil) }
+	run := s.Run
 	return hypervisor.Spec{
 		ID: "vm-test", Dir: run, VCPUs: 1, MemoryMiB: 128,
 		Boot: hypervisor.Boot{Vmlinuz: file("vmlinuz"), Vmlinux: file("vmlinux"), Initrd: file("initrd"), Cmdline: "root=/dev/vda"},
@@ -63,32 +51,6 @@ func testSpec(t *testing.T) hypervisor.Spec {
 		},
 		ConsoleLimit: 4096,
 	}
-}
-
-func ls(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
-// mentioning returns the processes whose command line contains s.
-func mentioning(s string) []string {
-	var found []string
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && e.Name() != fmt.Sprint(os.Getpid()) && bytes.Contains(b, []byte(s)) {
-			found = append(found, e.Name())
-		}
-	}
-	return found
 }
 
 func TestNew(t *testing.T) {
@@ -165,7 +127,7 @@ func TestLaunchValidation(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Fatalf("Launch error = %v, want it to contain %q", err, want)
 			}
-			if names := ls(t, dir); len(names) != 0 {
+			if names := hvtest.Ls(t, dir); len(names) != 0 {
 				t.Errorf("the refused launch left %v in %s", names, dir)
 			}
 		})
@@ -206,10 +168,10 @@ func TestLaunchFailures(t *testing.T) {
 				t.Fatalf("Launch error = %v, want it to contain %q", err, tt.wantErr)
 			}
 			t.Logf("error: %v", err)
-			if names := ls(t, spec.Dir); len(names) != 0 {
+			if names := hvtest.Ls(t, spec.Dir); len(names) != 0 {
 				t.Errorf("the failed launch left %v in %s", names, spec.Dir)
 			}
-			if procs := mentioning(spec.Dir); len(procs) != 0 {
+			if procs := hvtest.Mentioning(spec.Dir); len(procs) != 0 {
 				t.Errorf("the failed launch left processes %v", procs)
 			}
 		})
@@ -236,10 +198,10 @@ func TestLaunchRealQEMU(t *testing.T) {
 		if !strings.Contains(err.Error(), "QEMU exited") || strings.Contains(err.Error(), "(no output)") || !strings.Contains(err.Error(), "qemu") {
 			t.Errorf("the error does not carry QEMU's message: %v", err)
 		}
-		if names := ls(t, spec.Dir); len(names) != 0 {
+		if names := hvtest.Ls(t, spec.Dir); len(names) != 0 {
 			t.Errorf("the failed launch left %v", names)
 		}
-		if procs := mentioning(spec.Dir); len(procs) != 0 {
+		if procs := hvtest.Mentioning(spec.Dir); len(procs) != 0 {
 			t.Errorf("the failed launch left processes %v", procs)
 		}
 	})
@@ -280,7 +242,7 @@ func TestLaunchRealQEMU(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := []string{"console.log", "qemu.stderr", "x,y.img"}
-		if got := ls(t, odd); !slices.Equal(got, want) {
+		if got := hvtest.Ls(t, odd); !slices.Equal(got, want) {
 			t.Errorf("after Kill %s holds %v, want %v", odd, got, want)
 		}
 	})
