@@ -44,6 +44,9 @@ func testDaemon(t *testing.T) (*Daemon, *bytes.Buffer) {
 	}, &logs
 }
 
+// noPeer stands for a connection whose credentials were never recorded.
+var noPeer = peer{err: errors.New("test: no peer record")}
+
 // serve runs one request through the middleware as if it came from a
 // connection whose peer is p.
 func serve(d *Daemon, p peer, h http.HandlerFunc, method, path string) (*httptest.ResponseRecorder, bool) {
@@ -53,7 +56,9 @@ func serve(d *Daemon, p peer, h http.HandlerFunc, method, path string) (*httptes
 		h(w, r)
 	})
 	r := httptest.NewRequest(method, path, nil)
-	r = r.WithContext(context.WithValue(r.Context(), peerKey{}, p))
+	if p != noPeer {
+		r = r.WithContext(context.WithValue(r.Context(), peerKey{}, p))
+	}
 	w := httptest.NewRecorder()
 	d.middleware(next).ServeHTTP(w, r)
 	return w, called
@@ -89,7 +94,11 @@ func TestMiddleware(t *testing.T) {
 			[]string{"serves uid", "set BANGER_HOME or XDG_RUNTIME_DIR"}, false, "refused connection from another user"},
 		{"unreadable credentials are refused", peer{err: errors.New("getsockopt: bad file descriptor")}, ok, 403, api.CodePermissionDenied,
 			[]string{"could not identify the caller", "bad file descriptor"}, false, ""},
-		{"missing peer record is refused", peer{cred: localsock.Cred{UID: -1}}, ok, 403, api.CodePermissionDenied, nil, false, ""},
+		{"a peer of no uid is refused", peer{cred: localsock.Cred{UID: -1}}, ok, 403, api.CodePermissionDenied, nil, false, ""},
+		// A connection whose credentials were never read (no ConnContext)
+		// must not pass as uid 0, which a root daemon would accept.
+		{"no peer record is refused", noPeer, ok, 403, api.CodePermissionDenied,
+			[]string{"could not identify the caller"}, false, ""},
 		{"a panic becomes an internal error naming the log", peer{cred: me},
 			func(http.ResponseWriter, *http.Request) { panic("nil map in handler") }, 500, api.CodeInternal,
 			[]string{"internal error handling /v1/vms", "bangerd.log"}, true, "nil map in handler"},

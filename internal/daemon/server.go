@@ -84,7 +84,10 @@ func (d *Daemon) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(api.HeaderBuildID, d.build.BuildID)
 		w.Header().Set(api.HeaderVersion, d.build.Version)
-		p, _ := r.Context().Value(peerKey{}).(peer)
+		p, ok := r.Context().Value(peerKey{}).(peer)
+		if !ok { // never read: fail closed rather than pass as uid 0
+			p.err = fmt.Errorf("no peer credentials were recorded for the connection")
+		}
 		switch {
 		case p.err != nil:
 			writeError(w, api.Errorf(api.CodePermissionDenied, "bangerd could not identify the caller: %v", p.err))
