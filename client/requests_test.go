@@ -90,10 +90,8 @@ func TestRequestShapes(t *testing.T) {
 				json.NewEncoder(w).Encode(api.ErrorBody{Error: api.Errorf(api.CodeConflict, "refused by the fake")})
 			})
 			err := tt.call(c)
-			if tt.name != "console follow" && tt.name != "copy out" || err != nil {
-				if fmt.Sprint(err) != "refused by the fake" {
-					t.Errorf("call returned %v, want the fake's error", err)
-				}
+			if !errors.Is(err, api.ErrConflict) || fmt.Sprint(err) != "refused by the fake" {
+				t.Errorf("call returned %v, want the fake's error", err)
 			}
 			if diff := cmp.Diff([]request{tt.want}, f.requests()); diff != "" {
 				t.Errorf("requests (-want +got):\n%s", diff)
