@@ -17,7 +17,7 @@ import (
 // github.com/mdlayher/vsock: the agent only listens and accepts, which is
 // a socket, bind, listen and accept4 call; wrapping the non-blocking
 // descriptors in *os.File puts them on Go's poller, so Close interrupts
-// Accept and connections get deadlines, which is all agentproto needs.
+// Accept and connections get deadlines, which is all agentmux needs.
 // That keeps the agent free of two more modules (vsock and its socket
 // package) for about sixty lines.
 

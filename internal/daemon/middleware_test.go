@@ -188,6 +188,9 @@ func TestDecodeBody(t *testing.T) {
 		{"not an object", `[1,2]`, false, req{}, "cannot unmarshal array"},
 		{"chunked garbage", `nope`, true, req{}, "invalid character"},
 		{"over the limit", `{"name":"` + strings.Repeat("x", 1<<20) + `"}`, false, req{}, "request body too large"},
+		{"two values", `{"name":"a"}{"name":"b"}`, false, req{}, "more than one JSON value"},
+		{"trailing junk", `{"name":"a"} x`, false, req{}, "more than one JSON value"},
+		{"trailing space is fine", "{\"name\":\"a\"}\n ", false, req{Name: "a"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

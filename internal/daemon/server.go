@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -141,6 +142,11 @@ func decodeBody(r *http.Request, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return api.Errorf(api.CodeInvalidArgument, "bad request body: %v", err)
+	}
+	// One JSON value per body: anything after it is a malformed request,
+	// not a second one to ignore.
+	if _, err := dec.Token(); err != io.EOF {
+		return api.Errorf(api.CodeInvalidArgument, "bad request body: more than one JSON value: send exactly one object")
 	}
 	return nil
 }

@@ -15,7 +15,7 @@ import (
 // github.com/mdlayher/vsock, as banger-agent does on the guest side: the
 // host only dials, which is a socket and a non-blocking connect; wrapping
 // the descriptor in *os.File puts it on Go's poller, so the connection
-// honours deadlines and Close, which is all agentproto needs. That keeps
+// honours deadlines and Close, which is all agentmux needs. That keeps
 // two modules (vsock and its socket package) out for about seventy lines.
 
 // dialVsock connects to port on the guest with context ID cid.

@@ -25,7 +25,7 @@
 // agent is up (Config.AgentDelay after the start; before that, or for
 // another port, the connection is closed without a reply, as Firecracker
 // does when nothing listens in the guest), followed at once by
-// Config.Greeting and then an agentproto server answering health,
+// Config.Greeting and then a protocol 2 agent (agentmux) answering health,
 // probe_tcp (Config.OpenPorts), host_keys and poweroff. The guest prints
 // a boot log on the console and, after SendCtrlAltDel, a power-off line
 // (PowerOffMarker), and powers off.
