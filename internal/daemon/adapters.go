@@ -8,7 +8,7 @@ import (
 	"sort"
 
 	"github.com/bangerdev/banger/api"
-	"github.com/bangerdev/banger/internal/agent"
+	"github.com/bangerdev/banger/internal/agentimage"
 	"github.com/bangerdev/banger/internal/config"
 	"github.com/bangerdev/banger/internal/debkernel"
 	"github.com/bangerdev/banger/internal/ext4img"
@@ -58,11 +58,11 @@ func agentFiles(agentBin string) ([]ext4img.File, error) {
 	if err != nil {
 		return nil, api.Errorf(api.CodeFailedPrecondition, "reading the banger-agent companion binary: %v: reinstall banger (`make install`)", err)
 	}
-	files := []ext4img.File{{Path: agent.InstallPath, Mode: 0o755, Content: bin}}
-	for name, unit := range agent.SystemdUnits() {
+	files := []ext4img.File{{Path: agentimage.InstallPath, Mode: 0o755, Content: bin}}
+	for name, unit := range agentimage.SystemdUnits() {
 		files = append(files, ext4img.File{Path: filepath.Join("/etc/systemd/system", name), Mode: 0o644, Content: []byte(unit)})
 	}
-	for link, target := range agent.EnableLinks() {
+	for link, target := range agentimage.EnableLinks() {
 		files = append(files, ext4img.File{Path: link, Mode: os.ModeSymlink, Target: target})
 	}
 	// Units before their links, in a stable order.

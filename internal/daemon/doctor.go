@@ -14,7 +14,6 @@ import (
 	"github.com/bangerdev/banger/internal/atomicfile"
 	"github.com/bangerdev/banger/internal/debkernel"
 	"github.com/bangerdev/banger/internal/doctor"
-	"github.com/bangerdev/banger/internal/guestinit"
 	"github.com/bangerdev/banger/internal/image"
 	"github.com/bangerdev/banger/internal/kvmprobe"
 	"github.com/bangerdev/banger/internal/operation"
@@ -225,7 +224,7 @@ func writeProbeInitramfs(path, agentBin string) error {
 		return err
 	}
 	defer f.Abort() // a no-op after Commit
-	if err := guestinit.ProbeInitramfs(f, agentBin); err != nil {
+	if err := kvmprobe.WriteInitramfs(f, agentBin); err != nil {
 		return err
 	}
 	return f.Commit()

@@ -7,7 +7,7 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/agentmux"
-	"github.com/bangerdev/banger/internal/guestsession"
+	"github.com/bangerdev/banger/internal/agentproto"
 )
 
 // What the daemon accepts from a guest about its sessions before any of
@@ -50,11 +50,11 @@ func closeChannel(sess *agentmux.Session, err error) error {
 }
 
 // checkInfos bounds a session list from the guest (checkInfo each).
-func checkInfos(vm string, infos []guestsession.Info) ([]guestsession.Info, error) {
+func checkInfos(vm string, infos []agentproto.SessionInfo) ([]agentproto.SessionInfo, error) {
 	if len(infos) > MaxSessions {
 		return nil, errBadSession{vm, fmt.Sprintf("%d sessions, more than %d", len(infos), MaxSessions)}
 	}
-	out := make([]guestsession.Info, 0, len(infos))
+	out := make([]agentproto.SessionInfo, 0, len(infos))
 	seen := make(map[string]bool, len(infos))
 	for _, in := range infos {
 		in, err := checkInfo(vm, in)
@@ -73,8 +73,8 @@ func checkInfos(vm string, infos []guestsession.Info) ([]guestsession.Info, erro
 // checkInfo validates what identifies a session (id, name, state, mode,
 // numbers) and cuts the free text (argv, cwd, env keys, diagnostics) to
 // its bounds, as valid UTF-8.
-func checkInfo(vm string, in guestsession.Info) (guestsession.Info, error) {
-	bad := func(format string, args ...any) (guestsession.Info, error) {
+func checkInfo(vm string, in agentproto.SessionInfo) (agentproto.SessionInfo, error) {
+	bad := func(format string, args ...any) (agentproto.SessionInfo, error) {
 		return in, errBadSession{vm, fmt.Sprintf(format, args...)}
 	}
 	switch {
@@ -82,9 +82,9 @@ func checkInfo(vm string, in guestsession.Info) (guestsession.Info, error) {
 		return bad("a session id of %d bytes that is not 1-%d letters, digits, '-', '_' or '.'", len(in.ID), maxIDLen)
 	case len(in.Name) > maxNameLen || !utf8.ValidString(in.Name) || strings.ContainsFunc(in.Name, isControl):
 		return bad("a session name of %d bytes that is not up to %d bytes of printable UTF-8", len(in.Name), maxNameLen)
-	case in.State != guestsession.StateRunning && in.State != guestsession.StateExited && in.State != guestsession.StateFailed:
+	case in.State != agentproto.SessionRunning && in.State != agentproto.SessionExited && in.State != agentproto.SessionFailed:
 		return bad("session state %q", cut(in.State, 32))
-	case in.Mode != guestsession.ModePipe && in.Mode != guestsession.ModeTTY && in.Mode != "":
+	case in.Mode != agentproto.SessionPipe && in.Mode != agentproto.SessionTTY && in.Mode != "":
 		return bad("session mode %q", cut(string(in.Mode), 32))
 	case in.PID < 0 || in.OutputBytes < 0 || in.BufferedFrom < 0 || in.BufferedFrom > in.OutputBytes || in.AttachCount < 0:
 		return bad("negative or inconsistent numbers for session %s", in.ID)

@@ -10,16 +10,15 @@ import (
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/agentmux"
 	"github.com/bangerdev/banger/internal/agentproto"
-	"github.com/bangerdev/banger/internal/guestsession"
 	"github.com/bangerdev/banger/internal/store"
 	"github.com/bangerdev/banger/internal/vm"
 )
 
 // toAPI is the API's view of a guest session.
-func toAPI(vmName string, in guestsession.Info) api.Session {
+func toAPI(vmName string, in agentproto.SessionInfo) api.Session {
 	return api.Session{
 		ID: in.ID, Name: in.Name, VM: vmName, Argv: in.Argv, Cwd: in.Cwd, EnvKeys: in.EnvKeys,
-		TTY: in.Mode == guestsession.ModeTTY, PID: in.PID, State: in.State,
+		TTY: in.Mode == agentproto.SessionTTY, PID: in.PID, State: in.State,
 		StartedAt: in.StartedAt, ExitedAt: in.ExitedAt, ExitCode: in.ExitCode, Signal: in.Signal,
 		Diagnostics: in.Diagnostics, AttachCount: in.AttachCount,
 		OutputBytes: in.OutputBytes, BufferedFrom: in.BufferedFrom, Orphaned: in.Orphaned,
@@ -100,7 +99,7 @@ func (s *Service) Start(ctx context.Context, vmName string, req api.StartSession
 	if err != nil {
 		return api.Session{}, err
 	}
-	var info guestsession.Info
+	var info agentproto.SessionInfo
 	p := agentproto.SessionStart{Name: req.Name, Argv: req.Argv, Cwd: req.Cwd, Env: req.Env, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols}
 	if err := sess.Call(ctx, agentproto.MethodSessionStart, p, &info); err != nil {
 		return api.Session{}, apiError(err)
@@ -134,7 +133,7 @@ func (s *Service) List(ctx context.Context, vmName string) ([]api.Session, error
 	if err != nil {
 		return nil, err
 	}
-	var infos []guestsession.Info
+	var infos []agentproto.SessionInfo
 	if err := sess.Call(ctx, agentproto.MethodSessionList, nil, &infos); err != nil {
 		return nil, apiError(err)
 	}
@@ -193,7 +192,7 @@ func (s *Service) Signal(ctx context.Context, vmName, ref, signal string) (api.S
 	if err != nil {
 		return ses, err
 	}
-	var info guestsession.Info
+	var info agentproto.SessionInfo
 	if err := sess.Call(ctx, agentproto.MethodSessionSignal, agentproto.SessionSignal{Session: ses.ID, Signal: signal}, &info); err != nil {
 		return ses, apiError(err)
 	}
@@ -252,7 +251,7 @@ func (s *Service) Attach(ctx context.Context, vmName, ref string, since int64, f
 	if err != nil {
 		return nil, ses, apiError(err)
 	}
-	var info guestsession.Info
+	var info agentproto.SessionInfo
 	if json.Unmarshal(rep.Result, &info) == nil && info.ID != "" {
 		if info, err = checkInfo(v.Name, info); err != nil {
 			st.Close()

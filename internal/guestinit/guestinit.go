@@ -6,19 +6,18 @@
 // kernel command line and switches to the image's own init; its boot is
 // planned as data (plan.go) and carried out by one executor over a small
 // system interface. Probe is the KVM usability probe's guest side: it
-// prints ProbeMarker on the console and powers the machine off;
-// ProbeInitramfs writes the archive that carries it, and package kvmprobe
-// boots that archive and waits for the marker.
+// prints ProbeMarker on the console and powers the machine off; package
+// kvmprobe writes the archive that carries it (WriteInitramfs), boots it
+// and waits for the marker.
 //
 // How the probe is wired: the kernel passes every word after " -- " on its
-// command line to /init as arguments, so booting ProbeInitramfs with a command
-// line ending in ProbeKernelArgs runs "/init probe", and banger-agent calls
+// command line to /init as arguments, so booting the probe archive with a
+// command line ending in ProbeKernelArgs runs "/init probe", and banger-agent calls
 // Probe when IsProbe reports that invocation. Any other start as PID 1 under
 // the name /init is the real init (IsInit).
 package guestinit
 
 import (
-	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -26,20 +25,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/bangerdev/banger/internal/initramfs"
+	"github.com/bangerdev/banger/internal/agentproto"
 )
 
+// The probe's contract with the host (agentproto).
 const (
-	// ProbeMarker starts the line Probe writes to the console once the guest
-	// runs userspace code. The host looks for it in the serial log.
-	ProbeMarker = "BANGER-PROBE-OK"
-
-	// ProbeArg is the argument that makes banger-agent run Probe.
-	ProbeArg = "probe"
-
-	// ProbeKernelArgs ends the kernel command line of a probe boot: the
-	// kernel hands the words after "--" to /init as its arguments.
-	ProbeKernelArgs = "-- " + ProbeArg
+	ProbeMarker     = agentproto.ProbeMarker
+	ProbeArg        = agentproto.ProbeArg
+	ProbeKernelArgs = agentproto.ProbeKernelArgs
 )
 
 // IsProbe reports whether args (os.Args of banger-agent) are the probe
@@ -101,54 +94,4 @@ func (hostSystem) Sync() { unix.Sync() }
 
 func (hostSystem) PowerOff() error {
 	return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
-}
-
-// ProbeInitramfs writes the probe initramfs to w: /init is agentBinary (a
-// static Linux executable that calls Probe when IsProbe(os.Args)), plus the
-// /dev/console device (5:1) the kernel opens as init's stdin, stdout and
-// stderr, and empty /dev, /proc and /sys directories.
-func ProbeInitramfs(w io.Writer, agentBinary string) error {
-	info, err := os.Stat(agentBinary)
-	if err != nil {
-		return fmt.Errorf("guestinit: probe initramfs needs the banger-agent binary: %w", err)
-	}
-	if !info.Mode().IsRegular() {
-		return fmt.Errorf("guestinit: probe initramfs: agent binary %s is not a regular file", agentBinary)
-	}
-	if err := checkStatic(agentBinary); err != nil {
-		return err
-	}
-	a := initramfs.NewWriter(w)
-	steps := []func() error{
-		func() error { return a.AddDir("dev", 0o755) },
-		func() error { return a.AddCharDev("dev/console", 0o600, 5, 1) },
-		func() error { return a.AddDir("proc", 0o555) },
-		func() error { return a.AddDir("sys", 0o555) },
-		func() error { return a.AddFileFrom("init", 0o755, agentBinary) },
-		a.Close,
-	}
-	for _, step := range steps {
-		if err := step(); err != nil {
-			return fmt.Errorf("guestinit: writing probe initramfs: %w", err)
-		}
-	}
-	return nil
-}
-
-// checkStatic makes sure path is an ELF executable without a program
-// interpreter: the initramfs holds no dynamic loader or libc, so the kernel
-// could not start a dynamically linked /init and the probe would fail with a
-// misleading "no working init found" panic.
-func checkStatic(path string) error {
-	f, err := elf.Open(path)
-	if err != nil {
-		return fmt.Errorf("guestinit: agent binary %s is not a Linux ELF executable: %w", path, err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("guestinit: agent binary %s is dynamically linked and cannot run as /init in an initramfs; build it with CGO_ENABLED=0", path)
-		}
-	}
-	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bangerdev/banger/internal/agentimage"
 	"github.com/bangerdev/banger/internal/bootpayload"
 	"golang.org/x/sys/unix"
 )
@@ -165,7 +166,7 @@ func bootPlan(in bootInput) ([]step, error) {
 
 // AgentPath is where images carry banger-agent, the program systemd runs
 // as the guest agent.
-const AgentPath = "/usr/local/lib/banger/banger-agent"
+const AgentPath = agentimage.InstallPath
 
 // payloadSteps hand the host's boot payload to the booted system. This
 // init is the daemon's own banger-agent (the payload archive replaced the

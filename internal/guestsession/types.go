@@ -2,29 +2,25 @@ package guestsession
 
 import (
 	"errors"
+
+	"github.com/bangerdev/banger/internal/agentproto"
 	"strings"
-	"time"
 )
 
-// Mode says how a session's process is wired to the agent.
-type Mode string
+// Mode says how a session's process is wired to the agent
+// (agentproto.SessionMode).
+type Mode = agentproto.SessionMode
 
 const (
-	// ModePipe gives the process separate stdin, stdout and stderr pipes.
-	ModePipe Mode = "pipe"
-	// ModeTTY gives the process a pseudo-terminal as stdin, stdout, stderr
-	// and controlling terminal.
-	ModeTTY Mode = "tty"
+	ModePipe = agentproto.SessionPipe
+	ModeTTY  = agentproto.SessionTTY
 )
 
 // Session states, as reported in Info.State.
 const (
-	StateRunning = "running"
-	// StateExited: the process ended (or is gone with an unknown status).
-	StateExited = "exited"
-	// StateFailed: the process ended within the early-exit window with a
-	// non-zero exit code or a signal.
-	StateFailed = "failed"
+	StateRunning = agentproto.SessionRunning
+	StateExited  = agentproto.SessionExited
+	StateFailed  = agentproto.SessionFailed
 )
 
 // Stream tags a Chunk of output.
@@ -61,39 +57,9 @@ type Spec struct {
 	Rows, Cols uint16
 }
 
-// Info is a session's metadata, as listed and as persisted in the state dir.
-type Info struct {
-	ID   string   `json:"id"`
-	Name string   `json:"name,omitempty"`
-	Argv []string `json:"argv"`
-	Cwd  string   `json:"cwd"`
-	// EnvKeys lists the keys of Spec.Env, never their values.
-	EnvKeys   []string  `json:"env_keys,omitempty"`
-	Mode      Mode      `json:"mode"`
-	PID       int       `json:"pid"`
-	StartedAt time.Time `json:"started_at"`
-	ExitedAt  time.Time `json:"exited_at,omitzero"`
-	// ExitCode is nil while running, when a signal ended the process, and
-	// when the exit status is unknown (the process ended while no agent was
-	// its parent).
-	ExitCode *int `json:"exit_code,omitempty"`
-	// Signal names the signal that ended the process, e.g. "SIGTERM".
-	Signal string `json:"signal,omitempty"`
-	// State is StateRunning, StateExited or StateFailed.
-	State string `json:"state"`
-	// Orphaned marks a session a restarted agent adopted while its process
-	// ran: output after the restart is not captured and stdin is gone.
-	Orphaned    bool     `json:"orphaned,omitempty"`
-	Diagnostics []string `json:"diagnostics,omitempty"`
-	// AttachCount is the number of attachers attached right now.
-	AttachCount int `json:"attach_count"`
-	// OutputBytes is the total the process produced on the merged output
-	// stream: the offset the next byte will get.
-	OutputBytes int64 `json:"output_bytes"`
-	// BufferedFrom is the offset of the oldest byte still buffered; output
-	// before it is gone.
-	BufferedFrom int64 `json:"buffered_from"`
-}
+// Info is a session's metadata, as listed and as persisted in the state
+// dir: the wire type both ends of the agent share (agentproto).
+type Info = agentproto.SessionInfo
 
 // Chunk is a piece of a session's output stream.
 type Chunk struct {

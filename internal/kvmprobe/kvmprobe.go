@@ -3,9 +3,9 @@
 //
 // A /dev/kvm that opens and answers ioctls proves little: under broken nested
 // virtualisation real-mode firmware runs but a Linux kernel never gets past
-// decompression. So Run boots a real kernel with the probe initramfs from
-// package guestinit, whose /init prints guestinit.ProbeMarker on the serial
-// console and powers off, and reports "booted" only when the marker appears
+// decompression. So Run boots a real kernel with the probe initramfs
+// (WriteInitramfs: banger-agent as /init, which runs guestinit.Probe)
+// that prints agentproto.ProbeMarker on the serial console and powers off, and reports "booted" only when the marker appears
 // in the console log within the time limit. The same machinery runs under
 // QEMU's software emulation (Accel "tcg"), which proves the probe itself
 // works on hosts where KVM does not.
@@ -29,14 +29,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/bangerdev/banger/internal/guestinit"
+	"github.com/bangerdev/banger/internal/agentproto"
 )
 
 // Options describes one probe boot. Zero values take the defaults noted.
 type Options struct {
 	QEMUBin   string        // QEMU system emulator; default "qemu-system-x86_64"
 	Kernel    string        // bzImage path
-	Initramfs string        // probe initramfs path (built with guestinit.ProbeInitramfs)
+	Initramfs string        // probe initramfs path (built with WriteInitramfs)
 	Accel     string        // "kvm" (the real probe, default) or "tcg" (to prove the probe machinery works)
 	Timeout   time.Duration // default 20s
 	WorkDir   string        // the serial log goes here (console.log); default: a temporary directory, removed afterwards
@@ -73,8 +73,8 @@ const (
 	// DefaultTimeout is the time limit Run uses when Options.Timeout is 0.
 	DefaultTimeout = 20 * time.Second
 	// KernelCmdline is the probe's kernel command line: serial console, no
-	// reboot on panic, and "/init probe" via guestinit.ProbeKernelArgs.
-	KernelCmdline = "console=ttyS0 panic=-1 quiet " + guestinit.ProbeKernelArgs
+	// reboot on panic, and "/init probe" via agentproto.ProbeKernelArgs.
+	KernelCmdline = "console=ttyS0 panic=-1 quiet " + agentproto.ProbeKernelArgs
 
 	kvmDevice     = "/dev/kvm"
 	kvmAPIVersion = 12
@@ -220,7 +220,7 @@ func (p *probe) boot(ctx context.Context, qemu string, args []string) Result {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
-	log := &logWatch{path: p.logPath, marker: []byte(guestinit.ProbeMarker)}
+	log := &logWatch{path: p.logPath, marker: []byte(agentproto.ProbeMarker)}
 	res, waitErr, hasExited := p.watch(ctx, log, exited, start)
 
 	if !hasExited {

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bangerdev/banger/internal/agentproto"
 	"github.com/bangerdev/banger/internal/debkernel"
-	"github.com/bangerdev/banger/internal/guestinit"
 )
 
 // fakeQEMU writes a shell script that stands in for QEMU: it finds the
@@ -297,7 +297,7 @@ func buildInitramfs(t *testing.T, program string) string {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := guestinit.ProbeInitramfs(f, bin); err != nil {
+	if err := WriteInitramfs(f, bin); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
@@ -365,10 +365,10 @@ func TestBootTCG(t *testing.T) {
 	if res.Status != Booted {
 		t.Fatalf("Status = %q, want booted; console:\n%s", res.Status, res.ConsoleTail)
 	}
-	if !strings.Contains(res.ConsoleTail, guestinit.ProbeMarker+" ") {
-		t.Errorf("console tail lacks %q:\n%s", guestinit.ProbeMarker, res.ConsoleTail)
+	if !strings.Contains(res.ConsoleTail, agentproto.ProbeMarker+" ") {
+		t.Errorf("console tail lacks %q:\n%s", agentproto.ProbeMarker, res.ConsoleTail)
 	}
-	t.Logf("guest printed: %s", lastLineWith(res.ConsoleTail, guestinit.ProbeMarker))
+	t.Logf("guest printed: %s", lastLineWith(res.ConsoleTail, agentproto.ProbeMarker))
 	if pids := qemuProcessesUsing(t, workDir); len(pids) > 0 {
 		t.Errorf("QEMU processes left behind: %v", pids)
 	}
@@ -387,7 +387,7 @@ func TestBootKVM(t *testing.T) {
 	t.Logf("kvm probe on this host: status=%s elapsed=%v reason=%q", res.Status, res.Elapsed, res.Reason)
 	t.Logf("kvm probe console tail:\n%s", res.ConsoleTail)
 	checkWellFormed(t, res)
-	if res.Status == Booted && !strings.Contains(res.ConsoleTail, guestinit.ProbeMarker) {
+	if res.Status == Booted && !strings.Contains(res.ConsoleTail, agentproto.ProbeMarker) {
 		t.Errorf("booted without the marker in the console:\n%s", res.ConsoleTail)
 	}
 	if pids := qemuProcessesUsing(t, workDir); len(pids) > 0 {

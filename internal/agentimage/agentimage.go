@@ -1,20 +1,18 @@
-package agent
+// Package agentimage says how an image carries banger-agent: where the
+// binary lives, the systemd units that run it and their enable links. The
+// host bakes them into every image (the image builder writes the binary to
+// InstallPath, each unit of SystemdUnits to UnitDir, and the symlinks of
+// EnableLinks, which is all `systemctl enable` would do); the guest's init
+// installs the daemon's agent at InstallPath at every boot. Both sides of
+// the VM read it, so it depends on neither.
+package agentimage
 
-import (
-	"path"
-
-	"github.com/bangerdev/banger/internal/guestinit"
-)
-
-// What the image builder installs into a rootfs so that systemd runs the
-// agent. The builder writes the binary to InstallPath, each unit of
-// SystemdUnits to UnitDir, and the symlinks of EnableLinks, which is all
-// `systemctl enable` would do.
+import "path"
 
 const (
-	// InstallPath is where images carry banger-agent.
-	// The daemon's init installs itself there at every boot.
-	InstallPath = guestinit.AgentPath
+	// InstallPath is where images carry banger-agent; the daemon's init
+	// installs itself there at every boot.
+	InstallPath = "/usr/local/lib/banger/banger-agent"
 	// UnitDir is where the units go.
 	UnitDir = "/etc/systemd/system"
 
