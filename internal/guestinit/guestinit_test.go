@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
 )
 
 // fakeSystem records the calls Probe makes instead of touching the kernel.
