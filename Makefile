@@ -20,7 +20,7 @@ GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 # installed binary's.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
 BUILD_ID ?= $(shell { $(GO) version; find . -path ./bin -prune -o -type f \( -name '*.go' -o -name '*.sql' -o -name 'go.mod' -o -name 'go.sum' \) -print | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -c1-12)
-LDFLAGS  := -s -w -X $(PKG)/internal/buildinfo.version=$(VERSION) -X $(PKG)/internal/buildinfo.buildID=$(BUILD_ID)
+LDFLAGS  := -s -w -X $(PKG)/internal/shared/buildinfo.version=$(VERSION) -X $(PKG)/internal/shared/buildinfo.buildID=$(BUILD_ID)
 
 TEST_FLAGS ?=
 
@@ -54,12 +54,12 @@ install: build
 	install -m 0755 $(BIN)/banger $(BIN)/bangerd $(BIN)/banger-agent $(DESTDIR)$(PREFIX)/bin/
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 200x ./client ./internal/diskclone
+	$(GO) test -run '^$$' -bench . -benchtime 200x ./client ./internal/host/diskclone
 
 # Guest access figures over a real VM (root; boots one VM per benchmark):
 # workspace prepare MB/s, attach and exec round trips.
 bench-guest:
-	$(GO) test -run '^$$' -bench 'Workspace|RoundTrip' -benchtime 20x ./internal/e2e
+	$(GO) test -run '^$$' -bench 'Workspace|RoundTrip' -benchtime 20x ./internal/host/e2e
 
 # Per-stage create timings over real VMs: make bench-create ARGS="--runs 5"
 bench-create: build

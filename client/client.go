@@ -18,7 +18,7 @@ import (
 	"strings"
 
 	"github.com/bangerdev/banger/api"
-	"github.com/bangerdev/banger/internal/localsock"
+	"github.com/bangerdev/banger/internal/host/localsock"
 )
 
 // Client talks to one bangerd over its Unix socket.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
-	"github.com/bangerdev/banger/internal/daemontest"
+	"github.com/bangerdev/banger/internal/host/daemontest"
 )
 
 func TestNotRunning(t *testing.T) {

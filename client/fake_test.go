@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/bangerdev/banger/client"
-	"github.com/bangerdev/banger/internal/daemontest"
+	"github.com/bangerdev/banger/internal/host/daemontest"
 )
 
 // request is what the fake daemon saw of one request.

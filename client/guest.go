@@ -11,7 +11,7 @@ import (
 	"strconv"
 
 	"github.com/bangerdev/banger/api"
-	"github.com/bangerdev/banger/internal/agentmux"
+	"github.com/bangerdev/banger/internal/shared/agentmux"
 )
 
 func vmPath(vm string, parts ...string) string {

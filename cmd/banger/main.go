@@ -1,4 +1,4 @@
-// Command banger is the banger CLI. See internal/cli.
+// Command banger is the banger CLI. See internal/host/cli.
 package main
 
 import (
@@ -7,8 +7,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/bangerdev/banger/internal/cli"
-	"github.com/bangerdev/banger/internal/config"
+	"github.com/bangerdev/banger/internal/host/cli"
+	"github.com/bangerdev/banger/internal/host/config"
 )
 
 func main() {

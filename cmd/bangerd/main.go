@@ -1,16 +1,16 @@
-// Command bangerd is banger's daemon. See internal/daemon.
+// Command bangerd is banger's daemon. See internal/host/daemon.
 package main
 
 import (
 	"os"
 
-	"github.com/bangerdev/banger/internal/buildsandbox"
-	"github.com/bangerdev/banger/internal/daemon"
+	"github.com/bangerdev/banger/internal/host/buildsandbox"
+	"github.com/bangerdev/banger/internal/host/daemon"
 )
 
 func main() {
 	// Image builds run each command through this binary as the sandbox's
-	// init (see internal/buildsandbox).
+	// init (see internal/host/buildsandbox).
 	if buildsandbox.IsInit() {
 		os.Exit(buildsandbox.Init())
 	}

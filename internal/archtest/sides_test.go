@@ -9,20 +9,17 @@ import (
 
 const module = "github.com/bangerdev/banger/"
 
-// Which side of the VM each package runs on. guestSide runs inside the VM
-// (banger-agent and what it links); bothSides is what both ends share (wire
-// formats and protocols, and small leaf libraries); every other package of
-// the module is the host's (bangerd, banger and their tests). A new package
-// under internal/ that links into banger-agent must be listed here.
-var (
-	guestSide = []string{
-		"internal/agent", "internal/guestinit", "internal/guestnet", "internal/guestsession",
-	}
-	bothSides = []string{
-		"internal/agentproto", "internal/agentmux", "internal/agentimage", "internal/bootpayload",
-		"internal/workspace", "internal/initramfs",
-		"internal/atomicfile", "internal/buildinfo", "internal/filedigest", "internal/poll",
-	}
+// The tree says which side of the VM a package runs on:
+//
+//	internal/host/...   bangerd and banger (the daemon, the CLI, their tests)
+//	internal/guest/...  inside the VM (banger-agent: init, agent, network, sessions)
+//	internal/shared/... what both ends link (wire formats, protocols, leaf libraries)
+//
+// internal/archtest, these tests, is the one package on no side.
+const (
+	hostDir   = "internal/host/"
+	guestDir  = "internal/guest/"
+	sharedDir = "internal/shared/"
 )
 
 // deps lists the module's packages that the command at path links.
@@ -43,54 +40,44 @@ func deps(t *testing.T, root, path string) []string {
 	return mine
 }
 
-func in(list []string, p string) bool {
-	for _, x := range list {
-		if x == p {
-			return true
-		}
-	}
-	return false
-}
-
 // TestSidesDoNotMix: bangerd and banger link no guest-side package, and
-// banger-agent links nothing of the host's; every package banger-agent
-// links is classified, so a new one has to pick its side.
+// banger-agent links nothing of the host's.
 func TestSidesDoNotMix(t *testing.T) {
 	root := repoRoot(t)
 	for _, c := range []string{"cmd/bangerd", "cmd/banger"} {
 		var crossed []string
 		for _, p := range deps(t, root, c) {
-			if in(guestSide, p) {
+			if strings.HasPrefix(p, guestDir) {
 				crossed = append(crossed, p)
 			}
 		}
 		if len(crossed) > 0 {
-			t.Errorf("%s links guest-side packages %v: move what both sides need into a package of bothSides", c, crossed)
+			t.Errorf("%s links guest-side packages %v: move what both sides need under %s", c, crossed, sharedDir)
 		}
 	}
 	var crossed []string
 	for _, p := range deps(t, root, "cmd/banger-agent") {
-		if p != "cmd/banger-agent" && !in(guestSide, p) && !in(bothSides, p) {
+		if strings.HasPrefix(p, "internal/") && !strings.HasPrefix(p, guestDir) && !strings.HasPrefix(p, sharedDir) {
 			crossed = append(crossed, p)
 		}
 	}
 	sort.Strings(crossed)
 	if len(crossed) > 0 {
-		t.Errorf("banger-agent links %v, which are neither guest-side nor shared: keep host code out of the guest, or list a package that truly serves both ends in bothSides", crossed)
-	}
-	// The lists name real packages.
-	for _, p := range append(append([]string{}, guestSide...), bothSides...) {
-		if !in(packageDirsRel(t, root), p) {
-			t.Errorf("%s is listed but is not a package", p)
-		}
+		t.Errorf("banger-agent links %v: keep host code out of the guest, or move what truly serves both ends under %s", crossed, sharedDir)
 	}
 }
 
-// packageDirsRel is packageDirs relative to the module root.
-func packageDirsRel(t *testing.T, root string) []string {
-	var out []string
+// TestEveryPackageHasASide: every package under internal/ sits on one
+// side, so its path tells a reader where it runs.
+func TestEveryPackageHasASide(t *testing.T) {
+	root := repoRoot(t)
 	for _, d := range packageDirs(t, root) {
-		out = append(out, strings.TrimPrefix(strings.TrimPrefix(d, root), "/"))
+		rel := strings.TrimPrefix(strings.TrimPrefix(d, root), "/")
+		if !strings.HasPrefix(rel, "internal/") || rel == "internal/archtest" {
+			continue
+		}
+		if !strings.HasPrefix(rel, hostDir) && !strings.HasPrefix(rel, guestDir) && !strings.HasPrefix(rel, sharedDir) {
+			t.Errorf("%s is on no side: move it under %s, %s or %s", rel, hostDir, guestDir, sharedDir)
+		}
 	}
-	return out
 }

@@ -1,0 +1,117 @@
+package agent
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bangerdev/banger/internal/shared/bootpayload"
+)
+
+// appliedMark, in the staged payload's directory, says this boot's files
+// are in place: an agent that restarts does not write them again over
+// what the guest changed since.
+const appliedMark = ".applied"
+
+// Payload states the agent reports in Health.Payload.
+const (
+	payloadPending = "pending"
+	payloadApplied = "applied"
+	payloadNone    = "none"
+)
+
+// bootState is this boot's payload as the agent holds it: the key that
+// authenticates the host, and how applying the files went.
+type bootState struct {
+	mu     sync.Mutex
+	status string
+}
+
+func (b *bootState) set(s string) {
+	b.mu.Lock()
+	b.status = s
+	b.mu.Unlock()
+}
+
+// Status is what Health reports: pending, applied, none, or the failure.
+func (b *bootState) Status() string {
+	if b == nil {
+		return ""
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.status
+}
+
+// loadBoot reads this boot's payload from dir (bootpayload.StageDir, put
+// there by the init from the host's boot archive) and returns the agent
+// key. It applies the payload's files and SSH keys under home once per
+// boot, in the background: home is the VM's work disk, which systemd
+// mounts on its own schedule (nofail), so applying waits until home is a
+// mount point, at most mountWait. Without a payload there is no key, and
+// the agent serves no host (the channel refuses every request and says
+// why).
+func loadBoot(dir, home string, mountWait time.Duration, log *slog.Logger) ([]byte, *bootState) {
+	st := &bootState{status: payloadNone}
+	p, err := bootpayload.Load(dir)
+	if err != nil {
+		log.Error("no boot payload from the host: the agent channel refuses every request until bangerd restarts the VM", "dir", dir, "err", err)
+		return nil, st
+	}
+	mark := filepath.Join(dir, appliedMark)
+	if _, err := os.Stat(mark); err == nil {
+		st.set(payloadApplied)
+		return p.Key, st
+	}
+	st.set(payloadPending)
+	go func() {
+		if !waitMountPoint(home, mountWait) {
+			log.Warn("applying the boot payload although its target is not a mount point yet", "home", home, "waited", mountWait)
+		}
+		if err := bootpayload.Apply(p, home); err != nil {
+			log.Error("applying the boot payload", "err", err)
+			st.set("failed: " + err.Error())
+			return
+		}
+		if err := os.WriteFile(mark, nil, 0o600); err != nil {
+			log.Error("marking the boot payload applied", "err", err)
+		}
+		log.Info("boot payload applied", "files", len(p.Files), "authorized_keys", len(p.AuthorizedKeys))
+		st.set(payloadApplied)
+	}()
+	return p.Key, st
+}
+
+// waitMountPoint polls until dir is on another filesystem than its
+// parent, at most wait.
+func waitMountPoint(dir string, wait time.Duration) bool {
+	deadline := time.Now().Add(wait)
+	for {
+		if ok, err := isMountPoint(dir); err == nil && ok {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func isMountPoint(dir string) (bool, error) {
+	var st, parent unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return false, err
+	}
+	if err := unix.Stat(filepath.Dir(dir), &parent); err != nil {
+		return false, err
+	}
+	if st.Dev != parent.Dev {
+		return true, nil
+	}
+	return false, errors.New("same device as its parent")
+}

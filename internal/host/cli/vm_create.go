@@ -1,0 +1,151 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/client"
+	"github.com/bangerdev/banger/internal/host/config"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// createFlags are the flags of vm create, shared with vm run.
+type createFlags struct {
+	req          api.CreateVMRequest
+	memory, disk string
+}
+
+func (cf *createFlags) bind(f *pflag.FlagSet) {
+	f.StringVar(&cf.req.Name, "name", "", "VM name (default: generated, e.g. brisk-otter)")
+	f.StringVar(&cf.req.Image, "image", "", "image to boot (default: the newest ready image)")
+	f.IntVar(&cf.req.VCPUs, "vcpus", 0, "vCPUs (default from config: vm.vcpus)")
+	f.StringVar(&cf.memory, "memory", "", "memory, e.g. 2GiB (default from config: vm.memory)")
+	f.StringVar(&cf.disk, "disk", "", "work disk (/root) size, e.g. 16GiB (default from config: vm.disk)")
+	f.StringVar(&cf.req.Hypervisor, "hypervisor", "", "qemu or firecracker (default from config: hypervisor)")
+}
+
+// request turns the flags into a create request.
+func (cf *createFlags) request() (api.CreateVMRequest, error) {
+	req := cf.req
+	if cf.memory != "" {
+		n, err := config.ParseSize(cf.memory)
+		if err != nil {
+			return req, usageError("--memory %q: %v", cf.memory, err)
+		}
+		if n%(1<<20) != 0 || n <= 0 {
+			return req, usageError("--memory %q: want a whole number of MiB, e.g. 2GiB", cf.memory)
+		}
+		req.MemoryMiB = int(n >> 20)
+	}
+	if cf.disk != "" {
+		n, err := config.ParseSize(cf.disk)
+		if err != nil {
+			return req, usageError("--disk %q: %v", cf.disk, err)
+		}
+		req.DiskBytes = n
+	}
+	return req, nil
+}
+
+// createVM runs a create operation to its end and returns the VM.
+func createVM(ctx context.Context, app *App, cl *client.Client, req api.CreateVMRequest, asJSON bool) (api.VM, error) {
+	op, err := cl.BeginCreateVM(ctx, req)
+	if err != nil {
+		return api.VM{}, err
+	}
+	if !asJSON {
+		fmt.Fprintf(app.Stderr, "vm create: operation %s\n", op.ID)
+	}
+	final, err := followOperation(ctx, app, cl, op, asJSON)
+	if err != nil {
+		return api.VM{}, err
+	}
+	var v api.VM
+	return v, decodeResult(final, &v)
+}
+
+func newVMCreateCmd(app *App) *cobra.Command {
+	var (
+		cf     createFlags
+		asJSON bool
+	)
+	c := &cobra.Command{
+		Use:   "create [--name N] [--image I] [--vcpus N] [--memory SIZE] [--disk SIZE] [--hypervisor H]",
+		Short: "Create and boot a VM, printing each stage live",
+		Long: `Create a VM and boot it, as an operation with live stages: allocate name and
+address → clone rootfs → clone and grow the work disk → sync auth files →
+take a TAP from the pool → launch the hypervisor → wait for the guest agent →
+wait for the image's readiness probes (e.g. opencode on 4096) → ready.
+Without --image the newest ready image is used; without --name a friendly
+one is generated. Sizes take binary units (512MiB, 2GiB).`,
+		Example: `  banger vm create
+  banger vm create --name demo --image agents --vcpus 4 --memory 4GiB --disk 20GiB
+  banger vm create --json | jq -c 'select(.type=="stage_finished") | [.stage, .duration_ms]'`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			req, err := cf.request()
+			if err != nil {
+				return err
+			}
+			cl, err := app.Client(c.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			v, err := createVM(c.Context(), app, cl, req, asJSON)
+			if err != nil || asJSON {
+				return err
+			}
+			return printNextSteps(c.Context(), app, cl, v, false)
+		},
+	}
+	cf.bind(c.Flags())
+	c.Flags().BoolVar(&asJSON, "json", false, "print operation events as JSON lines")
+	return c
+}
+
+// printNextSteps tells the user how to get into a fresh VM: ssh, exec,
+// sessions, and the services the image serves (e.g. opencode's URL).
+func printNextSteps(ctx context.Context, app *App, cl *client.Client, v api.VM, workspace bool) error {
+	w := app.Stdout
+	fmt.Fprintf(w, "vm %s is running at %s (%s", v.Name, v.IP, v.Hypervisor)
+	if v.Accel != "" {
+		fmt.Fprintf(w, ", %s", v.Accel)
+	}
+	fmt.Fprintln(w, ")")
+	for _, warn := range v.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", warn)
+	}
+	if img, err := cl.Image(ctx, v.Image); err == nil {
+		for _, p := range img.Probes {
+			fmt.Fprintf(w, "  %s: http://%s:%d\n", p.Name, v.IP, p.Port)
+		}
+	}
+	dir := ""
+	if workspace {
+		dir = " -w /root/repo"
+	}
+	steps := [][2]string{
+		{"banger vm ssh " + v.Name, "a shell in the VM"},
+		{"banger vm exec " + v.Name + dir + " -- git status", "one command, with its exit code"},
+		{"banger vm session start " + v.Name + " --name work -- CMD", "a long-lived command"},
+		{"banger vm session attach " + v.Name + " work", "join its stdio (Ctrl-C detaches)"},
+	}
+	if !workspace {
+		steps = append(steps, [2]string{"banger vm workspace prepare " + v.Name + " .", "copy a checkout to /root/repo"})
+	}
+	steps = append(steps,
+		[2]string{"banger vm logs " + v.Name + " -f", "serial console"},
+		[2]string{"banger vm delete " + v.Name, "remove it"})
+	width := 0
+	for _, s := range steps {
+		width = max(width, len(s[0]))
+	}
+	fmt.Fprintf(w, "\nnext:\n")
+	for _, s := range steps {
+		fmt.Fprintf(w, "  %-*s  # %s\n", width, s[0], s[1])
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/operation"
+	"github.com/bangerdev/banger/internal/host/vm"
+)
+
+func (d *Daemon) listVMs(w http.ResponseWriter, r *http.Request) error {
+	vms, err := d.vms.List(r.Context())
+	if err != nil {
+		return err
+	}
+	out := api.VMList{VMs: []api.VM{}}
+	for _, v := range vms {
+		out.VMs = append(out.VMs, d.vms.API(r.Context(), v))
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (d *Daemon) getVM(w http.ResponseWriter, r *http.Request) error {
+	v, err := d.vms.Get(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, d.vms.API(r.Context(), v))
+}
+
+// beginVMOp starts a VM operation whose result is the VM.
+func (d *Daemon) beginVMOp(w http.ResponseWriter, kind, target string, fn func(ctx context.Context, run *operation.Run) (vm.VM, error)) error {
+	op, err := d.ops.Begin(kind, target, func(ctx context.Context, run *operation.Run) (any, error) {
+		v, err := fn(ctx, run)
+		if err != nil {
+			return nil, err
+		}
+		return d.vms.API(context.WithoutCancel(ctx), v), nil
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusAccepted, op)
+}
+
+func (d *Daemon) createVM(w http.ResponseWriter, r *http.Request) error {
+	var req api.CreateVMRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	// Bad input is answered now, before anything is allocated.
+	if _, err := d.vms.ValidateCreate(r.Context(), &req); err != nil {
+		return err
+	}
+	return d.beginVMOp(w, "vm.create", req.Name, func(ctx context.Context, run *operation.Run) (vm.VM, error) {
+		return d.vms.Create(ctx, req, run)
+	})
+}
+
+func (d *Daemon) startVM(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	if _, err := d.vms.Get(r.Context(), name); err != nil {
+		return err
+	}
+	return d.beginVMOp(w, "vm.start", name, func(ctx context.Context, run *operation.Run) (vm.VM, error) {
+		return d.vms.Start(ctx, name, run)
+	})
+}
+
+func (d *Daemon) restartVM(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	if _, err := d.vms.Get(r.Context(), name); err != nil {
+		return err
+	}
+	return d.beginVMOp(w, "vm.restart", name, func(ctx context.Context, run *operation.Run) (vm.VM, error) {
+		run.Stage("stop")
+		if _, err := d.vms.Stop(ctx, name); err != nil {
+			return vm.VM{}, err
+		}
+		return d.vms.Start(ctx, name, run)
+	})
+}
+
+func (d *Daemon) stopVM(w http.ResponseWriter, r *http.Request) error {
+	v, err := d.vms.Stop(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, d.vms.API(r.Context(), v))
+}
+
+func (d *Daemon) deleteVM(w http.ResponseWriter, r *http.Request) error {
+	if err := d.vms.Delete(r.Context(), r.PathValue("name")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (d *Daemon) sshVM(w http.ResponseWriter, r *http.Request) error {
+	info, err := d.vms.SSH(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, info)
+}
+
+// consoleVM streams the serial console log; with follow=true it keeps
+// streaming what the guest writes until the client goes away.
+func (d *Daemon) consoleVM(w http.ResponseWriter, r *http.Request) error {
+	path, err := d.vms.Logs(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	follow, _ := strconv.ParseBool(r.URL.Query().Get("follow"))
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return api.Errorf(api.CodeNotFound, "no console log yet at %s: the vm has not booted", path)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return nil
+			}
+			rc.Flush()
+			continue
+		}
+		if err != nil && err != io.EOF {
+			return nil
+		}
+		if !follow {
+			return nil
+		}
+		select {
+		case <-r.Context().Done():
+			return nil
+		case <-time.After(250 * time.Millisecond):
+		}
+		// The log may have been rotated (truncated) under us.
+		if fi, err := f.Stat(); err == nil {
+			if off, _ := f.Seek(0, io.SeekCurrent); off > fi.Size() {
+				f.Seek(0, io.SeekStart)
+			}
+		}
+	}
+}
+
+func (d *Daemon) verify(w http.ResponseWriter, r *http.Request) error {
+	leaks, err := d.vms.Leaks(r.Context())
+	if err != nil {
+		return err
+	}
+	netLeaks, _, err := d.net.Leaks(r.Context())
+	if err != nil {
+		return err
+	}
+	for _, l := range netLeaks {
+		leaks = append(leaks, api.Leak{Kind: l.Kind, What: l.Name, Detail: l.Reason + ": " + l.Fix})
+	}
+	if leaks == nil {
+		leaks = []api.Leak{}
+	}
+	return writeJSON(w, http.StatusOK, api.VerifyReport{Leaks: leaks})
+}

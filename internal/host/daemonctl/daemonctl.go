@@ -1,0 +1,288 @@
+// Package daemonctl starts, stops and refreshes bangerd on behalf of the
+// CLI: it starts the daemon on demand, waits until it answers, restarts it
+// when the installed bangerd was rebuilt (a different build id), and reports
+// a daemon that fails to start with the reason it printed.
+package daemonctl
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/client"
+	"github.com/bangerdev/banger/internal/host/config"
+	"github.com/bangerdev/banger/internal/host/localsock"
+	"github.com/bangerdev/banger/internal/shared/buildinfo"
+	"github.com/bangerdev/banger/internal/shared/poll"
+)
+
+// Controller manages the daemon for one set of paths.
+type Controller struct {
+	Paths config.Paths
+	// DaemonBin is the bangerd to run; see FindDaemon.
+	DaemonBin string
+	// ConfigFile is passed to the daemon so it reads what the CLI read.
+	ConfigFile string
+	// Notices receives one-line notes (a stale daemon restarted). Starting
+	// on demand is silent: it is what every command expects.
+	Notices io.Writer
+	// StartTimeout bounds how long Start waits for the socket to answer.
+	StartTimeout time.Duration
+}
+
+// FindDaemon returns the bangerd beside the running executable, or the one
+// on PATH.
+func FindDaemon() (string, error) {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "bangerd")
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("bangerd")
+	if err != nil {
+		return "", api.Errorf(api.CodeFailedPrecondition,
+			"bangerd is not installed next to banger or on PATH: run `make install`, or add the directory holding bangerd to PATH")
+	}
+	return p, nil
+}
+
+func (c *Controller) client() *client.Client { return client.New(c.Paths.Socket()) }
+
+// Status returns the running daemon's status, or an error satisfying
+// client.IsNotRunning when none runs.
+func (c *Controller) Status(ctx context.Context) (api.DaemonStatus, error) {
+	cl := c.client()
+	defer cl.Close()
+	return cl.DaemonStatus(ctx)
+}
+
+// InstalledBuild asks the installed bangerd for its build.
+func (c *Controller) InstalledBuild(ctx context.Context) (buildinfo.Info, error) {
+	var info buildinfo.Info
+	if c.DaemonBin == "" {
+		return info, errors.New("no bangerd binary configured")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, c.DaemonBin, "version", "--json").Output()
+	if err != nil {
+		return info, fmt.Errorf("asking %s for its version: %w", c.DaemonBin, err)
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		return info, fmt.Errorf("reading %s version: %w", c.DaemonBin, err)
+	}
+	return info, nil
+}
+
+// Ensure returns a client of a running, up-to-date daemon: it starts one
+// when none runs and replaces one whose build differs from the installed
+// bangerd.
+func (c *Controller) Ensure(ctx context.Context) (*client.Client, error) {
+	st, err := c.Status(ctx)
+	switch {
+	case client.IsNotRunning(err):
+		if _, err := c.Start(ctx); err != nil {
+			return nil, err
+		}
+		return c.client(), nil
+	case err != nil:
+		return nil, err
+	}
+	if c.DaemonBin == "" || (c.DaemonBin == st.Executable && buildinfo.FileStamp(c.DaemonBin) == st.ExecutableStamp) {
+		// The daemon runs the very file that is installed.
+		return c.client(), nil
+	}
+	installed, err := c.InstalledBuild(ctx)
+	if err != nil {
+		// The running daemon still works; say why it was not checked.
+		fmt.Fprintf(c.Notices, "banger: could not check whether bangerd is current: %v\n", err)
+		return c.client(), nil
+	}
+	if installed.BuildID == st.BuildID {
+		return c.client(), nil
+	}
+	fmt.Fprintf(c.Notices, "banger: bangerd build %s (pid %d) is stale, installed is %s: restarting it\n",
+		st.BuildID, st.PID, installed.BuildID)
+	if err := c.Stop(ctx); err != nil {
+		return nil, fmt.Errorf("stopping stale bangerd: %w", err)
+	}
+	if _, err := c.Start(ctx); err != nil {
+		return nil, err
+	}
+	return c.client(), nil
+}
+
+// OutFile is where a spawned daemon's stdout and stderr go; startup
+// failures are read back from it.
+func (c *Controller) OutFile() string { return filepath.Join(c.Paths.StateDir, "bangerd.out") }
+
+// Start spawns bangerd in its own session (so it outlives the CLI and its
+// terminal) and waits until it answers. A daemon that exits first is
+// reported with the last thing it printed.
+func (c *Controller) Start(ctx context.Context) (api.DaemonStatus, error) {
+	if c.DaemonBin == "" {
+		bin, err := FindDaemon()
+		if err != nil {
+			return api.DaemonStatus{}, err
+		}
+		c.DaemonBin = bin
+	}
+	if err := localsock.EnsurePrivateDir(c.Paths.StateDir); err != nil {
+		return api.DaemonStatus{}, err
+	}
+	// Several banger commands may find no daemon at once: one starts it,
+	// the others wait for the lock and then find it answering.
+	unlock, err := c.startLock(ctx)
+	if err != nil {
+		return api.DaemonStatus{}, err
+	}
+	defer unlock()
+	if st, err := c.Status(ctx); err == nil {
+		return st, nil
+	}
+	out, err := localsock.OpenPrivateFile(c.OutFile(), os.O_WRONLY)
+	if err != nil {
+		return api.DaemonStatus{}, err
+	}
+	defer out.Close()
+	if err := out.Truncate(0); err != nil {
+		return api.DaemonStatus{}, fmt.Errorf("emptying %s: %w", c.OutFile(), err)
+	}
+	args := []string{}
+	if c.ConfigFile != "" {
+		args = append(args, "--config", c.ConfigFile)
+	}
+	cmd := exec.Command(c.DaemonBin, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return api.DaemonStatus{}, fmt.Errorf("starting %s: %w", c.DaemonBin, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	timeout := c.StartTimeout
+	if timeout == 0 {
+		timeout = 15 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := c.Status(ctx)
+		if err == nil {
+			return st, nil
+		}
+		select {
+		case werr := <-exited:
+			return api.DaemonStatus{}, api.Errorf(api.CodeUnavailable, "bangerd failed to start (%v): %s",
+				werr, lastLine(c.OutFile()))
+		case <-ctx.Done():
+			return api.DaemonStatus{}, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			return api.DaemonStatus{}, api.Errorf(api.CodeUnavailable,
+				"bangerd did not answer on %s within %s; its output is in %s and its log in %s",
+				c.Paths.Socket(), timeout, c.OutFile(), c.Paths.LogFile())
+		}
+	}
+}
+
+// startLock takes the lock that serialises starting the daemon; the
+// kernel drops it if the holder dies. The runtime directory it lives in is
+// checked first (it must be the user's alone), so a directory or link
+// another user planted is refused before anything is created in it.
+func (c *Controller) startLock(ctx context.Context) (func(), error) {
+	if err := localsock.EnsurePrivateDir(c.Paths.RuntimeDir); err != nil {
+		return nil, err
+	}
+	path := c.Paths.StartLock()
+	deadline := time.Now().Add(time.Minute)
+	var l *localsock.Lock
+	err := poll.Until(ctx, 20*time.Millisecond, func() (bool, error) {
+		var err error
+		l, err = localsock.TryLock(path)
+		if err == nil {
+			return true, nil
+		}
+		var held *localsock.HeldError
+		if !errors.As(err, &held) {
+			return false, err
+		}
+		if time.Now().After(deadline) {
+			return false, fmt.Errorf("waiting for another banger to start bangerd: %w", err)
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return l.Release, nil
+}
+
+// Stop asks the daemon to shut down and waits until its process is gone.
+// It returns an error satisfying client.IsNotRunning when none runs.
+func (c *Controller) Stop(ctx context.Context) error {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	cl := c.client()
+	defer cl.Close()
+	if err := cl.Shutdown(ctx, "banger daemon stop"); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	return poll.Until(ctx, 20*time.Millisecond, func() (bool, error) {
+		if !processAlive(st.PID) {
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			return false, api.Errorf(api.CodeUnavailable, "bangerd (pid %d) did not exit within 30s: see %s, or `kill %d`",
+				st.PID, c.Paths.LogFile(), st.PID)
+		}
+		return false, nil
+	})
+}
+
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	if err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	// A zombie is dead for our purposes (its parent may be us).
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) {
+		return b[i+2] != 'Z'
+	}
+	return true
+}
+
+func lastLine(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "no output"
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) == 0 || lines[len(lines)-1] == "" {
+		return "no output; see " + path
+	}
+	return lines[len(lines)-1]
+}

@@ -1,0 +1,392 @@
+package hvtest
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bangerdev/banger/internal/host/hypervisor"
+	"github.com/bangerdev/banger/internal/shared/agentmux"
+	"github.com/bangerdev/banger/internal/shared/agentproto"
+)
+
+// FakeDriverName is the driver name in the Fake's handles.
+const FakeDriverName = "fake"
+
+// fakePIDBase is above any Linux pid_max (at most 2^22), so a Fake handle
+// never names a real process: hypervisor.Alive is false for it.
+const fakePIDBase = 1 << 30
+
+// Fake is a hand-written, in-memory hypervisor.Hypervisor for unit tests
+// of code that drives VMs. It runs no processes: its "VMs" are records
+// with a state, its agent is agentmux.BasicGuest over a net.Pipe holding
+// the agent key of the spec's initramfs (BootKey: a VM booted without a
+// boot payload has an agent that refuses every host), and it
+// passes the conformance suite (with FakeGuest). It records every call and
+// fails on demand.
+//
+// Launch checks the spec like a real driver (the boot files and disks
+// must exist; a directory where a VM runs is refused) and creates
+// placeholder control and agent "sockets" (empty files) and a console log
+// in Spec.Dir; Shutdown and Kill remove the sockets, Crash leaves them as
+// a dying process would.
+//
+// Set the exported fields before the code under test runs, or between
+// its calls; the Fake is otherwise safe for concurrent use.
+type Fake struct {
+	// A non-nil error makes every call of that method fail with it
+	// (recorded, and without any effect) until it is cleared.
+	LaunchErr, StatusErr, ShutdownErr, KillErr, AdoptErr, DialErr error
+	// HealthErr makes the fake agent answer health requests with an error.
+	HealthErr error
+	// Health is what the fake agent reports; the zero value gives a
+	// plausible report (ext4 root, /root on /dev/vdb, hostname = VM name).
+	Health agentproto.Health
+	// IgnorePowerButton makes the guests ignore Shutdown's power-off
+	// request, so Shutdown waits until its context ends and then kills.
+	IgnorePowerButton bool
+
+	mu      sync.Mutex
+	calls   []Call
+	vms     map[int]*fakeVM
+	nextPID int
+}
+
+// Call is one recorded call.
+type Call struct {
+	Op   string // "launch", "status", "adopt", "shutdown", "kill", "dial"
+	VMID string // the VM's Spec.ID, when the Fake launched the handle's VM
+	PID  int    // the handle's PID (for launch: the new VM's, 0 on error)
+	Err  error  // what the call returned
+}
+
+type fakeVM struct {
+	spec   hypervisor.Spec
+	handle hypervisor.Handle
+	state  hypervisor.State
+	key    []byte // the agent key the spec's initramfs carries; nil: none
+}
+
+var _ hypervisor.Hypervisor = (*Fake)(nil)
+
+// NewFake returns a Fake with no VMs.
+func NewFake() *Fake { return &Fake{} }
+
+// Name returns FakeDriverName.
+func (f *Fake) Name() string { return FakeDriverName }
+
+// Calls returns the calls so far, in order.
+func (f *Fake) Calls() []Call {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Call(nil), f.calls...)
+}
+
+// Ops returns the Op of every call so far, in order.
+func (f *Fake) Ops() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ops := make([]string, len(f.calls))
+	for i, c := range f.calls {
+		ops[i] = c.Op
+	}
+	return ops
+}
+
+// Launched returns the specs of the VMs launched so far, in order.
+func (f *Fake) Launched() []hypervisor.Spec {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var specs []hypervisor.Spec
+	for pid := fakePIDBase + 1; pid <= fakePIDBase+f.nextPID; pid++ {
+		if vm, ok := f.vms[pid]; ok {
+			specs = append(specs, vm.spec)
+		}
+	}
+	return specs
+}
+
+// Running returns the handles of the VMs that have not stopped.
+func (f *Fake) Running() []hypervisor.Handle {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var hs []hypervisor.Handle
+	for pid := fakePIDBase + 1; pid <= fakePIDBase+f.nextPID; pid++ {
+		if vm, ok := f.vms[pid]; ok && vm.state != hypervisor.Stopped {
+			hs = append(hs, vm.handle)
+		}
+	}
+	return hs
+}
+
+// Crash ends h's VM as if its process died: it is Stopped, and its
+// sockets stay behind.
+func (f *Fake) Crash(h hypervisor.Handle) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if vm := f.vm(h); vm != nil {
+		vm.state = hypervisor.Stopped
+	}
+}
+
+// SetState sets the state of h's VM (Running or Paused; Stopped is Crash).
+func (f *Fake) SetState(h hypervisor.Handle, s hypervisor.State) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if vm := f.vm(h); vm != nil {
+		vm.state = s
+	}
+}
+
+// vm returns the live VM h names (PID and start time), or nil.
+func (f *Fake) vm(h hypervisor.Handle) *fakeVM {
+	vm, ok := f.vms[h.PID]
+	if !ok || vm.handle.StartTime != h.StartTime || vm.state == hypervisor.Stopped {
+		return nil
+	}
+	return vm
+}
+
+func (f *Fake) record(op string, h hypervisor.Handle, err error) {
+	c := Call{Op: op, PID: h.PID, Err: err}
+	if vm, ok := f.vms[h.PID]; ok {
+		c.VMID = vm.spec.ID
+	}
+	f.calls = append(f.calls, c)
+}
+
+func fakePaths(dir string) (control, agent, console string) {
+	return filepath.Join(dir, "fake-control.sock"), filepath.Join(dir, "fake-agent.sock"), filepath.Join(dir, "console.log")
+}
+
+// Launch records a VM after checking spec as a real driver would.
+func (f *Fake) Launch(ctx context.Context, spec hypervisor.Spec) (h hypervisor.Handle, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer func() { f.record("launch", h, err) }()
+	if f.LaunchErr != nil {
+		return hypervisor.Handle{}, f.LaunchErr
+	}
+	if err := ctx.Err(); err != nil {
+		return hypervisor.Handle{}, err
+	}
+	if err := fakeValidate(spec); err != nil {
+		return hypervisor.Handle{}, fmt.Errorf("fake: launching VM %s: %w", spec.ID, err)
+	}
+	for _, vm := range f.vms {
+		if vm.state != hypervisor.Stopped && vm.spec.Dir == spec.Dir {
+			return hypervisor.Handle{}, fmt.Errorf("fake: launching VM %s: VM %s (pid %d) already runs in %s: stop it first", spec.ID, vm.spec.ID, vm.handle.PID, spec.Dir)
+		}
+	}
+	var key []byte
+	if spec.Boot.Initrd != "" {
+		if key, err = BootKey(spec.Boot.Initrd); err != nil {
+			return hypervisor.Handle{}, fmt.Errorf("fake: launching VM %s: %w", spec.ID, err)
+		}
+	}
+	control, agent, console := fakePaths(spec.Dir)
+	for _, p := range []string{control, agent} {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			return hypervisor.Handle{}, fmt.Errorf("fake: launching VM %s: %w", spec.ID, err)
+		}
+	}
+	if err := os.WriteFile(console, []byte("fake console: VM "+spec.ID+" booted\n"), 0o600); err != nil {
+		return hypervisor.Handle{}, fmt.Errorf("fake: launching VM %s: %w", spec.ID, err)
+	}
+	if f.vms == nil {
+		f.vms = map[int]*fakeVM{}
+	}
+	f.nextPID++
+	pid := fakePIDBase + f.nextPID
+	h = hypervisor.Handle{
+		Driver:        FakeDriverName,
+		PID:           pid,
+		StartTime:     uint64(time.Now().UnixNano()),
+		ControlSocket: control,
+		Agent:         hypervisor.AgentSerial,
+		AgentSocket:   agent,
+		ConsoleLog:    console,
+		ConsoleLimit:  spec.ConsoleLimit,
+		Accel:         cmp.Or(spec.Accel, "fake"),
+	}
+	f.vms[pid] = &fakeVM{spec: spec, handle: h, state: hypervisor.Running, key: key}
+	return h, nil
+}
+
+func fakeValidate(spec hypervisor.Spec) error {
+	if spec.ID == "" {
+		return errors.New("the spec has no VM id")
+	}
+	if fi, err := os.Stat(spec.Dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("runtime directory %q: not a directory (%v)", spec.Dir, err)
+	}
+	if spec.Boot.Vmlinuz == "" && spec.Boot.Vmlinux == "" {
+		return errors.New("the spec has no kernel")
+	}
+	for _, p := range []string{spec.Boot.Vmlinuz, spec.Boot.Vmlinux, spec.Boot.Initrd} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("boot file %s: %w", p, err)
+		}
+	}
+	for _, d := range spec.Disks {
+		if _, err := os.Stat(d.Path); err != nil {
+			return fmt.Errorf("disk %s (%s): %w", d.ID, d.Path, err)
+		}
+	}
+	return nil
+}
+
+// Status returns the VM's state; a VM the Fake does not know, or one whose
+// start time differs, is Stopped.
+func (f *Fake) Status(ctx context.Context, h hypervisor.Handle) (s hypervisor.State, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer func() { f.record("status", h, err) }()
+	if f.StatusErr != nil {
+		return "", f.StatusErr
+	}
+	if vm := f.vm(h); vm != nil {
+		return vm.state, nil
+	}
+	return hypervisor.Stopped, nil
+}
+
+// Adopt succeeds for a live VM the Fake launched, with the same start time.
+func (f *Fake) Adopt(ctx context.Context, h hypervisor.Handle) (err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer func() { f.record("adopt", h, err) }()
+	if f.AdoptErr != nil {
+		return f.AdoptErr
+	}
+	if f.vm(h) == nil {
+		return fmt.Errorf("fake: %w: no live VM with pid %d and start time %d", hypervisor.ErrNotOurs, h.PID, h.StartTime)
+	}
+	return nil
+}
+
+// Shutdown stops the VM at once, or, with IgnorePowerButton, when ctx
+// ends; it removes the VM's sockets.
+func (f *Fake) Shutdown(ctx context.Context, h hypervisor.Handle) (err error) {
+	f.mu.Lock()
+	if f.ShutdownErr != nil {
+		defer f.mu.Unlock()
+		f.record("shutdown", h, f.ShutdownErr)
+		return f.ShutdownErr
+	}
+	ignore := f.IgnorePowerButton && f.vm(h) != nil
+	f.mu.Unlock()
+	if ignore {
+		<-ctx.Done()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stop(h)
+	f.record("shutdown", h, nil)
+	return nil
+}
+
+// Kill stops the VM and removes its sockets.
+func (f *Fake) Kill(h hypervisor.Handle) (err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer func() { f.record("kill", h, err) }()
+	if f.KillErr != nil {
+		return f.KillErr
+	}
+	f.stop(h)
+	return nil
+}
+
+func (f *Fake) stop(h hypervisor.Handle) {
+	if vm := f.vm(h); vm != nil {
+		vm.state = hypervisor.Stopped
+	}
+	if vm, ok := f.vms[h.PID]; ok && vm.handle.StartTime == h.StartTime {
+		for _, other := range f.vms {
+			if other != vm && other.state != hypervisor.Stopped && other.spec.Dir == vm.spec.Dir {
+				return // another VM uses the directory now
+			}
+		}
+		os.Remove(h.ControlSocket)
+		os.Remove(h.AgentSocket)
+	}
+}
+
+// DialAgent returns one end of a pipe whose other end the fake agent
+// serves (agentmux.BasicGuest, with the VM's boot key).
+func (f *Fake) DialAgent(ctx context.Context, h hypervisor.Handle) (c net.Conn, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer func() { f.record("dial", h, err) }()
+	if f.DialErr != nil {
+		return nil, f.DialErr
+	}
+	vm := f.vm(h)
+	if vm == nil {
+		return nil, fmt.Errorf("fake: dialing the agent of pid %d: the VM is not running", h.PID)
+	}
+	health := f.Health
+	if health.Hostname == "" && health.Kernel == "" && health.RootMount == "" {
+		health = agentproto.Health{
+			AgentVersion: "fake", BuildID: "fake", Hostname: vm.spec.Name, Kernel: "fake",
+			UptimeMS: 1, Root: "ext4", RootMount: "/dev/vdb",
+		}
+	}
+	client, server := net.Pipe()
+	agent := &fakeAgent{health: health, err: f.HealthErr}
+	go func() {
+		defer server.Close()
+		g := agentmux.BasicGuest(agent, vm.key)
+		g.AuthFailDelay = time.Millisecond
+		g.Serve(context.Background(), server)
+	}()
+	return client, nil
+}
+
+type fakeAgent struct {
+	health agentproto.Health
+	err    error
+}
+
+func (a *fakeAgent) Health(context.Context) (agentproto.Health, error) {
+	if a.err != nil {
+		return agentproto.Health{}, a.err
+	}
+	h := a.health
+	h.Time = time.Now()
+	return h, nil
+}
+
+// FakeGuest returns a Guest for running the suite against Fake: empty
+// files where the boot files and disks go.
+func FakeGuest(t testing.TB) Guest {
+	t.Helper()
+	dir := t.TempDir()
+	p := func(name string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	return Guest{
+		Vmlinuz:  p("vmlinuz"),
+		Vmlinux:  p("vmlinux"),
+		Initrd:   p("initrd.img"),
+		Root:     p("root.ext4"),
+		Work:     p("work.ext4"),
+		Cmdline:  "root=/dev/vda ro",
+		InMemory: true,
+	}
+}

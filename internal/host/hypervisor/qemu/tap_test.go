@@ -1,0 +1,124 @@
+package qemu
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bangerdev/banger/internal/guest/guestinit/boottest"
+	"github.com/bangerdev/banger/internal/host/hypervisor"
+	"github.com/bangerdev/banger/internal/host/hypervisor/hvtest"
+)
+
+// inNetns runs f on a thread that has joined the network namespace ns;
+// processes f starts are in it too. The thread is discarded afterwards.
+func inNetns(t *testing.T, ns string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		fd, err := unix.Open("/var/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			t.Error(err)
+			return
+		}
+		f()
+	}()
+	<-done
+}
+
+func ipCmd(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestTAPPassed launches QEMU as the VM user with a NIC: the daemon
+// attaches the pool's TAP (which belongs to nobody in particular) and QEMU
+// gets the queue as a descriptor, so the TAP needs no owner for the VM
+// user. It runs in a network namespace of its own.
+func TestTAPPassed(t *testing.T) {
+	u := requireVMUser(t)
+	bin := boottest.RequireQEMU(t)
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2")
+	}
+	guest := hvtest.LightGuest(t)
+	b := make([]byte, 4)
+	rand.Read(b)
+	ns := "banger-test-" + hex.EncodeToString(b)
+	ipCmd(t, "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	ipCmd(t, "-n", ns, "tuntap", "add", "dev", "bgtap0", "mode", "tap")
+	ipCmd(t, "-n", ns, "link", "set", "bgtap0", "up")
+	if out := ipCmd(t, "-n", ns, "link", "show", "bgtap0"); !strings.Contains(out, "NO-CARRIER") {
+		t.Fatalf("a TAP nobody attached has a carrier: %s", out)
+	}
+
+	dir, err := os.MkdirTemp("", "hvn-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	spec := hypervisor.Spec{
+		ID: "hvn-" + ns[len(ns)-8:], Dir: dir + "/run", VCPUs: 1, MemoryMiB: 256,
+		Boot:  hypervisor.Boot{Vmlinuz: guest.Vmlinuz, Initrd: guest.Initrd, Cmdline: guest.Cmdline},
+		Disks: []hypervisor.Disk{{ID: "root", Path: guest.Root, ReadOnly: true}},
+		NIC:   &hypervisor.NIC{TAP: "bgtap0", MAC: "52:54:00:12:34:56"},
+	}
+	d := &Driver{Bin: bin, Accel: AccelTCG, Log: testLog(), User: &u}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var h hypervisor.Handle
+	var launchErr, missingErr error
+	inNetns(t, ns, func() {
+		h, launchErr = d.Launch(ctx, spec)
+		_, missingErr = openTAP("bgtap-missing")
+	})
+	if launchErr != nil {
+		t.Fatal(launchErr)
+	}
+	defer d.Kill(h)
+	if st, err := d.Status(ctx, h); err != nil || st != hypervisor.Running {
+		t.Fatalf("Status = %s, %v", st, err)
+	}
+	// QEMU, running as the VM user, holds the TAP's queue.
+	if out := ipCmd(t, "-n", ns, "link", "show", "bgtap0"); strings.Contains(out, "NO-CARRIER") || !strings.Contains(out, "LOWER_UP") {
+		t.Errorf("the TAP has no carrier with QEMU running: %s", out)
+	}
+	if missingErr == nil || !strings.Contains(missingErr.Error(), "take a TAP from the pool") {
+		t.Errorf("openTAP of a missing TAP = %v, want it refused", missingErr)
+	}
+	if out := ipCmd(t, "-n", ns, "link", "show"); strings.Contains(out, "bgtap-missing") {
+		t.Errorf("openTAP created the missing TAP: %s", out)
+	}
+	if err := d.Kill(h); err != nil {
+		t.Fatal(err)
+	}
+	// The last of QEMU's threads closes the queue a moment after the
+	// process leader is reaped.
+	var out string
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if out = ipCmd(t, "-n", ns, "link", "show", "bgtap0"); strings.Contains(out, "NO-CARRIER") {
+			return
+		}
+	}
+	t.Errorf("the TAP keeps a carrier after QEMU was killed: %s", out)
+}

@@ -1,0 +1,474 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/ext4img"
+	"github.com/bangerdev/banger/internal/host/store"
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// fakeStager stands in for kernelstage: it writes recognisable files and
+// records what it was asked.
+type fakeStager struct{ staged, extracted []string }
+
+func (f *fakeStager) Stage(_ context.Context, kernel, modules, _, out string) (api.KernelInfo, error) {
+	f.staged = append(f.staged, kernel)
+	for name, body := range map[string]string{"vmlinux": "\x7fELF-fake", "vmlinuz": "bz-fake", "initrd.img": "070701-fake"} {
+		if err := os.WriteFile(filepath.Join(out, name), []byte(body), 0o600); err != nil {
+			return api.KernelInfo{}, err
+		}
+	}
+	return api.KernelInfo{Release: filepath.Base(modules), Modules: []string{"kernel/virtio_blk.ko"}, QEMU: true}, nil
+}
+
+func (f *fakeStager) ExtractVmlinux(bz, dst string) (string, error) {
+	f.extracted = append(f.extracted, bz)
+	return "gzip", os.WriteFile(dst, []byte("\x7fELF-extracted"), 0o600)
+}
+
+// progressLog records stages.
+type progressLog struct{ stages []string }
+
+func (p *progressLog) Stage(n string)        { p.stages = append(p.stages, n) }
+func (p *progressLog) Detail(string, ...any) {}
+func (p *progressLog) Logf(string, ...any)   {}
+
+type fixture struct {
+	cat     *Catalog
+	stager  *fakeStager
+	dir     string
+	bz      string // a bzImage-shaped kernel
+	elf     string // an x86-64 ELF
+	modules string
+	rootfs  string
+	initrd  string
+}
+
+func needE2fs(t *testing.T) {
+	for _, b := range []string{"mkfs.ext4", "debugfs"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s not installed (apt-get install e2fsprogs)", b)
+		}
+	}
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	needE2fs(t)
+	dir := t.TempDir()
+	st, err := store.Open(context.Background(), filepath.Join(dir, "banger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	agent := filepath.Join(dir, "banger-agent")
+	os.WriteFile(agent, []byte("#!/bin/sh\necho '{\"version\":\"t\",\"build_id\":\"agent1\"}'\n"), 0o755)
+	f := &fixture{dir: dir, stager: &fakeStager{}}
+	f.cat = &Catalog{
+		Root: filepath.Join(dir, "images"), Store: st, Tools: ext4img.New(), AgentBin: agent,
+		Kernels: f.stager, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		AgentFiles: func(bin string) ([]ext4img.File, error) {
+			b, err := os.ReadFile(bin)
+			if err != nil {
+				return nil, err
+			}
+			content := "agent"
+			if strings.Contains(string(b), "agent2") {
+				content = "agent v2"
+			}
+			return []ext4img.File{{Path: "/usr/local/lib/banger/banger-agent", Mode: 0o755, Content: []byte(content)}}, nil
+		},
+	}
+	// A bzImage-shaped file: boot flag 0xAA55 at 0x1fe, "HdrS" at 0x202.
+	bz := make([]byte, 0x400)
+	bz[0x1fe], bz[0x1ff] = 0x55, 0xaa
+	copy(bz[0x202:], "HdrS")
+	f.bz = filepath.Join(dir, "vmlinuz")
+	os.WriteFile(f.bz, bz, 0o644)
+	f.elf, _ = os.Executable()
+	f.modules = filepath.Join(dir, "lib", "modules", "6.1.0-test")
+	os.MkdirAll(filepath.Join(f.modules, "kernel"), 0o755)
+	os.WriteFile(filepath.Join(f.modules, "kernel", "virtio_blk.ko"), []byte("ko"), 0o644)
+	f.initrd = filepath.Join(dir, "initrd.img")
+	os.WriteFile(f.initrd, []byte("070701 a cpio archive"), 0o644)
+
+	tree := filepath.Join(dir, "tree")
+	os.MkdirAll(filepath.Join(tree, "root", ".ssh"), 0o700)
+	os.WriteFile(filepath.Join(tree, "root", ".ssh", "authorized_keys"), []byte("ssh-ed25519 AAAA k\n"), 0o600)
+	os.MkdirAll(filepath.Join(tree, "etc"), 0o755)
+	os.WriteFile(filepath.Join(tree, "etc", "hostname"), []byte("guest\n"), 0o644)
+	f.rootfs = filepath.Join(dir, "rootfs.ext4")
+	if err := f.cat.Tools.MakeFromDir(context.Background(), f.rootfs, tree, "root", 96<<20); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *fixture) request(name string) api.RegisterImageRequest {
+	return api.RegisterImageRequest{Name: name, Kernel: f.bz, Modules: f.modules, Rootfs: f.rootfs}
+}
+
+func TestRegisterValidationErrors(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.cat.Register(ctx, f.request("taken"), &progressLog{}); err != nil {
+		t.Fatal(err)
+	}
+	notExt4 := filepath.Join(f.dir, "zeros.img")
+	os.WriteFile(notExt4, make([]byte, 1<<20), 0o644)
+	text := filepath.Join(f.dir, "notes.txt")
+	os.WriteFile(text, []byte("hello"), 0o644)
+	small := filepath.Join(f.dir, "small.ext4")
+	f.cat.Tools.MakeFromDir(ctx, small, t.TempDir(), "", 4<<20)
+
+	mod := func(m func(*api.RegisterImageRequest)) api.RegisterImageRequest {
+		r := f.request("fresh")
+		m(&r)
+		return r
+	}
+	cases := []struct {
+		name string
+		req  api.RegisterImageRequest
+	}{
+		{"bad name", mod(func(r *api.RegisterImageRequest) { r.Name = "My_Image" })},
+		{"name taken", mod(func(r *api.RegisterImageRequest) { r.Name = "taken" })},
+		{"missing kernel", mod(func(r *api.RegisterImageRequest) { r.Kernel = "/nonexistent/vmlinuz" })},
+		{"relative kernel", mod(func(r *api.RegisterImageRequest) { r.Kernel = "vmlinuz" })},
+		{"kernel is text", mod(func(r *api.RegisterImageRequest) { r.Kernel = text })},
+		{"kernel is a dir", mod(func(r *api.RegisterImageRequest) { r.Kernel = f.dir })},
+		{"initrd is text", mod(func(r *api.RegisterImageRequest) { r.Initrd = text })},
+		{"modules is a file", mod(func(r *api.RegisterImageRequest) { r.Modules = text })},
+		{"modules parent dir", mod(func(r *api.RegisterImageRequest) { r.Modules = filepath.Dir(f.modules) })},
+		{"neither modules nor initrd", mod(func(r *api.RegisterImageRequest) { r.Modules = "" })},
+		{"rootfs missing", mod(func(r *api.RegisterImageRequest) { r.Rootfs = "" })},
+		{"rootfs not ext4", mod(func(r *api.RegisterImageRequest) { r.Rootfs = notExt4 })},
+		{"rootfs too small", mod(func(r *api.RegisterImageRequest) { r.Rootfs = small })},
+		{"work-seed not ext4", mod(func(r *api.RegisterImageRequest) { r.WorkSeed = text })},
+	}
+	var golden strings.Builder
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := listTree(f.cat.Root)
+			_, err := f.cat.Register(ctx, tc.req, &progressLog{})
+			if err == nil {
+				t.Fatal("register succeeded")
+			}
+			var ae *api.Error
+			if !errors.As(err, &ae) {
+				t.Fatalf("error %v is not an *api.Error", err)
+			}
+			msg := strings.ReplaceAll(err.Error(), f.dir, "$DIR")
+			fmt.Fprintf(&golden, "%s: [%s] %s\n", tc.name, ae.Code, msg)
+			if diff := cmp.Diff(before, listTree(f.cat.Root)); diff != "" {
+				t.Errorf("register wrote files on bad input:\n%s", diff)
+			}
+		})
+	}
+	goldenFile(t, "register-errors.golden", golden.String())
+	imgs, _ := f.cat.List(ctx)
+	if len(imgs) != 1 {
+		t.Errorf("%d images after bad registrations, want 1", len(imgs))
+	}
+}
+
+func listTree(dir string) []string {
+	var out []string
+	filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err == nil {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+func goldenFile(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		os.WriteFile(path, []byte(got), 0o644)
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", path, diff)
+	}
+}
+
+func TestRegisterCopiesAndCompletesTheBootSet(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	p := &progressLog{}
+	img, err := f.cat.Register(ctx, f.request("base"), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"kernel", "rootfs", "agent", "work-seed", "fingerprint", "register"}, p.stages); diff != "" {
+		t.Errorf("stages (-want +got):\n%s", diff)
+	}
+	for _, k := range Kinds {
+		a, ok := img.Artifacts[k]
+		if !ok {
+			t.Errorf("missing artifact %s", k)
+			continue
+		}
+		if !f.cat.Managed(img.ID, a.Path) || a.SHA256 == "" || a.Size == 0 {
+			t.Errorf("artifact %+v not managed/digested", a)
+		}
+		if sum, _, _ := Digest(a.Path); sum != a.SHA256 {
+			t.Errorf("%s digest mismatch", k)
+		}
+	}
+	if img.Manifest.Kernel.Release != "6.1.0-test" || img.Manifest.AgentVersion != "t+agent1" {
+		t.Errorf("manifest = %+v", img.Manifest)
+	}
+	// The agent went into the copied rootfs, not the user's.
+	if b, err := f.cat.Tools.ReadFile(ctx, img.Path(Rootfs), "/usr/local/lib/banger/banger-agent"); err != nil || string(b) != "agent" {
+		t.Errorf("agent in managed rootfs: %q %v", b, err)
+	}
+	if ok, _ := f.cat.Tools.Exists(ctx, f.rootfs, "/usr/local/lib/banger/banger-agent"); ok {
+		t.Error("register modified the user's rootfs")
+	}
+	// The work-seed holds the rootfs's /root.
+	if b, err := f.cat.Tools.ReadFile(ctx, img.Path(WorkSeed), "/.ssh/authorized_keys"); err != nil || !strings.Contains(string(b), "ssh-ed25519") {
+		t.Errorf("work-seed authorized_keys: %q %v", b, err)
+	}
+	if sb, _ := ext4img.ReadSuperblock(img.Path(WorkSeed)); sb.Label != WorkSeedLabel {
+		t.Errorf("work-seed label %q", sb.Label)
+	}
+	if _, err := os.Stat(filepath.Join(f.cat.Dir(img.ID), "manifest.json")); err != nil {
+		t.Error(err)
+	}
+	if problems := f.cat.Verify(img, true); len(problems) != 0 {
+		t.Errorf("fresh image has problems: %+v", problems)
+	}
+	got, err := f.cat.Get(ctx, "base")
+	if err != nil || got.Fingerprint != img.Fingerprint {
+		t.Errorf("reloaded: %+v %v", got, err)
+	}
+}
+
+func TestFingerprintStableAndSensitive(t *testing.T) {
+	base := Image{Manifest: Manifest{AgentVersion: "a1", Kernel: api.KernelInfo{Release: "r"}, Provisioning: []string{"debootstrap"}},
+		Artifacts: map[Kind]Artifact{Rootfs: {SHA256: "aa", Size: 1}, Vmlinux: {SHA256: "bb", Size: 2}}}
+	fp := Fingerprint(base)
+	if fp != Fingerprint(base) {
+		t.Fatal("fingerprint not stable")
+	}
+	changes := map[string]func(*Image){
+		"artifact digest": func(i *Image) { i.Artifacts[Rootfs] = Artifact{SHA256: "ab", Size: 1} },
+		"artifact size":   func(i *Image) { i.Artifacts[Rootfs] = Artifact{SHA256: "aa", Size: 9} },
+		"new artifact":    func(i *Image) { i.Artifacts[WorkSeed] = Artifact{SHA256: "cc", Size: 3} },
+		"agent version":   func(i *Image) { i.Manifest.AgentVersion = "a2" },
+		"provisioning":    func(i *Image) { i.Manifest.Provisioning = append(i.Manifest.Provisioning, "preset agents") },
+		"probe":           func(i *Image) { i.Manifest.Probes = []api.Probe{{Name: "opencode", Kind: "tcp", Port: 4096}} },
+	}
+	for name, change := range changes {
+		t.Run(name, func(t *testing.T) {
+			img := base
+			img.Artifacts = map[Kind]Artifact{}
+			for k, v := range base.Artifacts {
+				img.Artifacts[k] = v
+			}
+			img.Manifest.Provisioning = append([]string{}, base.Manifest.Provisioning...)
+			change(&img)
+			if Fingerprint(img) == fp {
+				t.Error("fingerprint did not change")
+			}
+		})
+	}
+	// Things that are not part of the image do not count.
+	img := base
+	img.Name, img.ID, img.Manifest.HealedAt = "other", "img-x", img.CreatedAt.AddDate(1, 0, 0)
+	if Fingerprint(img) != fp {
+		t.Error("name/id/heal time changed the fingerprint")
+	}
+}
+
+func TestLinkThenPromote(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	req := f.request("linked")
+	req.Link = true
+	img, err := f.cat.Register(ctx, req, &progressLog{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.State != api.ImageUnmanaged || img.Path(Rootfs) != f.rootfs || img.Has(WorkSeed) {
+		t.Fatalf("linked image = %+v", img)
+	}
+	if _, _, err := f.cat.Repair(ctx, "linked", &progressLog{}); !errors.Is(err, api.ErrFailedPrecondition) ||
+		!strings.Contains(err.Error(), "banger image promote linked") {
+		t.Fatalf("repair of an unmanaged image: %v", err)
+	}
+	if probs := f.cat.Verify(img, false); len(probs) != 1 || !strings.Contains(probs[0].Fix, "promote") {
+		t.Errorf("verify = %+v", probs)
+	}
+
+	p := &progressLog{}
+	got, changed, err := f.cat.Promote(ctx, "linked", p)
+	if err != nil || !changed {
+		t.Fatalf("promote: %v changed=%v", err, changed)
+	}
+	if got.State != api.ImageReady || !got.Has(WorkSeed) {
+		t.Fatalf("promoted = %+v", got)
+	}
+	for _, a := range got.Artifacts {
+		if !f.cat.Managed(got.ID, a.Path) {
+			t.Errorf("%s still outside: %s", a.Kind, a.Path)
+		}
+	}
+	if b, _ := f.cat.Tools.ReadFile(ctx, got.Path(Rootfs), "/usr/local/lib/banger/banger-agent"); string(b) != "agent" {
+		t.Error("promote did not install the agent into the copied rootfs")
+	}
+	reloaded, _ := f.cat.Get(ctx, "linked")
+	if reloaded.Fingerprint != Fingerprint(reloaded) || len(f.cat.Verify(reloaded, true)) != 0 {
+		t.Errorf("after promote: fingerprint %s, problems %+v", reloaded.Fingerprint, f.cat.Verify(reloaded, true))
+	}
+	// Promoting again is a no-op.
+	if _, changed, err := f.cat.Promote(ctx, "linked", &progressLog{}); err != nil || changed {
+		t.Errorf("second promote: changed=%v err=%v", changed, err)
+	}
+}
+
+// An image made by an older banger — no work-seed, fingerprint from another
+// scheme — heals on first use, once.
+func TestSelfHealOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	img, err := f.cat.Register(ctx, f.request("old"), &progressLog{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Make it look old: drop the work-seed and write an old fingerprint.
+	os.Remove(img.Path(WorkSeed))
+	delete(img.Artifacts, WorkSeed)
+	rec, _ := toRecord(img)
+	rec.Fingerprint = "sha256:from-an-older-scheme"
+	if err := f.cat.Store.UpdateImage(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := f.cat.Get(ctx, "old")
+	if probs := f.cat.Verify(old, false); len(probs) != 1 {
+		t.Errorf("old image problems = %+v", probs)
+	}
+
+	healed, repaired, err := f.cat.Repair(ctx, "old", &progressLog{})
+	if err != nil || !repaired {
+		t.Fatalf("repair: %v repaired=%v", err, repaired)
+	}
+	if !healed.Has(WorkSeed) || healed.Manifest.HealedAt.IsZero() || healed.Fingerprint != Fingerprint(healed) {
+		t.Fatalf("healed = %+v", healed)
+	}
+	if _, err := os.Stat(healed.Path(WorkSeed)); err != nil {
+		t.Fatal(err)
+	}
+	again, repaired, err := f.cat.Repair(ctx, "old", &progressLog{})
+	if err != nil || repaired || !again.Manifest.HealedAt.Equal(healed.Manifest.HealedAt) {
+		t.Fatalf("second repair: repaired=%v err=%v", repaired, err)
+	}
+
+	// A damaged image is not "healed": it is reported with the fix.
+	os.Truncate(again.Path(Rootfs), 1<<20)
+	if _, _, err := f.cat.Repair(ctx, "old", &progressLog{}); !errors.Is(err, api.ErrFailedPrecondition) ||
+		!strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("repair of a damaged image: %v", err)
+	}
+}
+
+func TestRemoveRefusesWhileInUse(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	img, err := f.cat.Register(ctx, f.request("used"), &progressLog{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cat.Store.CreateVM(ctx, store.VM{ID: "vm1", Name: "brisk-otter", ImageID: img.ID, State: "running"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cat.Remove(ctx, "used", false); !errors.Is(err, api.ErrFailedPrecondition) || !strings.Contains(err.Error(), "brisk-otter") {
+		t.Fatalf("remove in use: %v", err)
+	}
+	if _, err := os.Stat(f.cat.Dir(img.ID)); err != nil {
+		t.Fatal("refused remove deleted files")
+	}
+	if err := f.cat.Remove(ctx, "used", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(f.cat.Dir(img.ID)); !os.IsNotExist(err) {
+		t.Error("forced remove kept the files")
+	}
+	f.cat.Store.DeleteVM(ctx, "vm1")
+	if _, err := f.cat.Register(ctx, f.request("gone"), &progressLog{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cat.Remove(ctx, "gone", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.cat.Get(ctx, "gone"); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("removed image still there: %v", err)
+	}
+}
+
+func TestCleanStaging(t *testing.T) {
+	f := newFixture(t)
+	os.MkdirAll(filepath.Join(f.cat.Root, ".staging-img-123", "x"), 0o700)
+	os.MkdirAll(filepath.Join(f.cat.Root, "img-keep"), 0o700)
+	removed, err := f.cat.CleanStaging()
+	if err != nil || len(removed) != 1 {
+		t.Fatalf("removed %v, %v", removed, err)
+	}
+	if _, err := os.Stat(filepath.Join(f.cat.Root, "img-keep")); err != nil {
+		t.Error("removed a real image dir")
+	}
+}
+
+// A new banger-agent build reaches existing images on their next use: the
+// rootfs gets the new binary, the initramfs is rebuilt around it, and the
+// image records the new version.
+func TestSelfHealUpdatesTheAgent(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	img, err := f.cat.Register(ctx, f.request("aging"), &progressLog{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(f.cat.AgentBin, []byte("#!/bin/sh\necho '{\"version\":\"t\",\"build_id\":\"agent2\"}'\n"), 0o755)
+	staged := len(f.stager.staged)
+	healed, repaired, err := f.cat.Repair(ctx, "aging", &progressLog{})
+	if err != nil || !repaired {
+		t.Fatalf("repair: %v %v", repaired, err)
+	}
+	if healed.Manifest.AgentVersion != "t+agent2" || healed.Fingerprint == img.Fingerprint {
+		t.Errorf("after agent update: version %s, fingerprint changed %v", healed.Manifest.AgentVersion, healed.Fingerprint != img.Fingerprint)
+	}
+	if b, _ := f.cat.Tools.ReadFile(ctx, healed.Path(Rootfs), "/usr/local/lib/banger/banger-agent"); string(b) != "agent v2" {
+		t.Errorf("rootfs agent = %q", b)
+	}
+	if len(f.stager.staged) != staged+1 {
+		t.Error("the initramfs was not rebuilt")
+	}
+	if len(f.cat.Verify(healed, true)) != 0 {
+		t.Errorf("healed image has problems: %+v", f.cat.Verify(healed, true))
+	}
+	if _, again, _ := f.cat.Repair(ctx, "aging", &progressLog{}); again {
+		t.Error("second repair did work again")
+	}
+}

@@ -1,0 +1,245 @@
+package vm
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"sort"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/config"
+	"github.com/bangerdev/banger/internal/host/diskclone"
+	"github.com/bangerdev/banger/internal/host/hostnet"
+	"github.com/bangerdev/banger/internal/host/hypervisor"
+	"github.com/bangerdev/banger/internal/host/image"
+	"github.com/bangerdev/banger/internal/host/store"
+)
+
+// Limits on what a VM may ask for.
+const (
+	MinMemoryMiB = 256
+	MaxMemoryMiB = 256 << 10
+	MaxVCPUs     = 64
+	MinDiskBytes = 1 << 30
+	MaxDiskBytes = 4 << 40
+)
+
+// ValidateCreate checks a create request and fills in the defaults, so
+// bad input is refused before anything is allocated.
+func (m *Manager) ValidateCreate(ctx context.Context, req *api.CreateVMRequest) (image.Image, error) {
+	d := m.Cfg.VM
+	if req.VCPUs == 0 {
+		req.VCPUs = d.VCPUs
+	}
+	if req.MemoryMiB == 0 {
+		req.MemoryMiB = d.MemoryMiB
+	}
+	if req.DiskBytes == 0 {
+		req.DiskBytes = d.DiskBytes
+	}
+	switch {
+	case req.VCPUs < 1 || req.VCPUs > MaxVCPUs:
+		return image.Image{}, api.Errorf(api.CodeInvalidArgument, "--vcpus %d is out of range: use 1..%d", req.VCPUs, MaxVCPUs)
+	case req.MemoryMiB < MinMemoryMiB || req.MemoryMiB > MaxMemoryMiB:
+		return image.Image{}, api.Errorf(api.CodeInvalidArgument, "--memory %s is out of range: use %s..%s, e.g. 2GiB",
+			config.FormatSize(int64(req.MemoryMiB)<<20), config.FormatSize(MinMemoryMiB<<20), config.FormatSize(int64(MaxMemoryMiB)<<20))
+	case req.DiskBytes < MinDiskBytes || req.DiskBytes > MaxDiskBytes:
+		return image.Image{}, api.Errorf(api.CodeInvalidArgument, "--disk %s is out of range: use %s..%s, e.g. 16GiB",
+			config.FormatSize(req.DiskBytes), config.FormatSize(MinDiskBytes), config.FormatSize(MaxDiskBytes))
+	case req.DiskBytes%(1<<20) != 0:
+		return image.Image{}, api.Errorf(api.CodeInvalidArgument, "--disk %d bytes is not a whole number of MiB: use e.g. 16GiB", req.DiskBytes)
+	}
+	switch req.Hypervisor {
+	case "", config.HypervisorQEMU, config.HypervisorFirecracker:
+	default:
+		return image.Image{}, api.Errorf(api.CodeInvalidArgument, "--hypervisor %q: use qemu or firecracker (or leave it out for the configured default)", req.Hypervisor)
+	}
+	if req.Name != "" {
+		if _, err := m.pickName(ctx, req.Name); err != nil {
+			return image.Image{}, err
+		}
+	}
+	return m.pickImage(ctx, req.Image)
+}
+
+// pickImage returns the named image, or the newest ready one.
+func (m *Manager) pickImage(ctx context.Context, name string) (image.Image, error) {
+	if name != "" {
+		img, err := m.Images.Get(ctx, name)
+		if err != nil {
+			return img, err
+		}
+		if img.State == "removed" {
+			return img, api.Errorf(api.CodeNotFound, "image %s was removed: see `banger image list`", name)
+		}
+		return img, nil
+	}
+	imgs, err := m.Images.List(ctx)
+	if err != nil {
+		return image.Image{}, err
+	}
+	var ready []image.Image
+	for _, img := range imgs {
+		if img.State == api.ImageReady {
+			ready = append(ready, img)
+		}
+	}
+	if len(ready) == 0 {
+		return image.Image{}, api.Errorf(api.CodeFailedPrecondition, "no image to boot: make one with `banger image bootstrap debian`")
+	}
+	sort.Slice(ready, func(i, j int) bool { return ready[i].CreatedAt.After(ready[j].CreatedAt) })
+	return ready[0], nil
+}
+
+func newVMID() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return "vm-" + hex.EncodeToString(b)
+}
+
+// allocate picks the name and the address and records the VM (state
+// creating) with its lease in one transaction.
+func (m *Manager) allocate(ctx context.Context, req api.CreateVMRequest, img image.Image, hvName string) (VM, error) {
+	m.allocMu.Lock()
+	defer m.allocMu.Unlock()
+	name, err := m.pickName(ctx, req.Name)
+	if err != nil {
+		return VM{}, err
+	}
+	leases, err := m.Store.ListLeases(ctx)
+	if err != nil {
+		return VM{}, err
+	}
+	var used []netip.Addr
+	for _, l := range leases {
+		if a, err := netip.ParseAddr(l.IP); err == nil {
+			used = append(used, a)
+		}
+	}
+	ip, err := hostnet.NextFree(m.Net.Subnet(), used)
+	if err != nil {
+		return VM{}, api.Errorf(api.CodeFailedPrecondition, "%v", err)
+	}
+	v := VM{
+		VM:    store.VM{ID: newVMID(), Name: name, ImageID: img.ID, State: api.VMCreating},
+		Spec:  Spec{VCPUs: req.VCPUs, MemoryMiB: req.MemoryMiB, DiskBytes: req.DiskBytes, Hypervisor: hvName},
+		Lease: store.Lease{IP: ip.String(), MAC: hostnet.MAC(ip).String()},
+	}
+	spec, _ := json.Marshal(v.Spec)
+	v.VM.Spec, v.VM.Runtime = string(spec), "{}"
+	if err := m.Store.CreateVMWithLease(ctx, v.VM, v.Lease); err != nil {
+		return VM{}, err
+	}
+	v.Lease.VMID = v.ID
+	return v, nil
+}
+
+// Create makes and boots a VM, reporting each stage. On failure every
+// resource it took is released and the record removed.
+func (m *Manager) Create(ctx context.Context, req api.CreateVMRequest, p Progress) (VM, error) {
+	img, err := m.ValidateCreate(ctx, &req)
+	if err != nil {
+		return VM{}, err
+	}
+	choice, err := m.Select(ctx, req.Hypervisor, p)
+	if err != nil {
+		return VM{}, err
+	}
+	hv, warning := choice.HV, choice.Warning
+	if err := checkSuitable(choice, img); err != nil {
+		return VM{}, err
+	}
+	if err := m.checkSpaceForCreate(img, req.DiskBytes); err != nil {
+		return VM{}, err
+	}
+
+	p.Stage("allocate")
+	v, err := m.allocate(ctx, req, img, hv.Name())
+	if err != nil {
+		return VM{}, err
+	}
+	p.Detail("%s, %s", v.Name, v.Lease.IP)
+	unlock := m.lock(v.ID)
+	defer unlock()
+	if warning != "" {
+		v.Runtime.Warnings = append(v.Runtime.Warnings, warning)
+		p.Logf("warning: %s", warning)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			if derr := m.destroy(context.WithoutCancel(ctx), &v); derr != nil {
+				m.Log.Error("cleaning up a failed create", "vm", v.Name, "error", derr)
+			}
+		}
+	}()
+
+	img, _, err = m.Images.Repair(ctx, img.ID, p)
+	if err != nil {
+		return v, err
+	}
+	v.Spec.AgentVersion = img.Manifest.AgentVersion
+	if err := m.makeDisks(ctx, &v, img, p); err != nil {
+		return v, err
+	}
+	if err := m.boot(ctx, &v, img, choice, p); err != nil {
+		return v, err
+	}
+	ok = true
+	return v, nil
+}
+
+// checkSuitable refuses a hypervisor the image's kernel cannot serve.
+func checkSuitable(choice Choice, img image.Image) error {
+	hv := choice.HV.Name()
+	k := img.Manifest.Kernel
+	if hv == config.HypervisorFirecracker && !k.Firecracker && k.Release != "" {
+		return api.Errorf(api.CodeFailedPrecondition,
+			"image %s cannot boot under Firecracker: %s; use --hypervisor qemu, or an image whose kernel has CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES", img.Name, k.FirecrackerReason)
+	}
+	if hv == config.HypervisorFirecracker && k.FirecrackerMinVersion != "" && choice.Version != "" && hypervisor.VersionLess(choice.Version, k.FirecrackerMinVersion) {
+		return api.Errorf(api.CodeFailedPrecondition,
+			"image %s needs Firecracker %s or newer (%s), this host has %s: upgrade Firecracker or use --hypervisor qemu",
+			img.Name, k.FirecrackerMinVersion, k.FirecrackerReason, choice.Version)
+	}
+	if hv == config.HypervisorQEMU && !k.QEMU && k.Release != "" && k.QEMUReason != "" {
+		return api.Errorf(api.CodeFailedPrecondition, "image %s cannot boot under QEMU: %s", img.Name, k.QEMUReason)
+	}
+	return nil
+}
+
+// makeDisks clones the rootfs and the work-seed into the VM's directory
+// and grows the work disk to the requested size.
+func (m *Manager) makeDisks(ctx context.Context, v *VM, img image.Image, p Progress) error {
+	dir := m.Dir(v.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	p.Stage("clone rootfs")
+	method, err := diskclone.Clone(rootDisk(dir), img.Path(image.Rootfs))
+	if err != nil {
+		return fmt.Errorf("cloning the rootfs: %w", err)
+	}
+	p.Detail("%s", method)
+
+	p.Stage("work disk")
+	if !img.Has(image.WorkSeed) {
+		return fmt.Errorf("image %s has no work-seed", img.Name)
+	}
+	method, err = diskclone.Clone(workDisk(dir), img.Path(image.WorkSeed))
+	if err != nil {
+		return fmt.Errorf("cloning the work-seed: %w", err)
+	}
+	if err := m.Tools.Grow(ctx, workDisk(dir), v.Spec.DiskBytes); err != nil {
+		return fmt.Errorf("growing the work disk: %w", err)
+	}
+	p.Detail("%s, %s", method, config.FormatSize(v.Spec.DiskBytes))
+	return nil
+}
+
+func rootDisk(dir string) string { return dir + "/rootfs.ext4" }
+func workDisk(dir string) string { return dir + "/work.ext4" }

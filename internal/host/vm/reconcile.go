@@ -1,0 +1,97 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/hypervisor"
+)
+
+// Finding is one thing reconcile did or could not explain.
+type Finding struct {
+	VM     string
+	Action string // "adopted", "marked stopped", "removed half-created", "unexplained"
+	Detail string
+}
+
+// Reconcile brings the store in line with the host after a daemon start:
+// running VMs whose hypervisor is still theirs (pid + start time + control
+// socket) are re-adopted and left alone; dead ones are marked stopped and
+// their TAP returned; VMs a crash left half-created are removed with
+// everything they took. It never kills a VM that is still its own.
+func (m *Manager) Reconcile(ctx context.Context) ([]Finding, error) {
+	vms, err := m.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Finding
+	var errs []error
+	for i := range vms {
+		v := &vms[i]
+		switch v.State {
+		case api.VMCreating:
+			// A create never finished: nothing in it is worth keeping,
+			// including a hypervisor launched just before the crash, before
+			// its handle was recorded.
+			detail := "its create was interrupted"
+			if pids := killStrays(m.Dir(v.ID), m.strayCommands()); len(pids) > 0 {
+				detail += fmt.Sprintf("; killed its unrecorded hypervisor (pid %v)", pids)
+			}
+			if err := m.destroy(ctx, v); err != nil {
+				errs = append(errs, err)
+			}
+			out = append(out, Finding{VM: v.Name, Action: "removed half-created", Detail: detail})
+		case api.VMRunning:
+			out = append(out, m.readopt(ctx, v))
+		case api.VMStopped:
+			if v.Runtime.TAP != "" || v.Lease.TAP != "" {
+				if err := m.releaseTAP(ctx, v); err != nil {
+					errs = append(errs, err)
+				}
+				m.save(ctx, v)
+			}
+		}
+	}
+	for _, f := range out {
+		m.Log.Info("reconcile", "vm", f.VM, "action", f.Action, "detail", f.Detail)
+	}
+	return out, errors.Join(errs...)
+}
+
+func (m *Manager) readopt(ctx context.Context, v *VM) Finding {
+	h := v.Runtime.Handle
+	if h == nil {
+		m.halt(ctx, v, false)
+		return Finding{VM: v.Name, Action: "marked stopped", Detail: "no hypervisor handle recorded"}
+	}
+	hv, ok := m.Drivers[h.Driver]
+	if !ok {
+		return Finding{VM: v.Name, Action: "unexplained", Detail: fmt.Sprintf("recorded driver %q is unknown to this bangerd", h.Driver)}
+	}
+	err := hv.Adopt(ctx, *h)
+	if err == nil {
+		return Finding{VM: v.Name, Action: "adopted", Detail: fmt.Sprintf("%s pid %d", h.Driver, h.PID)}
+	}
+	st, serr := hv.Status(ctx, *h)
+	if !errors.Is(err, hypervisor.ErrNotOurs) && (serr != nil || st != hypervisor.Stopped) {
+		// Alive but not answering: leave it, say so.
+		return Finding{VM: v.Name, Action: "unexplained", Detail: fmt.Sprintf("pid %d is alive but does not answer: %v", h.PID, err)}
+	}
+	// Gone, or the pid now belongs to someone else: our side is cleaned
+	// up; the driver's Kill signals only a process that is still the VM's
+	// own (pid + start time), so it only removes stale sockets here.
+	hc := *h
+	hv.Kill(hc)
+	v.Runtime.Handle = nil
+	m.halt(ctx, v, false)
+	return Finding{VM: v.Name, Action: "marked stopped", Detail: fmt.Sprintf("%s pid %d is gone: %v", hc.Driver, hc.PID, err)}
+}
+
+func (m *Manager) strayCommands() []string {
+	if m.StrayCommands != nil {
+		return m.StrayCommands
+	}
+	return hypervisorCommands
+}

@@ -1,0 +1,257 @@
+// Package vm owns the VM lifecycle: staged create (name and lease, disk
+// clones, auth sync, TAP, hypervisor launch, agent health, readiness
+// probes), start, stop, restart, delete, and reconciling the store with the
+// host after a daemon restart. It reaches the host through small
+// interfaces (Network, hypervisor.Hypervisor) so it is tested with fakes.
+package vm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/agentlink"
+	"github.com/bangerdev/banger/internal/host/config"
+	"github.com/bangerdev/banger/internal/host/ext4img"
+	"github.com/bangerdev/banger/internal/host/hypervisor"
+	"github.com/bangerdev/banger/internal/host/image"
+	"github.com/bangerdev/banger/internal/host/names"
+	"github.com/bangerdev/banger/internal/host/store"
+)
+
+// Network is what the lifecycle needs from host networking.
+type Network interface {
+	// Subnet and Gateway describe the guest network.
+	Subnet() netip.Prefix
+	Gateway() netip.Addr
+	// DNS is the resolvers guests are given (banger.dns=): the ones the
+	// host's rules let them reach, on port 53 only.
+	DNS() []netip.Addr
+	// AcquireTAP takes the bridge-attached TAP for guest address ip from
+	// the pool: the host lets each TAP send only from one address and
+	// its MAC (hostnet.TAPFor).
+	AcquireTAP(ctx context.Context, ip netip.Addr) (string, error)
+	// ReleaseTAP returns a TAP to the pool.
+	ReleaseTAP(ctx context.Context, tap string) error
+}
+
+// Spec is a VM's persistent configuration (JSON in the store).
+type Spec struct {
+	VCPUs      int    `json:"vcpus"`
+	MemoryMiB  int    `json:"memory_mib"`
+	DiskBytes  int64  `json:"disk_bytes"`
+	Hypervisor string `json:"hypervisor"`
+	// AgentVersion is the banger-agent build in the VM's root disk (the
+	// image's when the VM was made; the daemon's after a start updated it).
+	AgentVersion string `json:"agent_version,omitempty"`
+}
+
+// Runtime is what the daemon knows of a VM's current run (JSON in the
+// store): the hypervisor handle that lets a restarted daemon re-adopt it.
+type Runtime struct {
+	Handle    *hypervisor.Handle `json:"handle,omitempty"`
+	TAP       string             `json:"tap,omitempty"`
+	StartedAt time.Time          `json:"started_at,omitzero"`
+	HostKeys  []string           `json:"host_keys,omitempty"`
+	Warnings  []string           `json:"warnings,omitempty"`
+}
+
+// VM is a VM record with its decoded spec, runtime and lease.
+type VM struct {
+	store.VM
+	Spec    Spec
+	Runtime Runtime
+	Lease   store.Lease
+}
+
+// Progress reports stages; *operation.Run satisfies it.
+type Progress interface {
+	Stage(name string)
+	Detail(format string, args ...any)
+	Logf(format string, args ...any)
+}
+
+// Choice is the hypervisor a VM runs on and how.
+type Choice struct {
+	HV hypervisor.Hypervisor
+	// Accel is the accelerator for this launch ("kvm", "tcg"; "" = the
+	// driver's own).
+	Accel string
+	// Warning is shown to the user (e.g. software emulation is slow).
+	Warning string
+	// Version is the hypervisor's version where it matters for the
+	// image's kernel (Firecracker), e.g. "1.10.1".
+	Version string
+}
+
+// Selector picks the hypervisor for a VM: the requested one, or the
+// configured default.
+type Selector func(ctx context.Context, requested string, p Progress) (Choice, error)
+
+// Manager runs the lifecycle.
+type Manager struct {
+	Cfg     *config.Config
+	Store   *store.Store
+	Images  *image.Catalog
+	Net     Network
+	Select  Selector
+	Drivers map[string]hypervisor.Hypervisor
+	Tools   *ext4img.Tools
+	Log     *slog.Logger
+	Now     func() time.Time
+	// AgentTimeout bounds the wait for the agent (boot) and for each
+	// readiness probe.
+	AgentTimeout time.Duration
+	// StallAfter: under software emulation (TCG), a guest whose serial
+	// console has been silent this long before its agent answered is
+	// taken for stalled (TCG guests occasionally hang in early boot on a
+	// loaded host) and relaunched, once. Zero means 90s.
+	StallAfter time.Duration
+	// PublicKey returns the configured SSH public key (authorized_keys
+	// line); nil skips installing it.
+	PublicKey func() (string, error)
+	// StrayCommands are the program names reconcile may kill when they
+	// work on a half-created VM's directory; nil means the hypervisors.
+	StrayCommands []string
+
+	links   agentlink.Pool // each running VM's agent session
+	allocMu sync.Mutex     // name + lease allocation
+	locks   sync.Map       // vm id -> *sync.Mutex
+	rng     *rand.Rand
+}
+
+func (m *Manager) now() time.Time {
+	if m.Now != nil {
+		return m.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// lock serialises operations on one VM.
+func (m *Manager) lock(id string) func() {
+	v, _ := m.locks.LoadOrStore(id, &sync.Mutex{})
+	mu := v.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// Dir is a VM's runtime directory: its disks, sockets and console log.
+func (m *Manager) Dir(id string) string { return filepath.Join(m.Cfg.Paths.StateDir, "vms", id) }
+
+// KnownHosts is the VM's known_hosts file, written from the host keys the
+// agent reported.
+func (m *Manager) KnownHosts(id string) string { return filepath.Join(m.Dir(id), "known_hosts") }
+
+func decode(rec store.VM) (VM, error) {
+	v := VM{VM: rec}
+	if err := json.Unmarshal([]byte(rec.Spec), &v.Spec); err != nil {
+		return v, fmt.Errorf("vm %s: corrupt spec: %w", rec.Name, err)
+	}
+	if err := json.Unmarshal([]byte(rec.Runtime), &v.Runtime); err != nil {
+		return v, fmt.Errorf("vm %s: corrupt runtime: %w", rec.Name, err)
+	}
+	return v, nil
+}
+
+func (m *Manager) save(ctx context.Context, v *VM) error {
+	spec, err := json.Marshal(v.Spec)
+	if err != nil {
+		return err
+	}
+	rt, err := json.Marshal(v.Runtime)
+	if err != nil {
+		return err
+	}
+	v.VM.Spec, v.VM.Runtime = string(spec), string(rt)
+	return m.Store.UpdateVM(context.WithoutCancel(ctx), v.VM)
+}
+
+// Get returns a VM by name or id; a missing one is api.ErrNotFound with
+// the fix.
+func (m *Manager) Get(ctx context.Context, name string) (VM, error) {
+	rec, err := m.Store.GetVM(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return VM{}, api.Errorf(api.CodeNotFound, "no vm named %q: see `banger vm list`", name)
+	}
+	if err != nil {
+		return VM{}, err
+	}
+	v, err := decode(rec)
+	if err != nil {
+		return v, err
+	}
+	if l, err := m.Store.LeaseOf(ctx, v.ID); err == nil {
+		v.Lease = l
+	}
+	return v, nil
+}
+
+// List returns every VM.
+func (m *Manager) List(ctx context.Context) ([]VM, error) {
+	recs, err := m.Store.ListVMs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]VM, 0, len(recs))
+	for _, r := range recs {
+		v, err := decode(r)
+		if err != nil {
+			return nil, err
+		}
+		if l, err := m.Store.LeaseOf(ctx, v.ID); err == nil {
+			v.Lease = l
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// API converts a VM to its wire form.
+func (m *Manager) API(ctx context.Context, v VM) api.VM {
+	out := api.VM{
+		ID: v.ID, Name: v.Name, State: v.State, VCPUs: v.Spec.VCPUs, MemoryMiB: v.Spec.MemoryMiB,
+		DiskBytes: v.Spec.DiskBytes, Hypervisor: v.Spec.Hypervisor, IP: v.Lease.IP, MAC: v.Lease.MAC,
+		TAP: v.Runtime.TAP, Dir: m.Dir(v.ID), CreatedAt: v.CreatedAt, StartedAt: v.Runtime.StartedAt,
+		Warnings: v.Runtime.Warnings, SSH: "banger vm ssh " + v.Name,
+	}
+	if h := v.Runtime.Handle; h != nil {
+		out.PID, out.Accel, out.ConsoleLog = h.PID, h.Accel, h.ConsoleLog
+	}
+	if out.ConsoleLog == "" {
+		out.ConsoleLog = filepath.Join(m.Dir(v.ID), "console.log")
+	}
+	if img, err := m.Store.GetImage(ctx, v.ImageID); err == nil {
+		out.Image = img.Name
+	}
+	return out
+}
+
+// validateName checks a user-given name or generates a free one.
+func (m *Manager) pickName(ctx context.Context, name string) (string, error) {
+	if name != "" {
+		if err := names.Validate(name); err != nil {
+			return "", api.Errorf(api.CodeInvalidArgument, "vm name: %v", err)
+		}
+		taken, err := m.Store.VMNameTaken(ctx, name)
+		if err != nil {
+			return "", err
+		}
+		if taken {
+			return "", api.Errorf(api.CodeAlreadyExists, "a vm named %q already exists: pick another --name, or delete it with `banger vm delete %s`", name, name)
+		}
+		return name, nil
+	}
+	if m.rng == nil {
+		m.rng = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid())))
+	}
+	return names.NewGenerator(m.rng).Generate(func(n string) (bool, error) { return m.Store.VMNameTaken(ctx, n) })
+}
