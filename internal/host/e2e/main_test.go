@@ -88,10 +88,23 @@ func newEnv(t testing.TB) *env {
 	}
 	e := &env{t: t, home: home, bin: binDir}
 	t.Cleanup(func() {
+		if t.Failed() {
+			e.logDaemonFiles()
+		}
 		e.stopDaemon()
 		os.RemoveAll(home)
 	})
 	return e
+}
+
+// logDaemonFiles puts the tail of the daemon's log and start-up output
+// into a failed test's log, before the home goes.
+func (e *env) logDaemonFiles() {
+	for _, name := range []string{"bangerd.log.1", "bangerd.log", "bangerd.out"} {
+		if b, err := os.ReadFile(filepath.Join(e.home, "state", name)); err == nil {
+			e.t.Logf("%s (last lines):\n%s", name, tail(string(b), 60))
+		}
+	}
 }
 
 // privateBin gives the env its own copy of the binaries, so a test can
