@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bangerdev/banger/internal/shared/bootpayload"
+	"github.com/bangerdev/banger/internal/shared/poll"
 )
 
 // appliedMark, in the staged payload's directory, says this boot's files
@@ -90,16 +92,12 @@ func loadBoot(dir, home string, mountWait time.Duration, log *slog.Logger) ([]by
 // waitMountPoint polls until dir is on another filesystem than its
 // parent, at most wait.
 func waitMountPoint(dir string, wait time.Duration) bool {
-	deadline := time.Now().Add(wait)
-	for {
-		if ok, err := isMountPoint(dir); err == nil && ok {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	return poll.Until(ctx, 100*time.Millisecond, func() (bool, error) {
+		ok, err := isMountPoint(dir)
+		return err == nil && ok, nil
+	}) == nil
 }
 
 func isMountPoint(dir string) (bool, error) {

@@ -2,53 +2,15 @@ package qemu
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
-	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/bangerdev/banger/internal/guest/guestinit/boottest"
 	"github.com/bangerdev/banger/internal/host/hypervisor"
 	"github.com/bangerdev/banger/internal/host/hypervisor/hvtest"
 )
-
-// inNetns runs f on a thread that has joined the network namespace ns;
-// processes f starts are in it too. The thread is discarded afterwards.
-func inNetns(t *testing.T, ns string, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
-		fd, err := unix.Open("/var/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			t.Error(err)
-			return
-		}
-		f()
-	}()
-	<-done
-}
-
-func ipCmd(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("ip", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
 
 // TestTAPPassed launches QEMU as the VM user with a NIC: the daemon
 // attaches the pool's TAP (which belongs to nobody in particular) and QEMU
@@ -57,18 +19,11 @@ func ipCmd(t *testing.T, args ...string) string {
 func TestTAPPassed(t *testing.T) {
 	u := requireVMUser(t)
 	bin := boottest.RequireQEMU(t)
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2")
-	}
 	guest := hvtest.LightGuest(t)
-	b := make([]byte, 4)
-	rand.Read(b)
-	ns := "banger-test-" + hex.EncodeToString(b)
-	ipCmd(t, "netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	ipCmd(t, "-n", ns, "tuntap", "add", "dev", "bgtap0", "mode", "tap")
-	ipCmd(t, "-n", ns, "link", "set", "bgtap0", "up")
-	if out := ipCmd(t, "-n", ns, "link", "show", "bgtap0"); !strings.Contains(out, "NO-CARRIER") {
+	ns := hvtest.NewNetns(t)
+	hvtest.IP(t, "-n", ns, "tuntap", "add", "dev", "bgtap0", "mode", "tap")
+	hvtest.IP(t, "-n", ns, "link", "set", "bgtap0", "up")
+	if out := hvtest.IP(t, "-n", ns, "link", "show", "bgtap0"); !strings.Contains(out, "NO-CARRIER") {
 		t.Fatalf("a TAP nobody attached has a carrier: %s", out)
 	}
 
@@ -88,7 +43,7 @@ func TestTAPPassed(t *testing.T) {
 	defer cancel()
 	var h hypervisor.Handle
 	var launchErr, missingErr error
-	inNetns(t, ns, func() {
+	hvtest.InNetns(t, ns, func() {
 		h, launchErr = d.Launch(ctx, spec)
 		_, missingErr = openTAP("bgtap-missing")
 	})
@@ -100,13 +55,13 @@ func TestTAPPassed(t *testing.T) {
 		t.Fatalf("Status = %s, %v", st, err)
 	}
 	// QEMU, running as the VM user, holds the TAP's queue.
-	if out := ipCmd(t, "-n", ns, "link", "show", "bgtap0"); strings.Contains(out, "NO-CARRIER") || !strings.Contains(out, "LOWER_UP") {
+	if out := hvtest.IP(t, "-n", ns, "link", "show", "bgtap0"); strings.Contains(out, "NO-CARRIER") || !strings.Contains(out, "LOWER_UP") {
 		t.Errorf("the TAP has no carrier with QEMU running: %s", out)
 	}
 	if missingErr == nil || !strings.Contains(missingErr.Error(), "take a TAP from the pool") {
 		t.Errorf("openTAP of a missing TAP = %v, want it refused", missingErr)
 	}
-	if out := ipCmd(t, "-n", ns, "link", "show"); strings.Contains(out, "bgtap-missing") {
+	if out := hvtest.IP(t, "-n", ns, "link", "show"); strings.Contains(out, "bgtap-missing") {
 		t.Errorf("openTAP created the missing TAP: %s", out)
 	}
 	if err := d.Kill(h); err != nil {
@@ -116,7 +71,7 @@ func TestTAPPassed(t *testing.T) {
 	// process leader is reaped.
 	var out string
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		if out = ipCmd(t, "-n", ns, "link", "show", "bgtap0"); strings.Contains(out, "NO-CARRIER") {
+		if out = hvtest.IP(t, "-n", ns, "link", "show", "bgtap0"); strings.Contains(out, "NO-CARRIER") {
 			return
 		}
 	}
