@@ -46,6 +46,13 @@ var (
 type Error struct {
 	Code    Code   `json:"code"`
 	Message string `json:"message"`
+	// Field names the request field at fault by its JSON name ("vcpus",
+	// "memory_mib"), when one is; a front end shows the error next to
+	// that field (the CLI maps it to its flag).
+	Field string `json:"field,omitempty"`
+	// Allowed says what Field accepts, for a form to show: a range
+	// ("1..16", "128MiB..64GiB") or the values ("qemu, firecracker").
+	Allowed string `json:"allowed,omitempty"`
 }
 
 // ErrorBody is the JSON envelope of a failed response.
@@ -71,6 +78,13 @@ func Errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// FieldErrorf returns an invalid-argument *Error about one request field:
+// field is its JSON name, allowed what it accepts ("" if nothing simpler
+// than the message can say it). The message must not name a CLI flag.
+func FieldErrorf(field, allowed, format string, args ...any) *Error {
+	return &Error{Code: CodeInvalidArgument, Message: fmt.Sprintf(format, args...), Field: field, Allowed: allowed}
+}
+
 // FromError converts any error into the wire form. The code is taken from
 // the first *Error in the chain (so wrapping keeps it); the message is the
 // full text of err, which includes the context added while wrapping.
@@ -81,7 +95,7 @@ func FromError(err error) *Error {
 	var e *Error
 	switch {
 	case errors.As(err, &e):
-		return &Error{Code: e.Code, Message: err.Error()}
+		return &Error{Code: e.Code, Message: err.Error(), Field: e.Field, Allowed: e.Allowed}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return &Error{Code: CodeCanceled, Message: err.Error()}
 	default:
