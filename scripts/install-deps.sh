@@ -14,6 +14,7 @@ apt-get install -y -qq --no-install-recommends \
     qemu-system-x86 qemu-utils \
     e2fsprogs xfsprogs debootstrap \
     iproute2 nftables kmod openssh-client \
+    tmux \
     >/dev/null
 if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
     echo "install-deps.sh: Go 1.26 or newer is needed (https://go.dev/doc/install); put it at /usr/local/go" >&2
