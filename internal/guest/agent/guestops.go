@@ -16,10 +16,11 @@ import (
 	"github.com/bangerdev/banger/internal/shared/agentproto"
 )
 
-// guestOps answers probe_tcp, host_keys and poweroff with the guest's real
+// guestOps answers probe_tcp, host_keys, poweroff and meminfo with the guest's real
 // state and actions.
 type guestOps struct {
-	sshDir string // "/etc/ssh"
+	sshDir  string // "/etc/ssh"
+	meminfo string // "" means /proc/meminfo
 }
 
 var _ agentproto.GuestOps = guestOps{}

@@ -29,8 +29,15 @@ var ErrUnknownMethod = errors.New("unknown method")
 
 // Call serves the GuestOps of h as protocol 2 calls: the method is
 // TypeProbeTCP (params ProbeParams, result ProbeResult), TypeHostKeys
-// (result the authorized_keys-format lines) or TypePowerOff (no result).
+// (result the authorized_keys-format lines) or TypePowerOff (no result);
+// MethodMemInfo is served when h is also a MemInfoer.
 func Call(ctx context.Context, h Handler, method string, params json.RawMessage) (any, error) {
+	if method == MethodMemInfo {
+		if m, ok := h.(MemInfoer); ok {
+			return m.MemInfo(ctx)
+		}
+		return nil, fmt.Errorf("%w %q: this agent does not report its memory", ErrUnknownMethod, method)
+	}
 	ops, ok := h.(GuestOps)
 	if !ok {
 		return nil, fmt.Errorf("%w %q: this agent serves no guest operations", ErrUnknownMethod, method)
