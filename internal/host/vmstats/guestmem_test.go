@@ -22,7 +22,9 @@ type rawGuest struct {
 	asked chan string
 }
 
-func (g *rawGuest) Health(context.Context) (agentproto.Health, error) { return agentproto.Health{}, nil }
+func (g *rawGuest) Health(context.Context) (agentproto.Health, error) {
+	return agentproto.Health{}, nil
+}
 func (g *rawGuest) Put(context.Context, agentmux.Transfer, io.Reader) (any, error) {
 	return nil, errors.New("no")
 }
