@@ -65,6 +65,7 @@ type Daemon struct {
 	fcErr     error
 	fcVersion string
 	hvMu      sync.Mutex
+	stats     statsSampler
 
 	// confinedRoot: vm_user = "" was warned about (see confineHypervisors).
 	confinedRoot bool

@@ -67,6 +67,8 @@ func (d *Daemon) routes() http.Handler {
 	handle("DELETE "+v+"/vms/{name}/sessions/{id}", d.removeSession)
 	handle("POST "+v+"/vms/{name}/sessions/{id}/signal", d.signalSession)
 	handle("POST "+v+"/vms/{name}/sessions/{id}/attach", d.attachSession)
+	handle("GET "+v+"/vms/{name}/stats", d.vmStats)
+	handle("GET "+v+"/stats", d.allStats)
 	handle("GET "+v+"/verify", d.verify)
 	handle("GET "+v+"/doctor", d.getDoctor)
 	handle("POST "+v+"/doctor/deep", d.postDeepDoctor)
