@@ -46,6 +46,9 @@ type Options struct {
 	AgentBin string
 	// Host is what doctor reads; nil means the real system.
 	Host doctor.Host
+	// Seams, for tests only, replace the hypervisor drivers and the host
+	// network (see TestSeams); nil, as bangerd runs, uses the real ones.
+	Seams *TestSeams
 }
 
 // Daemon is one running bangerd.
@@ -149,7 +152,9 @@ func Run(ctx context.Context, opts Options) error {
 		log.Error("opening the vm manager", "error", err)
 		return err
 	}
-	defer d.net.Close()
+	if d.net != nil {
+		defer d.net.Close()
+	}
 	if err := d.reconcile(ctx); err != nil {
 		log.Error("reconciling", "error", err)
 		return err
@@ -234,9 +239,29 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 // openVMs wires the VM manager: host networking, the hypervisor drivers
 // and the lifecycle.
 func (d *Daemon) openVMs(ctx context.Context, log *slog.Logger) error {
-	net, err := openNetwork(d.cfg, d.store, log)
+	net, drivers, sel, err := d.openHost(ctx, log)
 	if err != nil {
 		return err
+	}
+	d.vms = &vm.Manager{
+		Cfg: d.cfg, Store: d.store, Images: d.images, Net: net, Select: sel,
+		Drivers: drivers, Tools: d.images.Tools, Log: log,
+		PublicKey: publicKey(d.cfg),
+	}
+	d.guest = &guest.Service{VMs: d.vms, Store: d.store}
+	return nil
+}
+
+// openHost opens what VMs need of the host: its network and the
+// hypervisor drivers, with the selector that picks one (or, in tests, the
+// TestSeams that stand in for them).
+func (d *Daemon) openHost(ctx context.Context, log *slog.Logger) (vm.Network, map[string]hypervisor.Hypervisor, vm.Selector, error) {
+	if d.opts.Seams != nil {
+		return d.opts.Seams.open(d)
+	}
+	net, err := openNetwork(d.cfg, d.store, log)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	d.net = net
 	accel := qemu.AccelTCG
@@ -249,13 +274,7 @@ func (d *Daemon) openVMs(ctx context.Context, log *slog.Logger) error {
 	if d.fc != nil {
 		drivers[d.fc.Name()] = d.fc
 	}
-	d.vms = &vm.Manager{
-		Cfg: d.cfg, Store: d.store, Images: d.images, Net: net, Select: d.selectHypervisor,
-		Drivers: drivers, Tools: d.images.Tools, Log: log,
-		PublicKey: publicKey(d.cfg),
-	}
-	d.guest = &guest.Service{VMs: d.vms, Store: d.store}
-	return nil
+	return net, drivers, d.selectHypervisor, nil
 }
 
 // openFirecracker finds Firecracker (firecracker_bin, else PATH) and checks

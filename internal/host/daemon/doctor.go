@@ -78,6 +78,9 @@ func (d *Daemon) firecrackerImageCheck(ctx context.Context) api.Check {
 }
 
 func (d *Daemon) networkChecks(ctx context.Context) []api.Check {
+	if d.net == nil {
+		return seamNetworkChecks()
+	}
 	cfg := d.net.Config() // the resolvers may change while the daemon runs
 	st, err := d.net.host.Observe(ctx, cfg)
 	if err != nil {

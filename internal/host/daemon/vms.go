@@ -165,12 +165,14 @@ func (d *Daemon) verify(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	netLeaks, _, err := d.net.Leaks(r.Context())
-	if err != nil {
-		return err
-	}
-	for _, l := range netLeaks {
-		leaks = append(leaks, api.Leak{Kind: l.Kind, What: l.Name, Detail: l.Reason + ": " + l.Fix})
+	if d.net != nil { // nil: TestSeams stand in for the host network
+		netLeaks, _, err := d.net.Leaks(r.Context())
+		if err != nil {
+			return err
+		}
+		for _, l := range netLeaks {
+			leaks = append(leaks, api.Leak{Kind: l.Kind, What: l.Name, Detail: l.Reason + ": " + l.Fix})
+		}
 	}
 	if leaks == nil {
 		leaks = []api.Leak{}

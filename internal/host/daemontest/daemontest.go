@@ -1,6 +1,16 @@
 // Package daemontest runs a real bangerd in-process for tests: the real
 // store, socket and handlers, rooted in a fresh temporary directory the way
 // BANGER_HOME roots a user's, with a client connected to it.
+//
+// In fake mode (Options.Fake) the daemon is whole — store, socket,
+// handlers, operations, VM lifecycle, image catalog — but its hypervisor is
+// hvtest.Fake and its network the in-memory Network (daemon.TestSeams), and
+// an image named FakeImage is registered: a create with zero values goes
+// through every stage to running in milliseconds, without root, QEMU or a
+// bridge, so front ends are tested against a real daemon and benchmarked
+// with hundreds of VMs. A fake VM answers health, readiness probes, host
+// keys, memory and an empty session list; it runs nothing, so session
+// start, attach, exec, file transfer and ssh are refused or fail.
 package daemontest
 
 import (
@@ -14,6 +24,8 @@ import (
 	"github.com/bangerdev/banger/internal/host/config"
 	"github.com/bangerdev/banger/internal/host/daemon"
 	"github.com/bangerdev/banger/internal/host/doctor"
+	"github.com/bangerdev/banger/internal/host/hypervisor/hvtest"
+	"github.com/bangerdev/banger/internal/host/vm"
 )
 
 // Options tune the daemon under test.
@@ -22,8 +34,14 @@ type Options struct {
 	Root string
 	// Host replaces the real system for doctor.
 	Host doctor.Host
-	// AgentBin is the banger-agent binary the daemon should use.
+	// AgentBin is the banger-agent binary the daemon should use; in fake
+	// mode "" means a stand-in script that only reports its version.
 	AgentBin string
+	// Fake runs the daemon with hvtest.Fake and an in-memory Network in
+	// place of the hypervisors and the host network, VMs of 1 GiB disks
+	// on FakeSubnet by default, and the image FakeImage registered. It
+	// skips the test when e2fsprogs is missing.
+	Fake bool
 }
 
 // Daemon is a running in-process bangerd.
@@ -31,6 +49,14 @@ type Daemon struct {
 	Root   string
 	Config *config.Config
 	Client *client.Client
+	// Fake and Network are the fake mode's hypervisor and network (nil
+	// otherwise): a test inspects them, or makes the Fake fail or crash
+	// a VM.
+	Fake    *hvtest.Fake
+	Network *Network
+
+	opts   Options
+	seams  *daemon.TestSeams
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -66,36 +92,91 @@ func Config(tb testing.TB, root string) *config.Config {
 // Start runs a daemon until the test ends and waits until it answers.
 func Start(tb testing.TB, o Options) *Daemon {
 	tb.Helper()
+	if o.Fake {
+		requireFakeTools(tb)
+	}
 	if o.Root == "" {
 		o.Root = ShortTempDir(tb)
 	}
+	d := &Daemon{Root: o.Root, opts: o}
+	if o.Fake {
+		if d.opts.AgentBin == "" {
+			d.opts.AgentBin = fakeAgentBin(tb, o.Root)
+		}
+		d.Fake = hvtest.NewFake()
+		d.Network = NewNetwork(FakeSubnet)
+	}
+	d.run(tb)
+	tb.Cleanup(func() {
+		err := d.Stop()
+		if d.Fake != nil {
+			// Fake VMs outlive their daemon, as real ones do; at the end
+			// of the test they go, and with them their agents' pipes.
+			for _, h := range d.Fake.Running() {
+				d.Fake.Kill(h)
+			}
+		}
+		if err != nil {
+			tb.Errorf("daemon stop: %v", err)
+		}
+	})
+	if o.Fake {
+		if _, err := d.Client.Image(context.Background(), FakeImage); err != nil {
+			d.SeedImage(tb, FakeImage)
+		}
+	}
+	return d
+}
+
+// run starts the daemon with d's options and waits until it answers.
+func (d *Daemon) run(tb testing.TB) {
+	tb.Helper()
+	o := d.opts
 	cfg := Config(tb, o.Root)
+	var seams *daemon.TestSeams
+	if o.Fake {
+		cfg.VM.DiskBytes = vm.MinDiskBytes
+		cfg.Network.Subnet = FakeSubnet
+		seams = &daemon.TestSeams{Hypervisor: d.Fake, Network: d.Network}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Daemon{Root: o.Root, Config: cfg, cancel: cancel, done: make(chan error, 1)}
-	go func() { d.done <- daemon.Run(ctx, daemon.Options{Config: cfg, Host: o.Host, AgentBin: o.AgentBin}) }()
-	d.Client = client.New(cfg.Paths.Socket())
+	done := make(chan error, 1)
+	d.Config, d.seams, d.cancel, d.done = cfg, seams, cancel, done
+	go func() {
+		done <- daemon.Run(ctx, daemon.Options{Config: cfg, Host: o.Host, AgentBin: o.AgentBin, Seams: seams})
+	}()
+	if d.Client == nil {
+		d.Client = client.New(cfg.Paths.Socket())
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := d.Client.DaemonStatus(context.Background()); err == nil {
-			break
+			return
 		}
 		select {
-		case err := <-d.done:
+		case err := <-done:
 			cancel()
+			d.cancel = nil
 			tb.Fatalf("daemon exited during start: %v", err)
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			cancel()
+			d.Stop()
 			tb.Fatal("daemon did not answer within 10s")
 		}
 	}
-	tb.Cleanup(func() {
-		if err := d.Stop(); err != nil {
-			tb.Errorf("daemon stop: %v", err)
-		}
-	})
-	return d
+}
+
+// Restart stops the daemon gracefully and starts it again on the same
+// root (and, in fake mode, the same Fake and Network, so its running VMs
+// are adopted as a real restart adopts live hypervisors). Client keeps
+// working: it dials the same socket.
+func (d *Daemon) Restart(tb testing.TB) {
+	tb.Helper()
+	if err := d.Stop(); err != nil {
+		tb.Fatalf("daemon stop: %v", err)
+	}
+	d.run(tb)
 }
 
 // Stop shuts the daemon down gracefully and returns what Run returned. It

@@ -72,6 +72,17 @@ type fakeVM struct {
 	handle hypervisor.Handle
 	state  hypervisor.State
 	key    []byte // the agent key the spec's initramfs carries; nil: none
+	// conns are the guest ends of the agent channels DialAgent opened:
+	// closed when the VM stops, as a dying process closes its sockets.
+	conns []net.Conn
+}
+
+// hangUp closes the VM's agent channels.
+func (vm *fakeVM) hangUp() {
+	for _, c := range vm.conns {
+		c.Close()
+	}
+	vm.conns = nil
 }
 
 var _ hypervisor.Hypervisor = (*Fake)(nil)
@@ -133,6 +144,7 @@ func (f *Fake) Crash(h hypervisor.Handle) {
 	defer f.mu.Unlock()
 	if vm := f.vm(h); vm != nil {
 		vm.state = hypervisor.Stopped
+		vm.hangUp()
 	}
 }
 
@@ -311,6 +323,7 @@ func (f *Fake) Kill(h hypervisor.Handle) (err error) {
 func (f *Fake) stop(h hypervisor.Handle) {
 	if vm := f.vm(h); vm != nil {
 		vm.state = hypervisor.Stopped
+		vm.hangUp()
 	}
 	if vm, ok := f.vms[h.PID]; ok && vm.handle.StartTime == h.StartTime {
 		for _, other := range f.vms {
@@ -324,7 +337,8 @@ func (f *Fake) stop(h hypervisor.Handle) {
 }
 
 // DialAgent returns one end of a pipe whose other end the fake agent
-// serves (agentmux.BasicGuest, with the VM's boot key).
+// serves (agentmux.BasicGuest, with the VM's boot key, plus an empty
+// session list: see fakeGuest). The pipe closes when the VM stops.
 func (f *Fake) DialAgent(ctx context.Context, h hypervisor.Handle) (c net.Conn, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -344,19 +358,20 @@ func (f *Fake) DialAgent(ctx context.Context, h hypervisor.Handle) (c net.Conn, 
 		}
 	}
 	client, server := net.Pipe()
-	agent := &fakeAgent{health: health, err: f.HealthErr}
+	vm.conns = append(vm.conns, server)
+	agent := &fakeAgent{health: health, err: f.HealthErr, memoryMiB: vm.spec.MemoryMiB}
 	go func() {
 		defer server.Close()
-		g := agentmux.BasicGuest(agent, vm.key)
-		g.AuthFailDelay = time.Millisecond
+		g := &agentmux.Guest{Handler: fakeGuest{agentmux.Basic(agent)}, Key: vm.key, AuthFailDelay: time.Millisecond}
 		g.Serve(context.Background(), server)
 	}()
 	return client, nil
 }
 
 type fakeAgent struct {
-	health agentproto.Health
-	err    error
+	health    agentproto.Health
+	err       error
+	memoryMiB int
 }
 
 func (a *fakeAgent) Health(context.Context) (agentproto.Health, error) {

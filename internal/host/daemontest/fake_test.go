@@ -1,0 +1,328 @@
+package daemontest_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/daemontest"
+	"github.com/bangerdev/banger/internal/host/doctor"
+	"github.com/bangerdev/banger/internal/host/hypervisor"
+	"github.com/bangerdev/banger/internal/host/hypervisor/hvtest"
+	"github.com/bangerdev/banger/internal/shared/poll"
+	"github.com/google/go-cmp/cmp"
+)
+
+// createStages are the stages of a create on the fake hypervisor: every
+// stage a real create has, with the fake's launch.
+var createStages = []string{"allocate", "clone rootfs", "work disk", "sync auth files", "acquire tap", "launch fake", "agent health", "readiness"}
+
+func stageNames(op api.Operation) []string {
+	var out []string
+	for _, s := range op.Stages {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+// vmNamed returns the VM of that name in GET /v1/vms.
+func vmNamed(t *testing.T, d *daemontest.Daemon, name string) (api.VM, bool) {
+	t.Helper()
+	vms, err := d.Client.VMs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vms {
+		if v.Name == name {
+			return v, true
+		}
+	}
+	return api.VM{}, false
+}
+
+// requireClean fails the test when the fake network holds a TAP, a fake VM
+// still runs, or verify finds a leak.
+func requireClean(t *testing.T, d *daemontest.Daemon) {
+	t.Helper()
+	if held := d.Network.Held(); len(held) > 0 {
+		t.Errorf("TAPs still held: %v", held)
+	}
+	if running := d.Fake.Running(); len(running) > 0 {
+		t.Errorf("fake VMs still running: %v", running)
+	}
+	rep, err := d.Client.Verify(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Leaks) > 0 {
+		t.Errorf("verify: %+v", rep.Leaks)
+	}
+}
+
+func TestFakeVMLifecycle(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	ctx := context.Background()
+
+	op, err := d.Client.BeginCreateVM(ctx, api.CreateVMRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []api.EventType
+	final, err := d.Client.WatchOperation(ctx, op.ID, func(ev api.OperationEvent) error {
+		events = append(events, ev.Type)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.State != api.OperationSucceeded {
+		t.Fatalf("create %s: %v", final.State, final.Error)
+	}
+	if diff := cmp.Diff(createStages, stageNames(final)); diff != "" {
+		t.Errorf("stages (-want +got):\n%s", diff)
+	}
+	if events[0] != api.EventSnapshot || events[len(events)-1] != api.EventDone {
+		t.Errorf("events = %v, want a snapshot first and done last", events)
+	}
+	names := d.Fake.Launched()
+	if len(names) != 1 {
+		t.Fatalf("the fake launched %d VMs, want 1", len(names))
+	}
+	name := names[0].Name
+
+	v, ok := vmNamed(t, d, name)
+	if !ok {
+		t.Fatalf("GET /v1/vms has no %s", name)
+	}
+	ip, err := netip.ParseAddr(v.IP)
+	if v.State != api.VMRunning || v.Image != daemontest.FakeImage || v.Hypervisor != hvtest.FakeDriverName ||
+		err != nil || !daemontest.FakeSubnet.Contains(ip) || v.TAP == "" || v.DiskBytes != 1<<30 {
+		t.Fatalf("vm = %+v", v)
+	}
+	if diff := cmp.Diff([]string{v.TAP}, d.Network.Held()); diff != "" {
+		t.Errorf("held TAPs (-want +got):\n%s", diff)
+	}
+	sessions, err := d.Client.Sessions(ctx, name)
+	if err != nil || len(sessions) != 0 {
+		t.Errorf("sessions of a fake VM = %v, %v; want none", sessions, err)
+	}
+	rep, err := d.Client.Doctor(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(rep.Checks, func(c api.Check) bool { return c.Name == doctor.CheckBridge }); i < 0 || rep.Checks[i].Status != api.CheckSkip {
+		t.Errorf("doctor's bridge check on a fake network = %+v, want skip", rep.Checks)
+	}
+
+	stopped, err := d.Client.StopVM(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stopped.State != api.VMStopped || len(d.Network.Held()) != 0 || len(d.Fake.Running()) != 0 {
+		t.Fatalf("after stop: vm %s, TAPs %v, fake VMs running %d", stopped.State, d.Network.Held(), len(d.Fake.Running()))
+	}
+	if _, err := d.Client.Sessions(ctx, name); err != nil {
+		t.Errorf("sessions of a stopped fake VM: %v", err)
+	}
+
+	start, err := d.Client.BeginStartVM(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Await(t, start)
+	if v, _ := vmNamed(t, d, name); v.State != api.VMRunning || len(d.Fake.Launched()) != 2 {
+		t.Fatalf("after start: vm %s, %d launches", v.State, len(d.Fake.Launched()))
+	}
+
+	if err := d.Client.DeleteVM(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := vmNamed(t, d, name); ok {
+		t.Fatalf("%s is still listed after delete", name)
+	}
+	if _, err := d.Client.VM(ctx, name); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("GET deleted vm: %v, want not found", err)
+	}
+	requireClean(t, d)
+}
+
+func TestFakeCreateRefusesLikeARealDaemon(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		req  api.CreateVMRequest
+		want error
+	}{
+		{"too many vCPUs", api.CreateVMRequest{VCPUs: 1000}, api.ErrInvalidArgument},
+		{"no such image", api.CreateVMRequest{Image: "nope"}, api.ErrNotFound},
+		{"bad name", api.CreateVMRequest{Name: "Bad Name"}, api.ErrInvalidArgument},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := d.Client.BeginCreateVM(ctx, tt.req); !errors.Is(err, tt.want) {
+				t.Errorf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	d.CreateVM(t, api.CreateVMRequest{Name: "taken"})
+	if _, err := d.Client.BeginCreateVM(ctx, api.CreateVMRequest{Name: "taken"}); !errors.Is(err, api.ErrAlreadyExists) {
+		t.Errorf("a second VM named taken: %v, want already exists", err)
+	}
+}
+
+func TestFakeLaunchFailureCleansUp(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	d.Fake.LaunchErr = errors.New("no room at the inn")
+	op, err := d.Client.BeginCreateVM(context.Background(), api.CreateVMRequest{Name: "doomed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	final, err := d.Client.WatchOperation(context.Background(), op.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.State != api.OperationFailed || final.Error == nil || !strings.Contains(final.Error.Message, "no room at the inn") {
+		t.Fatalf("create = %s, %v; want failed with the launch error", final.State, final.Error)
+	}
+	if _, ok := vmNamed(t, d, "doomed"); ok {
+		t.Error("a VM whose launch failed is still listed")
+	}
+	requireClean(t, d)
+}
+
+func TestFakeVMsConcurrently(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	const n = 20
+	created := daemontest.CreateVMs(t, d, n)
+	names := map[string]bool{}
+	ips := map[string]bool{}
+	for _, v := range created {
+		if v.State != api.VMRunning {
+			t.Errorf("%s is %s", v.Name, v.State)
+		}
+		names[v.Name], ips[v.IP] = true, true
+	}
+	if len(names) != n || len(ips) != n {
+		t.Fatalf("%d names and %d addresses for %d VMs", len(names), len(ips), n)
+	}
+	listed, err := d.Client.VMs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != n || len(d.Network.Held()) != n || len(d.Fake.Running()) != n {
+		t.Fatalf("%d listed, %d TAPs held, %d fake VMs running; want %d", len(listed), len(d.Network.Held()), len(d.Fake.Running()), n)
+	}
+	var all []string
+	for name := range names {
+		all = append(all, name)
+	}
+	daemontest.DeleteVMs(t, d, all)
+	if listed, _ := d.Client.VMs(context.Background()); len(listed) != 0 {
+		t.Errorf("%d VMs left after deleting all", len(listed))
+	}
+	requireClean(t, d)
+}
+
+func TestFakeRestartAdoptsRunningVMs(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	ctx := context.Background()
+	kept := d.CreateVM(t, api.CreateVMRequest{Name: "kept"})
+	crashed := d.CreateVM(t, api.CreateVMRequest{Name: "crashed"})
+	var crashedHandle hypervisor.Handle
+	for _, h := range d.Fake.Running() {
+		if h.PID == crashed.PID {
+			crashedHandle = h
+		}
+	}
+	d.Restart(t)
+	// The VM's process died while no daemon watched.
+	d.Fake.Crash(crashedHandle)
+	d.Restart(t)
+
+	if v, _ := vmNamed(t, d, "kept"); v.State != api.VMRunning || v.PID != kept.PID {
+		t.Errorf("kept after restarts = %s pid %d, want running pid %d", v.State, v.PID, kept.PID)
+	}
+	if v, _ := vmNamed(t, d, "crashed"); v.State != api.VMStopped {
+		t.Errorf("crashed after restart = %s, want stopped", v.State)
+	}
+	adopts := 0
+	for _, c := range d.Fake.Calls() {
+		if c.Op == "adopt" && c.Err == nil {
+			adopts++
+		}
+	}
+	if adopts != 3 { // both VMs at the first restart, kept at the second
+		t.Errorf("%d successful adoptions, want 3: %v", adopts, d.Fake.Ops())
+	}
+	// The adopted VM's agent is reached afresh.
+	if _, err := d.Client.Sessions(ctx, "kept"); err != nil {
+		t.Errorf("sessions of an adopted VM: %v", err)
+	}
+	daemontest.DeleteVMs(t, d, []string{"kept", "crashed"})
+	requireClean(t, d)
+}
+
+// TestFakeDaemonStopLeavesNoGoroutines: once Stop returns and the fake
+// VMs are gone, nothing of the daemon, its operations or the agents'
+// channels is left running.
+func TestFakeDaemonStopLeavesNoGoroutines(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	daemontest.CreateVMs(t, d, 3)
+	if _, err := d.Client.Sessions(context.Background(), d.Fake.Launched()[0].Name); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range d.Fake.Running() {
+		d.Fake.Kill(h)
+	}
+	ours := []string{"/internal/host/daemon.", "/internal/host/vm.", "/internal/host/operation.", "/internal/host/agentlink.",
+		"/internal/shared/agentmux.", "/internal/host/hypervisor/hvtest.", "hashicorp/yamux."}
+	var left string
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := poll.Until(ctx, 50*time.Millisecond, func() (bool, error) {
+		buf := make([]byte, 1<<20)
+		dump := string(buf[:runtime.Stack(buf, true)])
+		left = ""
+		for _, g := range strings.Split(dump, "\n\n") {
+			if strings.Contains(g, "TestFakeDaemonStopLeavesNoGoroutines") {
+				continue
+			}
+			for _, p := range ours {
+				if strings.Contains(g, p) {
+					left += g + "\n\n"
+					break
+				}
+			}
+		}
+		return left == "", nil
+	})
+	if err != nil {
+		t.Fatalf("goroutines left after the daemon stopped:\n%s", left)
+	}
+}
+
+// BenchmarkCreateFakeVM creates VMs through the API of a fake daemon,
+// daemontest.CreateVMsParallel at a time, and reports creates per second;
+// the VMs are deleted outside the timer.
+func BenchmarkCreateFakeVM(b *testing.B) {
+	d := daemontest.Start(b, daemontest.Options{Fake: true})
+	b.ResetTimer()
+	created := daemontest.CreateVMs(b, d, b.N)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
+	names := make([]string, len(created))
+	for i, v := range created {
+		names[i] = v.Name
+	}
+	daemontest.DeleteVMs(b, d, names)
+}
