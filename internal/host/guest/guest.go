@@ -21,6 +21,13 @@ import (
 	"github.com/bangerdev/banger/internal/shared/agentmux"
 )
 
+// What the guest requests' checked fields accept (api.Error.Allowed).
+const (
+	AllowedArgv      = "a command and its arguments"
+	AllowedEnv       = "KEY=VALUE entries"
+	AllowedGuestPath = "an absolute guest path, e.g. /root/repo"
+)
+
 // Agents gives access to running VMs' agents; *vm.Manager is one.
 type Agents interface {
 	Get(ctx context.Context, name string) (vm.VM, error)
@@ -31,6 +38,11 @@ type Agents interface {
 type Service struct {
 	VMs   Agents
 	Store *store.Store
+	// OnChange, when set, hears of every session change the service
+	// records (started, exited, signalled, lost, removed), after it is
+	// stored; listing an unchanged session records nothing. The daemon
+	// feeds its event hub with it.
+	OnChange func(api.Event)
 }
 
 // apiError turns an agent's refusal into the API error the client sees;

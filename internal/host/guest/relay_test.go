@@ -77,7 +77,7 @@ func TestExecRefusals(t *testing.T) {
 		code    *api.Error
 		msg     string
 	}{
-		{"no command", "g", nil, false, api.ErrInvalidArgument, "banger vm exec g -- CMD"},
+		{"no command", "g", nil, false, api.ErrInvalidArgument, "argv is empty: exec needs a command to run"},
 		{"command not found", "g", []string{"no-such-command-xyz"}, false, api.ErrFailedPrecondition, "no-such-command-xyz"},
 		{"missing vm", "nope", []string{"true"}, false, api.ErrNotFound, `no VM "nope"`},
 		{"stopped vm", "g", []string{"true"}, true, api.ErrFailedPrecondition, "VM g is stopped"},
@@ -202,13 +202,13 @@ func TestCopyRefusals(t *testing.T) {
 		{"copy in to a relative path", func() error {
 			_, err := s.CopyIn(ctx, "g", "tmp/x", strings.NewReader(""))
 			return err
-		}, api.ErrInvalidArgument, `guest path "tmp/x" is not absolute`},
+		}, api.ErrInvalidArgument, `path "tmp/x" is not absolute: give a guest path such as /root/repo`},
 		{"copy out of a relative path", func() error { return s.CopyOut(ctx, "g", "etc", io.Discard) },
-			api.ErrInvalidArgument, `guest path "etc" is not absolute`},
+			api.ErrInvalidArgument, `path "etc" is not absolute`},
 		{"workspace at a relative path", func() error {
 			_, err := s.PrepareWorkspace(ctx, "g", "repo", strings.NewReader(""))
 			return err
-		}, api.ErrInvalidArgument, "give a path such as /root/repo"},
+		}, api.ErrInvalidArgument, `dir "repo" is not absolute: give a guest path such as /root/repo`},
 		{"copy into a missing vm", func() error {
 			_, err := s.CopyIn(ctx, "nope", "/tmp", strings.NewReader(""))
 			return err
@@ -224,6 +224,14 @@ func TestCopyRefusals(t *testing.T) {
 			err := tt.call()
 			if !errors.Is(err, tt.code) || !strings.Contains(fmt.Sprint(err), tt.msg) {
 				t.Errorf("got %v, want %s containing %q", err, tt.code.Code, tt.msg)
+			}
+			// A relative path is the request's fault: the error names
+			// the field (query parameter) and what it accepts.
+			if field, _, _ := strings.Cut(tt.msg, " "); strings.Contains(tt.msg, "is not absolute") {
+				var ae *api.Error
+				if !errors.As(err, &ae) || ae.Field != field || ae.Allowed != AllowedGuestPath {
+					t.Errorf("got %#v, want field %q allowed %q", err, field, AllowedGuestPath)
+				}
 			}
 		})
 	}
@@ -257,13 +265,13 @@ func TestGuestPath(t *testing.T) {
 		{"/", "/"},
 	}
 	for _, tt := range tests {
-		got, err := guestPath(tt.in)
+		got, err := guestPath("path", tt.in)
 		if err != nil || got != tt.want {
 			t.Errorf("guestPath(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
 	for _, bad := range []string{"", "root", "./x", "../etc"} {
-		if _, err := guestPath(bad); !errors.Is(err, api.ErrInvalidArgument) {
+		if _, err := guestPath("path", bad); !errors.Is(err, api.ErrInvalidArgument) {
 			t.Errorf("guestPath(%q) = %v, want invalid_argument", bad, err)
 		}
 	}

@@ -40,7 +40,11 @@ func (s *Service) saveIfChanged(ctx context.Context, vmID string, ses api.Sessio
 	if string(meta) == prev {
 		return nil
 	}
-	return s.Store.PutSession(ctx, store.Session{ID: ses.ID, VMID: vmID, Name: ses.Name, State: ses.State, Meta: string(meta)})
+	if err := s.Store.PutSession(ctx, store.Session{ID: ses.ID, VMID: vmID, Name: ses.Name, State: ses.State, Meta: string(meta)}); err != nil {
+		return err
+	}
+	s.changed(ses)
+	return nil
 }
 
 // stored returns what the store remembers of a VM's sessions, and their
@@ -88,11 +92,11 @@ func lostReason(v vm.VM) string {
 // so a command that died at once comes back failed with diagnostics.
 func (s *Service) Start(ctx context.Context, vmName string, req api.StartSessionRequest) (api.Session, error) {
 	if len(req.Argv) == 0 {
-		return api.Session{}, api.Errorf(api.CodeInvalidArgument, "a session needs a command: banger vm session start %s -- CMD [ARGS...]", vmName)
+		return api.Session{}, api.FieldErrorf("argv", AllowedArgv, "argv is empty: a session needs a command to run")
 	}
 	for _, kv := range req.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
-			return api.Session{}, api.Errorf(api.CodeInvalidArgument, "environment entry %q is not KEY=VALUE: pass --env KEY=VALUE", kv)
+			return api.Session{}, api.FieldErrorf("env", AllowedEnv, "env entry %q is not KEY=VALUE: give each variable as KEY=VALUE", kv)
 		}
 	}
 	v, sess, err := s.VMs.Agent(ctx, vmName)
@@ -228,7 +232,11 @@ func (s *Service) Remove(ctx context.Context, vmName, ref string) error {
 			}
 		}
 	}
-	return s.Store.DeleteSession(ctx, ses.ID)
+	if err := s.Store.DeleteSession(ctx, ses.ID); err != nil {
+		return err
+	}
+	s.removed(v.Name, ses)
+	return nil
 }
 
 // Attach opens an attach stream to a session for the caller to splice to

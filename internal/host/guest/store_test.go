@@ -179,19 +179,22 @@ func TestStartRefusals(t *testing.T) {
 	s, _, st := setup(t)
 	ctx := context.Background()
 	tests := []struct {
-		name string
-		req  api.StartSessionRequest
-		msg  string
+		name           string
+		req            api.StartSessionRequest
+		field, allowed string
+		msg            string
 	}{
-		{"no command", api.StartSessionRequest{Name: "x"}, "a session needs a command: banger vm session start g -- CMD"},
-		{"env without =", api.StartSessionRequest{Argv: []string{"true"}, Env: []string{"PATH"}}, `environment entry "PATH" is not KEY=VALUE`},
-		{"env with an empty key", api.StartSessionRequest{Argv: []string{"true"}, Env: []string{"A=1", "=x"}}, `environment entry "=x"`},
+		{"no command", api.StartSessionRequest{Name: "x"}, "argv", AllowedArgv, "argv is empty: a session needs a command to run"},
+		{"env without =", api.StartSessionRequest{Argv: []string{"true"}, Env: []string{"PATH"}}, "env", AllowedEnv, `env entry "PATH" is not KEY=VALUE`},
+		{"env with an empty key", api.StartSessionRequest{Argv: []string{"true"}, Env: []string{"A=1", "=x"}}, "env", AllowedEnv, `env entry "=x"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := s.Start(ctx, "g", tt.req)
-			if !errors.Is(err, api.ErrInvalidArgument) || !strings.Contains(err.Error(), tt.msg) {
-				t.Errorf("got %v, want invalid_argument containing %q", err, tt.msg)
+			var ae *api.Error
+			if !errors.As(err, &ae) || ae.Code != api.CodeInvalidArgument || !strings.Contains(err.Error(), tt.msg) ||
+				ae.Field != tt.field || ae.Allowed != tt.allowed {
+				t.Errorf("got %#v, want invalid_argument about %s (%s) containing %q", err, tt.field, tt.allowed, tt.msg)
 			}
 		})
 	}

@@ -15,7 +15,7 @@ import (
 // agent has started the command when it returns.
 func (s *Service) Exec(ctx context.Context, vmName string, req api.ExecRequest) (*agentmux.Stream, error) {
 	if len(req.Argv) == 0 {
-		return nil, api.Errorf(api.CodeInvalidArgument, "exec needs a command: banger vm exec %s -- CMD [ARGS...]", vmName)
+		return nil, api.FieldErrorf("argv", AllowedArgv, "argv is empty: exec needs a command to run")
 	}
 	_, sess, err := s.VMs.Agent(ctx, vmName)
 	if err != nil {
@@ -30,10 +30,11 @@ func (s *Service) Exec(ctx context.Context, vmName string, req api.ExecRequest) 
 	return st, nil
 }
 
-// guestPath checks a guest path from the client.
-func guestPath(p string) (string, error) {
+// guestPath checks a guest path from the client, given in the request
+// field (query parameter) field.
+func guestPath(field, p string) (string, error) {
 	if !path.IsAbs(p) {
-		return "", api.Errorf(api.CodeInvalidArgument, "guest path %q is not absolute: give a path such as /root/repo", p)
+		return "", api.FieldErrorf(field, AllowedGuestPath, "%s %q is not absolute: give a guest path such as /root/repo", field, p)
 	}
 	return path.Clean(p), nil
 }
@@ -60,7 +61,7 @@ func (s *Service) PrepareWorkspace(ctx context.Context, vmName, dir string, r io
 	if dir == "" {
 		dir = agentproto.WorkspaceDir
 	}
-	dir, err := guestPath(dir)
+	dir, err := guestPath("dir", dir)
 	if err != nil {
 		return api.TransferResult{}, err
 	}
@@ -70,7 +71,7 @@ func (s *Service) PrepareWorkspace(ctx context.Context, vmName, dir string, r io
 // CopyIn places a workspace.PackPath stream at dest in the guest, with
 // `docker cp` semantics (into dest when it is a directory).
 func (s *Service) CopyIn(ctx context.Context, vmName, dest string, r io.Reader) (api.TransferResult, error) {
-	dest, err := guestPath(dest)
+	dest, err := guestPath("path", dest)
 	if err != nil {
 		return api.TransferResult{}, err
 	}
@@ -80,7 +81,7 @@ func (s *Service) CopyIn(ctx context.Context, vmName, dest string, r io.Reader) 
 // CopyOut writes the guest file or tree at src to w as a
 // workspace.PackPath stream.
 func (s *Service) CopyOut(ctx context.Context, vmName, src string, w io.Writer) error {
-	src, err := guestPath(src)
+	src, err := guestPath("path", src)
 	if err != nil {
 		return err
 	}

@@ -39,14 +39,15 @@ func newImageID() string {
 // CheckName validates a new image's name and that it is free.
 func (c *Catalog) CheckName(ctx context.Context, name string) error {
 	if err := names.Validate(name); err != nil {
-		return api.Errorf(api.CodeInvalidArgument, "image name: %v", err)
+		return api.FieldErrorf("name", names.Rule, "%v", err)
 	}
 	taken, err := c.Store.ImageNameTaken(ctx, name)
 	if err != nil {
 		return err
 	}
 	if taken {
-		return api.Errorf(api.CodeAlreadyExists, "an image named %q already exists: pick another --name, or remove it with `banger image rm %s`", name, name)
+		return &api.Error{Code: api.CodeAlreadyExists, Field: "name", Allowed: "a name no other image has",
+			Message: fmt.Sprintf("an image named %q already exists: pick another name, or remove it with `banger image rm %s`", name, name)}
 	}
 	return nil
 }
@@ -146,6 +147,7 @@ func (c *Catalog) Create(ctx context.Context, spec Spec, p Progress) (Image, err
 		return Image{}, err
 	}
 	c.Log.Info("image created", "image", img.Name, "id", img.ID, "fingerprint", img.Fingerprint)
+	c.changed(ctx, img.ID)
 	return img, nil
 }
 

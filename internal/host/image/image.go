@@ -118,6 +118,12 @@ type Catalog struct {
 	Log        *slog.Logger
 	Now        func() time.Time
 
+	// OnChange, when set, hears of every change the catalog records for
+	// an image (created, healed, promoted, removed), after it is stored:
+	// the image as GET /v1/images/{name} shows it, or Removed. The daemon
+	// feeds its event hub with it.
+	OnChange func(api.Event)
+
 	// mu serialises promote and repair, so two VM creates never heal the
 	// same image at once.
 	mu sync.Mutex
@@ -245,8 +251,9 @@ func (c *Catalog) Remove(ctx context.Context, name string, force bool) error {
 	}
 	users := append(append([]string{}, used...), children...)
 	if len(users) > 0 && !force {
-		return api.Errorf(api.CodeFailedPrecondition,
-			"image %s is used by %v: delete those first, or pass --force (running VMs keep their own disk clones)", img.Name, users)
+		// force is the query parameter of DELETE /v1/images/{name}.
+		return &api.Error{Code: api.CodeFailedPrecondition, Field: "force", Allowed: "true",
+			Message: fmt.Sprintf("image %s is used by %v: delete those first, or remove it with force (running VMs keep their own disk clones)", img.Name, users)}
 	}
 	if len(users) == 0 {
 		if err := c.Store.DeleteImage(ctx, img.ID); err != nil {
@@ -263,6 +270,7 @@ func (c *Catalog) Remove(ctx context.Context, name string, force bool) error {
 			return err
 		}
 	}
+	c.removed(img)
 	return removeTree(c.Dir(img.ID))
 }
 

@@ -158,6 +158,10 @@ func TestRegisterValidationErrors(t *testing.T) {
 		{"rootfs not ext4", mod(func(r *api.RegisterImageRequest) { r.Rootfs = notExt4 })},
 		{"rootfs too small", mod(func(r *api.RegisterImageRequest) { r.Rootfs = small })},
 		{"work-seed not ext4", mod(func(r *api.RegisterImageRequest) { r.WorkSeed = text })},
+		{"kernel missing", mod(func(r *api.RegisterImageRequest) { r.Kernel = "" })},
+		{"relative modules", mod(func(r *api.RegisterImageRequest) { r.Modules = "lib/modules/6.1" })},
+		{"missing modules", mod(func(r *api.RegisterImageRequest) { r.Modules = "/nonexistent/lib/modules/6.1" })},
+		{"empty name", mod(func(r *api.RegisterImageRequest) { r.Name = "" })},
 	}
 	var golden strings.Builder
 	for _, tc := range cases {
@@ -172,7 +176,13 @@ func TestRegisterValidationErrors(t *testing.T) {
 				t.Fatalf("error %v is not an *api.Error", err)
 			}
 			msg := strings.ReplaceAll(err.Error(), f.dir, "$DIR")
-			fmt.Fprintf(&golden, "%s: [%s] %s\n", tc.name, ae.Code, msg)
+			fmt.Fprintf(&golden, "%s: [%s] field=%s allowed=%q\n\t%s\n", tc.name, ae.Code, ae.Field, ae.Allowed, msg)
+			if ae.Field == "" || ae.Allowed == "" {
+				t.Errorf("%q names no field or what it accepts: field=%q allowed=%q", msg, ae.Field, ae.Allowed)
+			}
+			if strings.Contains(msg, "--") {
+				t.Errorf("%q names a CLI flag; name the request field instead", msg)
+			}
 			if diff := cmp.Diff(before, listTree(f.cat.Root)); diff != "" {
 				t.Errorf("register wrote files on bad input:\n%s", diff)
 			}
@@ -403,8 +413,11 @@ func TestRemoveRefusesWhileInUse(t *testing.T) {
 	if err := f.cat.Store.CreateVM(ctx, store.VM{ID: "vm1", Name: "brisk-otter", ImageID: img.ID, State: "running"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.cat.Remove(ctx, "used", false); !errors.Is(err, api.ErrFailedPrecondition) || !strings.Contains(err.Error(), "brisk-otter") {
-		t.Fatalf("remove in use: %v", err)
+	err = f.cat.Remove(ctx, "used", false)
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Code != api.CodeFailedPrecondition || !strings.Contains(err.Error(), "brisk-otter") ||
+		ae.Field != "force" || !strings.Contains(ae.Message, "or remove it with force") {
+		t.Fatalf("remove in use: %#v, want failed_precondition naming the force field", err)
 	}
 	if _, err := os.Stat(f.cat.Dir(img.ID)); err != nil {
 		t.Fatal("refused remove deleted files")

@@ -49,14 +49,14 @@ func (c *Catalog) ValidateRegister(ctx context.Context, req api.RegisterImageReq
 		}
 	}
 	if req.Initrd == "" && req.Modules == "" {
-		return api.Errorf(api.CodeInvalidArgument,
-			"--modules or --initrd is required: with --modules DIR (lib/modules/<release>) banger builds an initramfs holding the virtio modules and its agent; --initrd uses yours as is")
+		return api.FieldErrorf("modules", allowed["modules"],
+			"modules is required when there is no initrd: from lib/modules/<release> banger builds an initramfs holding the virtio modules and its agent (or give an initramfs of your own as initrd, used as is)")
 	}
-	if _, err := CheckExt4("--rootfs", req.Rootfs, MinRootfsSize); err != nil {
+	if _, err := CheckExt4("rootfs", req.Rootfs, MinRootfsSize); err != nil {
 		return err
 	}
 	if req.WorkSeed != "" {
-		if _, err := CheckExt4("--work-seed", req.WorkSeed, 1<<20); err != nil {
+		if _, err := CheckExt4("work_seed", req.WorkSeed, 1<<20); err != nil {
 			return err
 		}
 	}

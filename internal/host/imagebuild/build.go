@@ -44,38 +44,60 @@ func PresetNames() []string {
 // maxScript bounds a provisioning script sent over the API.
 const maxScript = 1 << 20
 
-// ValidateBuild checks a build request before an operation starts.
+// What a build request's checked fields accept (api.Error.Allowed).
+const (
+	AllowedFrom     = "the name or id of a ready image"
+	AllowedPackages = "Debian package names (optionally :arch and =version)"
+	AllowedScript   = "a shell script of up to 1MiB"
+)
+
+// ValidateBuild checks a build request before an operation starts: first
+// what the request alone shows (presets, packages, script), then what
+// needs the catalog (the parent, the new name).
 func (b *Builder) ValidateBuild(ctx context.Context, req api.BuildImageRequest) (image.Image, error) {
-	parent, err := b.Catalog.Get(ctx, req.From)
-	if err != nil {
-		return parent, err
-	}
-	if parent.State != api.ImageReady {
-		return parent, api.Errorf(api.CodeFailedPrecondition, "image %s is %s: run `banger image promote %s` first", parent.Name, parent.State, parent.Name)
-	}
-	if err := b.Catalog.CheckName(ctx, req.Name); err != nil {
-		return parent, err
-	}
 	for _, p := range req.Presets {
 		if _, ok := presets[p]; !ok {
-			return parent, api.Errorf(api.CodeInvalidArgument, "unknown preset %q: known presets are %s", p, strings.Join(PresetNames(), ", "))
-		}
-		if p == "agents" && parent.Manifest.Libc == "musl" {
-			return parent, api.Errorf(api.CodeFailedPrecondition, "the agents preset needs a glibc image; %s is musl", parent.Name)
+			names := strings.Join(PresetNames(), ", ")
+			return image.Image{}, api.FieldErrorf("presets", names, "presets: %q is unknown: use %s", p, names)
 		}
 	}
 	// The check Packages.Apply makes, so a name apt-get would refuse
 	// (or read as an option) is refused now, not minutes into the build.
 	for _, pkg := range req.Packages {
 		if err := provision.ValidPackage(pkg); err != nil {
-			return parent, api.Errorf(api.CodeInvalidArgument, "packages: %v", err)
+			return image.Image{}, api.FieldErrorf("packages", AllowedPackages, "packages: %v", err)
 		}
 	}
 	if len(req.Script) > maxScript {
-		return parent, api.Errorf(api.CodeInvalidArgument, "script is %d bytes; the limit is %d", len(req.Script), maxScript)
+		return image.Image{}, api.FieldErrorf("script", AllowedScript, "script is %d bytes; the limit is %d", len(req.Script), maxScript)
 	}
 	if len(req.Presets) == 0 && len(req.Packages) == 0 && req.Script == "" {
-		return parent, api.Errorf(api.CodeInvalidArgument, "nothing to build: give presets, packages or a script")
+		// Three fields, none at fault alone: no Field.
+		return image.Image{}, api.Errorf(api.CodeInvalidArgument, "nothing to build: give presets, packages or a script")
+	}
+	if req.From == "" {
+		return image.Image{}, api.FieldErrorf("from", AllowedFrom, "from is required: give the image to build on (see `banger image list`)")
+	}
+	parent, err := b.Catalog.Get(ctx, req.From)
+	if errors.Is(err, api.ErrNotFound) {
+		return parent, &api.Error{Code: api.CodeNotFound, Field: "from", Allowed: AllowedFrom,
+			Message: fmt.Sprintf("from %q is not an image: see `banger image list`", req.From)}
+	}
+	if err != nil {
+		return parent, err
+	}
+	if parent.State != api.ImageReady {
+		return parent, &api.Error{Code: api.CodeFailedPrecondition, Field: "from", Allowed: AllowedFrom,
+			Message: fmt.Sprintf("from %s is %s: run `banger image promote %s` first", parent.Name, parent.State, parent.Name)}
+	}
+	for _, p := range req.Presets {
+		if p == "agents" && parent.Manifest.Libc == "musl" {
+			return parent, &api.Error{Code: api.CodeFailedPrecondition, Field: "presets",
+				Message: fmt.Sprintf("presets: agents needs a glibc image; %s is musl", parent.Name)}
+		}
+	}
+	if err := b.Catalog.CheckName(ctx, req.Name); err != nil {
+		return parent, err
 	}
 	return parent, requireRoot("image build")
 }

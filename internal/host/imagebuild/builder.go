@@ -39,17 +39,21 @@ func requireRoot(what string) error {
 	return nil
 }
 
+// AllowedSuite is what a bootstrap request's suite accepts
+// (api.Error.Allowed).
+const AllowedSuite = "a Debian suite name, e.g. bookworm or trixie"
+
 // ValidateBootstrap checks a bootstrap request before an operation starts
 // and fills in defaults.
 func (b *Builder) ValidateBootstrap(ctx context.Context, req *api.BootstrapImageRequest) error {
 	if req.Distro != "debian" {
-		return api.Errorf(api.CodeInvalidArgument, "cannot bootstrap %q: banger bootstraps \"debian\" (register other distros with `banger image register`)", req.Distro)
+		return api.FieldErrorf("distro", "debian", "distro %q cannot be bootstrapped: banger bootstraps debian (register other distros with `banger image register`)", req.Distro)
 	}
 	if req.Suite == "" {
 		req.Suite = "bookworm"
 	}
 	if err := names.Validate(req.Suite); err != nil {
-		return api.Errorf(api.CodeInvalidArgument, "suite %q is not a Debian suite name (e.g. bookworm)", req.Suite)
+		return api.FieldErrorf("suite", AllowedSuite, "suite %q is not a Debian suite name: use e.g. bookworm", req.Suite)
 	}
 	if req.Name == "" {
 		req.Name = "debian-" + req.Suite

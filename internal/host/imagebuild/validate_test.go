@@ -13,6 +13,7 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/host/image"
+	"github.com/bangerdev/banger/internal/host/names"
 	"github.com/bangerdev/banger/internal/host/provision"
 	"github.com/bangerdev/banger/internal/host/store"
 )
@@ -63,50 +64,54 @@ func TestValidateBuild(t *testing.T) {
 		return r
 	}
 	tests := []struct {
-		name string
-		req  api.BuildImageRequest
-		code api.Code // "" for a valid request
-		msg  []string
+		name    string
+		req     api.BuildImageRequest
+		code    api.Code // "" for a valid request
+		field   string   // the api.Error's Field
+		allowed string   // and its Allowed
+		msg     []string
 	}{
-		{"valid packages", ok, "", nil},
-		{"valid script only", api.BuildImageRequest{From: "base", Name: "dev", Script: "echo hi\n"}, "", nil},
-		{"valid preset by id of the parent", api.BuildImageRequest{From: "img-base", Name: "dev", Presets: []string{"agents"}}, "", nil},
+		{"valid packages", ok, "", "", "", nil},
+		{"valid script only", api.BuildImageRequest{From: "base", Name: "dev", Script: "echo hi\n"}, "", "", "", nil},
+		{"valid preset by id of the parent", api.BuildImageRequest{From: "img-base", Name: "dev", Presets: []string{"agents"}}, "", "", "", nil},
 		{"missing parent", with(func(r *api.BuildImageRequest) { r.From = "nope" }),
-			api.CodeNotFound, []string{`no image named "nope"`, "`banger image list`"}},
+			api.CodeNotFound, "from", AllowedFrom, []string{`from "nope" is not an image`, "`banger image list`"}},
 		{"empty parent", with(func(r *api.BuildImageRequest) { r.From = "" }),
-			api.CodeNotFound, []string{`no image named ""`}},
+			api.CodeInvalidArgument, "from", AllowedFrom, []string{"from is required"}},
 		{"unmanaged parent", with(func(r *api.BuildImageRequest) { r.From = "linked" }),
-			api.CodeFailedPrecondition, []string{"image linked is unmanaged", "`banger image promote linked`"}},
+			api.CodeFailedPrecondition, "from", AllowedFrom, []string{"from linked is unmanaged", "`banger image promote linked`"}},
 		{"bad name", with(func(r *api.BuildImageRequest) { r.Name = "Dev_Box" }),
-			api.CodeInvalidArgument, []string{"image name", `"Dev_Box"`}},
+			api.CodeInvalidArgument, "name", names.Rule, []string{`invalid name "Dev_Box"`}},
 		{"empty name", with(func(r *api.BuildImageRequest) { r.Name = "" }),
-			api.CodeInvalidArgument, []string{"image name", "empty"}},
+			api.CodeInvalidArgument, "name", names.Rule, []string{"invalid name", "empty"}},
 		{"name taken", with(func(r *api.BuildImageRequest) { r.Name = "base" }),
-			api.CodeAlreadyExists, []string{`an image named "base" already exists`, "banger image rm base"}},
+			api.CodeAlreadyExists, "name", "a name no other image has", []string{`an image named "base" already exists: pick another name`, "banger image rm base"}},
 		{"unknown preset", with(func(r *api.BuildImageRequest) { r.Presets = []string{"agents", "gui"} }),
-			api.CodeInvalidArgument, []string{`unknown preset "gui"`, "known presets are agents"}},
+			api.CodeInvalidArgument, "presets", "agents", []string{`presets: "gui" is unknown: use agents`}},
 		{"agents preset on musl", api.BuildImageRequest{From: "alpine", Name: "dev", Presets: []string{"agents"}},
-			api.CodeFailedPrecondition, []string{"agents preset needs a glibc image", "alpine is musl"}},
+			api.CodeFailedPrecondition, "presets", "", []string{"presets: agents needs a glibc image", "alpine is musl"}},
 		{"empty package", with(func(r *api.BuildImageRequest) { r.Packages = []string{"git", ""} }),
-			api.CodeInvalidArgument, []string{"packages", `"" is not a Debian package name`}},
+			api.CodeInvalidArgument, "packages", AllowedPackages, []string{"packages: ", `"" is not a Debian package name`}},
 		{"package with a shell metacharacter", with(func(r *api.BuildImageRequest) { r.Packages = []string{"git;reboot"} }),
-			api.CodeInvalidArgument, []string{"packages", `"git;reboot" is not a Debian package name`}},
+			api.CodeInvalidArgument, "packages", AllowedPackages, []string{"packages: ", `"git;reboot" is not a Debian package name`}},
 		{"package with a space", with(func(r *api.BuildImageRequest) { r.Packages = []string{"git curl"} }),
-			api.CodeInvalidArgument, []string{"packages"}},
+			api.CodeInvalidArgument, "packages", AllowedPackages, []string{"packages: "}},
 		{"package with a quote", with(func(r *api.BuildImageRequest) { r.Packages = []string{`a"b`} }),
-			api.CodeInvalidArgument, []string{"packages"}},
+			api.CodeInvalidArgument, "packages", AllowedPackages, []string{"packages: "}},
 		{"package with command substitution", with(func(r *api.BuildImageRequest) { r.Packages = []string{"$(id)"} }),
-			api.CodeInvalidArgument, []string{"packages"}},
+			api.CodeInvalidArgument, "packages", AllowedPackages, []string{"packages: "}},
 		{"package read as an apt option", with(func(r *api.BuildImageRequest) { r.Packages = []string{"-oAPT::Get::AllowUnauthenticated=true"} }),
-			api.CodeInvalidArgument, []string{"packages", "is not a Debian package name"}},
+			api.CodeInvalidArgument, "packages", AllowedPackages, []string{"packages: ", "is not a Debian package name"}},
 		{"package in upper case", with(func(r *api.BuildImageRequest) { r.Packages = []string{"Git"} }),
-			api.CodeInvalidArgument, []string{"packages", `"Git"`}},
-		{"package with version and arch", with(func(r *api.BuildImageRequest) { r.Packages = []string{"git:amd64=1:2.39.5-0+deb12u1"} }), "", nil},
+			api.CodeInvalidArgument, "packages", AllowedPackages, []string{"packages: ", `"Git"`}},
+		{"package with version and arch", with(func(r *api.BuildImageRequest) { r.Packages = []string{"git:amd64=1:2.39.5-0+deb12u1"} }), "", "", "", nil},
 		{"script over the limit", with(func(r *api.BuildImageRequest) { r.Script = strings.Repeat("#", maxScript+1) }),
-			api.CodeInvalidArgument, []string{"script is 1048577 bytes", "the limit is 1048576"}},
-		{"script at the limit", api.BuildImageRequest{From: "base", Name: "dev", Script: strings.Repeat("#", maxScript)}, "", nil},
+			api.CodeInvalidArgument, "script", AllowedScript, []string{"script is 1048577 bytes", "the limit is 1048576"}},
+		{"script at the limit", api.BuildImageRequest{From: "base", Name: "dev", Script: strings.Repeat("#", maxScript)}, "", "", "", nil},
 		{"nothing to build", api.BuildImageRequest{From: "base", Name: "dev"},
-			api.CodeInvalidArgument, []string{"nothing to build", "presets", "packages", "script"}},
+			api.CodeInvalidArgument, "", "", []string{"nothing to build", "presets", "packages", "script"}},
+		{"a bad request is refused before its parent is looked up", api.BuildImageRequest{From: "nope", Name: "dev", Presets: []string{"gui"}},
+			api.CodeInvalidArgument, "presets", "agents", []string{`"gui" is unknown`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,9 +138,12 @@ func TestValidateBuild(t *testing.T) {
 					t.Errorf("message %q does not contain %q", err, m)
 				}
 			}
-			if strings.Contains(err.Error(), "--") && want != api.CodeAlreadyExists {
-				// (An existing name is image.Catalog.CheckName's message,
-				// which still says --name, as the whole image package does.)
+			var ae *api.Error
+			errors.As(err, &ae)
+			if want == tt.code && (ae.Field != tt.field || ae.Allowed != tt.allowed) {
+				t.Errorf("field=%q allowed=%q, want field=%q allowed=%q", ae.Field, ae.Allowed, tt.field, tt.allowed)
+			}
+			if strings.Contains(err.Error(), "--") {
 				t.Errorf("message %q names a CLI flag; name the API field instead", err)
 			}
 		})
@@ -161,15 +169,15 @@ func TestValidateBootstrap(t *testing.T) {
 			api.BootstrapImageRequest{Distro: "debian", Suite: "trixie", Name: "debian-trixie"}, "", nil, true},
 		{"another distro", api.BootstrapImageRequest{Distro: "arch"},
 			api.BootstrapImageRequest{Distro: "arch"}, api.CodeInvalidArgument,
-			[]string{`cannot bootstrap "arch"`, "`banger image register`"}, false},
+			[]string{`distro "arch" cannot be bootstrapped`, "`banger image register`"}, false},
 		{"no distro", api.BootstrapImageRequest{},
-			api.BootstrapImageRequest{}, api.CodeInvalidArgument, []string{`cannot bootstrap ""`}, false},
+			api.BootstrapImageRequest{}, api.CodeInvalidArgument, []string{`distro "" cannot be bootstrapped`}, false},
 		{"bad suite", api.BootstrapImageRequest{Distro: "debian", Suite: "../etc"},
 			api.BootstrapImageRequest{Distro: "debian", Suite: "../etc"}, api.CodeInvalidArgument,
-			[]string{"suite", `"../etc" is not a Debian suite name`}, false},
+			[]string{`suite "../etc" is not a Debian suite name: use e.g. bookworm`}, false},
 		{"bad name", api.BootstrapImageRequest{Distro: "debian", Name: "My Image"},
 			api.BootstrapImageRequest{Distro: "debian", Suite: "bookworm", Name: "My Image"}, api.CodeInvalidArgument,
-			[]string{"image name"}, false},
+			[]string{`invalid name "My Image"`}, false},
 		{"name taken", api.BootstrapImageRequest{Distro: "debian", Name: "base"},
 			api.BootstrapImageRequest{Distro: "debian", Suite: "bookworm", Name: "base"}, api.CodeAlreadyExists,
 			[]string{`"base" already exists`}, false},
@@ -198,11 +206,26 @@ func TestValidateBootstrap(t *testing.T) {
 					t.Errorf("message %q does not contain %q", err, m)
 				}
 			}
-			if strings.Contains(err.Error(), "--") && tt.code != api.CodeAlreadyExists {
+			var ae *api.Error
+			errors.As(err, &ae)
+			if field := bootstrapFields[tt.name]; ae.Field != field[0] || ae.Allowed != field[1] {
+				t.Errorf("field=%q allowed=%q, want field=%q allowed=%q", ae.Field, ae.Allowed, field[0], field[1])
+			}
+			if strings.Contains(err.Error(), "--") {
 				t.Errorf("message %q names a CLI flag; name the API field instead", err)
 			}
 		})
 	}
+}
+
+// bootstrapFields is the Field and Allowed each refused case of
+// TestValidateBootstrap must carry.
+var bootstrapFields = map[string][2]string{
+	"another distro": {"distro", "debian"},
+	"no distro":      {"distro", "debian"},
+	"bad suite":      {"suite", AllowedSuite},
+	"bad name":       {"name", names.Rule},
+	"name taken":     {"name", "a name no other image has"},
 }
 
 // TestStageNames: the stage an operation shows for each step kind, short

@@ -17,6 +17,10 @@ import (
 // MaxLen is the longest valid name: the length limit of a DNS label.
 const MaxLen = 63
 
+// Rule is what Validate accepts, in a few words, for a form to show
+// beside a name field.
+const Rule = "lowercase letters, digits and '-' (1-63 characters, starting with a letter)"
+
 // ErrInvalid is wrapped by every error Validate returns.
 var ErrInvalid = errors.New("invalid name")
 

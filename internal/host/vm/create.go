@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -28,6 +29,16 @@ const (
 	MaxDiskBytes = 4 << 40
 )
 
+// What each field of a create request accepts, as field errors say it
+// (api.Error.Allowed). Messages name the request field by its JSON name,
+// never a front end's flag or form label.
+var (
+	AllowedVCPUs       = fmt.Sprintf("1..%d", MaxVCPUs)
+	AllowedMemory      = config.FormatSize(MinMemoryMiB<<20) + ".." + config.FormatSize(int64(MaxMemoryMiB)<<20)
+	AllowedDisk        = config.FormatSize(MinDiskBytes) + ".." + config.FormatSize(MaxDiskBytes)
+	AllowedHypervisors = config.HypervisorQEMU + ", " + config.HypervisorFirecracker
+)
+
 // ValidateCreate checks a create request and fills in the defaults, so
 // bad input is refused before anything is allocated.
 func (m *Manager) ValidateCreate(ctx context.Context, req *api.CreateVMRequest) (image.Image, error) {
@@ -43,20 +54,22 @@ func (m *Manager) ValidateCreate(ctx context.Context, req *api.CreateVMRequest) 
 	}
 	switch {
 	case req.VCPUs < 1 || req.VCPUs > MaxVCPUs:
-		return image.Image{}, api.Errorf(api.CodeInvalidArgument, "--vcpus %d is out of range: use 1..%d", req.VCPUs, MaxVCPUs)
+		return image.Image{}, api.FieldErrorf("vcpus", AllowedVCPUs, "vcpus %d is out of range: use %s", req.VCPUs, AllowedVCPUs)
 	case req.MemoryMiB < MinMemoryMiB || req.MemoryMiB > MaxMemoryMiB:
-		return image.Image{}, api.Errorf(api.CodeInvalidArgument, "--memory %s is out of range: use %s..%s, e.g. 2GiB",
-			config.FormatSize(int64(req.MemoryMiB)<<20), config.FormatSize(MinMemoryMiB<<20), config.FormatSize(int64(MaxMemoryMiB)<<20))
+		return image.Image{}, api.FieldErrorf("memory_mib", AllowedMemory, "memory_mib %s is out of range: use %s, e.g. 2GiB",
+			config.FormatSize(int64(req.MemoryMiB)<<20), AllowedMemory)
 	case req.DiskBytes < MinDiskBytes || req.DiskBytes > MaxDiskBytes:
-		return image.Image{}, api.Errorf(api.CodeInvalidArgument, "--disk %s is out of range: use %s..%s, e.g. 16GiB",
-			config.FormatSize(req.DiskBytes), config.FormatSize(MinDiskBytes), config.FormatSize(MaxDiskBytes))
+		return image.Image{}, api.FieldErrorf("disk_bytes", AllowedDisk, "disk_bytes %s is out of range: use %s, e.g. 16GiB",
+			config.FormatSize(req.DiskBytes), AllowedDisk)
 	case req.DiskBytes%(1<<20) != 0:
-		return image.Image{}, api.Errorf(api.CodeInvalidArgument, "--disk %d bytes is not a whole number of MiB: use e.g. 16GiB", req.DiskBytes)
+		return image.Image{}, api.FieldErrorf("disk_bytes", AllowedDisk+", whole MiB",
+			"disk_bytes %d is not a whole number of MiB (1048576 bytes): use e.g. 16GiB", req.DiskBytes)
 	}
 	switch req.Hypervisor {
 	case "", config.HypervisorQEMU, config.HypervisorFirecracker:
 	default:
-		return image.Image{}, api.Errorf(api.CodeInvalidArgument, "--hypervisor %q: use qemu or firecracker (or leave it out for the configured default)", req.Hypervisor)
+		return image.Image{}, api.FieldErrorf("hypervisor", AllowedHypervisors,
+			"hypervisor %q is unknown: use qemu or firecracker (or leave it out for the configured default)", req.Hypervisor)
 	}
 	if req.Name != "" {
 		if _, err := m.pickName(ctx, req.Name); err != nil {
@@ -70,11 +83,16 @@ func (m *Manager) ValidateCreate(ctx context.Context, req *api.CreateVMRequest) 
 func (m *Manager) pickImage(ctx context.Context, name string) (image.Image, error) {
 	if name != "" {
 		img, err := m.Images.Get(ctx, name)
+		if errors.Is(err, api.ErrNotFound) {
+			return img, &api.Error{Code: api.CodeNotFound, Field: "image", Allowed: "an image name or id",
+				Message: fmt.Sprintf("image %q does not exist: see `banger image list`, or make one with `banger image bootstrap debian`", name)}
+		}
 		if err != nil {
 			return img, err
 		}
 		if img.State == "removed" {
-			return img, api.Errorf(api.CodeNotFound, "image %s was removed: see `banger image list`", name)
+			return img, &api.Error{Code: api.CodeNotFound, Field: "image", Allowed: "an image name or id",
+				Message: fmt.Sprintf("image %q was removed: see `banger image list`", name)}
 		}
 		return img, nil
 	}
@@ -135,6 +153,7 @@ func (m *Manager) allocate(ctx context.Context, req api.CreateVMRequest, img ima
 		return VM{}, err
 	}
 	v.Lease.VMID = v.ID
+	m.changed(ctx, v.ID)
 	return v, nil
 }
 
@@ -198,13 +217,14 @@ func checkSuitable(choice Choice, img image.Image) error {
 	hv := choice.HV.Name()
 	k := img.Manifest.Kernel
 	if hv == config.HypervisorFirecracker && !k.Firecracker && k.Release != "" {
-		return api.Errorf(api.CodeFailedPrecondition,
-			"image %s cannot boot under Firecracker: %s; use --hypervisor qemu, or an image whose kernel has CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES", img.Name, k.FirecrackerReason)
+		return &api.Error{Code: api.CodeFailedPrecondition, Field: "hypervisor", Allowed: config.HypervisorQEMU,
+			Message: fmt.Sprintf("hypervisor firecracker cannot boot image %s: %s; use qemu, or an image whose kernel has CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES",
+				img.Name, k.FirecrackerReason)}
 	}
 	if hv == config.HypervisorFirecracker && k.FirecrackerMinVersion != "" && choice.Version != "" && hypervisor.VersionLess(choice.Version, k.FirecrackerMinVersion) {
-		return api.Errorf(api.CodeFailedPrecondition,
-			"image %s needs Firecracker %s or newer (%s), this host has %s: upgrade Firecracker or use --hypervisor qemu",
-			img.Name, k.FirecrackerMinVersion, k.FirecrackerReason, choice.Version)
+		return &api.Error{Code: api.CodeFailedPrecondition, Field: "hypervisor", Allowed: config.HypervisorQEMU,
+			Message: fmt.Sprintf("hypervisor firecracker %s cannot boot image %s, which needs Firecracker %s or newer (%s): upgrade Firecracker or use qemu",
+				choice.Version, img.Name, k.FirecrackerMinVersion, k.FirecrackerReason)}
 	}
 	if hv == config.HypervisorQEMU && !k.QEMU && k.Release != "" && k.QEMUReason != "" {
 		return api.Errorf(api.CodeFailedPrecondition, "image %s cannot boot under QEMU: %s", img.Name, k.QEMUReason)

@@ -75,9 +75,9 @@ func checkCreateSpace(r spaceReading, promised int64) error {
 	if r.Free >= need {
 		return nil
 	}
-	return api.Errorf(api.CodeFailedPrecondition,
-		"not enough free disk space for this VM: its disks can grow to %s, and %s more is kept free for the host (%s in all), but %s has %s free: free space in %s or use a smaller --disk",
-		sizeUp(promised), sizeUp(SpaceMargin), sizeUp(need), r.Dir, sizeDown(r.Free), r.Dir)
+	return &api.Error{Code: api.CodeFailedPrecondition, Field: "disk_bytes", Message: fmt.Sprintf(
+		"not enough free disk space for this VM: its disks can grow to %s, and %s more is kept free for the host (%s in all), but %s has %s free: free space in %s or lower disk_bytes",
+		sizeUp(promised), sizeUp(SpaceMargin), sizeUp(need), r.Dir, sizeDown(r.Free), r.Dir)}
 }
 
 // checkStartSpace refuses a start when the filesystem has less than

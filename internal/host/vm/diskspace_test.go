@@ -29,7 +29,7 @@ func TestCheckCreateSpace(t *testing.T) {
 		{"one byte short", 11*gib - 1, 10 * gib, []string{"11GiB in all", "/srv/vms has 10.9GiB free"}},
 		{"tiny filesystem", 64 << 20, 9 * gib, []string{
 			"its disks can grow to 9GiB", "1GiB more is kept free", "10GiB in all", "/srv/vms has 64MiB free",
-			"free space in /srv/vms or use a smaller --disk"}},
+			"free space in /srv/vms or lower disk_bytes"}},
 		{"full", 0, 2 * gib, []string{"has 0B free"}},
 	}
 	for _, tt := range tests {
@@ -41,8 +41,9 @@ func TestCheckCreateSpace(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, api.ErrFailedPrecondition) {
-				t.Fatalf("err = %v, want a failed_precondition error", err)
+			var ae *api.Error
+			if !errors.As(err, &ae) || ae.Code != api.CodeFailedPrecondition || ae.Field != "disk_bytes" {
+				t.Fatalf("err = %#v, want a failed_precondition error about disk_bytes", err)
 			}
 			for _, w := range tt.wantErr {
 				if !strings.Contains(err.Error(), w) {
@@ -112,7 +113,7 @@ func TestSpaceChecksOnARealSmallFilesystem(t *testing.T) {
 		startWarn string
 	}{
 		{name: "small filesystem refuses", size: "256M",
-			create: "but %s has 256MiB free: free space in %s or use a smaller --disk",
+			create: "but %s has 256MiB free: free space in %s or lower disk_bytes",
 			start:  "%s has 256MiB free and a running VM needs at least 1GiB free"},
 		{name: "too small for the promise, enough to start", size: "2G",
 			create:    "its disks can grow to 1.5GiB, and 1GiB more is kept free for the host (2.5GiB in all), but %s has 2GiB free",

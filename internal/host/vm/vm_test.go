@@ -23,6 +23,7 @@ import (
 	"github.com/bangerdev/banger/internal/host/hypervisor"
 	"github.com/bangerdev/banger/internal/host/hypervisor/hvtest"
 	"github.com/bangerdev/banger/internal/host/image"
+	"github.com/bangerdev/banger/internal/host/names"
 	"github.com/bangerdev/banger/internal/host/store"
 	"github.com/bangerdev/banger/internal/shared/bootpayload"
 	"github.com/google/go-cmp/cmp"
@@ -252,6 +253,9 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 	}
 }
 
+// TestValidateCreate: each bad field of a create request is refused with
+// an *api.Error naming the field by its JSON name and what it accepts, in
+// a message that names no CLI flag.
 func TestValidateCreate(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -259,27 +263,56 @@ func TestValidateCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []struct {
-		mod  func(*api.CreateVMRequest)
-		code api.Code
-		msg  string
+		name    string
+		mod     func(*api.CreateVMRequest)
+		code    api.Code
+		field   string
+		allowed string
+		msg     string
 	}{
-		{func(r *api.CreateVMRequest) { r.Image = "nope" }, api.CodeNotFound, `no image named "nope"`},
-		{func(r *api.CreateVMRequest) { r.MemoryMiB = 64 }, api.CodeInvalidArgument, "--memory 64MiB is out of range"},
-		{func(r *api.CreateVMRequest) { r.DiskBytes = 1 << 20 }, api.CodeInvalidArgument, "--disk 1MiB is out of range"},
-		{func(r *api.CreateVMRequest) { r.DiskBytes = 1<<30 + 1 }, api.CodeInvalidArgument, "not a whole number of MiB"},
-		{func(r *api.CreateVMRequest) { r.VCPUs = 65 }, api.CodeInvalidArgument, "--vcpus 65"},
-		{func(r *api.CreateVMRequest) { r.Name = "taken" }, api.CodeAlreadyExists, `a vm named "taken" already exists`},
-		{func(r *api.CreateVMRequest) { r.Name = "Bad Name" }, api.CodeInvalidArgument, `invalid name "Bad Name"`},
-		{func(r *api.CreateVMRequest) { r.Hypervisor = "xen" }, api.CodeInvalidArgument, `--hypervisor "xen"`},
+		{"missing image", func(r *api.CreateVMRequest) { r.Image = "nope" }, api.CodeNotFound,
+			"image", "an image name or id", `image "nope" does not exist: see ` + "`banger image list`"},
+		{"memory too small", func(r *api.CreateVMRequest) { r.MemoryMiB = 64 }, api.CodeInvalidArgument,
+			"memory_mib", "256MiB..256GiB", "memory_mib 64MiB is out of range: use 256MiB..256GiB, e.g. 2GiB"},
+		{"memory too large", func(r *api.CreateVMRequest) { r.MemoryMiB = 300 << 10 }, api.CodeInvalidArgument,
+			"memory_mib", "256MiB..256GiB", "memory_mib 300GiB is out of range"},
+		{"disk too small", func(r *api.CreateVMRequest) { r.DiskBytes = 1 << 20 }, api.CodeInvalidArgument,
+			"disk_bytes", "1GiB..4TiB", "disk_bytes 1MiB is out of range: use 1GiB..4TiB, e.g. 16GiB"},
+		{"disk too large", func(r *api.CreateVMRequest) { r.DiskBytes = 5 << 40 }, api.CodeInvalidArgument,
+			"disk_bytes", "1GiB..4TiB", "disk_bytes 5TiB is out of range"},
+		{"disk not whole MiB", func(r *api.CreateVMRequest) { r.DiskBytes = 1<<30 + 1 }, api.CodeInvalidArgument,
+			"disk_bytes", "1GiB..4TiB, whole MiB", "disk_bytes 1073741825 is not a whole number of MiB"},
+		{"too many vcpus", func(r *api.CreateVMRequest) { r.VCPUs = 65 }, api.CodeInvalidArgument,
+			"vcpus", "1..64", "vcpus 65 is out of range: use 1..64"},
+		{"negative vcpus", func(r *api.CreateVMRequest) { r.VCPUs = -1 }, api.CodeInvalidArgument,
+			"vcpus", "1..64", "vcpus -1 is out of range"},
+		{"name taken", func(r *api.CreateVMRequest) { r.Name = "taken" }, api.CodeAlreadyExists,
+			"name", "a name no other VM has", `a vm named "taken" already exists: pick another name, or delete it with ` + "`banger vm delete taken`"},
+		{"bad name", func(r *api.CreateVMRequest) { r.Name = "Bad Name" }, api.CodeInvalidArgument,
+			"name", names.Rule, `invalid name "Bad Name"`},
+		{"unknown hypervisor", func(r *api.CreateVMRequest) { r.Hypervisor = "xen" }, api.CodeInvalidArgument,
+			"hypervisor", "qemu, firecracker", `hypervisor "xen" is unknown: use qemu or firecracker`},
 	}
 	for _, c := range cases {
-		r := req("")
-		c.mod(&r)
-		_, err := f.m.ValidateCreate(ctx, &r)
-		var ae *api.Error
-		if !errors.As(err, &ae) || ae.Code != c.code || !strings.Contains(err.Error(), c.msg) {
-			t.Errorf("%+v: got %v, want %s %q", r, err, c.code, c.msg)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			r := req("")
+			c.mod(&r)
+			_, err := f.m.ValidateCreate(ctx, &r)
+			var ae *api.Error
+			if !errors.As(err, &ae) {
+				t.Fatalf("%+v: got %v, want an *api.Error", r, err)
+			}
+			if ae.Code != c.code || ae.Field != c.field || ae.Allowed != c.allowed || !strings.Contains(ae.Message, c.msg) {
+				t.Errorf("got %s field=%q allowed=%q %q\nwant %s field=%q allowed=%q containing %q",
+					ae.Code, ae.Field, ae.Allowed, ae.Message, c.code, c.field, c.allowed, c.msg)
+			}
+			if !strings.HasPrefix(ae.Message, c.field+" ") && !strings.Contains(ae.Message, " "+c.field) {
+				t.Errorf("message %q does not name the field %s", ae.Message, c.field)
+			}
+			if strings.Contains(ae.Message, "--") {
+				t.Errorf("message %q names a CLI flag", ae.Message)
+			}
+		})
 	}
 	// Defaults fill in.
 	r := api.CreateVMRequest{}
@@ -508,16 +541,28 @@ func TestFirecrackerSuitability(t *testing.T) {
 	img := image.Image{Name: "base", Manifest: image.Manifest{Kernel: api.KernelInfo{Release: "6.1",
 		Firecracker: true, FirecrackerMinVersion: "1.8", FirecrackerReason: "ACPI discovery"}}}
 	fc := fcNamed{hvtest.NewFake()}
-	if err := checkSuitable(Choice{HV: fc, Version: "1.7.1"}, img); !errors.Is(err, api.ErrFailedPrecondition) || !strings.Contains(err.Error(), "needs Firecracker 1.8") {
+	if err := checkSuitable(Choice{HV: fc, Version: "1.7.1"}, img); !errors.Is(err, api.ErrFailedPrecondition) || !strings.Contains(err.Error(), "needs Firecracker 1.8") || fieldOf(err) != "hypervisor" {
 		t.Errorf("old firecracker: %v", err)
 	}
 	if err := checkSuitable(Choice{HV: fc, Version: "1.10.1"}, img); err != nil {
 		t.Errorf("new firecracker: %v", err)
 	}
 	img.Manifest.Kernel.Firecracker = false
-	if err := checkSuitable(Choice{HV: fc, Version: "1.10.1"}, img); !errors.Is(err, api.ErrFailedPrecondition) || !strings.Contains(err.Error(), "--hypervisor qemu") {
-		t.Errorf("unsuitable kernel: %v", err)
+	err := checkSuitable(Choice{HV: fc, Version: "1.10.1"}, img)
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Code != api.CodeFailedPrecondition || ae.Field != "hypervisor" || ae.Allowed != "qemu" ||
+		!strings.HasPrefix(ae.Message, "hypervisor firecracker cannot boot image base: ACPI discovery; use qemu") {
+		t.Errorf("unsuitable kernel: %#v", err)
 	}
+}
+
+// fieldOf is the Field of the *api.Error in err's chain, "" if none.
+func fieldOf(err error) string {
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return ae.Field
+	}
+	return ""
 }
 
 // A daemon killed between a launch and recording the handle leaves a
