@@ -7,6 +7,7 @@ import (
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
 	"github.com/bangerdev/banger/internal/host/config"
+	"github.com/bangerdev/banger/internal/host/frontend"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -49,21 +50,24 @@ func (cf *createFlags) request() (api.CreateVMRequest, error) {
 	return req, nil
 }
 
-// createVM runs a create operation to its end and returns the VM.
+// createVM runs a create operation to its end and returns the VM,
+// printing the operation's id and its stages (or, with asJSON, its events).
 func createVM(ctx context.Context, app *App, cl *client.Client, req api.CreateVMRequest, asJSON bool) (api.VM, error) {
-	op, err := cl.BeginCreateVM(ctx, req)
-	if err != nil {
-		return api.VM{}, err
+	return frontend.CreateVMWith(ctx, cl, req, createPrinter(app, asJSON), frontend.FollowOptions{Reconnect: app.Client})
+}
+
+// createPrinter renders a create's events, naming the operation before the
+// first one (the snapshot, which carries it).
+func createPrinter(app *App, asJSON bool) func(api.OperationEvent) {
+	print := eventPrinter(app, asJSON)
+	announced := asJSON
+	return func(ev api.OperationEvent) {
+		if !announced {
+			announced = true
+			fmt.Fprintf(app.Stderr, "vm create: operation %s\n", ev.Operation.ID)
+		}
+		print(ev)
 	}
-	if !asJSON {
-		fmt.Fprintf(app.Stderr, "vm create: operation %s\n", op.ID)
-	}
-	final, err := followOperation(ctx, app, cl, op, asJSON)
-	if err != nil {
-		return api.VM{}, err
-	}
-	var v api.VM
-	return v, decodeResult(final, &v)
 }
 
 func newVMCreateCmd(app *App) *cobra.Command {

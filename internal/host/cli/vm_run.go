@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"time"
 
-	"github.com/bangerdev/banger/internal/shared/workspace"
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/frontend"
 	"github.com/spf13/cobra"
 )
 
@@ -39,11 +42,6 @@ error says how to retry or remove it.`,
 			if err != nil {
 				return err
 			}
-			// Refuse a bad checkout before a VM exists (git's file list
-			// and metadata only; no file is read).
-			if err := workspace.Check(c.Context(), path, m); err != nil {
-				return err
-			}
 			req, err := cf.request()
 			if err != nil {
 				return err
@@ -53,12 +51,19 @@ error says how to retry or remove it.`,
 				return err
 			}
 			defer cl.Close()
-			v, err := createVM(c.Context(), app, cl, req, false)
+			v, err := frontend.RunVM(c.Context(), cl, frontend.RunRequest{Create: req, Checkout: path, Mode: m}, frontend.Progress{
+				OnOperation: createPrinter(app, false),
+				OnWorkspace: func(v api.VM, res api.TransferResult, took time.Duration) {
+					printWorkspace(app, v.Name, path, m, res, took)
+				},
+				Follow: frontend.FollowOptions{Reconnect: app.Client},
+			})
+			var we *frontend.WorkspaceError
+			if errors.As(err, &we) {
+				return fmt.Errorf("%w\nthe VM %s is running: retry with `banger vm workspace prepare %s %s`, or remove it with `banger vm delete %s`", we.Err, v.Name, v.Name, path, v.Name)
+			}
 			if err != nil {
 				return err
-			}
-			if _, err := prepareWorkspace(c.Context(), app, cl, v.Name, path, "", m); err != nil {
-				return fmt.Errorf("%w\nthe VM %s is running: retry with `banger vm workspace prepare %s %s`, or remove it with `banger vm delete %s`", err, v.Name, v.Name, path, v.Name)
 			}
 			return printNextSteps(c.Context(), app, cl, v, true)
 		},

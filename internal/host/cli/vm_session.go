@@ -11,6 +11,7 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
+	"github.com/bangerdev/banger/internal/host/frontend"
 	"github.com/bangerdev/banger/internal/host/termsafe"
 	"github.com/spf13/cobra"
 )
@@ -333,39 +334,21 @@ func newSessionKillCmd(app *App) *cobra.Command {
 }
 
 // signalSession signals and, with a timeout, waits for the end and then
-// kills.
+// kills (frontend.StopSession), and says how the session stands.
 func signalSession(ctx context.Context, app *App, vm, ref, sig string, timeout time.Duration) error {
 	cl, err := app.Client(ctx)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	ses, err := cl.SignalSession(ctx, vm, ref, sig)
+	ses, err := frontend.StopSession(ctx, cl, vm, ref, frontend.StopOptions{
+		Signal: sig, Timeout: timeout,
+		OnEscalate: func(api.Session) {
+			fmt.Fprintf(app.Stderr, "session %s still runs %s after SIGTERM: sending SIGKILL\n", ref, timeout)
+		},
+	})
 	if err != nil {
 		return err
-	}
-	deadline := time.Now().Add(timeout)
-	for ses.State == api.SessionRunning && time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-		if ses, err = cl.Session(ctx, vm, ref); err != nil {
-			return err
-		}
-	}
-	if ses.State == api.SessionRunning && timeout > 0 {
-		fmt.Fprintf(app.Stderr, "session %s still runs %s after SIGTERM: sending SIGKILL\n", ref, timeout)
-		if ses, err = cl.SignalSession(ctx, vm, ref, "KILL"); err != nil {
-			return err
-		}
-		for i := 0; i < 25 && ses.State == api.SessionRunning; i++ {
-			time.Sleep(200 * time.Millisecond)
-			if ses, err = cl.Session(ctx, vm, ref); err != nil {
-				return err
-			}
-		}
 	}
 	if ses.State == api.SessionRunning {
 		fmt.Fprintf(app.Stdout, "sent SIG%s to session %s (pid %d); it is still running\n", strings.TrimPrefix(strings.ToUpper(sig), "SIG"), ref, ses.PID)
@@ -382,14 +365,13 @@ func newSessionRmCmd(app *App) *cobra.Command {
 		Example: "  banger vm session rm demo echo",
 		Args:    exactArgs(2, "VM SESSION"),
 		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
-			ses, err := cl.Session(ctx, args[0], args[1])
+			cursors, err := app.cursors()
 			if err != nil {
 				return err
 			}
-			if err := cl.RemoveSession(ctx, args[0], ses.ID); err != nil {
+			if _, err := frontend.RemoveSession(ctx, cl, cursors, args[0], args[1]); err != nil {
 				return err
 			}
-			forgetCursors(app, args[0], ses.ID)
 			fmt.Fprintf(app.Stdout, "removed session %s\n", args[1])
 			return nil
 		}),

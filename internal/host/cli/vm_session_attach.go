@@ -2,26 +2,18 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 
-	"github.com/bangerdev/banger/api"
-	"github.com/bangerdev/banger/client"
+	"github.com/bangerdev/banger/internal/host/frontend"
 	"github.com/bangerdev/banger/internal/host/termsafe"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
-
-// detachKey detaches a terminal attach (Ctrl-]), as telnet does.
-const detachKey = 0x1d
 
 func newSessionAttachCmd(app *App) *cobra.Command {
 	var since, stdinEOF string
@@ -60,12 +52,7 @@ window, and Ctrl-] detaches (Ctrl-C goes to the session).`,
   banger vm session attach demo shell          # a TTY session: Ctrl-] detaches`,
 		Args: exactArgs(2, "VM SESSION"),
 		RunE: func(c *cobra.Command, args []string) error {
-			switch stdinEOF {
-			case "keep", "close", "detach":
-			default:
-				return usageError("--stdin-eof %q: want keep, close or detach", stdinEOF)
-			}
-			return attach(c.Context(), app, args[0], args[1], since, stdinEOF)
+			return attach(c.Context(), app, args[0], args[1], frontend.AttachOptions{Since: since, StdinEOF: stdinEOF})
 		},
 	}
 	c.Flags().StringVar(&since, "since", "resume", "where to start: resume, all, now, or a byte offset")
@@ -73,217 +60,79 @@ window, and Ctrl-] detaches (Ctrl-C goes to the session).`,
 	return c
 }
 
-// cursor remembers the offset an attacher has printed up to, so the next
-// attach resumes there.
-type cursor struct{ f *os.File }
+// attachFlags names the flag behind each option frontend.Attach checks.
+var attachFlags = map[string]string{"Since": "--since", "StdinEOF": "--stdin-eof"}
 
-// cursorPath is where the cursor of a VM's session lives; with id ""
-// the VM's directory of cursors.
-func cursorPath(app *App, vm, id string) (string, error) {
-	paths, err := app.paths()
+// cursors is where attach cursors live: <state dir>/attach.
+func (a *App) cursors() (*frontend.Cursors, error) {
+	paths, err := a.paths()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return filepath.Join(paths.StateDir, "attach", url.PathEscape(vm), url.PathEscape(id)), nil
+	return &frontend.Cursors{Dir: filepath.Join(paths.StateDir, "attach")}, nil
 }
 
-// forgetCursors removes the cursors of a removed session or VM.
+// forgetCursors removes the cursors of a removed session or, with id "",
+// of a deleted VM.
 func forgetCursors(app *App, vm, id string) {
-	if p, err := cursorPath(app, vm, id); err == nil {
-		os.RemoveAll(p)
+	if c, err := app.cursors(); err == nil {
+		c.Forget(vm, id)
 	}
 }
 
-func openCursor(app *App, vm, id string) (*cursor, int64, bool) {
-	path, err := cursorPath(app, vm, id)
-	if err != nil {
-		return nil, 0, false
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, 0, false
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, 0, false
-	}
-	b := make([]byte, 32)
-	n, _ := f.ReadAt(b, 0)
-	off, err := strconv.ParseInt(strings.TrimSpace(string(b[:n])), 10, 64)
-	return &cursor{f}, off, err == nil
-}
-
-func (c *cursor) set(off int64) {
-	if c != nil {
-		c.f.WriteAt(fmt.Appendf(nil, "%020d\n", off), 0)
-	}
-}
-
-func (c *cursor) close() {
-	if c != nil {
-		c.f.Close()
-	}
-}
-
-func attach(ctx context.Context, app *App, vm, ref, since, stdinEOF string) error {
-	var offset int64
-	switch since {
-	case "resume", "all", "now":
-	default:
-		n, err := strconv.ParseInt(since, 10, 64)
-		if err != nil || n < 0 {
-			return usageError("--since %q: want resume, all, now or a byte offset (0 or more)", since)
-		}
-		offset = n
+// attach runs frontend.Attach on this process's stdio and renders how it
+// ended: a detach exits 0, an ended session with its exit code.
+func attach(ctx context.Context, app *App, vm, ref string, o frontend.AttachOptions) error {
+	if err := o.Validate(); err != nil {
+		return attachError(err, vm, ref)
 	}
 	cl, err := app.Client(ctx)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	// The session's id keys the cursor: a name can be reused after rm.
-	target, err := cl.Session(ctx, vm, ref)
-	if err != nil {
+	// Ctrl-C, SIGTERM and SIGHUP detach; in a raw terminal Ctrl-] does.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	o.Stdin, o.Stdout, o.Stderr = app.Stdin, app.Stdout, app.Stderr
+	if f, ok := app.Stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		o.Terminal = f
+	}
+	if o.Cursors, err = app.cursors(); err != nil {
 		return err
 	}
-	cur, saved, resumable := openCursor(app, vm, target.ID)
-	defer cur.close()
-	opt := client.AttachOptions{Since: -1}
-	switch since {
-	case "resume":
-		if resumable && saved <= target.OutputBytes {
-			opt.Since = saved
-		}
-	case "all":
-	case "now":
-		opt.Since = target.OutputBytes
-	default:
-		opt.Since = offset
+	o.OnGap = func(offset, dropped int64) {
+		fmt.Fprintf(app.Stderr, "banger: %d bytes of output at offset %d are no longer buffered\n", dropped, offset)
 	}
-	a, ses, err := cl.Attach(ctx, vm, target.ID, opt)
+	res, err := frontend.Attach(ctx, cl, vm, ref, o)
 	if err != nil {
-		return err
+		return attachError(err, vm, ref)
 	}
-	defer a.Close()
-
-	// Detach on a signal; in a raw terminal Ctrl-] does it instead.
-	detached := make(chan struct{})
-	var once sync.Once
-	detach := func() {
-		once.Do(func() {
-			close(detached)
-			a.Close()
-		})
+	switch {
+	case res.OutputErr != nil:
+		return nil // our stdout is gone: nobody to print to
+	case res.Detached:
+		fmt.Fprintf(app.Stderr, "\r\nbanger: detached from session %s at offset %d; it keeps running\r\n", ref, res.Offset)
+		return nil
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	go func() {
-		select {
-		case <-sigs:
-			detach()
-		case <-detached:
-		}
-	}()
-
-	raw := false
-	if ses.TTY {
-		if f, ok := app.Stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			restore, resize, err := rawTerminal(app)
-			if err != nil {
-				return err
-			}
-			defer restore()
-			raw = true
-			if ws, ok := termSize(); ok {
-				a.Resize(ws.Rows, ws.Cols)
-			}
-			go func() {
-				for {
-					select {
-					case ws := <-resize:
-						a.Resize(ws.Rows, ws.Cols)
-					case <-detached:
-						return
-					}
-				}
-			}()
-		}
+	fmt.Fprintf(app.Stderr, "banger: session %s %s (%s)\n", ref, termsafe.Line(res.Session.State), exitSummary(res.Session))
+	if res.ExitCode != 0 {
+		return &exitError{code: res.ExitCode}
 	}
-
-	go func() {
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := app.Stdin.Read(buf)
-			if n > 0 {
-				p := buf[:n]
-				if raw {
-					if i := strings.IndexByte(string(p), detachKey); i >= 0 {
-						a.Write(p[:i])
-						detach()
-						return
-					}
-				}
-				if _, werr := a.Write(p); werr != nil {
-					return
-				}
-			}
-			if err != nil {
-				switch stdinEOF {
-				case "close":
-					a.CloseStdin()
-				case "detach":
-					detach()
-				}
-				return
-			}
-		}
-	}()
-
-	offset = opt.Since
-	if offset < 0 {
-		offset = ses.BufferedFrom
-	}
-	for {
-		ch, err := a.Next()
-		if err != nil {
-			select {
-			case <-detached:
-				fmt.Fprintf(app.Stderr, "\r\nbanger: detached from session %s at offset %d; it keeps running\r\n", ref, offset)
-				return nil
-			default:
-			}
-			if err == io.EOF {
-				final, ferr := a.Final()
-				if ferr != nil || final.ID == "" {
-					final = ses
-				}
-				fmt.Fprintf(app.Stderr, "banger: session %s %s (%s)\n", ref, termsafe.Line(final.State), exitSummary(final))
-				if code := exitCode(api.ExitStatus{Code: codeOf(final), Signal: final.Signal}); code != 0 {
-					return &exitError{code: code}
-				}
-				return nil
-			}
-			return fmt.Errorf("lost the attach stream of session %s at offset %d: %w; the session keeps running in the guest: run `banger vm session attach %s %s` to resume", ref, offset, err, vm, ref)
-		}
-		if err := writeChunk(app, ch); err != nil {
-			detach()
-			return nil // our stdout is gone: nobody to print to
-		}
-		if ch.Stream == "gap" {
-			offset = ch.Offset + ch.Dropped
-		} else {
-			offset = ch.Offset + int64(len(ch.Data))
-		}
-		cur.set(offset)
-	}
+	return nil
 }
 
-func codeOf(s api.Session) int {
-	if s.ExitCode != nil {
-		return *s.ExitCode
+// attachError says an attach failure in the CLI's words: options as
+// flags, and the command that resumes a lost stream.
+func attachError(err error, vm, ref string) error {
+	var oe *frontend.OptionError
+	if errors.As(err, &oe) {
+		return usageError("%s %q: want %s", attachFlags[oe.Option], oe.Value, oe.Want)
 	}
-	if s.Signal == "" && s.State != api.SessionExited {
-		return 1
+	var lost *frontend.LostError
+	if errors.As(err, &lost) {
+		return fmt.Errorf("lost the attach stream of session %s at offset %d: %w; the session keeps running in the guest: run `banger vm session attach %s %s` to resume",
+			ref, lost.Offset, lost.Err, vm, ref)
 	}
-	return 0
+	return err
 }

@@ -3,11 +3,11 @@ package cli
 import (
 	"context"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
+	"github.com/bangerdev/banger/internal/host/frontend"
 	"github.com/bangerdev/banger/internal/host/termsafe"
 	"github.com/bangerdev/banger/internal/shared/workspace"
 	"github.com/spf13/cobra"
@@ -82,16 +82,19 @@ func checkoutArgs(mode string, args []string, i int) (workspace.Mode, string, er
 	return m, ".", nil
 }
 
-// prepareWorkspace packs path and installs it in the VM, reporting files,
-// bytes and time on stderr.
+// prepareWorkspace packs path and installs it in the VM
+// (frontend.PrepareWorkspace), reporting files, bytes and time on stderr.
 func prepareWorkspace(ctx context.Context, app *App, cl *client.Client, vm, path, dir string, mode workspace.Mode) (api.TransferResult, error) {
 	start := time.Now()
-	res, err := pipeTar(ctx,
-		func(w io.Writer) error { _, err := workspace.Pack(ctx, path, mode, w); return err },
-		func(r io.Reader) (api.TransferResult, error) { return cl.PrepareWorkspace(ctx, vm, dir, r) })
+	res, err := frontend.PrepareWorkspace(ctx, cl, vm, path, dir, mode)
 	if err != nil {
-		return res, fmt.Errorf("preparing the workspace of %s: %w", vm, err)
+		return res, err
 	}
-	fmt.Fprintf(app.Stderr, "workspace %s (%s mode) → %s:%s: %s\n", path, mode, vm, termsafe.Line(res.Path), transferSummary(res, time.Since(start)))
+	printWorkspace(app, vm, path, mode, res, time.Since(start))
 	return res, nil
+}
+
+// printWorkspace says what a workspace copy installed where.
+func printWorkspace(app *App, vm, path string, mode workspace.Mode, res api.TransferResult, took time.Duration) {
+	fmt.Fprintf(app.Stderr, "workspace %s (%s mode) → %s:%s: %s\n", path, mode, vm, termsafe.Line(res.Path), transferSummary(res, took))
 }

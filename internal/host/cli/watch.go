@@ -9,34 +9,27 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
+	"github.com/bangerdev/banger/internal/host/frontend"
 	"github.com/bangerdev/banger/internal/host/termsafe"
 )
 
 // followOperation prints an operation's live stages until it ends and
-// returns its final state. Progress goes to stderr; with asJSON every event
-// goes to stdout as one JSON line instead.
+// returns its final state (frontend.FollowOperationWith: through a daemon
+// restart too, starting the daemon again to read how it ended). Progress
+// goes to stderr; with asJSON every event goes to stdout as one JSON line
+// instead.
 func followOperation(ctx context.Context, app *App, cl *client.Client, op api.Operation, asJSON bool) (api.Operation, error) {
-	var enc *json.Encoder
+	return frontend.FollowOperationWith(ctx, cl, op.ID, eventPrinter(app, asJSON), frontend.FollowOptions{Reconnect: app.Client})
+}
+
+// eventPrinter renders operation events: as text on stderr, or as JSON
+// lines on stdout.
+func eventPrinter(app *App, asJSON bool) func(api.OperationEvent) {
 	if asJSON {
-		enc = json.NewEncoder(app.Stdout)
+		enc := json.NewEncoder(app.Stdout)
+		return func(ev api.OperationEvent) { enc.Encode(ev) }
 	}
-	final, err := cl.WatchOperation(ctx, op.ID, func(ev api.OperationEvent) error {
-		if enc != nil {
-			return enc.Encode(ev)
-		}
-		printEvent(app.Stderr, ev)
-		return nil
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return final, fmt.Errorf("stopped following operation %s; it keeps running: `banger operation watch %s`", op.ID, op.ID)
-		}
-		return final, err
-	}
-	if final.State == api.OperationFailed && final.Error != nil {
-		return final, final.Error
-	}
-	return final, nil
+	return func(ev api.OperationEvent) { printEvent(app.Stderr, ev) }
 }
 
 func printEvent(w io.Writer, ev api.OperationEvent) {
@@ -72,7 +65,7 @@ func printEvent(w io.Writer, ev api.OperationEvent) {
 
 func printStageDone(w io.Writer, name string, d time.Duration, detail string) {
 	mark := "✓"
-	if detail == "failed" || detail == "interrupted" {
+	if frontend.StageFailed(detail) {
 		mark = "✗"
 	}
 	line := fmt.Sprintf("  %s %-22s %8s", mark, name, fmtDuration(d))
@@ -83,12 +76,4 @@ func printStageDone(w io.Writer, name string, d time.Duration, detail string) {
 }
 
 // decodeResult unpacks a finished operation's result.
-func decodeResult(op api.Operation, v any) error {
-	if len(op.Result) == 0 {
-		return fmt.Errorf("operation %s finished without a result", op.ID)
-	}
-	if err := json.Unmarshal(op.Result, v); err != nil {
-		return fmt.Errorf("decoding the result of operation %s: %w", op.ID, err)
-	}
-	return nil
-}
+func decodeResult(op api.Operation, v any) error { return frontend.DecodeResult(op, v) }
