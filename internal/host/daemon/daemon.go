@@ -155,6 +155,7 @@ func Run(ctx context.Context, opts Options) error {
 	if d.net != nil {
 		defer d.net.Close()
 	}
+	defer d.vms.Close()
 	if err := d.reconcile(ctx); err != nil {
 		log.Error("reconciling", "error", err)
 		return err
