@@ -32,6 +32,7 @@ copied into /root at every start.`,
 		newVMWorkspaceCmd(app),
 		newVMSessionCmd(app),
 		newVMRunCmd(app),
+		newVMStatsCmd(app),
 	)
 	return c
 }
