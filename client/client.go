@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/host/localsock"
@@ -25,7 +27,22 @@ import (
 type Client struct {
 	socket string
 	http   *http.Client
+	retry  retryPolicy
 }
+
+// retryPolicy is how a request that only reads (a GET that is not a
+// stream) rides out a daemon going away or being replaced under it: a
+// connection reset, or closed before any answer, is tried again after
+// first, then twice as long each time, attempts times in all. A refused
+// connection (no daemon: localsock.ErrNotRunning) is not retried: it is
+// the signal daemonctl starts a daemon on, at once.
+type retryPolicy struct {
+	attempts int
+	first    time.Duration
+}
+
+// defaultRetry tries 5 times within about 1.5s.
+var defaultRetry = retryPolicy{attempts: 5, first: 100 * time.Millisecond}
 
 // New returns a client for the daemon listening on socket. Every
 // connection is checked before a request is written to it: the kernel's
@@ -41,7 +58,7 @@ func New(socket string) *Client {
 		MaxIdleConns:      4,
 		DisableKeepAlives: false,
 	}
-	return &Client{socket: socket, http: &http.Client{Transport: tr}}
+	return &Client{socket: socket, http: &http.Client{Transport: tr}, retry: defaultRetry}
 }
 
 // Socket is the path this client dials.
@@ -53,8 +70,23 @@ func (c *Client) Close() { c.http.CloseIdleConnections() }
 // IsNotRunning reports whether err means no daemon answers on the socket.
 func IsNotRunning(err error) bool { return errors.Is(err, localsock.ErrNotRunning) }
 
+// do sends a request and decodes its JSON answer into out. A GET is
+// retried (see retryPolicy) when the connection broke before the daemon
+// answered: it changes nothing, so asking again is safe. Other methods
+// are sent once: a reset after the daemon read the request may still
+// have acted on it.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	resp, err := c.send(ctx, method, path, in)
+	for attempt, wait := 1, c.retry.first; err != nil && method == http.MethodGet && attempt < c.retry.attempts && brokenBeforeAnswer(err); attempt, wait = attempt+1, wait*2 {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		resp, err = c.send(ctx, method, path, in)
+	}
 	if err != nil {
 		return err
 	}
@@ -67,6 +99,14 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("decoding %s %s response: %w", method, path, err)
 	}
 	return nil
+}
+
+// brokenBeforeAnswer reports whether err is a connection that broke
+// before any answer came: reset (a daemon exiting with our request
+// unread, or a listener closed with our connection still queued), or
+// closed cleanly without a response.
+func brokenBeforeAnswer(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF)
 }
 
 // roundTrip sends req to the daemon; a failure to reach it comes back as
