@@ -94,7 +94,7 @@ func TestAPIErrorsRoundTrip(t *testing.T) {
 		{"bad deep doctor timeout", func() error {
 			_, err := d.Client.BeginDeepDoctor(ctx, api.DeepDoctorRequest{ProbeTimeout: api.Duration(-time.Second)})
 			return err
-		}, api.ErrInvalidArgument, "probe_timeout_ms -1000 is out of range"},
+		}, api.ErrInvalidArgument, "probe_timeout_ms -1s is out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

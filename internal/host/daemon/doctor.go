@@ -128,7 +128,7 @@ func (d *Daemon) postDeepDoctor(w http.ResponseWriter, r *http.Request) error {
 	}
 	timeout := req.ProbeTimeout.D()
 	if timeout < 0 || timeout > 10*time.Minute {
-		return api.Errorf(api.CodeInvalidArgument, "probe_timeout_ms %d is out of range: use 1..600000, or omit it for the default", req.ProbeTimeout.D().Milliseconds())
+		return api.FieldErrorf("probe_timeout_ms", "1ms..10m", "probe_timeout_ms %s is out of range: use 1ms..10m, or leave it out for the default", timeout)
 	}
 	op, err := d.ops.Begin("doctor", "host", func(ctx context.Context, run *operation.Run) (any, error) {
 		return d.deepDoctor(ctx, run, timeout)

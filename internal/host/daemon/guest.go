@@ -199,7 +199,8 @@ func (d *Daemon) attachSession(w http.ResponseWriter, r *http.Request) error {
 	if s := q.Get("since"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
-			return api.Errorf(api.CodeInvalidArgument, "since=%q is not an offset: give a byte offset (0 or more), or -1 for everything buffered", s)
+			return api.FieldErrorf("since", "a byte offset: 0 or more, or -1 for everything buffered",
+				"since %q is not an offset: give a byte offset (0 or more), or -1 for everything buffered", s)
 		}
 		since = n
 	}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,11 +97,12 @@ func (d *Daemon) selectHypervisor(ctx context.Context, requested string, p vm.Pr
 	switch want {
 	case config.HypervisorFirecracker:
 		if d.fc == nil {
-			return vm.Choice{}, api.Errorf(api.CodeFailedPrecondition, "Firecracker is not usable: %v; install it (see README) or use --hypervisor qemu", d.fcErr)
+			return vm.Choice{}, &api.Error{Code: api.CodeFailedPrecondition, Field: "hypervisor", Allowed: config.HypervisorQEMU,
+				Message: fmt.Sprintf("hypervisor firecracker is not usable here (%v): install it (see README) or use qemu", d.fcErr)}
 		}
 		if !kvm {
-			return vm.Choice{}, api.Errorf(api.CodeFailedPrecondition,
-				"Firecracker needs KVM, and KVM cannot boot guests on this host (banger doctor --deep): use --hypervisor qemu")
+			return vm.Choice{}, &api.Error{Code: api.CodeFailedPrecondition, Field: "hypervisor", Allowed: config.HypervisorQEMU,
+				Message: "hypervisor firecracker needs KVM, and KVM cannot boot guests on this host (see `banger doctor --deep`): use qemu"}
 		}
 		return vm.Choice{HV: d.fc, Accel: "kvm", Version: d.fcVersion}, nil
 	case config.HypervisorAuto:
@@ -109,10 +111,10 @@ func (d *Daemon) selectHypervisor(ctx context.Context, requested string, p vm.Pr
 		}
 	case config.HypervisorQEMU:
 	default:
-		return vm.Choice{}, api.Errorf(api.CodeInvalidArgument, "hypervisor %q: use qemu or firecracker", want)
+		return vm.Choice{}, api.FieldErrorf("hypervisor", vm.AllowedHypervisors, "hypervisor %q is unknown: use qemu or firecracker", want)
 	}
 	accel := qemu.AccelTCG
-	warning := "KVM cannot boot guests on this host (banger doctor --deep): QEMU runs this VM under software emulation, which is slow"
+	warning := "KVM cannot boot guests on this host (see `banger doctor --deep`): QEMU runs this VM under software emulation, which is slow"
 	if kvm {
 		accel, warning = qemu.AccelKVM, ""
 	}
