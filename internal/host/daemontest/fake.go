@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -96,17 +98,29 @@ func (n *Network) AcquireTAP(_ context.Context, ip netip.Addr) (string, error) {
 	return tap, nil
 }
 
-// ReleaseTAP returns a TAP; releasing one that is not held is an error,
-// as it would be a bookkeeping bug in the daemon.
+// ReleaseTAP returns a TAP. As with the real pool, a TAP that is not held
+// (a new Network after a "host reboot") is released without complaint,
+// and a name that is no pool TAP's is an error.
 func (n *Network) ReleaseTAP(_ context.Context, tap string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if _, ok := n.held[tap]; !ok {
-		return fmt.Errorf("fake network: %s is not held", tap)
+	if !n.isTAP(tap) {
+		return fmt.Errorf("fake network: releasing %q: not a pool TAP", tap)
 	}
-	delete(n.held, tap)
-	n.released++
+	if _, ok := n.held[tap]; ok {
+		delete(n.held, tap)
+		n.released++
+	}
 	return nil
+}
+
+// poolPrefix is what every pool TAP's name starts with.
+var poolPrefix = strings.TrimSuffix(hostnet.TAPName(0), "0")
+
+// isTAP reports whether tap is a pool TAP's name (hostnet.TAPName).
+func (n *Network) isTAP(tap string) bool {
+	i, err := strconv.Atoi(strings.TrimPrefix(tap, poolPrefix))
+	return err == nil && i >= 0 && hostnet.TAPName(i) == tap
 }
 
 // Held returns the TAPs held now, sorted.

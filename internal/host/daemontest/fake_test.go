@@ -328,3 +328,93 @@ func BenchmarkCreateFakeVM(b *testing.B) {
 	}
 	daemontest.DeleteVMs(b, d, names)
 }
+
+// TestFakeHostReboot: a fake daemon started on the root of a stopped one,
+// with a new Fake and Network (as after a host reboot), finds the VMs
+// gone, marks them stopped, and starts them again.
+func TestFakeHostReboot(t *testing.T) {
+	first := daemontest.Start(t, daemontest.Options{Fake: true})
+	first.CreateVM(t, api.CreateVMRequest{Name: "survivor"})
+	if err := first.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	d := daemontest.Start(t, daemontest.Options{Fake: true, Root: first.Root})
+	v, ok := vmNamed(t, d, "survivor")
+	if !ok || v.State != api.VMStopped || v.TAP != "" {
+		t.Fatalf("after the reboot: %+v, want survivor stopped without a TAP", v)
+	}
+	op, err := d.Client.BeginStartVM(context.Background(), "survivor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Await(t, op)
+	if v, _ := vmNamed(t, d, "survivor"); v.State != api.VMRunning {
+		t.Fatalf("survivor after start = %s", v.State)
+	}
+	daemontest.DeleteVMs(t, d, []string{"survivor"})
+	requireClean(t, d)
+}
+
+func TestNetwork(t *testing.T) {
+	ctx := context.Background()
+	subnet := netip.MustParsePrefix("10.9.0.0/24")
+	a, b := netip.MustParseAddr("10.9.0.2"), netip.MustParseAddr("10.9.0.3")
+	type step struct {
+		op      string // "acquire" or "release"
+		ip      netip.Addr
+		tap     string
+		wantTAP string
+		wantErr string
+	}
+	tests := []struct {
+		name     string
+		steps    []step
+		wantHeld []string
+	}{
+		{"acquire two", []step{{op: "acquire", ip: a, wantTAP: "tap-pool-0"}, {op: "acquire", ip: b, wantTAP: "tap-pool-1"}},
+			[]string{"tap-pool-0", "tap-pool-1"}},
+		{"acquire and release", []step{{op: "acquire", ip: a, wantTAP: "tap-pool-0"}, {op: "release", tap: "tap-pool-0"}}, []string{}},
+		{"the same address twice", []step{{op: "acquire", ip: a, wantTAP: "tap-pool-0"}, {op: "acquire", ip: a, wantErr: "already held"}},
+			[]string{"tap-pool-0"}},
+		{"an address outside the subnet", []step{{op: "acquire", ip: netip.MustParseAddr("10.8.0.2"), wantErr: "not a guest address"}}, []string{}},
+		{"the gateway", []step{{op: "acquire", ip: netip.MustParseAddr("10.9.0.1"), wantErr: "not a guest address"}}, []string{}},
+		{"release what is not held", []step{{op: "release", tap: "tap-pool-7"}}, []string{}},
+		{"release a name that is no TAP", []step{{op: "release", tap: "eth0", wantErr: "not a pool TAP"}}, []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := daemontest.NewNetwork(subnet)
+			for i, s := range tt.steps {
+				var tap string
+				var err error
+				if s.op == "acquire" {
+					tap, err = n.AcquireTAP(ctx, s.ip)
+				} else {
+					err = n.ReleaseTAP(ctx, s.tap)
+				}
+				if s.wantErr == "" && err != nil || s.wantErr != "" && (err == nil || !strings.Contains(err.Error(), s.wantErr)) {
+					t.Fatalf("step %d (%s): err = %v, want %q", i, s.op, err, s.wantErr)
+				}
+				if tap != s.wantTAP {
+					t.Errorf("step %d: tap = %q, want %q", i, tap, s.wantTAP)
+				}
+			}
+			if diff := cmp.Diff(tt.wantHeld, n.Held()); diff != "" {
+				t.Errorf("held (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// BenchmarkListFakeVMs lists 200 VMs (GET /v1/vms), what a front end does
+// once at start.
+func BenchmarkListFakeVMs(b *testing.B) {
+	d := daemontest.Start(b, daemontest.Options{Fake: true})
+	daemontest.CreateVMs(b, d, 200)
+	for b.Loop() {
+		vms, err := d.Client.VMs(context.Background())
+		if err != nil || len(vms) != 200 {
+			b.Fatalf("%d VMs, %v", len(vms), err)
+		}
+	}
+}
