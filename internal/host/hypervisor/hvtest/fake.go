@@ -24,13 +24,15 @@ const FakeDriverName = "fake"
 // never names a real process: hypervisor.Alive is false for it.
 const fakePIDBase = 1 << 30
 
-// Fake is a hand-written, in-memory hypervisor.Hypervisor for unit tests
-// of code that drives VMs. It runs no processes: its "VMs" are records
-// with a state, its agent is agentmux.BasicGuest over a net.Pipe holding
-// the agent key of the spec's initramfs (BootKey: a VM booted without a
-// boot payload has an agent that refuses every host), and it
-// passes the conformance suite (with FakeGuest). It records every call and
-// fails on demand.
+// Fake is a hand-written, in-memory hypervisor.Hypervisor for tests of
+// code that drives VMs, down to a whole daemon (daemontest's fake mode).
+// It runs no processes: its "VMs" are records with a state, its agent is
+// agentmux.Basic over a net.Pipe holding the agent key of the spec's
+// initramfs (BootKey: a VM booted without a boot payload has an agent that
+// refuses every host) — health, readiness probes, host keys, power-off,
+// memory and an always empty session list; the pipes close when the VM
+// stops — and it passes the conformance suite (with FakeGuest). It records
+// every call and fails on demand.
 //
 // Launch checks the spec like a real driver (the boot files and disks
 // must exist; a directory where a VM runs is refused) and creates

@@ -255,3 +255,56 @@ func TestLightPowerOffMarker(t *testing.T) {
 		t.Errorf("testdata/hvinit does not print %q", LightPowerOffMarker)
 	}
 }
+
+// A Fake guest answers what a front end's views of a VM ask (an empty
+// session list, the memory), refuses what it cannot do, and hangs up when
+// its VM stops.
+func TestFakeGuestCalls(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	f := NewFake()
+	g := FakeGuest(t)
+	key := newAgentKey()
+	spec := fakeSpec(t, g)
+	spec.MemoryMiB = 512
+	spec.Boot.Initrd = filepath.Join(t.TempDir(), "initrd-with-key.img")
+	if err := WithBootKey(spec.Boot.Initrd, g.Initrd, key); err != nil {
+		t.Fatal(err)
+	}
+	h, err := f.Launch(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := f.DialAgent(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := agentmux.Upgrade(ctx, conn, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+
+	var sessions []agentproto.SessionInfo
+	if err := sess.Call(ctx, agentproto.MethodSessionList, nil, &sessions); err != nil || sessions == nil || len(sessions) != 0 {
+		t.Errorf("session list = %v, %v; want an empty list", sessions, err)
+	}
+	var mem agentproto.MemInfo
+	if err := sess.Call(ctx, agentproto.MethodMemInfo, nil, &mem); err != nil || mem.TotalBytes != 512<<20 || mem.AvailableBytes != 384<<20 {
+		t.Errorf("meminfo = %+v, %v; want 512 MiB, 384 MiB available", mem, err)
+	}
+	var e *agentmux.Error
+	start := agentproto.SessionStart{Argv: []string{"true"}}
+	if err := sess.Call(ctx, agentproto.MethodSessionStart, start, nil); !errors.As(err, &e) || e.Code != agentmux.CodeUnknownType {
+		t.Errorf("session start = %v, want unknown_type", err)
+	}
+
+	if err := f.Kill(h); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-sess.Done():
+	case <-ctx.Done():
+		t.Fatal("the agent session outlived its VM")
+	}
+}
