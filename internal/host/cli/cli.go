@@ -82,10 +82,11 @@ func Run(ctx context.Context, args []string, app *App) int {
 	root.SetIn(app.Stdin)
 	root.SetOut(app.Stdout)
 	root.SetErr(app.Stderr)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
 	}
+	err = withFlagNames(cmd, err) // a field error names the flag (fields.go)
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {

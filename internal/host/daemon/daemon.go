@@ -21,6 +21,7 @@ import (
 
 	"github.com/bangerdev/banger/internal/host/config"
 	"github.com/bangerdev/banger/internal/host/doctor"
+	"github.com/bangerdev/banger/internal/host/eventhub"
 	"github.com/bangerdev/banger/internal/host/ext4img"
 	"github.com/bangerdev/banger/internal/host/guest"
 	"github.com/bangerdev/banger/internal/host/hypervisor"
@@ -62,6 +63,7 @@ type Daemon struct {
 	builder   *imagebuild.Builder
 	vms       *vm.Manager
 	guest     *guest.Service
+	events    *eventhub.Hub
 	net       *network
 	qemu      *qemu.Driver
 	fc        *firecracker.Driver
@@ -156,6 +158,7 @@ func Run(ctx context.Context, opts Options) error {
 		defer d.net.Close()
 	}
 	defer d.vms.Close()
+	d.openEvents()
 	if err := d.reconcile(ctx); err != nil {
 		log.Error("reconciling", "error", err)
 		return err
@@ -165,6 +168,7 @@ func Run(ctx context.Context, opts Options) error {
 	defer stop()
 	d.stop = stop
 	d.ops = operation.NewManager(ctx, st, log)
+	d.ops.OnChange = d.events.Publish
 
 	ln, err := localsock.Listen(cfg.Paths.Socket())
 	if err != nil {
@@ -199,6 +203,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err := d.ops.Wait(shutdownCtx); err != nil {
 		log.Warn("waiting for operations", "error", err)
 	}
+	// Event streams never end by themselves: end them, so that Shutdown
+	// does not wait for them.
+	d.events.Close()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("closing connections", "error", err)
 		srv.Close()

@@ -41,6 +41,7 @@ func (d *Daemon) routes() http.Handler {
 	handle("GET "+v+"/operations/{id}", d.getOperation)
 	handle("GET "+v+"/operations/{id}/events", d.streamOperation)
 	handle("POST "+v+"/operations/{id}/cancel", d.cancelOperation)
+	handle("GET "+v+"/events", d.streamEvents)
 	handle("GET "+v+"/images", d.listImages)
 	handle("GET "+v+"/images/{name}", d.getImage)
 	handle("DELETE "+v+"/images/{name}", d.deleteImage)

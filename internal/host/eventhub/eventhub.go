@@ -14,6 +14,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -41,6 +42,7 @@ type Hub struct {
 	epoch  string
 	buffer int
 	now    func() time.Time
+	log    *slog.Logger
 
 	mu     sync.Mutex
 	seq    uint64      // Seq of the last published event
@@ -57,6 +59,7 @@ type Options struct {
 	Buffer int              // per-subscriber buffer
 	Epoch  string           // "" means a fresh random one
 	Now    func() time.Time // stamps Event.Time; nil means time.Now
+	Log    *slog.Logger     // where cut-offs are logged; nil discards
 }
 
 // New returns an empty hub with a fresh epoch.
@@ -75,7 +78,10 @@ func New(o Options) *Hub {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Hub{epoch: o.Epoch, buffer: o.Buffer, now: o.Now, ring: make([]api.Event, o.Ring),
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Hub{epoch: o.Epoch, buffer: o.Buffer, now: o.Now, log: o.Log, ring: make([]api.Event, o.Ring),
 		subs: map[*Subscription]struct{}{}}
 }
 
@@ -115,6 +121,8 @@ func (h *Hub) Publish(ev api.Event) {
 		select {
 		case s.ch <- ev:
 		default:
+			h.log.Warn("an event subscriber fell too far behind and was cut off; it resumes from its last seq",
+				"seq", h.seq, "buffer", h.buffer)
 			h.dropLocked(s, ErrSlow)
 		}
 	}

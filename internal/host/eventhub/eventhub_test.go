@@ -1,9 +1,12 @@
 package eventhub
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -139,7 +142,9 @@ func TestResumeOnEmptyHub(t *testing.T) {
 // then ErrSlow, and can resume without a reset while the ring still holds
 // what it missed; a reader that keeps up is not affected.
 func TestSlowSubscriberIsCutOff(t *testing.T) {
-	h := newHub(16, 2)
+	var logged bytes.Buffer
+	h := New(Options{Ring: 16, Buffer: 2, Epoch: "e1", Now: func() time.Time { return t0 },
+		Log: slog.New(slog.NewTextHandler(&logged, nil))})
 	slow, _ := h.Subscribe(nil)
 	fast, _ := h.Subscribe(nil)
 	read(t, fast, 1) // hello
@@ -165,6 +170,9 @@ func TestSlowSubscriberIsCutOff(t *testing.T) {
 	}
 	if _, err := slow.Next(context.Background()); !errors.Is(err, ErrSlow) {
 		t.Errorf("a cut-off subscription must keep answering ErrSlow, got %v", err)
+	}
+	if n := strings.Count(logged.String(), "fell too far behind and was cut off"); n != 1 {
+		t.Errorf("the cut-off was logged %d times, want once:\n%s", n, logged.String())
 	}
 	again, _ := h.Subscribe(&Resume{Since: 2, Epoch: h.Epoch()})
 	if diff := cmp.Diff([]string{"hello 2 ", "image 3 n3", "image 4 n4", "image 5 n5"}, summary(read(t, again, 4))); diff != "" {

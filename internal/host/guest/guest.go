@@ -38,6 +38,11 @@ type Agents interface {
 type Service struct {
 	VMs   Agents
 	Store *store.Store
+	// OnChange, when set, hears of every session change the service
+	// records (started, exited, signalled, lost, removed), after it is
+	// stored; listing an unchanged session records nothing. The daemon
+	// feeds its event hub with it.
+	OnChange func(api.Event)
 }
 
 // apiError turns an agent's refusal into the API error the client sees;

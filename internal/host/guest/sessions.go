@@ -40,7 +40,11 @@ func (s *Service) saveIfChanged(ctx context.Context, vmID string, ses api.Sessio
 	if string(meta) == prev {
 		return nil
 	}
-	return s.Store.PutSession(ctx, store.Session{ID: ses.ID, VMID: vmID, Name: ses.Name, State: ses.State, Meta: string(meta)})
+	if err := s.Store.PutSession(ctx, store.Session{ID: ses.ID, VMID: vmID, Name: ses.Name, State: ses.State, Meta: string(meta)}); err != nil {
+		return err
+	}
+	s.changed(ses)
+	return nil
 }
 
 // stored returns what the store remembers of a VM's sessions, and their
@@ -228,7 +232,11 @@ func (s *Service) Remove(ctx context.Context, vmName, ref string) error {
 			}
 		}
 	}
-	return s.Store.DeleteSession(ctx, ses.ID)
+	if err := s.Store.DeleteSession(ctx, ses.ID); err != nil {
+		return err
+	}
+	s.removed(v.Name, ses)
+	return nil
 }
 
 // Attach opens an attach stream to a session for the caller to splice to

@@ -147,6 +147,7 @@ func (c *Catalog) Create(ctx context.Context, spec Spec, p Progress) (Image, err
 		return Image{}, err
 	}
 	c.Log.Info("image created", "image", img.Name, "id", img.ID, "fingerprint", img.Fingerprint)
+	c.changed(ctx, img.ID)
 	return img, nil
 }
 

@@ -20,6 +20,7 @@ func (c *Catalog) save(ctx context.Context, img Image) error {
 	if err := c.Store.UpdateImage(ctx, rec); err != nil {
 		return err
 	}
+	c.changed(ctx, img.ID)
 	if _, err := os.Stat(c.Dir(img.ID)); err == nil {
 		return writeManifest(c.Dir(img.ID), img)
 	}

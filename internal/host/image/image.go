@@ -118,6 +118,12 @@ type Catalog struct {
 	Log        *slog.Logger
 	Now        func() time.Time
 
+	// OnChange, when set, hears of every change the catalog records for
+	// an image (created, healed, promoted, removed), after it is stored:
+	// the image as GET /v1/images/{name} shows it, or Removed. The daemon
+	// feeds its event hub with it.
+	OnChange func(api.Event)
+
 	// mu serialises promote and repair, so two VM creates never heal the
 	// same image at once.
 	mu sync.Mutex
@@ -264,6 +270,7 @@ func (c *Catalog) Remove(ctx context.Context, name string, force bool) error {
 			return err
 		}
 	}
+	c.removed(img)
 	return removeTree(c.Dir(img.ID))
 }
 

@@ -43,6 +43,12 @@ type Manager struct {
 	now   func() time.Time
 	base  context.Context
 
+	// OnChange, when set, hears of every change to an operation that the
+	// manager persists: its begin, each stage (a stage start closes the
+	// one before), and its end; not its log lines. Set it before the
+	// first Begin. The daemon feeds its event hub with it.
+	OnChange func(api.Event)
+
 	mu   sync.Mutex
 	live map[string]*Run
 	wg   sync.WaitGroup
@@ -95,6 +101,7 @@ func (m *Manager) Begin(kind, target string, fn Func) (api.Operation, error) {
 	m.live[r.op.ID] = r
 	m.mu.Unlock()
 	m.log.Info("operation begun", "op", r.op.ID, "kind", kind, "target", target)
+	m.changed(r.Snapshot())
 
 	m.wg.Add(1)
 	go func() {
@@ -232,6 +239,16 @@ func (r *Run) finish(result any, err error) {
 func (r *Run) persist(op api.Operation) {
 	if err := r.m.store.SaveOperation(context.Background(), op); err != nil {
 		r.m.log.Error("persisting operation", "op", op.ID, "error", err)
+	}
+	// Get answers from the live run, so the change is real even when
+	// storing it failed.
+	r.m.changed(op)
+}
+
+// changed tells OnChange about op's new state.
+func (m *Manager) changed(op api.Operation) {
+	if m.OnChange != nil {
+		m.OnChange(api.Event{Kind: api.EventOperation, ID: op.ID, OperationState: &op})
 	}
 }
 

@@ -153,6 +153,7 @@ func (m *Manager) allocate(ctx context.Context, req api.CreateVMRequest, img ima
 		return VM{}, err
 	}
 	v.Lease.VMID = v.ID
+	m.changed(ctx, v.ID)
 	return v, nil
 }
 

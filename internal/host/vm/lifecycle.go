@@ -514,6 +514,8 @@ func (m *Manager) destroy(ctx context.Context, v *VM) error {
 	}
 	if err := m.Store.DeleteVM(ctx, v.ID); err != nil && !strings.Contains(err.Error(), "not found") {
 		errs = append(errs, err)
+	} else {
+		m.removed(v)
 	}
 	m.locks.Delete(v.ID)
 	m.dropRemovedImage(ctx, v.ImageID)

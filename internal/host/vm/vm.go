@@ -122,6 +122,11 @@ type Manager struct {
 	// StrayCommands are the program names reconcile may kill when they
 	// work on a half-created VM's directory; nil means the hypervisors.
 	StrayCommands []string
+	// OnChange, when set, hears of every change the manager records for a
+	// VM (created, creating, running, stopped, removed; at reconcile too),
+	// after it is stored: the VM as GET /v1/vms/{name} shows it, or
+	// Removed. The daemon feeds its event hub with it.
+	OnChange func(api.Event)
 
 	links   agentlink.Pool // each running VM's agent session
 	allocMu sync.Mutex     // name + lease allocation
@@ -172,7 +177,11 @@ func (m *Manager) save(ctx context.Context, v *VM) error {
 		return err
 	}
 	v.VM.Spec, v.VM.Runtime = string(spec), string(rt)
-	return m.Store.UpdateVM(context.WithoutCancel(ctx), v.VM)
+	if err := m.Store.UpdateVM(context.WithoutCancel(ctx), v.VM); err != nil {
+		return err
+	}
+	m.changed(ctx, v.ID)
+	return nil
 }
 
 // Get returns a VM by name or id; a missing one is api.ErrNotFound with

@@ -1,0 +1,31 @@
+package vm
+
+import (
+	"context"
+
+	"github.com/bangerdev/banger/api"
+)
+
+// changed tells OnChange what the store now holds for the VM: it is read
+// back and converted the way GET /v1/vms/{name} does, so the event and a
+// fresh GET agree.
+func (m *Manager) changed(ctx context.Context, id string) {
+	if m.OnChange == nil {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	v, err := m.Get(ctx, id)
+	if err != nil {
+		m.Log.Warn("reading a changed vm back for the event feed", "vm", id, "error", err)
+		return
+	}
+	a := m.API(ctx, v)
+	m.OnChange(api.Event{Kind: api.EventVM, ID: a.ID, Name: a.Name, VMState: &a})
+}
+
+// removed tells OnChange that the VM's record is gone.
+func (m *Manager) removed(v *VM) {
+	if m.OnChange != nil {
+		m.OnChange(api.Event{Kind: api.EventVM, ID: v.ID, Name: v.Name, Removed: true})
+	}
+}
