@@ -1,0 +1,26 @@
+// Package tui is `banger tui`: a Bubble Tea program for browsing and
+// operating VMs, sessions, images and operations. It only gathers input and
+// renders (STYLE.md rule 11): the daemon is reached through package client
+// and the behaviour every front end shares (attach with replay, stop then
+// kill, the reconnecting event feed) through package frontend.
+//
+// # Data
+//
+// One [Store] holds what the screens show. It is filled by one list call per
+// kind when the program starts (and again after the event feed says its
+// history is gone, a Reconnected{Reset: true}), then kept current by the
+// daemon-wide event feed alone; VM figures come from one GET /v1/stats per
+// refresh for every VM at once. No view polls a single VM.
+//
+// # Screens
+//
+// The [App] draws a tab bar, the active [View]'s body, a status line and a
+// help bar. Each tab is a View (see view.go for the contract); the tabs are
+// registered in order in tabs.go, and a view that does not exist is simply
+// not listed there. A view keeps its own sub-screens (a detail page, a
+// form, a confirmation) and says which keys it takes in Keys.
+//
+// Text that came from a guest or from a daemon error is shown through
+// termsafe (a guest is hostile, SPEC §8); NO_COLOR turns colours off but
+// keeps bold and reverse, so the selection stays visible.
+package tui

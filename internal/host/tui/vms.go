@@ -1,0 +1,446 @@
+package tui
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+
+	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/textinput"
+	tea "charm.land/bubbletea/v2"
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/client"
+	"github.com/bangerdev/banger/internal/host/termsafe"
+)
+
+// vmsView is the VMs tab: the table, its filter, the delete confirmation,
+// and the create form and VM detail it opens.
+type vmsView struct {
+	keys vmsKeys
+	// selected is the selected VM's name: the selection follows the VM,
+	// not the row, as VMs come and go.
+	selected string
+	// top is the first row shown (scrolling).
+	top       int
+	filter    textinput.Model
+	filtering bool
+	// confirm is the VM a delete waits on y for.
+	confirm string
+	create  *createForm
+	detail  *vmDetail
+}
+
+type vmsKeys struct {
+	Up, Down, Filter, Create, Start, Stop, Restart, Delete, Detail, Shell, Console, Yes, No, Apply, Clear key.Binding
+}
+
+func newVMsView() *vmsView {
+	f := textinput.New()
+	f.Prompt = "/"
+	f.Placeholder = "filter by name, state, image, IP"
+	f.CharLimit = 64
+	return &vmsView{
+		filter: f,
+		keys: vmsKeys{
+			Up:      key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
+			Down:    key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "down")),
+			Filter:  key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter")),
+			Create:  key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "create")),
+			Start:   key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "start")),
+			Stop:    key.NewBinding(key.WithKeys("x"), key.WithHelp("x", "stop")),
+			Restart: key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "restart")),
+			Delete:  key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "delete")),
+			Detail:  key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "detail")),
+			Shell:   key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "ssh")),
+			Console: key.NewBinding(key.WithKeys("l"), key.WithHelp("l", "console")),
+			Yes:     key.NewBinding(key.WithKeys("y"), key.WithHelp("y", "delete it")),
+			No:      key.NewBinding(key.WithKeys("n", "esc"), key.WithHelp("n/esc", "keep it")),
+			Apply:   key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "keep filter")),
+			Clear:   key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "clear filter")),
+		},
+	}
+}
+
+func (v *vmsView) Title() string { return "VMs" }
+
+func (v *vmsView) Init(env *Env) tea.Cmd { return nil }
+
+func (v *vmsView) Capturing() bool {
+	switch {
+	case v.create != nil:
+		return v.create.Capturing()
+	case v.detail != nil:
+		return v.detail.Capturing()
+	}
+	return v.filtering || v.confirm != ""
+}
+
+func (v *vmsView) Keys() []key.Binding {
+	k := v.keys
+	switch {
+	case v.create != nil:
+		return v.create.Keys()
+	case v.detail != nil:
+		return v.detail.Keys()
+	case v.confirm != "":
+		return []key.Binding{k.Yes, k.No}
+	case v.filtering:
+		return []key.Binding{k.Apply, k.Clear}
+	}
+	return []key.Binding{k.Create, k.Start, k.Stop, k.Restart, k.Delete, k.Detail, k.Shell, k.Console, k.Filter}
+}
+
+// rows is the VMs the filter lets through, in name order.
+func (v *vmsView) rows(env *Env) []api.VM {
+	all := env.Store.VMs()
+	q := strings.ToLower(strings.TrimSpace(v.filter.Value()))
+	if q == "" {
+		return all
+	}
+	out := all[:0:0]
+	for _, vm := range all {
+		hay := strings.ToLower(strings.Join([]string{vm.Name, vm.State, vm.Image, vm.IP, vm.Hypervisor}, " "))
+		if strings.Contains(hay, q) {
+			out = append(out, vm)
+		}
+	}
+	return out
+}
+
+// cursor is the selected row's index in rows, or the nearest row.
+func (v *vmsView) cursor(rows []api.VM) int {
+	for i, vm := range rows {
+		if vm.Name == v.selected {
+			return i
+		}
+	}
+	return 0
+}
+
+func (v *vmsView) current(env *Env) (api.VM, bool) {
+	rows := v.rows(env)
+	if len(rows) == 0 {
+		return api.VM{}, false
+	}
+	return rows[v.cursor(rows)], true
+}
+
+func (v *vmsView) Update(env *Env, msg tea.Msg) tea.Cmd {
+	var cmds []tea.Cmd
+	// Sub-screens get every message; keys only when on screen.
+	if v.create != nil {
+		done, cmd := v.create.Update(env, msg)
+		cmds = append(cmds, cmd)
+		if done {
+			if v.create.created != "" {
+				v.selected = v.create.created
+			}
+			v.create = nil
+		}
+		if _, isKey := msg.(tea.KeyPressMsg); isKey {
+			return tea.Batch(cmds...)
+		}
+	}
+	if v.detail != nil {
+		done, cmd := v.detail.Update(env, msg)
+		cmds = append(cmds, cmd)
+		if done {
+			v.detail.Close()
+			v.detail = nil
+		}
+		if _, isKey := msg.(tea.KeyPressMsg); isKey {
+			return tea.Batch(cmds...)
+		}
+	}
+	if k, ok := msg.(tea.KeyPressMsg); ok {
+		cmds = append(cmds, v.key(env, k))
+	}
+	return tea.Batch(cmds...)
+}
+
+func (v *vmsView) key(env *Env, msg tea.KeyPressMsg) tea.Cmd {
+	k := v.keys
+	if v.confirm != "" {
+		name := v.confirm
+		switch {
+		case key.Matches(msg, k.Yes):
+			v.confirm = ""
+			return tea.Batch(status("deleting "+name+"…"),
+				env.Do("deleted "+name, func(ctx context.Context, cl *client.Client) error {
+					return cl.DeleteVM(ctx, name)
+				}, nil))
+		case key.Matches(msg, k.No):
+			v.confirm = ""
+			return status("kept " + name)
+		}
+		return nil
+	}
+	if v.filtering {
+		switch {
+		case key.Matches(msg, k.Clear):
+			v.filter.SetValue("")
+			v.filter.Blur()
+			v.filtering = false
+			return nil
+		case key.Matches(msg, k.Apply):
+			v.filter.Blur()
+			v.filtering = false
+			return nil
+		}
+		var cmd tea.Cmd
+		v.filter, cmd = v.filter.Update(msg)
+		v.top = 0
+		return cmd
+	}
+	rows := v.rows(env)
+	i := v.cursor(rows)
+	switch {
+	case key.Matches(msg, k.Up):
+		if i > 0 {
+			v.selected = rows[i-1].Name
+		}
+		return nil
+	case key.Matches(msg, k.Down):
+		if i+1 < len(rows) {
+			v.selected = rows[i+1].Name
+		}
+		return nil
+	case key.Matches(msg, k.Filter):
+		v.filtering = true
+		return v.filter.Focus()
+	case key.Matches(msg, k.Clear):
+		v.filter.SetValue("")
+		return nil
+	case key.Matches(msg, k.Create):
+		v.create = newCreateForm(env)
+		return v.create.Init(env)
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	vm := rows[i]
+	v.selected = vm.Name
+	name := vm.Name
+	switch {
+	case key.Matches(msg, k.Start):
+		return tea.Batch(status("starting "+name+"…"), env.Do("", func(ctx context.Context, cl *client.Client) error {
+			_, err := cl.BeginStartVM(ctx, name)
+			return err
+		}, nil))
+	case key.Matches(msg, k.Stop):
+		return tea.Batch(status("stopping "+name+"…"), env.Do("stopped "+name, func(ctx context.Context, cl *client.Client) error {
+			_, err := cl.StopVM(ctx, name)
+			return err
+		}, nil))
+	case key.Matches(msg, k.Restart):
+		return tea.Batch(status("restarting "+name+"…"), env.Do("", func(ctx context.Context, cl *client.Client) error {
+			_, err := cl.BeginRestartVM(ctx, name)
+			return err
+		}, nil))
+	case key.Matches(msg, k.Delete):
+		v.confirm = name
+		return nil
+	case key.Matches(msg, k.Detail):
+		v.detail = newVMDetail(env, name, paneOverview)
+		return v.detail.Init(env)
+	case key.Matches(msg, k.Console):
+		v.detail = newVMDetail(env, name, paneConsole)
+		return v.detail.Init(env)
+	case key.Matches(msg, k.Shell):
+		return sshInto(env, name)
+	}
+	return nil
+}
+
+// status is a command that sets the status line.
+func status(text string) tea.Cmd {
+	return func() tea.Msg { return StatusMsg{Text: text} }
+}
+
+// sshInto hands the terminal to `banger vm ssh NAME` and takes it back
+// when that exits.
+func sshInto(env *Env, name string) tea.Cmd {
+	c := exec.Command(env.opts.Banger, "vm", "ssh", name)
+	return tea.ExecProcess(c, func(err error) tea.Msg {
+		if err != nil {
+			return StatusMsg{Err: fmt.Errorf("ssh into %s: %w", name, err)}
+		}
+		return StatusMsg{Text: "back from ssh into " + name}
+	})
+}
+
+// Table columns: min width, whether it takes spare width.
+type column struct {
+	title string
+	min   int
+	flex  bool
+	right bool
+}
+
+var vmColumns = []column{
+	{title: "NAME", min: 10, flex: true},
+	{title: "STATE", min: 8},
+	{title: "IMAGE", min: 6, flex: true},
+	{title: "IP", min: 11},
+	{title: "CPU", min: 3, right: true},
+	{title: "MEM", min: 5, right: true},
+	{title: "HV", min: 8},
+	{title: "CPU%", min: 6},
+	{title: "SES", min: 3, right: true},
+	{title: "AGE", min: 3, right: true},
+}
+
+// layout returns each column's width for a table of the given width
+// (one cell for the selection mark, one space between columns).
+func layout(cols []column, width int, natural []int) []int {
+	w := make([]int, len(cols))
+	used := 1
+	flex := 0
+	for i, c := range cols {
+		w[i] = max(c.min, len(c.title))
+		if !c.flex && natural[i] > w[i] {
+			w[i] = natural[i]
+		}
+		used += w[i] + 1
+		if c.flex {
+			flex++
+		}
+	}
+	spare := width - used
+	for i, c := range cols {
+		if !c.flex || spare <= 0 {
+			continue
+		}
+		want := max(natural[i]-w[i], 0)
+		give := min(want, spare/flex)
+		w[i] += give
+		spare -= give
+		flex--
+	}
+	return w
+}
+
+func (v *vmsView) cells(env *Env, vm api.VM) []string {
+	f := env.Format
+	hv := vm.Hypervisor
+	if vm.Accel != "" {
+		hv += "/" + vm.Accel
+	}
+	ip := vm.IP
+	if ip == "" {
+		ip = "-"
+	}
+	spark := ""
+	if h := env.Store.Stats(vm.Name); len(h) > 0 && vm.State == api.VMRunning {
+		vals := make([]float64, len(h))
+		for i, s := range h {
+			vals[i] = s.CPUPercent
+		}
+		spark = sparkline(vals, 6)
+	}
+	ses := "-"
+	if list, listed := env.Store.Sessions(vm.Name); listed || len(list) > 0 {
+		n := 0
+		for _, s := range list {
+			if s.State == api.SessionRunning {
+				n++
+			}
+		}
+		ses = strconv.Itoa(n)
+	}
+	return []string{
+		termsafe.Line(vm.Name), vm.State, termsafe.Line(vm.Image), ip,
+		strconv.Itoa(vm.VCPUs), mib(vm.MemoryMiB), hv, spark, ses, f.Age(vm.CreatedAt),
+	}
+}
+
+func (v *vmsView) Render(env *Env) string {
+	switch {
+	case v.create != nil:
+		return v.create.Render(env)
+	case v.detail != nil:
+		return v.detail.Render(env)
+	}
+	t := env.Theme
+	var lines []string
+	footer := ""
+	switch {
+	case v.confirm != "":
+		footer = t.Error.Render("Delete VM "+termsafe.Line(v.confirm)+"?") + " Its disks and sessions go with it. y delete · n keep"
+	case v.filtering || v.filter.Value() != "":
+		footer = v.filter.View()
+	}
+	rows := v.rows(env)
+	height := env.Height
+	if footer != "" {
+		height--
+	}
+	switch {
+	case !env.Store.Loaded:
+		lines = append(lines, "", "  loading VMs…")
+	case len(env.Store.VMs()) == 0:
+		lines = append(lines, "", "  No VMs yet. Press c to create one.")
+	default:
+		all := make([][]string, len(rows))
+		natural := make([]int, len(vmColumns))
+		for i, vm := range rows {
+			all[i] = v.cells(env, vm)
+			for j, c := range all[i] {
+				natural[j] = max(natural[j], len([]rune(c)))
+			}
+		}
+		w := layout(vmColumns, env.Width, natural)
+		head := " "
+		for j, c := range vmColumns {
+			if c.right {
+				head += fitLeft(c.title, w[j]) + " "
+			} else {
+				head += fit(c.title, w[j]) + " "
+			}
+		}
+		lines = append(lines, t.Header.Render(strings.TrimRight(head, " ")))
+		visible := max(height-1, 1)
+		cur := v.cursor(rows)
+		if cur < v.top {
+			v.top = cur
+		}
+		if cur >= v.top+visible {
+			v.top = cur - visible + 1
+		}
+		if v.top > max(len(rows)-visible, 0) {
+			v.top = max(len(rows)-visible, 0)
+		}
+		for i := v.top; i < len(rows) && i < v.top+visible; i++ {
+			mark := " "
+			if i == cur {
+				mark = ">"
+			}
+			line := mark
+			for j, c := range all[i] {
+				cell := fit(c, w[j])
+				if vmColumns[j].right {
+					cell = fitLeft(c, w[j])
+				}
+				if j == 1 && i != cur {
+					cell = t.State(c) + strings.Repeat(" ", max(w[j]-len(c), 0))
+				}
+				line += cell + " "
+			}
+			line = strings.TrimRight(line, " ")
+			if i == cur {
+				line = t.Selected.Render(fit(line, env.Width))
+			}
+			lines = append(lines, line)
+		}
+		if len(rows) == 0 {
+			lines = append(lines, "  no VM matches the filter")
+		}
+	}
+	body := box(strings.Join(lines, "\n"), env.Width, height)
+	if footer != "" {
+		body += "\n" + fit(footer, env.Width)
+	}
+	return body
+}
