@@ -103,3 +103,44 @@ func TestUndecodableSuccess(t *testing.T) {
 		t.Fatalf("got %v, want a decoding error naming GET /vms", err)
 	}
 }
+
+// TestFieldErrorsComeBackWhole: a field error keeps its Field and Allowed
+// through the client — from a plain call, a stream upgrade and a tar
+// upload, and as the error of a failed operation a watch returns — so a
+// front end can show it beside the field it names.
+func TestFieldErrorsComeBackWhole(t *testing.T) {
+	sent := api.FieldErrorf("memory_mib", "256MiB..256GiB", "memory_mib 64MiB is out of range: use 256MiB..256GiB")
+	_, c := startFake(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/events") {
+			// An operation that failed on the same field.
+			op := api.Operation{ID: "op-1", Kind: "vm.create", State: api.OperationFailed, Error: sent}
+			json.NewEncoder(w).Encode(api.OperationEvent{Type: api.EventDone, Operation: op})
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(sent.Code.HTTPStatus())
+		json.NewEncoder(w).Encode(api.ErrorBody{Error: sent})
+	})
+	ctx := context.Background()
+	calls := map[string]error{}
+	_, calls["BeginCreateVM"] = c.BeginCreateVM(ctx, api.CreateVMRequest{MemoryMiB: 64})
+	_, calls["Exec"] = c.Exec(ctx, "dev", api.ExecRequest{Argv: []string{"true"}}, nil, nil, nil, nil)
+	_, calls["CopyIn"] = c.CopyIn(ctx, "dev", "/tmp", strings.NewReader("tar"))
+	for name, err := range calls {
+		var ae *api.Error
+		if !errors.As(err, &ae) {
+			t.Errorf("%s: got %T %v, want *api.Error", name, err, err)
+			continue
+		}
+		if diff := cmp.Diff(sent, ae); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", name, diff)
+		}
+	}
+	op, err := c.WatchOperation(ctx, "op-1", func(api.OperationEvent) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(sent, op.Error); diff != "" {
+		t.Errorf("the failed operation's error (-want +got):\n%s", diff)
+	}
+}
