@@ -484,4 +484,3 @@ func (w *lineWriter) waitContains(t *testing.T, s string) {
 func testCursors(t *testing.T) *Cursors {
 	return &Cursors{Dir: filepath.Join(t.TempDir(), "attach")}
 }
-
