@@ -15,11 +15,13 @@ package daemontest
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
 	"github.com/bangerdev/banger/internal/host/config"
 	"github.com/bangerdev/banger/internal/host/daemon"
@@ -89,7 +91,9 @@ func Config(tb testing.TB, root string) *config.Config {
 	return cfg
 }
 
-// Start runs a daemon until the test ends and waits until it answers.
+// Start runs a daemon until the test ends and waits until it answers. In
+// fake mode the image FakeImage is registered (unless the root has it),
+// and the fake VMs are killed when the test ends.
 func Start(tb testing.TB, o Options) *Daemon {
 	tb.Helper()
 	if o.Fake {
@@ -121,8 +125,12 @@ func Start(tb testing.TB, o Options) *Daemon {
 		}
 	})
 	if o.Fake {
-		if _, err := d.Client.Image(context.Background(), FakeImage); err != nil {
+		_, err := d.Client.Image(context.Background(), FakeImage)
+		switch {
+		case errors.Is(err, api.ErrNotFound):
 			d.SeedImage(tb, FakeImage)
+		case err != nil:
+			tb.Fatal(err)
 		}
 	}
 	return d
