@@ -41,7 +41,7 @@ func TestAutoPicksFirecrackerOnlyWhereKVMBoots(t *testing.T) {
 			t.Errorf("auto chose %s where KVM cannot boot guests", v.Hypervisor)
 		}
 		r := e.runWith(e.extra, "vm", "create", "--hypervisor", "firecracker", "--memory", "512MiB", "--disk", "1GiB")
-		if r.code == 0 || !strings.Contains(r.stderr, "Firecracker needs KVM") {
+		if r.code == 0 || !strings.Contains(r.stderr, "--hypervisor firecracker needs KVM") {
 			t.Errorf("explicit firecracker without KVM: exit %d %q", r.code, r.stderr)
 		}
 		e.must("vm", "delete", "q")

@@ -86,7 +86,7 @@ func TestImageBootstrapBootAndBuild(t *testing.T) {
 
 	// A bad name is refused at once, with the fix.
 	bad := e.runWith(e.extra, "image", "bootstrap", "debian", "--name", "Bad_Name")
-	if bad.code == 0 || !strings.Contains(bad.stderr, `invalid name "Bad_Name"`) || strings.Count(bad.stderr, "\n") != 1 {
+	if bad.code == 0 || !strings.Contains(bad.stderr, `invalid --name "Bad_Name"`) || strings.Count(bad.stderr, "\n") != 1 {
 		t.Errorf("bad name: exit %d, %q", bad.code, bad.stderr)
 	}
 

@@ -236,14 +236,14 @@ func TestVMBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--image", "nope"}, `no image named "nope"`},
+		{[]string{"--image", "nope"}, `--image "nope" does not exist`},
 		{[]string{"--memory", "64MiB"}, "--memory 64MiB is out of range"},
 		{[]string{"--memory", "lots"}, `--memory "lots"`},
 		{[]string{"--disk", "100MiB"}, "--disk 100MiB is out of range"},
 		{[]string{"--disk", "1.5G"}, `--disk "1.5G"`},
 		{[]string{"--vcpus", "500"}, "--vcpus 500 is out of range"},
 		{[]string{"--name", "taken"}, `a vm named "taken" already exists`},
-		{[]string{"--name", "Not_OK"}, `invalid name "Not_OK"`},
+		{[]string{"--name", "Not_OK"}, `invalid --name "Not_OK"`},
 		{[]string{"--hypervisor", "vmware"}, `--hypervisor "vmware"`},
 	}
 	for _, c := range cases {
