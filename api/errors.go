@@ -48,7 +48,11 @@ type Error struct {
 	Message string `json:"message"`
 	// Field names the request field at fault by its JSON name ("vcpus",
 	// "memory_mib"), when one is; a front end shows the error next to
-	// that field (the CLI maps it to its flag).
+	// that field (the CLI maps it to its flag). For a query parameter it
+	// is the parameter's name ("force" of DELETE /v1/images/{name},
+	// "since", "path", "dir"). The message uses that name, before any
+	// other use of the same word, wherever it means the field, so a front
+	// end may put its own label in its place.
 	Field string `json:"field,omitempty"`
 	// Allowed says what Field accepts, for a form to show: a range
 	// ("1..16", "128MiB..64GiB") or the values ("qemu, firecracker").

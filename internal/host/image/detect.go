@@ -33,10 +33,6 @@ var allowed = map[string]string{
 	"work_seed": "an absolute path to an ext4 image of at least 1MiB",
 }
 
-// Allowed says what a register request's path field accepts, for a form
-// to show beside it; "" for a field that is not a path.
-func Allowed(field string) string { return allowed[field] }
-
 // invalid is the error for a bad path in a request field: field is the
 // field's JSON name, and the message begins with it.
 func invalid(field, path, format string, args ...any) error {
