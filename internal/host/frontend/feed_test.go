@@ -77,7 +77,9 @@ func startScriptedFeed(t *testing.T, scripts ...feedScript) *scriptedFeed {
 	return f
 }
 
-func (f *scriptedFeed) connect(context.Context) (*client.Client, error) { return client.New(f.sock), nil }
+func (f *scriptedFeed) connect(context.Context) (*client.Client, error) {
+	return client.New(f.sock), nil
+}
 
 func hello(epoch string, seq uint64) api.Event {
 	return api.Event{Kind: api.EventHello, Epoch: epoch, Seq: seq}
