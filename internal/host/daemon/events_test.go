@@ -398,3 +398,141 @@ func TestEventsSlowReaderIsCutOff(t *testing.T) {
 	checkNumbered(t, rest, last, hello.Epoch)
 	t.Logf("cut off after %d of %d events; resumed the other %d without a reset", len(got), head-slow[0].Seq, len(rest))
 }
+
+// vmStates renders the VM events among evs as "name state" / "name
+// removed", each run of repeats once.
+func vmStates(evs []api.Event) []string {
+	var out []string
+	for _, ev := range evs {
+		if ev.Kind != api.EventVM {
+			continue
+		}
+		s := ev.Name + " removed"
+		if !ev.Removed {
+			s = ev.Name + " " + string(ev.VMState.State)
+		}
+		if len(out) == 0 || out[len(out)-1] != s {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// lastVM is the state carried by the last VM event among evs.
+func lastVM(t *testing.T, evs []api.Event) api.VM {
+	t.Helper()
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].Kind == api.EventVM && evs[i].VMState != nil {
+			return *evs[i].VMState
+		}
+	}
+	t.Fatal("no VM event")
+	return api.VM{}
+}
+
+// TestEventsFollowVMs (fake hypervisor): a VM's create, stop, start and
+// delete stream each state it goes through, the VM as GET shows it after
+// each, next to the operations that did them.
+func TestEventsFollowVMs(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	ctx := context.Background()
+	f := follow(t, d.Client, 0, "")
+	hello := f.next(t)
+	asGET := func() api.VM {
+		v, err := d.Client.VM(ctx, "evvm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+
+	op, err := d.Client.BeginCreateVM(ctx, api.CreateVMRequest{Name: "evvm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Await(t, op)
+	evs := f.until(t, opDone(op.ID))
+	checkNumbered(t, evs, hello.Seq, hello.Epoch)
+	if diff := cmp.Diff([]string{"evvm creating", "evvm running"}, vmStates(evs)); diff != "" {
+		t.Errorf("create (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(asGET(), lastVM(t, evs), storeTimes); diff != "" {
+		t.Errorf("after create, the VM event is not the VM as GET shows it (-get +event):\n%s", diff)
+	}
+
+	if _, err := d.Client.StopVM(ctx, "evvm"); err != nil {
+		t.Fatal(err)
+	}
+	stopped := f.until(t, func(ev api.Event) bool { return ev.Kind == api.EventVM && ev.VMState.State == api.VMStopped })
+	if diff := cmp.Diff(asGET(), lastVM(t, stopped), storeTimes); diff != "" {
+		t.Errorf("after stop (-get +event):\n%s", diff)
+	}
+
+	op, err = d.Client.BeginStartVM(ctx, "evvm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Await(t, op)
+	evs = f.until(t, opDone(op.ID))
+	if got := vmStates(evs); len(got) == 0 || got[len(got)-1] != "evvm running" {
+		t.Errorf("start streamed %v, want it to end running", got)
+	}
+
+	if err := d.Client.DeleteVM(ctx, "evvm"); err != nil {
+		t.Fatal(err)
+	}
+	evs = f.until(t, func(ev api.Event) bool { return ev.Kind == api.EventVM && ev.Removed })
+	if diff := cmp.Diff([]string{"evvm stopped", "evvm removed"}, vmStates(evs)); diff != "" {
+		t.Errorf("delete (-want +got):\n%s", diff)
+	}
+}
+
+// TestEventsRecordVMsFoundDeadAtStart (fake hypervisor): what a starting
+// daemon's reconcile records — a VM whose hypervisor died while no daemon
+// ran is marked stopped — is in the new epoch's feed from its first seq,
+// before the daemon even listened; a client of the old epoch is told to
+// reset.
+func TestEventsRecordVMsFoundDeadAtStart(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	ctx := context.Background()
+	crashed := d.CreateVM(t, api.CreateVMRequest{Name: "crashed"})
+	old := follow(t, d.Client, 0, "")
+	oldHello := old.next(t)
+	old.cancel()
+	for _, h := range d.Fake.Running() {
+		if h.PID == crashed.PID {
+			d.Fake.Crash(h)
+		}
+	}
+	d.Restart(t)
+
+	live := follow(t, d.Client, 0, "")
+	hello := live.next(t)
+	if hello.Epoch == oldHello.Epoch {
+		t.Fatal("the restarted daemon kept its epoch")
+	}
+	if hello.Seq == 0 {
+		t.Fatal("the new epoch starts empty: reconcile recorded nothing")
+	}
+	fromStart := follow(t, d.Client, 0, hello.Epoch)
+	if h := fromStart.next(t); h.Kind != api.EventHello || h.Seq != 0 {
+		t.Fatalf("resume from the epoch's start: hello %+v", h)
+	}
+	evs := fromStart.until(t, func(ev api.Event) bool { return ev.Seq == hello.Seq })
+	if got := vmStates(evs); len(got) == 0 || got[len(got)-1] != "crashed stopped" {
+		t.Errorf("reconcile recorded %v, want crashed stopped", got)
+	}
+	v, err := d.Client.VM(ctx, "crashed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(v, lastVM(t, evs), storeTimes); diff != "" {
+		t.Errorf("(-get +event):\n%s", diff)
+	}
+
+	stale := follow(t, d.Client, oldHello.Seq, oldHello.Epoch)
+	stale.next(t)
+	if r := stale.next(t); r.Kind != api.EventReset {
+		t.Errorf("a client of the old epoch got %+v, want a reset", r)
+	}
+}
