@@ -146,6 +146,7 @@ func TestVMLifecycle(t *testing.T) {
 	if logs := e.must("vm", "logs", "demo").stdout; !strings.Contains(logs, "Linux version") {
 		t.Errorf("vm logs does not show the console (%d bytes)", len(logs))
 	}
+	checkStats(t, e, "demo", 1024)
 
 	// Auth files are synced on every start: a changed credential arrives.
 	os.WriteFile(cred, []byte(`{"token":"t1"}`), 0o600)
@@ -153,6 +154,7 @@ func TestVMLifecycle(t *testing.T) {
 	if v := vmShow(t, e, "demo"); v.State != api.VMStopped || v.TAP != "" {
 		t.Errorf("after stop: %+v", v)
 	}
+	checkStatsStopped(t, e, "demo")
 	dir := filepath.Join(e.home, "state", "vms", v.ID)
 	for _, f := range []string{"agent.key", "initrd.img"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); !os.IsNotExist(err) {
