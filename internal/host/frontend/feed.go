@@ -26,10 +26,14 @@ type Disconnected struct{ Err error }
 // (GET /v1/vms, /v1/images, ...) and then apply the events that follow.
 // First marks the feed's first connection (Reset is then true unless
 // FollowFrom resumed): listing after it, rather than before Follow,
-// leaves no gap between the list and the stream.
+// leaves no gap between the list and the stream. Epoch and Seq say
+// where the stream now starts (the daemon run, and the last event before
+// what follows), for a front end that shows or saves them.
 type Reconnected struct {
 	Reset bool
 	First bool
+	Epoch string
+	Seq   uint64
 }
 
 // Reconnection backoff: the first retry after a break comes after
@@ -122,7 +126,7 @@ func (f *follower) hello(ev api.Event) {
 	first := !f.connected
 	f.connected, f.down = true, false
 	f.since, f.epoch = ev.Seq, ev.Epoch
-	f.fn(Reconnected{Reset: reset, First: first})
+	f.fn(Reconnected{Reset: reset, First: first, Epoch: ev.Epoch, Seq: ev.Seq})
 }
 
 // sleepFor waits d or until ctx ends.

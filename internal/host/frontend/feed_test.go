@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -100,10 +101,19 @@ func item(it FeedItem) string {
 		}
 		return "disconnected"
 	case Reconnected:
-		return fmt.Sprintf("reconnected reset=%v first=%v", it.Reset, it.First)
+		return fmt.Sprintf("reconnected reset=%v first=%v at %s/%d", it.Reset, it.First, it.Epoch, it.Seq)
 	default:
 		return fmt.Sprintf("unknown item %T", it)
 	}
+}
+
+// cutAt drops the " at EPOCH/SEQ" of rendered Reconnected items.
+func cutAt(items []string) []string {
+	out := make([]string, len(items))
+	for i, s := range items {
+		out[i], _, _ = strings.Cut(s, " at ")
+	}
+	return out
 }
 
 // TestFollowResumes plays a daemon whose stream breaks in every way a
@@ -137,10 +147,10 @@ func TestFollowResumes(t *testing.T) {
 		t.Errorf("Follow returned %v, want context.Canceled", err)
 	}
 	want := []string{
-		"reconnected reset=true first=true", "vm e1/1 a", "image e1/2 b",
-		"disconnected", "reconnected reset=false first=false", "operation e1/3 ",
-		"disconnected", "reconnected reset=true first=false", "vm e1/10 a",
-		"disconnected", "reconnected reset=true first=false", "session e2/1 s",
+		"reconnected reset=true first=true at e1/0", "vm e1/1 a", "image e1/2 b",
+		"disconnected", "reconnected reset=false first=false at e1/2", "operation e1/3 ",
+		"disconnected", "reconnected reset=true first=false at e1/9", "vm e1/10 a",
+		"disconnected", "reconnected reset=true first=false at e2/0", "session e2/1 s",
 	}
 	if diff := cmp.Diff(want, items); diff != "" {
 		t.Errorf("items (-want +got):\n%s", diff)
@@ -167,7 +177,7 @@ func TestFollowFromResumes(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("FollowFrom returned %v", err)
 	}
-	if diff := cmp.Diff([]string{"reconnected reset=false first=true", "vm e7/42 a"}, items); diff != "" {
+	if diff := cmp.Diff([]string{"reconnected reset=false first=true at e7/41", "vm e7/42 a"}, items); diff != "" {
 		t.Errorf("items (-want +got):\n%s", diff)
 	}
 }
@@ -253,8 +263,8 @@ func TestFollowAcrossDaemonRestart(t *testing.T) {
 	}
 
 	first := await("first connection", func(it FeedItem) bool { _, ok := it.(Reconnected); return ok })
-	if diff := cmp.Diff([]FeedItem{Reconnected{Reset: true, First: true}}, first); diff != "" {
-		t.Fatalf("start (-want +got):\n%s", diff)
+	if r := first[0].(Reconnected); len(first) != 1 || !r.Reset || !r.First || r.Epoch == "" {
+		t.Fatalf("start: %v, want one Reconnected{Reset, First} with the epoch", first)
 	}
 	d.CreateVM(t, api.CreateVMRequest{Name: "feedvm", Image: daemontest.FakeImage})
 	before := await("feedvm running", vmEvent("feedvm", false))
@@ -267,7 +277,7 @@ func TestFollowAcrossDaemonRestart(t *testing.T) {
 			outage = append(outage, item(it))
 		}
 	}
-	if diff := cmp.Diff([]string{"disconnected", "reconnected reset=true first=false"}, outage); diff != "" {
+	if diff := cmp.Diff([]string{"disconnected", "reconnected reset=true first=false"}, cutAt(outage)); diff != "" {
 		t.Errorf("across the restart (-want +got):\n%s", diff)
 	}
 	if err := d.Client.DeleteVM(context.Background(), "feedvm"); err != nil {
