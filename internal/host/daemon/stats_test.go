@@ -106,3 +106,23 @@ func TestStatsEmpty(t *testing.T) {
 		t.Errorf("GET /v1/stats = %d %s, want 200 {\"stats\":[]}", resp.StatusCode, body)
 	}
 }
+
+// BenchmarkStats200 is one GET /v1/stats over 200 running fake VMs: the
+// front end's one request per refresh (each VM's disks and its guest's
+// memory, over its agent session, sampled concurrently).
+func BenchmarkStats200(b *testing.B) {
+	d := daemontest.Start(b, daemontest.Options{Fake: true})
+	daemontest.CreateVMs(b, d, 200)
+	ctx := context.Background()
+	for b.Loop() {
+		all, err := d.Client.Stats(ctx)
+		if err != nil || len(all) != 200 {
+			b.Fatalf("%d stats, %v", len(all), err)
+		}
+		for _, s := range all {
+			if s.GuestMemTotalBytes == nil {
+				b.Fatalf("%s: guest memory unknown", s.VM)
+			}
+		}
+	}
+}
