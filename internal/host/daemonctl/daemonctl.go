@@ -264,13 +264,18 @@ func processAlive(pid int) bool {
 	if err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
-	// A zombie is dead for our purposes (its parent may be us).
+	// A zombie is dead for our purposes (its parent may be us), once its
+	// threads are: the thread-group leader shows Z as soon as it exited
+	// itself, while the daemon's other threads may still be closing its
+	// files (the socket, the instance lock) and a daemon started now would
+	// find them held.
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false
 	}
-	if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) {
-		return b[i+2] != 'Z'
+	if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) && b[i+2] == 'Z' {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		return err == nil && len(tasks) > 1
 	}
 	return true
 }
