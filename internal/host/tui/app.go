@@ -20,6 +20,9 @@ import (
 // NoticeAway is the notice shown while the daemon is unreachable.
 const NoticeAway = "daemon went away — reconnecting…"
 
+// StatusReconnected is the status line once the daemon is back.
+const StatusReconnected = "reconnected to bangerd"
+
 // Options configure the program. Connect is required.
 type Options struct {
 	// Connect returns a client of a running, current daemon, starting it
@@ -33,8 +36,10 @@ type Options struct {
 	Feed func(ctx context.Context, connect func(context.Context) (*client.Client, error), deliver func(tea.Msg)) error
 	// NoColor drops every colour (NO_COLOR).
 	NoColor bool
-	// Format renders volatile figures; zero means DefaultFormat(time.Now).
+	// Format renders volatile figures; zero means DefaultFormat(Now).
 	Format Format
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
 	// StatsEvery is how often GET /v1/stats is called for every VM at
 	// once: 0 means every 2s, negative never.
 	StatsEvery time.Duration
@@ -72,8 +77,11 @@ type App struct {
 // New returns the program's model. Cancel stops its streams (Run does it
 // on quit).
 func New(opts Options) *App {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	if opts.Format.Age == nil {
-		opts.Format = DefaultFormat(time.Now)
+		opts.Format = DefaultFormat(opts.Now)
 	}
 	if opts.StatsEvery == 0 {
 		opts.StatsEvery = 2 * time.Second
@@ -111,6 +119,9 @@ func New(opts Options) *App {
 	a.help.Styles.ShortDesc = a.env.Theme.Desc
 	a.help.Styles.FullKey = a.env.Theme.Key
 	a.help.Styles.FullDesc = a.env.Theme.Desc
+	a.help.Styles.ShortSeparator = a.env.Theme.Faint
+	a.help.Styles.FullSeparator = a.env.Theme.Faint
+	a.help.Styles.Ellipsis = a.env.Theme.Faint
 	a.views = tabs()
 	return a
 }
@@ -154,9 +165,11 @@ type ReloadedMsg struct{}
 // killed); the feed keeps reconnecting.
 type DisconnectedMsg struct{ Err error }
 
-// ReconnectedMsg: the feed is back; Reset means events were missed and the
-// Store must be listed again.
-type ReconnectedMsg struct{ Reset bool }
+// ReconnectedMsg: the feed is up (First: for the first time); Reset means
+// events were missed and the Store must be listed again. The App lists
+// after it, not before the feed starts, so no change falls between the
+// list and the stream.
+type ReconnectedMsg struct{ Reset, First bool }
 
 // Init connects to the daemon.
 func (a *App) Init() tea.Cmd {
@@ -252,7 +265,7 @@ func (a *App) update(msg tea.Msg) tea.Cmd {
 		a.env.client = msg.cl
 		a.env.Connected = true
 		a.notice = ""
-		cmds := []tea.Cmd{a.reload(), a.statsTick()}
+		cmds := []tea.Cmd{a.statsTick()}
 		if !a.started {
 			a.started = true
 			cmds = append(cmds, a.runFeed())
@@ -290,6 +303,10 @@ func (a *App) update(msg tea.Msg) tea.Cmd {
 	case ReconnectedMsg:
 		a.env.Connected = true
 		a.notice = ""
+		if !msg.First {
+			// What failed while the daemon was away is old news.
+			a.setStatus(StatusReconnected, nil)
+		}
 		var cmd tea.Cmd
 		if msg.Reset {
 			cmd = a.reload()
@@ -443,7 +460,7 @@ func (a *App) View() tea.View {
 func (a *App) Screen() string {
 	a.sizeEnv()
 	var b strings.Builder
-	b.WriteString(a.tabBar())
+	b.WriteString(fit(a.tabBar(), a.width))
 	b.WriteByte('\n')
 	body := ""
 	if len(a.views) > 0 {

@@ -10,6 +10,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
+	"github.com/bangerdev/banger/internal/host/frontend"
 	"github.com/bangerdev/banger/internal/host/termsafe"
 )
 
@@ -21,9 +22,11 @@ type createForm struct {
 	op      string
 	name    string
 	sending bool
-	// created is the VM's name once the operation succeeded.
-	created string
-	keys    createKeys
+	// created is the VM's name once the operation succeeded; finished
+	// once it ended either way.
+	created  string
+	finished bool
+	keys     createKeys
 }
 
 type createKeys struct {
@@ -67,6 +70,9 @@ func (c *createForm) Capturing() bool { return true }
 func (c *createForm) Keys() []key.Binding {
 	if c.op == "" {
 		return c.form.keyHelp()
+	}
+	if c.finished {
+		return []key.Binding{c.keys.Back}
 	}
 	return []key.Binding{c.keys.CancelOp, c.keys.Back}
 }
@@ -154,6 +160,7 @@ func (c *createForm) Update(env *Env, msg tea.Msg) (bool, tea.Cmd) {
 		return false, nil
 	case EventMsg, ReloadedMsg:
 		if op, ok := env.Store.Operation(c.op); ok && c.op != "" {
+			c.finished = op.State.Terminal()
 			if op.State == api.OperationSucceeded && c.created == "" {
 				c.created = c.name
 			}
@@ -250,29 +257,28 @@ func (c *createForm) Render(env *Env) string {
 	return strings.Join(lines, "\n")
 }
 
-// stageLines is an operation's stage timeline: one line per stage with
-// its duration, the running one marked.
+// stageLines is an operation's stage timeline (frontend.StageTimeline):
+// one line per stage with its duration, the running one marked.
 func stageLines(env *Env, op api.Operation) []string {
 	t := env.Theme
 	if op.ID == "" {
 		return []string{"  waiting for the operation…"}
 	}
 	var lines []string
-	for i, st := range op.Stages {
-		last := i == len(op.Stages)-1
+	for _, st := range frontend.StageTimeline(op, env.now()) {
 		var mark, dur string
 		switch {
-		case !st.FinishedAt.IsZero():
-			mark, dur = t.OK.Render("✓"), env.Format.Duration(st.Duration.D())
-		case last && op.State == api.OperationFailed:
-			mark, dur = t.Error.Render("✗"), "failed"
-		case last && op.State == api.OperationRunning:
-			mark, dur = t.Warn.Render("…"), "running"
+		case st.Failed:
+			mark, dur = t.Error.Render("✗"), env.Format.Duration(st.Duration)
+		case st.Done:
+			mark, dur = t.OK.Render("✓"), env.Format.Duration(st.Duration)
+		case op.State == api.OperationRunning:
+			mark, dur = t.Warn.Render("…"), env.Format.Duration(st.Duration)
 		default:
-			mark, dur = t.Faint.Render("·"), ""
+			mark, dur = t.Error.Render("✗"), "stopped"
 		}
-		line := "  " + mark + " " + fit(termsafe.Line(st.Name), 22) + " " + fitLeft(dur, 8)
-		if st.Detail != "" {
+		line := "  " + mark + " " + fit(termsafe.Line(st.Name), 24) + " " + fitLeft(dur, 8)
+		if st.Detail != "" && !frontend.StageFailed(st.Detail) {
 			line += "  " + t.Faint.Render(termsafe.Line(st.Detail))
 		}
 		lines = append(lines, line)
@@ -284,6 +290,6 @@ func stageLines(env *Env, op api.Operation) []string {
 	if op.State.Terminal() && !op.FinishedAt.IsZero() {
 		total = " in " + env.Format.Duration(op.FinishedAt.Sub(op.CreatedAt))
 	}
-	lines = append(lines, "  "+t.Faint.Render(string(op.Kind)+" "+string(op.State)+total))
+	lines = append(lines, "  "+t.Faint.Render(op.Kind+" "+string(op.State)+total))
 	return lines
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -180,7 +181,7 @@ func (h *harness) settle() {
 // -update).
 func (h *harness) golden(name string) {
 	h.tb.Helper()
-	got := h.screen()
+	got := normalize(h.screen())
 	path := filepath.Join("testdata", name+".golden")
 	if *update {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
@@ -198,4 +199,20 @@ func (h *harness) golden(name string) {
 	if diff := cmp.Diff(string(want), got); diff != "" {
 		h.tb.Errorf("screen %s differs from the golden (-want +got):\n%s", name, diff)
 	}
+}
+
+// volatile matches what differs between runs of the same test and is not
+// the TUI's to format: generated VM IDs.
+var volatile = []struct {
+	re   *regexp.Regexp
+	with string
+}{
+	{regexp.MustCompile(`\bvm-[0-9a-f]{12}\b`), "vm-XXXXXXXXXXXX"},
+}
+
+func normalize(s string) string {
+	for _, v := range volatile {
+		s = v.re.ReplaceAllString(s, v.with)
+	}
+	return s
 }

@@ -1,6 +1,12 @@
 package tui
 
 import (
+	tea "charm.land/bubbletea/v2"
+	"context"
+	"errors"
+	"fmt"
+	"github.com/charmbracelet/x/ansi"
+	"strings"
 	"testing"
 
 	"github.com/bangerdev/banger/api"
@@ -53,4 +59,145 @@ func TestCreateFormFieldError(t *testing.T) {
 	h.waitText("✗")
 	h.settle()
 	h.golden("create-field-error")
+}
+
+func TestCreateThroughTheForm(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	h := newHarness(t, fakeOptions(d))
+	h.waitText("No VMs yet")
+	h.key("c")
+	h.waitText("Create a VM")
+	h.key("enter")
+	h.waitText("brisk-otter is running")
+	h.settle()
+	h.golden("create-stages")
+	h.key("esc")
+	h.waitText(">brisk-otter", "running")
+	h.settle()
+	h.golden("create-done-list")
+}
+
+func TestDeleteAsksFirst(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	for _, name := range []string{"keep", "doomed"} {
+		d.CreateVM(t, api.CreateVMRequest{Name: name})
+	}
+	h := newHarness(t, fakeOptions(d))
+	h.waitText(">doomed", "keep")
+	h.key("d")
+	h.settle()
+	h.golden("delete-confirm")
+	h.key("n")
+	h.waitText("kept doomed")
+	if _, err := d.Client.VM(context.Background(), "doomed"); err != nil {
+		t.Fatalf("n deleted the VM: %v", err)
+	}
+	h.key("d")
+	h.key("y")
+	h.waitFor("doomed to leave the table", func(s string) bool { return !hasRow(s, "doomed") })
+	h.waitText("deleted doomed")
+	h.settle()
+	h.golden("delete-done")
+	if _, err := d.Client.VM(context.Background(), "doomed"); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("after y the daemon still has the VM (err %v)", err)
+	}
+}
+
+func TestDaemonRestartShowsNoticeAndReconnects(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	d.CreateVM(t, api.CreateVMRequest{Name: "survivor"})
+	h := newHarness(t, fakeOptions(d))
+	h.waitText("survivor")
+	h.settle()
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	h.waitText(NoticeAway)
+	h.golden("daemon-away")
+	// Keys still work while the daemon is away: nothing freezes.
+	h.key("enter")
+	h.waitText("VM survivor")
+	h.key("esc")
+	d.Restart(t)
+	h.waitText(StatusReconnected)
+	// The feed is live again: a VM created now shows up.
+	d.CreateVM(t, api.CreateVMRequest{Name: "newcomer"})
+	h.waitText("newcomer", "survivor")
+	h.settle()
+	h.golden("daemon-back")
+}
+
+func TestVMDetail(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	d.CreateVM(t, api.CreateVMRequest{Name: "inspect", VCPUs: 1, MemoryMiB: 512})
+	h := newHarness(t, fakeOptions(d))
+	h.waitText("inspect")
+	h.key("enter")
+	h.waitText("VM inspect", "Last create", "vm.create succeeded")
+	h.settle()
+	h.golden("detail-overview")
+	h.key("right")
+	h.waitText("[Console]")
+	h.settle()
+	h.golden("detail-console")
+	h.key("right")
+	h.waitText("No sessions. Press n to start one.")
+	h.settle()
+	h.golden("detail-sessions")
+	h.key("n")
+	h.waitText("Start a session in inspect")
+	h.typeText("bash -l")
+	h.key("enter")
+	// The fake guest runs nothing: the daemon's refusal shows in the form.
+	h.waitText("✗")
+	h.settle()
+	h.golden("session-start-refused")
+	h.key("esc")
+	h.key("esc")
+	h.waitText("NAME", ">inspect")
+}
+
+func TestResizeAndNoColor(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	for _, name := range []string{"a-rather-long-vm-name-for-the-table", "short"} {
+		d.CreateVM(t, api.CreateVMRequest{Name: name})
+	}
+	opts := fakeOptions(d)
+	h := newHarness(t, opts)
+	h.waitText("short")
+	h.settle()
+	if raw := h.app.Screen(); strings.Contains(raw, "\x1b[38") || strings.Contains(raw, "\x1b[48") {
+		t.Errorf("NO_COLOR screen has colour sequences: %q", raw)
+	}
+	for _, size := range []struct{ w, h int }{{100, 30}, {60, 20}, {80, 24}} {
+		h.process(tea.WindowSizeMsg{Width: size.w, Height: size.h})
+		lines := strings.Split(h.screen(), "\n")
+		if len(lines) != size.h {
+			t.Errorf("%dx%d: %d lines", size.w, size.h, len(lines))
+		}
+		for i, l := range lines {
+			if w := ansi.StringWidth(l); w != size.w {
+				t.Errorf("%dx%d: line %d is %d cells: %q", size.w, size.h, i, w, l)
+			}
+		}
+		h.golden(fmt.Sprintf("vms-%dx%d", size.w, size.h))
+	}
+
+	opts.NoColor = false
+	colour := newHarness(t, opts)
+	colour.waitText("short")
+	if raw := colour.app.Screen(); !strings.Contains(raw, "\x1b[38") {
+		t.Errorf("the colour screen has no colour: %q", raw)
+	}
+}
+
+// hasRow reports whether the screen has a table row for name (selected or
+// not).
+func hasRow(screen, name string) bool {
+	for _, l := range strings.Split(screen, "\n") {
+		if strings.HasPrefix(l, " "+name+" ") || strings.HasPrefix(l, ">"+name+" ") {
+			return true
+		}
+	}
+	return false
 }

@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"errors"
+	"time"
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
@@ -64,6 +65,14 @@ type Env struct {
 	client *client.Client
 	inbox  chan<- tea.Msg
 	opts   *Options
+}
+
+// now is the clock of running durations.
+func (e *Env) now() time.Time {
+	if e.opts != nil && e.opts.Now != nil {
+		return e.opts.Now()
+	}
+	return time.Now()
 }
 
 // Client is the daemon's client, nil before the first connection.

@@ -271,53 +271,78 @@ func sshInto(env *Env, name string) tea.Cmd {
 	})
 }
 
-// Table columns: min width, whether it takes spare width.
+// column is a table column: its header, least width, whether it takes
+// spare width, alignment, and when it goes on a narrow screen (0 never;
+// the highest goes first).
 type column struct {
 	title string
 	min   int
 	flex  bool
 	right bool
+	drop  int
 }
 
 var vmColumns = []column{
 	{title: "NAME", min: 10, flex: true},
 	{title: "STATE", min: 8},
-	{title: "IMAGE", min: 6, flex: true},
-	{title: "IP", min: 11},
-	{title: "CPU", min: 3, right: true},
-	{title: "MEM", min: 5, right: true},
-	{title: "HV", min: 8},
-	{title: "CPU%", min: 6},
-	{title: "SES", min: 3, right: true},
-	{title: "AGE", min: 3, right: true},
+	{title: "IMAGE", min: 6, flex: true, drop: 3},
+	{title: "IP", min: 11, drop: 4},
+	{title: "CPU", min: 3, right: true, drop: 6},
+	{title: "MEM", min: 5, right: true, drop: 5},
+	{title: "HV", min: 8, drop: 7},
+	{title: "CPU%", min: 6, drop: 9},
+	{title: "SES", min: 3, right: true, drop: 2},
+	{title: "AGE", min: 3, right: true, drop: 8},
 }
 
-// layout returns each column's width for a table of the given width
-// (one cell for the selection mark, one space between columns).
+// layout returns each column's width for a table of the given width (one
+// cell for the selection mark, one space between columns); a column that
+// does not fit gets 0 and is not drawn. natural is each column's widest
+// cell.
 func layout(cols []column, width int, natural []int) []int {
 	w := make([]int, len(cols))
 	used := 1
-	flex := 0
 	for i, c := range cols {
 		w[i] = max(c.min, len(c.title))
 		if !c.flex && natural[i] > w[i] {
 			w[i] = natural[i]
 		}
 		used += w[i] + 1
-		if c.flex {
-			flex++
-		}
 	}
-	spare := width - used
-	for i, c := range cols {
-		if !c.flex || spare <= 0 {
-			continue
+	// Too narrow: drop columns, the least needed first.
+	for used-1 > width {
+		worst := -1
+		for i, c := range cols {
+			if w[i] > 0 && c.drop > 0 && (worst < 0 || c.drop > cols[worst].drop) {
+				worst = i
+			}
 		}
-		want := max(natural[i]-w[i], 0)
-		give := min(want, spare/flex)
-		w[i] += give
-		spare -= give
-		flex--
+		if worst < 0 {
+			break
+		}
+		used -= w[worst] + 1
+		w[worst] = 0
+	}
+	// Spare width goes to the flexible columns, up to their widest cell.
+	spare := width - (used - 1)
+	for pass := 0; pass < 2 && spare > 0; pass++ {
+		flex := 0
+		for i, c := range cols {
+			if c.flex && w[i] > 0 && natural[i] > w[i] {
+				flex++
+			}
+		}
+		for i, c := range cols {
+			if !c.flex || w[i] == 0 || natural[i] <= w[i] || spare <= 0 {
+				continue
+			}
+			give := min(natural[i]-w[i], spare)
+			if pass == 0 {
+				give = min(give, max(spare/flex, 1))
+			}
+			w[i] += give
+			spare -= give
+		}
 	}
 	return w
 }
@@ -394,6 +419,9 @@ func (v *vmsView) Render(env *Env) string {
 		w := layout(vmColumns, env.Width, natural)
 		head := " "
 		for j, c := range vmColumns {
+			if w[j] == 0 {
+				continue
+			}
 			if c.right {
 				head += fitLeft(c.title, w[j]) + " "
 			} else {
@@ -419,6 +447,9 @@ func (v *vmsView) Render(env *Env) string {
 			}
 			line := mark
 			for j, c := range all[i] {
+				if w[j] == 0 {
+					continue
+				}
 				cell := fit(c, w[j])
 				if vmColumns[j].right {
 					cell = fitLeft(c, w[j])
