@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -431,9 +432,20 @@ func lastVM(t *testing.T, evs []api.Event) api.VM {
 	return api.VM{}
 }
 
+// lastImage is the state carried by the last event of image name.
+func lastImage(evs []api.Event, name string) *api.Image {
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].Kind == api.EventImage && evs[i].Name == name {
+			return evs[i].ImageState
+		}
+	}
+	return nil
+}
+
 // TestEventsFollowVMs (fake hypervisor): a VM's create, stop, start and
 // delete stream each state it goes through, the VM as GET shows it after
-// each, next to the operations that did them.
+// each, next to the operations that did them; its image's users change
+// with its create and delete.
 func TestEventsFollowVMs(t *testing.T) {
 	d := daemontest.Start(t, daemontest.Options{Fake: true})
 	ctx := context.Background()
@@ -460,6 +472,10 @@ func TestEventsFollowVMs(t *testing.T) {
 	if diff := cmp.Diff(asGET(), lastVM(t, evs), storeTimes); diff != "" {
 		t.Errorf("after create, the VM event is not the VM as GET shows it (-get +event):\n%s", diff)
 	}
+	// Its image now counts it among its users.
+	if img := lastImage(evs, daemontest.FakeImage); img == nil || !slices.Contains(img.UsedBy, "evvm") {
+		t.Errorf("after create, image %s event %+v, want it used by evvm", daemontest.FakeImage, img)
+	}
 
 	if _, err := d.Client.StopVM(ctx, "evvm"); err != nil {
 		t.Fatal(err)
@@ -485,6 +501,10 @@ func TestEventsFollowVMs(t *testing.T) {
 	evs = f.until(t, func(ev api.Event) bool { return ev.Kind == api.EventVM && ev.Removed })
 	if diff := cmp.Diff([]string{"evvm stopped", "evvm removed"}, vmStates(evs)); diff != "" {
 		t.Errorf("delete (-want +got):\n%s", diff)
+	}
+	evs = f.until(t, func(ev api.Event) bool { return ev.Kind == api.EventImage })
+	if img := lastImage(evs, daemontest.FakeImage); img == nil || slices.Contains(img.UsedBy, "evvm") {
+		t.Errorf("after delete, image %s event %+v, want evvm no longer among its users", daemontest.FakeImage, img)
 	}
 }
 

@@ -38,3 +38,16 @@ func (c *Catalog) removed(img Image) {
 		c.OnChange(api.Event{Kind: api.EventImage, ID: img.ID, Name: img.Name, Removed: true})
 	}
 }
+
+// UsersChanged tells OnChange the image's state after the set of VMs
+// using it changed (one was created from it, or deleted), since its
+// UsedBy did. A removed or missing image is not reported.
+func (c *Catalog) UsersChanged(ctx context.Context, id string) {
+	if c.OnChange == nil {
+		return
+	}
+	if img, err := c.Get(context.WithoutCancel(ctx), id); err != nil || img.State == "removed" {
+		return
+	}
+	c.changed(ctx, id)
+}

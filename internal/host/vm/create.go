@@ -154,6 +154,7 @@ func (m *Manager) allocate(ctx context.Context, req api.CreateVMRequest, img ima
 	}
 	v.Lease.VMID = v.ID
 	m.changed(ctx, v.ID)
+	m.Images.UsersChanged(ctx, img.ID)
 	return v, nil
 }
 

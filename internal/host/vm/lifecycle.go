@@ -516,6 +516,7 @@ func (m *Manager) destroy(ctx context.Context, v *VM) error {
 		errs = append(errs, err)
 	} else {
 		m.removed(v)
+		m.Images.UsersChanged(ctx, v.ImageID)
 	}
 	m.locks.Delete(v.ID)
 	m.dropRemovedImage(ctx, v.ImageID)
