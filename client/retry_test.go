@@ -14,6 +14,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bangerdev/banger/api"
 )
 
 // flakyDaemon is a daemon socket whose first connections break the way a
@@ -46,7 +50,16 @@ func startFlaky(t *testing.T, failures int, how breakHow, answer string) (*flaky
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "bangerd.sock")
+	return startFlakyOn(t, filepath.Join(dir, "bangerd.sock"), failures, how, answer)
+}
+
+// startFlakyAt serves answer, breaking nothing, on sock.
+func startFlakyAt(t *testing.T, sock, answer string) (*flakyDaemon, string) {
+	return startFlakyOn(t, sock, 0, breakReset, answer)
+}
+
+func startFlakyOn(t *testing.T, sock string, failures int, how breakHow, answer string) (*flakyDaemon, string) {
+	t.Helper()
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -212,5 +225,65 @@ func TestNoRetryWhenNoDaemonListens(t *testing.T) {
 	_, err = c.DaemonStatus(context.Background())
 	if !IsNotRunning(err) {
 		t.Fatalf("got %v, want not running", err)
+	}
+}
+
+// TestRetryWhenTheListenerDies is the daemon-kill race end to end: the
+// request is queued on a daemon's socket that never accepts it, that
+// daemon goes away (its listener closes with our connection still queued,
+// so the kernel resets it), and a new daemon listens on the same path.
+// The GET lands on the new one.
+func TestRetryWhenTheListenerDies(t *testing.T) {
+	dir, err := os.MkdirTemp("", "bgr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "bangerd.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dying := l.(*net.UnixListener)
+	c := New(sock)
+	c.retry = quickRetry
+	defer c.Close()
+	done := make(chan error, 1)
+	var st api.DaemonStatus
+	go func() {
+		var err error
+		st, err = c.DaemonStatus(context.Background())
+		done <- err
+	}()
+	// Wait until the connection is queued: the listener polls readable.
+	rc, err := dying.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pollErr error
+	rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			n, err := unix.Poll(fds, 10_000)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil || n == 0 {
+				pollErr = fmt.Errorf("no connection was queued: %v", err)
+			}
+			return
+		}
+	})
+	if pollErr != nil {
+		t.Fatal(pollErr)
+	}
+	dying.Close() // unlinks the socket too
+	// The new daemon.
+	_, sock2 := startFlakyAt(t, sock, `{"pid":43}`)
+	if err := <-done; err != nil {
+		t.Fatalf("GET after the daemon was replaced: %v", err)
+	}
+	if st.PID != 43 || sock2 != sock {
+		t.Errorf("status %+v from %s, want the new daemon's", st, sock2)
 	}
 }
