@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -154,10 +155,50 @@ func TestFieldErrorsCrossTheSocket(t *testing.T) {
 			}
 		})
 	}
+	// A field error met inside an operation (a disk the filesystem could
+	// not back) is the failed operation's error, Field and Allowed
+	// included, both live and once the operation is only a stored record.
+	if free := freeBytes(t, d.Root); free >= 4<<40 {
+		t.Skipf("%s has %d bytes free: a 4TiB disk would fit, so no create fails on it here", d.Root, free)
+	}
+	op, err := cl.BeginCreateVM(ctx, api.CreateVMRequest{DiskBytes: 4 << 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	final, err := cl.WatchOperation(ctx, op.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := cl.Operation(ctx, op.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, o := range map[string]api.Operation{"followed": final, "read back": stored} {
+		if o.State != api.OperationFailed || o.Error == nil || o.Error.Code != api.CodeFailedPrecondition ||
+			o.Error.Field != "disk_bytes" || !strings.Contains(o.Error.Message, "or lower disk_bytes") {
+			t.Errorf("%s: operation %s error %+v, want failed_precondition about disk_bytes", name, o.State, o.Error)
+		}
+	}
+	d.Restart(t) // the daemon now answers from the store alone
+	if o, err := d.Client.Operation(ctx, op.ID); err != nil || o.Error == nil || o.Error.Field != "disk_bytes" {
+		t.Errorf("after a restart: %+v %v, want the error about disk_bytes", o.Error, err)
+	}
+	cl = d.Client
+
 	if vms, err := cl.VMs(ctx); err != nil || len(vms) != 1 {
 		t.Errorf("bad requests changed the VMs: %v %v", vms, err)
 	}
 	if imgs, err := cl.Images(ctx); err != nil || len(imgs) != 1 {
 		t.Errorf("bad requests changed the images: %v %v", imgs, err)
 	}
+}
+
+// freeBytes is what an unprivileged writer may still use on dir's
+// filesystem.
+func freeBytes(t *testing.T, dir string) uint64 {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Bavail * uint64(st.Bsize)
 }

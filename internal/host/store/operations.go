@@ -23,9 +23,9 @@ func (s *Store) SaveOperation(ctx context.Context, op api.Operation) error {
 	if len(op.Result) > 0 {
 		result = string(op.Result)
 	}
-	var code, msg string
+	var code, msg, field, allowed string
 	if op.Error != nil {
-		code, msg = string(op.Error.Code), op.Error.Message
+		code, msg, field, allowed = string(op.Error.Code), op.Error.Message, op.Error.Field, op.Error.Allowed
 	}
 	var finished any
 	if !op.FinishedAt.IsZero() {
@@ -33,29 +33,31 @@ func (s *Store) SaveOperation(ctx context.Context, op api.Operation) error {
 	}
 	return s.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO operations
-			(id, kind, target, state, current_stage, stages, result, error_code, error_message, created_at, updated_at, finished_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			(id, kind, target, state, current_stage, stages, result, error_code, error_message, error_field, error_allowed,
+				created_at, updated_at, finished_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET state = excluded.state, current_stage = excluded.current_stage,
 				stages = excluded.stages, result = excluded.result, error_code = excluded.error_code,
-				error_message = excluded.error_message, updated_at = excluded.updated_at, finished_at = excluded.finished_at`,
-			op.ID, op.Kind, op.Target, string(op.State), op.CurrentStage, string(stages), result, code, msg,
+				error_message = excluded.error_message, error_field = excluded.error_field, error_allowed = excluded.error_allowed,
+				updated_at = excluded.updated_at, finished_at = excluded.finished_at`,
+			op.ID, op.Kind, op.Target, string(op.State), op.CurrentStage, string(stages), result, code, msg, field, allowed,
 			unixMilli(op.CreatedAt), unixMilli(op.UpdatedAt), finished)
 		return classify(err, "saving operation "+op.ID)
 	})
 }
 
 const operationColumns = `id, kind, target, state, current_stage, stages, result, error_code, error_message,
-	created_at, updated_at, finished_at`
+	error_field, error_allowed, created_at, updated_at, finished_at`
 
 type scanner interface{ Scan(...any) error }
 
 func scanOperation(row scanner) (api.Operation, error) {
 	var op api.Operation
-	var state, stages, code, msg string
+	var state, stages, code, msg, field, allowed string
 	var result sql.NullString
 	var created, updated int64
 	var finished sql.NullInt64
-	if err := row.Scan(&op.ID, &op.Kind, &op.Target, &state, &op.CurrentStage, &stages, &result, &code, &msg,
+	if err := row.Scan(&op.ID, &op.Kind, &op.Target, &state, &op.CurrentStage, &stages, &result, &code, &msg, &field, &allowed,
 		&created, &updated, &finished); err != nil {
 		return op, err
 	}
@@ -67,7 +69,7 @@ func scanOperation(row scanner) (api.Operation, error) {
 		op.Result = json.RawMessage(result.String)
 	}
 	if code != "" {
-		op.Error = &api.Error{Code: api.Code(code), Message: msg}
+		op.Error = &api.Error{Code: api.Code(code), Message: msg, Field: field, Allowed: allowed}
 	}
 	op.CreatedAt, op.UpdatedAt, op.FinishedAt = fromMilli(created), fromMilli(updated), fromMilli(finished.Int64)
 	return op, nil

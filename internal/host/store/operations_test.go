@@ -1,0 +1,43 @@
+package store
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/bangerdev/banger/api"
+)
+
+// TestFailedOperationKeepsItsFieldError: an operation that failed on a
+// request field reads back with the field and what it accepts, so a front
+// end that follows it after it finished still shows the error beside the
+// field (the CLI prints the flag).
+func TestFailedOperationKeepsItsFieldError(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	op := api.Operation{ID: "op1", Kind: "vm.create", State: api.OperationFailed, Stages: []api.Stage{},
+		Error: &api.Error{Code: api.CodeFailedPrecondition, Field: "hypervisor", Allowed: "qemu",
+			Message: "hypervisor firecracker needs KVM, and KVM cannot boot guests on this host: use qemu"},
+		CreatedAt: t0, UpdatedAt: t0, FinishedAt: t0}
+	if err := s.SaveOperation(ctx, op); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetOperation(ctx, "op1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(op, got); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+	// An error without a field reads back without one.
+	op.ID, op.Error = "op2", &api.Error{Code: api.CodeInternal, Message: "boom"}
+	if err := s.SaveOperation(ctx, op); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetOperation(ctx, "op2"); got.Error == nil || *got.Error != *op.Error {
+		t.Errorf("op2 error = %+v, want %+v", got.Error, op.Error)
+	}
+}
