@@ -169,6 +169,11 @@ func Run(ctx context.Context, opts Options) error {
 	d.stop = stop
 	d.ops = operation.NewManager(ctx, st, log)
 	d.ops.OnChange = d.events.Publish
+	// A hypervisor that ends while we run (guest poweroff, crash, kill)
+	// is recorded stopped within watchInterval, with its event.
+	watched := make(chan struct{})
+	go func() { defer close(watched); d.vms.Watch(ctx, watchInterval) }()
+	defer func() { stop(); <-watched }()
 
 	ln, err := localsock.Listen(cfg.Paths.Socket())
 	if err != nil {
@@ -214,6 +219,9 @@ func Run(ctx context.Context, opts Options) error {
 	log.Info("bangerd stopped")
 	return nil
 }
+
+// watchInterval is how often running VMs' hypervisors are checked.
+const watchInterval = 2 * time.Second
 
 // reconcile brings the store in line with reality after a previous run:
 // an operation recorded as running cannot be running now.

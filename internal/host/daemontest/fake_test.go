@@ -418,3 +418,34 @@ func BenchmarkListFakeVMs(b *testing.B) {
 		}
 	}
 }
+
+// A hypervisor that dies while the daemon runs shows up in the event feed
+// as the VM stopped, with no request from anyone, and leaves nothing held.
+func TestFakeCrashWhileRunningIsAnnounced(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	v := d.CreateVM(t, api.CreateVMRequest{Name: "doomed"})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // a hang guard
+	defer cancel()
+	stopped := make(chan api.Event, 1)
+	go d.Client.Events(ctx, 0, "", func(ev api.Event) error {
+		if ev.Kind == api.EventHello {
+			for _, h := range d.Fake.Running() {
+				d.Fake.Crash(h)
+			}
+		}
+		if ev.Kind == api.EventVM && ev.Name == v.Name && ev.VMState != nil && ev.VMState.State == api.VMStopped {
+			stopped <- ev
+			return errors.New("seen")
+		}
+		return nil
+	})
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		t.Fatal("no event said the crashed VM stopped")
+	}
+	if got, _ := vmNamed(t, d, v.Name); got.State != api.VMStopped || got.PID != 0 {
+		t.Errorf("GET /v1/vms shows %s pid %d", got.State, got.PID)
+	}
+	requireClean(t, d)
+}
