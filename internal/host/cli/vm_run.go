@@ -42,6 +42,10 @@ error says how to retry or remove it.`,
 			if err != nil {
 				return err
 			}
+			// Refuse a bad checkout before a VM, or a daemon, exists.
+			if err := frontend.CheckCheckout(c.Context(), path, m); err != nil {
+				return err
+			}
 			req, err := cf.request()
 			if err != nil {
 				return err
@@ -51,7 +55,7 @@ error says how to retry or remove it.`,
 				return err
 			}
 			defer cl.Close()
-			v, err := frontend.RunVM(c.Context(), cl, frontend.RunRequest{Create: req, Checkout: path, Mode: m}, frontend.Progress{
+			v, err := frontend.RunVM(c.Context(), cl, frontend.RunRequest{Create: req, Checkout: path, Mode: m, Checked: true}, frontend.Progress{
 				OnOperation: createPrinter(app, false),
 				OnWorkspace: func(v api.VM, res api.TransferResult, took time.Duration) {
 					printWorkspace(app, v.Name, path, m, res, took)

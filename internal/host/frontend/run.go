@@ -42,6 +42,9 @@ type RunRequest struct {
 	Checkout string
 	// Mode is how it is packed (workspace.ModeGit when empty).
 	Mode workspace.Mode
+	// Checked says the caller already ran CheckCheckout on Checkout and
+	// Mode (before reaching the daemon, say), so RunVM does not again.
+	Checked bool
 }
 
 // Progress is what RunVM reports while it works; every field may be nil.
@@ -98,10 +101,11 @@ func RunVM(ctx context.Context, cl *client.Client, req RunRequest, p Progress) (
 	if req.Checkout == "" {
 		req.Checkout = "."
 	}
-	stage(StageCheckCheckout)
-	// git's file list and metadata only; no file is read.
-	if err := workspace.Check(ctx, req.Checkout, req.Mode); err != nil {
-		return api.VM{}, err
+	if !req.Checked {
+		stage(StageCheckCheckout)
+		if err := CheckCheckout(ctx, req.Checkout, req.Mode); err != nil {
+			return api.VM{}, err
+		}
 	}
 	stage(StageCreateVM)
 	v, err := CreateVMWith(ctx, cl, req.Create, p.OnOperation, p.Follow)
@@ -118,6 +122,13 @@ func RunVM(ctx context.Context, cl *client.Client, req RunRequest, p Progress) (
 		p.OnWorkspace(v, res, time.Since(start))
 	}
 	return v, nil
+}
+
+// CheckCheckout refuses a checkout that PrepareWorkspace would refuse
+// (a path that is not a git work tree in git mode, submodules, ...)
+// from git's file list and metadata only: no file is read.
+func CheckCheckout(ctx context.Context, path string, mode workspace.Mode) error {
+	return workspace.Check(ctx, path, mode)
 }
 
 // PrepareWorkspace packs the checkout at path (as the user running it, so

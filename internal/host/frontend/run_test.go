@@ -170,7 +170,8 @@ func TestRunVM(t *testing.T) {
 			}
 			var stages, events []string
 			var copied []string
-			v, err := RunVM(context.Background(), cl, RunRequest{Create: api.CreateVMRequest{Name: "demo"}, Checkout: checkout, Mode: tt.mode}, Progress{
+			req := RunRequest{Create: api.CreateVMRequest{Name: "demo"}, Checkout: checkout, Mode: tt.mode}
+			v, err := RunVM(context.Background(), cl, req, Progress{
 				OnStage:     func(s string) { stages = append(stages, s) },
 				OnOperation: func(ev api.OperationEvent) { events = append(events, string(ev.Type)) },
 				OnWorkspace: func(v api.VM, res api.TransferResult, _ time.Duration) { copied = append(copied, v.Name+":"+res.Path) },
@@ -199,6 +200,28 @@ func TestRunVM(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRunVMChecked: a checkout the caller checked (CheckCheckout, before
+// it reached the daemon) is not checked again; here git mode on a
+// directory git does not know gets as far as the copy, which refuses it.
+func TestRunVMChecked(t *testing.T) {
+	d := &createDaemon{}
+	cl := startCreateDaemon(t, d)
+	notGit := t.TempDir()
+	if err := CheckCheckout(context.Background(), notGit, workspace.ModeGit); err == nil {
+		t.Fatal("CheckCheckout accepted a directory outside any git work tree in git mode")
+	}
+	var stages []string
+	v, err := RunVM(context.Background(), cl, RunRequest{Create: api.CreateVMRequest{Name: "demo"}, Checkout: notGit, Mode: workspace.ModeGit, Checked: true},
+		Progress{OnStage: func(s string) { stages = append(stages, s) }})
+	var we *WorkspaceError
+	if !errors.As(err, &we) || v.Name != "demo" {
+		t.Fatalf("RunVM = %+v, %v; want the VM and a WorkspaceError", v, err)
+	}
+	if diff := cmp.Diff([]string{StageCreateVM, StagePrepareWorkspace}, stages); diff != "" {
+		t.Errorf("stages (-want +got):\n%s", diff)
 	}
 }
 
