@@ -72,6 +72,12 @@ type App struct {
 	inbox         chan tea.Msg
 	cancel        context.CancelFunc
 	started       bool
+	// reloading: the lists are on their way; held are the events that
+	// came meanwhile.
+	reloading bool
+	held      []api.Event
+	// reloadAgain: another reset came while reloading.
+	reloadAgain bool
 }
 
 // New returns the program's model. Cancel stops its streams (Run does it
@@ -203,8 +209,14 @@ func (a *App) connect(after time.Duration) tea.Cmd {
 	}
 }
 
-// reload lists every kind the Store keeps: one call each.
+// reload lists every kind the Store keeps, one call each; events that
+// arrive meanwhile are held and applied over the lists.
 func (a *App) reload() tea.Cmd {
+	if a.reloading {
+		a.reloadAgain = true
+		return nil
+	}
+	a.reloading = true
 	ctx, cl := a.env.ctx, a.env.client
 	return func() tea.Msg {
 		var m reloadedMsg
@@ -275,16 +287,31 @@ func (a *App) update(msg tea.Msg) tea.Cmd {
 		}
 		return tea.Batch(cmds...)
 	case reloadedMsg:
+		held := a.held
+		a.reloading, a.held = false, nil
+		s := a.env.Store
 		if msg.err != nil {
 			a.setStatus("", msg.err)
-			return nil
+		} else {
+			s.SetVMs(msg.vms)
+			s.SetImages(msg.images)
+			s.SetOperations(msg.ops)
+			s.Loaded = true
 		}
-		s := a.env.Store
-		s.SetVMs(msg.vms)
-		s.SetImages(msg.images)
-		s.SetOperations(msg.ops)
-		s.Loaded = true
-		return a.broadcast(ReloadedMsg{})
+		// The events that came during the lists, in order, over them:
+		// each object ends as its newest event or the list left it.
+		for _, ev := range held {
+			s.Apply(ev)
+		}
+		cmds := []tea.Cmd{a.broadcast(ReloadedMsg{})}
+		for _, ev := range held {
+			cmds = append(cmds, a.broadcast(EventMsg(ev)))
+		}
+		if a.reloadAgain {
+			a.reloadAgain = false
+			cmds = append(cmds, a.reload())
+		}
+		return tea.Batch(cmds...)
 	case api.Event:
 		return a.update(EventMsg(msg))
 	case EventMsg:
@@ -293,6 +320,10 @@ func (a *App) update(msg tea.Msg) tea.Cmd {
 			return nil
 		case api.EventReset:
 			return a.reload()
+		}
+		if a.reloading {
+			a.held = append(a.held, api.Event(msg))
+			return nil
 		}
 		a.env.Store.Apply(api.Event(msg))
 		return a.broadcast(msg)

@@ -208,6 +208,7 @@ var volatile = []struct {
 	with string
 }{
 	{regexp.MustCompile(`\bvm-[0-9a-f]{12}\b`), "vm-XXXXXXXXXXXX"},
+	{regexp.MustCompile(`\bpid [0-9]+`), "pid N"},
 }
 
 func normalize(s string) string {

@@ -201,3 +201,22 @@ func hasRow(screen, name string) bool {
 	}
 	return false
 }
+
+func TestPowerKeys(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	d.CreateVM(t, api.CreateVMRequest{Name: "toggle"})
+	h := newHarness(t, fakeOptions(d))
+	h.waitText(">toggle", "running")
+	h.key("x")
+	h.waitText("stopped toggle")
+	h.waitFor("toggle stopped in the table", func(s string) bool { return strings.Contains(s, ">toggle     stopped") })
+	h.key("s")
+	h.waitText("start toggle: done")
+	h.waitFor("toggle running in the table", func(s string) bool { return strings.Contains(s, ">toggle     running") })
+	h.key("r")
+	h.waitText("restart toggle: done")
+	h.key("enter")
+	h.waitText("Last restart", "vm.restart succeeded")
+	h.settle()
+	h.golden("detail-after-restart")
+}

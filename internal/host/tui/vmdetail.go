@@ -149,25 +149,11 @@ func (d *vmDetail) key(env *Env, msg tea.KeyPressMsg) (bool, tea.Cmd) {
 	case paneSessions:
 		return false, d.sessions.update(env, msg)
 	}
-	name := d.name
 	switch {
-	case key.Matches(msg, k.Start):
-		return false, tea.Batch(status("starting "+name+"…"), env.Do("", func(ctx context.Context, cl *client.Client) error {
-			_, err := cl.BeginStartVM(ctx, name)
-			return err
-		}, nil))
-	case key.Matches(msg, k.Stop):
-		return false, tea.Batch(status("stopping "+name+"…"), env.Do("stopped "+name, func(ctx context.Context, cl *client.Client) error {
-			_, err := cl.StopVM(ctx, name)
-			return err
-		}, nil))
-	case key.Matches(msg, k.Restart):
-		return false, tea.Batch(status("restarting "+name+"…"), env.Do("", func(ctx context.Context, cl *client.Client) error {
-			_, err := cl.BeginRestartVM(ctx, name)
-			return err
-		}, nil))
+	case key.Matches(msg, k.Start), key.Matches(msg, k.Stop), key.Matches(msg, k.Restart):
+		return false, power(env, msg, d.name)
 	case key.Matches(msg, k.Shell):
-		return false, sshInto(env, name)
+		return false, sshInto(env, d.name)
 	}
 	return false, nil
 }

@@ -30,6 +30,7 @@ type vmsView struct {
 	confirm string
 	create  *createForm
 	detail  *vmDetail
+	ops     pendingOps
 }
 
 type vmsKeys struct {
@@ -42,6 +43,7 @@ func newVMsView() *vmsView {
 	f.Placeholder = "filter by name, state, image, IP"
 	f.CharLimit = 64
 	return &vmsView{
+		ops:    pendingOps{},
 		filter: f,
 		keys: vmsKeys{
 			Up:      key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "up")),
@@ -128,7 +130,7 @@ func (v *vmsView) current(env *Env) (api.VM, bool) {
 }
 
 func (v *vmsView) Update(env *Env, msg tea.Msg) tea.Cmd {
-	var cmds []tea.Cmd
+	cmds := []tea.Cmd{v.ops.update(env, msg)}
 	// Sub-screens get every message; keys only when on screen.
 	if v.create != nil {
 		done, cmd := v.create.Update(env, msg)
@@ -224,21 +226,8 @@ func (v *vmsView) key(env *Env, msg tea.KeyPressMsg) tea.Cmd {
 	v.selected = vm.Name
 	name := vm.Name
 	switch {
-	case key.Matches(msg, k.Start):
-		return tea.Batch(status("starting "+name+"…"), env.Do("", func(ctx context.Context, cl *client.Client) error {
-			_, err := cl.BeginStartVM(ctx, name)
-			return err
-		}, nil))
-	case key.Matches(msg, k.Stop):
-		return tea.Batch(status("stopping "+name+"…"), env.Do("stopped "+name, func(ctx context.Context, cl *client.Client) error {
-			_, err := cl.StopVM(ctx, name)
-			return err
-		}, nil))
-	case key.Matches(msg, k.Restart):
-		return tea.Batch(status("restarting "+name+"…"), env.Do("", func(ctx context.Context, cl *client.Client) error {
-			_, err := cl.BeginRestartVM(ctx, name)
-			return err
-		}, nil))
+	case key.Matches(msg, k.Start), key.Matches(msg, k.Stop), key.Matches(msg, k.Restart):
+		return power(env, msg, name)
 	case key.Matches(msg, k.Delete):
 		v.confirm = name
 		return nil
@@ -252,6 +241,84 @@ func (v *vmsView) key(env *Env, msg tea.KeyPressMsg) tea.Cmd {
 		return sshInto(env, name)
 	}
 	return nil
+}
+
+// power starts (s), stops (x) or restarts (r) a VM. A start or restart
+// is an operation: its stages arrive as events, and the status line says
+// how it ended (pendingOps).
+func power(env *Env, msg tea.KeyPressMsg, name string) tea.Cmd {
+	label := termsafe.Line(name)
+	begin := func(verb string, call func(ctx context.Context, cl *client.Client) (api.Operation, error)) tea.Cmd {
+		var op api.Operation
+		return tea.Batch(status(verb+"ing "+label+"…"), env.Do("", func(ctx context.Context, cl *client.Client) error {
+			var err error
+			op, err = call(ctx, cl)
+			return err
+		}, func(err error) tea.Msg {
+			if err != nil {
+				return nil
+			}
+			return opBegunMsg{id: op.ID, what: verb + " " + label}
+		}))
+	}
+	switch msg.String() {
+	case "s":
+		return begin("start", func(ctx context.Context, cl *client.Client) (api.Operation, error) {
+			return cl.BeginStartVM(ctx, name)
+		})
+	case "r":
+		return begin("restart", func(ctx context.Context, cl *client.Client) (api.Operation, error) {
+			return cl.BeginRestartVM(ctx, name)
+		})
+	}
+	return tea.Batch(status("stopping "+label+"…"), env.Do("stopped "+label, func(ctx context.Context, cl *client.Client) error {
+		_, err := cl.StopVM(ctx, name)
+		return err
+	}, nil))
+}
+
+// opBegunMsg: an operation the user began from a key (a start, a restart)
+// is running; what names it for the status line.
+type opBegunMsg struct {
+	id, what string
+}
+
+// pendingOps remembers the operations begun from keys and says on the
+// status line how each ended, when its last event arrives.
+type pendingOps map[string]string
+
+// update returns the status of an operation that ended.
+func (w pendingOps) update(env *Env, msg tea.Msg) tea.Cmd {
+	var id string
+	switch msg := msg.(type) {
+	case opBegunMsg:
+		w[msg.id] = msg.what
+		id = msg.id // it may have ended before its answer came
+	case EventMsg:
+		if msg.Kind != api.EventOperation {
+			return nil
+		}
+		id = msg.ID
+		if msg.OperationState != nil {
+			id = msg.OperationState.ID
+		}
+	default:
+		return nil
+	}
+	what, ok := w[id]
+	op, known := env.Store.Operation(id)
+	if !ok || !known || !op.State.Terminal() {
+		return nil
+	}
+	delete(w, id)
+	if op.State == api.OperationFailed {
+		var err error = op.Error
+		if op.Error == nil {
+			err = fmt.Errorf("failed")
+		}
+		return func() tea.Msg { return StatusMsg{Err: fmt.Errorf("%s: %w", what, err)} }
+	}
+	return status(what + ": done")
 }
 
 // status is a command that sets the status line.
