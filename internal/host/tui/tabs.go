@@ -5,5 +5,8 @@ package tui
 func tabs() []View {
 	return []View{
 		newVMsView(),
+		newImagesView(),
+		newOperationsView(),
+		newDoctorView(),
 	}
 }

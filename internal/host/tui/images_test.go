@@ -1,0 +1,158 @@
+package tui
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/daemontest"
+)
+
+// imagesTab opens the Images tab of a TUI on d and waits for its table.
+func imagesTab(t *testing.T, d *daemontest.Daemon) *harness {
+	t.Helper()
+	h := newHarness(t, fakeOptions(d))
+	h.waitText("1 VMs")
+	h.key("2")
+	h.waitText("NAME", daemontest.FakeImage)
+	return h
+}
+
+func TestImagesListAndDetail(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	d.SeedImage(t, "tools")
+	d.CreateVM(t, api.CreateVMRequest{Name: "web", Image: daemontest.FakeImage})
+	h := imagesTab(t, d)
+	h.waitText("tools")
+	h.settle()
+	viewGolden(h, "images-list")
+
+	h.key("enter")
+	h.waitText("Image base", "ARTIFACT", "rootfs")
+	h.settle()
+	viewGolden(h, "image-detail")
+	screen := h.screen()
+	for _, want := range []string{"6.1.0-fake", "used by     web", "qemu        ✓ yes", "firecracker ✓ yes", "32.0 MiB"} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("the detail lacks %q:\n%s", want, screen)
+		}
+	}
+	h.key("esc")
+	h.waitText("tools")
+}
+
+func TestImageRemoveRefusedWhileInUse(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	d.CreateVM(t, api.CreateVMRequest{Name: "web"})
+	h := imagesTab(t, d)
+	h.key("d")
+	h.waitText("Remove image base?")
+	h.key("y")
+	h.waitText("was not removed", "used by [web]")
+	h.settle()
+	viewGolden(h, "image-remove-refused")
+	ctx := context.Background()
+	if im, err := d.Client.Image(ctx, daemontest.FakeImage); err != nil || im.State != api.ImageReady {
+		t.Fatalf("after the refusal the image is %+v (%v), want it ready", im, err)
+	}
+	h.key("f")
+	h.waitText("removed image base (forced)")
+	h.waitText("removed")
+	h.settle()
+	viewGolden(h, "image-removed-forced")
+	im, err := d.Client.Image(ctx, daemontest.FakeImage)
+	if err != nil || im.State != "removed" {
+		t.Fatalf("after force the image is %+v (%v), want its removed record (web still uses it)", im, err)
+	}
+}
+
+func TestImageRemoveUnused(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	d.SeedImage(t, "tools")
+	h := imagesTab(t, d)
+	h.waitText("tools")
+	h.key("down")
+	h.key("d")
+	h.waitText("Remove image tools?")
+	h.key("n")
+	h.waitText("kept image tools")
+	h.key("d")
+	h.key("y")
+	h.waitText("removed image tools")
+	h.waitFor("tools to leave the table", func(s string) bool { return !strings.Contains(s, "tools      ready") })
+	if _, err := d.Client.Image(context.Background(), "tools"); err == nil {
+		t.Fatal("the daemon still has tools")
+	}
+}
+
+func TestBuildFormFieldErrors(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	h := imagesTab(t, d)
+	h.key("n")
+	h.waitText("Build an image")
+	h.settle()
+	viewGolden(h, "build-form")
+	h.key("down")
+	h.typeText("dev")
+	h.key("down")
+	h.typeText("gui")
+	h.key("enter")
+	h.waitText(`✗ presets: "gui" is unknown: use agents`)
+	h.settle()
+	viewGolden(h, "build-field-error")
+
+	// A script the TUI cannot read is refused before anything is sent.
+	h.key("backspace")
+	h.key("backspace")
+	h.key("backspace")
+	h.typeText("agents")
+	h.key("down")
+	h.key("down")
+	h.typeText("/nonexistent/setup.sh")
+	h.key("enter")
+	h.waitText("✗ cannot read the script")
+	ops, err := d.Client.Operations(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range ops {
+		if op.Kind != "vm.create" {
+			t.Errorf("a refused form started operation %s %s", op.Kind, op.Target)
+		}
+	}
+	h.key("esc")
+	h.waitText("NAME", "base")
+}
+
+func TestBootstrapFormFieldError(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	h := imagesTab(t, d)
+	h.key("b")
+	h.waitText("Bootstrap a base image")
+	h.key("down")
+	h.key("down")
+	h.typeText("Base Image")
+	h.key("enter")
+	h.waitText(`✗ invalid name "Base Image"`)
+	h.settle()
+	viewGolden(h, "bootstrap-field-error")
+	h.key("down")
+	h.key("down")
+	h.key("down")
+	h.typeText("x")
+	if !strings.Contains(h.screen(), `invalid name "Base Image"`) {
+		t.Error("typing in another field cleared the name's error")
+	}
+}
+
+func TestPromoteFollowsTheOperation(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	h := imagesTab(t, d)
+	h.key("p")
+	h.waitText("Promoting image base", "succeeded")
+	h.settle()
+	viewGolden(h, "image-promote")
+	h.key("esc")
+	h.waitText("NAME", "base")
+}
