@@ -235,9 +235,10 @@ func Attach(ctx context.Context, cl *client.Client, vm, session string, o Attach
 		if err != nil {
 			return AttachResult{Session: ses}, err
 		}
-		// A reader that can be interrupted is waited for; another one
-		// (a pipe we cannot poll) may stay blocked in Read after we
-		// return, as any io.Reader consumer would.
+		// A file's reader is interrupted and waited for; another
+		// io.Reader cannot be interrupted, so its reader may stay
+		// blocked in Read after we return (until it yields, then it
+		// sees the attach ended).
 		if in.interruptible {
 			wg.Add(1)
 		}
