@@ -1,6 +1,8 @@
 package tui
 
 import (
+	"context"
+	"errors"
 	"testing"
 
 	"github.com/bangerdev/banger/api"
@@ -29,4 +31,35 @@ func TestOperationsListFollowsEvents(t *testing.T) {
 	viewGolden(h, "operation-watch")
 	h.key("esc")
 	h.waitText("alpha", "bravo")
+}
+
+// TestOperationWatchCancelsARunningCreate: a create whose guest never
+// answers health stays running; the list and the watch show its current
+// stage live, ctrl+x cancels it, and the feed brings the failure.
+func TestOperationWatchCancelsARunningCreate(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	d.Fake.HealthErr = errors.New("still booting (test)")
+	h := newHarness(t, fakeOptions(d))
+	h.waitText("1 VMs")
+	h.key("3")
+	h.waitText("No operations yet")
+	if _, err := d.Client.BeginCreateVM(context.Background(), api.CreateVMRequest{Name: "stuck"}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitText("stuck", "running", "agent health")
+	h.settle()
+	viewGolden(h, "operations-running")
+
+	h.key("enter")
+	h.waitText("Operation vm.create stuck", "… agent health")
+	h.settle()
+	viewGolden(h, "operation-watch-running")
+	h.key("ctrl+x")
+	h.waitText("Operation vm.create stuck · failed")
+	h.settle()
+	viewGolden(h, "operation-watch-cancelled")
+	op, ok := h.app.Store().LastOperation("stuck", "vm.create")
+	if !ok || op.State != api.OperationFailed {
+		t.Fatalf("after ctrl+x the store has %+v, want the create failed", op)
+	}
 }

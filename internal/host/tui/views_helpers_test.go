@@ -48,19 +48,26 @@ func viewGolden(h *harness, name string, pairs ...string) {
 	if len(pairs) > 0 {
 		got = strings.NewReplacer(pairs...).Replace(got)
 	}
+	goldenText(h.tb, name, got)
+}
+
+// goldenText compares got with testdata/name.golden (or writes it with
+// -update).
+func goldenText(tb testing.TB, name, got string) {
+	tb.Helper()
 	path := filepath.Join("testdata", name+".golden")
 	if *update {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			h.tb.Fatal(err)
+			tb.Fatal(err)
 		}
 		return
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		h.tb.Fatalf("%v (run with -update to write it); the screen:\n%s", err, got)
+		tb.Fatalf("%v (run with -update to write it); the screen:\n%s", err, got)
 	}
 	if diff := cmp.Diff(string(want), got); diff != "" {
-		h.tb.Errorf("screen %s differs from the golden (-want +got):\n%s", name, diff)
+		tb.Errorf("screen %s differs from the golden (-want +got):\n%s", name, diff)
 	}
 }
 
