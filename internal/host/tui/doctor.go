@@ -190,13 +190,13 @@ func (v *doctorView) reportLines(env *Env) []string {
 	textW := max(env.Width-len(indent), 20)
 	var lines []string
 	for _, c := range r.Checks {
-		detail := wrap(termsafe.Line(c.Detail), textW)
+		detail := wordWrap(termsafe.Line(c.Detail), textW)
 		lines = append(lines, " "+checkMark(t, c.Status)+" "+fit(termsafe.Line(c.Name), nameW)+"  "+detail[0])
 		for _, l := range detail[1:] {
 			lines = append(lines, indent+l)
 		}
 		if c.Status != api.CheckOK && c.Fix != "" {
-			for i, l := range wrap("fix: "+termsafe.Line(c.Fix), textW) {
+			for i, l := range wordWrap("fix: "+termsafe.Line(c.Fix), textW) {
 				if i == 0 {
 					l = t.Faint.Render("fix:") + strings.TrimPrefix(l, "fix:")
 				}
@@ -252,9 +252,9 @@ func (v *doctorView) Render(env *Env) string {
 	return box(strings.Join(lines, "\n"), env.Width, env.Height)
 }
 
-// wrap breaks s at spaces into lines of at most w cells (a word longer
+// wordWrap breaks s at spaces into lines of at most w cells (a word longer
 // than w is cut by the caller's fit).
-func wrap(s string, w int) []string {
+func wordWrap(s string, w int) []string {
 	words := strings.Fields(s)
 	if len(words) == 0 {
 		return []string{""}

@@ -317,7 +317,7 @@ func (v *imagesView) footer(env *Env) []string {
 		return []string{t.Error.Render("Remove image "+termsafe.Line(v.confirm)+"?") + " Its files go with it. y remove · n keep"}
 	case v.refused != nil:
 		lines := []string{t.Error.Render("Image " + termsafe.Line(v.refused.name) + " was not removed:")}
-		for _, l := range wrap(termsafe.Line(v.refused.reason), env.Width-2) {
+		for _, l := range wordWrap(termsafe.Line(v.refused.reason), env.Width-2) {
 			lines = append(lines, "  "+l)
 		}
 		return append(lines, "f removes it anyway (force) · n/esc keeps it")
