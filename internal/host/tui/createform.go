@@ -157,22 +157,11 @@ func (c *createForm) Update(env *Env, msg tea.Msg) (bool, tea.Cmd) {
 			return false, c.form.setError(msg.err)
 		}
 		c.op = msg.op.ID
-		return false, nil
+		// The operation may have run its course before this answer
+		// came: its events are already in the Store.
+		return false, c.sync(env)
 	case EventMsg, ReloadedMsg:
-		if op, ok := env.Store.Operation(c.op); ok && c.op != "" {
-			c.finished = op.State.Terminal()
-			if op.State == api.OperationSucceeded && c.created == "" {
-				c.created = c.name
-			}
-			// A request the daemon checked only once the operation ran
-			// comes back as a failed operation naming the field: back
-			// to the form with the error under it.
-			if op.State == api.OperationFailed && op.Error != nil && op.Error.Field != "" {
-				c.op = ""
-				return false, c.form.setError(op.Error)
-			}
-		}
-		return false, nil
+		return false, c.sync(env)
 	case tea.KeyPressMsg:
 		if c.op != "" {
 			switch {
@@ -204,6 +193,29 @@ func (c *createForm) Update(env *Env, msg tea.Msg) (bool, tea.Cmd) {
 		return false, cmd
 	}
 	return false, nil
+}
+
+// sync follows the create operation as the Store has it.
+func (c *createForm) sync(env *Env) tea.Cmd {
+	op, ok := env.Store.Operation(c.op)
+	if c.op == "" || !ok {
+		return nil
+	}
+	c.finished = op.State.Terminal()
+	if op.State == api.OperationSucceeded && c.created == "" {
+		c.created = c.name
+		if c.created == "" {
+			c.created = op.Target
+		}
+	}
+	// A request the daemon could check only once the operation ran (a
+	// disk the filesystem cannot back) comes back as a failed operation
+	// naming the field: back to the form with the error under it.
+	if op.State == api.OperationFailed && op.Error != nil && op.Error.Field != "" {
+		c.op, c.finished = "", false
+		return c.form.setError(op.Error)
+	}
+	return nil
 }
 
 func (c *createForm) submit(env *Env) tea.Cmd {

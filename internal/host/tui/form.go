@@ -9,6 +9,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/host/termsafe"
+	"github.com/charmbracelet/x/ansi"
 )
 
 // form is a column of labelled fields with an error under each: the
@@ -295,11 +296,53 @@ func (f *form) render(env *Env) []string {
 		}
 		lines = append(lines, line)
 		if fl.err != "" {
-			lines = append(lines, strings.Repeat(" ", labelW+4)+t.Error.Render("✗ "+fl.err))
+			pad := strings.Repeat(" ", labelW+4)
+			for i, l := range wrapLines("✗ "+fl.err, env.Width-len(pad)-2, maxErrorLines) {
+				if i > 0 {
+					l = "  " + l
+				}
+				lines = append(lines, pad+t.Error.Render(l))
+			}
 		}
 	}
 	if f.err != "" {
-		lines = append(lines, "", t.Error.Render("✗ ")+f.err)
+		lines = append(lines, "")
+		for i, l := range wrapLines("✗ "+f.err, env.Width-6, maxErrorLines) {
+			if i > 0 {
+				l = "  " + l
+			}
+			lines = append(lines, "  "+t.Error.Render(l))
+		}
+	}
+	return lines
+}
+
+// maxErrorLines is how many lines an error in a form may take.
+const maxErrorLines = 3
+
+// wrapLines breaks s into lines of at most width cells at spaces, n lines at
+// most (the last cut with an ellipsis).
+func wrapLines(s string, width, n int) []string {
+	width = max(width, 10)
+	var lines []string
+	line := ""
+	for _, w := range strings.Fields(s) {
+		switch {
+		case line == "":
+			line = w
+		case ansi.StringWidth(line)+1+ansi.StringWidth(w) <= width:
+			line += " " + w
+		default:
+			lines = append(lines, line)
+			line = w
+		}
+	}
+	if line != "" {
+		lines = append(lines, line)
+	}
+	if len(lines) > n {
+		lines = lines[:n]
+		lines[n-1] = fit(lines[n-1]+" …", width)
 	}
 	return lines
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/charmbracelet/x/ansi"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/bangerdev/banger/api"
@@ -219,4 +220,36 @@ func TestPowerKeys(t *testing.T) {
 	h.waitText("Last restart", "vm.restart succeeded")
 	h.settle()
 	h.golden("detail-after-restart")
+}
+
+// A field error met inside the create operation (a disk the filesystem
+// cannot back) brings the form back with the error under that field.
+func TestCreateOperationFieldError(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(d.Root, &st); err != nil {
+		t.Fatal(err)
+	}
+	if free := st.Bavail * uint64(st.Bsize); free >= 4<<40 {
+		t.Skipf("%s has %d bytes free: a 4TiB disk would fit, so no create fails on it here", d.Root, free)
+	}
+	h := newHarness(t, fakeOptions(d))
+	h.waitText("No VMs yet")
+	h.key("c")
+	h.waitText("Create a VM")
+	for range 4 {
+		h.key("down")
+	}
+	h.typeText("4T")
+	h.key("enter")
+	h.waitFor("the disk error under Disk", func(s string) bool {
+		lines := strings.Split(s, "\n")
+		for i, l := range lines {
+			if strings.HasPrefix(l, "> Disk") && i+1 < len(lines) && strings.Contains(lines[i+1], "✗") {
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("the form:\n%s", h.screen())
 }
