@@ -300,7 +300,7 @@ func imageState(im api.Image) string {
 	if im.State == "" {
 		return "-"
 	}
-	return im.State
+	return termsafe.Line(im.State)
 }
 
 func dash(s string) string {

@@ -156,3 +156,33 @@ func TestPromoteFollowsTheOperation(t *testing.T) {
 	h.key("esc")
 	h.waitText("NAME", "base")
 }
+
+// TestImagesAndOperationsFollowTheFeed: an image registered and an
+// operation begun while the TUI is open reach their tables by the event
+// feed: the images and operations are listed once, at the start.
+func TestImagesAndOperationsFollowTheFeed(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	p := startCountingProxy(t, d.Config.Paths.Socket())
+	h := newHarness(t, proxiedOptions(d, p))
+	h.waitText("1 VMs")
+	h.key("2")
+	h.waitText("NAME", daemontest.FakeImage)
+	h.settle()
+	d.SeedImage(t, "later")
+	h.waitFor("the new image's row", func(s string) bool { return strings.Contains(s, " later      ready") })
+	h.key("3")
+	d.CreateVM(t, api.CreateVMRequest{Name: "fresh"})
+	h.waitFor("the create's row", func(s string) bool { return strings.Contains(s, "fresh") && strings.Contains(s, "succeeded") })
+	h.settle()
+	counts := p.Counts()
+	for _, once := range []string{"GET /v1/images", "GET /v1/operations"} {
+		if counts[once] != 1 {
+			t.Errorf("%s: %d requests, want 1 (the feed brings the changes)", once, counts[once])
+		}
+	}
+	for k := range counts {
+		if strings.Contains(k, "{name}") || strings.Contains(k, "{id}") || strings.HasPrefix(k, "GET /v1/images/") {
+			t.Errorf("a request per image or operation: %s", k)
+		}
+	}
+}
