@@ -224,10 +224,13 @@ func Attach(ctx context.Context, cl *client.Client, vm, session string, o Attach
 		}
 		defer restore()
 		raw = true
+		// The size goes out before any input does: the first line typed
+		// must find the session's terminal at the window's size.
+		winch := followWindow(o.Terminal, a)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			followWindow(o.Terminal, a, at.detached)
+			winch(at.detached)
 		}()
 	}
 	if o.Stdin != nil {
@@ -394,24 +397,26 @@ func rawMode(t *os.File) (func(), error) {
 	return func() { term.Restore(int(t.Fd()), state) }, nil
 }
 
-// followWindow sends the terminal's size now and after every SIGWINCH
-// until done is closed.
-func followWindow(t *os.File, a *client.Attachment, done <-chan struct{}) {
+// followWindow sends the terminal's size now, and returns the loop that
+// sends it again after every SIGWINCH until done is closed.
+func followWindow(t *os.File, a *client.Attachment) func(done <-chan struct{}) {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGWINCH)
-	defer signal.Stop(sig)
 	send := func() {
 		if w, h, err := term.GetSize(int(t.Fd())); err == nil {
 			a.Resize(uint16(h), uint16(w))
 		}
 	}
 	send()
-	for {
-		select {
-		case <-sig:
-			send()
-		case <-done:
-			return
+	return func(done <-chan struct{}) {
+		defer signal.Stop(sig)
+		for {
+			select {
+			case <-sig:
+				send()
+			case <-done:
+				return
+			}
 		}
 	}
 }

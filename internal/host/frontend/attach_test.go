@@ -347,6 +347,38 @@ func TestAttachTerminal(t *testing.T) {
 	}
 }
 
+// TestAttachSizeBeforeInput: input already typed when the attach begins
+// reaches the session after the window size, so the first line it reads
+// finds its terminal at the window's size.
+func TestAttachSizeBeforeInput(t *testing.T) {
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pseudo-terminal on this host: %v", err)
+	}
+	defer ptmx.Close()
+	defer tty.Close()
+	pty.Setsize(ptmx, &pty.Winsize{Rows: 30, Cols: 100})
+	ptmx.Write([]byte("stty size\r"))
+	d, cl := startFakeDaemon(t)
+	s := d.add(api.Session{ID: "ses-1", TTY: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := Attach(ctx, cl, "demo", "ses-1", AttachOptions{Stdin: tty, Stdout: io.Discard, Terminal: tty}); err != nil {
+			t.Error(err)
+		}
+	}()
+	s.waitFor(t, "the typed line", func(s *fakeSession) bool { return strings.Contains(s.stdin.String(), "stty size") })
+	cancel()
+	<-done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.order) < 2 || s.order[0] != "resize" {
+		t.Errorf("the session got %v, want the window size before any input", s.order)
+	}
+}
+
 // TestAttachOutputGone: when the output cannot be written, the attach
 // detaches and says why; the session runs on.
 func TestAttachOutputGone(t *testing.T) {

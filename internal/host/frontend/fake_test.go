@@ -263,6 +263,8 @@ type fakeSession struct {
 	signals     []string
 	sinces      []int64
 	detaches    int
+	// order is what the attachers sent, in order: "stdin" and "resize".
+	order []string
 	// onSignal is what a signal does (none: nothing, the process ignores
 	// it); it runs with mu held.
 	onSignal map[string]func(*fakeSession)
@@ -401,6 +403,7 @@ func (a *fakeAttachment) Write(p []byte) (int, error) {
 		return 0, errors.New("stdin is closed")
 	}
 	s.stdin.Write(p)
+	s.order = append(s.order, "stdin")
 	s.notify()
 	return len(p), nil
 }
@@ -422,6 +425,7 @@ func (a *fakeAttachment) Resize(rows, cols uint16) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.resizes = append(s.resizes, strconv.Itoa(int(rows))+"x"+strconv.Itoa(int(cols)))
+	s.order = append(s.order, "resize")
 	s.notify()
 	return nil
 }
