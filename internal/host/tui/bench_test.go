@@ -2,7 +2,6 @@ package tui
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -83,5 +82,3 @@ func BenchmarkEvent200VMs(b *testing.B) {
 		}
 	}
 }
-
-var _ = fmt.Sprint

@@ -6,6 +6,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"github.com/bangerdev/banger/internal/host/termsafe"
+	"github.com/charmbracelet/x/ansi"
 )
 
 // maxLogLines is how many lines a textLog keeps (the oldest go first).
@@ -13,7 +14,7 @@ const maxLogLines = 5000
 
 // textLog is a scrollable tail of text from a stream (the serial console,
 // a session's output). Each line is escaped with termsafe when it is
-// complete, so a guest's escape sequences show as text and never drive the
+// complete (see clean), so a guest's escape sequences never drive the
 // terminal. It follows the end until scrolled up; End follows again.
 type textLog struct {
 	lines   []string
@@ -70,7 +71,7 @@ func (l *textLog) addLine(s string) {
 	if i := strings.LastIndexByte(s, '\r'); i >= 0 {
 		s = s[i+1:]
 	}
-	l.lines = append(l.lines, strings.ReplaceAll(termsafe.Line(s), `\t`, "    "))
+	l.lines = append(l.lines, clean(s))
 	if n := len(l.lines) - maxLogLines; n > 0 {
 		l.lines = l.lines[n:]
 		l.offset = max(l.offset-n, 0)
@@ -82,7 +83,16 @@ func (l *textLog) all() []string {
 	if len(l.partial) == 0 {
 		return l.lines
 	}
-	return append(l.lines[:len(l.lines):len(l.lines)], termsafe.Line(strings.TrimRight(string(l.partial), "\r")))
+	return append(l.lines[:len(l.lines):len(l.lines)], clean(strings.TrimRight(string(l.partial), "\r")))
+}
+
+// clean makes one line of a guest's output safe to draw: well-formed
+// escape sequences (colours, cursor moves, titles) are dropped, since a
+// pane does not play them, and whatever control is left is shown escaped
+// by termsafe; tabs become spaces.
+func clean(s string) string {
+	s = strings.ReplaceAll(s, "\t", "    ")
+	return termsafe.Line(ansi.Strip(s))
 }
 
 // key scrolls; height is the lines on screen.
