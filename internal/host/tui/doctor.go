@@ -88,6 +88,13 @@ func (v *doctorView) Update(env *Env, msg tea.Msg) tea.Cmd {
 		return nil
 	}
 	switch msg := msg.(type) {
+	case ReconnectedMsg:
+		// A daemon that came back may see the host differently (it
+		// restarted, was upgraded): the quick checks are cheap.
+		if !msg.First && v.running == nil {
+			return v.quick(env)
+		}
+		return nil
 	case doctorMsg:
 		v.loading = false
 		v.err = msg.err

@@ -181,6 +181,9 @@ func (c *imageForm) Update(env *Env, msg tea.Msg) (bool, tea.Cmd) {
 			c.follow = nil
 			return false, c.form.setError(op.Error)
 		}
+		if _, end := msg.(opEndMsg); end {
+			return false, c.follow.endStatus(env)
+		}
 		return false, nil
 	}
 	switch msg := msg.(type) {

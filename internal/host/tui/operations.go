@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -30,6 +31,9 @@ type opFollow struct {
 	// own failure (the daemon could not be reached again, say).
 	ended bool
 	err   error
+	// sawRunning: the operation was running while followed (so its end
+	// is news for the status line).
+	sawRunning bool
 }
 
 // opEventMsg is one event of a followed operation.
@@ -47,7 +51,7 @@ type opEndMsg struct {
 
 // followOp starts following op (as the Begin call returned it).
 func followOp(env *Env, op api.Operation) *opFollow {
-	f := &opFollow{id: op.ID, last: op, log: newTextLog(), streamID: nextStreamID()}
+	f := &opFollow{id: op.ID, last: op, log: newTextLog(), streamID: nextStreamID(), sawRunning: op.State == api.OperationRunning}
 	id, sid := op.ID, f.streamID
 	f.stop = env.Stream(func(ctx context.Context, cl *client.Client, send func(tea.Msg)) error {
 		final, err := frontend.FollowOperation(ctx, cl, id, func(ev api.OperationEvent) {
@@ -107,6 +111,26 @@ func (f *opFollow) note(op api.Operation) {
 	if op.ID == f.id && newerOp(op, f.last) {
 		f.last = op
 	}
+	if op.ID == f.id && op.State == api.OperationRunning {
+		f.sawRunning = true
+	}
+}
+
+// endStatus is the status line for the follow's end: how the operation
+// ended, when it was seen running; nil otherwise.
+func (f *opFollow) endStatus(env *Env) tea.Cmd {
+	if !f.ended || !f.sawRunning {
+		return nil
+	}
+	op := f.op(env)
+	what := termsafe.Line(op.Kind)
+	if op.Target != "" {
+		what += " " + termsafe.Line(op.Target)
+	}
+	if op.State == api.OperationFailed && op.Error != nil {
+		return func() tea.Msg { return StatusMsg{Err: fmt.Errorf("%s failed: %w", what, op.Error)} }
+	}
+	return status(what + " " + string(op.State))
 }
 
 // newerOp reports whether a is a later state of the operation than b: an
@@ -409,6 +433,9 @@ func (w *opWatch) Keys() []key.Binding {
 // Update returns true when the user left the watch.
 func (w *opWatch) Update(env *Env, msg tea.Msg) (bool, tea.Cmd) {
 	if w.follow.update(msg) {
+		if _, end := msg.(opEndMsg); end {
+			return false, w.follow.endStatus(env)
+		}
 		return false, nil
 	}
 	k, ok := msg.(tea.KeyPressMsg)
