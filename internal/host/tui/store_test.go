@@ -125,3 +125,26 @@ func TestStatsRendering(t *testing.T) {
 		}
 	}
 }
+
+// ? opens every key in columns and closes again; the screen keeps its
+// size either way.
+func TestFullHelp(t *testing.T) {
+	a := offlineApp()
+	defer a.Close()
+	a.update(reloadedMsg{vms: []api.VM{{Name: "one", State: api.VMRunning}}})
+	short := ansi.Strip(a.Screen())
+	a.update(keyMsg("?"))
+	full := ansi.Strip(a.Screen())
+	if len(strings.Split(full, "\n")) != 24 {
+		t.Fatalf("full help: %d lines, want 24", len(strings.Split(full, "\n")))
+	}
+	for _, want := range []string{"create", "console", "filter", "quit", "next tab"} {
+		if !strings.Contains(full, want) {
+			t.Errorf("full help lacks %q:\n%s", want, full)
+		}
+	}
+	a.update(keyMsg("?"))
+	if got := ansi.Strip(a.Screen()); got != short {
+		t.Errorf("? twice did not give back the short help:\n%s", got)
+	}
+}
