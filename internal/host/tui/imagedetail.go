@@ -120,9 +120,19 @@ func (d *imageDetail) lines(env *Env, im api.Image) []string {
 		used = termsafe.Line(strings.Join(im.UsedBy, ", "))
 	}
 	lines = append(lines, "  "+kv("used by", used), "")
-	lines = append(lines, "  "+t.Header.Render(fit("ARTIFACT", 10)+" "+fitLeft("SIZE", 10)+"  SHA-256"))
+	// A linked image's files live where the user keeps them: say where.
+	linked := im.State == api.ImageUnmanaged
+	head := fit("ARTIFACT", 10) + " " + fitLeft("SIZE", 10) + "  " + fit("SHA-256", 17)
+	if linked {
+		head += "  PATH"
+	}
+	lines = append(lines, "  "+t.Header.Render(head))
 	for _, a := range im.Artifacts {
-		lines = append(lines, "  "+fit(termsafe.Line(a.Kind), 10)+" "+fitLeft(bytesText(a.Size), 10)+"  "+digestText(a.SHA256))
+		line := "  " + fit(termsafe.Line(a.Kind), 10) + " " + fitLeft(bytesText(a.Size), 10) + "  " + fit(digestText(a.SHA256), 17)
+		if linked {
+			line += "  " + fit(termsafe.Line(a.Path), max(env.Width-len([]rune(line))-2, 8))
+		}
+		lines = append(lines, strings.TrimRight(line, " "))
 	}
 	if len(im.Artifacts) == 0 {
 		lines = append(lines, "  "+t.Faint.Render("no artifacts (the image was removed; VMs still use its record)"))
@@ -137,11 +147,13 @@ func (d *imageDetail) Render(env *Env, height int) string {
 	if !ok {
 		return box(t.Bold.Render(" Image "+termsafe.Line(d.name))+" · gone", env.Width, height)
 	}
-	managed := "managed"
-	if im.State == api.ImageUnmanaged {
-		managed = "linked, not managed: p promotes it"
+	head := t.Bold.Render(" Image "+termsafe.Line(im.Name)) + " · " + t.State(imageState(im))
+	switch im.State {
+	case api.ImageReady:
+		head += " · managed"
+	case api.ImageUnmanaged:
+		head += " · its files are linked: p copies them into banger's store"
 	}
-	head := t.Bold.Render(" Image "+termsafe.Line(im.Name)) + " · " + t.State(imageState(im)) + " · " + managed
 	body := d.lines(env, im)
 	room := max(height-2, 1)
 	d.offset = min(d.offset, max(len(body)-room, 0))

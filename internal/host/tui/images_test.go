@@ -7,6 +7,7 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/host/daemontest"
+	"github.com/charmbracelet/x/ansi"
 )
 
 // imagesTab opens the Images tab of a TUI on d and waits for its table.
@@ -185,4 +186,32 @@ func TestImagesAndOperationsFollowTheFeed(t *testing.T) {
 			t.Errorf("a request per image or operation: %s", k)
 		}
 	}
+}
+
+// TestImageDetailSaysWhyNot renders the detail of a derived, linked image
+// whose kernel Firecracker cannot boot: the parent, the reason, the
+// probes, services and provisioning, the VMs and images using it — and a
+// guest-chosen probe name with an escape sequence drawn inert.
+func TestImageDetailSaysWhyNot(t *testing.T) {
+	env := &Env{Store: NewStore(), Theme: NewTheme(true), Format: testFormat, Width: 80, Height: 21}
+	env.Store.SetImages([]api.Image{{
+		Name: "dev", State: api.ImageUnmanaged, Distro: "debian", Suite: "bookworm", Libc: "glibc",
+		AgentVersion: "0.9.0", Parent: "base", Source: "build",
+		Kernel: api.KernelInfo{Release: "6.1.0-28-amd64", Compression: "zstd", QEMU: true,
+			Firecracker: false, FirecrackerReason: "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES is not set"},
+		Probes:       []api.Probe{{Name: "sshd\x1b[2J", Kind: "tcp", Port: 22}},
+		Services:     []api.Service{{Name: "agents", Port: 8080}, {Name: "cron"}},
+		Provisioning: []string{"preset agents", "packages git"},
+		UsedBy:       []string{"web-1", "image tools"},
+		Artifacts: []api.Artifact{
+			{Kind: "vmlinuz", Path: "/home/u/k/vmlinuz", SHA256: strings.Repeat("ab", 32), Size: 8 << 20},
+			{Kind: "rootfs", Path: "/home/u/k/rootfs.ext4", SHA256: strings.Repeat("cd", 32), Size: 2 << 30},
+		},
+	}})
+	d := newImageDetail("dev")
+	raw := d.Render(env, env.Height)
+	if c, at := controlChar(ansi.Strip(raw)); at >= 0 {
+		t.Errorf("the detail has control character %q at %d", c, at)
+	}
+	goldenText(t, "image-detail-why-not", ansi.Strip(raw))
 }
