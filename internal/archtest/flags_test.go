@@ -19,6 +19,7 @@ import (
 var flagFree = []string{
 	"client",
 	"internal/host/daemon",
+	"internal/host/frontend",
 	"internal/host/guest",
 	"internal/host/image",
 	"internal/host/imagebuild",

@@ -34,7 +34,7 @@ var createFieldFlags = map[string]string{
 // this table true to the commands' flags.
 var fieldFlags = map[string]map[string]string{
 	"vm create": createFieldFlags,
-	"vm run":    createFieldFlags,
+	"vm run":    withField(createFieldFlags, "mode", "--mode"),
 	"image register": {
 		"name":      "--name",
 		"kernel":    "--kernel",
@@ -68,8 +68,17 @@ var fieldFlags = map[string]map[string]string{
 	"vm session attach":    {"since": "--since"},
 	"vm session kill":      {"signal": "--signal"},
 	"vm exec":              {"cwd": "--workdir", "env": "--env", "tty": "--tty"},
-	"vm workspace prepare": {"dir": "--dir"},
+	"vm workspace prepare": {"dir": "--dir", "mode": "--mode"},
 	"doctor":               {"probe_timeout_ms": "--probe-timeout"},
+}
+
+// withField returns a copy of m with field → flag added.
+func withField(m map[string]string, field, flag string) map[string]string {
+	out := map[string]string{field: flag}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 // flagError is a field error as the CLI prints it; it wraps the daemon's

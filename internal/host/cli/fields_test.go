@@ -52,6 +52,8 @@ func TestReplaceField(t *testing.T) {
 		{"not inside a command", "see `banger image list` for an image", "image", "--image",
 			"see `banger image list` for an --image"},
 		{"absent: the flag is added", "nothing to build", "presets", "--preset", "nothing to build (--preset)"},
+		{"a workspace mode", "/src/x is not a git work tree (no .git in it or above it): run `git init` there, or use mode full_copy to copy the directory as it is", "mode", "--mode",
+			"/src/x is not a git work tree (no .git in it or above it): run `git init` there, or use --mode full_copy to copy the directory as it is"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

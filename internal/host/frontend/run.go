@@ -128,7 +128,20 @@ func RunVM(ctx context.Context, cl *client.Client, req RunRequest, p Progress) (
 // (a path that is not a git work tree in git mode, submodules, ...)
 // from git's file list and metadata only: no file is read.
 func CheckCheckout(ctx context.Context, path string, mode workspace.Mode) error {
-	return workspace.Check(ctx, path, mode)
+	return modeError(workspace.Check(ctx, path, mode))
+}
+
+// modeError marks a refusal whose fix is the other workspace mode (not a
+// git work tree, submodules) as a field error on "mode", so each front end
+// points at its own control for it: the CLI its --mode flag, a form its
+// mode field. The message is kept; errors.Is still finds workspace's
+// sentinel in the original, which the field error carries no more.
+func modeError(err error) error {
+	if errors.Is(err, workspace.ErrNotRepo) || errors.Is(err, workspace.ErrSubmodule) {
+		return &api.Error{Code: api.CodeInvalidArgument, Message: err.Error(),
+			Field: "mode", Allowed: string(workspace.ModeGit) + ", " + string(workspace.ModeFullCopy)}
+	}
+	return err
 }
 
 // PrepareWorkspace packs the checkout at path (as the user running it, so
@@ -145,7 +158,7 @@ func PrepareWorkspace(ctx context.Context, cl *client.Client, vm, path, dir stri
 	res, err := cl.PrepareWorkspace(ctx, vm, dir, pr)
 	pr.CloseWithError(io.ErrClosedPipe) // unblock a packer the daemon gave up on
 	if perr := <-packed; perr != nil && !errors.Is(perr, io.ErrClosedPipe) {
-		err = perr // the packer's reason is the real one
+		err = modeError(perr) // the packer's reason is the real one
 	}
 	if err != nil {
 		return res, fmt.Errorf("preparing the workspace of %s: %w", vm, err)

@@ -260,3 +260,26 @@ func TestPrepareWorkspacePackError(t *testing.T) {
 		t.Fatalf("got %v, want the packer's error about the missing directory", err)
 	}
 }
+
+// A checkout the git mode cannot take is refused as a field error on
+// "mode", so the CLI can say --mode and a form its mode field; the
+// message names the mode, not a flag.
+func TestCheckCheckoutNamesTheModeField(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed")
+	}
+	err := CheckCheckout(context.Background(), t.TempDir(), workspace.ModeGit)
+	var ae *api.Error
+	if !errors.As(err, &ae) {
+		t.Fatalf("got %v, want an *api.Error", err)
+	}
+	if ae.Code != api.CodeInvalidArgument || ae.Field != "mode" || ae.Allowed != "git, full_copy" {
+		t.Errorf("got %s field=%q allowed=%q", ae.Code, ae.Field, ae.Allowed)
+	}
+	if !strings.Contains(ae.Message, "use mode full_copy") || strings.Contains(ae.Message, "--") {
+		t.Errorf("message %q", ae.Message)
+	}
+	if err := CheckCheckout(context.Background(), t.TempDir(), workspace.ModeFullCopy); err != nil {
+		t.Errorf("full_copy of a plain directory: %v", err)
+	}
+}

@@ -114,7 +114,7 @@ const (
 	ModeFullCopy Mode = "full_copy"
 )
 
-// ParseMode turns a --mode flag value into a Mode; the empty string is git.
+// ParseMode turns a mode's name (the CLI's --mode) into a Mode; the empty string is git.
 func ParseMode(s string) (Mode, error) {
 	switch Mode(s) {
 	case "", ModeGit:
@@ -138,7 +138,7 @@ var (
 	// work tree.
 	ErrNotRepo = errors.New("not a git work tree")
 	// ErrSubmodule: git mode found a submodule or a nested repository.
-	ErrSubmodule = errors.New("git mode cannot copy submodules")
+	ErrSubmodule = errors.New("a git checkout with submodules is not copied from git's file list")
 	// ErrUnsafeEntry: the stream holds an entry that could escape dest or is
 	// otherwise not allowed in a workspace.
 	ErrUnsafeEntry = errors.New("unsafe tar entry")

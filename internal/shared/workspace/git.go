@@ -72,7 +72,7 @@ func planGit(ctx context.Context, root string) (gitPlan, error) {
 		if strings.HasSuffix(name, "/") {
 			// ls-files shows an untracked directory that is a repository of its
 			// own as "dir/"; git would not add its files, neither do we.
-			return gitPlan{}, fmt.Errorf("%w: %q in %s is a nested git repository; use --mode full_copy to copy it too, or add it to .gitignore to leave it out",
+			return gitPlan{}, fmt.Errorf("%w: %q in %s is a nested git repository; use mode full_copy to copy it too, or add it to .gitignore to leave it out",
 				ErrSubmodule, strings.TrimSuffix(name, "/"), top)
 		}
 		plan.listed[name] = true
@@ -98,15 +98,15 @@ func locateRepo(ctx context.Context, root string) (repoLocation, error) {
 		if errors.As(err, &ge) {
 			switch {
 			case strings.Contains(ge.stderr, "not a git repository"):
-				return repoLocation{}, fmt.Errorf("%s is %w (no .git in it or above it): run `git init` there, or use --mode full_copy to copy the directory as it is", root, ErrNotRepo)
+				return repoLocation{}, fmt.Errorf("%s is %w (no .git in it or above it): run `git init` there, or use mode full_copy to copy the directory as it is", root, ErrNotRepo)
 			case strings.Contains(ge.stderr, "dubious ownership"):
-				return repoLocation{}, fmt.Errorf("git refuses %s because another user owns it: run `git config --global --add safe.directory %s`, or use --mode full_copy: %w", root, root, err)
+				return repoLocation{}, fmt.Errorf("git refuses %s because another user owns it: run `git config --global --add safe.directory %s`, or use mode full_copy: %w", root, root, err)
 			}
 		}
 		return repoLocation{}, err
 	}
 	if strings.TrimSpace(string(out)) != "true" {
-		return repoLocation{}, fmt.Errorf("%s is inside a .git directory or a bare repository, %w: pass the checkout's directory, or use --mode full_copy", root, ErrNotRepo)
+		return repoLocation{}, fmt.Errorf("%s is inside a .git directory or a bare repository, %w: pass the checkout's directory, or use mode full_copy", root, ErrNotRepo)
 	}
 	out, err = runGit(ctx, root, "rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir")
 	if err != nil {
@@ -155,7 +155,7 @@ func checkGitDir(ctx context.Context, loc repoLocation) error {
 		// core.worktree points here. The git directory is complete, but if it
 		// names its work tree, that name is wrong in the guest.
 		if wt, _ := runGit(ctx, loc.top, "config", "--get", "core.worktree"); len(bytes.TrimSpace(wt)) > 0 {
-			return fmt.Errorf("the git directory of %s (%s) sets core.worktree, as a submodule checkout does, so it cannot serve as .git in the guest: clone it to a plain checkout, or use --mode full_copy (the guest then gets the files without history)",
+			return fmt.Errorf("the git directory of %s (%s) sets core.worktree, as a submodule checkout does, so it cannot serve as .git in the guest: clone it to a plain checkout, or use mode full_copy (the guest then gets the files without history)",
 				loc.top, loc.gitDir)
 		}
 	}
@@ -236,7 +236,7 @@ func submoduleError(top string, paths []string) error {
 	for i, p := range paths {
 		quoted[i] = fmt.Sprintf("%q", p)
 	}
-	return fmt.Errorf("%w: %s has submodule %s; use --mode full_copy to copy submodules with the rest of the tree",
+	return fmt.Errorf("%w: %s has submodule %s; use mode full_copy to copy submodules with the rest of the tree",
 		ErrSubmodule, top, strings.Join(quoted, ", "))
 }
 
@@ -293,7 +293,7 @@ func runGit(ctx context.Context, dir string, args ...string) ([]byte, error) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
-			return nil, fmt.Errorf("git mode needs git on PATH: install git, or use --mode full_copy: %w", err)
+			return nil, fmt.Errorf("git mode needs git on PATH: install git, or use mode full_copy: %w", err)
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

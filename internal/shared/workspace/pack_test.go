@@ -245,7 +245,7 @@ func TestPackGitModeRefusesSubmodules(t *testing.T) {
 			if !errors.Is(err, ErrSubmodule) {
 				t.Fatalf("Pack(git) error = %v, want ErrSubmodule", err)
 			}
-			for _, want := range []string{tt.wantPath, "--mode full_copy"} {
+			for _, want := range []string{tt.wantPath, "mode full_copy"} {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("Pack(git) error %q does not mention %q", err, want)
 				}
@@ -280,8 +280,8 @@ func TestPackGitModeNotARepository(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Pack(context.Background(), tt.root, ModeGit, io.Discard)
-			if !errors.Is(err, ErrNotRepo) || !strings.Contains(err.Error(), "--mode full_copy") {
-				t.Fatalf("Pack(git) error = %v, want ErrNotRepo suggesting --mode full_copy", err)
+			if !errors.Is(err, ErrNotRepo) || !strings.Contains(err.Error(), "mode full_copy") {
+				t.Fatalf("Pack(git) error = %v, want ErrNotRepo suggesting mode full_copy", err)
 			}
 		})
 	}
