@@ -447,34 +447,72 @@ func errorText(err error) string {
 // status line.
 const chromeRows = 2
 
-// shortHelpRows is how many lines the help bar may wrap to.
-const shortHelpRows = 2
+// shortHelpRows is how many lines the help bar may wrap to; fullHelpRows
+// how many keys a column of the full help (?) holds.
+const (
+	shortHelpRows = 2
+	fullHelpRows  = 4
+)
 
 func (a *App) sizeEnv() {
-	a.env.Width, a.env.Height = a.width, max(a.height-chromeRows-len(a.helpLines()), 1)
+	a.env.Width, a.env.Height = a.width, max(a.height-chromeRows-a.helpRows(), 1)
 }
 
-// helpLines is the help bar: the keys of the moment wrapped to at most
-// shortHelpRows lines, or every key in columns after ?.
-func (a *App) helpLines() []string {
-	if a.fullHelp {
-		return strings.Split(a.help.FullHelpView(chunk(a.bindings(), 4)), "\n")
-	}
-	var lines []string
-	var cur []key.Binding
+// helpGroups is the help bar laid out: the keys of the moment wrapped to
+// at most shortHelpRows lines (measured, not drawn), or, after ?, every
+// key in columns of fullHelpRows.
+func (a *App) helpGroups() [][]key.Binding {
+	var all []key.Binding
 	for _, b := range a.bindings() {
-		if !b.Enabled() || b.Help().Key == "" {
-			continue
+		if b.Enabled() && b.Help().Key != "" {
+			all = append(all, b)
 		}
-		try := append(cur[:len(cur):len(cur)], b)
-		if len(cur) > 0 && ansi.StringWidth(a.help.ShortHelpView(try)) > a.width && len(lines) < shortHelpRows-1 {
-			lines = append(lines, a.help.ShortHelpView(cur))
-			cur = []key.Binding{b}
-			continue
-		}
-		cur = try
 	}
-	lines = append(lines, a.help.ShortHelpView(cur))
+	if a.fullHelp {
+		return chunk(all, fullHelpRows)
+	}
+	sep := ansi.StringWidth(a.help.ShortSeparator)
+	var lines [][]key.Binding
+	var cur []key.Binding
+	w := 0
+	for _, b := range all {
+		bw := ansi.StringWidth(b.Help().Key) + 1 + ansi.StringWidth(b.Help().Desc)
+		if len(cur) > 0 && w+sep+bw > a.width && len(lines) < shortHelpRows-1 {
+			lines = append(lines, cur)
+			cur, w = []key.Binding{b}, bw
+			continue
+		}
+		if len(cur) > 0 {
+			w += sep
+		}
+		cur, w = append(cur, b), w+bw
+	}
+	return append(lines, cur)
+}
+
+// helpRows is how many lines the help bar takes.
+func (a *App) helpRows() int {
+	g := a.helpGroups()
+	if a.fullHelp {
+		rows := 0
+		for _, col := range g {
+			rows = max(rows, len(col))
+		}
+		return max(rows, 1)
+	}
+	return len(g)
+}
+
+// helpLines draws the help bar.
+func (a *App) helpLines() []string {
+	g := a.helpGroups()
+	if a.fullHelp {
+		return strings.Split(a.help.FullHelpView(g), "\n")
+	}
+	lines := make([]string, len(g))
+	for i, b := range g {
+		lines[i] = a.help.ShortHelpView(b)
+	}
 	return lines
 }
 
@@ -501,8 +539,7 @@ func (a *App) Screen() string {
 	b.WriteByte('\n')
 	b.WriteString(fit(a.statusLine(), a.width))
 	b.WriteByte('\n')
-	lines := a.helpLines()
-	b.WriteString(box(strings.Join(lines, "\n"), a.width, len(lines)))
+	b.WriteString(box(strings.Join(a.helpLines(), "\n"), a.width, a.helpRows()))
 	return b.String()
 }
 

@@ -23,6 +23,8 @@ type Store struct {
 	// listed: the VM's sessions were listed (so a count is known).
 	listed map[string]bool
 	stats  map[string][]api.VMStats
+	// sorted is VMs' answer until the VMs change.
+	sorted []api.VM
 	// Loaded: the first lists arrived.
 	Loaded bool
 }
@@ -41,6 +43,7 @@ func NewStore() *Store {
 
 // SetVMs replaces every VM (after a list call).
 func (s *Store) SetVMs(list []api.VM) {
+	s.sorted = nil
 	s.vms = make(map[string]api.VM, len(list))
 	for _, v := range list {
 		s.vms[v.Name] = v
@@ -97,6 +100,13 @@ func (s *Store) Apply(ev api.Event) {
 		if ev.VMState != nil {
 			name = ev.VMState.Name
 		}
+		_, known := s.vms[name]
+		if ev.Removed || !known {
+			s.sorted = nil
+		} else if i, ok := slices.BinarySearchFunc(s.sorted, name, func(v api.VM, n string) int { return cmp.Compare(v.Name, n) }); ok && ev.VMState != nil {
+			// A VM that changed keeps its place: no sort per event.
+			s.sorted[i] = *ev.VMState
+		}
 		if ev.Removed {
 			delete(s.vms, name)
 			delete(s.stats, name)
@@ -149,15 +159,23 @@ func (s *Store) Apply(ev api.Event) {
 	}
 }
 
-// VMs returns the VMs sorted by name.
+// VMs returns the VMs sorted by name. The slice is shared until the VMs
+// change (each frame draws it): callers must not modify it.
 func (s *Store) VMs() []api.VM {
+	if s.sorted != nil || len(s.vms) == 0 {
+		return s.sorted
+	}
 	out := make([]api.VM, 0, len(s.vms))
 	for _, v := range s.vms {
 		out = append(out, v)
 	}
 	slices.SortFunc(out, func(a, b api.VM) int { return cmp.Compare(a.Name, b.Name) })
+	s.sorted = out
 	return out
 }
+
+// VMCount is how many VMs there are.
+func (s *Store) VMCount() int { return len(s.vms) }
 
 // VM returns one VM by name.
 func (s *Store) VM(name string) (api.VM, bool) {

@@ -148,3 +148,43 @@ func TestFullHelp(t *testing.T) {
 		t.Errorf("? twice did not give back the short help:\n%s", got)
 	}
 }
+
+// The Store's sorted VMs follow every kind of VM event: a change in
+// place, a new VM in its place by name, a removal.
+func TestStoreVMsStaySorted(t *testing.T) {
+	s := NewStore()
+	s.SetVMs([]api.VM{{Name: "c", State: api.VMRunning}, {Name: "a", State: api.VMRunning}})
+	names := func() string {
+		var out []string
+		for _, v := range s.VMs() {
+			out = append(out, v.Name+"="+v.State)
+		}
+		return strings.Join(out, " ")
+	}
+	steps := []struct {
+		ev   api.Event
+		want string
+	}{
+		{vmEvent("a", api.VMStopped), "a=stopped c=running"},
+		{vmEvent("b", api.VMCreating), "a=stopped b=creating c=running"},
+		{vmEvent("b", api.VMRunning), "a=stopped b=running c=running"},
+		{api.Event{Kind: api.EventVM, Name: "a", Removed: true}, "b=running c=running"},
+		{vmEvent("0", api.VMCreating), "0=creating b=running c=running"},
+	}
+	if got := names(); got != "a=running c=running" {
+		t.Fatalf("after the list: %s", got)
+	}
+	for _, st := range steps {
+		s.Apply(st.ev)
+		if got := names(); got != st.want {
+			t.Errorf("after %s %s: %s, want %s", st.ev.Name, stateOf(st.ev), got, st.want)
+		}
+	}
+}
+
+func stateOf(ev api.Event) string {
+	if ev.Removed {
+		return "removed"
+	}
+	return ev.VMState.State
+}

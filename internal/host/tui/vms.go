@@ -472,7 +472,7 @@ func (v *vmsView) Render(env *Env) string {
 	switch {
 	case !env.Store.Loaded:
 		lines = append(lines, "", "  loading VMs…")
-	case len(env.Store.VMs()) == 0:
+	case env.Store.VMCount() == 0:
 		lines = append(lines, "", "  No VMs yet. Press c to create one.")
 	default:
 		all := make([][]string, len(rows))
