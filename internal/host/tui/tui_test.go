@@ -253,3 +253,27 @@ func TestCreateOperationFieldError(t *testing.T) {
 	})
 	t.Logf("the form:\n%s", h.screen())
 }
+
+// A create whose guest never answers stays on its running stage; ctrl+x
+// cancels it through the daemon and the form shows the failure.
+func TestCreateCancel(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	d.Fake.HealthErr = errors.New("still booting (test)")
+	h := newHarness(t, fakeOptions(d))
+	h.waitText("No VMs yet")
+	h.key("c")
+	h.waitText("Create a VM")
+	h.key("enter")
+	h.waitText("Creating VM brisk-otter", "… agent health", "ctrl+x cancels the create")
+	h.settle()
+	h.golden("create-running")
+	h.key("ctrl+x")
+	h.waitText("create failed")
+	h.settle()
+	op, ok := h.app.Store().LastOperation("brisk-otter", "vm.create")
+	if !ok || op.State != api.OperationFailed {
+		t.Fatalf("after ctrl+x the store has %+v, want the create failed", op)
+	}
+	h.key("esc")
+	h.waitText("1 VMs")
+}
