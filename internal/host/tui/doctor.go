@@ -120,7 +120,7 @@ func (v *doctorView) Update(env *Env, msg tea.Msg) tea.Cmd {
 func (v *doctorView) deepEnded(env *Env) tea.Cmd {
 	op := v.running.op(env)
 	if op.State != api.OperationSucceeded {
-		return nil // its stages and error stay on screen
+		return v.running.endStatus(env) // its stages and error stay on screen
 	}
 	var r api.DoctorReport
 	if err := frontend.DecodeResult(op, &r); err != nil {

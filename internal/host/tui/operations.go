@@ -160,11 +160,26 @@ func (f *opFollow) render(env *Env, height int) []string {
 	t := env.Theme
 	op := f.op(env)
 	lines := stageLines(env, op)
+	var errs []error
 	if op.State == api.OperationFailed && op.Error != nil {
-		lines = append(lines, "  "+t.Error.Render("✗ ")+termsafe.Line(errorText(op.Error)))
+		errs = append(errs, op.Error)
 	}
 	if f.err != nil {
-		lines = append(lines, "  "+t.Error.Render("✗ ")+termsafe.Line(errorText(f.err)))
+		errs = append(errs, f.err)
+	}
+	for _, err := range errs {
+		// An error names its fix: show it whole, up to a few lines.
+		msg := wordWrap(termsafe.Line(errorText(err)), max(env.Width-6, 20))
+		if len(msg) > maxOpErrorLines {
+			msg = append(msg[:maxOpErrorLines-1], fit(strings.Join(msg[maxOpErrorLines-1:], " "), max(env.Width-6, 20)))
+		}
+		for i, l := range msg {
+			mark := "    "
+			if i == 0 {
+				mark = "  " + t.Error.Render("✗ ")
+			}
+			lines = append(lines, mark+l)
+		}
 	}
 	logH := height - len(lines) - 2
 	if n := len(f.log.all()); n > 0 && logH > 0 {
@@ -175,6 +190,9 @@ func (f *opFollow) render(env *Env, height int) []string {
 	}
 	return lines
 }
+
+// maxOpErrorLines is how many lines an operation's error may take.
+const maxOpErrorLines = 4
 
 // logHeight is how many log lines render shows under the stages.
 func (f *opFollow) logHeight(env *Env, height int) int {

@@ -46,7 +46,7 @@ func TestOpFollowStagesAndLog(t *testing.T) {
 	failed.UpdatedAt, failed.FinishedAt = t0.Add(3*time.Second), t0.Add(3*time.Second)
 	failed.Stages = []api.Stage{running.Stages[0], {Name: "install packages", StartedAt: t0.Add(time.Second),
 		FinishedAt: t0.Add(3 * time.Second), Duration: api.Duration(2 * time.Second), Detail: "failed"}}
-	failed.Error = &api.Error{Code: api.CodeFailedPrecondition, Message: "apt-get install git exited with status 100: see the log above"}
+	failed.Error = &api.Error{Code: api.CodeFailedPrecondition, Message: "apt-get install git exited with status 100 (E: Unable to locate package git): check that the packages field names Debian packages of the base image's suite, then build again"}
 	if !f.update(opEndMsg{stream: f.streamID, op: failed, err: failed.Error}) || !f.ended {
 		t.Fatal("the end of the follow was not taken")
 	}
