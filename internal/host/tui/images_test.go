@@ -215,3 +215,38 @@ func TestImageDetailSaysWhyNot(t *testing.T) {
 	}
 	goldenText(t, "image-detail-why-not", ansi.Strip(raw))
 }
+
+// TestBuildFormBackToTheFieldTheOperationRefused: a build the daemon
+// accepted but whose operation then failed on a field (a package the
+// suite does not have) goes back to the form with the error under that
+// field, the other fields as they were typed.
+func TestBuildFormBackToTheFieldTheOperationRefused(t *testing.T) {
+	env := &Env{Store: NewStore(), Theme: NewTheme(true), Format: testFormat, Width: 80, Height: 21}
+	env.Store.SetImages([]api.Image{{Name: "base", State: api.ImageReady}})
+	c := newBuildForm(env, "base")
+	c.form.field("name").input.SetValue("dev")
+	c.form.field("packages").input.SetValue("git nosuchpkg")
+	running := api.Operation{ID: "op-1", Kind: "image.build", Target: "dev", State: api.OperationRunning}
+	c.name = "dev"
+	c.follow = &opFollow{id: running.ID, last: running, log: newTextLog(), streamID: nextStreamID(), sawRunning: true}
+	failed := running
+	failed.State = api.OperationFailed
+	failed.Error = &api.Error{Code: api.CodeInvalidArgument, Field: "packages", Allowed: "packages of the base image's suite",
+		Message: `packages: "nosuchpkg" is not in bookworm`}
+	c.Update(env, opEndMsg{stream: c.follow.streamID, op: failed, err: failed.Error})
+	if c.follow != nil {
+		t.Fatal("the form stayed on the progress screen")
+	}
+	screen := ansi.Strip(c.Render(env))
+	want := `✗ packages: "nosuchpkg" is not in bookworm (allowed: packages of`
+	if !strings.Contains(screen, want) {
+		t.Errorf("the error is not under its field; want %q in:\n%s", want, screen)
+	}
+	if got := c.form.field("packages").value(); got != "git nosuchpkg" {
+		t.Errorf("packages field holds %q, want what was typed", got)
+	}
+	if f := c.form.fields[c.form.focus]; f.api != "packages" {
+		t.Errorf("focus on %q, want packages", f.api)
+	}
+	goldenText(t, "build-operation-field-error", screen)
+}
