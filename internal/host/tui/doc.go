@@ -15,10 +15,18 @@
 // # Screens
 //
 // The [App] draws a tab bar, the active [View]'s body, a status line and a
-// help bar. Each tab is a View (see view.go for the contract); the tabs are
-// registered in order in tabs.go, and a view that does not exist is simply
-// not listed there. A view keeps its own sub-screens (a detail page, a
-// form, a confirmation) and says which keys it takes in Keys.
+// help bar of at most two lines (? shows every key). Each tab is a View
+// (see view.go for the contract); the tabs are registered in order in
+// tabs.go. A view keeps its own sub-screens (a detail page, a form, a
+// confirmation) and says which keys it takes in Keys.
+//
+// The VMs tab (vms.go) is the table with its filter and the create form
+// (createform.go, on form.go); enter opens a VM's detail (vmdetail.go)
+// with three panes: Overview (spec, figures, the stages of its last
+// create, start or restart), Console (the serial console, followed) and
+// Sessions (sessions.go: start form, attach, output, stop, kill, remove).
+// An attach or ssh hands the terminal over with tea.Exec (attach.go) and
+// takes it back when it ends.
 //
 // Text that came from a guest or from a daemon error is shown through
 // termsafe (a guest is hostile, SPEC §8); NO_COLOR turns colours off but
