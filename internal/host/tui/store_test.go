@@ -188,3 +188,40 @@ func stateOf(ev api.Event) string {
 	}
 	return ev.VMState.State
 }
+
+// The SES column: "-" until anything is known, "N+" when only the event
+// feed named sessions, N once the VM's sessions were listed.
+func TestSessionCount(t *testing.T) {
+	a := offlineApp()
+	defer a.Close()
+	a.update(reloadedMsg{vms: []api.VM{{Name: "box", State: api.VMRunning}}})
+	row := func() string {
+		for _, l := range strings.Split(ansi.Strip(a.Screen()), "\n") {
+			if strings.HasPrefix(l, ">box") {
+				return strings.Fields(l)[len(strings.Fields(l))-2]
+			}
+		}
+		t.Fatalf("no row for box:\n%s", ansi.Strip(a.Screen()))
+		return ""
+	}
+	if got := row(); got != "-" {
+		t.Errorf("nothing known: SES %q, want -", got)
+	}
+	a.update(EventMsg(api.Event{Kind: api.EventSession, ID: "s1", VM: "box",
+		SessionState: &api.Session{ID: "s1", VM: "box", State: api.SessionRunning}}))
+	if got := row(); got != "1+" {
+		t.Errorf("one session from the feed: SES %q, want 1+", got)
+	}
+	a.update(sessionsListedMsg{vm: "box", list: []api.Session{
+		{ID: "s1", VM: "box", State: api.SessionRunning},
+		{ID: "s2", VM: "box", State: api.SessionRunning},
+		{ID: "s3", VM: "box", State: api.SessionExited},
+	}})
+	if got := row(); got != "2" {
+		t.Errorf("listed: SES %q, want 2", got)
+	}
+	a.update(EventMsg(api.Event{Kind: api.EventSession, ID: "s2", VM: "box", Removed: true}))
+	if got := row(); got != "1" {
+		t.Errorf("after a removal: SES %q, want 1", got)
+	}
+}

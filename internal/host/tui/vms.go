@@ -432,6 +432,9 @@ func (v *vmsView) cells(env *Env, vm api.VM) []string {
 		}
 		spark = sparkline(vals, 6)
 	}
+	// Running sessions: known once the VM's detail listed them; before,
+	// only those the event feed named ("1+": at least one), else "-".
+	// (Listing every VM's sessions would ask every guest agent.)
 	ses := "-"
 	if list, listed := env.Store.Sessions(vm.Name); listed || len(list) > 0 {
 		n := 0
@@ -441,6 +444,9 @@ func (v *vmsView) cells(env *Env, vm api.VM) []string {
 			}
 		}
 		ses = strconv.Itoa(n)
+		if !listed && n > 0 {
+			ses += "+"
+		}
 	}
 	return []string{
 		termsafe.Line(vm.Name), vm.State, termsafe.Line(vm.Image), ip,
