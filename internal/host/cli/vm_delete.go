@@ -24,6 +24,8 @@ func newVMDeleteCmd(app *App) *cobra.Command {
 			return nil
 		},
 		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+			// Deleted concurrently, reported in the order given, so the
+			// output is the same from run to run.
 			errs := make([]error, len(args))
 			var wg sync.WaitGroup
 			for i, name := range args {
@@ -35,10 +37,14 @@ func newVMDeleteCmd(app *App) *cobra.Command {
 						return
 					}
 					forgetCursors(app, name, "")
-					fmt.Fprintf(app.Stdout, "deleted vm %s\n", name)
 				}()
 			}
 			wg.Wait()
+			for i, name := range args {
+				if errs[i] == nil {
+					fmt.Fprintf(app.Stdout, "deleted vm %s\n", name)
+				}
+			}
 			return errors.Join(errs...)
 		}),
 	}

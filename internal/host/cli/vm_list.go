@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/bangerdev/banger/api"
@@ -63,7 +64,7 @@ func newVMShowCmd(app *App) *cobra.Command {
 			t.row("id", v.ID)
 			t.row("state", v.State)
 			t.row("image", dash(v.Image))
-			t.row("hypervisor", v.Hypervisor+" "+v.Accel)
+			t.row("hypervisor", strings.TrimSpace(v.Hypervisor+" "+v.Accel)) // a stopped VM has no accel
 			t.row("vcpus", fmt.Sprint(v.VCPUs))
 			t.row("memory", fmtBytes(int64(v.MemoryMiB)<<20))
 			t.row("disk", fmtBytes(v.DiskBytes))

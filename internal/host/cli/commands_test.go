@@ -1,0 +1,563 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/config"
+	"github.com/bangerdev/banger/internal/host/daemontest"
+	"github.com/bangerdev/banger/internal/host/hypervisor"
+)
+
+// The command goldens: each case runs banger in-process against a real
+// bangerd (daemontest, fake hypervisor) and keeps what it printed — stdout,
+// stderr and the exit code — in testdata/commands/<case>.golden, with the
+// parts that change from run to run (ids, times, durations, ages, the
+// temporary root, pids, digests) replaced by placeholders.
+// go test ./internal/host/cli -run TestCommands -update rewrites them.
+
+// cmdCase is one command line and what it must end with.
+type cmdCase struct {
+	golden string   // testdata/commands/<golden>.golden
+	args   []string // after "banger"
+	code   int      // the exit code it must return
+	// unchanged: a refused command must leave the daemon's VMs and
+	// images as they were (checked through the API before and after).
+	unchanged bool
+	// stderrLines is how many lines a failure prints on stderr: 0 means
+	// one (the refusal); -1 any number (doctor and verify fail with their
+	// report on stdout and nothing on stderr).
+	stderrLines int
+	// realign: stdout is a table with a measured duration in a column
+	// other than the last, so its columns are aligned again after the
+	// placeholders went in.
+	realign bool
+	// gated: the command follows an operation that syncs auth files
+	// (vm create, start, restart); see runGated.
+	gated bool
+}
+
+// cliHarness runs banger against one daemon.
+type cliHarness struct {
+	d    *daemontest.Daemon
+	env  config.Env
+	self string
+	norm *normalizer
+}
+
+func newCLIHarness(t *testing.T, o daemontest.Options) *cliHarness {
+	t.Helper()
+	o.Fake = true
+	if o.Host == nil {
+		o.Host = testDoctorHost{}
+	}
+	d := daemontest.Start(t, o)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := config.MapEnv(map[string]string{config.EnvHome: d.Root, "HOME": filepath.Join(d.Root, "home")})
+	return &cliHarness{d: d, env: env, self: self, norm: newNormalizer(d.Root, self)}
+}
+
+// cmdResult is what one run of banger left.
+type cmdResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// run runs banger with args until it returns or ctx ends.
+func (h *cliHarness) run(ctx context.Context, args ...string) cmdResult {
+	var out, errb lockedBuffer
+	app := &App{Stdout: &out, Stderr: &errb, Env: h.env, UID: os.Getuid(), DaemonBin: h.self}
+	code := Run(ctx, args, app)
+	return cmdResult{stdout: out.String(), stderr: errb.String(), code: code}
+}
+
+// golden renders a result for its golden file.
+func (h *cliHarness) golden(args []string, r cmdResult, table bool) string {
+	return fmt.Sprintf("$ banger %s\n--- stdout\n%s--- stderr\n%s--- exit %d\n",
+		h.norm.apply(strings.Join(args, " "), false), h.norm.apply(r.stdout, table), h.norm.apply(r.stderr, false), r.code)
+}
+
+// inventory is the daemon's VMs and images, by name, with their states.
+func (h *cliHarness) inventory(t *testing.T) []string {
+	t.Helper()
+	ctx := context.Background()
+	vms, err := h.d.Client.VMs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := h.d.Client.Images(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, v := range vms {
+		out = append(out, "vm "+v.Name+" "+v.State)
+	}
+	for _, img := range imgs {
+		out = append(out, "image "+img.Name+" "+img.State)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// runCases runs the cases in order (later ones see what earlier ones
+// did) and compares each with its golden file.
+func (h *cliHarness) runCases(t *testing.T, cases []cmdCase) {
+	t.Helper()
+	for _, c := range cases {
+		ok := t.Run(c.golden, func(t *testing.T) {
+			var before []string
+			if c.unchanged {
+				before = h.inventory(t)
+			}
+			var r cmdResult
+			if c.gated {
+				r = h.runGated(t, c.args...)
+			} else {
+				r = h.run(context.Background(), c.args...)
+			}
+			if r.code != c.code {
+				t.Errorf("banger %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(c.args, " "), r.code, c.code, r.stdout, r.stderr)
+			}
+			if want := max(c.stderrLines, 1); c.code != ExitOK && c.stderrLines >= 0 && strings.Count(r.stderr, "\n") != want {
+				t.Errorf("banger %s failed with %d lines on stderr, want %d:\n%s", strings.Join(c.args, " "), strings.Count(r.stderr, "\n"), want, r.stderr)
+			}
+			if c.unchanged {
+				if diff := cmp.Diff(before, h.inventory(t)); diff != "" {
+					t.Errorf("banger %s changed the daemon's VMs or images (-before +after):\n%s", strings.Join(c.args, " "), diff)
+				}
+			}
+			if c.gated {
+				r.stderr = dropStartedBeforeDone(r.stderr)
+				if slices.Contains(c.args, "--json") {
+					r.stdout = normalizeJSONStream(t, r.stdout)
+				}
+			}
+			compareGolden(t, filepath.Join("commands", c.golden+".golden"), h.golden(c.args, r, c.realign))
+		})
+		if !ok && c.code == ExitOK {
+			// Later cases build on this one's effect.
+			t.FailNow()
+		}
+	}
+}
+
+// authGate is the first auth file a VM boot reads (config's default
+// auth files, under the test HOME), made a FIFO by runGated.
+const authGate = ".local/share/opencode/auth.json"
+
+// runGated runs a command that follows a boot operation so that its
+// output does not depend on when it attached to the operation: which
+// stages its first event (the snapshot) shows finished is a race with
+// the fake, fast daemon, and a stage's log lines sent before it attached
+// are not replayed. The operation's auth-file stage reads a FIFO, so it
+// waits there until the command has printed its snapshot (a stage line on
+// stderr, or a JSON line on stdout); then the test writes the file and
+// the boot goes on. In the text output a "… stage" line directly
+// followed by that stage's "✓" line is dropped (the snapshot shows a
+// stage that finished before it as "✓" alone); with --json only the lines
+// from the first log line on are kept (normalizeJSONStream).
+func (h *cliHarness) runGated(t *testing.T, args ...string) cmdResult {
+	t.Helper()
+	fifo := filepath.Join(h.d.Root, "home", authGate)
+	if err := os.MkdirAll(filepath.Dir(fifo), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(fifo)
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("no FIFO here to hold a boot at its auth stage: %v", err)
+	}
+	defer os.Remove(fifo)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out, errb lockedBuffer
+	app := &App{Stdout: &out, Stderr: &errb, Env: h.env, UID: os.Getuid(), DaemonBin: h.self}
+	done := make(chan int, 1)
+	go func() { done <- Run(ctx, args, app) }()
+	attached := func() bool {
+		return strings.Contains(errb.String(), "  … ") || strings.Contains(errb.String(), "  ✓ ") || strings.Contains(out.String(), "\n")
+	}
+	for !attached() {
+		select {
+		case code := <-done:
+			// It ended before its operation reached the auth stage.
+			return cmdResult{stdout: out.String(), stderr: errb.String(), code: code}
+		case <-ctx.Done():
+			t.Fatalf("banger %s printed no stage within a minute; stderr:\n%s", strings.Join(args, " "), errb.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	// Opening for writing waits for the daemon to open it for reading.
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteString("{}")
+	w.Close()
+	select {
+	case code := <-done:
+		return cmdResult{stdout: out.String(), stderr: errb.String(), code: code}
+	case <-ctx.Done():
+		t.Fatalf("banger %s did not end within a minute; stderr:\n%s", strings.Join(args, " "), errb.String())
+		return cmdResult{}
+	}
+}
+
+// stageStarted is a "… stage" line of printEvent.
+var stageStarted = regexp.MustCompile(`^  … (.*)$`)
+
+// dropStartedBeforeDone drops each "… stage" line directly followed by
+// the same stage's "✓" or "✗" line (see runGated).
+func dropStartedBeforeDone(s string) string {
+	lines := strings.SplitAfter(s, "\n")
+	var out strings.Builder
+	for i, line := range lines {
+		if m := stageStarted.FindStringSubmatch(strings.TrimSuffix(line, "\n")); m != nil && i+1 < len(lines) &&
+			(strings.HasPrefix(lines[i+1], "  ✓ "+m[1]+" ") || strings.HasPrefix(lines[i+1], "  ✗ "+m[1]+" ")) {
+			continue
+		}
+		out.WriteString(line)
+	}
+	return out.String()
+}
+
+// normalizeJSONStream keeps the lines of an operation's JSON event
+// stream from its first log line on (see runGated), after checking that
+// the first line is the operation's snapshot.
+func normalizeJSONStream(t *testing.T, s string) string {
+	t.Helper()
+	if !strings.HasPrefix(s, `{"type":"snapshot",`) {
+		t.Errorf("the event stream does not begin with a snapshot:\n%s", s)
+	}
+	i := strings.Index(s, `{"type":"log",`)
+	if i < 0 {
+		t.Errorf("the event stream has no log line:\n%s", s)
+		return s
+	}
+	return "… (the snapshot and the stages before the auth files, as they raced)\n" + s[i:]
+}
+
+// compareGolden compares got with testdata/<name>, or writes it there
+// under -update.
+func compareGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./internal/host/cli -run %s -update writes it)", err, strings.Split(t.Name(), "/")[0])
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", path, diff)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer a command may write from several
+// goroutines (vm delete deletes concurrently; events prints from its
+// feed) while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// normalizer replaces what changes from run to run with placeholders,
+// then realigns columns the replacements may have shifted.
+type normalizer struct {
+	literals []string // replaced in order, by literalNames
+	names    []string
+}
+
+func newNormalizer(root, self string) *normalizer {
+	return &normalizer{
+		literals: []string{root, self},
+		names:    []string{"<ROOT>", "<SELF>"},
+	}
+}
+
+// volatile are the patterns replaced, in order.
+var volatile = []struct {
+	re   *regexp.Regexp
+	repl string
+}{
+	// Ids: VMs, images, operations, sessions.
+	{regexp.MustCompile(`\b(vm|img|op|sess)-[0-9a-f]{8,}\b`), "$1-<ID>"},
+	// RFC 3339 times (vm show, image show, --json).
+	{regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)`), "<TIME>"},
+	// Clock times of the event feed and vm stats --watch.
+	{regexp.MustCompile(`\b\d\d:\d\d:\d\d(\.\d{3})?\b`), "<CLOCK>"},
+	// Ages.
+	{regexp.MustCompile(`\b\d+[smhd] ago\b`), "<AGE>"},
+	// Durations in JSON. A stage_finished event omits a zero
+	// duration_ms (omitempty), so one is put in where it is missing.
+	{regexp.MustCompile(`"(duration_ms|elapsed_ms)":( ?)\d+`), `"$1":$2<DUR>`},
+	{regexp.MustCompile(`("type":"stage_finished","time":"<TIME>","stage":"[^"]*"(,"message":"(?:[^"\\]|\\.)*")?)(,"duration_ms":<DUR>)?`), `$1,"duration_ms":<DUR>`},
+	// Digests, fingerprints (a seeded image's ext4 has a random UUID),
+	// build ids and epochs.
+	{regexp.MustCompile(`\b[0-9a-f]{16,64}\b`), "<HEX>"},
+	// Pids: in text, in a table row, in JSON.
+	{regexp.MustCompile(`\bpid \d+\b`), "pid <PID>"},
+	{regexp.MustCompile(`(?m)^pid( +)\d+$`), "pid$1<PID>"},
+	{regexp.MustCompile(`"pid":( ?)\d+`), `"pid":$1<PID>`},
+}
+
+// measured is a duration banger measured (not one the user typed, as in
+// --interval 10ms): right-aligned after a column gap (stage lines, TOOK
+// columns), or after "in " or "after " (done in 1.2s, failed after 3ms).
+var measured = regexp.MustCompile(`( {2,}|\bin |\bafter )(\d+h)?(\d+m)?\d+(\.\d+)?(ms|µs|ns|s)\b`)
+
+// apply normalizes s. With table, columns that the placeholders shifted
+// are aligned again (tabwriter output); otherwise a duration's
+// placeholder keeps the width it was right-aligned to (the stage lines'
+// %8s).
+func (n *normalizer) apply(s string, table bool) string {
+	for i, lit := range n.literals {
+		s = strings.ReplaceAll(s, lit, n.names[i])
+	}
+	for _, v := range volatile {
+		s = v.re.ReplaceAllString(s, v.repl)
+	}
+	s = measured.ReplaceAllStringFunc(s, func(m string) string {
+		if word := strings.TrimLeft(m, " "); len(word) < len(m) {
+			// A column gap: keep the width the duration was aligned to.
+			return fmt.Sprintf("%*s", max(len(m), len("  <DUR>")), "<DUR>")
+		} else {
+			prefix, _, _ := strings.Cut(word, " ")
+			return prefix + " <DUR>"
+		}
+	})
+	if table {
+		s = realign(s)
+	}
+	return s
+}
+
+// columnGap is two or more spaces after a non-space: a tabwriter's gap.
+var columnGap = regexp.MustCompile(`(\S) {2,}`)
+
+// tableHeader is the first row of a table: capitals, in columns.
+var tableHeader = regexp.MustCompile(`^[A-Z][A-Z0-9%/-]*( {2,}[A-Z][A-Z0-9%/-]*)+\n$`)
+
+// realign redoes the column alignment of the tables in s (from a header
+// row of capitals to the next empty line), whose cells changed width
+// under the placeholders; the lines around them are kept as they are.
+func realign(s string) string {
+	var out strings.Builder
+	var tw *tabwriter.Writer
+	for _, line := range strings.SplitAfter(s, "\n") {
+		if tw != nil && strings.TrimSpace(line) == "" {
+			tw.Flush()
+			tw = nil
+		}
+		if tw == nil && tableHeader.MatchString(line) {
+			tw = tabwriter.NewWriter(&out, 0, 0, 2, ' ', 0)
+		}
+		if tw == nil {
+			out.WriteString(line)
+			continue
+		}
+		fmt.Fprint(tw, columnGap.ReplaceAllString(line, "$1\t"))
+	}
+	if tw != nil {
+		tw.Flush()
+	}
+	return out.String()
+}
+
+// testDoctorHost is a fixed host for doctor: everything present except
+// KVM and Firecracker, so the report is the same on every machine.
+type testDoctorHost struct{}
+
+var errNotOnTestHost = errors.New("not on this test host")
+
+func (testDoctorHost) LookPath(file string) (string, error) {
+	switch filepath.Base(file) {
+	case "firecracker", "jailer":
+		return "", errNotOnTestHost
+	}
+	return "/usr/bin/" + filepath.Base(file), nil
+}
+
+func (testDoctorHost) Version(_ context.Context, bin string, _ ...string) (string, error) {
+	return filepath.Base(bin) + " version 1.0", nil
+}
+func (testDoctorHost) ReadWrite(string) error { return nil }
+func (testDoctorHost) Exists(string) bool     { return true }
+func (testDoctorHost) KVMDevice() error {
+	return errors.New("open /dev/kvm: no such file or directory (test host)")
+}
+func (testDoctorHost) ReflinkSupported(string) (bool, error)     { return false, nil }
+func (testDoctorHost) SSHKey(string) (string, error)             { return "SHA256:testkey", nil }
+func (testDoctorHost) IsRoot() bool                              { return false }
+func (testDoctorHost) QEMUSandbox(context.Context, string) error { return nil }
+func (testDoctorHost) LookupUser(string) (hypervisor.VMUser, error) {
+	return hypervisor.VMUser{}, errNotOnTestHost
+}
+
+// TestCommandsVMLifecycle: a VM from create to delete, every step's
+// output pinned.
+func TestCommandsVMLifecycle(t *testing.T) {
+	h := newCLIHarness(t, daemontest.Options{})
+	h.runCases(t, []cmdCase{
+		{golden: "vm-create", args: []string{"vm", "create", "--name", "demo"}, gated: true},
+		{golden: "vm-create-json", args: []string{"vm", "create", "--name", "other", "--json"}, gated: true},
+		{golden: "vm-list", args: []string{"vm", "list"}},
+		{golden: "vm-list-json", args: []string{"vm", "list", "--json"}},
+		{golden: "vm-show", args: []string{"vm", "show", "demo"}},
+		{golden: "vm-show-json", args: []string{"vm", "show", "demo", "--json"}},
+		{golden: "vm-logs", args: []string{"vm", "logs", "demo"}},
+		{golden: "vm-stats", args: []string{"vm", "stats"}},
+		{golden: "vm-stats-one-json", args: []string{"vm", "stats", "demo", "--json"}},
+		{golden: "vm-stop", args: []string{"vm", "stop", "demo"}},
+		{golden: "vm-list-stopped", args: []string{"vm", "list"}},
+		{golden: "vm-show-stopped", args: []string{"vm", "show", "demo"}},
+		{golden: "vm-stats-stopped", args: []string{"vm", "stats", "demo"}, code: ExitError, unchanged: true},
+		{golden: "vm-stop-stopped", args: []string{"vm", "stop", "demo"}},
+		{golden: "vm-start", args: []string{"vm", "start", "demo"}, gated: true},
+		{golden: "vm-restart", args: []string{"vm", "restart", "demo"}, gated: true},
+		{golden: "vm-delete-several", args: []string{"vm", "delete", "demo", "other"}},
+		{golden: "vm-list-empty", args: []string{"vm", "list"}},
+	})
+}
+
+// TestCommandsImages: the image catalog as the CLI shows it, and removal
+// refused while a VM uses the image unless forced.
+func TestCommandsImages(t *testing.T) {
+	h := newCLIHarness(t, daemontest.Options{})
+	h.d.SeedImage(t, "spare")
+	h.d.CreateVM(t, api.CreateVMRequest{Name: "user", Image: daemontest.FakeImage})
+	h.runCases(t, []cmdCase{
+		{golden: "image-list", args: []string{"image", "list"}},
+		{golden: "image-list-json", args: []string{"image", "list", "--json"}},
+		{golden: "image-show", args: []string{"image", "show", "base"}},
+		{golden: "image-show-json", args: []string{"image", "show", "base", "--json"}},
+		{golden: "image-rm-in-use", args: []string{"image", "rm", "base"}, code: ExitError, unchanged: true},
+		{golden: "image-rm", args: []string{"image", "rm", "spare"}},
+		{golden: "image-rm-force", args: []string{"image", "rm", "base", "--force"}},
+		{golden: "image-list-after-rm", args: []string{"image", "list"}},
+		{golden: "image-show-removed", args: []string{"image", "show", "spare"}, code: ExitError, unchanged: true},
+		{golden: "image-rm-removed", args: []string{"image", "rm", "spare"}, code: ExitError, unchanged: true},
+	})
+}
+
+// TestCommandsOperations: a finished create as operation list, show and
+// watch print it.
+func TestCommandsOperations(t *testing.T) {
+	h := newCLIHarness(t, daemontest.Options{})
+	h.d.CreateVM(t, api.CreateVMRequest{Name: "opvm"})
+	ops, err := h.d.Client.Operations(context.Background())
+	if err != nil || len(ops) != 1 {
+		t.Fatalf("operations after one create: %v, %v", ops, err)
+	}
+	id := ops[0].ID
+	h.runCases(t, []cmdCase{
+		{golden: "operation-list", args: []string{"operation", "list"}, realign: true},
+		{golden: "operation-list-json", args: []string{"operation", "list", "--json"}},
+		{golden: "operation-show", args: []string{"operation", "show", id}, realign: true},
+		{golden: "operation-show-json", args: []string{"operation", "show", id, "--json"}},
+		{golden: "operation-watch-finished", args: []string{"operation", "watch", id}},
+		{golden: "operation-watch-finished-json", args: []string{"operation", "watch", id, "--json"}},
+		{golden: "operation-show-unknown", args: []string{"operation", "show", "op-0000000000000000"}, code: ExitError, unchanged: true},
+		{golden: "operation-watch-unknown", args: []string{"operation", "watch", "op-0000000000000000"}, code: ExitError, unchanged: true},
+	})
+}
+
+// TestCommandsHost: the commands about the host, the daemon and banger
+// itself. The doctor reads testDoctorHost (no KVM), so it fails: exit 1.
+func TestCommandsHost(t *testing.T) {
+	h := newCLIHarness(t, daemontest.Options{})
+	h.runCases(t, []cmdCase{
+		{golden: "version", args: []string{"version"}},
+		{golden: "version-json", args: []string{"version", "--json"}},
+		{golden: "config-show", args: []string{"config", "show"}},
+		{golden: "config-path", args: []string{"config", "path"}},
+		{golden: "doctor", args: []string{"doctor"}, code: ExitError, stderrLines: -1},
+		{golden: "doctor-json", args: []string{"doctor", "--json"}, code: ExitError, stderrLines: -1},
+		{golden: "verify", args: []string{"verify"}},
+		{golden: "verify-json", args: []string{"verify", "--json"}},
+	})
+}
+
+// TestCommandsBadInput: every refusal is one line on stderr that names
+// the fix, exit 1 (the daemon refused) or 2 (the command line is wrong),
+// and nothing is created or changed.
+func TestCommandsBadInput(t *testing.T) {
+	h := newCLIHarness(t, daemontest.Options{})
+	h.d.CreateVM(t, api.CreateVMRequest{Name: "taken"})
+	h.runCases(t, []cmdCase{
+		{golden: "bad-vm-show-unknown", args: []string{"vm", "show", "ghost"}, code: ExitError},
+		{golden: "bad-vm-stop-unknown", args: []string{"vm", "stop", "ghost"}, code: ExitError},
+		{golden: "bad-vm-start-unknown", args: []string{"vm", "start", "ghost"}, code: ExitError},
+		{golden: "bad-vm-restart-unknown", args: []string{"vm", "restart", "ghost"}, code: ExitError},
+		{golden: "bad-vm-delete-unknown", args: []string{"vm", "delete", "ghost"}, code: ExitError},
+		{golden: "bad-vm-logs-unknown", args: []string{"vm", "logs", "ghost"}, code: ExitError},
+		{golden: "bad-vm-stats-unknown", args: []string{"vm", "stats", "ghost"}, code: ExitError},
+		// The daemon takes the start, then fails its operation: its id, its
+		// end, then the error.
+		{golden: "bad-vm-start-running", args: []string{"vm", "start", "taken"}, code: ExitError, stderrLines: 3},
+		{golden: "bad-image-show-unknown", args: []string{"image", "show", "ghost"}, code: ExitError},
+		{golden: "bad-image-rm-unknown", args: []string{"image", "rm", "ghost"}, code: ExitError},
+		{golden: "bad-vm-create-taken-name", args: []string{"vm", "create", "--name", "taken"}, code: ExitError},
+		{golden: "bad-vm-create-unknown-image", args: []string{"vm", "create", "--image", "ghost"}, code: ExitError},
+		{golden: "bad-vm-create-vcpus", args: []string{"vm", "create", "--vcpus", "500"}, code: ExitError},
+		{golden: "bad-vm-create-vcpus-word", args: []string{"vm", "create", "--vcpus", "many"}, code: ExitUsage},
+		{golden: "bad-vm-create-memory-word", args: []string{"vm", "create", "--memory", "lots"}, code: ExitUsage},
+		{golden: "bad-vm-create-memory-fraction", args: []string{"vm", "create", "--memory", "1536KiB"}, code: ExitUsage},
+		{golden: "bad-vm-create-disk-word", args: []string{"vm", "create", "--disk", "big"}, code: ExitUsage},
+		{golden: "bad-vm-create-argument", args: []string{"vm", "create", "demo"}, code: ExitUsage},
+		{golden: "bad-vm-create-unknown-flag", args: []string{"vm", "create", "--cpus", "2"}, code: ExitUsage},
+		{golden: "bad-vm-show-no-name", args: []string{"vm", "show"}, code: ExitUsage},
+		{golden: "bad-vm-delete-no-name", args: []string{"vm", "delete"}, code: ExitUsage},
+		{golden: "bad-vm-stats-interval", args: []string{"vm", "stats", "--watch", "--interval", "10ms"}, code: ExitUsage},
+		{golden: "bad-vm-stats-two-names", args: []string{"vm", "stats", "a", "b"}, code: ExitUsage},
+		{golden: "bad-vm-unknown-command", args: []string{"vm", "frobnicate"}, code: ExitUsage},
+		{golden: "bad-unknown-command", args: []string{"frobnicate"}, code: ExitUsage},
+		{golden: "bad-events-epoch-alone", args: []string{"events", "--epoch", "abc"}, code: ExitUsage},
+		{golden: "bad-doctor-probe-timeout", args: []string{"doctor", "--deep", "--probe-timeout", "soon"}, code: ExitUsage},
+		{golden: "bad-vm-list-json-value", args: []string{"vm", "list", "--json=maybe"}, code: ExitUsage},
+	})
+	// A delete of a known and an unknown VM deletes the known one and
+	// fails for the other.
+	h.d.CreateVM(t, api.CreateVMRequest{Name: "doomed"})
+	h.runCases(t, []cmdCase{
+		{golden: "bad-vm-delete-some-unknown", args: []string{"vm", "delete", "doomed", "ghost"}, code: ExitError},
+		{golden: "bad-vm-list-after", args: []string{"vm", "list"}},
+	})
+}
