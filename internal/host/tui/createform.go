@@ -54,6 +54,7 @@ func newCreateForm(env *Env) *createForm {
 		newTextField("Disk", "disk_bytes", "", "default, e.g. 20G"),
 		newChoiceField("Hypervisor", "hypervisor", hypervisorChoices, defaultChoice),
 	)
+	themeInputs(env, f)
 	return &createForm{
 		form: f,
 		keys: createKeys{

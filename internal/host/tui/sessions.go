@@ -206,6 +206,7 @@ func (p *sessionsPane) key(env *Env, msg tea.KeyPressMsg) tea.Cmd {
 	switch {
 	case key.Matches(msg, k.New):
 		p.form = newSessionForm()
+		themeInputs(env, p.form)
 		return p.form.setFocus(0)
 	case key.Matches(msg, k.Up), key.Matches(msg, k.Down):
 		for i, s := range list {

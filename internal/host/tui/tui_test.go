@@ -170,6 +170,19 @@ func TestResizeAndNoColor(t *testing.T) {
 	if raw := h.app.Screen(); strings.Contains(raw, "\x1b[38") || strings.Contains(raw, "\x1b[48") {
 		t.Errorf("NO_COLOR screen has colour sequences: %q", raw)
 	}
+	// The forms' text inputs too (bubbles colours placeholders by
+	// default): the create form, and a VM's session form.
+	h.key("c")
+	h.waitText("Create a VM")
+	noColour := func(what string) {
+		t.Helper()
+		if raw := h.app.Screen(); strings.Contains(raw, "\x1b[38") || strings.Contains(raw, "\x1b[48") {
+			t.Errorf("NO_COLOR %s has colour sequences: %q", what, raw)
+		}
+	}
+	noColour("create form")
+	h.key("esc")
+	h.waitText("short")
 	for _, size := range []struct{ w, h int }{{100, 30}, {60, 20}, {80, 24}} {
 		h.process(tea.WindowSizeMsg{Width: size.w, Height: size.h})
 		lines := strings.Split(h.screen(), "\n")
