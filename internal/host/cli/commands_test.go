@@ -319,6 +319,8 @@ var volatile = []struct {
 }{
 	// Ids: VMs, images, operations, sessions.
 	{regexp.MustCompile(`\b(vm|img|op|sess)-[0-9a-f]{8,}\b`), "$1-<ID>"},
+	// A zero time is no volatile part: kept apart, so a golden shows it.
+	{regexp.MustCompile(`0001-01-01T00:00:00Z`), "<ZERO-TIME>"},
 	// RFC 3339 times (vm show, image show, --json).
 	{regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)`), "<TIME>"},
 	// Clock times of the event feed and vm stats --watch.
@@ -560,4 +562,81 @@ func TestCommandsBadInput(t *testing.T) {
 		{golden: "bad-vm-delete-some-unknown", args: []string{"vm", "delete", "doomed", "ghost"}, code: ExitError},
 		{golden: "bad-vm-list-after", args: []string{"vm", "list"}},
 	})
+}
+
+// errSeen stops a client.Events call once it has what it came for.
+var errSeen = errors.New("seen")
+
+// TestCommandsEvents: banger events, resumed with --since/--epoch (the
+// changes since then come first) and live, run until the change the test
+// waits for is printed and then ended as Ctrl-C ends it (its context).
+func TestCommandsEvents(t *testing.T) {
+	h := newCLIHarness(t, daemontest.Options{})
+	ctx := context.Background()
+	var hello api.Event
+	err := h.d.Client.Events(ctx, 0, "", func(ev api.Event) error { hello = ev; return errSeen })
+	if !errors.Is(err, errSeen) || hello.Kind != api.EventHello {
+		t.Fatalf("the feed began with %+v (%v), want its hello", hello, err)
+	}
+	// Changes the resumed runs replay: a VM made, stopped and deleted.
+	h.d.CreateVM(t, api.CreateVMRequest{Name: "ev"})
+	if _, err := h.d.Client.StopVM(ctx, "ev"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.d.Client.DeleteVM(ctx, "ev"); err != nil {
+		t.Fatal(err)
+	}
+	since := []string{"--since", fmt.Sprint(hello.Seq), "--epoch", hello.Epoch}
+	cases := []struct {
+		golden string
+		args   []string
+		act    func()         // a change made once the feed is followed
+		until  *regexp.Regexp // the line after which the run is ended
+	}{
+		{"events-since", append([]string{"events"}, since...), nil,
+			regexp.MustCompile(`(?m)^.*#\d+ +vm +ev +removed$`)},
+		{"events-since-json", append([]string{"events", "--json"}, since...), nil,
+			regexp.MustCompile(`(?m)^\{.*"kind":"vm".*"name":"ev","removed":true\}$`)},
+		{"events-live", []string{"events"}, func() { h.d.CreateVM(t, api.CreateVMRequest{Name: "live"}) },
+			regexp.MustCompile(`(?m)^.*#\d+ +vm +live +running 172\.30\.0\.\d+$`)},
+	}
+	for _, c := range cases {
+		t.Run(c.golden, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var out, errb lockedBuffer
+			app := &App{Stdout: &out, Stderr: &errb, Env: h.env, UID: os.Getuid(), DaemonBin: h.self}
+			done := make(chan int, 1)
+			go func() { done <- Run(ctx, c.args, app) }()
+			waitFor := func(what string, ok func() bool) {
+				t.Helper()
+				deadline := time.After(time.Minute)
+				for !ok() {
+					select {
+					case code := <-done:
+						t.Fatalf("banger %s ended (exit %d) before %s; stdout:\n%s\nstderr:\n%s", strings.Join(c.args, " "), code, what, out.String(), errb.String())
+					case <-deadline:
+						t.Fatalf("banger %s: no %s within a minute; stdout:\n%s\nstderr:\n%s", strings.Join(c.args, " "), what, out.String(), errb.String())
+					case <-time.After(5 * time.Millisecond):
+					}
+				}
+			}
+			waitFor("notice that it follows", func() bool { return strings.Contains(errb.String(), "bangerd") })
+			if c.act != nil {
+				c.act()
+			}
+			waitFor(c.until.String(), func() bool { return c.until.MatchString(out.String()) })
+			cancel() // Ctrl-C
+			r := cmdResult{code: <-done, stdout: out.String(), stderr: errb.String()}
+			if r.code != ExitOK {
+				t.Errorf("banger %s ended by its context: exit %d, want 0; stderr:\n%s", strings.Join(c.args, " "), r.code, r.stderr)
+			}
+			// What it printed after the awaited line raced with the
+			// cancel (an operation's end after its VM's): cut there.
+			if loc := c.until.FindStringIndex(r.stdout); loc != nil {
+				r.stdout = r.stdout[:loc[1]+1]
+			}
+			compareGolden(t, filepath.Join("commands", c.golden+".golden"), h.golden(c.args, r, false))
+		})
+	}
 }
