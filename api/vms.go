@@ -30,6 +30,10 @@ type VM struct {
 	CreatedAt  time.Time `json:"created_at"`
 	StartedAt  time.Time `json:"started_at,omitzero"`
 	Warnings   []string  `json:"warnings,omitempty"`
+	// Sessions counts the VM's sessions the daemon last saw running (its
+	// store's copy, refreshed whenever sessions are listed, started,
+	// signalled or attached); every change to it is a vm event.
+	Sessions int `json:"sessions"`
 }
 
 // VMList is the answer to GET /v1/vms.

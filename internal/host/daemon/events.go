@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -23,7 +24,11 @@ func (d *Daemon) openEvents() {
 	d.events = eventhub.New(eventhub.Options{Log: d.log})
 	d.images.OnChange = d.events.Publish
 	d.vms.OnChange = d.events.Publish
-	d.guest.OnChange = d.events.Publish
+	d.guest.OnChange = func(ev api.Event) {
+		d.events.Publish(ev)
+		// A VM shows how many of its sessions run: say it again.
+		d.vms.SessionsChanged(context.Background(), ev.VM)
+	}
 }
 
 // streamEvents writes the daemon-wide change feed as NDJSON, one flushed

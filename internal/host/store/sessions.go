@@ -49,3 +49,10 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 		return classify(err, "deleting session "+id)
 	})
 }
+
+// RunningSessions counts a VM's sessions recorded as running.
+func (s *Store) RunningSessions(ctx context.Context, vmID string) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sessions WHERE vm_id = ? AND state = 'running'`, vmID).Scan(&n)
+	return n, err
+}

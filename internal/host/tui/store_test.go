@@ -194,7 +194,7 @@ func stateOf(ev api.Event) string {
 func TestSessionCount(t *testing.T) {
 	a := offlineApp()
 	defer a.Close()
-	a.update(reloadedMsg{vms: []api.VM{{Name: "box", State: api.VMRunning}}})
+	a.update(reloadedMsg{vms: []api.VM{{Name: "box", State: api.VMRunning, Sessions: 2}}})
 	row := func() string {
 		for _, l := range strings.Split(ansi.Strip(a.Screen()), "\n") {
 			if strings.HasPrefix(l, ">box") {
@@ -204,24 +204,18 @@ func TestSessionCount(t *testing.T) {
 		t.Fatalf("no row for box:\n%s", ansi.Strip(a.Screen()))
 		return ""
 	}
-	if got := row(); got != "-" {
-		t.Errorf("nothing known: SES %q, want -", got)
-	}
-	a.update(EventMsg(api.Event{Kind: api.EventSession, ID: "s1", VM: "box",
-		SessionState: &api.Session{ID: "s1", VM: "box", State: api.SessionRunning}}))
-	if got := row(); got != "1+" {
-		t.Errorf("one session from the feed: SES %q, want 1+", got)
-	}
-	a.update(sessionsListedMsg{vm: "box", list: []api.Session{
-		{ID: "s1", VM: "box", State: api.SessionRunning},
-		{ID: "s2", VM: "box", State: api.SessionRunning},
-		{ID: "s3", VM: "box", State: api.SessionExited},
-	}})
 	if got := row(); got != "2" {
-		t.Errorf("listed: SES %q, want 2", got)
+		t.Errorf("listed with 2 running sessions: SES %q, want 2", got)
 	}
-	a.update(EventMsg(api.Event{Kind: api.EventSession, ID: "s2", VM: "box", Removed: true}))
+	// The daemon says the VM again when one of its sessions changes.
+	a.update(EventMsg(api.Event{Kind: api.EventVM, ID: "box", Name: "box",
+		VMState: &api.VM{Name: "box", State: api.VMRunning, Sessions: 1}}))
 	if got := row(); got != "1" {
-		t.Errorf("after a removal: SES %q, want 1", got)
+		t.Errorf("after a vm event: SES %q, want 1", got)
+	}
+	a.update(EventMsg(api.Event{Kind: api.EventVM, ID: "box", Name: "box",
+		VMState: &api.VM{Name: "box", State: api.VMStopped}}))
+	if got := row(); got != "-" {
+		t.Errorf("stopped: SES %q, want -", got)
 	}
 }

@@ -432,21 +432,11 @@ func (v *vmsView) cells(env *Env, vm api.VM) []string {
 		}
 		spark = sparkline(vals, 6)
 	}
-	// Running sessions: known once the VM's detail listed them; before,
-	// only those the event feed named ("1+": at least one), else "-".
-	// (Listing every VM's sessions would ask every guest agent.)
+	// Running sessions, as the daemon last saw them (kept current by vm
+	// events); a stopped VM has none.
 	ses := "-"
-	if list, listed := env.Store.Sessions(vm.Name); listed || len(list) > 0 {
-		n := 0
-		for _, s := range list {
-			if s.State == api.SessionRunning {
-				n++
-			}
-		}
-		ses = strconv.Itoa(n)
-		if !listed && n > 0 {
-			ses += "+"
-		}
+	if vm.State == api.VMRunning {
+		ses = strconv.Itoa(vm.Sessions)
 	}
 	return []string{
 		termsafe.Line(vm.Name), vm.State, termsafe.Line(vm.Image), ip,

@@ -29,3 +29,11 @@ func (m *Manager) removed(v *VM) {
 		m.OnChange(api.Event{Kind: api.EventVM, ID: v.ID, Name: v.Name, Removed: true})
 	}
 }
+
+// SessionsChanged announces the VM again after one of its sessions was
+// recorded or removed: its Sessions count may have changed.
+func (m *Manager) SessionsChanged(ctx context.Context, name string) {
+	if v, err := m.Get(ctx, name); err == nil {
+		m.changed(ctx, v.ID)
+	}
+}

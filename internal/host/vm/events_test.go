@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/store"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -118,5 +119,40 @@ func TestOnChangeAtReconcile(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]string{"dead": "stopped", "half": "removed"}, last); diff != "" {
 		t.Errorf("last reported state per VM (-want +got):\n%s", diff)
+	}
+}
+
+// A VM shows how many of its sessions run, and SessionsChanged announces
+// it again with the new count.
+func TestSessionsCountAndAnnounce(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	v, err := f.m.Create(ctx, req("busy"), &progress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log changeLog
+	f.m.OnChange = log.add
+	for i, st := range []string{api.SessionRunning, api.SessionRunning, api.SessionExited} {
+		id := string(rune('a' + i))
+		if err := f.m.Store.PutSession(ctx, store.Session{ID: id, VMID: v.ID, Name: id, State: st}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.m.SessionsChanged(ctx, "busy")
+	evs := log.take()
+	if len(evs) != 1 || evs[0].VMState == nil || evs[0].VMState.Sessions != 2 {
+		t.Fatalf("events %+v, want one vm event with 2 sessions", evs)
+	}
+	got, err := f.m.Get(ctx, "busy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := f.m.API(ctx, got).Sessions; n != 2 {
+		t.Errorf("API shows %d sessions, want 2", n)
+	}
+	f.m.SessionsChanged(ctx, "no-such-vm") // a removed VM: nothing to say
+	if evs := log.take(); len(evs) != 0 {
+		t.Errorf("events for a missing VM: %+v", evs)
 	}
 }

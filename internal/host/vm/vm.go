@@ -241,6 +241,9 @@ func (m *Manager) API(ctx context.Context, v VM) api.VM {
 	if img, err := m.Store.GetImage(ctx, v.ImageID); err == nil {
 		out.Image = img.Name
 	}
+	if n, err := m.Store.RunningSessions(ctx, v.ID); err == nil {
+		out.Sessions = n
+	}
 	return out
 }
 
