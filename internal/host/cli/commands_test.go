@@ -43,10 +43,6 @@ type cmdCase struct {
 	// one (the refusal); -1 any number (doctor and verify fail with their
 	// report on stdout and nothing on stderr).
 	stderrLines int
-	// realign: stdout is a table with a measured duration in a column
-	// other than the last, so its columns are aligned again after the
-	// placeholders went in.
-	realign bool
 	// gated: the command follows an operation that syncs auth files
 	// (vm create, start, restart); see runGated.
 	gated bool
@@ -90,9 +86,9 @@ func (h *cliHarness) run(ctx context.Context, args ...string) cmdResult {
 }
 
 // golden renders a result for its golden file.
-func (h *cliHarness) golden(args []string, r cmdResult, table bool) string {
+func (h *cliHarness) golden(args []string, r cmdResult) string {
 	return fmt.Sprintf("$ banger %s\n--- stdout\n%s--- stderr\n%s--- exit %d\n",
-		h.norm.apply(strings.Join(args, " "), false), h.norm.apply(r.stdout, table), h.norm.apply(r.stderr, false), r.code)
+		h.norm.apply(strings.Join(args, " "), false), h.norm.apply(r.stdout, true), h.norm.apply(r.stderr, false), r.code)
 }
 
 // inventory is the daemon's VMs and images, by name, with their states.
@@ -151,7 +147,7 @@ func (h *cliHarness) runCases(t *testing.T, cases []cmdCase) {
 					r.stdout = normalizeJSONStream(t, r.stdout)
 				}
 			}
-			compareGolden(t, filepath.Join("commands", c.golden+".golden"), h.golden(c.args, r, c.realign))
+			compareGolden(t, filepath.Join("commands", c.golden+".golden"), h.golden(c.args, r))
 		})
 		if !ok && c.code == ExitOK {
 			// Later cases build on this one's effect.
@@ -456,6 +452,7 @@ func TestCommandsVMLifecycle(t *testing.T) {
 		{golden: "vm-restart", args: []string{"vm", "restart", "demo"}, gated: true},
 		{golden: "vm-delete-several", args: []string{"vm", "delete", "demo", "other"}},
 		{golden: "vm-list-empty", args: []string{"vm", "list"}},
+		{golden: "vm-stats-none", args: []string{"vm", "stats"}},
 	})
 }
 
@@ -490,9 +487,9 @@ func TestCommandsOperations(t *testing.T) {
 	}
 	id := ops[0].ID
 	h.runCases(t, []cmdCase{
-		{golden: "operation-list", args: []string{"operation", "list"}, realign: true},
+		{golden: "operation-list", args: []string{"operation", "list"}},
 		{golden: "operation-list-json", args: []string{"operation", "list", "--json"}},
-		{golden: "operation-show", args: []string{"operation", "show", id}, realign: true},
+		{golden: "operation-show", args: []string{"operation", "show", id}},
 		{golden: "operation-show-json", args: []string{"operation", "show", id, "--json"}},
 		{golden: "operation-watch-finished", args: []string{"operation", "watch", id}},
 		{golden: "operation-watch-finished-json", args: []string{"operation", "watch", id, "--json"}},
@@ -509,7 +506,11 @@ func TestCommandsHost(t *testing.T) {
 		{golden: "version", args: []string{"version"}},
 		{golden: "version-json", args: []string{"version", "--json"}},
 		{golden: "config-show", args: []string{"config", "show"}},
+		{golden: "config-show-json", args: []string{"config", "show", "--json"}},
 		{golden: "config-path", args: []string{"config", "path"}},
+		{golden: "config-path-json", args: []string{"config", "path", "--json"}},
+		{golden: "config-validate", args: []string{"config", "validate"}},
+		{golden: "daemon-status", args: []string{"daemon", "status"}},
 		{golden: "doctor", args: []string{"doctor"}, code: ExitError, stderrLines: -1},
 		{golden: "doctor-json", args: []string{"doctor", "--json"}, code: ExitError, stderrLines: -1},
 		{golden: "verify", args: []string{"verify"}},
@@ -529,6 +530,7 @@ func TestCommandsBadInput(t *testing.T) {
 		{golden: "bad-vm-start-unknown", args: []string{"vm", "start", "ghost"}, code: ExitError},
 		{golden: "bad-vm-restart-unknown", args: []string{"vm", "restart", "ghost"}, code: ExitError},
 		{golden: "bad-vm-delete-unknown", args: []string{"vm", "delete", "ghost"}, code: ExitError},
+		{golden: "bad-vm-delete-several-unknown", args: []string{"vm", "delete", "ghost", "spook"}, code: ExitError, stderrLines: 2},
 		{golden: "bad-vm-logs-unknown", args: []string{"vm", "logs", "ghost"}, code: ExitError},
 		{golden: "bad-vm-stats-unknown", args: []string{"vm", "stats", "ghost"}, code: ExitError},
 		// The daemon takes the start, then fails its operation: its id, its
@@ -554,6 +556,9 @@ func TestCommandsBadInput(t *testing.T) {
 		{golden: "bad-events-epoch-alone", args: []string{"events", "--epoch", "abc"}, code: ExitUsage},
 		{golden: "bad-doctor-probe-timeout", args: []string{"doctor", "--deep", "--probe-timeout", "soon"}, code: ExitUsage},
 		{golden: "bad-vm-list-json-value", args: []string{"vm", "list", "--json=maybe"}, code: ExitUsage},
+		{golden: "bad-operation-cancel-unknown", args: []string{"operation", "cancel", "op-0000000000000000"}, code: ExitError},
+		{golden: "bad-image-rm-no-name", args: []string{"image", "rm"}, code: ExitUsage},
+		{golden: "bad-verify-argument", args: []string{"verify", "extra"}, code: ExitUsage},
 	})
 	// A delete of a known and an unknown VM deletes the known one and
 	// fails for the other.
@@ -587,19 +592,44 @@ func TestCommandsEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	since := []string{"--since", fmt.Sprint(hello.Seq), "--epoch", hello.Epoch}
-	cases := []struct {
-		golden string
-		args   []string
-		act    func()         // a change made once the feed is followed
-		until  *regexp.Regexp // the line after which the run is ended
-	}{
+	h.runBounded(t, []boundedCase{
 		{"events-since", append([]string{"events"}, since...), nil,
 			regexp.MustCompile(`(?m)^.*#\d+ +vm +ev +removed$`)},
 		{"events-since-json", append([]string{"events", "--json"}, since...), nil,
 			regexp.MustCompile(`(?m)^\{.*"kind":"vm".*"name":"ev","removed":true\}$`)},
 		{"events-live", []string{"events"}, func() { h.d.CreateVM(t, api.CreateVMRequest{Name: "live"}) },
 			regexp.MustCompile(`(?m)^.*#\d+ +vm +live +running 172\.30\.0\.\d+$`)},
-	}
+	})
+}
+
+// TestCommandsFollow: the commands that follow until Ctrl-C — a console
+// log, stats redrawn — up to their first output.
+func TestCommandsFollow(t *testing.T) {
+	h := newCLIHarness(t, daemontest.Options{})
+	h.d.CreateVM(t, api.CreateVMRequest{Name: "a"})
+	h.runBounded(t, []boundedCase{
+		{"vm-logs-follow", []string{"vm", "logs", "a", "-f"}, nil, regexp.MustCompile(`(?m)^fake console: VM vm-[0-9a-f]+ booted$`)},
+		{"vm-stats-watch", []string{"vm", "stats", "--watch", "--interval", "500ms"}, nil, regexp.MustCompile(`(?m)^a +- +0B .*$`)},
+		{"vm-stats-watch-json", []string{"vm", "stats", "a", "--watch", "--json", "--interval", "500ms"}, nil, regexp.MustCompile(`(?m)^\{"vm":"a".*\}$`)},
+	})
+}
+
+// boundedCase is a command that runs until Ctrl-C: it runs until until
+// matches its stdout, and its context is then cancelled as Ctrl-C
+// cancels it. act, if set, runs once the command has said on stderr
+// that it follows the daemon.
+type boundedCase struct {
+	golden string
+	args   []string
+	act    func()
+	until  *regexp.Regexp
+}
+
+// runBounded runs the cases in order; each must end with exit 0 when
+// cancelled, and what it printed up to the end of until's line is
+// compared with its golden file (what came after raced with the cancel).
+func (h *cliHarness) runBounded(t *testing.T, cases []boundedCase) {
+	t.Helper()
 	for _, c := range cases {
 		t.Run(c.golden, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
@@ -621,8 +651,8 @@ func TestCommandsEvents(t *testing.T) {
 					}
 				}
 			}
-			waitFor("notice that it follows", func() bool { return strings.Contains(errb.String(), "bangerd") })
 			if c.act != nil {
+				waitFor("notice that it follows", func() bool { return strings.Contains(errb.String(), "bangerd") })
 				c.act()
 			}
 			waitFor(c.until.String(), func() bool { return c.until.MatchString(out.String()) })
@@ -631,12 +661,10 @@ func TestCommandsEvents(t *testing.T) {
 			if r.code != ExitOK {
 				t.Errorf("banger %s ended by its context: exit %d, want 0; stderr:\n%s", strings.Join(c.args, " "), r.code, r.stderr)
 			}
-			// What it printed after the awaited line raced with the
-			// cancel (an operation's end after its VM's): cut there.
 			if loc := c.until.FindStringIndex(r.stdout); loc != nil {
 				r.stdout = r.stdout[:loc[1]+1]
 			}
-			compareGolden(t, filepath.Join("commands", c.golden+".golden"), h.golden(c.args, r, false))
+			compareGolden(t, filepath.Join("commands", c.golden+".golden"), h.golden(c.args, r))
 		})
 	}
 }

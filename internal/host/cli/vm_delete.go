@@ -2,11 +2,11 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/bangerdev/banger/client"
+	"github.com/bangerdev/banger/internal/host/termsafe"
 	"github.com/spf13/cobra"
 )
 
@@ -40,12 +40,23 @@ func newVMDeleteCmd(app *App) *cobra.Command {
 				}()
 			}
 			wg.Wait()
+			var failed []error
 			for i, name := range args {
 				if errs[i] == nil {
 					fmt.Fprintf(app.Stdout, "deleted vm %s\n", name)
+				} else {
+					failed = append(failed, errs[i])
 				}
 			}
-			return errors.Join(errs...)
+			if len(failed) == 0 {
+				return nil
+			}
+			// One line per VM that was not deleted, each as Run prints
+			// an error (the last is Run's own).
+			for _, err := range failed[:len(failed)-1] {
+				fmt.Fprintf(app.Stderr, "banger: %s\n", termsafe.Text(err.Error()))
+			}
+			return failed[len(failed)-1]
 		}),
 	}
 }
