@@ -36,9 +36,11 @@ type cmdCase struct {
 	golden string   // testdata/commands/<golden>.golden
 	args   []string // after "banger"
 	code   int      // the exit code it must return
-	// unchanged: a refused command must leave the daemon's VMs and
-	// images as they were (checked through the API before and after).
-	unchanged bool
+	// changes: a failing command that changes the daemon's VMs or
+	// images anyway (a delete of one known and one unknown VM). Any other
+	// failure must leave them as they were (checked through the API
+	// before and after).
+	changes bool
 	// stderrLines is how many lines a failure prints on stderr: 0 means
 	// one (the refusal); -1 any number (doctor and verify fail with their
 	// report on stdout and nothing on stderr).
@@ -121,7 +123,8 @@ func (h *cliHarness) runCases(t *testing.T, cases []cmdCase) {
 	for _, c := range cases {
 		ok := t.Run(c.golden, func(t *testing.T) {
 			var before []string
-			if c.unchanged {
+			check := c.code != ExitOK && !c.changes
+			if check {
 				before = h.inventory(t)
 			}
 			var r cmdResult
@@ -136,7 +139,7 @@ func (h *cliHarness) runCases(t *testing.T, cases []cmdCase) {
 			if want := max(c.stderrLines, 1); c.code != ExitOK && c.stderrLines >= 0 && strings.Count(r.stderr, "\n") != want {
 				t.Errorf("banger %s failed with %d lines on stderr, want %d:\n%s", strings.Join(c.args, " "), strings.Count(r.stderr, "\n"), want, r.stderr)
 			}
-			if c.unchanged {
+			if check {
 				if diff := cmp.Diff(before, h.inventory(t)); diff != "" {
 					t.Errorf("banger %s changed the daemon's VMs or images (-before +after):\n%s", strings.Join(c.args, " "), diff)
 				}
@@ -446,7 +449,7 @@ func TestCommandsVMLifecycle(t *testing.T) {
 		{golden: "vm-stop", args: []string{"vm", "stop", "demo"}},
 		{golden: "vm-list-stopped", args: []string{"vm", "list"}},
 		{golden: "vm-show-stopped", args: []string{"vm", "show", "demo"}},
-		{golden: "vm-stats-stopped", args: []string{"vm", "stats", "demo"}, code: ExitError, unchanged: true},
+		{golden: "vm-stats-stopped", args: []string{"vm", "stats", "demo"}, code: ExitError},
 		{golden: "vm-stop-stopped", args: []string{"vm", "stop", "demo"}},
 		{golden: "vm-start", args: []string{"vm", "start", "demo"}, gated: true},
 		{golden: "vm-restart", args: []string{"vm", "restart", "demo"}, gated: true},
@@ -467,12 +470,12 @@ func TestCommandsImages(t *testing.T) {
 		{golden: "image-list-json", args: []string{"image", "list", "--json"}},
 		{golden: "image-show", args: []string{"image", "show", "base"}},
 		{golden: "image-show-json", args: []string{"image", "show", "base", "--json"}},
-		{golden: "image-rm-in-use", args: []string{"image", "rm", "base"}, code: ExitError, unchanged: true},
+		{golden: "image-rm-in-use", args: []string{"image", "rm", "base"}, code: ExitError},
 		{golden: "image-rm", args: []string{"image", "rm", "spare"}},
 		{golden: "image-rm-force", args: []string{"image", "rm", "base", "--force"}},
 		{golden: "image-list-after-rm", args: []string{"image", "list"}},
-		{golden: "image-show-removed", args: []string{"image", "show", "spare"}, code: ExitError, unchanged: true},
-		{golden: "image-rm-removed", args: []string{"image", "rm", "spare"}, code: ExitError, unchanged: true},
+		{golden: "image-show-removed", args: []string{"image", "show", "spare"}, code: ExitError},
+		{golden: "image-rm-removed", args: []string{"image", "rm", "spare"}, code: ExitError},
 	})
 }
 
@@ -493,8 +496,8 @@ func TestCommandsOperations(t *testing.T) {
 		{golden: "operation-show-json", args: []string{"operation", "show", id, "--json"}},
 		{golden: "operation-watch-finished", args: []string{"operation", "watch", id}},
 		{golden: "operation-watch-finished-json", args: []string{"operation", "watch", id, "--json"}},
-		{golden: "operation-show-unknown", args: []string{"operation", "show", "op-0000000000000000"}, code: ExitError, unchanged: true},
-		{golden: "operation-watch-unknown", args: []string{"operation", "watch", "op-0000000000000000"}, code: ExitError, unchanged: true},
+		{golden: "operation-show-unknown", args: []string{"operation", "show", "op-0000000000000000"}, code: ExitError},
+		{golden: "operation-watch-unknown", args: []string{"operation", "watch", "op-0000000000000000"}, code: ExitError},
 	})
 }
 
@@ -515,6 +518,14 @@ func TestCommandsHost(t *testing.T) {
 		{golden: "doctor-json", args: []string{"doctor", "--json"}, code: ExitError, stderrLines: -1},
 		{golden: "verify", args: []string{"verify"}},
 		{golden: "verify-json", args: []string{"verify", "--json"}},
+	})
+	// A VM directory no VM explains is a leak: verify lists it, exit 1.
+	if err := os.MkdirAll(filepath.Join(h.d.Config.Paths.StateDir, "vms", "vm-0123456789ab"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	h.runCases(t, []cmdCase{
+		{golden: "verify-leak", args: []string{"verify"}, code: ExitError, stderrLines: -1},
+		{golden: "verify-leak-json", args: []string{"verify", "--json"}, code: ExitError, stderrLines: -1},
 	})
 }
 
@@ -564,7 +575,7 @@ func TestCommandsBadInput(t *testing.T) {
 	// fails for the other.
 	h.d.CreateVM(t, api.CreateVMRequest{Name: "doomed"})
 	h.runCases(t, []cmdCase{
-		{golden: "bad-vm-delete-some-unknown", args: []string{"vm", "delete", "doomed", "ghost"}, code: ExitError},
+		{golden: "bad-vm-delete-some-unknown", args: []string{"vm", "delete", "doomed", "ghost"}, code: ExitError, changes: true},
 		{golden: "bad-vm-list-after", args: []string{"vm", "list"}},
 	})
 }
@@ -665,6 +676,43 @@ func (h *cliHarness) runBounded(t *testing.T, cases []boundedCase) {
 				r.stdout = r.stdout[:loc[1]+1]
 			}
 			compareGolden(t, filepath.Join("commands", c.golden+".golden"), h.golden(c.args, r))
+		})
+	}
+}
+
+// TestNormalizer: what the goldens' normalizer replaces, and what it must
+// keep (a duration the user typed, a zero time, an IP address).
+func TestNormalizer(t *testing.T) {
+	n := newNormalizer("/tmp/bgt123", "/x/cli.test")
+	tests := []struct {
+		name, in string
+		table    bool
+		want     string
+	}{
+		{"ids", "vm-58aa0161b186 op-361d519ff72bddfb img-e23ca2212ea6", false, "vm-<ID> op-<ID> img-<ID>"},
+		{"root and self", "/tmp/bgt123/state/vms (/x/cli.test)", false, "<ROOT>/state/vms (<SELF>)"},
+		{"times", `"created_at": "2026-12-04T21:47:47.141685704Z", 2026-12-04T21:47:47+01:00`, false, `"created_at": "<TIME>", <TIME>`},
+		{"a zero time is kept apart", `"created_at":"0001-01-01T00:00:00Z"`, false, `"created_at":"<ZERO-TIME>"`},
+		{"clock", "21:48:05.123  #4", false, "<CLOCK>  #4"},
+		{"ages", "0s ago, 12m ago", false, "<AGE>, <AGE>"},
+		{"measured durations", "done in 1.2s; failed after 3ms", false, "done in <DUR>; failed after <DUR>"},
+		{"a typed duration is kept", "--interval 10ms is too short: give 500ms or more", false, "--interval 10ms is too short: give 500ms or more"},
+		{"a right-aligned duration keeps its width", "  ✓ allocate                    1ms  demo\n  ✓ clone rootfs               12ms  x", false,
+			"  ✓ allocate                  <DUR>  demo\n  ✓ clone rootfs              <DUR>  x"},
+		{"json durations", `"duration_ms": 14, "elapsed_ms":3`, false, `"duration_ms": <DUR>, "elapsed_ms":<DUR>`},
+		{"a zero stage duration omitted", `{"type":"stage_finished","time":"2026-12-04T21:47:47Z","stage":"acquire tap","message":"tap-pool-1","operation":{}}`, false,
+			`{"type":"stage_finished","time":"<TIME>","stage":"acquire tap","message":"tap-pool-1","duration_ms":<DUR>,"operation":{}}`},
+		{"pids", "pid 17411, \"pid\": 9\npid       1073741825", false, "pid <PID>, \"pid\": <PID>\npid       <PID>"},
+		{"digests", "sha256:00e322104fddb8531a7112f5ad75e5898c97e59867ea8d93081727bd6e8cc577 build 529192664559f78e", false, "sha256:<HEX> build <HEX>"},
+		{"addresses are kept", "172.30.0.2 02:b4:ac:1e:00:02 tap-pool-0", false, "172.30.0.2 02:b4:ac:1e:00:02 tap-pool-0"},
+		{"a table is realigned", "op-x  a\nID                  TOOK     NEXT\nop-361d519ff72bddfb  10ms     x\n\nafter   gap", true,
+			"op-x  a\nID       TOOK   NEXT\nop-<ID>  <DUR>  x\n\nafter   gap"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := n.apply(tt.in, tt.table); got != tt.want {
+				t.Errorf("apply(%q)\n got %q\nwant %q", tt.in, got, tt.want)
+			}
 		})
 	}
 }
