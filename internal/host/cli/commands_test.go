@@ -136,6 +136,9 @@ func (h *cliHarness) runCases(t *testing.T, cases []cmdCase) {
 			if r.code != c.code {
 				t.Errorf("banger %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(c.args, " "), r.code, c.code, r.stdout, r.stderr)
 			}
+			if lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n"); c.code != ExitOK && r.stderr != "" && !strings.HasPrefix(lines[len(lines)-1], "banger: ") {
+				t.Errorf("banger %s failed, and its last line on stderr is not the error (banger: …):\n%s", strings.Join(c.args, " "), r.stderr)
+			}
 			if want := max(c.stderrLines, 1); c.code != ExitOK && c.stderrLines >= 0 && strings.Count(r.stderr, "\n") != want {
 				t.Errorf("banger %s failed with %d lines on stderr, want %d:\n%s", strings.Join(c.args, " "), strings.Count(r.stderr, "\n"), want, r.stderr)
 			}
@@ -571,6 +574,13 @@ func TestCommandsBadInput(t *testing.T) {
 		{golden: "bad-image-rm-no-name", args: []string{"image", "rm"}, code: ExitUsage},
 		{golden: "bad-verify-argument", args: []string{"verify", "extra"}, code: ExitUsage},
 	})
+	// A boot that fails at its launch: the stages up to the failure, the
+	// error, and no VM left behind.
+	h.d.Fake.LaunchErr = errors.New("fake: no room for this VM")
+	h.runCases(t, []cmdCase{
+		{golden: "bad-vm-create-launch-fails", args: []string{"vm", "create", "--name", "broken"}, code: ExitError, gated: true, stderrLines: -1},
+	})
+	h.d.Fake.LaunchErr = nil
 	// A delete of a known and an unknown VM deletes the known one and
 	// fails for the other.
 	h.d.CreateVM(t, api.CreateVMRequest{Name: "doomed"})
