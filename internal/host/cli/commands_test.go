@@ -25,11 +25,14 @@ import (
 )
 
 // The command goldens: each case runs banger in-process against a real
-// bangerd (daemontest, fake hypervisor) and keeps what it printed — stdout,
-// stderr and the exit code — in testdata/commands/<case>.golden, with the
-// parts that change from run to run (ids, times, durations, ages, the
-// temporary root, pids, digests) replaced by placeholders.
+// bangerd (daemontest, fake hypervisor, in-memory network, seeded image
+// "base") and keeps what it printed — stdout, stderr and the exit code —
+// in testdata/commands/<case>.golden, with the parts that change from run
+// to run (ids, times, durations, ages, the temporary root, pids, digests)
+// replaced by placeholders (normalizer, pinned by TestNormalizer).
 // go test ./internal/host/cli -run TestCommands -update rewrites them.
+// fakedaemon_test.go stays for the answers a real daemon cannot give (a
+// hostile guest's words).
 
 // cmdCase is one command line and what it must end with.
 type cmdCase struct {
@@ -301,9 +304,9 @@ func (l *lockedBuffer) String() string {
 }
 
 // normalizer replaces what changes from run to run with placeholders,
-// then realigns columns the replacements may have shifted.
+// then realigns the tables whose columns the replacements shifted.
 type normalizer struct {
-	literals []string // replaced in order, by literalNames
+	literals []string // replaced, in order, by names
 	names    []string
 }
 
