@@ -39,6 +39,9 @@ func newScreen(t testing.TB, cols, rows int, envv []string, argv ...string) *scr
 	// Keep the pane after the program exits, so a crash leaves its last
 	// screen for the failure message.
 	s.tmux("set-option", "-t", s.target, "remain-on-exit", "on")
+	// Hand an Escape to the program at once, as a terminal does, instead
+	// of tmux's wait for a following key.
+	s.tmux("set-option", "-s", "escape-time", "0")
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("last screen:\n%s", s.capture())
@@ -122,6 +125,18 @@ func (s *screen) exited() bool {
 	return strings.TrimSpace(out) == "1"
 }
 
+// waitExit waits until the program in the window has ended.
+func (s *screen) waitExit() {
+	s.t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for !s.exited() {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("the program did not end; the screen shows:\n%s", s.capture())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // TestScreenDriver checks the driver itself against a plain shell
 // program, so a TUI test failure is about the TUI.
 func TestScreenDriver(t *testing.T) {
@@ -131,11 +146,5 @@ func TestScreenDriver(t *testing.T) {
 	s.typeText("hello there")
 	s.keys("Enter")
 	s.waitFor("got hello there")
-	deadline := time.Now().Add(hangGuard)
-	for !s.exited() {
-		if time.Now().After(deadline) {
-			t.Fatal("the program did not end")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	s.waitExit()
 }
