@@ -15,7 +15,13 @@ apt-get install -y -qq --no-install-recommends \
     e2fsprogs xfsprogs debootstrap \
     iproute2 nftables kmod openssh-client \
     tmux \
+    chromium fonts-dejavu-core \
     >/dev/null
+# chromium drives the web UI's browser tests (chromedp) and `make
+# screenshots`; fonts-dejavu-core gives its headless pages readable text.
+# As root, chromium refuses to start without --no-sandbox: the tests pass
+# it (with --headless and --disable-gpu) when they run as root, as in CI.
+# Check by hand: chromium --headless --no-sandbox --dump-dom about:blank
 if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
     echo "install-deps.sh: Go 1.26 or newer is needed (https://go.dev/doc/install); put it at /usr/local/go" >&2
     exit 1
