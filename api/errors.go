@@ -22,6 +22,7 @@ const (
 	CodeCanceled           Code = "canceled"
 	CodeUnimplemented      Code = "unimplemented"
 	CodeInternal           Code = "internal"
+	CodeUnauthenticated    Code = "unauthenticated" // no valid credential (the web UI's session cookie), where permission_denied is a known caller refused
 )
 
 // Sentinels for errors.Is. An *Error matches a sentinel when the codes are
@@ -34,6 +35,7 @@ var (
 	ErrFailedPrecondition = &Error{Code: CodeFailedPrecondition}
 	ErrConflict           = &Error{Code: CodeConflict}
 	ErrPermissionDenied   = &Error{Code: CodePermissionDenied}
+	ErrUnauthenticated    = &Error{Code: CodeUnauthenticated}
 	ErrUnavailable        = &Error{Code: CodeUnavailable}
 	ErrCanceled           = &Error{Code: CodeCanceled}
 	ErrUnimplemented      = &Error{Code: CodeUnimplemented}
@@ -112,6 +114,8 @@ func (c Code) HTTPStatus() int {
 	switch c {
 	case CodeInvalidArgument:
 		return 400
+	case CodeUnauthenticated:
+		return 401
 	case CodePermissionDenied:
 		return 403
 	case CodeNotFound:

@@ -26,6 +26,7 @@ var sentinels = []struct {
 	{api.CodeFailedPrecondition, api.ErrFailedPrecondition, 412},
 	{api.CodeConflict, api.ErrConflict, 409},
 	{api.CodePermissionDenied, api.ErrPermissionDenied, 403},
+	{api.CodeUnauthenticated, api.ErrUnauthenticated, 401},
 	{api.CodeUnavailable, api.ErrUnavailable, 503},
 	{api.CodeCanceled, api.ErrCanceled, 499},
 	{api.CodeUnimplemented, api.ErrUnimplemented, 501},

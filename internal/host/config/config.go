@@ -64,6 +64,7 @@ type Config struct {
 	VM             VMDefaults `json:"vm"`
 	AuthFiles      []AuthFile `json:"auth_files"`
 	Copy           Copy       `json:"copy"`
+	Web            Web        `json:"web"`
 
 	// home is the host user's home, used to write auth files as "~/..." again.
 	home string
@@ -200,6 +201,11 @@ type fileFormat struct {
 	Network        fileNetwork `toml:"network"`
 	VM             fileVM      `toml:"vm"`
 	Copy           fileCopy    `toml:"copy"`
+	Web            fileWeb     `toml:"web"`
+}
+
+type fileWeb struct {
+	Listen string `toml:"listen"`
 }
 
 type fileNetwork struct {
@@ -247,6 +253,7 @@ func (c *Config) TOML() ([]byte, error) {
 			Disk:   FormatSize(c.VM.DiskBytes),
 		},
 		Copy: fileCopy{MaxSize: FormatSize(c.Copy.MaxBytes)},
+		Web:  fileWeb{Listen: c.Web.Listen},
 	}
 	if c.Network.Subnet.IsValid() {
 		f.Network.Subnet = c.Network.Subnet.String()

@@ -351,6 +351,13 @@ func fields() []field {
 				return nil
 			},
 		},
+		{key: "web", want: "a table, e.g. [web]", table: true},
+		{
+			key:   "web.listen",
+			want:  `"" (the web UI is off until "banger web") or a loopback address with a port, e.g. "127.0.0.1:7180"`,
+			set:   setString(func(c *Config) *string { return &c.Web.Listen }),
+			check: checkWebListen,
+		},
 	}
 }
 

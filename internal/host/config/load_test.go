@@ -239,6 +239,7 @@ func TestRoundTrip(t *testing.T) {
 	orig.Network = Network{Bridge: "br-test.1", Subnet: netip.MustParsePrefix("10.9.0.0/16"), TAPPoolSize: 0,
 		AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24")}}
 	orig.VM = VMDefaults{VCPUs: 64, MemoryMiB: 1536, DiskBytes: 20*GiB + 512*MiB}
+	orig.Web.Listen = "[::1]:7181"
 	orig.AuthFiles = []AuthFile{
 		{Host: filepath.Join(f.home, ".claude.json"), Guest: "/root/.claude.json"},
 		{Host: "/etc/agent/token", Guest: "/root/.config/agent/token"},
