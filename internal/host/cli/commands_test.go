@@ -490,9 +490,22 @@ func TestCommandsImages(t *testing.T) {
 func TestCommandsOperations(t *testing.T) {
 	h := newCLIHarness(t, daemontest.Options{})
 	h.d.CreateVM(t, api.CreateVMRequest{Name: "opvm"})
-	ops, err := h.d.Client.Operations(context.Background())
-	if err != nil || len(ops) != 1 {
-		t.Fatalf("operations after one create: %v, %v", ops, err)
+	// The operation list reads the store, which the daemon writes after
+	// it told the watchers the operation is done (operation.Run.finish
+	// emits EventDone, then persists): until then the list says running.
+	var ops []api.Operation
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var err error
+		ops, err = h.d.Client.Operations(context.Background())
+		if err != nil || len(ops) != 1 {
+			t.Fatalf("operations after one create: %v, %v", ops, err)
+		}
+		if ops[0].State != api.OperationRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("operation %s still listed as running 10s after its create returned", ops[0].ID)
+		}
 	}
 	id := ops[0].ID
 	h.runCases(t, []cmdCase{
