@@ -379,6 +379,23 @@ func (p *Page) waitGone(sel, text string) error {
 	return nil
 }
 
+// WaitTrue waits until the JavaScript expression expr is true; what says
+// what it waits for, in the failure.
+func (p *Page) WaitTrue(what, expr string) {
+	p.t.Helper()
+	if err := p.waitTrue(expr); err != nil {
+		p.t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+func (p *Page) waitTrue(expr string) error {
+	return p.poll(func() (bool, error) {
+		var ok bool
+		err := p.eval("!!("+expr+")", &ok)
+		return ok, err
+	})
+}
+
 // WaitVisible waits until an element matching sel is rendered (it has a
 // layout box and is not hidden).
 func (p *Page) WaitVisible(sel string) {

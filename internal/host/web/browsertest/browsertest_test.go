@@ -99,6 +99,7 @@ func TestSteps(t *testing.T) {
 	if got := p.Location(); !strings.HasPrefix(got, "http://127.0.0.1:") {
 		t.Errorf("Location = %q", got)
 	}
+	p.WaitTrue("two option elements", `document.querySelectorAll("option").length === 2`)
 	var sum int
 	p.Eval(`Promise.resolve(40 + 2)`, &sum)
 	if sum != 42 {
@@ -146,6 +147,8 @@ func TestHangGuard(t *testing.T) {
 		{"gone", func() error { return q.waitGone("button", "Create") }, []string{"Create", "hang guard"}},
 		{"click", func() error { return q.clickText("button", "Delete") }, []string{"Delete", "hang guard"}},
 		{"type", func() error { return q.typeInto("missing", "x") }, []string{"missing", "hang guard"}},
+		{"true", func() error { return q.waitTrue(`document.title === "other"`) }, []string{"hang guard"}},
+		{"exception", func() error { return q.waitTrue(`undefinedThing.x`) }, []string{"hang guard", "undefinedThing"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
