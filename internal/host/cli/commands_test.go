@@ -339,6 +339,14 @@ var volatile = []struct {
 	// Digests, fingerprints (a seeded image's ext4 has a random UUID),
 	// build ids and epochs.
 	{regexp.MustCompile(`\b[0-9a-f]{16,64}\b`), "<HEX>"},
+	// How a disk was cloned depends on the filesystem under the test's
+	// root (diskclone: reflink on XFS or btrfs, sparse-copy elsewhere).
+	// Only a stage's detail, in a column or a JSON detail or message
+	// (doctor's "reflink" check keeps its name).
+	{regexp.MustCompile(`(?m)((?:"(?:detail|message)": ?")|  )(reflink|sparse-copy)([",]|$)`), `$1<CLONE>$3`},
+	// What a disk occupies on the host depends on its filesystem (block
+	// size, preallocation): in JSON here, in vm stats' table below.
+	{regexp.MustCompile(`"used_bytes":( ?)\d+`), `"used_bytes":$1<USED>`},
 	// Pids: in text, in a table row, in JSON.
 	{regexp.MustCompile(`\bpid \d+\b`), "pid <PID>"},
 	{regexp.MustCompile(`(?m)^pid( +)\d+$`), "pid$1<PID>"},
@@ -371,9 +379,35 @@ func (n *normalizer) apply(s string, table bool) string {
 		}
 	})
 	if table {
-		s = realign(s)
+		s = realign(statsDiskUsed(s))
 	}
 	return s
+}
+
+// statsHeader is the header of vm stats' table.
+var statsHeader = regexp.MustCompile(`^NAME +CPU% +HOST-RSS +GUEST-MEM +DISK +NET-RX +NET-TX$`)
+
+// statsDiskUsed replaces the used part of the DISK column (used/size) in
+// vm stats' tables with <USED>; realign then aligns the columns again.
+func statsDiskUsed(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, inTable := 0, false; i < len(lines); i++ {
+		switch {
+		case statsHeader.MatchString(lines[i]):
+			inTable = true
+		case lines[i] == "":
+			inTable = false
+		case inTable:
+			f := strings.Fields(lines[i])
+			if len(f) == 7 {
+				if _, size, ok := strings.Cut(f[4], "/"); ok {
+					f[4] = "<USED>/" + size
+				}
+				lines[i] = strings.Join(f, "  ")
+			}
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // columnGap is two or more spaces after a non-space: a tabwriter's gap.
@@ -731,6 +765,11 @@ func TestNormalizer(t *testing.T) {
 		{"pids", "pid 17411, \"pid\": 9\npid       1073741825", false, "pid <PID>, \"pid\": <PID>\npid       <PID>"},
 		{"digests", "sha256:00e322104fddb8531a7112f5ad75e5898c97e59867ea8d93081727bd6e8cc577 build 529192664559f78e", false, "sha256:<HEX> build <HEX>"},
 		{"addresses are kept", "172.30.0.2 02:b4:ac:1e:00:02 tap-pool-0", false, "172.30.0.2 02:b4:ac:1e:00:02 tap-pool-0"},
+		{"vm stats' disk use", "NAME  CPU%  HOST-RSS  GUEST-MEM        DISK           NET-RX  NET-TX\na     -     0B        256.0MiB/1.0GiB  2.6MiB/1.0GiB  0B      0B\n", true,
+			"NAME  CPU%  HOST-RSS  GUEST-MEM        DISK           NET-RX  NET-TX\na     -     0B        256.0MiB/1.0GiB  <USED>/1.0GiB  0B      0B\n"},
+		{"json disk use", `"used_bytes": 1359872, "size_bytes": 1`, false, `"used_bytes": <USED>, "size_bytes": 1`},
+		{"clone methods", "  ✓ clone rootfs   4ms  sparse-copy\n\"detail\":\"reflink, 1GiB\"\nwarn  reflink  no reflink on\n\"name\": \"reflink\"", false,
+			"  ✓ clone rootfs  <DUR>  <CLONE>\n\"detail\":\"<CLONE>, 1GiB\"\nwarn  reflink  no reflink on\n\"name\": \"reflink\""},
 		{"a table is realigned", "op-x  a\nID                  TOOK     NEXT\nop-361d519ff72bddfb  10ms     x\n\nafter   gap", true,
 			"op-x  a\nID       TOOK   NEXT\nop-<ID>  <DUR>  x\n\nafter   gap"},
 	}
