@@ -47,6 +47,12 @@ func TestRequestShapes(t *testing.T) {
 			_, err := c.BeginDeepDoctor(ctx, api.DeepDoctorRequest{ProbeTimeout: api.Duration(3e9)})
 			return err
 		}, request{Method: "POST", URI: "/v1/doctor/deep", ContentType: "application/json", Body: `{"probe_timeout_ms":3000}`}},
+		{"web login", func(c *client.Client) error {
+			_, err := c.WebLogin(ctx, api.WebLoginRequest{Listen: "127.0.0.1:0"})
+			return err
+		}, request{Method: "POST", URI: "/v1/web/login", ContentType: "application/json", Body: `{"listen":"127.0.0.1:0"}`}},
+		{"web revoke", func(c *client.Client) error { _, err := c.WebRevoke(ctx); return err },
+			request{Method: "POST", URI: "/v1/web/revoke", ContentType: "application/json", Body: "{}"}},
 		{"workspace tar body", func(c *client.Client) error {
 			_, err := c.PrepareWorkspace(ctx, "dev", "/root/my repo", strings.NewReader("TARBYTES"))
 			return err

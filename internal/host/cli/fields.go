@@ -70,6 +70,7 @@ var fieldFlags = map[string]map[string]string{
 	"vm exec":              {"cwd": "--workdir", "env": "--env", "tty": "--tty"},
 	"vm workspace prepare": {"dir": "--dir", "mode": "--mode"},
 	"doctor":               {"probe_timeout_ms": "--probe-timeout"},
+	"web":                  {"listen": "--listen"},
 }
 
 // withField returns a copy of m with field → flag added.

@@ -27,7 +27,7 @@ The banger CLI talks to bangerd, a daemon it starts on demand.`,
 		&cobra.Group{ID: "work", Title: "Working with VMs:"},
 		&cobra.Group{ID: "host", Title: "Host and daemon:"},
 	)
-	for _, c := range []*cobra.Command{newVMCmd(app), newImageCmd(app), newTUICmd(app)} {
+	for _, c := range []*cobra.Command{newVMCmd(app), newImageCmd(app), newTUICmd(app), newWebCmd(app)} {
 		c.GroupID = "work"
 		root.AddCommand(c)
 	}
