@@ -110,6 +110,12 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, nil)
+}
+
+// newFixtureWith serves terms (nil: a fakeTerminals, in f.terms).
+func newFixtureWith(t *testing.T, terms web.Terminals) *fixture {
+	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	port := srv.Listener.Addr().(*net.TCPAddr).Port
 	f := &fixture{
@@ -119,8 +125,11 @@ func newFixture(t *testing.T) *fixture {
 		terms: newFakeTerminals(),
 		log:   &syncBuffer{},
 	}
+	if terms == nil {
+		terms = f.terms
+	}
 	f.h = web.New(web.Options{
-		Port: port, API: f.api, UI: uiPage, Terminals: f.terms,
+		Port: port, API: f.api, UI: uiPage, Terminals: terms,
 		Log: slog.New(slog.NewJSONHandler(f.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now: f.clock.Now,
 	})
