@@ -275,6 +275,22 @@ func (p *Page) Navigate(url string) {
 	}
 }
 
+// NavigateStatus loads url like Navigate and returns the HTTP status of
+// the page it ends on (after redirects).
+func (p *Page) NavigateStatus(url string) int {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, p.timeout)
+	defer cancel()
+	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(url))
+	if err != nil {
+		p.t.Fatal(p.stepError("navigating to "+url, err))
+	}
+	if resp == nil {
+		p.t.Fatalf("navigating to %s: no response", url)
+	}
+	return int(resp.Status)
+}
+
 // Location is the tab's current URL.
 func (p *Page) Location() string {
 	p.t.Helper()
@@ -503,8 +519,18 @@ func (p *Page) Type(name, text string) {
 	}
 }
 
-func (p *Page) typeInto(name, text string) error {
-	sel := fieldSelector(name)
+// TypeIn is Type for the field named name inside the element matching
+// form (a page with two forms that both have a field of that name).
+func (p *Page) TypeIn(form, name, text string) {
+	p.t.Helper()
+	if err := p.typeSel(form+" "+fieldSelector(name), text); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *Page) typeInto(name, text string) error { return p.typeSel(fieldSelector(name), text) }
+
+func (p *Page) typeSel(sel, text string) error {
 	if err := p.waitVisible(sel); err != nil {
 		return err
 	}
@@ -533,11 +559,24 @@ func (p *Page) Select(name, value string) {
 	}
 }
 
-// Value returns the current value of the field named name.
+// Value returns the current value of the field named name ("" when there
+// is none).
 func (p *Page) Value(name string) string {
 	p.t.Helper()
+	return p.valueOf(fieldSelector(name))
+}
+
+// ValueIn is Value for the field named name inside the element matching
+// form.
+func (p *Page) ValueIn(form, name string) string {
+	p.t.Helper()
+	return p.valueOf(form + " " + fieldSelector(name))
+}
+
+func (p *Page) valueOf(sel string) string {
+	p.t.Helper()
 	var s string
-	if err := p.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%s); return e ? String(e.value) : "" })()`, jsString(fieldSelector(name))), &s); err != nil {
+	if err := p.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%s); return e ? String(e.value) : "" })()`, jsString(sel)), &s); err != nil {
 		p.t.Fatal(err)
 	}
 	return s

@@ -57,6 +57,10 @@ func serve(t *testing.T) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if r.URL.Query().Get("status") == "404" {
+			http.NotFound(w, r)
+			return
+		}
 		fmt.Fprint(w, testPage)
 	}))
 	t.Cleanup(srv.Close)
@@ -66,7 +70,11 @@ func serve(t *testing.T) string {
 // The steps a web UI test uses, each against the page's real behaviour.
 func TestSteps(t *testing.T) {
 	p := New(t, Options{})
-	p.Navigate(serve(t))
+	url := serve(t)
+	if got := p.NavigateStatus(url + "/missing?status=404"); got != 404 {
+		t.Errorf("NavigateStatus = %d, want the 404 the server answered", got)
+	}
+	p.Navigate(url)
 
 	if got := p.WaitText("#late", "arrived"); got != "arrived late" {
 		t.Errorf("WaitText returned %q", got)
@@ -91,6 +99,13 @@ func TestSteps(t *testing.T) {
 		t.Errorf("dialogs = %q, want the confirmation", d)
 	}
 
+	p.TypeIn("form", "name", "demo2")
+	if got := p.ValueIn("form", "name"); got != "demo2" {
+		t.Errorf("ValueIn after TypeIn = %q", got)
+	}
+	if got := p.ValueIn("#out", "name"); got != "" {
+		t.Errorf("ValueIn of a form without the field = %q", got)
+	}
 	p.Press(`[name=term]`, "hi\r")
 	if got := p.WaitText("#keys", "Enter"); got != "[h][i][Enter]" {
 		t.Errorf("keys the page saw: %q", got)
