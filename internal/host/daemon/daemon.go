@@ -71,6 +71,7 @@ type Daemon struct {
 	fcVersion string
 	hvMu      sync.Mutex
 	stats     statsSampler
+	webUI     webListener
 
 	// confinedRoot: vm_user = "" was warned about (see confineHypervisors).
 	confinedRoot bool
@@ -189,6 +190,11 @@ func Run(ctx context.Context, opts Options) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("bangerd ready", "socket", cfg.Paths.Socket())
+	if cfg.Web.Listen != "" {
+		if _, err := d.startWeb(cfg.Web.Listen); err != nil {
+			log.Error("web UI not started: `banger web` tries again", "listen", cfg.Web.Listen, "error", err)
+		}
+	}
 
 	select {
 	case <-ctx.Done():
@@ -211,6 +217,7 @@ func Run(ctx context.Context, opts Options) error {
 	// Event streams never end by themselves: end them, so that Shutdown
 	// does not wait for them.
 	d.events.Close()
+	d.stopWeb(shutdownCtx)
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("closing connections", "error", err)
 		srv.Close()

@@ -19,6 +19,7 @@ type peerKey struct{}
 type peer struct {
 	cred localsock.Cred
 	err  error
+	web  bool // the web listener's connection, authenticated by package web
 }
 
 // withPeer records the connection's peer credentials in its context; the
@@ -73,6 +74,8 @@ func (d *Daemon) routes() http.Handler {
 	handle("GET "+v+"/verify", d.verify)
 	handle("GET "+v+"/doctor", d.getDoctor)
 	handle("POST "+v+"/doctor/deep", d.postDeepDoctor)
+	handle("POST "+v+"/web/login", d.postWebLogin)
+	handle("POST "+v+"/web/revoke", d.postWebRevoke)
 	handle("/", func(w http.ResponseWriter, r *http.Request) error {
 		return api.Errorf(api.CodeNotFound, "bangerd (build %s) has no endpoint %s %s: the banger CLI and bangerd are out of step; run `banger daemon restart`",
 			d.build.BuildID, r.Method, r.URL.Path)

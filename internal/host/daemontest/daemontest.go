@@ -44,6 +44,9 @@ type Options struct {
 	// on FakeSubnet by default, and the image FakeImage registered. It
 	// skips the test when e2fsprogs is missing.
 	Fake bool
+	// WebListen sets web.listen, e.g. "127.0.0.1:0": the daemon starts
+	// its web listener with it.
+	WebListen string
 }
 
 // Daemon is a running in-process bangerd.
@@ -141,6 +144,7 @@ func (d *Daemon) run(tb testing.TB) {
 	tb.Helper()
 	o := d.opts
 	cfg := Config(tb, o.Root)
+	cfg.Web.Listen = o.WebListen
 	var seams *daemon.TestSeams
 	if o.Fake {
 		cfg.VM.DiskBytes = vm.MinDiskBytes
