@@ -90,6 +90,8 @@ const notice = document.getElementById('conn-status');
 let wasDown = false;
 function drawNotice() {
   const st = live.state;
+  // <html data-live="connecting|up|down">: the feed's state, for tests.
+  document.documentElement.dataset.live = st.connected ? 'up' : live.loaded || st.retryAt ? 'down' : 'connecting';
   if (st.connected) {
     if (wasDown) {
       notice.hidden = false;
@@ -122,6 +124,23 @@ live.subscribe((kind) => {
 setInterval(() => {
   if (!live.state.connected && live.state.retryAt) drawNotice();
 }, 1000);
+
+// Leaving the page ends its streams (the feed, a console, a terminal)
+// at once: a page kept in the back/forward cache would otherwise hold
+// its connections, and a browser allows only a few per host.
+addEventListener('pagehide', () => {
+  live.stop();
+  if (unmount) {
+    unmount();
+    unmount = null;
+  }
+});
+addEventListener('pageshow', (e) => {
+  if (e.persisted) {
+    live.start();
+    render();
+  }
+});
 
 drawNotice();
 live.start();

@@ -95,3 +95,16 @@ export function keepFocus(fn) {
 export function stateBadge(state, label) {
   return h('span', { class: `badge state-${state || 'unknown'}`, 'data-state': state || 'unknown' }, label);
 }
+
+// labelCells gives every cell of a table's body the title of its column
+// (data-label), which a narrow window shows beside the value when it
+// stacks the table's rows as cards.
+export function labelCells(tbody) {
+  const heads = [...(tbody.parentElement?.querySelectorAll('thead th') || [])].map((th) => th.textContent);
+  for (const tr of tbody.rows) {
+    [...tr.cells].forEach((td, i) => {
+      if (heads[i] && td.colSpan === 1) td.dataset.label = heads[i];
+    });
+  }
+  return tbody;
+}

@@ -48,7 +48,7 @@ export function showError(form, err, labels = {}) {
   const box = input ? form.querySelector(`[data-error-for="${CSS.escape(name)}"]`) : form.querySelector('[data-error-for=""]');
   let msg = err.message || String(err);
   if (input && labels[name] && msg.startsWith(name)) msg = labels[name] + msg.slice(name.length);
-  if (err.allowed) msg += ` (allowed: ${err.allowed})`;
+  if (err.allowed && !msg.includes(err.allowed)) msg += ` (allowed: ${err.allowed})`;
   if (box) {
     box.hidden = false;
     text(box, inert(msg));

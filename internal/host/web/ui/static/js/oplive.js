@@ -5,7 +5,7 @@
 // The list is <ol id="op-stages">; each stage is <li data-stage="NAME"
 // data-state="running|done|failed">, saying its state and duration in text.
 
-import { ApiError, enc, ndjson, open, post, sleep } from './api.js';
+import { ApiError, enc, get, ndjson, open, post, sleep } from './api.js';
 import { h, inert, replace, text } from './dom.js';
 import { duration, stateLabel } from './format.js';
 import { stageMs } from './charts.js';
@@ -82,7 +82,16 @@ export async function followOperation(container, op, { signal, onUpdate } = {}) 
           }
           draw();
           onUpdate?.(cur);
-          if (ev.type === 'done') return cur;
+          if (ev.type === 'done') break;
+        }
+        if (cur.state !== 'running') return cur;
+        // The stream ended (or said done) before the operation read as
+        // finished: read it until it does.
+        for (let i = 0; i < 20 && cur.state === 'running' && !signal?.aborted; i++) {
+          await sleep(250, signal);
+          cur = await get(`/v1/operations/${enc(op.id)}`, { signal });
+          draw();
+          onUpdate?.(cur);
         }
         if (cur.state !== 'running') return cur;
       } catch (err) {

@@ -7,7 +7,7 @@
 // #disk-space, #doctor-refresh.
 
 import { get } from '../api.js';
-import { h, inert, keepFocus, replace, stateBadge, text } from '../dom.js';
+import { h, inert, keepFocus, labelCells, replace, stateBadge, text } from '../dom.js';
 import { age, duration, mib, stateLabel } from '../format.js';
 import { vmButtons } from './vmactions.js';
 
@@ -60,6 +60,7 @@ export function mount(root, { live }) {
           h('td', { class: 'num' }, v.sessions ?? 0),
           h('td', {}, age(v.created_at)),
           h('td', {}, vmButtons(v))))));
+    labelCells(vmBody);
   }
 
   function drawImages() {
@@ -72,6 +73,7 @@ export function mount(root, { live }) {
         h('td', {}, i.kernel?.release || '-'),
         h('td', {}, (i.used_by || []).join(', ') || '-'),
         h('td', {}, age(i.created_at)))));
+    labelCells(imgBody);
   }
 
   function drawOps() {

@@ -8,7 +8,7 @@
 // #image-force-remove, #image-op (the promote operation's live stages).
 
 import { del, enc, post } from '../api.js';
-import { h, inert, keepFocus, replace, stateBadge, text } from '../dom.js';
+import { h, inert, keepFocus, labelCells, replace, stateBadge, text } from '../dom.js';
 import { age, bytes, stateLabel, when } from '../format.js';
 import { busy, confirmDialog, flash } from '../forms.js';
 import { followOperation } from '../oplive.js';
@@ -42,6 +42,7 @@ function list(root, { live }) {
         h('td', {}, i.parent || '-'),
         h('td', {}, (i.used_by || []).join(', ') || '-'),
         h('td', {}, age(i.created_at))))));
+    labelCells(body);
   }
   const unsub = live.subscribe((kind) => {
     if (kind === 'image' || kind === 'all') draw();

@@ -5,7 +5,7 @@
 // (the followed operation: #op-stages li[data-stage], #op-cancel).
 
 import { enc, get } from '../api.js';
-import { h, keepFocus, replace, stateBadge } from '../dom.js';
+import { h, keepFocus, labelCells, replace, stateBadge } from '../dom.js';
 import { age, duration, isZeroTime, stateLabel } from '../format.js';
 import { followOperation } from '../oplive.js';
 
@@ -32,6 +32,7 @@ export function mount(root, { live, query }) {
         h('td', {}, o.state === 'running' ? o.current_stage || '-' : `${(o.stages || []).length} stages`),
         h('td', { class: 'num' }, duration((isZeroTime(o.finished_at) ? Date.now() : Date.parse(o.finished_at)) - Date.parse(o.created_at))),
         h('td', {}, age(o.created_at))))));
+    labelCells(body);
   }
   const unsub = live.subscribe((kind) => {
     if (kind === 'operation' || kind === 'all') draw();

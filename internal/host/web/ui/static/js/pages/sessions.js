@@ -11,7 +11,7 @@
 // [name="name|cwd|env|tty|argv"], #session-submit, #session-started.
 
 import { del, enc, get, post, sleep } from '../api.js';
-import { h, inert, keepFocus, replace, stateBadge, text } from '../dom.js';
+import { h, inert, keepFocus, labelCells, replace, stateBadge, text } from '../dom.js';
 import { age, splitWords, stateLabel } from '../format.js';
 import { busy, clearErrors, confirmDialog, field, fieldError, flash, formError, showError } from '../forms.js';
 
@@ -125,6 +125,7 @@ export function sessionsPanel(vm, live, signal) {
               draw();
             }, { disabled: running }))));
       })));
+    labelCells(body);
   }
 
   async function load() {
