@@ -4,7 +4,8 @@
 // Protocol (package web): binary messages are output bytes in order; text
 // messages are JSON control. The page sends {"type":"input","data":…},
 // {"type":"resize","rows":R,"cols":C} (TTY sessions only) and
-// {"type":"detach"}; it receives {"type":"gap","offset":O,"dropped":D},
+// {"type":"detach"}; it receives {"type":"session","session":{…}} first,
+// then {"type":"gap","offset":O,"dropped":D},
 // {"type":"exit","session":{…}} and {"type":"error","error":{…}}.
 // Connecting without ?since replays everything still buffered, so a new
 // tab (or a reconnect, which first clears the terminal) shows the whole
@@ -107,7 +108,11 @@ export function mount(root, { live, params }) {
       } catch {
         return;
       }
-      if (msg.type === 'gap') {
+      if (msg.type === 'session') {
+        // The session as this attach began (first message).
+        session = msg.session || session;
+        drawInfo();
+      } else if (msg.type === 'gap') {
         term.write(`\r\n\x1b[2m[… ${msg.dropped} bytes of output at offset ${msg.offset} are no longer buffered …]\x1b[0m\r\n`);
       } else if (msg.type === 'exit') {
         session = msg.session || session;
