@@ -30,6 +30,16 @@ export function stageMs(st, now = Date.now()) {
   return Math.max(0, now - Date.parse(st.started_at));
 }
 
+// stageState says how a stage of op stands: "done", "running" or
+// "failed". As frontend.StageFailed reads it, a finished stage whose
+// detail is "failed" or "interrupted" failed; so did an unfinished stage
+// of an operation that ended.
+export function stageState(st, op) {
+  const finished = st.finished_at && !st.finished_at.startsWith('0001-');
+  if (finished) return st.detail === 'failed' || st.detail === 'interrupted' ? 'failed' : 'done';
+  return op.state === 'running' ? 'running' : 'failed';
+}
+
 // stageBars draws an operation's stages as horizontal bars, one row per
 // stage, the bar's length its duration; each row also says the duration
 // in text. Rows carry data-timeline-stage="NAME".
@@ -45,8 +55,9 @@ export function stageBars(op, now = Date.now()) {
       h('caption', {}, `${op.kind} ${op.target || ''}: ${stages.length} stages, ${duration(total)} in all (${op.state})`),
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'stage'), h('th', { scope: 'col' }, 'duration'), h('th', { scope: 'col', class: 'bars-cell' }, 'bar'))),
       h('tbody', {}, stages.map((st, i) => {
-        const running = !st.finished_at || st.finished_at.startsWith('0001-');
-        const failed = op.state === 'failed' && i === stages.length - 1;
+        const state = stageState(st, op);
+        const running = state === 'running';
+        const failed = state === 'failed';
         const w = Math.max(0.5, (ms[i] / longest) * W);
         return h('tr', { 'data-timeline-stage': st.name, 'data-state': running ? 'running' : failed ? 'failed' : 'done' },
           h('th', { scope: 'row' }, st.name, running ? ' (running)' : failed ? ' (failed)' : ''),

@@ -8,7 +8,7 @@
 import { ApiError, enc, get, ndjson, open, post, sleep } from './api.js';
 import { h, inert, replace, text } from './dom.js';
 import { duration, stateLabel } from './format.js';
-import { stageMs } from './charts.js';
+import { stageMs, stageState } from './charts.js';
 
 const MAX_LOG_LINES = 200;
 
@@ -47,15 +47,13 @@ export async function followOperation(container, op, { signal, onUpdate } = {}) 
     text(state, `${stateLabel(cur.state)}${cur.current_stage && running ? ` — ${cur.current_stage}` : ''}`);
     state.dataset.state = cur.state;
     replace(stages, (cur.stages || []).map((st) => {
-      const done = st.finished_at && !st.finished_at.startsWith('0001-');
-      // An unfinished stage of an operation that ended is where it failed.
-      const st8 = done ? 'done' : running ? 'running' : 'failed';
+      const st8 = stageState(st, cur);
       const mark = { done: '✓', running: '…', failed: '✗' }[st8];
       return h('li', { 'data-stage': st.name, 'data-state': st8 },
         h('span', { class: 'mark', 'aria-hidden': 'true' }, mark), ' ',
         h('span', { class: 'stage-name' }, st.name), ' ',
         h('span', { class: 'stage-dur' }, `${st8 === 'running' ? 'running, ' : st8 === 'failed' ? 'failed after ' : ''}${duration(stageMs(st, now))}`),
-        st.detail ? h('span', { class: 'muted' }, ` — ${inert(st.detail)}`) : null);
+        st.detail && st8 !== 'failed' ? h('span', { class: 'muted' }, ` — ${inert(st.detail)}`) : null);
     }));
     cancel.hidden = !running;
     if (cur.error) {

@@ -32,7 +32,7 @@ export function mount(root, { live, params }) {
   const signal = ctl.signal;
   const status = h('p', { id: 'terminal-status', role: 'status', 'data-state': 'connecting' }, 'connecting…');
   const info = h('p', { id: 'session-info' });
-  const container = h('div', { id: 'terminal', class: 'terminal' });
+  const container = h('div', { id: 'terminal', class: 'terminal', 'aria-describedby': 'terminal-help' });
   const detachBtn = h('button', { type: 'button', id: 'session-detach' }, 'Detach');
   const attachBtn = h('button', { type: 'button', id: 'session-attach', hidden: true }, 'Attach again');
   const stopBtn = h('button', { type: 'button', id: 'session-stop' }, 'Stop');
@@ -43,7 +43,7 @@ export function mount(root, { live, params }) {
     info,
     h('div', { class: 'actions' }, detachBtn, attachBtn, stopBtn, killBtn),
     status, container,
-    h('p', { class: 'muted' }, 'Keys typed in the terminal go to the session. Detach leaves it running; other viewers stay attached.'));
+    h('p', { class: 'muted', id: 'terminal-help' }, 'Keys typed in the terminal go to the session (Tab included); F6 leaves the terminal. Detach leaves the session running; other viewers stay attached.'));
 
   let session = null;
   function drawInfo() {
@@ -137,6 +137,16 @@ export function mount(root, { live, params }) {
     attachBtn.hidden = true;
   }
 
+  // Tab and every other key go to the session; F6 leaves the terminal
+  // (to the Detach button), so the keyboard is never trapped in it.
+  term.attachCustomKeyEventHandler((e) => {
+    if (e.type === 'keydown' && e.key === 'F6') {
+      (detachBtn.hidden ? attachBtn : detachBtn).focus();
+      e.preventDefault();
+      return false;
+    }
+    return true;
+  });
   term.onData((data) => send({ type: 'input', data }));
   term.onResize(() => sendSize());
   function fitNow() {
