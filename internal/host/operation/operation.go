@@ -222,9 +222,15 @@ func (r *Run) finish(result any, err error) {
 	}
 	r.op.CurrentStage = ""
 	r.op.UpdatedAt, r.op.FinishedAt = now, now
-	r.emitLocked(api.OperationEvent{Type: api.EventDone, Time: now})
 	op := r.snapshotLocked()
 	r.mu.Unlock()
+	// Stored before it is announced: whoever hears "done" and then lists
+	// the operations finds it finished.
+	defer func() {
+		r.mu.Lock()
+		r.emitLocked(api.OperationEvent{Type: api.EventDone, Time: now})
+		r.mu.Unlock()
+	}()
 
 	attrs := []any{"op", op.ID, "kind", op.Kind, "target", op.Target, "state", op.State,
 		"duration_ms", now.Sub(op.CreatedAt).Milliseconds()}

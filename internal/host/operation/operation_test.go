@@ -228,3 +228,40 @@ func TestManySubscribers(t *testing.T) {
 		}
 	}
 }
+
+// Whoever hears "done" finds the operation finished in the store: the end
+// is stored before it is announced (a list right after a watch must not
+// say running).
+func TestDoneIsStoredBeforeItIsAnnounced(t *testing.T) {
+	for i := 0; i < 20; i++ {
+		m, st := newManager(t)
+		release := make(chan struct{})
+		op, err := m.Begin("test", "x", func(ctx context.Context, r *Run) (any, error) {
+			<-release
+			return nil, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		attached := make(chan struct{})
+		go func() { <-attached; close(release) }()
+		var stored api.Operation
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard
+		defer cancel()
+		err = m.Subscribe(ctx, op.ID, func(ev api.OperationEvent) error {
+			switch ev.Type {
+			case api.EventSnapshot:
+				close(attached)
+			case api.EventDone:
+				stored, _ = st.GetOperation(context.Background(), op.ID)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored.State != api.OperationSucceeded {
+			t.Fatalf("run %d: at done the store says %q", i, stored.State)
+		}
+	}
+}
