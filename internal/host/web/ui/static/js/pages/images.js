@@ -8,7 +8,7 @@
 // #image-force-remove, #image-op (the promote operation's live stages).
 
 import { del, enc, post } from '../api.js';
-import { h, inert, keepFocus, labelCells, replace, stateBadge, text } from '../dom.js';
+import { h, inert, keepFocus, labelCells, replace, stateBadge } from '../dom.js';
 import { age, bytes, stateLabel, when } from '../format.js';
 import { busy, confirmDialog, flash } from '../forms.js';
 import { followOperation } from '../oplive.js';
@@ -57,7 +57,7 @@ function detail(root, { live, params, navigate }) {
   const body = h('div', { id: 'image-detail' });
   const opBox = h('div', { id: 'image-op' });
   const removeErr = h('div', { id: 'image-remove-error', role: 'alert', hidden: true });
-  root.append(h('nav', { class: 'crumbs', 'aria-label': 'breadcrumb' }, h('a', { href: '/images' }, 'Images'), ' / ', imgName), body, removeErr, opBox);
+  root.append(h('nav', { class: 'crumbs', 'aria-label': 'breadcrumb' }, h('a', { href: '/images' }, 'Images'), ' / ', imgName), body);
 
   async function remove(force) {
     const q = force ? '?force=true' : '';
@@ -79,7 +79,7 @@ function detail(root, { live, params, navigate }) {
   function draw() {
     const i = live.images.get(imgName);
     if (!i) {
-      replace(body, h('h1', {}, 'Image ', imgName), h('p', { class: live.loaded ? 'error' : 'muted' }, live.loaded ? 'There is no image of this name.' : 'loading…'));
+      replace(body, h('h1', {}, 'Image ', imgName), h('p', { class: live.loaded ? 'error' : 'muted' }, live.loaded ? 'There is no image of this name.' : 'loading…'), removeErr, opBox);
       return;
     }
     const k = i.kernel || {};
@@ -106,6 +106,7 @@ function detail(root, { live, params, navigate }) {
     ];
     keepFocus(() => replace(body,
       h('div', { class: 'section-head' }, h('h1', {}, 'Image ', i.name, ' ', stateBadge(i.state, stateLabel(i.state))), h('span', { class: 'actions' }, promote, rm)),
+      removeErr, opBox,
       h('p', { class: 'muted' }, i.state === 'unmanaged' ? 'Promote copies its outside files into banger’s image store and records their digests.'
         : 'Promote re-copies an older managed image’s artifacts, generates a work-seed and records the fingerprint.'),
       h('dl', { class: 'spec' }, rows.map(([key, v]) => [h('dt', {}, key), h('dd', { 'data-key': key }, inert(v || '-'))])),
@@ -119,7 +120,6 @@ function detail(root, { live, params, navigate }) {
     if (kind === 'all' || (kind === 'image' && key === imgName)) draw();
   });
   draw();
-  text(removeErr, '');
   return () => {
     unsub();
     ctl.abort();
