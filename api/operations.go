@@ -63,11 +63,13 @@ const (
 
 // OperationEvent is one line of GET /v1/operations/{id}/events.
 type OperationEvent struct {
-	Type      EventType `json:"type"`
-	Time      time.Time `json:"time"`
-	Stage     string    `json:"stage,omitempty"`
-	Message   string    `json:"message,omitempty"`
-	Duration  Duration  `json:"duration_ms,omitempty"`
+	Type    EventType `json:"type"`
+	Time    time.Time `json:"time"`
+	Stage   string    `json:"stage,omitempty"`
+	Message string    `json:"message,omitempty"`
+	// Duration is the finished stage's (stage_finished), 0 on others;
+	// always present, so `jq .duration_ms` never reads null.
+	Duration  Duration  `json:"duration_ms"`
 	Operation Operation `json:"operation"`
 }
 

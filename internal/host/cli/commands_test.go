@@ -597,9 +597,9 @@ func TestCommandsBadInput(t *testing.T) {
 		{golden: "bad-vm-delete-several-unknown", args: []string{"vm", "delete", "ghost", "spook"}, code: ExitError, stderrLines: 2},
 		{golden: "bad-vm-logs-unknown", args: []string{"vm", "logs", "ghost"}, code: ExitError},
 		{golden: "bad-vm-stats-unknown", args: []string{"vm", "stats", "ghost"}, code: ExitError},
-		// The daemon takes the start, then fails its operation: its id, its
-		// end, then the error.
-		{golden: "bad-vm-start-running", args: []string{"vm", "start", "taken"}, code: ExitError, stderrLines: 3},
+		// Refused at once: no operation is begun for a start that could
+		// only fail.
+		{golden: "bad-vm-start-running", args: []string{"vm", "start", "taken"}, code: ExitError},
 		{golden: "bad-image-show-unknown", args: []string{"image", "show", "ghost"}, code: ExitError},
 		{golden: "bad-image-rm-unknown", args: []string{"image", "rm", "ghost"}, code: ExitError},
 		{golden: "bad-vm-create-taken-name", args: []string{"vm", "create", "--name", "taken"}, code: ExitError},

@@ -65,8 +65,14 @@ func (d *Daemon) createVM(w http.ResponseWriter, r *http.Request) error {
 
 func (d *Daemon) startVM(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
-	if _, err := d.vms.Get(r.Context(), name); err != nil {
+	v, err := d.vms.Get(r.Context(), name)
+	if err != nil {
 		return err
+	}
+	// Refused at once, without an operation that could only fail (Start
+	// checks again under the VM's lock).
+	if v.State != api.VMStopped {
+		return vm.NotStopped(v)
 	}
 	return d.beginVMOp(w, "vm.start", name, func(ctx context.Context, run *operation.Run) (vm.VM, error) {
 		return d.vms.Start(ctx, name, run)

@@ -20,9 +20,9 @@ func (s *Store) CreateVM(ctx context.Context, vm VM) error {
 
 // CreateVMWithLease inserts a VM and its address in one transaction, so a
 // crash never leaves one without the other.
-func (s *Store) CreateVMWithLease(ctx context.Context, vm VM, l Lease) error {
+func (s *Store) CreateVMWithLease(ctx context.Context, vm *VM, l Lease) error {
 	now := s.now()
-	return s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO vms (id, name, image_id, state, spec, runtime, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			vm.ID, vm.Name, vm.ImageID, vm.State, orJSON(vm.Spec), orJSON(vm.Runtime), unixMilli(now), unixMilli(now)); err != nil {
@@ -32,6 +32,12 @@ func (s *Store) CreateVMWithLease(ctx context.Context, vm VM, l Lease) error {
 			l.IP, vm.ID, l.MAC, l.TAP, unixMilli(now))
 		return classify(err, "leasing "+l.IP)
 	})
+	if err == nil {
+		// What a read would return: the stored times, at their precision.
+		vm.CreatedAt = fromMilli(unixMilli(now))
+		vm.UpdatedAt = vm.CreatedAt
+	}
+	return err
 }
 
 // UpdateVM writes a VM's state, spec and runtime.

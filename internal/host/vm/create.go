@@ -149,7 +149,7 @@ func (m *Manager) allocate(ctx context.Context, req api.CreateVMRequest, img ima
 	}
 	spec, _ := json.Marshal(v.Spec)
 	v.VM.Spec, v.VM.Runtime = string(spec), "{}"
-	if err := m.Store.CreateVMWithLease(ctx, v.VM, v.Lease); err != nil {
+	if err := m.Store.CreateVMWithLease(ctx, &v.VM, v.Lease); err != nil {
 		return VM{}, err
 	}
 	v.Lease.VMID = v.ID

@@ -350,11 +350,8 @@ func (m *Manager) Start(ctx context.Context, name string, p Progress) (VM, error
 	if v, err = m.Get(ctx, v.ID); err != nil {
 		return v, err
 	}
-	if v.State == api.VMRunning {
-		return v, api.Errorf(api.CodeFailedPrecondition, "vm %s is already running", v.Name)
-	}
 	if v.State != api.VMStopped {
-		return v, api.Errorf(api.CodeFailedPrecondition, "vm %s is %s", v.Name, v.State)
+		return v, NotStopped(v)
 	}
 	choice, err := m.Select(ctx, v.Spec.Hypervisor, p)
 	if err != nil {
@@ -392,6 +389,14 @@ func orNone(s string) string {
 		return "unknown"
 	}
 	return s
+}
+
+// NotStopped is the refusal to start a VM that is not stopped.
+func NotStopped(v VM) error {
+	if v.State == api.VMRunning {
+		return api.Errorf(api.CodeFailedPrecondition, "vm %s is already running: `banger vm restart %s` restarts it", v.Name, v.Name)
+	}
+	return api.Errorf(api.CodeFailedPrecondition, "vm %s is %s: wait until it is running or stopped", v.Name, v.State)
 }
 
 // Stop shuts a VM down cleanly: the agent asks systemd to power off, then

@@ -677,3 +677,24 @@ func TestNamesVM(t *testing.T) {
 		}
 	}
 }
+
+// The VM a create returns carries the creation time the store recorded
+// (the operation's result and the event feed show it).
+func TestCreateReturnsItsCreationTime(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	v, err := f.m.Create(ctx, req("stamped"), &progress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.m.Get(ctx, "stamped")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.CreatedAt.IsZero() || !v.CreatedAt.Equal(got.CreatedAt) {
+		t.Errorf("create returned created_at %v, the store has %v", v.CreatedAt, got.CreatedAt)
+	}
+	if a := f.m.API(ctx, v); !a.CreatedAt.Equal(got.CreatedAt) {
+		t.Errorf("API created_at %v, want %v", a.CreatedAt, got.CreatedAt)
+	}
+}
