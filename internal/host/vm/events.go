@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/bangerdev/banger/api"
 )
@@ -20,11 +21,26 @@ func (m *Manager) changed(ctx context.Context, id string) {
 		return
 	}
 	a := m.API(ctx, v)
+	if !m.news(a) {
+		return // a save that changed nothing a front end shows
+	}
 	m.OnChange(api.Event{Kind: api.EventVM, ID: a.ID, Name: a.Name, VMState: &a})
+}
+
+// news reports whether a differs from what was last announced for its VM,
+// and remembers it.
+func (m *Manager) news(a api.VM) bool {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return true
+	}
+	prev, loaded := m.announced.Swap(a.ID, string(b))
+	return !loaded || prev.(string) != string(b)
 }
 
 // removed tells OnChange that the VM's record is gone.
 func (m *Manager) removed(v *VM) {
+	m.announced.Delete(v.ID)
 	if m.OnChange != nil {
 		m.OnChange(api.Event{Kind: api.EventVM, ID: v.ID, Name: v.Name, Removed: true})
 	}

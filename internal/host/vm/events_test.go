@@ -144,6 +144,10 @@ func TestSessionsCountAndAnnounce(t *testing.T) {
 	if len(evs) != 1 || evs[0].VMState == nil || evs[0].VMState.Sessions != 2 {
 		t.Fatalf("events %+v, want one vm event with 2 sessions", evs)
 	}
+	f.m.SessionsChanged(ctx, "busy") // nothing new: not announced again
+	if evs := log.take(); len(evs) != 0 {
+		t.Errorf("an unchanged VM was announced again: %+v", evs)
+	}
 	got, err := f.m.Get(ctx, "busy")
 	if err != nil {
 		t.Fatal(err)

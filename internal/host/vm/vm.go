@@ -131,7 +131,10 @@ type Manager struct {
 	links   agentlink.Pool // each running VM's agent session
 	allocMu sync.Mutex     // name + lease allocation
 	locks   sync.Map       // vm id -> *sync.Mutex
-	rng     *rand.Rand
+	// announced holds, per VM id, the JSON of the api.VM last given to
+	// OnChange, so a save that changes nothing visible is not announced.
+	announced sync.Map
+	rng       *rand.Rand
 }
 
 func (m *Manager) now() time.Time {
