@@ -1,7 +1,11 @@
 package cli
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func newRootCmd(app *App) *cobra.Command {
@@ -21,7 +25,7 @@ The banger CLI talks to bangerd, a daemon it starts on demand.`,
 	}
 	root.PersistentFlags().StringVar(&app.configFlag, "config", "", "config file (default $XDG_CONFIG_HOME/banger/config.toml, or $BANGER_CONFIG)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError("%v (see `%s --help`)", err, c.CommandPath())
+		return usageError("%s (see `%s --help`)", flagErrorText(err), c.CommandPath())
 	})
 	root.AddGroup(
 		&cobra.Group{ID: "work", Title: "Working with VMs:"},
@@ -82,4 +86,22 @@ func exactArgs(n int, names string) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// flagErrorText words a flag value the flag's type cannot take as what
+// the flag wants ("--vcpus \"many\": want a whole number"), instead of
+// the parser's own words (strconv.ParseInt: parsing "many": ...).
+func flagErrorText(err error) string {
+	var iv *pflag.InvalidValueError
+	if !errors.As(err, &iv) {
+		return err.Error()
+	}
+	want := map[string]string{
+		"int": "a whole number", "int64": "a whole number", "uint16": "a whole number from 0 to 65535",
+		"bool": "true or false", "duration": "a duration such as 500ms, 10s or 2m",
+	}[iv.GetFlag().Value.Type()]
+	if want == "" {
+		return err.Error()
+	}
+	return fmt.Sprintf("--%s %q: want %s", iv.GetFlag().Name, iv.GetValue(), want)
 }
