@@ -126,6 +126,10 @@ func (c *Catalog) Repair(ctx context.Context, name string, p Progress) (Image, b
 	if err != nil {
 		return img, false, err
 	}
+	if img.State == "removed" {
+		return img, false, api.Errorf(api.CodeFailedPrecondition,
+			"image %s was force-removed while VMs used it: its kernel and disks are gone, so nothing can boot from it; delete the VMs that use it (`banger image show %s` lists them)", img.Name, img.Name)
+	}
 	if img.State != api.ImageReady {
 		return img, false, api.Errorf(api.CodeFailedPrecondition,
 			"image %s is %s: run `banger image promote %s` to copy its files into banger's store first", img.Name, img.State, img.Name)

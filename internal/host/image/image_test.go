@@ -428,6 +428,12 @@ func TestRemoveRefusesWhileInUse(t *testing.T) {
 	if _, err := os.Stat(f.cat.Dir(img.ID)); !os.IsNotExist(err) {
 		t.Error("forced remove kept the files")
 	}
+	// Its VM cannot start from it: the refusal says why and what to do,
+	// not to promote an image that is gone.
+	if _, _, err := f.cat.Repair(ctx, "used", &progressLog{}); !errors.Is(err, api.ErrFailedPrecondition) ||
+		!strings.Contains(err.Error(), "force-removed") || strings.Contains(err.Error(), "promote") {
+		t.Errorf("repair of a force-removed image: %v", err)
+	}
 	f.cat.Store.DeleteVM(ctx, "vm1")
 	if _, err := f.cat.Register(ctx, f.request("gone"), &progressLog{}); err != nil {
 		t.Fatal(err)
