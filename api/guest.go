@@ -62,6 +62,23 @@ type StartSessionRequest struct {
 	Cols uint16   `json:"cols,omitempty"`
 }
 
+// ExecResult answers POST /v1/vms/{vm}/exec?wait=true: the command ran
+// to its end with no input, and this is what it wrote (each stream cut at
+// ExecOutputLimit; the rest was read and dropped) and how it ended. For
+// front ends that cannot hold a stream open, such as a web page's exec
+// box.
+type ExecResult struct {
+	Stdout          string `json:"stdout"`
+	Stderr          string `json:"stderr"`
+	ExitCode        int    `json:"exit_code"`
+	Signal          string `json:"signal,omitempty"`
+	StdoutTruncated bool   `json:"stdout_truncated,omitempty"`
+	StderrTruncated bool   `json:"stderr_truncated,omitempty"`
+}
+
+// ExecOutputLimit bounds each stream an ExecResult carries.
+const ExecOutputLimit = 1 << 20
+
 // SignalSessionRequest sends a signal ("TERM", "KILL", "INT", "HUP") to a
 // session's process group.
 type SignalSessionRequest struct {

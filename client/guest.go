@@ -100,6 +100,15 @@ func (c *Client) Exec(ctx context.Context, vm string, req api.ExecRequest, stdin
 	return api.ExitStatus{Code: st.Code, Signal: st.SignalName}, nil
 }
 
+// ExecWait runs a command to its end with no input and returns its output
+// (each stream bounded by api.ExecOutputLimit) and exit status in one
+// answer, for callers that cannot hold a stream.
+func (c *Client) ExecWait(ctx context.Context, vm string, req api.ExecRequest) (api.ExecResult, error) {
+	var res api.ExecResult
+	err := c.do(ctx, http.MethodPost, vmPath(vm, "exec")+"?wait=true", req, &res)
+	return res, err
+}
+
 // PrepareWorkspace installs a workspace tar stream (as workspace.Pack
 // writes it) at dir in the guest ("" is /root/repo), replacing what was
 // there atomically.

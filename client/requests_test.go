@@ -51,6 +51,10 @@ func TestRequestShapes(t *testing.T) {
 			_, err := c.WebLogin(ctx, api.WebLoginRequest{Listen: "127.0.0.1:0"})
 			return err
 		}, request{Method: "POST", URI: "/v1/web/login", ContentType: "application/json", Body: `{"listen":"127.0.0.1:0"}`}},
+		{"exec and wait", func(c *client.Client) error {
+			_, err := c.ExecWait(ctx, "dev", api.ExecRequest{Argv: []string{"uname", "-a"}})
+			return err
+		}, request{Method: "POST", URI: "/v1/vms/dev/exec?wait=true", ContentType: "application/json", Body: `{"argv":["uname","-a"]}`}},
 		{"web revoke", func(c *client.Client) error { _, err := c.WebRevoke(ctx); return err },
 			request{Method: "POST", URI: "/v1/web/revoke", ContentType: "application/json", Body: "{}"}},
 		{"workspace tar body", func(c *client.Client) error {

@@ -73,6 +73,18 @@ func readerFrom(br *bufio.Reader, conn net.Conn) io.Reader {
 }
 
 func (d *Daemon) execVM(w http.ResponseWriter, r *http.Request) error {
+	if r.URL.Query().Get("wait") == "true" {
+		// The command's whole result in one JSON answer (api.ExecResult).
+		var req api.ExecRequest
+		if err := decodeBody(r, &req); err != nil {
+			return err
+		}
+		res, err := d.guest.ExecWait(r.Context(), r.PathValue("name"), req)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, res)
+	}
 	if err := wantsStream(r); err != nil {
 		return err
 	}

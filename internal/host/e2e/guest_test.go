@@ -136,6 +136,11 @@ func testExec(t *testing.T, e *env) {
 	if r.stdout != "/root/repo\nhi\n" {
 		t.Errorf("exec -w -e: %q %s", r.stdout, r.stderr)
 	}
+	// The one-answer form a web page's exec box uses.
+	res, err := apiClient(t, e).ExecWait(context.Background(), "g", api.ExecRequest{Argv: []string{"sh", "-c", "uname -n; echo err >&2; exit 4"}})
+	if err != nil || res.Stdout != "g\n" || res.Stderr != "err\n" || res.ExitCode != 4 {
+		t.Errorf("exec and wait: %+v %v", res, err)
+	}
 	// -t: the command gets a terminal (no local terminal here: no raw mode).
 	r = e.runWith(e.extra, "vm", "exec", "g", "-t", "--", "sh", "-c", "test -t 0 && tty")
 	if r.code != 0 || !strings.HasPrefix(strings.TrimSpace(r.stdout), "/dev/pts/") {
