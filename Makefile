@@ -7,6 +7,7 @@
 #   make bench        Go benchmarks (figures, no assertions)
 #   make bench-guest  guest access benchmarks over a real VM (root)
 #   make quickstart   (root) host packages, install, agents image, a running VM
+#   make screenshots  the web UI's screenshots in docs/screenshots (chromium)
 
 PREFIX  ?= /usr/local
 BIN     := bin
@@ -24,7 +25,7 @@ LDFLAGS  := -s -w -X $(PKG)/internal/shared/buildinfo.version=$(VERSION) -X $(PK
 
 TEST_FLAGS ?=
 
-.PHONY: all build test test-unit lint install bench bench-guest bench-create clean deps quickstart
+.PHONY: all build test test-unit lint install bench bench-guest bench-create clean deps quickstart screenshots
 
 all: build
 
@@ -67,6 +68,13 @@ bench-create: build
 
 clean:
 	rm -rf $(BIN)
+
+# The README's screenshots of the web UI at 1280x800: the dashboard, a VM's
+# page and the create form, drawn by headless chromium from a bangerd with
+# the fake hypervisor and a few VMs (no root, no QEMU). Needs chromium
+# (make deps); fails, rather than skips, without it.
+screenshots:
+	BANGER_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -v -run '^TestScreenshots$$' ./internal/host/web/uitest
 
 deps:
 	scripts/install-deps.sh
