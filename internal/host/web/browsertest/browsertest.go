@@ -25,8 +25,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // Environment variables a run can set.
@@ -538,7 +541,7 @@ func (p *Page) typeSel(sel, text string) error {
 	if err := p.eval(clear, nil); err != nil {
 		return err
 	}
-	return p.run(fmt.Sprintf("typing into %s", sel), chromedp.SendKeys(chromedp.CSS(sel), text, chromedp.NodeVisible))
+	return p.run(fmt.Sprintf("typing into %s", sel), chromedp.Focus(chromedp.CSS(sel), chromedp.NodeVisible), keyPresses(text))
 }
 
 // Select chooses value in the select field named name, as a user's choice
@@ -601,10 +604,45 @@ func (p *Page) Press(sel, keys string) {
 		}
 		steps = append(steps, chromedp.Focus(chromedp.CSS(sel)))
 	}
-	steps = append(steps, chromedp.KeyEvent(keys))
+	steps = append(steps, keyPresses(keys))
 	if err := p.run(fmt.Sprintf("pressing %q", keys), steps...); err != nil {
 		p.t.Fatal(err)
 	}
+}
+
+// keyPresses types keys into the focused element as a keyboard does: per
+// key one keyDown that carries its text, then a keyUp. (chromedp.KeyEvent
+// sends the text in a separate char event, which a page that handles the
+// keydown itself and cancels it, as xterm.js does, receives a second
+// time: "echo" arrives as "eecchhoo".)
+func keyPresses(keys string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		for _, r := range keys {
+			events := kb.Encode(r)
+			var down, up *input.DispatchKeyEventParams
+			text, unmodified := "", ""
+			for _, ev := range events {
+				switch ev.Type {
+				case input.DispatchKeyEventTypeKeyDown:
+					down = ev
+				case input.DispatchKeyEventTypeKeyUp:
+					up = ev
+				case input.DispatchKeyEventTypeChar:
+					text, unmodified = ev.Text, ev.UnmodifiedText
+				}
+			}
+			if down == nil || up == nil {
+				return fmt.Errorf("no key events for %q", r)
+			}
+			down.Text, down.UnmodifiedText = text, unmodified
+			for _, ev := range []*input.DispatchKeyEventParams{down, up} {
+				if _, err := cdp.Call(ctx, t, input.DispatchKeyEvent, *ev); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // Screenshot saves a PNG of the viewport at path.

@@ -32,11 +32,13 @@ const testPage = `<!doctype html>
   <label>vCPUs <input name="vcpus" value="2"></label>
   <label>Image <select name="image"><option>base</option><option>agents</option></select></label>
   <label>Terminal <textarea name="term"></textarea></label>
+  <label>Terminal that handles its keys <textarea name="term2"></textarea></label>
   <button type="button" id="go">Create</button>
 </form>
 <div id="out"></div>
 <div id="late"></div>
 <div id="keys"></div>
+<div id="keys2"></div>
 <div id="leaving">leaving soon</div>
 <script>
 console.log("hello from the page");
@@ -49,6 +51,11 @@ q("#go").addEventListener("click", () => {
   }
 });
 q("[name=term]").addEventListener("keydown", e => { q("#keys").innerText += "[" + e.key + "]" });
+// Like xterm.js: the keydown is handled and cancelled; a keypress or an
+// input that still arrives would type the key twice.
+q("[name=term2]").addEventListener("keydown", e => { q("#keys2").innerText += "[" + e.key + "]"; e.preventDefault() });
+q("[name=term2]").addEventListener("keypress", e => { q("#keys2").innerText += "(keypress " + e.key + ")" });
+q("[name=term2]").addEventListener("input", e => { q("#keys2").innerText += "(input)" });
 setTimeout(() => { throw new Error("boom from the page") }, 10);
 </script>
 </body></html>`
@@ -109,6 +116,10 @@ func TestSteps(t *testing.T) {
 	p.Press(`[name=term]`, "hi\r")
 	if got := p.WaitText("#keys", "Enter"); got != "[h][i][Enter]" {
 		t.Errorf("keys the page saw: %q", got)
+	}
+	p.Press(`[name=term2]`, "ab\r")
+	if got := p.WaitText("#keys2", "Enter"); got != "[a][b][Enter]" {
+		t.Errorf("keys a page that cancels its keydowns saw: %q, want each once", got)
 	}
 	p.Click("#go")
 	if got := p.Location(); !strings.HasPrefix(got, "http://127.0.0.1:") {
