@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,12 +51,16 @@ func TestWebUI(t *testing.T) {
 		}
 	}
 	p.Type("vcpus", "") // the configuration's default
+	// Every state a stage is drawn in, as the page draws it.
+	p.Eval(`window.stagesSeen = new Set();
+		new MutationObserver(() => document.querySelectorAll("#op-stages li").forEach(li => stagesSeen.add(li.dataset.stage + "=" + li.dataset.state)))
+			.observe(document.querySelector("#create-progress"), {subtree: true, childList: true, attributes: true})`, nil)
 	p.Click("#create-submit")
 
-	// Live stages: the boot under software emulation is slow enough to
-	// see a stage running while the operation runs.
+	// Live stages: the guest's boot (agent health) takes seconds, under
+	// software emulation tens of seconds; the page shows it running.
 	boot := p.Within(10 * time.Minute)
-	boot.WaitTrue("a stage shown running", `document.querySelector('#op-stages li[data-state="running"]')`)
+	boot.WaitTrue("agent health shown running", `document.querySelector('#op-stages li[data-stage="agent health"]')?.dataset.state === "running"`)
 	running := p.Text("#op-stages")
 	boot.WaitTrue("the create to end", `document.querySelector("#op-state")?.dataset.state !== "running"`)
 	var state string
@@ -68,6 +73,14 @@ func TestWebUI(t *testing.T) {
 	for _, stage := range []string{"allocate", "clone rootfs", "work disk", "acquire tap", "launch qemu", "agent health"} {
 		if !strings.Contains(stages, stage) {
 			t.Errorf("the stages lack %q", stage)
+		}
+	}
+	var seen []string
+	p.Eval(`[...stagesSeen]`, &seen)
+	t.Logf("stage states drawn: %q", seen)
+	for _, want := range []string{"agent health=running", "agent health=done"} {
+		if !slices.Contains(seen, want) {
+			t.Errorf("the page never drew %s", want)
 		}
 	}
 
