@@ -15,7 +15,9 @@ import (
 // listener is) logs in; the create form refuses vcpus 999 next to its
 // field and keeps what was typed; the corrected create boots a VM with its
 // stages shown live; a TTY session running bash opens in the in-browser
-// terminal, `echo hi` answers hi; the VM is deleted after its
+// terminal, `echo hi` answers hi, a second browser attached to the same
+// session gets the output replayed and types into it too, and the
+// shell's exit shows in both; the VM is deleted after its
 // confirmation; then `banger verify` finds nothing leaked.
 func TestWebUI(t *testing.T) {
 	if _, err := browsertest.Chromium(); err != nil {
@@ -99,7 +101,27 @@ func TestWebUI(t *testing.T) {
 	p.WaitTrue("the terminal attached", `document.querySelector("#terminal-status")?.dataset.state === "attached"`)
 	p.WaitTrue("bash's prompt", `/[#$]\s*$/m.test(document.querySelector("#terminal .xterm-rows")?.innerText ?? "")`)
 	p.Press("#terminal .xterm-helper-textarea", "echo hi\r")
-	p.WaitTrue("a line that is just hi", `[...document.querySelectorAll("#terminal .xterm-rows > div")].some(d => d.innerText.trim() === "hi")`)
+	p.WaitTrue("a line that is just hi", lineIs("hi"))
+
+	// A second viewer (another browser, its own login): the buffered
+	// output is replayed to it, and what it types shows in both.
+	sessionURL := p.Location()
+	r = e.must("web")
+	p2 := browsertest.New(t, browsertest.Options{Netns: e.netns})
+	p2.Navigate(strings.TrimSpace(r.stdout))
+	p2.WaitText("#app", "Dashboard")
+	p2.Navigate(sessionURL)
+	p2.WaitTrue("the second viewer attached", `document.querySelector("#terminal-status")?.dataset.state === "attached"`)
+	p2.WaitTrue("hi replayed to the second viewer", lineIs("hi"))
+	p2.Press("#terminal .xterm-helper-textarea", "echo from-$((6*7))\r")
+	p2.WaitTrue("from-42 in the second viewer", lineIs("from-42"))
+	p.WaitTrue("from-42 in the first viewer", lineIs("from-42"))
+
+	// The shell exits: both terminals say the session ended.
+	p.Press("#terminal .xterm-helper-textarea", "exit\r")
+	for _, v := range []*browsertest.Page{p, p2} {
+		v.WaitTrue("the session shown exited", `document.querySelector("#terminal-status")?.dataset.state === "exited"`)
+	}
 
 	// Delete from the VM's page, after its confirmation.
 	p.Navigate(strings.Replace(url, url[strings.Index(url, "/login"):], "/vm/web1", 1))
@@ -111,4 +133,10 @@ func TestWebUI(t *testing.T) {
 	p.WaitText("#vm-count", "(0)")
 
 	verifyClean(t, e)
+}
+
+// lineIs is the JavaScript that is true when a line of the page's terminal
+// reads exactly text.
+func lineIs(text string) string {
+	return `[...document.querySelectorAll("#terminal .xterm-rows > div")].some(d => d.innerText.trim() === "` + text + `")`
 }
