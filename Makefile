@@ -20,7 +20,7 @@ GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 # one. The CLI restarts a running bangerd whose build id differs from the
 # installed binary's.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
-BUILD_ID ?= $(shell { $(GO) version; find . -path ./bin -prune -o -type f \( -name '*.go' -o -name '*.sql' -o -name 'go.mod' -o -name 'go.sum' \) -print | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -c1-12)
+BUILD_ID ?= $(shell { $(GO) version; find . -path ./bin -prune -o -type f \( -name '*.go' -o -name '*.sql' -o -name 'go.mod' -o -name 'go.sum' -o -path './internal/host/web/ui/static/*' \) -print | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -c1-12)
 LDFLAGS  := -s -w -X $(PKG)/internal/shared/buildinfo.version=$(VERSION) -X $(PKG)/internal/shared/buildinfo.buildID=$(BUILD_ID)
 
 TEST_FLAGS ?=
