@@ -468,6 +468,7 @@ func (testDoctorHost) ReflinkSupported(string) (bool, error)     { return false,
 func (testDoctorHost) SSHKey(string) (string, error)             { return "SHA256:testkey", nil }
 func (testDoctorHost) IsRoot() bool                              { return false }
 func (testDoctorHost) QEMUSandbox(context.Context, string) error { return nil }
+func (testDoctorHost) FreeSpace(string) (uint64, uint64, error)  { return 100 << 30, 200 << 30, nil }
 func (testDoctorHost) LookupUser(string) (hypervisor.VMUser, error) {
 	return hypervisor.VMUser{}, errNotOnTestHost
 }

@@ -43,6 +43,9 @@ type Host interface {
 	// QEMUSandbox starts QEMU (bin) with the seccomp sandbox banger gives
 	// every VM and no guest, and stops it again.
 	QEMUSandbox(ctx context.Context, bin string) error
+	// FreeSpace reports the bytes free to the current user and the size
+	// of dir's filesystem.
+	FreeSpace(dir string) (free, total uint64, err error)
 }
 
 // ProbeRecord is the outcome of the last KVM boot probe, kept by the daemon
@@ -69,6 +72,7 @@ const (
 	CheckE2fsprogs   = "e2fsprogs"
 	CheckDebootstrap = "debootstrap"
 	CheckReflink     = "reflink"
+	CheckDiskSpace   = "disk-space"
 	CheckSSHKey      = "ssh-key"
 	CheckDaemon      = "daemon"
 	CheckImages      = "images"
@@ -181,6 +185,7 @@ func Run(ctx context.Context, h Host, in Inputs) api.DoctorReport {
 		e2fsprogsCheck(ctx, h),
 		debootstrapCheck(ctx, h),
 		reflinkCheck(h, cfg),
+		diskSpaceCheck(h, cfg),
 		sshKeyCheck(h, cfg),
 	}
 	return api.DoctorReport{Checks: checks}
@@ -378,6 +383,28 @@ func reflinkCheck(h Host, cfg *config.Config) api.Check {
 	}
 	return ok(CheckReflink, "reflink clones on "+dir)
 }
+
+// diskSpaceCheck warns when the state directory's filesystem cannot hold
+// one more VM of the default size: its disks are sparse and grow there
+// (create checks the full size of the VM it makes).
+func diskSpaceCheck(h Host, cfg *config.Config) api.Check {
+	dir := cfg.Paths.StateDir
+	free, total, err := h.FreeSpace(dir)
+	if err != nil {
+		return bad(CheckDiskSpace, api.CheckSkip, "cannot read the free space of "+dir+": "+errText(err),
+			"create the state directory (any banger command does) and run doctor again")
+	}
+	need := uint64(cfg.VM.DiskBytes) + 1<<30
+	detail := fmt.Sprintf("%s free of %s on the filesystem of %s", gib(free), gib(total), dir)
+	if free < need {
+		return bad(CheckDiskSpace, api.CheckWarn, detail+fmt.Sprintf(": less than one default VM's disks need (%s)", gib(need)),
+			"free space there, or move state_dir to a larger filesystem")
+	}
+	return ok(CheckDiskSpace, detail)
+}
+
+// gib writes a size in GiB with one decimal.
+func gib(n uint64) string { return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30)) }
 
 func sshKeyCheck(h Host, cfg *config.Config) api.Check {
 	path, managed := cfg.SSHKey, false

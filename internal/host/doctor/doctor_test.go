@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,6 +37,7 @@ type fakeHost struct {
 	root       bool
 	users      map[string]hypervisor.VMUser
 	sandboxErr error
+	free       uint64 // bytes free on the state directory's filesystem (0: 100 GiB)
 	looked     []string
 }
 
@@ -47,6 +49,12 @@ func (h *fakeHost) LookupUser(name string) (hypervisor.VMUser, error) {
 	return hypervisor.VMUser{}, fmt.Errorf("the VM user %q does not exist", name)
 }
 func (h *fakeHost) QEMUSandbox(context.Context, string) error { return h.sandboxErr }
+func (h *fakeHost) FreeSpace(string) (uint64, uint64, error) {
+	if h.free == 0 {
+		return 100 << 30, 200 << 30, nil
+	}
+	return h.free, 200 << 30, nil
+}
 
 func (h *fakeHost) LookPath(file string) (string, error) {
 	h.looked = append(h.looked, file)
@@ -259,5 +267,53 @@ func TestFirecrackerImageCheck(t *testing.T) {
 		if c := FirecrackerImageCheck(tt.image, tt.k, tt.fc); c.Status != tt.want || (c.Status != api.CheckOK && c.Fix == "") {
 			t.Errorf("%s: %+v", tt.name, c)
 		}
+	}
+}
+
+// The state directory's filesystem must hold one more default VM (its
+// disks plus 1 GiB); less is a warning with the fix, an unreadable one a
+// skip.
+func TestDiskSpaceCheck(t *testing.T) {
+	cfg := testConfig(nil) // default disk 8 GiB: 9 GiB needed
+	tests := []struct {
+		name   string
+		free   uint64
+		fsErr  bool
+		status api.CheckStatus
+		detail string
+	}{
+		{"plenty", 100 << 30, false, api.CheckOK, "100.0 GiB free of 200.0 GiB on the filesystem of /h/state"},
+		{"just enough", 9 << 30, false, api.CheckOK, "9.0 GiB free"},
+		{"too little", 9<<30 - 1, false, api.CheckWarn, "less than one default VM's disks need (9.0 GiB)"},
+		{"unreadable", 0, true, api.CheckSkip, "cannot read the free space of /h/state"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var h Host = &fakeHost{free: tt.free}
+			if tt.fsErr {
+				h = statfsFails{h}
+			}
+			c := diskSpaceCheck(h, cfg)
+			if c.Name != CheckDiskSpace || c.Status != tt.status || !strings.Contains(c.Detail, tt.detail) {
+				t.Errorf("got %s %s %q, want %s containing %q", c.Name, c.Status, c.Detail, tt.status, tt.detail)
+			}
+			if c.Status != api.CheckOK && c.Fix == "" {
+				t.Errorf("a %s without a fix", c.Status)
+			}
+		})
+	}
+}
+
+type statfsFails struct{ Host }
+
+func (statfsFails) FreeSpace(string) (uint64, uint64, error) {
+	return 0, 0, errors.New("statfs /h/state: no such file or directory")
+}
+
+// The real statfs answers for a directory that exists.
+func TestSystemFreeSpace(t *testing.T) {
+	free, total, err := System{}.FreeSpace(t.TempDir())
+	if err != nil || total == 0 || free > total {
+		t.Errorf("FreeSpace: free %d total %d err %v", free, total, err)
 	}
 }

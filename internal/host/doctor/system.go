@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"golang.org/x/sys/unix"
 	"os"
 	"os/exec"
 	"strings"
@@ -60,6 +61,16 @@ func (System) KVMDevice() error { return kvmprobe.DeviceAccessible() }
 
 // ReflinkSupported tries a FICLONE in dir.
 func (System) ReflinkSupported(dir string) (bool, error) { return diskclone.ReflinkSupported(dir) }
+
+// FreeSpace reads dir's filesystem with statfs(2): the blocks free to an
+// unprivileged user, and its size.
+func (System) FreeSpace(dir string) (free, total uint64, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), st.Blocks * uint64(st.Bsize), nil
+}
 
 // SSHKey inspects the key and returns its fingerprint.
 func (System) SSHKey(path string) (string, error) {

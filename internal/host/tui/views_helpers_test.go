@@ -99,6 +99,7 @@ func (doctorHost) ReflinkSupported(string) (bool, error)     { return false, nil
 func (doctorHost) SSHKey(string) (string, error)             { return "SHA256:testkey", nil }
 func (doctorHost) IsRoot() bool                              { return false }
 func (doctorHost) QEMUSandbox(context.Context, string) error { return nil }
+func (doctorHost) FreeSpace(string) (uint64, uint64, error)  { return 100 << 30, 200 << 30, nil }
 func (doctorHost) LookupUser(name string) (hypervisor.VMUser, error) {
 	return hypervisor.VMUser{}, errTestHost
 }
