@@ -19,8 +19,20 @@ import (
 // Disk is a block device given to the guest, in order: the first is the
 // root filesystem (/dev/vda), the second the work disk (/dev/vdb).
 type Disk struct {
-	ID       string // short name: "root", "work"
-	Path     string // raw image file
+	ID   string // short name: "root", "work"
+	Path string // raw image file
+	// ReadOnly attaches the disk read-only, so that several VMs may share
+	// one file at once (an image's root filesystem): the guest sees a
+	// read-only device (/sys/block/vdX/ro is 1; writes fail with an I/O
+	// error) and the host file is only ever opened O_RDONLY, so no guest
+	// can change it. QEMU: the file is opened read-only (by the daemon,
+	// when QEMU runs as the VM user) and the drive has readonly=on; QEMU's
+	// image locking lets any number of read-only users share the file and
+	// refuses a read-write user while one holds it, and the reverse.
+	// Firecracker: the drive has is_read_only; Firecracker takes no lock.
+	// Under the jailer the file is hard-linked into the chroot (never
+	// copied) and must be readable, and not writable, by the jailed user
+	// by its mode; the driver refuses it otherwise.
 	ReadOnly bool
 }
 

@@ -31,8 +31,14 @@ import (
 // chroot, so before starting the jailer the driver hard-links the kernel,
 // initrd and disks into the chroot (a hard link shares the disk's blocks:
 // writes to the work disk land in the VM's own file) and creates the log
-// and metrics files there. After Firecracker exits, the driver removes
-// <base>/<exec name>/<vm> and the VM's cgroup.
+// and metrics files there. A read-only disk (shared by several VMs) is
+// linked too, never copied: the jailed user reads it by its mode and
+// cannot write it (prepare refuses a read-only disk whose owner is the
+// jailed user or whose mode lets that user write). A read-only bind mount
+// was rejected: it is host mount state to undo after the VM (and after a
+// crash, before the jail can be removed), and it would still need the
+// same mode bits for the jailed user to read the file. After Firecracker
+// exits, the driver removes <base>/<exec name>/<vm> and the VM's cgroup.
 
 // DefaultJailerBin is the jailer the driver runs when Driver.Jailer is set
 // and Driver.JailerBin is empty.
@@ -256,6 +262,14 @@ func (p jailPlan) prepare(cfg JailConfig) (err error) {
 			}
 			continue
 		}
+		if !l.Copyable {
+			// A read-only disk (an image's root filesystem, which other
+			// VMs may share): the link is the file itself, so its mode
+			// alone keeps the jailed user from writing it.
+			if err := readOnlyFor(dst, cfg.UID, cfg.GID); err != nil {
+				return fmt.Errorf("read-only disk %s: %w", l.Src, err)
+			}
+		}
 		if err := readableBy(dst, cfg.UID, cfg.GID); err != nil {
 			if !l.Copyable {
 				return fmt.Errorf("%s: %w", l.Src, err)
@@ -296,6 +310,23 @@ func readableBy(path string, uid, gid int) error {
 		return nil
 	}
 	return fmt.Errorf("the jailed user %d:%d cannot read it (owner %d:%d, mode %#o): make it world-readable or owned by that user", uid, gid, st.Uid, st.Gid, mode&0o777)
+}
+
+// readOnlyFor checks that uid:gid may not write path (nor, owning it,
+// make it writable), by its mode bits.
+func readOnlyFor(path string, uid, gid int) error {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return err
+	}
+	mode := st.Mode
+	switch {
+	case int(st.Uid) == uid,
+		int(st.Gid) == gid && mode&unix.S_IWGRP != 0,
+		mode&unix.S_IWOTH != 0:
+		return fmt.Errorf("the jailed user %d:%d could write it (owner %d:%d, mode %#o): it must belong to the daemon's user and be writable by no one else (chmod go-w)", uid, gid, st.Uid, st.Gid, mode&0o777)
+	}
+	return nil
 }
 
 // copyReadOnly copies src to a new file dst that stays the daemon's and

@@ -221,6 +221,43 @@ func TestJailPrepare(t *testing.T) {
 		t.Errorf("the failed prepare left the jail: %v", err)
 	}
 
+	// A read-only disk the jailed user could write is refused: it is
+	// linked, not copied, so its mode is all that keeps the VM from
+	// changing a file other VMs share.
+	for _, tt := range []struct {
+		name     string
+		mode     os.FileMode
+		uid, gid int
+	}{
+		{"owned by the jailed user", 0o444, 1500, 0},
+		{"group-writable by the jailed user's group", 0o664, 0, 1501},
+		{"world-writable", 0o646, 0, 0},
+	} {
+		os.Chown(spec.Disks[0].Path, tt.uid, tt.gid)
+		os.Chmod(spec.Disks[0].Path, tt.mode)
+		if err := p.prepare(cfg); err == nil || !strings.Contains(err.Error(), "could write it") || !strings.Contains(err.Error(), spec.Disks[0].Path) {
+			t.Errorf("prepare with a read-only disk %s = %v; want it refused, naming the disk", tt.name, err)
+		}
+		if _, err := os.Stat(p.Dir); !os.IsNotExist(err) {
+			t.Errorf("the failed prepare (%s) left the jail: %v", tt.name, err)
+		}
+	}
+	os.Chown(spec.Disks[0].Path, 0, 0)
+
+	// Readable by group alone is enough: the jailed user reads, never
+	// writes, the very file (a hard link, not a copy).
+	os.Chown(spec.Disks[0].Path, 0, 1501)
+	os.Chmod(spec.Disks[0].Path, 0o640)
+	if err := p.prepare(cfg); err != nil {
+		t.Fatalf("prepare with a read-only disk root:1501 0640: %v", err)
+	}
+	var src, linked syscall.Stat_t
+	syscall.Stat(spec.Disks[0].Path, &src)
+	syscall.Stat(filepath.Join(p.Root, jailDiskName("root")), &linked)
+	if src.Ino != linked.Ino || linked.Uid != 0 || linked.Mode&0o777 != 0o640 {
+		t.Errorf("the read-only disk in the jail: inode %d (source %d), owner %d, mode %#o; want the source itself, root's, 0640", linked.Ino, src.Ino, linked.Uid, linked.Mode&0o777)
+	}
+	os.Chown(spec.Disks[0].Path, 0, 0)
 	os.Chmod(spec.Disks[0].Path, 0o644)
 	if err := p.prepare(cfg); err != nil {
 		t.Fatal(err)
