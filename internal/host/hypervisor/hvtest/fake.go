@@ -35,7 +35,10 @@ const fakePIDBase = 1 << 30
 // every call and fails on demand.
 //
 // Launch checks the spec like a real driver (the boot files and disks
-// must exist; a directory where a VM runs is refused) and creates
+// must exist; a directory where a VM runs is refused; a disk a running VM
+// holds read-only is refused read-write, and the reverse, as QEMU's image
+// locking refuses it, while any number of VMs share a read-only disk) and
+// records each Disk.ReadOnly with the spec (Launched). It creates
 // placeholder control and agent "sockets" (empty files) and a console log
 // in Spec.Dir; Shutdown and Kill remove the sockets, Crash leaves them as
 // a dying process would.
@@ -199,6 +202,9 @@ func (f *Fake) Launch(ctx context.Context, spec hypervisor.Spec) (h hypervisor.H
 			return hypervisor.Handle{}, fmt.Errorf("fake: launching VM %s: VM %s (pid %d) already runs in %s: stop it first", spec.ID, vm.spec.ID, vm.handle.PID, spec.Dir)
 		}
 	}
+	if err := f.sharedDiskConflict(spec); err != nil {
+		return hypervisor.Handle{}, fmt.Errorf("fake: launching VM %s: %w", spec.ID, err)
+	}
 	var key []byte
 	if spec.Boot.Initrd != "" {
 		if key, err = BootKey(spec.Boot.Initrd); err != nil {
@@ -232,6 +238,40 @@ func (f *Fake) Launch(ctx context.Context, spec hypervisor.Spec) (h hypervisor.H
 	}
 	f.vms[pid] = &fakeVM{spec: spec, handle: h, state: hypervisor.Running, key: key}
 	return h, nil
+}
+
+// sharedDiskConflict refuses a disk of spec that a running VM holds with
+// the other mode: read-write while another VM has it read-only, or
+// read-only while another VM writes it, as QEMU's image locking refuses
+// it. Files are compared by identity (device and inode), not by path.
+// Read-only uses share a file freely; two read-write uses are not
+// refused (the caller gives each VM its own writable disk). f.mu is held.
+func (f *Fake) sharedDiskConflict(spec hypervisor.Spec) error {
+	for _, d := range spec.Disks {
+		fi, err := os.Stat(d.Path)
+		if err != nil {
+			continue // fakeValidate named it
+		}
+		for _, vm := range f.vms {
+			if vm.state == hypervisor.Stopped {
+				continue
+			}
+			for _, od := range vm.spec.Disks {
+				if od.ReadOnly == d.ReadOnly {
+					continue
+				}
+				ofi, err := os.Stat(od.Path)
+				if err != nil || !os.SameFile(fi, ofi) {
+					continue
+				}
+				if od.ReadOnly {
+					return fmt.Errorf("disk %s (%s) is attached read-only to VM %s (pid %d), which a read-write use would change under it: stop that VM first or attach the disk read-only", d.ID, d.Path, vm.spec.ID, vm.handle.PID)
+				}
+				return fmt.Errorf("disk %s (%s) is attached read-write to VM %s (pid %d), which may change it under a read-only user: stop that VM first", d.ID, d.Path, vm.spec.ID, vm.handle.PID)
+			}
+		}
+	}
+	return nil
 }
 
 func fakeValidate(spec hypervisor.Spec) error {

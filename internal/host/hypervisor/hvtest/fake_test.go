@@ -308,3 +308,80 @@ func TestFakeGuestCalls(t *testing.T) {
 		t.Fatal("the agent session outlived its VM")
 	}
 }
+
+// Any number of Fake VMs share a read-only disk; a read-write use of a
+// file a running VM holds read-only is refused, and the reverse, as
+// QEMU's image locking refuses them; once the holder stops, the other use
+// is allowed. Files are matched by identity: a hard link is the same file.
+func TestFakeSharedReadOnlyDisk(t *testing.T) {
+	ctx := context.Background()
+	g := FakeGuest(t)
+	link := filepath.Join(t.TempDir(), "root-link.ext4")
+	if err := os.Link(g.Root, link); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "other.ext4")
+	if err := os.WriteFile(other, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spec := func(id string, root string, readOnly bool) hypervisor.Spec {
+		s := fakeSpec(t, g)
+		s.ID = id
+		s.Disks = []hypervisor.Disk{{ID: "root", Path: root, ReadOnly: readOnly}, {ID: "work", Path: filepath.Join(t.TempDir(), "work")}}
+		os.WriteFile(s.Disks[1].Path, nil, 0o600)
+		return s
+	}
+	f := NewFake()
+	if _, err := f.Launch(ctx, spec("ro-a", g.Root, true)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Launch(ctx, spec("ro-b", link, true)); err != nil {
+		t.Fatalf("a second read-only use of the same file: %v", err)
+	}
+	tests := []struct {
+		name, path string
+		readOnly   bool
+		wantErr    string // "" : launched
+	}{
+		{"read-write by path", g.Root, false, "attached read-only to VM ro-a"},
+		{"read-write through a hard link", link, false, "attached read-only to VM ro-a"},
+		{"read-write of another file", other, false, ""},
+		{"read-only of a file another VM writes", other, true, "attached read-write to VM rw-3"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := "rw-" + string(rune('0'+i+1))
+			before := len(f.Running())
+			_, err := f.Launch(ctx, spec(id, tt.path, tt.readOnly))
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Launch: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "stop that VM first") {
+				t.Fatalf("Launch = %v; want it refused with %q and the fix", err, tt.wantErr)
+			}
+			if after := len(f.Running()); after != before {
+				t.Errorf("the refused launch left a VM: %d running, was %d", after, before)
+			}
+		})
+	}
+	// The flag is recorded with the spec.
+	var ro []bool
+	for _, s := range f.Launched() {
+		ro = append(ro, s.Disks[0].ReadOnly)
+	}
+	if diff := cmp.Diff([]bool{true, true, false}, ro); diff != "" {
+		t.Errorf("recorded root ReadOnly flags (-want +got):\n%s", diff)
+	}
+	// Once every read-only holder stops, a read-write use is allowed.
+	for _, h := range f.Running() {
+		if err := f.Kill(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.Launch(ctx, spec("rw-after", g.Root, false)); err != nil {
+		t.Errorf("read-write use after the read-only VMs stopped: %v", err)
+	}
+}
