@@ -37,6 +37,14 @@ func IsInit(argv []string, pid int) bool {
 // init (init=, default /sbin/init, then /lib/systemd/systemd) with init's
 // own arguments and environment.
 //
+// With banger.rootfs=overlay on the command line the root is an overlay:
+// the root device is mounted read-only as its lower layer, the upper disk
+// (banger.upper=, default /dev/vdc, ext4) read-write, its upper/ and
+// work/ directories are created when missing, and the overlay
+// (OverlayOptions) becomes the new root; the two layers are moved to
+// RootfsDir/lower and RootfsDir/upper on a tmpfs /run. Without the flag
+// nothing of this happens.
+//
 // It never returns on success. On failure it writes one line starting
 // with "banger-init: " and naming the cause to console, syncs and powers
 // the machine off; it returns only if even that fails (the caller, PID 1,
@@ -177,14 +185,7 @@ func (e *executor) do(s step) error {
 
 	case opMount:
 		if err := e.sys.Mount(s.Source, s.Path, s.FSType, s.Flags, s.Data); err != nil {
-			if s.Path == newRoot {
-				mode := "rw"
-				if s.Flags&unix.MS_RDONLY != 0 {
-					mode = "ro"
-				}
-				return fmt.Errorf("mounting the root device %s (%s, %s, rootflags=%q) at %s: %v; check root=, rootfstype= and rootflags= on the kernel command line", s.Source, s.FSType, mode, s.Data, s.Path, err)
-			}
-			return fmt.Errorf("mounting %s (%s) at %s: %v; does the kernel have %s support?", s.Source, s.FSType, s.Path, err, s.FSType)
+			return mountError(s, err)
 		}
 		return nil
 
@@ -202,8 +203,12 @@ func (e *executor) do(s step) error {
 				return nil
 			}
 			if !e.sys.Now().Before(deadline) {
-				return fmt.Errorf("root device %s did not appear within %v; is its driver (e.g. virtio_blk) in %s and does the VM have that disk? modules loaded: %s%s",
-					s.Path, s.Timeout, ModulesFile, listOrNone(e.loaded), failedSuffix(e.failed))
+				disk := "root device"
+				if s.What == "upper" {
+					disk = "upper disk (banger.rootfs=overlay)"
+				}
+				return fmt.Errorf("%s %s did not appear within %v; is its driver (e.g. virtio_blk) in %s and does the VM have that disk? modules loaded: %s%s",
+					disk, s.Path, s.Timeout, ModulesFile, listOrNone(e.loaded), failedSuffix(e.failed))
 			}
 			e.sys.Sleep(devicePoll)
 		}
@@ -211,6 +216,9 @@ func (e *executor) do(s step) error {
 	case opMoveMount:
 		ok, err := e.sys.Exists(s.Path)
 		if err == nil && !ok {
+			if !strings.HasPrefix(s.Path, newRoot+"/") || strings.Count(s.Path, "/") != 2 {
+				return fmt.Errorf("moving %s to %s: the target directory is missing", s.Source, s.Path)
+			}
 			return fmt.Errorf("the root filesystem has no %s directory to move %s to; is root= the right filesystem? (a banger image always has /dev, /proc and /sys)", strings.TrimPrefix(s.Path, newRoot), s.Source)
 		}
 		if err := e.sys.Mount(s.Source, s.Path, "", unix.MS_MOVE, ""); err != nil {
@@ -262,6 +270,28 @@ func (e *executor) do(s step) error {
 		return fmt.Errorf("cannot start an init in the root filesystem (%s); install systemd-sysv in the image or pass init=<program>", strings.Join(errs, "; "))
 	}
 	return fmt.Errorf("internal error: unknown boot step %q", s.Op)
+}
+
+// mountError says which mount of the boot failed and what to check.
+func mountError(s step, err error) error {
+	mode := "rw"
+	if s.Flags&unix.MS_RDONLY != 0 {
+		mode = "ro"
+	}
+	switch s.What {
+	case "root":
+		return fmt.Errorf("mounting the root device %s (%s, %s, rootflags=%q) at %s: %v; check root=, rootfstype= and rootflags= on the kernel command line", s.Source, s.FSType, mode, s.Data, s.Path, err)
+	case "lower":
+		return fmt.Errorf("mounting the root device %s read-only as the overlay's lower layer (%s, rootflags=%q) at %s: %v; it must be a clean %s file system (check root=, rootfstype= and rootflags=)", s.Source, s.FSType, s.Data, s.Path, err, s.FSType)
+	case "upper":
+		return fmt.Errorf("mounting the upper disk %s (%s, rw) at %s: %v; banger.rootfs=overlay needs the VM's upper disk formatted %s (banger.upper= names it, default %s)", s.Source, s.FSType, s.Path, err, s.FSType, defaultUpper)
+	case "overlay":
+		if errors.Is(err, unix.ENODEV) {
+			return fmt.Errorf("mounting the overlay root at %s: %v: this kernel has no overlay file system; the image's initramfs predates banger's overlay support (the image's next heal rebuilds it with the overlay module), or boot without banger.rootfs=overlay", s.Path, err)
+		}
+		return fmt.Errorf("mounting the overlay root (%s, %s) at %s: %v; the kernel log on the console says why", mode, s.Data, s.Path, err)
+	}
+	return fmt.Errorf("mounting %s (%s) at %s: %v; does the kernel have %s support?", s.Source, s.FSType, s.Path, err, s.FSType)
 }
 
 // install copies s.Source to s.Path unless it holds the same bytes.

@@ -139,9 +139,9 @@ func TestBootPlan(t *testing.T) {
 	}
 	tail := func(root, fstype string, flags uintptr, data string, candidates []string, args, env []string) []step {
 		return []step{
-			{Op: opWaitDevice, Path: root, Timeout: 10 * time.Second},
+			{Op: opWaitDevice, Path: root, Timeout: 10 * time.Second, What: "root"},
 			{Op: opMkdir, Path: "/newroot"},
-			{Op: opMount, Source: root, Path: "/newroot", FSType: fstype, Flags: flags, Data: data},
+			{Op: opMount, Source: root, Path: "/newroot", FSType: fstype, Flags: flags, Data: data, What: "root"},
 			{Op: opMoveMount, Source: "/dev", Path: "/newroot/dev"},
 			{Op: opMoveMount, Source: "/proc", Path: "/newroot/proc"},
 			{Op: opMoveMount, Source: "/sys", Path: "/newroot/sys"},
@@ -292,7 +292,11 @@ func (f *fakeInit) Mkdir(path string, mode os.FileMode) error {
 		f.calls = append(f.calls, call)
 		return fs.ErrExist
 	}
-	return f.record(call)
+	if err := f.record(call); err != nil {
+		return err
+	}
+	f.exists[path] = true
+	return nil
 }
 func (f *fakeInit) WriteFile(path string, data []byte, mode os.FileMode) error {
 	if err := f.record(fmt.Sprintf("write %s %#o", path, mode)); err != nil {

@@ -40,6 +40,7 @@ type step struct {
 	Flags      uintptr
 	Data       string
 	Module     string // load-module: the module's name, for messages
+	What       string // wait-device, mount: the role (root, lower, upper, overlay), for messages
 	Optional   bool   // load-module, install: a failure is logged, not fatal
 	Mode       uint32 // mkdir, install: permission bits
 	Timeout    time.Duration
@@ -61,6 +62,41 @@ const (
 	fallbackInit = "/lib/systemd/systemd"
 	defaultRoot  = "/dev/vda"
 	defaultFS    = "ext4"
+)
+
+// The overlay root (banger.rootfs=overlay). The root device (root=) is
+// the overlay's read-only lower layer; the upper disk (banger.upper=,
+// default /dev/vdc, ext4) holds the upper and work directories. Both
+// are mounted in the initramfs first and moved, once the overlay is
+// mounted, to RootfsDir/lower and RootfsDir/upper in the booted system,
+// so the guest (and systemd at shutdown) sees them.
+const (
+	rootfsOverlay = "overlay"
+	defaultUpper  = "/dev/vdc"
+	lowerMount    = "/lower"
+	upperMount    = "/upper"
+	// UpperDir and WorkDir are the overlay's directories on the upper
+	// disk; Init creates them when missing (a blank disk's first boot).
+	UpperDir = "upper"
+	WorkDir  = "work"
+	// RootfsDir is where the booted system finds the overlay's layers:
+	// RootfsDir/lower (the image's root, read-only) and RootfsDir/upper
+	// (the VM's upper disk; its UpperDir holds what the VM changed).
+	RootfsDir = "/run/banger/rootfs"
+	// OverlayOptions are the overlay's options besides the layers:
+	// index=off, because an inode index ties the upper to one lower by
+	// file handles and nothing here needs hard-link or NFS-export
+	// consistency across copy-up; xino=auto, because lower and upper are
+	// different file systems, and without xino st_dev and st_ino of files
+	// change on copy-up (find -xdev, du -x, tar and git's index notice);
+	// redirect_dir=on, so renaming a directory of the image works like
+	// on ext4 instead of failing with EXDEV (the lower never changes and
+	// only the guest's kernel reads the upper, so redirects are safe).
+	// metacopy stays off (the kernel's default): a chmod copies the file.
+	OverlayOptions = "index=off,xino=auto,redirect_dir=on"
+	// upperOptions: an ext4 error on the upper disk makes / read-only,
+	// as the image's fstab asks for its root (errors=remount-ro).
+	upperOptions = "errors=remount-ro"
 )
 
 // earlyPlan mounts the kernel filesystems the rest of the boot reads from:
@@ -137,13 +173,53 @@ func bootPlan(in bootInput) ([]step, error) {
 		}
 		wait = time.Duration(secs) * time.Second
 	}
-	steps = append(steps,
-		step{Op: opWaitDevice, Path: root, Timeout: wait},
-		step{Op: opMkdir, Path: newRoot},
-		step{Op: opMount, Source: root, Path: newRoot, FSType: fstype, Flags: flags, Data: rootflags},
-	)
-	if in.Payload {
-		steps = append(steps, payloadSteps()...)
+	overlay := false
+	switch v, ok := c.value("banger.rootfs"); {
+	case !ok:
+	case v == rootfsOverlay:
+		overlay = true
+	default:
+		return nil, fmt.Errorf("banger.rootfs=%s: want banger.rootfs=overlay, or leave it out to boot the root device read-write", v)
+	}
+	upper, hasUpper := c.value("banger.upper")
+	switch {
+	case hasUpper && !overlay:
+		return nil, fmt.Errorf("banger.upper=%s needs banger.rootfs=overlay on the kernel command line", upper)
+	case !hasUpper || upper == "":
+		upper = defaultUpper
+	}
+	if overlay && (!strings.HasPrefix(upper, "/dev/") || upper == root) {
+		return nil, fmt.Errorf("banger.upper=%s: want the upper disk's device node other than root=%s, e.g. banger.upper=/dev/vdc", upper, root)
+	}
+
+	if !overlay {
+		steps = append(steps,
+			step{Op: opWaitDevice, Path: root, Timeout: wait, What: "root"},
+			step{Op: opMkdir, Path: newRoot},
+			step{Op: opMount, Source: root, Path: newRoot, FSType: fstype, Flags: flags, Data: rootflags, What: "root"},
+		)
+		if in.Payload {
+			steps = append(steps, installAgentStep())
+			steps = append(steps, runSteps()...)
+			steps = append(steps, payloadSteps()...)
+		}
+	} else {
+		steps = append(steps, overlaySteps(root, fstype, rootflags, upper, flags, wait)...)
+		if in.Payload {
+			steps = append(steps, installAgentStep())
+		}
+		steps = append(steps, runSteps()...)
+		rootfs := newRoot + RootfsDir
+		steps = append(steps,
+			step{Op: opMkdir, Path: rootfs, Mode: 0o700},
+			step{Op: opMkdir, Path: rootfs + "/lower"},
+			step{Op: opMkdir, Path: rootfs + "/upper"},
+			step{Op: opMoveMount, Source: lowerMount, Path: rootfs + "/lower"},
+			step{Op: opMoveMount, Source: upperMount, Path: rootfs + "/upper"},
+		)
+		if in.Payload {
+			steps = append(steps, payloadSteps()...)
+		}
 	}
 	for _, fs := range []string{"/dev", "/proc", "/sys"} {
 		steps = append(steps, step{Op: opMoveMount, Source: fs, Path: newRoot + fs})
@@ -168,23 +244,55 @@ func bootPlan(in bootInput) ([]step, error) {
 // as the guest agent.
 const AgentPath = agentimage.InstallPath
 
-// payloadSteps hand the host's boot payload to the booted system. This
-// init is the daemon's own banger-agent (the payload archive replaced the
-// image's /init), so it first installs itself as the rootfs's agent: the
-// VM runs the agent that speaks the daemon's protocol whatever banger
-// built its image. A read-only root keeps the image's agent (logged).
-// Then it mounts the new root's /run (systemd keeps a /run that is
-// already mounted) and copies the payload there, readable by root only;
-// the agent takes it from bootpayload.StageDir.
-func payloadSteps() []step {
+// overlaySteps mount the root device read-only at lowerMount and the
+// upper disk read-write at upperMount, create the upper and work
+// directories when missing, and mount the overlay at newRoot (ro when
+// the command line says ro, as a plain root would be).
+func overlaySteps(root, fstype, rootflags, upper string, flags uintptr, wait time.Duration) []step {
+	upperDir := path.Join(upperMount, UpperDir)
+	workDir := path.Join(upperMount, WorkDir)
+	return []step{
+		{Op: opWaitDevice, Path: root, Timeout: wait, What: "root"},
+		{Op: opWaitDevice, Path: upper, Timeout: wait, What: "upper"},
+		{Op: opMkdir, Path: lowerMount},
+		{Op: opMount, Source: root, Path: lowerMount, FSType: fstype, Flags: unix.MS_RDONLY, Data: rootflags, What: "lower"},
+		{Op: opMkdir, Path: upperMount},
+		{Op: opMount, Source: upper, Path: upperMount, FSType: defaultFS, Data: upperOptions, What: "upper"},
+		{Op: opMkdir, Path: upperDir},
+		{Op: opMkdir, Path: workDir},
+		{Op: opMkdir, Path: newRoot},
+		{Op: opMount, Source: "overlay", Path: newRoot, FSType: "overlay", Flags: flags, What: "overlay",
+			Data: "lowerdir=" + lowerMount + ",upperdir=" + upperDir + ",workdir=" + workDir + "," + OverlayOptions},
+	}
+}
+
+// installAgentStep makes the daemon's init the rootfs's agent: this init
+// is the daemon's own banger-agent (the payload archive replaced the
+// image's /init), so the VM runs the agent that speaks the daemon's
+// protocol whatever banger built its image. A read-only root keeps the
+// image's agent (logged).
+func installAgentStep() step {
+	return step{Op: opInstall, Source: InitPath, Path: newRoot + AgentPath, Mode: 0o755, Optional: true}
+}
+
+// runSteps mount the new root's /run (systemd keeps a /run that is
+// already mounted) with banger's 0700 directory on it.
+func runSteps() []step {
 	const nosuid = unix.MS_NOSUID | unix.MS_NODEV
 	run := newRoot + "/run"
-	stage := newRoot + bootpayload.StageDir
 	return []step{
-		{Op: opInstall, Source: InitPath, Path: newRoot + AgentPath, Mode: 0o755, Optional: true},
 		{Op: opMkdir, Path: run},
 		{Op: opMount, Source: "tmpfs", Path: run, FSType: "tmpfs", Flags: nosuid, Data: "mode=0755"},
-		{Op: opMkdir, Path: path.Dir(stage), Mode: 0o700},
+		{Op: opMkdir, Path: path.Dir(newRoot + bootpayload.StageDir), Mode: 0o700},
+	}
+}
+
+// payloadSteps copy the host's boot payload to the new root's /run
+// (runSteps), readable by root only; the agent takes it from
+// bootpayload.StageDir.
+func payloadSteps() []step {
+	stage := newRoot + bootpayload.StageDir
+	return []step{
 		{Op: opMkdir, Path: stage, Mode: 0o700},
 		{Op: opInstall, Source: path.Join(bootpayload.ArchiveDir, bootpayload.KeyFile), Path: path.Join(stage, bootpayload.KeyFile), Mode: 0o600},
 		{Op: opInstall, Source: path.Join(bootpayload.ArchiveDir, bootpayload.PayloadFile), Path: path.Join(stage, bootpayload.PayloadFile), Mode: 0o600},
