@@ -496,3 +496,41 @@ func TestConsoleBounded(t *testing.T) {
 		t.Errorf("console log is %d bytes; want some, at most %d", len(b), spec.ConsoleLimit)
 	}
 }
+
+// Two VMs share one root disk file at once: each Firecracker gets the
+// same path_on_host with is_read_only true (the stand-in checks the body
+// against BlockDeviceConfig and opens the file read-only, as Firecracker
+// does for a read-only drive), and the work disks stay read-write.
+func TestLaunchSharedReadOnlyDrive(t *testing.T) {
+	d, bin := fakeDriver(t, fctest.Config{})
+	a, b := testSpec(t), testSpec(t)
+	b.ID = "vm-test-2"
+	b.Disks[0].Path = a.Disks[0].Path
+	if err := os.Chmod(a.Disks[0].Path, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	for _, spec := range []hypervisor.Spec{a, b} {
+		h := launch(t, d, spec)
+		var drives []map[string]any
+		for _, r := range decodeSent(t, recorded(t, bin, h.PID)) {
+			if strings.HasPrefix(r.Path, "/drives/") {
+				drives = append(drives, r.Body)
+			}
+		}
+		for _, r := range recorded(t, bin, h.PID) {
+			if r.Status >= 300 {
+				t.Errorf("%s: Firecracker's API would refuse %s %s %s: %d %s", spec.ID, r.Method, r.Path, r.Body, r.Status, r.Fault)
+			}
+		}
+		want := []map[string]any{
+			{"drive_id": "root", "path_on_host": a.Disks[0].Path, "is_root_device": false, "is_read_only": true},
+			{"drive_id": "work", "path_on_host": spec.Disks[1].Path, "is_root_device": false, "is_read_only": false},
+		}
+		if diff := cmp.Diff(want, drives); diff != "" {
+			t.Errorf("%s: drives sent (-want +got):\n%s", spec.ID, diff)
+		}
+		if st, err := d.Status(context.Background(), h); err != nil || st != hypervisor.Running {
+			t.Errorf("%s: Status = %s, %v; want running", spec.ID, st, err)
+		}
+	}
+}

@@ -29,7 +29,8 @@ var lightModules = []string{
 // and as the extracted ELF vmlinux), an initramfs whose /init is
 // banger-agent with the modules above, a 64 MiB ext4 root filesystem whose
 // /sbin/init (testdata/hvinit) mounts the work disk at /root, runs
-// `banger-agent serve` and powers off on the ACPI power button, and a
+// `banger-agent serve` and powers off on the ACPI power button (and, run
+// as `/sbin/init probe-ro vda`, is the suite's ReadOnlyProbe), and a
 // 16 MiB ext4 work disk. It skips the test, with the reason, when the
 // kernel cannot be had, mkfs.ext4 is missing, or with -short.
 func LightGuest(t testing.TB) Guest {
@@ -74,5 +75,6 @@ func LightGuest(t testing.TB) Guest {
 		Work:           work,
 		Cmdline:        "root=/dev/vda ro",
 		PowerOffMarker: LightPowerOffMarker,
+		ReadOnlyProbe:  []string{"/sbin/init", "probe-ro"},
 	}
 }

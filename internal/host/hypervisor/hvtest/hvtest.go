@@ -3,7 +3,8 @@
 // behaviour the VM lifecycle code relies on (launch, status, agent
 // health, adoption after a daemon restart, refusing a second QEMU in a
 // busy directory, clean shutdown, kill, launch errors that name the
-// missing file and leave nothing behind).
+// missing file and leave nothing behind, two VMs sharing one read-only
+// root disk at once without changing it).
 //
 // It also provides the guests to run it with (LightGuest: Debian's cloud
 // kernel, an initramfs whose /init is banger-agent, and a tiny root
@@ -16,6 +17,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -64,6 +66,12 @@ type Guest struct {
 	// InMemory says the driver runs no OS processes (Fake): the suite
 	// skips its checks of the process table.
 	InMemory bool
+	// ReadOnlyProbe is a command the guest's agent runs, with a disk's
+	// device name ("vda") appended, that prints how the guest sees that
+	// disk: "ro=<the kernel's read-only flag> write=<ok, or why a write
+	// failed>". Empty: the guest runs no commands (a stand-in), and the
+	// suite skips that look inside the guest, saying so.
+	ReadOnlyProbe []string
 }
 
 func (g Guest) bootTimeout() time.Duration {
@@ -91,6 +99,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) hypervisor.Hypervisor, guest
 	t.Run("Lifecycle", s.lifecycle)
 	t.Run("Kill", s.kill)
 	t.Run("SurvivesItsLauncher", s.survivesItsLauncher)
+	t.Run("SharedReadOnlyDisk", s.sharedReadOnlyDisk)
 }
 
 type suite struct {
@@ -266,6 +275,74 @@ func (s *suite) survivesItsLauncher(t *testing.T) {
 	step(t, "LauncherSeesStopped", func(t *testing.T) { wantStatus(t, launcher, h, hypervisor.Stopped) })
 }
 
+// sharedReadOnlyDisk runs two VMs at once on the same root disk file,
+// attached read-only to both: both boot and answer, each guest sees a
+// read-only /dev/vda that refuses a write (where the guest can run the
+// probe), and the file's digest is the same after both ran.
+func (s *suite) sharedReadOnlyDisk(t *testing.T) {
+	before := fileDigest(t, s.guest.Root)
+	d := s.newDriver(t)
+	specs := []hypervisor.Spec{s.spec(t), s.spec(t)}
+	var hs []hypervisor.Handle
+	for _, spec := range specs {
+		if !spec.Disks[0].ReadOnly || spec.Disks[0].Path != s.guest.Root {
+			t.Fatalf("the suite's spec does not attach the guest's root read-only: %+v", spec.Disks[0])
+		}
+		hs = append(hs, s.launch(t, d, spec))
+	}
+	step(t, "BothRunning", func(t *testing.T) {
+		for _, h := range hs {
+			wantStatus(t, d, h, hypervisor.Running)
+			s.checkHealth(t, d, h)
+		}
+	})
+	step(t, "GuestSeesReadOnly", func(t *testing.T) {
+		if len(s.guest.ReadOnlyProbe) == 0 {
+			t.Skip("the guest runs no commands (a stand-in): what it sees of /dev/vda cannot be asked; the host file's digest is still checked")
+		}
+		for i, h := range hs {
+			ctx, cancel := context.WithTimeout(context.Background(), s.guest.bootTimeout())
+			out, status, err := AgentExec(ctx, d, h, s.key, append(append([]string(nil), s.guest.ReadOnlyProbe...), "vda"))
+			cancel()
+			if err != nil || status.Code != 0 {
+				t.Fatalf("VM %d: running the probe %v: %v (exit %+v, output %q)", i, s.guest.ReadOnlyProbe, err, status, out)
+			}
+			t.Logf("VM %d sees /dev/vda: %s", i, strings.TrimSpace(out))
+			if !strings.Contains(out, "ro=1 ") {
+				t.Errorf("VM %d: the kernel does not flag /dev/vda read-only: %q", i, out)
+			}
+			if strings.Contains(out, "write=ok") || !strings.Contains(out, "write=refused") {
+				t.Errorf("VM %d: a write to /dev/vda was not refused: %q", i, out)
+			}
+		}
+	})
+	step(t, "Shutdown", func(t *testing.T) {
+		for i, h := range hs {
+			s.shutdown(t, d, h, specs[i])
+		}
+	})
+	if after := fileDigest(t, s.guest.Root); after != before {
+		t.Errorf("the shared read-only root %s changed while two VMs ran on it: sha256 %s before, %s after", s.guest.Root, before, after)
+	} else {
+		t.Logf("the shared root's sha256 is %s before and after", after)
+	}
+}
+
+// fileDigest is the SHA-256 of path's content, in hex.
+func fileDigest(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatalf("reading %s: %v", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 func (s *suite) launchErrors(t *testing.T) {
 	missing := func(name string) string { return filepath.Join(t.TempDir(), name) }
 	tests := []struct {
@@ -423,6 +500,42 @@ func AgentHealth(ctx context.Context, d hypervisor.AgentDialer, h hypervisor.Han
 		select {
 		case <-ctx.Done():
 			return agentproto.Health{}, fmt.Errorf("waiting for the agent's health: %w (last error: %v)", ctx.Err(), lastErr)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// AgentExec runs argv in the guest of h through d's agent channel,
+// upgraded with key, and returns its standard output and exit status. It
+// dials and upgrades as AgentHealth does, until ctx ends; the command
+// itself runs once.
+func AgentExec(ctx context.Context, d hypervisor.AgentDialer, h hypervisor.Handle, key []byte, argv []string) (string, agentmux.ExitStatus, error) {
+	var lastErr error
+	for {
+		conn, err := d.DialAgent(ctx, h)
+		if err == nil {
+			for {
+				actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				sess, uerr := agentmux.Upgrade(actx, conn, key)
+				cancel()
+				if uerr == nil {
+					var out bytes.Buffer
+					status, err := sess.Exec(ctx, agentmux.ExecRequest{Argv: argv}, nil, &out, &out)
+					sess.Close()
+					return out.String(), status, err
+				}
+				lastErr = uerr
+				if ctx.Err() != nil || !errors.Is(uerr, context.DeadlineExceeded) {
+					break // the stream failed: dial again
+				}
+			}
+			conn.Close()
+		} else {
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			return "", agentmux.ExitStatus{}, fmt.Errorf("waiting for the agent: %w (last error: %v)", ctx.Err(), lastErr)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -152,6 +152,12 @@ func TestRejects(t *testing.T) {
 		{name: "drive without is_read_only before v1.6", version: "1.5.1", req: func(f files) req {
 			return req{"PUT", "/drives/root", fmt.Sprintf(`{"drive_id": "root", "path_on_host": %q, "is_root_device": false}`, f.disk)}
 		}, want: "missing field `is_read_only`"},
+		{name: "is_read_only as a string", req: func(f files) req {
+			return req{"PUT", "/drives/root", fmt.Sprintf(`{"drive_id": "root", "path_on_host": %q, "is_root_device": false, "is_read_only": "true"}`, f.disk)}
+		}, want: "invalid type: string \"true\", expected a boolean"},
+		{name: "is_read_only as a number", req: func(f files) req {
+			return req{"PUT", "/drives/root", fmt.Sprintf(`{"drive_id": "root", "path_on_host": %q, "is_root_device": false, "is_read_only": 1}`, f.disk)}
+		}, want: "invalid type: integer `1`, expected a boolean"},
 		{name: "drive without path_on_host", req: func(files) req {
 			return req{"PUT", "/drives/root", `{"drive_id": "root", "is_root_device": false, "is_read_only": false}`}
 		}, want: "needs path_on_host and is_read_only"},

@@ -3,6 +3,11 @@
 // the machine off when the ACPI power button is pressed (what systemd-logind
 // does in a real image), printing PowerOffMarker first, so the conformance
 // suite can tell a clean shutdown from a kill.
+//
+// Run by the agent as `/sbin/init probe-ro vda` (not as PID 1), it is the
+// suite's probe of a read-only disk instead: it prints one line,
+// "ro=<the kernel's /sys/block/vda/ro> write=<ok, or why a synchronous
+// write of 512 bytes at the start of /dev/vda failed>".
 package main
 
 import (
@@ -27,6 +32,10 @@ const (
 )
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "probe-ro" && os.Getpid() != 1 {
+		probeReadOnly(os.Args[2])
+		return
+	}
 	fmt.Println(initMarker)
 	if _, err := os.Stat("/dev/vdb"); err == nil {
 		if err := unix.Mount("/dev/vdb", "/root", "ext4", 0, ""); err != nil {
@@ -92,4 +101,36 @@ func reap() {
 			time.Sleep(time.Second)
 		}
 	}
+}
+
+// probeReadOnly reports how the guest sees the disk dev (a name such as
+// vda): the kernel's read-only flag, and what a write does. The bytes
+// written (0xA5) differ from any ext4 image's first sector (zeros), so a
+// write that reached the host file changes its digest.
+func probeReadOnly(dev string) {
+	ro, err := os.ReadFile("/sys/block/" + dev + "/ro")
+	flag := strings.TrimSpace(string(ro))
+	if err != nil {
+		flag = "unknown(" + err.Error() + ")"
+	}
+	fmt.Printf("ro=%s write=%s\n", flag, tryWrite("/dev/"+dev))
+}
+
+func tryWrite(path string) string {
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_SYNC, 0)
+	if err != nil {
+		return "refused(open: " + err.Error() + ")"
+	}
+	defer f.Close()
+	buf := make([]byte, 512)
+	for i := range buf {
+		buf[i] = 0xA5
+	}
+	if _, err := f.WriteAt(buf, 0); err != nil {
+		return "refused(write: " + err.Error() + ")"
+	}
+	if err := f.Sync(); err != nil {
+		return "refused(sync: " + err.Error() + ")"
+	}
+	return "ok"
 }
