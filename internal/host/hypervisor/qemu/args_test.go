@@ -208,3 +208,40 @@ func TestCID(t *testing.T) {
 		seen[c] = id
 	}
 }
+
+// A read-only disk is readonly=on without discard, and with passed
+// descriptors its fd set holds only the read-only descriptor, so QEMU
+// cannot reopen it for writing; a writable disk keeps discard=unmap and
+// both descriptors.
+func TestArgsReadOnlyDisk(t *testing.T) {
+	spec := baseSpec()
+	fds := Passed{QMP: 3, Agent: 4, Console: 5, Kernel: 6, Initrd: 7, Disks: []DiskFDs{{RO: 8}, {RW: 9, RO: 10}}}
+	tests := []struct {
+		name      string
+		argv      []string
+		wantDrive []string
+		wantAddFD []string
+	}{
+		{"paths", Args(spec, AccelTCG, Q35, hypervisor.AgentSerial),
+			[]string{
+				"file=/var/lib/banger/vms/vm-0123/root.ext4,if=none,id=disk0,format=raw,cache=writeback,readonly=on",
+				"file=/var/lib/banger/vms/vm-0123/work.ext4,if=none,id=disk1,format=raw,cache=writeback,discard=unmap",
+			}, nil},
+		{"passed descriptors", ArgsPassed(spec, AccelTCG, Q35, hypervisor.AgentSerial, fds),
+			[]string{
+				"file=/dev/fdset/8,if=none,id=disk0,format=raw,cache=writeback,readonly=on",
+				"file=/dev/fdset/9,if=none,id=disk1,format=raw,cache=writeback,discard=unmap",
+			},
+			[]string{"fd=5,set=5", "fd=8,set=8", "fd=9,set=9", "fd=10,set=9"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.wantDrive, argAfter(tt.argv, "-drive")); diff != "" {
+				t.Errorf("-drive (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantAddFD, argAfter(tt.argv, "-add-fd")); diff != "" {
+				t.Errorf("-add-fd (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

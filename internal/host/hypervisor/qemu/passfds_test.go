@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bangerdev/banger/internal/host/hypervisor"
 )
 
 // TestSharedCopies: VMs with one kernel share one sealed copy, made again
@@ -50,5 +52,37 @@ func TestSharedCopies(t *testing.T) {
 	got, err := os.ReadFile("/proc/self/fd/" + itoa(int(c2.Fd())))
 	if err != nil || string(got) != "kernel two!" {
 		t.Errorf("the new copy reads %q, %v", got, err)
+	}
+}
+
+// TestPassedDiskModes: the daemon opens a read-only disk O_RDONLY alone
+// (QEMU gets no descriptor that could write it, whatever the file's
+// mode), a writable one read-only and read-write.
+func TestPassedDiskModes(t *testing.T) {
+	spec := testSpec(t)
+	pf, err := openPassed(spec, PathsIn(spec.Dir), Q35, hypervisor.AgentSerial, "", &sharedCopies{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pf.close()
+	mode := func(fd int) int {
+		if fd < 3 || fd-3 >= len(pf.extra) {
+			t.Fatalf("descriptor %d is not one QEMU inherits", fd)
+		}
+		fl, err := unix.FcntlInt(pf.extra[fd-3].Fd(), unix.F_GETFL, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fl & unix.O_ACCMODE
+	}
+	want := []DiskFDs{{RO: unix.O_RDONLY}, {RO: unix.O_RDONLY, RW: unix.O_RDWR}}
+	for i, d := range pf.fds.Disks {
+		got := DiskFDs{RO: mode(d.RO)}
+		if d.RW != 0 {
+			got.RW = mode(d.RW)
+		}
+		if got != want[i] {
+			t.Errorf("disk %s (read-only %v): access modes %+v, want %+v", spec.Disks[i].ID, spec.Disks[i].ReadOnly, got, want[i])
+		}
 	}
 }
