@@ -347,3 +347,84 @@ func TestDialAgentErrors(t *testing.T) {
 		})
 	}
 }
+
+// QEMU's image locking, as the driver runs it (QEMU opening the files by
+// path, and as the VM user with the daemon's descriptors): two VMs share
+// a read-only disk at once; a read-write use of it beside them is
+// refused, and a read-only use beside a writer, with the fix in the
+// error; the refused launch leaves nothing behind. The guests are
+// kernels that panic and hang (panic=0): only the disks matter here.
+func TestDiskLocking(t *testing.T) {
+	bin := boottest.RequireQEMU(t)
+	k := boottest.RequireKernel(t)
+	modes := []struct {
+		name string
+		user bool
+	}{{"paths", false}, {"vmuser", true}}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			d, err := New(bin, AccelTCG, testLog())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.user {
+				u := requireVMUser(t)
+				d.User = &u
+			}
+			shared := testSpec(t).Disks[0].Path
+			if err := os.WriteFile(shared, make([]byte, 1<<20), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			spec := func(id string, readOnly bool) hypervisor.Spec {
+				s := testSpec(t)
+				s.ID = id
+				s.Boot.Vmlinuz, s.Boot.Initrd = k.Vmlinuz, ""
+				s.Boot.Cmdline = "panic=0" // hang instead of exiting
+				s.Disks = []hypervisor.Disk{{ID: "root", Path: shared, ReadOnly: readOnly}}
+				return s
+			}
+			launch := func(s hypervisor.Spec) (hypervisor.Handle, error) {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				h, err := d.Launch(ctx, s)
+				if err == nil {
+					t.Cleanup(func() { d.Kill(h) })
+				}
+				return h, err
+			}
+			refused := func(s hypervisor.Spec) {
+				t.Helper()
+				h, err := launch(s)
+				if err == nil {
+					d.Kill(h)
+					t.Fatalf("%s (read-only %v) launched beside the other use of %s", s.ID, s.Disks[0].ReadOnly, shared)
+				}
+				t.Logf("%s refused: %v", s.ID, err)
+				if !strings.Contains(err.Error(), `"write" lock`) || !strings.Contains(err.Error(), "stop that VM first") {
+					t.Errorf("the error does not carry QEMU's lock message and the fix: %v", err)
+				}
+				if names := hvtest.Ls(t, s.Dir); len(names) != 0 {
+					t.Errorf("the refused launch left %v", names)
+				}
+			}
+			a, err := launch(spec("ro-a", true))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := launch(spec("ro-b", true))
+			if err != nil {
+				t.Fatalf("a second read-only user of the disk: %v", err)
+			}
+			refused(spec("rw-beside-ro", false))
+			for _, h := range []hypervisor.Handle{a, b} {
+				if err := d.Kill(h); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := launch(spec("rw", false)); err != nil {
+				t.Fatalf("a read-write user once the readers stopped: %v", err)
+			}
+			refused(spec("ro-beside-rw", true))
+		})
+	}
+}

@@ -264,7 +264,7 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 	}
 	if err := d.waitQMP(ctx, proc, p.QMP); err != nil {
 		if errors.Is(err, hypervisor.ErrExited) {
-			return fail(proc.ExitError())
+			return fail(diskLockHint(proc.ExitError()))
 		}
 		if tail := proc.StderrTail(); tail != hypervisor.NoStderr {
 			err = fmt.Errorf("%w; QEMU said: %s", err, tail)
@@ -492,6 +492,18 @@ func runningIn(ctx context.Context, p Paths) (int, bool) {
 	defer q.Close()
 	pid, _ := q.peerPID()
 	return pid, true
+}
+
+// diskLockHint adds the fix to QEMU's refusal of a disk another QEMU
+// holds ("Failed to get "write" lock" / "Failed to get shared "write"
+// lock"): QEMU's image locking lets several VMs share a read-only disk
+// but refuses a read-write user beside them, and a read-only user beside
+// a writer.
+func diskLockHint(err error) error {
+	if !strings.Contains(err.Error(), `"write" lock`) {
+		return err
+	}
+	return fmt.Errorf("%w: a disk of this VM is in use by another running VM (VMs may share a disk only when all attach it read-only): stop that VM first", err)
 }
 
 // lockHolder returns the PID holding a lock on path (QEMU locks its pid
