@@ -270,14 +270,31 @@ func RootFS(t testing.TB, size int64, files map[string]string) string {
 	return img
 }
 
+// BlankExt4 makes an empty ext4 image of size bytes.
+func BlankExt4(t testing.TB, size int64) string {
+	t.Helper()
+	mkfs, err := exec.LookPath("mkfs.ext4")
+	if err != nil {
+		t.Skip("mkfs.ext4 is not installed: apt-get install e2fsprogs")
+	}
+	img := filepath.Join(t.TempDir(), "blank.ext4")
+	if out, err := exec.Command(mkfs, "-q", "-F", img, fmt.Sprintf("%dk", size/1024)).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	return img
+}
+
 // Options describe a boot.
 type Options struct {
-	QEMU    string
-	Kernel  string
-	Initrd  string
-	Disks   []string // raw images, virtio-blk, in order: /dev/vda, /dev/vdb, ...
-	Append  string   // kernel command line
-	Devices []string // more QEMU arguments
+	QEMU   string
+	Kernel string
+	Initrd string
+	Disks  []string // raw images, virtio-blk, in order: /dev/vda, /dev/vdb, ...
+	// ReadOnly attaches these Disks read-only (QEMU readonly=on): the
+	// guest's writes fail at the device, whatever it mounts.
+	ReadOnly map[string]bool
+	Append   string   // kernel command line
+	Devices  []string // more QEMU arguments
 }
 
 // VM is a running QEMU.
@@ -299,7 +316,11 @@ func Boot(t testing.TB, o Options) *VM {
 		"-kernel", o.Kernel, "-initrd", o.Initrd, "-append", o.Append,
 	}
 	for _, d := range o.Disks {
-		args = append(args, "-drive", "file="+d+",if=virtio,format=raw")
+		drive := "file=" + d + ",if=virtio,format=raw"
+		if o.ReadOnly[d] {
+			drive += ",readonly=on"
+		}
+		args = append(args, "-drive", drive)
 	}
 	args = append(args, o.Devices...)
 	vm := &VM{console: &syncBuffer{}, exited: make(chan struct{})}

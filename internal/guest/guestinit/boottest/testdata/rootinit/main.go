@@ -6,6 +6,13 @@
 // files are visible), mounts /dev/vdb at /root when that disk exists, and
 // then either starts `banger-agent serve` and keeps running (when the
 // kernel command line has rootinit.agent) or powers the machine off.
+//
+// With rootinit.overlay on the command line (an overlay root) it first
+// prints OverlayMarker and what it finds: the probe file's contents,
+// whether / remounts as systemd-remount-fs does it, df numbers of /, the
+// upper and the lower, and whether st_dev is uniform; then it writes
+// rootinit.token= into the probe file and renames the image's
+// directory (see overlay.go).
 package main
 
 import (
@@ -39,6 +46,9 @@ func main() {
 		}
 	}
 	cmdline, _ := os.ReadFile("/proc/cmdline")
+	if strings.Contains(string(cmdline), "rootinit.overlay") {
+		overlayReport(string(cmdline))
+	}
 	if strings.Contains(string(cmdline), "rootinit.agent") {
 		cmd := exec.Command(agentPath, "serve")
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
