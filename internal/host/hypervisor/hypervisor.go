@@ -31,8 +31,8 @@ type Disk struct {
 	// refuses a read-write user while one holds it, and the reverse.
 	// Firecracker: the drive has is_read_only; Firecracker takes no lock.
 	// Under the jailer the file is hard-linked into the chroot (never
-	// copied) and must be readable, and not writable, by the jailed user
-	// by its mode; the driver refuses it otherwise.
+	// copied), must be the daemon's user's, and readable but not writable
+	// by the jailed user by its mode; the driver refuses it otherwise.
 	ReadOnly bool
 }
 

@@ -33,8 +33,8 @@ import (
 // writes to the work disk land in the VM's own file) and creates the log
 // and metrics files there. A read-only disk (shared by several VMs) is
 // linked too, never copied: the jailed user reads it by its mode and
-// cannot write it (prepare refuses a read-only disk whose owner is the
-// jailed user or whose mode lets that user write). A read-only bind mount
+// cannot write it (prepare refuses a read-only disk the daemon's user does
+// not own or whose mode lets the jailed user write). A read-only bind mount
 // was rejected: it is host mount state to undo after the VM (and after a
 // crash, before the jail can be removed), and it would still need the
 // same mode bits for the jailed user to read the file. After Firecracker
@@ -312,8 +312,9 @@ func readableBy(path string, uid, gid int) error {
 	return fmt.Errorf("the jailed user %d:%d cannot read it (owner %d:%d, mode %#o): make it world-readable or owned by that user", uid, gid, st.Uid, st.Gid, mode&0o777)
 }
 
-// readOnlyFor checks that uid:gid may not write path (nor, owning it,
-// make it writable), by its mode bits.
+// readOnlyFor checks that uid:gid may not write path, by its mode bits,
+// and that the daemon's user owns it (so the jailed user cannot make it
+// writable, and giveBackLinks never changes its owner).
 func readOnlyFor(path string, uid, gid int) error {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
@@ -321,7 +322,7 @@ func readOnlyFor(path string, uid, gid int) error {
 	}
 	mode := st.Mode
 	switch {
-	case int(st.Uid) == uid,
+	case int(st.Uid) != os.Getuid(),
 		int(st.Gid) == gid && mode&unix.S_IWGRP != 0,
 		mode&unix.S_IWOTH != 0:
 		return fmt.Errorf("the jailed user %d:%d could write it (owner %d:%d, mode %#o): it must belong to the daemon's user and be writable by no one else (chmod go-w)", uid, gid, st.Uid, st.Gid, mode&0o777)

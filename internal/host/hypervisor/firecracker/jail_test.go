@@ -232,6 +232,7 @@ func TestJailPrepare(t *testing.T) {
 		{"owned by the jailed user", 0o444, 1500, 0},
 		{"group-writable by the jailed user's group", 0o664, 0, 1501},
 		{"world-writable", 0o646, 0, 0},
+		{"owned by another user", 0o444, 1600, 0},
 	} {
 		os.Chown(spec.Disks[0].Path, tt.uid, tt.gid)
 		os.Chmod(spec.Disks[0].Path, tt.mode)
