@@ -15,7 +15,8 @@
 //
 //	/init                          banger-agent (0755), run as PID 1 without arguments
 //	/etc/banger/modules            "# release <release>", then one module per line,
-//	                               in load order, relative to /lib/modules/<release>/
+//	                               in load order, relative to /lib/modules/<release>/,
+//	                               followed by " optional" for BootOptional ones
 //	/lib/modules/<release>/<path>  the module files, always uncompressed .ko
 //	/dev/console (c 5:1), /dev/null (c 1:3), and /proc /sys /run /newroot /tmp
 //
@@ -56,7 +57,12 @@ import (
 // fails with ENODEV on CPUs without SSE4.2, QEMU's default TCG CPU among
 // them); virtio_net is the guest NIC; vsock and its virtio transport
 // carry banger-agent's channel, virtio_console its fallback (virtio-serial)
-// where the host has no vhost-vsock. Everything else (af_packet, netfilter,
+// where the host has no vhost-vsock; overlay assembles the root from the
+// image's shared read-only rootfs and the VM's upper disk when the command
+// line says banger.rootfs=overlay (guestinit), so it is listed optional in
+// the initramfs (BootOptional): a boot without the flag never depends on
+// it, and one with the flag on a kernel without it stops with the cause.
+// Everything else (af_packet, netfilter,
 // file systems for other disks) is loaded after switch_root from the modules
 // tree in the rootfs.
 var NeededModules = []string{
@@ -66,7 +72,13 @@ var NeededModules = []string{
 	"virtio_net",
 	"vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport",
 	"virtio_console",
+	"overlay",
 }
+
+// BootOptional are the needed modules the initramfs lists as optional
+// (guestinit.Module.Optional): their failure to load is logged and the
+// boot goes on, because only some boots use them.
+var BootOptional = []string{"overlay"}
 
 // configSymbol is the config symbol that builds a needed module, for kernels
 // whose modules tree cannot tell whether a module is built in.
@@ -94,6 +106,8 @@ func configSymbol(name string) string {
 		return "CONFIG_EXT4_FS"
 	case "crc32c_generic":
 		return "CONFIG_CRYPTO_CRC32C"
+	case "overlay":
+		return "CONFIG_OVERLAY_FS"
 	}
 	return ""
 }
@@ -373,7 +387,11 @@ func writeInitramfs(ctx context.Context, out io.Writer, release, agentBin string
 	var list strings.Builder
 	fmt.Fprintf(&list, "# release %s\n", release)
 	for _, m := range mods {
-		list.WriteString(m.rel + "\n")
+		list.WriteString(m.rel)
+		if slices.Contains(BootOptional, moduleName(m.rel)) {
+			list.WriteString(" optional")
+		}
+		list.WriteString("\n")
 	}
 	if err := w.AddFile(modulesList, 0o644, []byte(list.String())); err != nil {
 		return err

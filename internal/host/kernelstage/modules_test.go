@@ -186,7 +186,7 @@ func TestDebianModuleClosure(t *testing.T) {
 	checkDepOrder(t, k.ModulesDir, ordered)
 
 	names := modNames(ordered)
-	for _, want := range []string{"virtio_pci", "virtio_blk", "virtio_net", "failover", "net_failover", "virtio_mmio", "vmw_vsock_virtio_transport"} {
+	for _, want := range []string{"virtio_pci", "virtio_blk", "virtio_net", "failover", "net_failover", "virtio_mmio", "vmw_vsock_virtio_transport", "overlay"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("closure lacks %s", want)
 		}

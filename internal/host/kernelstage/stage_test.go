@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/bangerdev/banger/internal/guest/guestinit"
 	"github.com/bangerdev/banger/internal/shared/initramfs"
 )
 
@@ -132,6 +133,7 @@ func newStageFixture(t *testing.T) *stageFixture {
 			{"kernel/net/vmw_vsock/vsock.ko", nil},
 			{"kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko", []string{"vsock", "virtio", "virtio_ring"}},
 			{"kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko", []string{"vmw_vsock_virtio_transport_common", "vsock", "virtio", "virtio_ring"}},
+			{"kernel/fs/overlayfs/overlay.ko", nil},
 			{"kernel/fs/btrfs/btrfs.ko", nil}, // not needed: must stay out
 		},
 		builtin: []string{"kernel/fs/ext4/ext4.ko", "kernel/crypto/crc32c_generic.ko", "kernel/drivers/tty/serial/8250/8250.ko", "kernel/drivers/acpi/button.ko"},
@@ -190,6 +192,7 @@ func TestStageFixture(t *testing.T) {
 		"kernel/net/vmw_vsock/vsock.ko",
 		"kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko",
 		"kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko",
+		"kernel/fs/overlayfs/overlay.ko",
 	}
 	tests := []struct {
 		name    string
@@ -259,7 +262,7 @@ func TestStageFixture(t *testing.T) {
 					Vmlinux: filepath.Join(out, "vmlinux"), Vmlinuz: filepath.Join(out, "vmlinuz"), Initrd: filepath.Join(out, "initrd.img"),
 					Builtin: []string{"virtio", "virtio_ring", "virtio_mmio", "virtio_blk", "ext4", "crc32c_generic", "virtio_net",
 						"vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport"},
-					Absent: []string{"virtio_pci", "virtio_console"},
+					Absent: []string{"virtio_pci", "virtio_console", "overlay"},
 				}
 			},
 			wantFit: Suitability{
@@ -308,10 +311,7 @@ func TestStageFixture(t *testing.T) {
 			}
 
 			// The archive: exactly the expected members.
-			list := "# release " + fixtureRelease + "\n"
-			for _, m := range res.Modules {
-				list += m + "\n"
-			}
+			list := wantModulesFile(fixtureRelease, res.Modules)
 			want := fixedEntries(fixtureRelease, list, f.agent)
 			addModuleDirs(want, fixtureRelease, res.Modules)
 			for _, m := range f.mods {
@@ -334,6 +334,17 @@ func TestStageFixture(t *testing.T) {
 			}
 		})
 	}
+}
+
+// wantModulesFile is the modules list the initramfs must carry for
+// modules, as guestinit's init reads it: every module required, except
+// BootOptional ones (overlay), which only banger.rootfs=overlay boots use.
+func wantModulesFile(release string, modules []string) string {
+	var mods []guestinit.Module
+	for _, m := range modules {
+		mods = append(mods, guestinit.Module{Path: m, Optional: moduleName(m) == "overlay"})
+	}
+	return string(guestinit.FormatModules(release, mods))
 }
 
 func dirNames(t *testing.T, dir string) []string {
@@ -484,7 +495,7 @@ func TestDebianStage(t *testing.T) {
 
 	// The archive holds exactly the fixed entries, the listed modules and
 	// their directories.
-	list := "# release " + k.Release + "\n" + strings.Join(res.Modules, "\n") + "\n"
+	list := wantModulesFile(k.Release, res.Modules)
 	agentBytes, _ := os.ReadFile(agent)
 	want := fixedEntries(k.Release, list, agentBytes)
 	addModuleDirs(want, k.Release, res.Modules)

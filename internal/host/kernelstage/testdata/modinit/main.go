@@ -50,6 +50,9 @@ func run() error {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
+		// "<path>" or "<path> optional"; optional modules must load too:
+		// this kernel has them all.
+		line = strings.Fields(line)[0]
 		p := filepath.Join("/lib/modules", release, line)
 		m, err := os.Open(p)
 		if err != nil {
