@@ -83,6 +83,11 @@ func TestInitBootOverlay(t *testing.T) {
 				t.Errorf("%s: %s=%s, want %s", name, k, got[k], v)
 			}
 		}
+		for _, k := range []string{"lower-rw", "vda-write"} {
+			if got[k] == "ok" || got[k] == "" {
+				t.Errorf("%s: %s=%q: the guest changed the read-only base", name, k, got[k])
+			}
+		}
 		if got["df-root"] != got["df-upper"] || got["df-root"] == got["df-lower"] {
 			t.Errorf("%s: df / shows %s bytes; want the upper disk's %s, not the base's %s", name, got["df-root"], got["df-upper"], got["df-lower"])
 		}

@@ -24,6 +24,7 @@ const (
 //
 //	BANGER-OVERLAY probe=<contents|absent> remount=<ok|error> fsconfig=<ok|error>
 //	  df-root=<bytes> df-upper=<bytes> df-lower=<bytes> uniform-dev=<bool> vda-ro=<0|1>
+//	  lower-rw=<ok|error> vda-write=<ok|error>
 //	  rename=<ok|absent|error> upper-has-probe=<bool>
 //
 // remount is mount(2) as util-linux 2.38 (Debian 12) makes it for
@@ -51,6 +52,10 @@ func overlayReport(cmdline string) {
 	add("uniform-dev", fmt.Sprint(uerr == nil && lerr == nil && root.Dev == lowerFile.Dev))
 	ro, _ := os.ReadFile("/sys/block/vda/ro")
 	add("vda-ro", strings.TrimSpace(string(ro)))
+	// A root guest trying to change the shared base: remount the lower
+	// read-write, or write its device directly. Both must fail.
+	add("lower-rw", result(unix.Mount("", rootfsDir+"/lower", "", unix.MS_REMOUNT, "")))
+	add("vda-write", result(writeDevice("/dev/vda")))
 
 	token := "none"
 	for _, w := range strings.Fields(cmdline) {
@@ -99,4 +104,16 @@ func dfBytes(p string) string {
 		return "error"
 	}
 	return fmt.Sprint(st.Blocks * uint64(st.Bsize))
+}
+
+func writeDevice(p string) error {
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(make([]byte, 4096), 1<<20); err != nil {
+		return err
+	}
+	return f.Sync()
 }
