@@ -5,7 +5,9 @@
 // the initramfs lists in ModulesFile, mounts the root device named on the
 // kernel command line and switches to the image's own init; its boot is
 // planned as data (plan.go) and carried out by one executor over a small
-// system interface. Probe is the KVM usability probe's guest side: it
+// system interface. With banger.rootfs=overlay on the command line the
+// new root is an overlay of the root device (read-only, shareable by
+// every VM of an image) and the VM's own upper disk (plan.go). Probe is the KVM usability probe's guest side: it
 // prints ProbeMarker on the console and powers the machine off; package
 // kvmprobe writes the archive that carries it (WriteInitramfs), boots it
 // and waits for the marker.

@@ -70,6 +70,25 @@ const (
 // are mounted in the initramfs first and moved, once the overlay is
 // mounted, to RootfsDir/lower and RootfsDir/upper in the booted system,
 // so the guest (and systemd at shutdown) sees them.
+//
+// The image's /etc/fstab entry for / ("/dev/vda / ext4
+// defaults,errors=remount-ro 0 1", written by imagebuild) is harmless on
+// an overlay root: systemd-fsck-root only runs on a read-only root;
+// systemd-remount-fs runs "mount -o remount /", which overlayfs accepts
+// and ignores through mount(2) and, on banger's 6.1 kernel (overlay there
+// still takes the legacy mount data), through the new mount API too
+// (TestInitBootOverlay checks both). Kernels from 6.5 on refuse option
+// changes through the new API ("No changes allowed in reconfigure"),
+// which makes systemd-remount-fs fail, harmlessly, with a util-linux of
+// 2.39 or later (Debian 13); / stays read-write because Init mounts it rw.
+// The errors=remount-ro wish is kept on the upper disk (upperOptions).
+// df / shows the upper disk: overlayfs reports its upper's statfs.
+//
+// At power off systemd unmounts RootfsDir/upper but the overlay keeps its
+// own reference to the upper file system, which stays mounted read-write
+// to the end: its data is synced (systemd-shutdown syncs, and remounting
+// / read-only syncs the upper), and the next mount replays the ext4
+// journal. Nothing on the host reads the upper disk (SPEC §8).
 const (
 	rootfsOverlay = "overlay"
 	defaultUpper  = "/dev/vdc"
