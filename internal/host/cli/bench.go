@@ -2,11 +2,12 @@ package cli
 
 import (
 	"fmt"
-	"math"
-	"sort"
+	"os"
+	"syscall"
 	"time"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/createbench"
 	"github.com/spf13/cobra"
 )
 
@@ -20,9 +21,10 @@ func newBenchCmd(app *App) *cobra.Command {
 	return c
 }
 
-// StageStats are the figures of one stage over the runs.
+// StageStats are the figures of one stage over the creates.
 type StageStats struct {
-	Stage string  `json:"stage"`
+	Stage string `json:"stage"`
+	// Runs is how many creates the figures are over.
 	Runs  int     `json:"runs"`
 	P50MS float64 `json:"p50_ms"`
 	P95MS float64 `json:"p95_ms"`
@@ -30,93 +32,112 @@ type StageStats struct {
 	MaxMS float64 `json:"max_ms"`
 }
 
+// BenchImage is the image the creates booted, as big as its rootfs is.
+type BenchImage struct {
+	Name        string `json:"name"`
+	RootfsBytes int64  `json:"rootfs_bytes"`
+	// RootfsUsedBytes is what the rootfs occupies on the host's disk
+	// (it is sparse); absent when banger could not stat the file.
+	RootfsUsedBytes *int64 `json:"rootfs_used_bytes,omitempty"`
+}
+
 // BenchReport is `banger bench create --json`.
 type BenchReport struct {
-	Runs   int          `json:"runs"`
-	Image  string       `json:"image,omitempty"`
-	Stages []StageStats `json:"stages"`
-	Total  StageStats   `json:"total"`
+	// Runs rounds of Parallel creates: Creates in all.
+	Runs     int          `json:"runs"`
+	Parallel int          `json:"parallel"`
+	Creates  int          `json:"creates"`
+	Image    *BenchImage  `json:"image,omitempty"`
+	Stages   []StageStats `json:"stages"`
+	// HostSide is from the request to the hypervisor launched with every
+	// disk and the network ready (createbench.HostSide).
+	HostSide StageStats `json:"host_side"`
+	Total    StageStats `json:"total"`
 }
 
 func newBenchCreateCmd(app *App) *cobra.Command {
 	var (
-		runs   int
-		req    api.CreateVMRequest
-		asJSON bool
+		runs, parallel int
+		req            api.CreateVMRequest
+		asJSON         bool
 	)
 	c := &cobra.Command{
-		Use:   "create [--runs N] [--image I] [--json]",
-		Short: "Create and delete VMs N times; report each stage's p50/p95",
-		Long: `Create a VM, wait until it is ready, delete it, N times in a row, then
-report every create stage's duration (p50, p95, min, max) and the total. The
-figures come from the operation records, the same durations the lifecycle
-log holds.`,
-		Example: "  banger bench create --runs 5\n  banger bench create --runs 3 --json | jq .total",
-		Args:    noArgs,
+		Use:   "create [--runs N] [--parallel P] [--image I] [--json]",
+		Short: "Create and delete VMs; report each stage's p50/p95 and the host-side total",
+		Long: `Create VMs, wait until they are ready, delete them: --runs rounds one
+after another, each of --parallel creates at once. Then report every create
+stage's duration (p50, p95, min, max) over all the creates, the host-side
+total and the total. The figures come from the operation records, the same
+durations the lifecycle log holds.
+
+host-side is the host's share of a create: from the request to the end of
+the hypervisor's launch stage — allocate, heal image, clone rootfs, work
+disk, sync auth files, acquire tap and launch, with the gaps between them —
+when every disk and the network are ready. What follows is the guest booting.
+The report names the image and its rootfs's size and what it occupies on
+disk, so that images of different sizes can be compared.`,
+		Example: "  banger bench create --runs 5\n" +
+			"  banger bench create --parallel 4 --runs 1\n" +
+			"  banger bench create --image agents --runs 3 --json | jq .host_side",
+		Args: noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			if runs < 1 {
-				return usageError("--runs must be at least 1")
+				return usageError("--runs must be at least 1: how many rounds of creates to run")
+			}
+			if parallel < 1 {
+				return usageError("--parallel must be at least 1: how many creates each round begins at once")
 			}
 			cl, err := app.Client(c.Context())
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
-			samples := map[string][]float64{}
-			var order []string
-			var totals []float64
-			for i := range runs {
-				r := req
-				r.Name = ""
-				op, err := cl.BeginCreateVM(c.Context(), r)
-				if err != nil {
-					return err
-				}
-				final, err := cl.WatchOperation(c.Context(), op.ID, nil)
-				if err != nil {
-					return err
-				}
-				var v api.VM
-				if final.State != api.OperationSucceeded {
-					if final.Error != nil {
-						return fmt.Errorf("run %d: %w", i+1, final.Error)
+			created := 0
+			ops, image, err := createbench.Run(c.Context(), cl, createbench.Options{
+				Rounds: runs, Parallel: parallel, Request: req,
+				Created: func(round int, v api.VM, op api.Operation) {
+					created++
+					if !asJSON {
+						fmt.Fprintf(app.Stderr, "round %d/%d: %s ready in %s\n", round, runs, v.Name, fmtDuration(op.FinishedAt.Sub(op.CreatedAt)))
 					}
-					return fmt.Errorf("run %d failed", i+1)
-				}
-				if err := decodeResult(final, &v); err != nil {
-					return err
-				}
-				for _, st := range final.Stages {
-					if _, ok := samples[st.Name]; !ok {
-						order = append(order, st.Name)
-					}
-					samples[st.Name] = append(samples[st.Name], float64(st.Duration.D())/float64(time.Millisecond))
-				}
-				total := final.FinishedAt.Sub(final.CreatedAt)
-				totals = append(totals, float64(total)/float64(time.Millisecond))
-				if err := cl.DeleteVM(c.Context(), v.Name); err != nil {
-					return fmt.Errorf("deleting %s: %w", v.Name, err)
-				}
-				if !asJSON {
-					fmt.Fprintf(app.Stderr, "run %d/%d: %s ready in %s\n", i+1, runs, v.Name, fmtDuration(total))
-				}
-				req.Image = v.Image
+				},
+			})
+			if err != nil {
+				return err
 			}
-			rep := BenchReport{Runs: runs, Image: req.Image, Total: stats("total", totals)}
-			for _, name := range order {
-				rep.Stages = append(rep.Stages, stats(name, samples[name]))
+			sum := createbench.Summarize(ops)
+			rep := BenchReport{Runs: runs, Parallel: parallel, Creates: len(ops),
+				HostSide: stageStats(sum.HostSide), Total: stageStats(sum.Total)}
+			for _, s := range sum.Stages {
+				rep.Stages = append(rep.Stages, stageStats(s))
+			}
+			if image != "" {
+				img, err := cl.Image(c.Context(), image)
+				if err != nil {
+					return fmt.Errorf("reading image %s: %w", image, err)
+				}
+				rep.Image = benchImage(img)
 			}
 			if asJSON {
 				return printJSON(app.Stdout, rep)
 			}
+			if im := rep.Image; im != nil {
+				used := "used unknown"
+				if im.RootfsUsedBytes != nil {
+					used = fmtBytes(*im.RootfsUsedBytes) + " used"
+				}
+				fmt.Fprintf(app.Stdout, "image %s: rootfs %s, %s\n", im.Name, fmtBytes(im.RootfsBytes), used)
+			}
+			fmt.Fprintf(app.Stdout, "%d creates: %d round(s) of %d at once\n\n", rep.Creates, runs, parallel)
 			t := newTable(app.Stdout, "STAGE", "RUNS", "P50", "P95", "MIN", "MAX")
-			for _, s := range append(rep.Stages, rep.Total) {
+			for _, s := range append(rep.Stages, rep.HostSide, rep.Total) {
 				t.row(s.Stage, fmt.Sprint(s.Runs), ms(s.P50MS), ms(s.P95MS), ms(s.MinMS), ms(s.MaxMS))
 			}
 			return t.flush()
 		},
 	}
-	c.Flags().IntVar(&runs, "runs", 3, "how many VMs to create (one after another)")
+	c.Flags().IntVar(&runs, "runs", 3, "how many rounds of creates (one after another)")
+	c.Flags().IntVar(&parallel, "parallel", 1, "how many creates each round begins at once")
 	c.Flags().StringVar(&req.Image, "image", "", "image to boot (default: the newest ready image)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return c
@@ -124,18 +145,28 @@ log holds.`,
 
 func ms(v float64) string { return fmtDuration(time.Duration(v * float64(time.Millisecond))) }
 
-// stats computes percentiles by the nearest-rank method.
-func stats(name string, xs []float64) StageStats {
-	s := StageStats{Stage: name, Runs: len(xs)}
-	if len(xs) == 0 {
-		return s
+// stageStats is s in milliseconds.
+func stageStats(s createbench.Stats) StageStats {
+	m := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	return StageStats{Stage: s.Name, Runs: s.N, P50MS: m(s.P50), P95MS: m(s.P95), MinMS: m(s.Min), MaxMS: m(s.Max)}
+}
+
+// benchImage is img's name and rootfs sizes. The rootfs is a file on
+// this host (the daemon's own); what it occupies is read from its
+// blocks, and left out when the file cannot be read.
+func benchImage(img api.Image) *BenchImage {
+	out := &BenchImage{Name: img.Name}
+	for _, a := range img.Artifacts {
+		if a.Kind != "rootfs" {
+			continue
+		}
+		out.RootfsBytes = a.Size
+		if fi, err := os.Stat(a.Path); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				used := st.Blocks * 512
+				out.RootfsUsedBytes = &used
+			}
+		}
 	}
-	sorted := append([]float64(nil), xs...)
-	sort.Float64s(sorted)
-	rank := func(p float64) float64 {
-		i := int(math.Ceil(p*float64(len(sorted)))) - 1
-		return sorted[max(0, min(i, len(sorted)-1))]
-	}
-	s.P50MS, s.P95MS, s.MinMS, s.MaxMS = rank(0.50), rank(0.95), sorted[0], sorted[len(sorted)-1]
-	return s
+	return out
 }

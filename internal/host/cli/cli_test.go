@@ -5,8 +5,10 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bangerdev/banger/internal/host/config"
+	"github.com/bangerdev/banger/internal/host/createbench"
 	"github.com/spf13/cobra"
 )
 
@@ -110,12 +112,16 @@ func TestPrettyLogLine(t *testing.T) {
 	}
 }
 
-func TestBenchStats(t *testing.T) {
-	s := stats("x", []float64{5, 1, 4, 2, 3, 10, 9, 8, 7, 6})
-	if s.P50MS != 5 || s.P95MS != 10 || s.MinMS != 1 || s.MaxMS != 10 || s.Runs != 10 {
-		t.Errorf("stats = %+v", s)
+// The percentiles themselves are createbench's (TestOf); the report
+// carries them in milliseconds.
+func TestBenchStageStats(t *testing.T) {
+	var xs []time.Duration
+	for _, n := range []int{5, 1, 4, 2, 3, 10, 9, 8, 7, 6} {
+		xs = append(xs, time.Duration(n)*time.Millisecond+500*time.Microsecond)
 	}
-	if one := stats("y", []float64{42}); one.P50MS != 42 || one.P95MS != 42 {
-		t.Errorf("single sample = %+v", one)
+	got := stageStats(createbench.Of("x", xs))
+	want := StageStats{Stage: "x", Runs: 10, P50MS: 5.5, P95MS: 10.5, MinMS: 1.5, MaxMS: 10.5}
+	if got != want {
+		t.Errorf("stageStats = %+v, want %+v", got, want)
 	}
 }

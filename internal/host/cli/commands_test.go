@@ -623,6 +623,10 @@ func TestCommandsBadInput(t *testing.T) {
 		{golden: "bad-vm-list-json-value", args: []string{"vm", "list", "--json=maybe"}, code: ExitUsage},
 		{golden: "bad-operation-cancel-unknown", args: []string{"operation", "cancel", "op-0000000000000000"}, code: ExitError},
 		{golden: "bad-image-rm-no-name", args: []string{"image", "rm"}, code: ExitUsage},
+		{golden: "bad-bench-create-parallel-zero", args: []string{"bench", "create", "--parallel", "0"}, code: ExitUsage},
+		{golden: "bad-bench-create-parallel-word", args: []string{"bench", "create", "--parallel", "many"}, code: ExitUsage},
+		{golden: "bad-bench-create-runs-zero", args: []string{"bench", "create", "--runs", "0", "--parallel", "2"}, code: ExitUsage},
+		{golden: "bad-bench-create-unknown-image", args: []string{"bench", "create", "--image", "ghost", "--runs", "1"}, code: ExitError},
 		{golden: "bad-verify-argument", args: []string{"verify", "extra"}, code: ExitUsage},
 	})
 	// A boot that fails at its launch: the stages up to the failure, the

@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/bangerdev/banger/internal/host/daemontest"
+)
+
+// rootfsUsed is the used part of bench create's image line: what a
+// sparse file occupies depends on the filesystem under the test's root.
+var rootfsUsed = regexp.MustCompile(`(?m)^(image \S+: rootfs \S+), \S+ used$`)
+
+// TestBenchCreate runs bench create against a real bangerd (fake
+// hypervisor): --parallel 3 --runs 2 makes 6 VMs, 3 at once, deletes
+// every one, and reports each stage, the host-side total and the total
+// over all 6; the table is pinned by a golden with the figures
+// normalized, the JSON by its counts.
+func TestBenchCreate(t *testing.T) {
+	h := newCLIHarness(t, daemontest.Options{})
+	for _, tt := range []struct {
+		golden string
+		args   []string
+	}{
+		{"bench-create-parallel", []string{"bench", "create", "--parallel", "3", "--runs", "2"}},
+		{"bench-create-parallel-json", []string{"bench", "create", "--parallel", "3", "--runs", "2", "--image", "base", "--json"}},
+	} {
+		t.Run(tt.golden, func(t *testing.T) {
+			acquired, released := h.d.Network.Counts()
+			r := h.run(context.Background(), tt.args...)
+			if r.code != ExitOK {
+				t.Fatalf("banger %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(tt.args, " "), r.code, r.stdout, r.stderr)
+			}
+			// Every VM is gone, and each took and gave back one TAP.
+			if vms, err := h.d.Client.VMs(context.Background()); err != nil || len(vms) != 0 {
+				t.Errorf("after the bench: VMs %v (%v), want none", vms, err)
+			}
+			if running := h.d.Fake.Running(); len(running) != 0 {
+				t.Errorf("after the bench: %d fake hypervisors still run", len(running))
+			}
+			a, rel := h.d.Network.Counts()
+			if a-acquired != 6 || rel-released != 6 {
+				t.Errorf("TAPs acquired %d, released %d during the bench; want 6 and 6", a-acquired, rel-released)
+			}
+			if strings.HasSuffix(tt.golden, "-json") {
+				checkBenchJSON(t, r.stdout)
+				if r.stderr != "" {
+					t.Errorf("--json printed on stderr:\n%s", r.stderr)
+				}
+				return
+			}
+			for round := 1; round <= 2; round++ {
+				if n := strings.Count(r.stderr, fmt.Sprintf("round %d/2: ", round)); n != 3 {
+					t.Errorf("stderr names %d VMs ready in round %d, want 3:\n%s", n, round, r.stderr)
+				}
+			}
+			r.stdout = rootfsUsed.ReplaceAllString(r.stdout, "$1, <USED> used")
+			r.stderr = "" // generated VM names, in the order they were ready
+			compareGolden(t, "commands/"+tt.golden+".golden", h.golden(tt.args, r))
+		})
+	}
+}
+
+// checkBenchJSON checks the counts of bench create --json for 2 rounds of
+// 3 creates, and that the host-side span is within the total.
+func checkBenchJSON(t *testing.T, stdout string) {
+	t.Helper()
+	var rep BenchReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("bench create --json: %v\n%s", err, stdout)
+	}
+	if rep.Runs != 2 || rep.Parallel != 3 || rep.Creates != 6 {
+		t.Errorf("runs %d, parallel %d, creates %d; want 2, 3, 6", rep.Runs, rep.Parallel, rep.Creates)
+	}
+	if im := rep.Image; im == nil || im.Name != daemontest.FakeImage || im.RootfsBytes != 32<<20 || im.RootfsUsedBytes == nil ||
+		*im.RootfsUsedBytes <= 0 || *im.RootfsUsedBytes > im.RootfsBytes {
+		t.Errorf("image = %+v, want %s with a 32 MiB rootfs, partly used", im, daemontest.FakeImage)
+	}
+	var names []string
+	for _, s := range rep.Stages {
+		names = append(names, s.Stage)
+		if s.Runs != 6 {
+			t.Errorf("stage %s over %d creates, want 6", s.Stage, s.Runs)
+		}
+	}
+	if want := "allocate,clone rootfs,work disk,sync auth files,acquire tap,launch fake,agent health,readiness"; strings.Join(names, ",") != want {
+		t.Errorf("stages %v, want %s", names, want)
+	}
+	hs, total := rep.HostSide, rep.Total
+	if hs.Stage != "host-side" || hs.Runs != 6 || total.Runs != 6 {
+		t.Errorf("host_side %+v, total %+v: want both over 6 creates", hs, total)
+	}
+	if hs.MinMS <= 0 || hs.MaxMS > total.MaxMS || hs.MinMS > total.MinMS {
+		t.Errorf("host_side %+v is not within total %+v", hs, total)
+	}
+}
