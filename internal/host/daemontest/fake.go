@@ -149,13 +149,25 @@ func (discard) Stage(string)          {}
 func (discard) Detail(string, ...any) {}
 func (discard) Logf(string, ...any)   {}
 
+// SeedRootfsBytes is the size of SeedImage's rootfs.
+const SeedRootfsBytes = 32 << 20
+
 // SeedImage registers a ready image named name in a fake daemon, made
 // the way the catalog makes every image (staged, digested, committed) but
-// without a kernel or debootstrap: its rootfs (32 MiB) and work-seed
-// (16 MiB) are real ext4 filesystems, its kernel and initramfs are
-// placeholders the fake hypervisor only checks exist. It returns the
+// without a kernel or debootstrap: its rootfs (SeedRootfsBytes) and
+// work-seed (16 MiB) are real ext4 filesystems, its kernel and initramfs
+// are placeholders the fake hypervisor only checks exist. It returns the
 // image as the API shows it.
 func (d *Daemon) SeedImage(tb testing.TB, name string) api.Image {
+	tb.Helper()
+	return d.SeedImageSized(tb, name, SeedRootfsBytes)
+}
+
+// SeedImageSized is SeedImage with a rootfs of rootfsBytes: a sparse
+// file holding an empty ext4 filesystem that size (what mkfs.ext4
+// writes is all it occupies), so benchmarks can compare creates from
+// small and large images.
+func (d *Daemon) SeedImageSized(tb testing.TB, name string, rootfsBytes int64) api.Image {
 	tb.Helper()
 	if d.seams == nil {
 		tb.Fatal("daemontest: SeedImage needs a daemon started with Options.Fake")
@@ -176,7 +188,7 @@ func (d *Daemon) SeedImage(tb testing.TB, name string) api.Image {
 		if err := os.MkdirAll(filepath.Join(tree, "root"), 0o700); err != nil {
 			return err
 		}
-		if err := cat.Tools.MakeFromDir(ctx, s.Path(image.Rootfs), tree, "root", 32<<20); err != nil {
+		if err := cat.Tools.MakeFromDir(ctx, s.Path(image.Rootfs), tree, "root", rootfsBytes); err != nil {
 			return err
 		}
 		m.Kernel = api.KernelInfo{Release: "6.1.0-fake", QEMU: true, Firecracker: true}
