@@ -32,23 +32,24 @@ type StageStats struct {
 	MaxMS float64 `json:"max_ms"`
 }
 
-// BenchImage is the image the creates booted, as big as its rootfs is.
-type BenchImage struct {
-	Name        string `json:"name"`
-	RootfsBytes int64  `json:"rootfs_bytes"`
-	// RootfsUsedBytes is what the rootfs occupies on the host's disk
-	// (it is sparse); absent when banger could not stat the file.
-	RootfsUsedBytes *int64 `json:"rootfs_used_bytes,omitempty"`
+// BenchRootfs is how big the booted image's rootfs is.
+type BenchRootfs struct {
+	Bytes int64 `json:"bytes"`
+	// UsedBytes is what the file occupies on the host's disk (it is
+	// sparse); absent when banger could not stat it.
+	UsedBytes *int64 `json:"used_bytes,omitempty"`
 }
 
 // BenchReport is `banger bench create --json`.
 type BenchReport struct {
 	// Runs rounds of Parallel creates: Creates in all.
-	Runs     int          `json:"runs"`
-	Parallel int          `json:"parallel"`
-	Creates  int          `json:"creates"`
-	Image    *BenchImage  `json:"image,omitempty"`
-	Stages   []StageStats `json:"stages"`
+	Runs     int `json:"runs"`
+	Parallel int `json:"parallel"`
+	Creates  int `json:"creates"`
+	// Image is the image every create booted, Rootfs its rootfs.
+	Image  string       `json:"image,omitempty"`
+	Rootfs *BenchRootfs `json:"rootfs,omitempty"`
+	Stages []StageStats `json:"stages"`
 	// HostSide is from the request to the hypervisor launched with every
 	// disk and the network ready (createbench.HostSide).
 	HostSide StageStats `json:"host_side"`
@@ -116,17 +117,17 @@ disk, so that images of different sizes can be compared.`,
 				if err != nil {
 					return fmt.Errorf("reading image %s: %w", image, err)
 				}
-				rep.Image = benchImage(img)
+				rep.Image, rep.Rootfs = img.Name, benchRootfs(img)
 			}
 			if asJSON {
 				return printJSON(app.Stdout, rep)
 			}
-			if im := rep.Image; im != nil {
+			if fs := rep.Rootfs; fs != nil {
 				used := "used unknown"
-				if im.RootfsUsedBytes != nil {
-					used = fmtBytes(*im.RootfsUsedBytes) + " used"
+				if fs.UsedBytes != nil {
+					used = fmtBytes(*fs.UsedBytes) + " used"
 				}
-				fmt.Fprintf(app.Stdout, "image %s: rootfs %s, %s\n", im.Name, fmtBytes(im.RootfsBytes), used)
+				fmt.Fprintf(app.Stdout, "image %s: rootfs %s, %s\n", rep.Image, fmtBytes(fs.Bytes), used)
 			}
 			fmt.Fprintf(app.Stdout, "%d creates: %d round(s) of %d at once\n\n", rep.Creates, runs, parallel)
 			t := newTable(app.Stdout, "STAGE", "RUNS", "P50", "P95", "MIN", "MAX")
@@ -151,22 +152,22 @@ func stageStats(s createbench.Stats) StageStats {
 	return StageStats{Stage: s.Name, Runs: s.N, P50MS: m(s.P50), P95MS: m(s.P95), MinMS: m(s.Min), MaxMS: m(s.Max)}
 }
 
-// benchImage is img's name and rootfs sizes. The rootfs is a file on
-// this host (the daemon's own); what it occupies is read from its
-// blocks, and left out when the file cannot be read.
-func benchImage(img api.Image) *BenchImage {
-	out := &BenchImage{Name: img.Name}
+// benchRootfs is the size of img's rootfs (nil if it has none). The
+// rootfs is a file on this host (the daemon's own); what it occupies is
+// read from its blocks, and left out when the file cannot be read.
+func benchRootfs(img api.Image) *BenchRootfs {
 	for _, a := range img.Artifacts {
 		if a.Kind != "rootfs" {
 			continue
 		}
-		out.RootfsBytes = a.Size
+		out := &BenchRootfs{Bytes: a.Size}
 		if fi, err := os.Stat(a.Path); err == nil {
 			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 				used := st.Blocks * 512
-				out.RootfsUsedBytes = &used
+				out.UsedBytes = &used
 			}
 		}
+		return out
 	}
-	return out
+	return nil
 }

@@ -76,9 +76,9 @@ func checkBenchJSON(t *testing.T, stdout string) {
 	if rep.Runs != 2 || rep.Parallel != 3 || rep.Creates != 6 {
 		t.Errorf("runs %d, parallel %d, creates %d; want 2, 3, 6", rep.Runs, rep.Parallel, rep.Creates)
 	}
-	if im := rep.Image; im == nil || im.Name != daemontest.FakeImage || im.RootfsBytes != 32<<20 || im.RootfsUsedBytes == nil ||
-		*im.RootfsUsedBytes <= 0 || *im.RootfsUsedBytes > im.RootfsBytes {
-		t.Errorf("image = %+v, want %s with a 32 MiB rootfs, partly used", im, daemontest.FakeImage)
+	if fs := rep.Rootfs; rep.Image != daemontest.FakeImage || fs == nil || fs.Bytes != daemontest.SeedRootfsBytes || fs.UsedBytes == nil ||
+		*fs.UsedBytes <= 0 || *fs.UsedBytes > fs.Bytes {
+		t.Errorf("image %q, rootfs %+v; want %s with a 32 MiB rootfs, partly used", rep.Image, fs, daemontest.FakeImage)
 	}
 	var names []string
 	for _, s := range rep.Stages {
