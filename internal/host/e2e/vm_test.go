@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -169,8 +170,11 @@ func TestVMLifecycle(t *testing.T) {
 		t.Errorf("auth file after restart = %q, want the updated token", got)
 	}
 
-	bench := e.must("bench", "create", "--runs", "2")
-	t.Logf("bench create --runs 2:\n%s", bench.stdout)
+	bench := e.must("bench", "create", "--runs", "2", "--parallel", "2")
+	t.Logf("bench create --runs 2 --parallel 2:\n%s", bench.stdout)
+	if !regexp.MustCompile(`(?m)^host-side +4 `).MatchString(bench.stdout) {
+		t.Errorf("bench create --runs 2 --parallel 2 has no host-side row over 4 creates:\n%s", bench.stdout)
+	}
 
 	e.must("vm", "delete", "demo")
 	verifyClean(t, e)
