@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -87,8 +88,12 @@ func checkBenchJSON(t *testing.T, stdout string) {
 			t.Errorf("stage %s over %d creates, want 6", s.Stage, s.Runs)
 		}
 	}
-	if want := "allocate,clone rootfs,work disk,sync auth files,acquire tap,launch fake,agent health,readiness"; strings.Join(names, ",") != want {
-		t.Errorf("stages %v, want %s", names, want)
+	// The stages are the daemon's (the golden pins them); what matters
+	// here is that the host-side span has its end, the launch, and that
+	// the guest's stages follow it.
+	launch, health := slices.Index(names, "launch fake"), slices.Index(names, "agent health")
+	if len(names) == 0 || names[0] != "allocate" || launch < 0 || health < launch {
+		t.Errorf("stages %v: want allocate first, launch fake, then agent health", names)
 	}
 	hs, total := rep.HostSide, rep.Total
 	if hs.Stage != "host-side" || hs.Runs != 6 || total.Runs != 6 {
