@@ -41,7 +41,10 @@ func benchCreates(b *testing.B, d *daemontest.Daemon, parallel int, image string
 		if s.Name == "clone rootfs" {
 			b.ReportMetric(msOf(s.P50), "clone-rootfs-p50-ms")
 		}
+		// Where the time goes (go test -v): each stage over the creates.
+		b.Logf("%-16s n=%d p50 %v p95 %v", s.Name, s.N, s.P50, s.P95)
 	}
+	b.Logf("%-16s n=%d p50 %v p95 %v", rep.HostSide.Name, rep.HostSide.N, rep.HostSide.P50, rep.HostSide.P95)
 }
 
 // BenchmarkHostSide is the host's share of a create (request → the
