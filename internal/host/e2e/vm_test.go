@@ -117,7 +117,7 @@ func TestVMLifecycle(t *testing.T) {
 	if !strings.Contains(r.stderr, "1 written, 3 missing") {
 		t.Errorf("auth sync did not report 1 written, 3 missing:\n%s", r.stderr)
 	}
-	for _, stage := range []string{"allocate", "clone rootfs", "work disk", "sync auth files", "acquire tap", "launch qemu", "agent health"} {
+	for _, stage := range []string{"allocate", "upper disk", "work disk", "sync auth files", "acquire tap", "launch qemu", "agent health"} {
 		if !strings.Contains(r.stderr, "✓ "+stage) {
 			t.Errorf("create stages lack %q:\n%s", stage, r.stderr)
 		}

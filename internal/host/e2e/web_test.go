@@ -72,7 +72,7 @@ func TestWebUI(t *testing.T) {
 	if state != "succeeded" {
 		t.Fatalf("the create ended %s: %s", state, p.Text("#create-progress"))
 	}
-	for _, stage := range []string{"allocate", "clone rootfs", "work disk", "acquire tap", "launch qemu", "agent health"} {
+	for _, stage := range []string{"allocate", "upper disk", "work disk", "acquire tap", "launch qemu", "agent health"} {
 		if !strings.Contains(stages, stage) {
 			t.Errorf("the stages lack %q", stage)
 		}

@@ -156,17 +156,34 @@ func (c *Catalog) Repair(ctx context.Context, name string, p Progress) (Image, b
 		return img, false, err
 	}
 	oldAgent := img.Manifest.AgentVersion != agent
-	if !missingSeed && !stale && !oldAgent {
+	// An image becomes a shared base once it has an upper-seed; that needs
+	// an initramfs banger can rebuild with the overlay module.
+	makeBase := !img.Has(UpperSeed) && c.canRestage(img) && c.Managed(img.ID, img.Path(Rootfs))
+	if !missingSeed && !stale && !oldAgent && !makeBase {
 		return img, false, nil
 	}
 	p.Stage("heal image")
+	restaged := false
 	if oldAgent {
 		// The agent is a companion of the daemon, never managed by hand: an
-		// image carrying another build gets this one, in its rootfs and as
-		// the initramfs /init.
-		if err := c.upgradeAgent(ctx, &img); err != nil {
+		// image carrying another build gets this one as the initramfs
+		// /init and, while its rootfs is nobody's shared base yet, in its
+		// rootfs. A shared base is never written (VMs have it open
+		// read-only as their overlay's lower layer): there the initramfs
+		// agent installs itself into each VM's root at boot, as it does on
+		// every boot.
+		if !img.Has(UpperSeed) {
+			if err := c.InstallAgent(ctx, img.Path(Rootfs)); err != nil {
+				return img, false, fmt.Errorf("updating banger-agent in image %s: %w", img.Name, err)
+			}
+			if err := c.redigest(&img, Rootfs, img.Path(Rootfs)); err != nil {
+				return img, false, err
+			}
+		}
+		if err := c.restageInitrd(ctx, &img); err != nil {
 			return img, false, fmt.Errorf("updating banger-agent in image %s: %w", img.Name, err)
 		}
+		restaged = c.canRestage(img)
 		img.Manifest.AgentVersion = agent
 	}
 	if missingSeed {
@@ -177,6 +194,11 @@ func (c *Catalog) Repair(ctx context.Context, name string, p Progress) (Image, b
 		}
 		if err := c.redigest(&img, WorkSeed, dst); err != nil {
 			return img, false, err
+		}
+	}
+	if makeBase {
+		if err := c.makeBase(ctx, &img, restaged); err != nil {
+			return img, false, fmt.Errorf("healing image %s: %w", img.Name, err)
 		}
 	}
 	img.Manifest.HealedAt = c.now()
@@ -191,27 +213,68 @@ func (c *Catalog) Repair(ctx context.Context, name string, p Progress) (Image, b
 	if oldAgent {
 		what = append(what, "agent")
 	}
+	if makeBase {
+		what = append(what, "shared base")
+	}
 	p.Detail("%s", strings.Join(append(what, "fingerprint"), " + "))
-	c.Log.Info("image healed", "image", img.Name, "work_seed_made", missingSeed, "fingerprint_was_stale", stale, "agent_updated", oldAgent)
+	c.Log.Info("image healed", "image", img.Name, "work_seed_made", missingSeed, "fingerprint_was_stale", stale, "agent_updated", oldAgent, "shared_base_made", makeBase)
 	return img, true, nil
 }
 
-// upgradeAgent writes the current banger-agent into the image's rootfs and,
-// when the image has its modules, rebuilds the initramfs around it.
-func (c *Catalog) upgradeAgent(ctx context.Context, img *Image) error {
-	rootfs := img.Path(Rootfs)
-	if err := c.InstallAgent(ctx, rootfs); err != nil {
+// canRestage reports whether banger can rebuild the image's initramfs: it
+// has its kernel, its modules and an initramfs banger made.
+func (c *Catalog) canRestage(img Image) bool {
+	return c.Kernels != nil && img.Has(Modules) && (img.Has(Vmlinuz) || img.Has(Vmlinux)) &&
+		c.Managed(img.ID, img.Path(Initrd))
+}
+
+// makeBase turns the image into a shared base: its initramfs is rebuilt
+// (unless it just was) so it carries the overlay module, its rootfs is
+// made readable to a jailed Firecracker's user (0644: the jailer
+// hard-links it and refuses a mode that lets that user write; the image's
+// directory stays 0700, the daemon's alone), and the upper-seed is made.
+func (c *Catalog) makeBase(ctx context.Context, img *Image, restaged bool) error {
+	if !restaged {
+		if err := c.restageInitrd(ctx, img); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(img.Path(Rootfs), 0o644); err != nil {
 		return err
 	}
-	if err := c.redigest(img, Rootfs, rootfs); err != nil {
+	dst := filepath.Join(c.Dir(img.ID), UpperSeed.FileName())
+	os.Remove(dst)
+	if err := c.MakeUpperSeed(ctx, dst); err != nil {
 		return err
+	}
+	return c.redigest(img, UpperSeed, dst)
+}
+
+// MakeUpperSeed makes the upper-seed: a blank ext4 image (banger's init
+// creates the overlay's upper and work directories on a VM's first boot).
+// VM create grows each clone to the VM's disk size.
+func (c *Catalog) MakeUpperSeed(ctx context.Context, dst string) error {
+	tmp, err := os.MkdirTemp(filepath.Dir(dst), ".upper-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	return c.Tools.MakeFromDir(ctx, dst, tmp, UpperSeedLabel, 64<<20)
+}
+
+// UpperSeedLabel is the ext4 label of every VM's upper disk.
+const UpperSeedLabel = "banger-upper"
+
+// restageInitrd rebuilds the image's initramfs around the current
+// banger-agent (and kernelstage's module list, overlay included) when the
+// image has its modules; a user-supplied initramfs is left as it is.
+func (c *Catalog) restageInitrd(ctx context.Context, img *Image) error {
+	if !c.canRestage(*img) {
+		return nil
 	}
 	kernel := img.Path(Vmlinuz)
 	if kernel == "" {
 		kernel = img.Path(Vmlinux)
-	}
-	if !img.Has(Modules) || kernel == "" || !c.Managed(img.ID, img.Path(Initrd)) {
-		return nil // a user-supplied initramfs is left as it is
 	}
 	tmp, err := os.MkdirTemp(c.Dir(img.ID), ".initrd-")
 	if err != nil {

@@ -27,17 +27,22 @@ type Kind string
 
 // Artifact kinds and their file names inside an image directory.
 const (
-	Vmlinux  Kind = "vmlinux"       // uncompressed ELF kernel (Firecracker)
-	Vmlinuz  Kind = "vmlinuz"       // compressed bzImage (QEMU)
-	Initrd   Kind = "initrd"        // initramfs with banger-agent as /init
-	Modules  Kind = "modules"       // lib/modules/<release> tree
-	Rootfs   Kind = "rootfs"        // ext4 root filesystem
-	WorkSeed Kind = "work-seed"     // ext4 image of the guest's /root
-	manifest      = "manifest.json" // written beside the artifacts
+	Vmlinux  Kind = "vmlinux"   // uncompressed ELF kernel (Firecracker)
+	Vmlinuz  Kind = "vmlinuz"   // compressed bzImage (QEMU)
+	Initrd   Kind = "initrd"    // initramfs with banger-agent as /init
+	Modules  Kind = "modules"   // lib/modules/<release> tree
+	Rootfs   Kind = "rootfs"    // ext4 root filesystem
+	WorkSeed Kind = "work-seed" // ext4 image of the guest's /root
+	// UpperSeed is a blank ext4 image each VM's upper disk is cloned
+	// from: the writable layer of its overlay root over the shared,
+	// read-only rootfs. An image has one once it can serve as a shared
+	// base (Repair makes it); from then on its rootfs is never written.
+	UpperSeed Kind = "upper-seed"
+	manifest       = "manifest.json" // written beside the artifacts
 )
 
 // Kinds lists every artifact kind in a fixed order.
-var Kinds = []Kind{Vmlinux, Vmlinuz, Initrd, Modules, Rootfs, WorkSeed}
+var Kinds = []Kind{Vmlinux, Vmlinuz, Initrd, Modules, Rootfs, WorkSeed, UpperSeed}
 
 // FileName is the artifact's name inside an image directory.
 func (k Kind) FileName() string {
@@ -48,6 +53,8 @@ func (k Kind) FileName() string {
 		return "rootfs.ext4"
 	case WorkSeed:
 		return "work-seed.ext4"
+	case UpperSeed:
+		return "upper-seed.ext4"
 	default:
 		return string(k)
 	}

@@ -234,6 +234,9 @@ func TestRegisterCopiesAndCompletesTheBootSet(t *testing.T) {
 		t.Errorf("stages (-want +got):\n%s", diff)
 	}
 	for _, k := range Kinds {
+		if k == UpperSeed {
+			continue // the first Repair makes it (TestSharedBaseIsNeverWritten)
+		}
 		a, ok := img.Artifacts[k]
 		if !ok {
 			t.Errorf("missing artifact %s", k)
@@ -489,5 +492,50 @@ func TestSelfHealUpdatesTheAgent(t *testing.T) {
 	}
 	if _, again, _ := f.cat.Repair(ctx, "aging", &progressLog{}); again {
 		t.Error("second repair did work again")
+	}
+}
+
+// The first repair makes an image a shared base (upper-seed, rootfs
+// readable, initramfs rebuilt once); after that an agent update rebuilds
+// the initramfs but never writes the rootfs, which VMs have open.
+func TestSharedBaseIsNeverWritten(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.cat.Register(ctx, f.request("shared"), &progressLog{}); err != nil {
+		t.Fatal(err)
+	}
+	staged := len(f.stager.staged)
+	base, repaired, err := f.cat.Repair(ctx, "shared", &progressLog{})
+	if err != nil || !repaired {
+		t.Fatalf("repair: %v %v", repaired, err)
+	}
+	if !base.Has(UpperSeed) || len(f.stager.staged) != staged+1 {
+		t.Fatalf("base: upper-seed %v, initramfs rebuilt %d times", base.Has(UpperSeed), len(f.stager.staged)-staged)
+	}
+	if sb, err := CheckExt4("upper_seed", base.Path(UpperSeed), 1<<20); err != nil || sb.Label != UpperSeedLabel {
+		t.Errorf("upper-seed label %q (%v)", sb.Label, err)
+	}
+	fi, err := os.Stat(base.Path(Rootfs))
+	if err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("base rootfs mode %v (%v), want 0644", fi.Mode().Perm(), err)
+	}
+	before, _, _ := Digest(base.Path(Rootfs))
+
+	os.WriteFile(f.cat.AgentBin, []byte("#!/bin/sh\necho '{\"version\":\"t\",\"build_id\":\"agent2\"}'\n"), 0o755)
+	healed, repaired, err := f.cat.Repair(ctx, "shared", &progressLog{})
+	if err != nil || !repaired || healed.Manifest.AgentVersion != "t+agent2" {
+		t.Fatalf("agent update: %v %v %s", repaired, err, healed.Manifest.AgentVersion)
+	}
+	if after, _, _ := Digest(healed.Path(Rootfs)); after != before {
+		t.Error("an agent update wrote the shared base's rootfs")
+	}
+	if b, _ := f.cat.Tools.ReadFile(ctx, healed.Path(Rootfs), "/usr/local/lib/banger/banger-agent"); string(b) != "agent" {
+		t.Errorf("base rootfs agent = %q, want the first build's", b)
+	}
+	if len(f.stager.staged) != staged+2 {
+		t.Error("the initramfs was not rebuilt for the new agent")
+	}
+	if probs := f.cat.Verify(healed, true); len(probs) != 0 {
+		t.Errorf("problems: %+v", probs)
 	}
 }

@@ -233,25 +233,42 @@ func checkSuitable(choice Choice, img image.Image) error {
 	return nil
 }
 
-// makeDisks clones the rootfs and the work-seed into the VM's directory
-// and grows the work disk to the requested size.
+// makeDisks makes the VM's own disks in its directory. When the image is
+// a shared base (it has an upper-seed) nothing of the rootfs is copied:
+// the upper disk is cloned from the upper-seed and grown to the requested
+// size, and the VM boots the image's rootfs read-only under an overlay.
+// Otherwise the rootfs is cloned, as banger always did. The work disk is
+// cloned from the work-seed and grown to the requested size either way.
 func (m *Manager) makeDisks(ctx context.Context, v *VM, img image.Image, p Progress) error {
 	dir := m.Dir(v.ID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	p.Stage("clone rootfs")
-	method, err := diskclone.Clone(rootDisk(dir), img.Path(image.Rootfs))
-	if err != nil {
-		return fmt.Errorf("cloning the rootfs: %w", err)
+	if img.Has(image.UpperSeed) {
+		p.Stage("upper disk")
+		method, err := diskclone.Clone(upperDisk(dir), img.Path(image.UpperSeed))
+		if err != nil {
+			return fmt.Errorf("cloning the upper-seed: %w", err)
+		}
+		if err := m.Tools.Grow(ctx, upperDisk(dir), v.Spec.DiskBytes); err != nil {
+			return fmt.Errorf("growing the upper disk: %w", err)
+		}
+		v.Spec.RootLayout = RootOverlay
+		p.Detail("%s, %s over the shared base", method, config.FormatSize(v.Spec.DiskBytes))
+	} else {
+		p.Stage("clone rootfs")
+		method, err := diskclone.Clone(rootDisk(dir), img.Path(image.Rootfs))
+		if err != nil {
+			return fmt.Errorf("cloning the rootfs: %w", err)
+		}
+		p.Detail("%s", method)
 	}
-	p.Detail("%s", method)
 
 	p.Stage("work disk")
 	if !img.Has(image.WorkSeed) {
 		return fmt.Errorf("image %s has no work-seed", img.Name)
 	}
-	method, err = diskclone.Clone(workDisk(dir), img.Path(image.WorkSeed))
+	method, err := diskclone.Clone(workDisk(dir), img.Path(image.WorkSeed))
 	if err != nil {
 		return fmt.Errorf("cloning the work-seed: %w", err)
 	}
@@ -264,3 +281,6 @@ func (m *Manager) makeDisks(ctx context.Context, v *VM, img image.Image, p Progr
 
 func rootDisk(dir string) string { return dir + "/rootfs.ext4" }
 func workDisk(dir string) string { return dir + "/work.ext4" }
+
+// upperDisk is the upper disk of a VM with an overlay root.
+func upperDisk(dir string) string { return dir + "/upper.ext4" }

@@ -46,13 +46,17 @@ func statFree(dir string) (spaceReading, error) {
 }
 
 // createSpace is what a VM of diskBytes made from img may come to take on
-// the host: the rootfs clone and the work disk at full size. Both are
-// sparse or reflinked at first and use little, but the guest decides how
-// much of them it fills.
+// the host: the rootfs clone (or, on a shared base, the upper disk) and
+// the work disk at full size. Both are sparse or reflinked at first and
+// use little, but the guest decides how much of them it fills.
 func createSpace(img image.Image, diskBytes int64) (int64, error) {
 	fi, err := os.Stat(img.Path(image.Rootfs))
 	if err != nil {
 		return 0, fmt.Errorf("image %s: %w", img.Name, err)
+	}
+	root := fi.Size()
+	if img.Has(image.UpperSeed) {
+		root = diskBytes
 	}
 	work := diskBytes
 	if img.Has(image.WorkSeed) {
@@ -60,7 +64,7 @@ func createSpace(img image.Image, diskBytes int64) (int64, error) {
 			work = sfi.Size()
 		}
 	}
-	return fi.Size() + work, nil
+	return root + work, nil
 }
 
 // checkCreateSpace refuses a create whose VM could not fill its disks
@@ -142,7 +146,7 @@ func (m *Manager) checkSpaceForStart(v *VM, p Progress) error {
 		return err
 	}
 	var growth int64
-	for _, disk := range []string{rootDisk(dir), workDisk(dir)} {
+	for _, disk := range []string{rootDisk(dir), workDisk(dir), upperDisk(dir)} {
 		growth += unallocated(disk)
 	}
 	warning, err := checkStartSpace(r, growth)

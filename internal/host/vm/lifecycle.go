@@ -24,7 +24,8 @@ import (
 const ConsoleLimit = 4 << 20
 
 // cmdline is banger's part of the guest kernel command line: the root
-// disk and the guest network, which banger-agent net-up applies.
+// disk (for an overlay root, banger's init assembles it from vda and the
+// upper disk vdc) and the guest network, which banger-agent net-up applies.
 func (m *Manager) cmdline(v *VM) string {
 	prefix := m.Net.Subnet().Bits()
 	parts := []string{
@@ -34,6 +35,9 @@ func (m *Manager) cmdline(v *VM) string {
 		"banger.mac=" + v.Lease.MAC,
 		"banger.hostname=" + v.Name,
 	}
+	if v.Spec.RootLayout == RootOverlay {
+		parts = append(parts, "banger.rootfs=overlay")
+	}
 	if dns := m.Net.DNS(); len(dns) > 0 {
 		addrs := make([]string, len(dns))
 		for i, a := range dns {
@@ -42,6 +46,20 @@ func (m *Manager) cmdline(v *VM) string {
 		parts = append(parts, "banger.dns="+strings.Join(addrs, ","))
 	}
 	return strings.Join(parts, " ")
+}
+
+// bootDisks are the VM's disks in guest order: vda root, vdb work and,
+// for an overlay root, vdc upper; an overlay's root is the image's
+// rootfs, read-only.
+func bootDisks(v *VM, img image.Image, dir string) []hypervisor.Disk {
+	if v.Spec.RootLayout == RootOverlay {
+		return []hypervisor.Disk{
+			{ID: "root", Path: img.Path(image.Rootfs), ReadOnly: true},
+			{ID: "work", Path: workDisk(dir)},
+			{ID: "upper", Path: upperDisk(dir)},
+		}
+	}
+	return []hypervisor.Disk{{ID: "root", Path: rootDisk(dir)}, {ID: "work", Path: workDisk(dir)}}
 }
 
 // boot brings a VM with disks up: auth files, TAP, hypervisor, agent,
@@ -80,7 +98,7 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, choice Choic
 			Vmlinux: img.Path(image.Vmlinux), Vmlinuz: img.Path(image.Vmlinuz), Initrd: initrd,
 			Cmdline: m.cmdline(v),
 		},
-		Disks:        []hypervisor.Disk{{ID: "root", Path: rootDisk(dir)}, {ID: "work", Path: workDisk(dir)}},
+		Disks:        bootDisks(v, img, dir),
 		NIC:          &hypervisor.NIC{TAP: tap, MAC: v.Lease.MAC},
 		ConsoleLimit: ConsoleLimit,
 		Accel:        choice.Accel,

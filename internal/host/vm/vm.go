@@ -53,7 +53,17 @@ type Spec struct {
 	// AgentVersion is the banger-agent build in the VM's root disk (the
 	// image's when the VM was made; the daemon's after a start updated it).
 	AgentVersion string `json:"agent_version,omitempty"`
+	// RootLayout is how the VM's root filesystem is made: RootOverlay (the
+	// image's rootfs shared read-only, the VM's changes on its upper
+	// disk), or empty for a VM made by an older banger, which boots its
+	// own full copy of the rootfs read-write.
+	RootLayout string `json:"root_layout,omitempty"`
 }
+
+// RootOverlay is Spec.RootLayout of a VM whose root is an overlay: vda is
+// its image's rootfs (read-only, shared by the image's VMs), vdb its work
+// disk (/root), vdc its upper disk (everything it changed elsewhere in /).
+const RootOverlay = "overlay"
 
 // Runtime is what the daemon knows of a VM's current run (JSON in the
 // store): the hypervisor handle that lets a restarted daemon re-adopt it.
