@@ -72,7 +72,8 @@ total and the total. The figures come from the operation records, the same
 durations the lifecycle log holds.
 
 host-side is the host's share of a create: from the request to the end of
-the hypervisor's launch stage — allocate, heal image, clone rootfs, work
+the hypervisor's launch stage — allocate, heal image, upper disk (or clone
+rootfs for an image that is not a shared base), work
 disk, sync auth files, acquire tap and launch, with the gaps between them —
 when every disk and the network are ready. What follows is the guest booting.
 The report names the image and its rootfs's size and what it occupies on

@@ -79,7 +79,8 @@ func newVMCreateCmd(app *App) *cobra.Command {
 		Use:   "create [--name N] [--image I] [--vcpus N] [--memory SIZE] [--disk SIZE] [--hypervisor H]",
 		Short: "Create and boot a VM, printing each stage live",
 		Long: `Create a VM and boot it, as an operation with live stages: allocate name and
-address → clone rootfs → clone and grow the work disk → sync auth files →
+address → the VM's upper disk over the image's shared read-only root (older
+images: a copy of the rootfs) → clone and grow the work disk → sync auth files →
 take a TAP from the pool → launch the hypervisor → wait for the guest agent →
 wait for the image's readiness probes (e.g. opencode on 4096) → ready.
 Without --image the newest ready image is used; without --name a friendly

@@ -260,7 +260,7 @@ func (c *Catalog) Remove(ctx context.Context, name string, force bool) error {
 	if len(users) > 0 && !force {
 		// force is the query parameter of DELETE /v1/images/{name}.
 		return &api.Error{Code: api.CodeFailedPrecondition, Field: "force", Allowed: "true",
-			Message: fmt.Sprintf("image %s is used by %v: delete those first, or remove it with force (running VMs keep their own disk clones)", img.Name, users)}
+			Message: fmt.Sprintf("image %s is used by %v: delete those first, or remove it with force (its files go at once: running VMs run on until they stop, then cannot start again)", img.Name, users)}
 	}
 	if len(users) == 0 {
 		if err := c.Store.DeleteImage(ctx, img.ID); err != nil {
