@@ -127,8 +127,14 @@ func (c *Catalog) Repair(ctx context.Context, name string, p Progress) (Image, b
 		return img, false, err
 	}
 	if img.State == "removed" {
+		if len(img.Artifacts) > 0 {
+			// Force-removed while VMs used it: they still boot from its
+			// files, which are kept as they are (never healed) until the
+			// last of them is deleted.
+			return img, false, nil
+		}
 		return img, false, api.Errorf(api.CodeFailedPrecondition,
-			"image %s was force-removed while VMs used it: its kernel and disks are gone, so nothing can boot from it; delete the VMs that use it (`banger image show %s` lists them)", img.Name, img.Name)
+			"image %s was removed and its files are gone, so nothing can boot from it; delete the VMs that use it (`banger image show %s` lists them)", img.Name, img.Name)
 	}
 	if img.State != api.ImageReady {
 		return img, false, api.Errorf(api.CodeFailedPrecondition,

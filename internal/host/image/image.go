@@ -241,8 +241,11 @@ func (c *Catalog) API(ctx context.Context, img Image) (api.Image, error) {
 }
 
 // Remove deletes an image and its directory. It refuses while VMs or child
-// images use it, unless force; a forced removal of an image in use deletes
-// its files and keeps a "removed" record until its last user is gone.
+// images use it, unless force. A forced removal of an image VMs still use
+// keeps its files (they boot from them: the kernel, the initramfs and, for
+// a shared base, the root filesystem) under a "removed" record that no new
+// VM can use, until ReleaseRemoved finds the last of those VMs gone; child
+// images hold their own copies, so for them alone the files go at once.
 func (c *Catalog) Remove(ctx context.Context, name string, force bool) error {
 	img, err := c.Get(ctx, name)
 	if err != nil {
@@ -260,25 +263,63 @@ func (c *Catalog) Remove(ctx context.Context, name string, force bool) error {
 	if len(users) > 0 && !force {
 		// force is the query parameter of DELETE /v1/images/{name}.
 		return &api.Error{Code: api.CodeFailedPrecondition, Field: "force", Allowed: "true",
-			Message: fmt.Sprintf("image %s is used by %v: delete those first, or remove it with force (its files go at once: running VMs run on until they stop, then cannot start again)", img.Name, users)}
+			Message: fmt.Sprintf("image %s is used by %v: delete those first, or remove it with force (no new VM can use it then; its files stay until the last of its VMs is deleted)", img.Name, users)}
 	}
 	if len(users) == 0 {
 		if err := c.Store.DeleteImage(ctx, img.ID); err != nil {
 			return err
 		}
-	} else {
-		img.State = "removed"
-		img.Artifacts = map[Kind]Artifact{}
-		rec, err := toRecord(img)
-		if err != nil {
-			return err
-		}
-		if err := c.Store.UpdateImage(ctx, rec); err != nil {
-			return err
-		}
+		c.removed(img)
+		return removeTree(c.Dir(img.ID))
+	}
+	img.State = "removed"
+	if len(used) == 0 {
+		img.Artifacts = map[Kind]Artifact{} // only child images: nothing boots from the files
+	}
+	rec, err := toRecord(img)
+	if err != nil {
+		return err
+	}
+	if err := c.Store.UpdateImage(ctx, rec); err != nil {
+		return err
 	}
 	c.removed(img)
-	return removeTree(c.Dir(img.ID))
+	if len(used) == 0 {
+		return removeTree(c.Dir(img.ID))
+	}
+	return nil
+}
+
+// ReleaseRemoved finishes a forced removal once no VM uses the image: its
+// files go, and its record too unless child images still name it. It does
+// nothing for an image that is not removed or still has VMs.
+func (c *Catalog) ReleaseRemoved(ctx context.Context, id string) error {
+	img, err := c.Get(ctx, id)
+	if err != nil || img.State != "removed" {
+		return nil
+	}
+	used, err := c.Store.VMsUsingImage(ctx, id)
+	if err != nil || len(used) > 0 {
+		return err
+	}
+	children, err := c.children(ctx, id)
+	if err != nil {
+		return err
+	}
+	if len(children) == 0 {
+		err = c.Store.DeleteImage(ctx, id)
+	} else if len(img.Artifacts) > 0 {
+		img.Artifacts = map[Kind]Artifact{}
+		rec, rerr := toRecord(img)
+		if rerr != nil {
+			return rerr
+		}
+		err = c.Store.UpdateImage(ctx, rec)
+	}
+	if err != nil {
+		return err
+	}
+	return removeTree(c.Dir(id))
 }
 
 func (c *Catalog) children(ctx context.Context, id string) ([]string, error) {

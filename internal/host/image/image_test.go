@@ -428,16 +428,30 @@ func TestRemoveRefusesWhileInUse(t *testing.T) {
 	if err := f.cat.Remove(ctx, "used", true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(f.cat.Dir(img.ID)); !os.IsNotExist(err) {
-		t.Error("forced remove kept the files")
+	// Forced while a VM uses it: no new VM can take it, but its VM still
+	// boots from the files, kept as they are until that VM is gone.
+	if _, err := os.Stat(f.cat.Dir(img.ID)); err != nil {
+		t.Fatalf("forced remove deleted the files its VM boots from: %v", err)
 	}
-	// Its VM cannot start from it: the refusal says why and what to do,
-	// not to promote an image that is gone.
-	if _, _, err := f.cat.Repair(ctx, "used", &progressLog{}); !errors.Is(err, api.ErrFailedPrecondition) ||
-		!strings.Contains(err.Error(), "force-removed") || strings.Contains(err.Error(), "promote") {
-		t.Errorf("repair of a force-removed image: %v", err)
+	if got, _, err := f.cat.Repair(ctx, "used", &progressLog{}); err != nil || got.State != "removed" {
+		t.Errorf("repair of a force-removed image its VM uses: %v %v", got.State, err)
+	}
+	if err := f.cat.ReleaseRemoved(ctx, img.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(f.cat.Dir(img.ID)); err != nil {
+		t.Fatal("released while a VM still uses it")
 	}
 	f.cat.Store.DeleteVM(ctx, "vm1")
+	if err := f.cat.ReleaseRemoved(ctx, img.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(f.cat.Dir(img.ID)); !os.IsNotExist(err) {
+		t.Error("the files outlived the image's last VM")
+	}
+	if _, err := f.cat.Get(ctx, img.ID); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("the removed record outlived the image's last VM: %v", err)
+	}
 	if _, err := f.cat.Register(ctx, f.request("gone"), &progressLog{}); err != nil {
 		t.Fatal(err)
 	}

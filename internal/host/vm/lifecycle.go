@@ -546,15 +546,11 @@ func (m *Manager) destroy(ctx context.Context, v *VM) error {
 	return errors.Join(errs...)
 }
 
-// dropRemovedImage deletes a force-removed image's record once its last VM
-// is gone.
+// dropRemovedImage finishes a forced image removal (its files and record)
+// once its last VM is gone.
 func (m *Manager) dropRemovedImage(ctx context.Context, imageID string) {
-	img, err := m.Store.GetImage(ctx, imageID)
-	if err != nil || img.State != "removed" {
-		return
-	}
-	if users, err := m.Store.VMsUsingImage(ctx, imageID); err == nil && len(users) == 0 {
-		m.Store.DeleteImage(ctx, imageID)
+	if err := m.Images.ReleaseRemoved(context.WithoutCancel(ctx), imageID); err != nil {
+		m.Log.Warn("releasing a removed image", "image", imageID, "error", err)
 	}
 }
 

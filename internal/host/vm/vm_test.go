@@ -698,3 +698,40 @@ func TestCreateReturnsItsCreationTime(t *testing.T) {
 		t.Errorf("API created_at %v, want %v", a.CreatedAt, got.CreatedAt)
 	}
 }
+
+// A force-removed image keeps its files for the VMs that still use it:
+// they stop and start again; deleting the last of them removes the image's
+// files and record.
+func TestForceRemovedImageLastsAsLongAsItsVMs(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	v, err := f.m.Create(ctx, req("keeper"), &progress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.m.Images.Remove(ctx, "base", true); err != nil {
+		t.Fatal(err)
+	}
+	dir := f.m.Images.Dir(v.ImageID)
+	if _, err := f.m.Create(ctx, req("newcomer"), &progress{}); err == nil {
+		t.Error("a new VM was made from a removed image")
+	}
+	if _, err := f.m.Stop(ctx, "keeper"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.m.Start(ctx, "keeper", &progress{}); err != nil {
+		t.Fatalf("a VM of a force-removed image could not start again: %v", err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the image's files went while its VM runs: %v", err)
+	}
+	if err := f.m.Delete(ctx, "keeper"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the image's files outlived its last VM: %v", err)
+	}
+	if _, err := f.m.Images.Get(ctx, v.ImageID); err == nil {
+		t.Error("the removed image's record outlived its last VM")
+	}
+}
