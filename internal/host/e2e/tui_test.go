@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,11 +123,6 @@ func daemonPID(t *testing.T, e *env) int {
 		t.Fatal(err)
 	}
 	var pid int
-	for _, c := range strings.TrimSpace(string(b)) {
-		if c < '0' || c > '9' {
-			break
-		}
-		pid = pid*10 + int(c-'0')
-	}
+	fmt.Sscan(string(b), &pid)
 	return pid
 }

@@ -28,7 +28,7 @@ func TestExecWait(t *testing.T) {
 			api.ExecResult{Stdout: "done\n"}},
 		{"a signal", api.ExecRequest{Argv: []string{"sh", "-c", "kill -KILL $$"}},
 			api.ExecResult{ExitCode: -1, Signal: "SIGKILL"}},
-		{"stdout past the limit", api.ExecRequest{Argv: []string{"sh", "-c", "head -c " + itoa(over) + " /dev/zero | tr '\\0' x; echo fin >&2"}},
+		{"stdout past the limit", api.ExecRequest{Argv: []string{"sh", "-c", "head -c " + strconv.Itoa(over) + " /dev/zero | tr '\\0' x; echo fin >&2"}},
 			api.ExecResult{Stdout: strings.Repeat("x", api.ExecOutputLimit), Stderr: "fin\n", StdoutTruncated: true}},
 	}
 	for _, tt := range tests {
@@ -48,5 +48,3 @@ func TestExecWait(t *testing.T) {
 		t.Errorf("tty with wait: %v, want a field error on tty", err)
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -122,40 +122,33 @@ func (s *Store) Apply(ev api.Event) {
 		if ev.ImageState != nil {
 			name = ev.ImageState.Name
 		}
-		if ev.Removed {
-			delete(s.images, name)
-			return
-		}
-		if ev.ImageState != nil {
-			s.images[name] = *ev.ImageState
-		}
+		keep(s.images, name, ev.Removed, ev.ImageState)
 	case api.EventOperation:
 		id := ev.ID
 		if ev.OperationState != nil {
 			id = ev.OperationState.ID
 		}
-		if ev.Removed {
-			delete(s.operations, id)
-			return
-		}
-		if ev.OperationState != nil {
-			s.operations[id] = *ev.OperationState
-		}
+		keep(s.operations, id, ev.Removed, ev.OperationState)
 	case api.EventSession:
 		vm, id := ev.VM, ev.ID
 		if ev.SessionState != nil {
 			vm, id = ev.SessionState.VM, ev.SessionState.ID
 		}
-		if ev.Removed {
-			delete(s.sessions[vm], id)
-			return
+		if s.sessions[vm] == nil && !ev.Removed && ev.SessionState != nil {
+			s.sessions[vm] = map[string]api.Session{}
 		}
-		if ev.SessionState != nil {
-			if s.sessions[vm] == nil {
-				s.sessions[vm] = map[string]api.Session{}
-			}
-			s.sessions[vm][id] = *ev.SessionState
-		}
+		keep(s.sessions[vm], id, ev.Removed, ev.SessionState)
+	}
+}
+
+// keep records one object's change in m: gone when removed, else its new
+// state when the event carries one.
+func keep[T any](m map[string]T, key string, removed bool, state *T) {
+	switch {
+	case removed:
+		delete(m, key)
+	case state != nil:
+		m[key] = *state
 	}
 }
 
