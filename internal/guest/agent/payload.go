@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/bangerdev/banger/internal/guest/growfs"
 	"github.com/bangerdev/banger/internal/shared/bootpayload"
 	"github.com/bangerdev/banger/internal/shared/poll"
 )
@@ -72,7 +74,9 @@ func loadBoot(dir, home string, mountWait time.Duration, log *slog.Logger) ([]by
 	}
 	st.set(payloadPending)
 	go func() {
-		if !waitMountPoint(home, mountWait) {
+		if waitMountPoint(home, mountWait) {
+			growHome(home, log)
+		} else {
 			log.Warn("applying the boot payload although its target is not a mount point yet", "home", home, "waited", mountWait)
 		}
 		if err := bootpayload.Apply(p, home); err != nil {
@@ -87,6 +91,37 @@ func loadBoot(dir, home string, mountWait time.Duration, log *slog.Logger) ([]by
 		st.set(payloadApplied)
 	}()
 	return p.Key, st
+}
+
+// growHome grows the work disk's file system mounted at home to fill the
+// disk: the host extends a new VM's work disk file to its size but never
+// resizes the file system in it (internal/guest/growfs). It runs before
+// the payload is applied, so the host sees the VM ready only with /root
+// at its full size. A failure leaves /root at its old size and is logged.
+func growHome(home string, log *slog.Logger) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		log.Warn("not growing the work disk", "err", err)
+		return
+	}
+	mounts, err := parseMountinfo(f)
+	f.Close()
+	if err != nil {
+		log.Warn("not growing the work disk", "err", err)
+		return
+	}
+	m, ok := lastMountAt(mounts, home)
+	if !ok || !strings.HasPrefix(m.Source, "/dev/") || m.FSType != "ext4" {
+		log.Info("not growing the work disk: not an ext4 disk", "home", home, "source", m.Source, "type", m.FSType)
+		return
+	}
+	r, err := growfs.Fill(home, m.Source)
+	switch {
+	case err != nil:
+		log.Warn("the work disk keeps its size", "home", home, "err", err)
+	case r.Grown():
+		log.Info("work disk grown", "home", home, "device", r.Device, "from", r.Before, "to", r.After, "disk", r.Disk)
+	}
 }
 
 // waitMountPoint polls until dir is on another filesystem than its

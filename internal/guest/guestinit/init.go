@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bangerdev/banger/internal/guest/growfs"
 	"github.com/bangerdev/banger/internal/shared/atomicfile"
 	"github.com/bangerdev/banger/internal/shared/bootpayload"
 	"golang.org/x/sys/unix"
@@ -68,6 +69,9 @@ type initSystem interface {
 	Exists(path string) (bool, error)
 	ReadFile(path string) ([]byte, error)
 	LoadModule(path string) error
+	// GrowFS grows the ext4 file system mounted at dir to fill device
+	// (growfs.Fill).
+	GrowFS(dir, device string) (growfs.Result, error)
 	Now() time.Time
 	Sleep(d time.Duration)
 	// CleanInitramfs deletes the files of the initramfs mounted at /,
@@ -191,6 +195,18 @@ func (e *executor) do(s step) error {
 
 	case opLoadModule:
 		return e.loadModule(s)
+
+	case opGrowFS:
+		r, err := e.sys.GrowFS(s.Path, s.Source)
+		switch {
+		case err != nil && s.Optional:
+			e.logf("the %s disk keeps its size: %v; booting on", s.What, err)
+		case err != nil:
+			return err
+		case r.Grown():
+			e.logf("%s disk %s", s.What, r)
+		}
+		return nil
 
 	case opWaitDevice:
 		deadline := e.sys.Now().Add(s.Timeout)
@@ -415,6 +431,10 @@ func (hostSystem) LoadModule(path string) error {
 		}
 	}
 	return unix.FinitModule(int(f.Fd()), "", flags)
+}
+
+func (hostSystem) GrowFS(dir, device string) (growfs.Result, error) {
+	return growfs.Fill(dir, device)
 }
 
 func (hostSystem) Now() time.Time        { return time.Now() }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bangerdev/banger/internal/guest/growfs"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 )
@@ -262,6 +263,7 @@ type fakeInit struct {
 	// to the error it returns.
 	fail  map[string]error
 	clean func() (int, error)
+	grow  growfs.Result // what GrowFS reports (unless it fails)
 
 	now    time.Time
 	sleeps int
@@ -333,7 +335,13 @@ func (f *fakeInit) ReadFile(path string) ([]byte, error) {
 	return []byte(s), nil
 }
 func (f *fakeInit) LoadModule(path string) error { return f.record("load " + path) }
-func (f *fakeInit) Now() time.Time               { return f.now }
+func (f *fakeInit) GrowFS(dir, device string) (growfs.Result, error) {
+	if err := f.record("grow " + dir + " " + device); err != nil {
+		return growfs.Result{}, err
+	}
+	return f.grow, nil
+}
+func (f *fakeInit) Now() time.Time { return f.now }
 func (f *fakeInit) Sleep(d time.Duration) {
 	f.sleeps++
 	f.now = f.now.Add(d)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -104,10 +105,25 @@ func TestInitBootOverlay(t *testing.T) {
 		return m
 	}
 
+	// The upper disk is a 96 MiB file system in a 100 GiB sparse file,
+	// as vm create makes it: init grows the file system to the disk,
+	// beyond the 1024-fold growth mkfs reserves descriptor blocks for
+	// (statfs counts the blocks less the inode tables and journal: ~95 GiB).
 	upper := boottest.BlankExt4(t, 96<<20)
-	check("first boot", boot(upper, "one"), with(map[string]string{"probe": "absent", "rename": "ok"}))
+	if err := os.Truncate(upper, 100<<30); err != nil {
+		t.Fatal(err)
+	}
+	first := boot(upper, "one")
+	check("first boot", first, with(map[string]string{"probe": "absent", "rename": "ok"}))
+	if n, _ := strconv.ParseInt(first["df-upper"], 10, 64); n < 90<<30 {
+		t.Errorf("first boot: the upper file system has %s bytes; init should have grown it to fill its 100 GiB disk", first["df-upper"])
+	}
 	check("same upper", boot(upper, "two"), with(map[string]string{"probe": "one", "rename": "absent"}))
-	check("fresh upper", boot(boottest.BlankExt4(t, 96<<20), "three"), with(map[string]string{"probe": "absent", "rename": "ok"}))
+	fresh := boot(boottest.BlankExt4(t, 96<<20), "three")
+	check("fresh upper", fresh, with(map[string]string{"probe": "absent", "rename": "ok"}))
+	if n, _ := strconv.ParseInt(fresh["df-upper"], 10, 64); n > 96<<20 || n < 64<<20 {
+		t.Errorf("fresh upper that fills its disk: %s bytes, want its 96 MiB unchanged", fresh["df-upper"])
+	}
 
 	if after := digest(t, base); after != before {
 		t.Errorf("the base changed: sha256 %s before the boots, %s after", before, after)

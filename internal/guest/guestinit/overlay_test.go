@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bangerdev/banger/internal/guest/growfs"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 )
@@ -22,6 +23,7 @@ func overlayPlan(root, upper string, flags uintptr, payload bool) []step {
 		{Op: opMount, Source: root, Path: "/lower", FSType: "ext4", Flags: unix.MS_RDONLY, What: "lower"},
 		{Op: opMkdir, Path: "/upper"},
 		{Op: opMount, Source: upper, Path: "/upper", FSType: "ext4", Data: "errors=remount-ro", What: "upper"},
+		{Op: opGrowFS, Path: "/upper", Source: upper, What: "upper", Optional: true},
 		{Op: opMkdir, Path: "/upper/upper"},
 		{Op: opMkdir, Path: "/upper/work"},
 		{Op: opMkdir, Path: "/newroot"},
@@ -156,7 +158,7 @@ func TestRunInitOverlay(t *testing.T) {
 	const overlayMount = "mount overlay /newroot overlay lowerdir=/lower,upperdir=/upper/upper,workdir=/upper/work,index=off,xino=auto,redirect_dir=on"
 	layers := []string{
 		"mkdir /lower", "mount /dev/vda /lower ext4 ro",
-		"mkdir /upper", "mount /dev/vdc /upper ext4 errors=remount-ro",
+		"mkdir /upper", "mount /dev/vdc /upper ext4 errors=remount-ro", "grow /upper /dev/vdc",
 		"mkdir /upper/upper", "mkdir /upper/work",
 		"mkdir /newroot", overlayMount,
 	}
@@ -192,6 +194,22 @@ func TestRunInitOverlay(t *testing.T) {
 			},
 			wantCalls: concat(earlyCalls, loadCalls, layers, run, rest),
 			wantLog:   booted,
+		},
+		{
+			name: "a fresh upper disk: its file system grows to fill the disk",
+			setup: func(f *fakeInit) {
+				f.grow = growfs.Result{Device: "/dev/vdc", Before: 60 << 20, After: 20 << 30, Disk: 20 << 30}
+			},
+			wantCalls: concat(earlyCalls, loadCalls, layers, run, rest),
+			wantLog:   "banger-init: upper disk /dev/vdc: grown from 62914560 to 21474836480 bytes (disk 21474836480 bytes)\n" + booted,
+		},
+		{
+			name: "growing fails: the VM boots with the disk's old size, and the console says why",
+			setup: func(f *fakeInit) {
+				f.fail["grow /upper /dev/vdc"] = unix.EINVAL
+			},
+			wantCalls: concat(earlyCalls, loadCalls, layers, run, rest),
+			wantLog:   "banger-init: the upper disk keeps its size: invalid argument; booting on\n" + booted,
 		},
 		{
 			name: "no upper disk",
@@ -243,7 +261,7 @@ func TestRunInitOverlay(t *testing.T) {
 			setup: func(f *fakeInit) {
 				f.fail["mkdir /upper/upper"] = unix.EROFS
 			},
-			wantCalls: concat(earlyCalls, loadCalls, layers[:5], powerOff),
+			wantCalls: concat(earlyCalls, loadCalls, layers[:6], powerOff),
 			wantLog:   "banger-init: creating /upper/upper: read-only file system\n",
 			wantErr:   "creating /upper/upper",
 		},

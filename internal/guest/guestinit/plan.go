@@ -29,6 +29,7 @@ const (
 	opCleanInitramfs op = "clean-initramfs" // delete the initramfs' files, except Path
 	opSwitchRoot     op = "switch-root"     // chdir Path, mount --move . /, chroot .
 	opExec           op = "exec"            // exec the first of Candidates that runs
+	opGrowFS         op = "grow-fs"         // grow the ext4 mounted at Path to fill its disk Source
 )
 
 // step is one action of the boot. Which fields matter depends on Op.
@@ -41,7 +42,7 @@ type step struct {
 	Data       string
 	Module     string // load-module: the module's name, for messages
 	What       string // wait-device, mount: the role (root, lower, upper, overlay), for messages
-	Optional   bool   // load-module, install: a failure is logged, not fatal
+	Optional   bool   // load-module, install, grow-fs: a failure is logged, not fatal
 	Mode       uint32 // mkdir, install: permission bits
 	Timeout    time.Duration
 	Candidates []string // exec: init programs, tried in order
@@ -277,6 +278,9 @@ func overlaySteps(root, fstype, rootflags, upper string, flags uintptr, wait tim
 		{Op: opMount, Source: root, Path: lowerMount, FSType: fstype, Flags: unix.MS_RDONLY, Data: rootflags, What: "lower"},
 		{Op: opMkdir, Path: upperMount},
 		{Op: opMount, Source: upper, Path: upperMount, FSType: defaultFS, Data: upperOptions, What: "upper"},
+		// The host extends the upper disk's file to the VM's size but
+		// never resizes its file system (internal/guest/growfs).
+		{Op: opGrowFS, Path: upperMount, Source: upper, What: "upper", Optional: true},
 		{Op: opMkdir, Path: upperDir},
 		{Op: opMkdir, Path: workDir},
 		{Op: opMkdir, Path: newRoot},

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/ext4img"
 )
 
 // save records the image's current state in the store and its directory.
@@ -155,7 +156,9 @@ func (c *Catalog) Repair(ctx context.Context, name string, p Progress) (Image, b
 				"image %s is damaged: its %s changed size (%d, recorded %d): remove it and create it again", img.Name, k, fi.Size(), a.Size)
 		}
 	}
-	missingSeed := !img.Has(WorkSeed)
+	// A seed made before seeds got big-file-system blocks is remade once.
+	missingSeed := !img.Has(WorkSeed) || smallBlocks(img.Path(WorkSeed))
+	oldUpper := img.Has(UpperSeed) && smallBlocks(img.Path(UpperSeed))
 	stale := Fingerprint(img) != img.Fingerprint
 	agent, err := AgentVersion(ctx, c.AgentBin)
 	if err != nil {
@@ -165,7 +168,7 @@ func (c *Catalog) Repair(ctx context.Context, name string, p Progress) (Image, b
 	// An image becomes a shared base once it has an upper-seed; that needs
 	// an initramfs banger can rebuild with the overlay module.
 	makeBase := !img.Has(UpperSeed) && c.canRestage(img) && c.Managed(img.ID, img.Path(Rootfs))
-	if !missingSeed && !stale && !oldAgent && !makeBase {
+	if !missingSeed && !oldUpper && !stale && !oldAgent && !makeBase {
 		return img, false, nil
 	}
 	p.Stage("heal image")
@@ -207,6 +210,11 @@ func (c *Catalog) Repair(ctx context.Context, name string, p Progress) (Image, b
 			return img, false, fmt.Errorf("healing image %s: %w", img.Name, err)
 		}
 	}
+	if oldUpper {
+		if err := c.remakeUpperSeed(ctx, &img); err != nil {
+			return img, false, fmt.Errorf("healing image %s: %w", img.Name, err)
+		}
+	}
 	img.Manifest.HealedAt = c.now()
 	if err := c.save(ctx, img); err != nil {
 		return img, false, err
@@ -221,6 +229,9 @@ func (c *Catalog) Repair(ctx context.Context, name string, p Progress) (Image, b
 	}
 	if makeBase {
 		what = append(what, "shared base")
+	}
+	if oldUpper {
+		what = append(what, "upper-seed")
 	}
 	p.Detail("%s", strings.Join(append(what, "fingerprint"), " + "))
 	c.Log.Info("image healed", "image", img.Name, "work_seed_made", missingSeed, "fingerprint_was_stale", stale, "agent_updated", oldAgent, "shared_base_made", makeBase)
@@ -248,12 +259,28 @@ func (c *Catalog) makeBase(ctx context.Context, img *Image, restaged bool) error
 	if err := os.Chmod(img.Path(Rootfs), 0o644); err != nil {
 		return err
 	}
+	return c.remakeUpperSeed(ctx, img)
+}
+
+// remakeUpperSeed (re)makes the image's upper-seed. Only new VMs clone
+// it; no VM has it open.
+func (c *Catalog) remakeUpperSeed(ctx context.Context, img *Image) error {
 	dst := filepath.Join(c.Dir(img.ID), UpperSeed.FileName())
 	os.Remove(dst)
 	if err := c.MakeUpperSeed(ctx, dst); err != nil {
 		return err
 	}
 	return c.redigest(img, UpperSeed, dst)
+}
+
+// smallBlocks reports whether the seed at path was made with blocks
+// smaller than ext4img.SeedBlockSize (by a banger whose VM create grew
+// seeds on the host): grown in the guest to many GiB, such a file system
+// carries four times the metadata. Seeds are banger's own files, never a
+// guest's.
+func smallBlocks(path string) bool {
+	sb, err := ext4img.ReadSuperblock(path)
+	return err == nil && sb.BlockSize < ext4img.SeedBlockSize
 }
 
 // MakeUpperSeed makes the upper-seed: a blank ext4 image (banger's init

@@ -553,3 +553,66 @@ func TestSharedBaseIsNeverWritten(t *testing.T) {
 		t.Errorf("problems: %+v", probs)
 	}
 }
+
+// TestSmallBlockSeedsAreRemade: seeds made by a banger that grew them on
+// the host have 1 KiB blocks (mkfs's profile for small file systems);
+// heal remakes them once with ext4img.SeedBlockSize, and never touches
+// the shared base.
+func TestSmallBlockSeedsAreRemade(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.cat.Register(ctx, f.request("seeds"), &progressLog{}); err != nil {
+		t.Fatal(err)
+	}
+	img, _, err := f.cat.Repair(ctx, "seeds", &progressLog{})
+	if err != nil || !img.Has(UpperSeed) {
+		t.Fatalf("repair: %v, upper-seed %v", err, img.Has(UpperSeed))
+	}
+	for _, k := range []Kind{WorkSeed, UpperSeed} {
+		if sb, err := ext4img.ReadSuperblock(img.Path(k)); err != nil || sb.BlockSize != ext4img.SeedBlockSize {
+			t.Fatalf("%s: block size %d (%v), want %d", k, sb.BlockSize, err, ext4img.SeedBlockSize)
+		}
+	}
+	before, _, _ := Digest(img.Path(Rootfs))
+	// Make both seeds as an older banger did, and record them.
+	for _, k := range []Kind{WorkSeed, UpperSeed} {
+		p := img.Path(k)
+		os.Remove(p)
+		if out, err := exec.Command("mkfs.ext4", "-q", "-F", p, "64M").CombinedOutput(); err != nil {
+			t.Fatalf("mkfs: %v %s", err, out)
+		}
+		if err := f.cat.redigest(&img, k, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.cat.save(ctx, img); err != nil {
+		t.Fatal(err)
+	}
+	img.Fingerprint = Fingerprint(img)
+	rec, _ := toRecord(img)
+	if err := f.cat.Store.UpdateImage(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if sb, _ := ext4img.ReadSuperblock(img.Path(WorkSeed)); sb.BlockSize != 1024 {
+		t.Fatalf("setup: the old seed has %d-byte blocks, want mkfs's 1024 for 64M", sb.BlockSize)
+	}
+
+	healed, repaired, err := f.cat.Repair(ctx, "seeds", &progressLog{})
+	if err != nil || !repaired {
+		t.Fatalf("repair of old seeds: repaired=%v err=%v", repaired, err)
+	}
+	for _, k := range []Kind{WorkSeed, UpperSeed} {
+		if sb, err := ext4img.ReadSuperblock(healed.Path(k)); err != nil || sb.BlockSize != ext4img.SeedBlockSize {
+			t.Errorf("healed %s: block size %d (%v), want %d", k, sb.BlockSize, err, ext4img.SeedBlockSize)
+		}
+	}
+	if after, _, _ := Digest(healed.Path(Rootfs)); after != before {
+		t.Error("remaking the seeds wrote the shared base")
+	}
+	if probs := f.cat.Verify(healed, true); len(probs) != 0 {
+		t.Errorf("problems: %+v", probs)
+	}
+	if _, repaired, err := f.cat.Repair(ctx, "seeds", &progressLog{}); err != nil || repaired {
+		t.Errorf("a third repair: repaired=%v err=%v, want nothing to do", repaired, err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 
 	"github.com/bangerdev/banger/api"
@@ -235,10 +236,14 @@ func checkSuitable(choice Choice, img image.Image) error {
 
 // makeDisks makes the VM's own disks in its directory. When the image is
 // a shared base (it has an upper-seed) nothing of the rootfs is copied:
-// the upper disk is cloned from the upper-seed and grown to the requested
-// size, and the VM boots the image's rootfs read-only under an overlay.
-// Otherwise the rootfs is cloned, as banger always did. The work disk is
-// cloned from the work-seed and grown to the requested size either way.
+// the upper disk is cloned from the upper-seed and extended to the
+// requested size, and the VM boots the image's rootfs read-only under an
+// overlay. Otherwise the rootfs is cloned, as banger always did. The work
+// disk is cloned from the work-seed and extended to the requested size
+// either way. The host only extends the files (sparsely): the guest grows
+// each file system to fill its disk at boot (internal/guest/growfs), so
+// create costs the same whatever --disk says and never runs e2fsck or
+// resize2fs.
 func (m *Manager) makeDisks(ctx context.Context, v *VM, img image.Image, p Progress) error {
 	dir := m.Dir(v.ID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -250,8 +255,8 @@ func (m *Manager) makeDisks(ctx context.Context, v *VM, img image.Image, p Progr
 		if err != nil {
 			return fmt.Errorf("cloning the upper-seed: %w", err)
 		}
-		if err := m.Tools.Grow(ctx, upperDisk(dir), v.Spec.DiskBytes); err != nil {
-			return fmt.Errorf("growing the upper disk: %w", err)
+		if err := extend(upperDisk(dir), v.Spec.DiskBytes); err != nil {
+			return fmt.Errorf("sizing the upper disk: %w", err)
 		}
 		v.Spec.RootLayout = RootOverlay
 		p.Detail("%s, %s over the shared base", method, config.FormatSize(v.Spec.DiskBytes))
@@ -272,11 +277,25 @@ func (m *Manager) makeDisks(ctx context.Context, v *VM, img image.Image, p Progr
 	if err != nil {
 		return fmt.Errorf("cloning the work-seed: %w", err)
 	}
-	if err := m.Tools.Grow(ctx, workDisk(dir), v.Spec.DiskBytes); err != nil {
-		return fmt.Errorf("growing the work disk: %w", err)
+	if err := extend(workDisk(dir), v.Spec.DiskBytes); err != nil {
+		return fmt.Errorf("sizing the work disk: %w", err)
 	}
 	p.Detail("%s, %s", method, config.FormatSize(v.Spec.DiskBytes))
 	return nil
+}
+
+// extend makes the disk file at path size bytes long, sparsely. It never
+// shrinks one.
+func extend(path string, size int64) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if size < fi.Size() {
+		return api.FieldErrorf("disk_bytes", AllowedDisk, "the image's seed for %s is %s, more than disk_bytes %s: ask for at least %s",
+			filepath.Base(path), config.FormatSize(fi.Size()), config.FormatSize(size), config.FormatSize(fi.Size()))
+	}
+	return os.Truncate(path, size)
 }
 
 func rootDisk(dir string) string { return dir + "/rootfs.ext4" }

@@ -178,8 +178,13 @@ func TestCreateRunsEveryStage(t *testing.T) {
 	if len(spec.Disks) != 2 || spec.NIC == nil || spec.NIC.MAC != got.Lease.MAC {
 		t.Errorf("launch spec = %+v", spec)
 	}
-	if sb, err := ext4img.ReadSuperblock(workDisk(f.m.Dir(v.ID))); err != nil || sb.Size() != 1<<30 {
-		t.Errorf("work disk: %+v %v", sb, err)
+	// The work disk is the seed's file system in a file of the VM's size:
+	// the guest grows the file system at boot (internal/guest/growfs).
+	if fi, err := os.Stat(workDisk(f.m.Dir(v.ID))); err != nil || fi.Size() != 1<<30 {
+		t.Errorf("work disk file: %v %v, want %d bytes", fi, err, 1<<30)
+	}
+	if sb, err := ext4img.ReadSuperblock(workDisk(f.m.Dir(v.ID))); err != nil || sb.Size() >= 1<<30 || sb.Label != image.WorkSeedLabel {
+		t.Errorf("work disk: %+v %v; want the work-seed's file system, unresized", sb, err)
 	}
 	// The boot payload, not the work disk, carries the credentials and
 	// the SSH key: the daemon never writes into (or reads) a guest disk.

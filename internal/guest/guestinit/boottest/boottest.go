@@ -278,7 +278,7 @@ func BlankExt4(t testing.TB, size int64) string {
 		t.Skip("mkfs.ext4 is not installed: apt-get install e2fsprogs")
 	}
 	img := filepath.Join(t.TempDir(), "blank.ext4")
-	if out, err := exec.Command(mkfs, "-q", "-F", img, fmt.Sprintf("%dk", size/1024)).CombinedOutput(); err != nil {
+	if out, err := exec.Command(mkfs, "-q", "-F", "-b", "4096", img, fmt.Sprintf("%dk", size/1024)).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
 	}
 	return img
