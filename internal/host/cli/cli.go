@@ -139,6 +139,11 @@ func (a *App) controller() (*daemonctl.Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	return a.controllerFor(cfg.Paths), nil
+}
+
+// controllerFor returns the daemon controller for paths.
+func (a *App) controllerFor(paths config.Paths) *daemonctl.Controller {
 	bin := a.DaemonBin
 	if bin == "" {
 		if found, err := daemonctl.FindDaemon(); err == nil {
@@ -146,11 +151,11 @@ func (a *App) controller() (*daemonctl.Controller, error) {
 		}
 	}
 	return &daemonctl.Controller{
-		Paths:      cfg.Paths,
+		Paths:      paths,
 		DaemonBin:  bin,
-		ConfigFile: cfg.Paths.ConfigFile,
+		ConfigFile: paths.ConfigFile,
 		Notices:    a.Stderr,
-	}, nil
+	}
 }
 
 // Client returns a client of a running, current daemon, starting or

@@ -29,16 +29,17 @@ func newDaemonLogsCmd(app *App) *cobra.Command {
 		Long: `Print the daemon's structured log. Each record is shown as one line:
 time, level, message, then its fields. --json prints the records as stored.
 The log is read from the state directory, so it works while the daemon is
-stopped or failing to start. bangerd rotates the log to bangerd.log.1 at
+stopped or failing to start, and while the config file is broken (it then
+reads only the file's directories, with a warning). bangerd rotates the log to bangerd.log.1 at
 16 MiB; -n reads back into that file, and -f follows across a rotation.`,
 		Example: "  banger daemon logs\n  banger daemon logs -n 200\n  banger daemon logs -f --json | jq .",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			cfg, err := app.Config()
+			paths, _, err := app.lifecyclePaths(true)
 			if err != nil {
 				return err
 			}
-			path := cfg.Paths.LogFile()
+			path := paths.LogFile()
 			f, err := os.Open(path)
 			if errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("no daemon log at %s yet: start the daemon with `banger daemon start`", path)

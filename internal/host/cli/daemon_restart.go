@@ -3,25 +3,24 @@ package cli
 import (
 	"fmt"
 
-	"github.com/bangerdev/banger/client"
 	"github.com/spf13/cobra"
 )
 
 func newDaemonRestartCmd(app *App) *cobra.Command {
 	return &cobra.Command{
-		Use:     "restart",
-		Short:   "Stop bangerd if it runs, then start it again",
+		Use:   "restart",
+		Short: "Stop bangerd if it runs, then start it again",
+		Long: `Stop bangerd if it runs, then start it again with the current config file.
+A broken config file is refused before anything is stopped (see
+` + "`banger config validate`" + `): the running daemon goes on.`,
 		Example: "  banger daemon restart",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			ctl, err := app.controller()
+			ctl, err := app.lifecycleController(false)
 			if err != nil {
 				return err
 			}
-			if err := ctl.Stop(c.Context()); err != nil && !client.IsNotRunning(err) {
-				return err
-			}
-			st, err := ctl.Start(c.Context())
+			st, err := ctl.Restart(c.Context())
 			if err != nil {
 				return err
 			}

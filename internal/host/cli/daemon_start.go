@@ -9,22 +9,24 @@ import (
 
 func newDaemonStartCmd(app *App) *cobra.Command {
 	return &cobra.Command{
-		Use:     "start",
-		Short:   "Start bangerd in the background",
-		Long:    "Start bangerd in its own session, detached from this terminal, and wait until it answers.",
+		Use:   "start",
+		Short: "Start bangerd in the background",
+		Long: `Start bangerd in its own session, detached from this terminal, and wait until
+it answers. A broken config file is refused (see ` + "`banger config validate`" + `):
+nothing is started.`,
 		Example: "  banger daemon start",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			ctl, err := app.controller()
+			ctl, err := app.lifecycleController(false)
 			if err != nil {
 				return err
 			}
 			st, err := ctl.Status(c.Context())
-			if err == nil {
+			if err == nil && ctl.ConfigErr == nil {
 				_, err := fmt.Fprintf(app.Stdout, "bangerd is already running (pid %d, build %s)\n", st.PID, st.BuildID)
 				return err
 			}
-			if !client.IsNotRunning(err) {
+			if err != nil && !client.IsNotRunning(err) {
 				return err
 			}
 			st, err = ctl.Start(c.Context())

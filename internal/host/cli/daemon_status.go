@@ -1,12 +1,10 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"time"
 
 	"github.com/bangerdev/banger/api"
-	"github.com/bangerdev/banger/client"
 	"github.com/spf13/cobra"
 )
 
@@ -16,10 +14,22 @@ func newDaemonStatusCmd(app *App) *cobra.Command {
 		Use:   "status",
 		Short: "Show the running daemon (starting it if needed)",
 		Long: `Show the daemon's version, build id, pid, socket, uptime and store. Like
-every banger command, it starts the daemon when none runs.`,
+every banger command, it starts the daemon when none runs. It works while
+the config file is broken (it then reads only the file's directories, with a
+warning), but then starts no daemon: one would refuse the file.`,
 		Example: "  banger daemon status\n  banger daemon status --json",
 		Args:    noArgs,
-		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
+		RunE: func(c *cobra.Command, args []string) error {
+			ctx := c.Context()
+			ctl, err := app.lifecycleController(true)
+			if err != nil {
+				return err
+			}
+			cl, err := ctl.Ensure(ctx)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
 			st, err := cl.DaemonStatus(ctx)
 			if err != nil {
 				return err
@@ -28,7 +38,7 @@ every banger command, it starts the daemon when none runs.`,
 				return printJSON(app.Stdout, st)
 			}
 			return printDaemonStatus(app, st)
-		}),
+		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c

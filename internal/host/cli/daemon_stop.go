@@ -9,13 +9,16 @@ import (
 
 func newDaemonStopCmd(app *App) *cobra.Command {
 	return &cobra.Command{
-		Use:     "stop",
-		Short:   "Stop bangerd gracefully (VMs keep running)",
-		Long:    "Ask bangerd to finish in-flight requests and exit, and wait until it has. Running VMs are not stopped.",
+		Use:   "stop",
+		Short: "Stop bangerd gracefully (VMs keep running)",
+		Long: `Ask bangerd to finish in-flight requests and exit, and wait until it has.
+Running VMs are not stopped. It works while the config file is broken (it
+then reads only the file's directories, with a warning), so a daemon
+running with the old file can always be stopped.`,
 		Example: "  banger daemon stop",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			ctl, err := app.controller()
+			ctl, err := app.lifecycleController(true)
 			if err != nil {
 				return err
 			}

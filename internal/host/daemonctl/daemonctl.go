@@ -38,6 +38,44 @@ type Controller struct {
 	Notices io.Writer
 	// StartTimeout bounds how long Start waits for the socket to answer.
 	StartTimeout time.Duration
+	// ConfigErr, when set, is why the config file does not load; Paths
+	// are then what could be read of it (config.ReadDirs). Status and
+	// Stop work as ever, so a daemon running with the old configuration
+	// can be inspected and stopped; Start and Restart refuse with a
+	// *ConfigError, and Ensure neither starts a daemon nor replaces a
+	// stale one, since the new one would refuse the file.
+	ConfigErr error
+}
+
+// ConfigError is Start's and Restart's refusal while the config file is
+// broken: nothing was started or stopped.
+type ConfigError struct {
+	Action string // "starting", "restarting"
+	// Running is the daemon that goes on running, if one does.
+	Running *api.DaemonStatus
+	Err     error // the config file's problem
+}
+
+func (e *ConfigError) Error() string {
+	running := ""
+	if e.Running != nil {
+		running = fmt.Sprintf(" (the running one, pid %d, goes on with the config it started with)", e.Running.PID)
+	}
+	return fmt.Sprintf("not %s bangerd%s: %v; fix the file and check it with `banger config validate`", e.Action, running, e.Err)
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// refuse returns the *ConfigError for action when the config is broken.
+func (c *Controller) refuse(ctx context.Context, action string) error {
+	if c.ConfigErr == nil {
+		return nil
+	}
+	e := &ConfigError{Action: action, Err: c.ConfigErr}
+	if st, err := c.Status(ctx); err == nil {
+		e.Running = &st
+	}
+	return e
 }
 
 // FindDaemon returns the bangerd beside the running executable, or the one
@@ -99,6 +137,10 @@ func (c *Controller) Ensure(ctx context.Context) (*client.Client, error) {
 	case err != nil:
 		return nil, err
 	}
+	if c.ConfigErr != nil {
+		// Replacing a stale daemon would stop it and then fail to start.
+		return c.client(), nil
+	}
 	if c.DaemonBin == "" || (c.DaemonBin == st.Executable && buildinfo.FileStamp(c.DaemonBin) == st.ExecutableStamp) {
 		// The daemon runs the very file that is installed.
 		return c.client(), nil
@@ -129,8 +171,12 @@ func (c *Controller) OutFile() string { return filepath.Join(c.Paths.StateDir, "
 
 // Start spawns bangerd in its own session (so it outlives the CLI and its
 // terminal) and waits until it answers. A daemon that exits first is
-// reported with the last thing it printed.
+// reported with the last thing it printed. While the config file is
+// broken it refuses (see ConfigErr).
 func (c *Controller) Start(ctx context.Context) (api.DaemonStatus, error) {
+	if err := c.refuse(ctx, "starting"); err != nil {
+		return api.DaemonStatus{}, err
+	}
 	if c.DaemonBin == "" {
 		bin, err := FindDaemon()
 		if err != nil {
@@ -229,6 +275,18 @@ func (c *Controller) startLock(ctx context.Context) (func(), error) {
 		return nil, err
 	}
 	return l.Release, nil
+}
+
+// Restart stops the daemon if it runs and starts it again. While the
+// config file is broken it refuses before stopping anything.
+func (c *Controller) Restart(ctx context.Context) (api.DaemonStatus, error) {
+	if err := c.refuse(ctx, "restarting"); err != nil {
+		return api.DaemonStatus{}, err
+	}
+	if err := c.Stop(ctx); err != nil && !client.IsNotRunning(err) {
+		return api.DaemonStatus{}, err
+	}
+	return c.Start(ctx)
 }
 
 // Stop asks the daemon to shut down and waits until its process is gone.
