@@ -9,6 +9,9 @@ import (
 	"strconv"
 )
 
+// maxLinkname is the longest symlink target Reader accepts: PATH_MAX.
+const maxLinkname = 4096
+
 // Header describes one archive member as stored in its newc header.
 type Header struct {
 	Name      string      // relative to the archive root, e.g. "dev/console"
@@ -104,6 +107,12 @@ func (r *Reader) Next() (*Header, error) {
 	r.remain = h.Size
 	r.pad = padding(r.off + h.Size)
 	if h.Mode&fs.ModeSymlink != 0 {
+		// The size is the archive's word: bound it before allocating, as
+		// the kernel's unpacker does (a target longer than PATH_MAX is
+		// skipped there).
+		if h.Size > maxLinkname {
+			return nil, r.fail(fmt.Errorf("initramfs: symlink %q has a target of %d bytes, over %d: not a valid archive", h.Name, h.Size, maxLinkname))
+		}
 		target := make([]byte, h.Size)
 		if _, err := io.ReadFull(r, target); err != nil {
 			return nil, r.fail(fmt.Errorf("initramfs: reading target of symlink %q: %w", h.Name, unexpected(err)))
