@@ -5,9 +5,9 @@
 // In fake mode (Options.Fake) the daemon is whole — store, socket,
 // handlers, operations, VM lifecycle, image catalog — but its hypervisor is
 // hvtest.Fake and its network the in-memory Network (daemon.TestSeams), and
-// an image named FakeImage is registered: a create with zero values goes
-// through every stage to running in milliseconds, without root, QEMU or a
-// bridge, so front ends are tested against a real daemon and benchmarked
+// an image named FakeImage is registered, a shared base (SeedImageWith): a
+// create with zero values goes through every stage to running in
+// milliseconds, without root, QEMU or a bridge, so front ends are tested against a real daemon and benchmarked
 // with hundreds of VMs. A fake VM answers health, readiness probes, host
 // keys, memory and an empty session list; it runs nothing, so session
 // start, attach, exec, file transfer and ssh are refused or fail.
@@ -18,6 +18,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -131,7 +132,13 @@ func Start(tb testing.TB, o Options) *Daemon {
 		_, err := d.Client.Image(context.Background(), FakeImage)
 		switch {
 		case errors.Is(err, api.ErrNotFound):
-			d.SeedImage(tb, FakeImage)
+			// A shared base, as every image becomes at its first
+			// create; where the fake kernel set cannot be staged, an
+			// image whose VMs copy its rootfs.
+			if !canStageKernels() {
+				tb.Logf("daemontest: %s is no shared base on %s/%s: its VMs copy its rootfs", FakeImage, runtime.GOOS, runtime.GOARCH)
+			}
+			d.SeedImageWith(tb, FakeImage, Seed{Copy: !canStageKernels()})
 		case err != nil:
 			tb.Fatal(err)
 		}

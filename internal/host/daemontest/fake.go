@@ -1,13 +1,16 @@
 package daemontest
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/host/hostnet"
+	"github.com/bangerdev/banger/internal/host/hypervisor"
 	"github.com/bangerdev/banger/internal/host/image"
 	"github.com/bangerdev/banger/internal/host/vm"
 )
@@ -46,11 +50,20 @@ func requireFakeTools(tb testing.TB) {
 
 // fakeAgentBin writes a stand-in banger-agent into dir: it answers
 // `version --json` as the real one does (images and VM creates ask), and
-// the daemon puts it, unrun, into each VM's boot initramfs.
+// the daemon puts it, unrun, into each VM's boot initramfs. Where the
+// fake kernel set can be staged it is a static x86-64 program
+// (writeFakeAgent), as kernelstage requires of an initramfs /init;
+// elsewhere a shell script.
 func fakeAgentBin(tb testing.TB, dir string) string {
 	tb.Helper()
 	p := filepath.Join(dir, "banger-agent")
-	if err := os.WriteFile(p, []byte("#!/bin/sh\necho '{\"version\":\"fake\",\"build_id\":\"fake\"}'\n"), 0o755); err != nil {
+	var err error
+	if canStageKernels() {
+		err = writeFakeAgent(p, "fake")
+	} else {
+		err = os.WriteFile(p, []byte("#!/bin/sh\necho '{\"version\":\"fake\",\"build_id\":\"fake\"}'\n"), 0o755)
+	}
+	if err != nil {
 		tb.Fatal(err)
 	}
 	return p
@@ -152,26 +165,55 @@ func (discard) Logf(string, ...any)   {}
 // SeedRootfsBytes is the size of SeedImage's rootfs.
 const SeedRootfsBytes = 32 << 20
 
-// SeedImage registers a ready image named name in a fake daemon, made
-// the way the catalog makes every image (staged, digested, committed) but
-// without a kernel or debootstrap: its rootfs (SeedRootfsBytes) and
-// work-seed (16 MiB) are real ext4 filesystems, its kernel and initramfs
-// are placeholders the fake hypervisor only checks exist. It returns the
-// image as the API shows it.
-func (d *Daemon) SeedImage(tb testing.TB, name string) api.Image {
-	tb.Helper()
-	return d.SeedImageSized(tb, name, SeedRootfsBytes)
+// Seed describes an image SeedImageWith registers.
+type Seed struct {
+	// RootfsBytes is the size of the rootfs: a sparse file holding an
+	// empty ext4 filesystem that size (what mkfs.ext4 writes is all it
+	// occupies). 0 means SeedRootfsBytes.
+	RootfsBytes int64
+	// Copy seeds an image that cannot be a shared base: no kernel
+	// modules, placeholder kernel and initramfs, so heal cannot rebuild
+	// its initramfs and each of its VMs gets its own copy of the rootfs,
+	// the layout of every VM before shared bases (and of VMs made by an
+	// older banger).
+	Copy bool
 }
 
-// SeedImageSized is SeedImage with a rootfs of rootfsBytes: a sparse
-// file holding an empty ext4 filesystem that size (what mkfs.ext4
-// writes is all it occupies), so benchmarks can compare creates from
-// small and large images.
+// SeedImage registers a ready image named name in a fake daemon with
+// SeedImageWith's defaults: a shared base with a 32 MiB rootfs.
+func (d *Daemon) SeedImage(tb testing.TB, name string) api.Image {
+	tb.Helper()
+	return d.SeedImageWith(tb, name, Seed{})
+}
+
+// SeedImageSized is SeedImage with a rootfs of rootfsBytes, so
+// benchmarks can compare creates from small and large images.
 func (d *Daemon) SeedImageSized(tb testing.TB, name string, rootfsBytes int64) api.Image {
+	tb.Helper()
+	return d.SeedImageWith(tb, name, Seed{RootfsBytes: rootfsBytes})
+}
+
+// SeedImageWith registers a ready image named name in a fake daemon, made
+// the way the catalog makes every image (staged, digested, committed) but
+// without debootstrap: its rootfs and work-seed (16 MiB) are real ext4
+// filesystems, and its kernel, modules and initramfs are the fake kernel
+// set staged by the daemon's real kernel stager (kernel.go). The image is
+// then healed as a VM create heals it (image.Catalog.Repair), which
+// makes it a shared base: its initramfs restaged with the overlay module,
+// its upper-seed made, so its VMs boot its rootfs read-only under an
+// overlay (Spec.RootLayout "overlay"). With seed.Copy it is not a base
+// (see Seed). A shared base needs an x86-64 host (the stand-in agent is
+// an x86-64 program); elsewhere the test is skipped. It returns the
+// image as the API shows it.
+func (d *Daemon) SeedImageWith(tb testing.TB, name string, seed Seed) api.Image {
 	tb.Helper()
 	if d.seams == nil {
 		tb.Fatal("daemontest: SeedImage needs a daemon started with Options.Fake")
 	}
+	if !seed.Copy && !canStageKernels() {
+		tb.Skipf("daemontest: a shared base image needs the x86-64 stand-in agent, and this host is %s/%s", runtime.GOOS, runtime.GOARCH)
+	}
+	rootfsBytes := cmp.Or(seed.RootfsBytes, SeedRootfsBytes)
 	cat := d.seams.Catalog()
 	ctx := context.Background()
 	tree, err := os.MkdirTemp(d.Root, "seed-")
@@ -180,10 +222,26 @@ func (d *Daemon) SeedImageSized(tb testing.TB, name string, rootfsBytes int64) a
 	}
 	defer os.RemoveAll(tree)
 	_, err = cat.Create(ctx, image.Spec{Name: name, Fill: func(ctx context.Context, s *image.Staging, m *image.Manifest) error {
-		for _, k := range []image.Kind{image.Vmlinux, image.Vmlinuz, image.Initrd} {
-			if err := os.WriteFile(s.Path(k), []byte("fake "+string(k)+"\n"), 0o600); err != nil {
+		if seed.Copy {
+			for _, k := range []image.Kind{image.Vmlinux, image.Vmlinuz, image.Initrd} {
+				if err := os.WriteFile(s.Path(k), []byte("fake "+string(k)+"\n"), 0o600); err != nil {
+					return err
+				}
+			}
+			m.Kernel = api.KernelInfo{Release: FakeKernelRelease, QEMU: true, Firecracker: true}
+		} else {
+			kernel := filepath.Join(tree, "vmlinuz")
+			if err := writeFakeKernel(kernel); err != nil {
 				return err
 			}
+			if err := writeFakeModules(s.Path(image.Modules)); err != nil {
+				return err
+			}
+			info, err := cat.Kernels.Stage(ctx, kernel, s.Path(image.Modules), "", s.Dir)
+			if err != nil {
+				return fmt.Errorf("staging the fake kernel: %w", err)
+			}
+			m.Kernel = info
 		}
 		if err := os.MkdirAll(filepath.Join(tree, "root"), 0o700); err != nil {
 			return err
@@ -191,17 +249,62 @@ func (d *Daemon) SeedImageSized(tb testing.TB, name string, rootfsBytes int64) a
 		if err := cat.Tools.MakeFromDir(ctx, s.Path(image.Rootfs), tree, "root", rootfsBytes); err != nil {
 			return err
 		}
-		m.Kernel = api.KernelInfo{Release: "6.1.0-fake", QEMU: true, Firecracker: true}
 		return cat.Tools.MakeFromDir(ctx, s.Path(image.WorkSeed), filepath.Join(tree, "root"), image.WorkSeedLabel, 16<<20)
 	}}, discard{})
 	if err != nil {
 		tb.Fatalf("seeding image %s: %v", name, err)
+	}
+	healed, _, err := cat.Repair(ctx, name, discard{})
+	if err != nil {
+		tb.Fatalf("healing the seeded image %s: %v", name, err)
+	}
+	if base := healed.Has(image.UpperSeed); base == seed.Copy {
+		tb.Fatalf("seeded image %s: shared base %v, want %v (artifacts %v)", name, base, !seed.Copy, slices.Collect(maps.Keys(healed.Artifacts)))
 	}
 	img, err := d.Client.Image(ctx, name)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return img
+}
+
+// LaunchedRootLayout returns how the fake hypervisor's last launch of
+// the VM named name laid out its root, as vm.Spec.RootLayout says it:
+// vm.RootOverlay when its root disk was an image's rootfs in the catalog,
+// attached read-only, with an upper disk beside it and
+// banger.rootfs=overlay on the command line (a VM on a shared base); ""
+// when its root disk was a writable disk of its own (a copy of the
+// rootfs). Anything else, or a VM never launched, is an error naming what
+// was seen. The Fake keeps the specs of stopped and deleted VMs, so a
+// benchmark asks after its VMs are gone.
+func (d *Daemon) LaunchedRootLayout(name string) (string, error) {
+	if d.Fake == nil || d.seams == nil {
+		return "", fmt.Errorf("daemontest: LaunchedRootLayout needs a daemon started with Options.Fake")
+	}
+	var spec *hypervisor.Spec
+	for _, s := range d.Fake.Launched() {
+		if s.Name == name {
+			spec = &s
+		}
+	}
+	if spec == nil {
+		return "", fmt.Errorf("the fake hypervisor never launched VM %s", name)
+	}
+	disks := map[string]hypervisor.Disk{}
+	for _, disk := range spec.Disks {
+		disks[disk.ID] = disk
+	}
+	root, hasRoot := disks["root"]
+	_, hasUpper := disks["upper"]
+	overlayFlag := slices.Contains(strings.Fields(spec.Boot.Cmdline), "banger.rootfs=overlay")
+	inCatalog := filepath.Dir(filepath.Dir(root.Path)) == d.seams.Catalog().Root && filepath.Base(root.Path) == image.Rootfs.FileName()
+	switch {
+	case hasRoot && root.ReadOnly && inCatalog && hasUpper && overlayFlag:
+		return vm.RootOverlay, nil
+	case hasRoot && !root.ReadOnly && !inCatalog && !hasUpper && !overlayFlag:
+		return "", nil
+	}
+	return "", fmt.Errorf("VM %s was launched with neither layout: disks %+v, command line %q", name, spec.Disks, spec.Boot.Cmdline)
 }
 
 // Await follows an operation to its end and returns it; a failed

@@ -15,13 +15,15 @@ import (
 	"github.com/bangerdev/banger/internal/host/doctor"
 	"github.com/bangerdev/banger/internal/host/hypervisor"
 	"github.com/bangerdev/banger/internal/host/hypervisor/hvtest"
+	"github.com/bangerdev/banger/internal/host/vm"
 	"github.com/bangerdev/banger/internal/shared/poll"
 	"github.com/google/go-cmp/cmp"
 )
 
-// createStages are the stages of a create on the fake hypervisor: every
-// stage a real create has, with the fake's launch.
-var createStages = []string{"allocate", "clone rootfs", "work disk", "sync auth files", "acquire tap", "launch fake", "agent health", "readiness"}
+// createStages are the stages of a create on the fake hypervisor from a
+// shared base (the seeded images): every stage a real create has, with
+// the fake's launch.
+var createStages = []string{"allocate", "upper disk", "work disk", "sync auth files", "acquire tap", "launch fake", "agent health", "readiness"}
 
 func stageNames(op api.Operation) []string {
 	var out []string
@@ -95,6 +97,9 @@ func TestFakeVMLifecycle(t *testing.T) {
 		t.Fatalf("the fake launched %d VMs, want 1", len(names))
 	}
 	name := names[0].Name
+	if layout, err := d.LaunchedRootLayout(name); err != nil || layout != vm.RootOverlay {
+		t.Errorf("root layout of %s = %q, %v; want %q", name, layout, err, vm.RootOverlay)
+	}
 
 	v, ok := vmNamed(t, d, name)
 	if !ok {
@@ -446,6 +451,68 @@ func TestFakeCrashWhileRunningIsAnnounced(t *testing.T) {
 	}
 	if got, _ := vmNamed(t, d, v.Name); got.State != api.VMStopped || got.PID != 0 {
 		t.Errorf("GET /v1/vms shows %s pid %d", got.State, got.PID)
+	}
+	requireClean(t, d)
+}
+
+// TestSeededImages: a seeded image is a shared base made the real way
+// (the fake kernel set staged by kernelstage, then healed: initramfs
+// restaged with the overlay module, upper-seed), so its VMs boot its
+// rootfs read-only under an overlay; a Copy seed is no base, and its VMs
+// get their own rootfs copy. The size asked for is the rootfs's.
+func TestSeededImages(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	tests := []struct {
+		name       string
+		seed       daemontest.Seed
+		wantRootfs int64
+		wantKinds  []string
+		wantStage  string
+		wantLayout string
+		wantMods   []string
+	}{
+		{"base", daemontest.Seed{}, daemontest.SeedRootfsBytes,
+			[]string{"vmlinux", "vmlinuz", "initrd", "modules", "rootfs", "work-seed", "upper-seed"},
+			"upper disk", vm.RootOverlay, []string{"kernel/fs/overlayfs/overlay.ko"}},
+		{"sized", daemontest.Seed{RootfsBytes: 64 << 20}, 64 << 20,
+			[]string{"vmlinux", "vmlinuz", "initrd", "modules", "rootfs", "work-seed", "upper-seed"},
+			"upper disk", vm.RootOverlay, []string{"kernel/fs/overlayfs/overlay.ko"}},
+		{"copied", daemontest.Seed{Copy: true}, daemontest.SeedRootfsBytes,
+			[]string{"vmlinux", "vmlinuz", "initrd", "rootfs", "work-seed"},
+			"clone rootfs", "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			img := d.SeedImageWith(t, "seed-"+tt.name, tt.seed)
+			var kinds []string
+			for _, a := range img.Artifacts {
+				kinds = append(kinds, a.Kind)
+				if a.Kind == "rootfs" && a.Size != tt.wantRootfs {
+					t.Errorf("rootfs of %d bytes, want %d", a.Size, tt.wantRootfs)
+				}
+			}
+			if diff := cmp.Diff(tt.wantKinds, kinds); diff != "" {
+				t.Errorf("artifacts (-want +got):\n%s", diff)
+			}
+			if img.Kernel.Release != daemontest.FakeKernelRelease || !img.Kernel.QEMU || !img.Kernel.Firecracker ||
+				!slices.Equal(img.Kernel.Modules, tt.wantMods) {
+				t.Errorf("kernel = %+v, want %s bootable by both hypervisors, initramfs modules %v", img.Kernel, daemontest.FakeKernelRelease, tt.wantMods)
+			}
+			v := d.CreateVM(t, api.CreateVMRequest{Name: "on-" + tt.name, Image: img.Name})
+			layout, err := d.LaunchedRootLayout(v.Name)
+			if err != nil || layout != tt.wantLayout {
+				t.Errorf("root layout = %q, %v; want %q", layout, err, tt.wantLayout)
+			}
+			ops, err := d.Client.Operations(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.IndexFunc(ops, func(op api.Operation) bool { return op.Target == v.Name })
+			if i < 0 || !slices.Contains(stageNames(ops[i]), tt.wantStage) || slices.Contains(stageNames(ops[i]), "heal image") {
+				t.Errorf("create of %s: %v; want a %q stage and no heal (the seed is healed already)", v.Name, ops, tt.wantStage)
+			}
+			daemontest.DeleteVMs(t, d, []string{v.Name})
+		})
 	}
 	requireClean(t, d)
 }
