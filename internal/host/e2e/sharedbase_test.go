@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -61,6 +62,18 @@ func TestSharedBaseOverlay(t *testing.T) {
 	for _, name := range []string{"sba", "sbb"} {
 		if fs := strings.TrimSpace(e.must("vm", "ssh", name, "--", "findmnt", "-no", "FSTYPE", "/").stdout); fs != "overlay" {
 			t.Errorf("%s: / is %q, want overlay", name, fs)
+		}
+		// The host only extends the disk files; the guest grew both file
+		// systems to their 2 GiB disks at boot (df counts less the ext4
+		// metadata).
+		sizes := strings.Fields(e.must("vm", "ssh", name, "--", "df", "-B1", "--output=size", "/", "/root").stdout)
+		if len(sizes) != 3 {
+			t.Fatalf("%s: df: %q", name, sizes)
+		}
+		for i, mnt := range []string{"/", "/root"} {
+			if n, _ := strconv.ParseInt(sizes[i+1], 10, 64); n < 1800<<20 || n > 2<<30 {
+				t.Errorf("%s: df %s shows %s bytes, want about the 2 GiB of --disk", name, mnt, sizes[i+1])
+			}
 		}
 	}
 	e.must("vm", "ssh", "sba", "--", "sh", "-c", "'echo from-sba > /etc/banger-e2e-mark && sync'")

@@ -15,6 +15,7 @@ import (
 	"github.com/bangerdev/banger/internal/host/names"
 	"github.com/bangerdev/banger/internal/shared/atomicfile"
 	"github.com/bangerdev/banger/internal/shared/buildinfo"
+	"golang.org/x/sys/unix"
 )
 
 // Staging is an image under construction: a private directory that becomes
@@ -92,7 +93,7 @@ func (c *Catalog) Create(ctx context.Context, spec Spec, p Progress) (Image, err
 		return Image{}, err
 	}
 	if m.AgentVersion == "" {
-		v, err := AgentVersion(ctx, c.AgentBin)
+		v, err := c.AgentBuild(ctx)
 		if err != nil {
 			return Image{}, err
 		}
@@ -171,6 +172,40 @@ func writeManifest(dir string, img Image) error {
 // AgentVersion asks the banger-agent binary for its build id, the agent
 // version recorded in (and fingerprinted into) every image.
 func AgentVersion(ctx context.Context, agentBin string) (string, error) {
+	return agentVersion(ctx, agentBin)
+}
+
+// agentBuild is AgentVersion's answer for one state of the binary.
+type agentBuild struct {
+	dev, ino, size uint64
+	mtime          int64
+	version        string
+}
+
+// AgentBuild is AgentVersion of the catalog's AgentBin, asked again only
+// when the file changed (another inode, size or mtime): every VM create
+// and start needs it, and running the binary costs milliseconds.
+func (c *Catalog) AgentBuild(ctx context.Context) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(c.AgentBin, &st); err != nil || c.AgentBin == "" {
+		return AgentVersion(ctx, c.AgentBin)
+	}
+	now := agentBuild{dev: st.Dev, ino: st.Ino, size: uint64(st.Size), mtime: st.Mtim.Nano()}
+	c.agentMu.Lock()
+	defer c.agentMu.Unlock()
+	if b := c.agentBuild; b.version != "" && b.dev == now.dev && b.ino == now.ino && b.size == now.size && b.mtime == now.mtime {
+		return b.version, nil
+	}
+	v, err := AgentVersion(ctx, c.AgentBin)
+	if err != nil {
+		return "", err
+	}
+	now.version = v
+	c.agentBuild = now
+	return v, nil
+}
+
+func agentVersion(ctx context.Context, agentBin string) (string, error) {
 	if agentBin == "" {
 		return "", errors.New("no banger-agent binary configured")
 	}

@@ -160,7 +160,7 @@ func (c *Catalog) Repair(ctx context.Context, name string, p Progress) (Image, b
 	missingSeed := !img.Has(WorkSeed) || smallBlocks(img.Path(WorkSeed))
 	oldUpper := img.Has(UpperSeed) && smallBlocks(img.Path(UpperSeed))
 	stale := Fingerprint(img) != img.Fingerprint
-	agent, err := AgentVersion(ctx, c.AgentBin)
+	agent, err := c.AgentBuild(ctx)
 	if err != nil {
 		return img, false, err
 	}
@@ -314,13 +314,30 @@ func (c *Catalog) restageInitrd(ctx context.Context, img *Image) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	if _, err := c.Kernels.Stage(ctx, kernel, img.Path(Modules), "", tmp); err != nil {
+	if err := c.StageKernel(ctx, kernel, img.Path(Modules), "", tmp, &img.Manifest); err != nil {
 		return err
 	}
 	if err := os.Rename(filepath.Join(tmp, Initrd.FileName()), img.Path(Initrd)); err != nil {
 		return err
 	}
 	return c.redigest(img, Initrd, img.Path(Initrd))
+}
+
+// StageKernel stages kernel and its modules into dir with the catalog's
+// KernelStager (an initramfs whose /init is the catalog's agent) and
+// records both in m: the kernel's description and the agent build the
+// initramfs carries.
+func (c *Catalog) StageKernel(ctx context.Context, kernel, modules, config, dir string, m *Manifest) error {
+	agent, err := c.AgentBuild(ctx)
+	if err != nil {
+		return err
+	}
+	info, err := c.Kernels.Stage(ctx, kernel, modules, config, dir)
+	if err != nil {
+		return err
+	}
+	m.Kernel, m.InitrdAgent = info, agent
+	return nil
 }
 
 // Problem is one thing wrong with an image.

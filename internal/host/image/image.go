@@ -82,6 +82,11 @@ type Manifest struct {
 	Probes       []api.Probe    `json:"probes,omitempty"`
 	Provisioning []string       `json:"provisioning,omitempty"`
 	HealedAt     time.Time      `json:"healed_at,omitzero"`
+	// InitrdAgent is the agent build (AgentVersion's form) the image's
+	// initramfs carries as /init, when banger staged it (StageKernel);
+	// empty for an initramfs banger did not make. A VM's boot payload
+	// leaves the agent out when it is the daemon's (internal/host/vm).
+	InitrdAgent string `json:"initrd_agent,omitempty"`
 }
 
 // Image is a registered image.
@@ -134,6 +139,9 @@ type Catalog struct {
 	// mu serialises promote and repair, so two VM creates never heal the
 	// same image at once.
 	mu sync.Mutex
+
+	agentMu    sync.Mutex
+	agentBuild agentBuild // AgentBuild's answer for the binary as it was
 }
 
 func (c *Catalog) now() time.Time {

@@ -249,7 +249,7 @@ func TestRegisterCopiesAndCompletesTheBootSet(t *testing.T) {
 			t.Errorf("%s digest mismatch", k)
 		}
 	}
-	if img.Manifest.Kernel.Release != "6.1.0-test" || img.Manifest.AgentVersion != "t+agent1" {
+	if img.Manifest.Kernel.Release != "6.1.0-test" || img.Manifest.AgentVersion != "t+agent1" || img.Manifest.InitrdAgent != "t+agent1" {
 		t.Errorf("manifest = %+v", img.Manifest)
 	}
 	// The agent went into the copied rootfs, not the user's.
@@ -546,8 +546,8 @@ func TestSharedBaseIsNeverWritten(t *testing.T) {
 	if b, _ := f.cat.Tools.ReadFile(ctx, healed.Path(Rootfs), "/usr/local/lib/banger/banger-agent"); string(b) != "agent" {
 		t.Errorf("base rootfs agent = %q, want the first build's", b)
 	}
-	if len(f.stager.staged) != staged+2 {
-		t.Error("the initramfs was not rebuilt for the new agent")
+	if len(f.stager.staged) != staged+2 || healed.Manifest.InitrdAgent != "t+agent2" {
+		t.Errorf("the initramfs was not rebuilt for the new agent (initrd agent %q)", healed.Manifest.InitrdAgent)
 	}
 	if probs := f.cat.Verify(healed, true); len(probs) != 0 {
 		t.Errorf("problems: %+v", probs)
@@ -614,5 +614,41 @@ func TestSmallBlockSeedsAreRemade(t *testing.T) {
 	}
 	if _, repaired, err := f.cat.Repair(ctx, "seeds", &progressLog{}); err != nil || repaired {
 		t.Errorf("a third repair: repaired=%v err=%v, want nothing to do", repaired, err)
+	}
+}
+
+// TestAgentBuildAsksOncePerBinary: the agent's version is asked of the
+// binary once, and again only when the file changes.
+func TestAgentBuildAsksOncePerBinary(t *testing.T) {
+	dir := t.TempDir()
+	runs := filepath.Join(dir, "runs")
+	agent := filepath.Join(dir, "banger-agent")
+	write := func(build string) {
+		script := "#!/bin/sh\necho run >> " + runs + "\necho '{\"version\":\"t\",\"build_id\":\"" + build + "\"}'\n"
+		if err := os.WriteFile(agent+".new", []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(agent+".new", agent); err != nil { // a new inode, as an install makes
+			t.Fatal(err)
+		}
+	}
+	count := func() int { b, _ := os.ReadFile(runs); return strings.Count(string(b), "run") }
+	c := &Catalog{AgentBin: agent}
+	ctx := context.Background()
+	write("one")
+	for range 3 {
+		if v, err := c.AgentBuild(ctx); err != nil || v != "t+one" {
+			t.Fatalf("AgentBuild = %q, %v", v, err)
+		}
+	}
+	if n := count(); n != 1 {
+		t.Errorf("the agent ran %d times for three asks, want 1", n)
+	}
+	write("two")
+	if v, err := c.AgentBuild(ctx); err != nil || v != "t+two" {
+		t.Fatalf("after a reinstall AgentBuild = %q, %v, want t+two", v, err)
+	}
+	if n := count(); n != 2 {
+		t.Errorf("the agent ran %d times in all, want 2", n)
 	}
 }

@@ -81,11 +81,10 @@ func (c *Catalog) Register(ctx context.Context, req api.RegisterImageRequest, p 
 		p.Stage("kernel")
 		format, _ := DetectKernel(req.Kernel)
 		if req.Modules != "" && req.Initrd == "" {
-			info, err := c.Kernels.Stage(ctx, req.Kernel, req.Modules, "", st.Dir)
-			if err != nil {
+			if err := c.StageKernel(ctx, req.Kernel, req.Modules, "", st.Dir, m); err != nil {
 				return fmt.Errorf("staging the kernel: %w", err)
 			}
-			m.Kernel = info
+			info := m.Kernel
 			p.Detail("%s, %d modules in the initramfs", info.Release, len(info.Modules))
 		} else {
 			if err := c.copyKernel(req.Kernel, format, st, req.Link); err != nil {

@@ -100,11 +100,10 @@ func (b *Builder) Bootstrap(ctx context.Context, req api.BootstrapImageRequest, 
 		if err != nil {
 			return fmt.Errorf("fetching the kernel: %w", err)
 		}
-		info, err := b.Catalog.Kernels.Stage(ctx, vmlinuz, modules, config, st.Dir)
-		if err != nil {
+		if err := b.Catalog.StageKernel(ctx, vmlinuz, modules, config, st.Dir, man); err != nil {
 			return fmt.Errorf("staging the kernel: %w", err)
 		}
-		man.Kernel = info
+		info := man.Kernel
 		p.Detail("%s, %s, %d modules in the initramfs", info.Release, info.Compression, len(info.Modules))
 		if err := copyTree(ctx, modules, st.Path(image.Modules)); err != nil {
 			return err

@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -40,7 +41,7 @@ func agentKey(dir string) ([]byte, error) {
 // initramfs: the image's, with the daemon's agent as /init, the key, the
 // configured credential files (missing ones are skipped with a notice)
 // and the configured SSH public key. It returns the initramfs's path.
-func (m *Manager) writeBootPayload(dir string, img image.Image, p Progress) (string, error) {
+func (m *Manager) writeBootPayload(ctx context.Context, dir string, img image.Image, p Progress) (string, error) {
 	key, err := bootpayload.NewKey()
 	if err != nil {
 		return "", err
@@ -71,8 +72,14 @@ func (m *Manager) writeBootPayload(dir string, img image.Image, p Progress) (str
 		}
 		payload.AuthorizedKeys = []string{strings.TrimSpace(k)}
 	}
+	// The image's initramfs has the daemon's agent as /init when banger
+	// staged it with this agent; otherwise the payload brings it.
+	agentBin := m.Images.AgentBin
+	if build, err := m.Images.AgentBuild(ctx); err == nil && build == img.Manifest.InitrdAgent {
+		agentBin = ""
+	}
 	initrd := bootInitrd(dir)
-	if err := bootpayload.WriteInitrd(initrd, img.Path(image.Initrd), m.Images.AgentBin, payload); err != nil {
+	if err := bootpayload.WriteInitrd(initrd, img.Path(image.Initrd), agentBin, payload); err != nil {
 		return "", fmt.Errorf("writing the boot payload: %w", err)
 	}
 	if err := atomicfile.Write(agentKeyFile(dir), key, 0o600, 0); err != nil {

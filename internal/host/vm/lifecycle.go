@@ -69,7 +69,7 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, choice Choic
 	hv := choice.HV
 	dir := m.Dir(v.ID)
 	p.Stage("sync auth files")
-	initrd, err := m.writeBootPayload(dir, img, p)
+	initrd, err := m.writeBootPayload(ctx, dir, img, p)
 	if err != nil {
 		return err
 	}

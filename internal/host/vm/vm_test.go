@@ -740,3 +740,59 @@ func TestForceRemovedImageLastsAsLongAsItsVMs(t *testing.T) {
 		t.Error("the removed image's record outlived its last VM")
 	}
 }
+
+// TestBootPayloadLeavesOutTheImagesAgent: an image whose initramfs banger
+// staged with the daemon's agent (Manifest.InitrdAgent) boots with a
+// payload archive that carries no second copy of it; once the daemon's
+// agent changes, the payload brings the new one again.
+func TestBootPayloadLeavesOutTheImagesAgent(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	base, err := f.m.Images.Get(ctx, "base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.m.Images.Create(ctx, image.Spec{Name: "staged", Fill: func(ctx context.Context, s *image.Staging, m *image.Manifest) error {
+		for _, k := range []image.Kind{image.Vmlinux, image.Vmlinuz, image.Initrd, image.Rootfs, image.WorkSeed} {
+			b, err := os.ReadFile(base.Path(k))
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(s.Path(k), b, 0o600); err != nil {
+				return err
+			}
+		}
+		*m = base.Manifest
+		m.InitrdAgent = "t+a1" // what the fixture's agent reports
+		return nil
+	}}, &progress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := req("withagent")
+	r.Image = "staged"
+	v, err := f.m.Create(ctx, r, &progress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(base.Path(image.Initrd))
+	_, init, err := bootpayload.ReadInitrd(bootInitrd(f.m.Dir(v.ID)), fi.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if init != nil {
+		t.Errorf("the boot payload carries an /init of %d bytes although the image's initramfs has the daemon's agent", len(init))
+	}
+
+	// A new daemon build: the image's initramfs has the old agent.
+	os.WriteFile(f.m.Images.AgentBin, []byte("#!/bin/sh\necho '{\"version\":\"t\",\"build_id\":\"a2\"}'\n"), 0o755)
+	r.Name = "newagent"
+	v, err = f.m.Create(ctx, r, &progress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, init, err = bootpayload.ReadInitrd(bootInitrd(f.m.Dir(v.ID)), fi.Size())
+	if agent, _ := os.ReadFile(f.m.Images.AgentBin); err != nil || string(init) != string(agent) {
+		t.Errorf("after an agent change the payload's /init is %q (%v), want the daemon's new agent", init, err)
+	}
+}

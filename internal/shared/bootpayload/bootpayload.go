@@ -133,8 +133,12 @@ func homeRel(p string) (string, error) {
 }
 
 // WriteInitrd writes the VM's initramfs to dst: the image's archive at
-// base, then an archive with agentBin as /init and the payload. dst is
-// replaced atomically and is readable by its owner only.
+// base, then an archive with agentBin as /init (none when agentBin is "":
+// base's /init is that agent already) and the payload. dst is replaced
+// atomically (another process sees the old file or the new, never a part)
+// and is readable by its owner only. It is not synced: it serves one boot,
+// and a host that crashes has ended that boot; the next start writes a
+// new one.
 func WriteInitrd(dst, base, agentBin string, p Payload) error {
 	if err := p.Validate(); err != nil {
 		return err
@@ -152,11 +156,12 @@ func WriteInitrd(dst, base, agentBin string, p Payload) error {
 	}
 	defer src.Close()
 
-	tmp, err := atomicfile.Create(dst, 0o600, 0)
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
 	if err != nil {
 		return err
 	}
-	defer tmp.Abort() // a no-op after Commit
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
 	n, err := io.Copy(tmp, src)
 	if err != nil {
 		return fmt.Errorf("copying the image's initramfs: %w", err)
@@ -171,7 +176,10 @@ func WriteInitrd(dst, base, agentBin string, p Payload) error {
 	if err := writeOverlay(tmp, agentBin, p.Key, doc); err != nil {
 		return err
 	}
-	return tmp.Commit()
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dst)
 }
 
 // writeOverlay writes the second archive.
@@ -182,7 +190,12 @@ func writeOverlay(w io.Writer, agentBin string, key, doc []byte) error {
 		func() error { return a.AddDirAll(dir, 0o700) },
 		func() error { return a.AddFile(path.Join(dir, KeyFile), 0o600, key) },
 		func() error { return a.AddFile(path.Join(dir, PayloadFile), 0o600, doc) },
-		func() error { return a.AddFileFrom("init", 0o755, agentBin) },
+		func() error {
+			if agentBin == "" {
+				return nil
+			}
+			return a.AddFileFrom("init", 0o755, agentBin)
+		},
 		a.Close,
 	}
 	for _, s := range steps {
