@@ -158,3 +158,37 @@ func killDaemon(pidFile string) {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
+
+// TestAuthFileWithSpacesBoots: an auth file whose guest path has spaces
+// (once refused deep inside every VM start, after config validate had
+// passed it) is valid, and a VM created with it gets the file in its boot
+// payload: config validation and the boot agree.
+func TestAuthFileWithSpacesBoots(t *testing.T) {
+	root := daemontest.ShortTempDir(t)
+	tok := filepath.Join(root, "tok")
+	writeFile(t, tok, "secret-token")
+	writeFile(t, filepath.Join(root, "config", "config.toml"), `auth_files = ["`+tok+`:/root/My App/tok"]`+"\n")
+	h := newCLIHarness(t, daemontest.Options{Root: root})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if r := h.run(ctx, "config", "validate"); r.code != ExitOK || !strings.Contains(r.stdout, "is valid") {
+		t.Fatalf("config validate: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := h.run(ctx, "vm", "create", "--name", "spaced"); r.code != ExitOK {
+		t.Fatalf("vm create: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	v, err := h.d.Client.VM(ctx, "spaced")
+	if err != nil {
+		t.Fatal(err)
+	}
+	initrd, err := os.ReadFile(filepath.Join(h.d.Config.Paths.StateDir, "vms", v.ID, "initrd.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// payload.json holds the file's path, and its content in base64.
+	for _, want := range []string{`"path":"/root/My App/tok"`, `"data":"c2VjcmV0LXRva2Vu"`} {
+		if !strings.Contains(string(initrd), want) {
+			t.Errorf("the VM's boot payload lacks %s", want)
+		}
+	}
+}

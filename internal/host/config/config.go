@@ -17,6 +17,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/bangerdev/banger/internal/shared/bootpayload"
 )
 
 // Hypervisor choices.
@@ -46,8 +48,8 @@ const (
 )
 
 // GuestHome is the guest user's home, the mount point of the VM's work disk.
-// Auth files are written under it.
-const GuestHome = "/root"
+// Auth files are written under it (by the boot payload, whose rule it is).
+const GuestHome = bootpayload.GuestHome
 
 // Config is banger's effective configuration: defaults, overridden by the
 // config file.
@@ -171,7 +173,10 @@ func (c *Config) SlogLevel() slog.Level {
 }
 
 // Validate checks every value and returns an *Error for the first bad one, in
-// file order. It reads the file system only to check that ssh_key exists.
+// file order. It refuses every value a later stage would refuse (a VM
+// create using the defaults, a VM start, the host network), calling that
+// stage's own check where it has one. It reads the file system only for
+// ssh_key (the key and its .pub) and vm_user (the user database).
 func (c *Config) Validate() error {
 	for _, f := range fields() {
 		if f.check == nil {

@@ -15,6 +15,12 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/bangerdev/banger/internal/host/hostnet"
+	"github.com/bangerdev/banger/internal/host/hypervisor"
+	"github.com/bangerdev/banger/internal/host/hypervisor/firecracker"
+	"github.com/bangerdev/banger/internal/host/sshkey"
+	"github.com/bangerdev/banger/internal/shared/bootpayload"
 )
 
 // vmUserRE is what useradd accepts as a system user name.
@@ -138,12 +144,16 @@ func (f field) fill(e *Error, file string) *Error {
 	return e
 }
 
-// Bounds of the numeric values.
+// Bounds of the numeric values. The VM bounds are what a create request
+// may ask for (vm.ValidateCreate holds requests to them), so the defaults
+// the file sets are ones every create can use.
 const (
 	maxTAPPoolSize = 64
-	maxVCPUs       = 64
-	minMemoryMiB   = 256
-	minDiskBytes   = GiB
+	MaxVCPUs       = 64
+	MinMemoryMiB   = 256
+	MaxMemoryMiB   = 256 << 10
+	MinDiskBytes   = GiB
+	MaxDiskBytes   = 4 * TiB
 	// maxSocketPath is the longest path a Unix socket address holds
 	// (sun_path is 108 bytes with the terminating NUL).
 	maxSocketPath = 107
@@ -200,10 +210,16 @@ func fields() []field {
 				return nil
 			},
 			check: func(c *Config) *Error {
-				if c.VMUser == "" || vmUserRE.MatchString(c.VMUser) {
+				switch {
+				case c.VMUser == "":
 					return nil
+				case !vmUserRE.MatchString(c.VMUser):
+					return &Error{Value: quote(c.VMUser)}
 				}
-				return &Error{Value: quote(c.VMUser)}
+				if err := hypervisor.CheckVMUser(c.VMUser); err != nil {
+					return &Error{Value: quote(c.VMUser), Problem: "is refused: " + err.Error(), Err: err}
+				}
+				return nil
 			},
 		},
 		{
@@ -259,11 +275,11 @@ func fields() []field {
 		{key: "network", want: "a table, e.g. [network]", table: true},
 		{
 			key:  "network.bridge",
-			want: `a Linux interface name of 1 to 15 bytes without "/", ":" or spaces, e.g. "banger0"`,
+			want: `a Linux interface name of 1 to 15 bytes without "/", ":" or spaces, not starting with "tap-pool-", e.g. "banger0"`,
 			set:  setString(func(c *Config) *string { return &c.Network.Bridge }),
 			check: func(c *Config) *Error {
-				if !validInterfaceName(c.Network.Bridge) {
-					return &Error{Value: quote(c.Network.Bridge)}
+				if err := hostnet.CheckBridge(c.Network.Bridge); err != nil {
+					return &Error{Value: quote(c.Network.Bridge), Err: err}
 				}
 				return nil
 			},
@@ -289,13 +305,13 @@ func fields() []field {
 		{key: "vm", want: "a table, e.g. [vm]", table: true},
 		{
 			key:   "vm.vcpus",
-			want:  fmt.Sprintf("an integer from 1 to %d, e.g. %d", maxVCPUs, DefaultVCPUs),
+			want:  fmt.Sprintf("an integer from 1 to %d, e.g. %d", MaxVCPUs, DefaultVCPUs),
 			set:   setInt(func(c *Config) *int { return &c.VM.VCPUs }),
-			check: checkRange(func(c *Config) int { return c.VM.VCPUs }, 1, maxVCPUs),
+			check: checkVCPUs,
 		},
 		{
 			key:  "vm.memory",
-			want: fmt.Sprintf(`a size of at least %s in whole MiB, e.g. "1GiB" (a bare number is bytes)`, FormatSize(minMemoryMiB*MiB)),
+			want: fmt.Sprintf(`a size from %s to %s in whole MiB, e.g. "1GiB" (a bare number is bytes)`, FormatSize(MinMemoryMiB*MiB), FormatSize(MaxMemoryMiB*MiB)),
 			set: func(c *Config, v any) *Error {
 				n, e := sizeValue(v)
 				if e != nil {
@@ -308,7 +324,7 @@ func fields() []field {
 				return nil
 			},
 			check: func(c *Config) *Error {
-				if c.VM.MemoryMiB < minMemoryMiB {
+				if c.VM.MemoryMiB < MinMemoryMiB || c.VM.MemoryMiB > MaxMemoryMiB {
 					return &Error{Value: quote(FormatSize(int64(c.VM.MemoryMiB) * MiB))}
 				}
 				return nil
@@ -316,7 +332,7 @@ func fields() []field {
 		},
 		{
 			key:  "vm.disk",
-			want: fmt.Sprintf(`a size of at least %s in whole MiB, e.g. "8GiB" (a bare number is bytes)`, FormatSize(minDiskBytes)),
+			want: fmt.Sprintf(`a size from %s to %s in whole MiB, e.g. "8GiB" (a bare number is bytes)`, FormatSize(MinDiskBytes), FormatSize(MaxDiskBytes)),
 			set: func(c *Config, v any) *Error {
 				n, e := sizeValue(v)
 				if e != nil {
@@ -326,7 +342,7 @@ func fields() []field {
 				return nil
 			},
 			check: func(c *Config) *Error {
-				if c.VM.DiskBytes < minDiskBytes || c.VM.DiskBytes%MiB != 0 {
+				if c.VM.DiskBytes < MinDiskBytes || c.VM.DiskBytes > MaxDiskBytes || c.VM.DiskBytes%MiB != 0 {
 					return &Error{Value: quote(FormatSize(c.VM.DiskBytes))}
 				}
 				return nil
@@ -545,7 +561,7 @@ func (c *Config) parseAuthFile(s string) (AuthFile, *Error) {
 		return AuthFile{}, &Error{Value: quote(s)}
 	}
 	guest = filepath.Clean(guest)
-	if !strings.HasPrefix(guest, GuestHome+"/") {
+	if bootpayload.CheckGuestPath(guest) != nil {
 		return AuthFile{}, &Error{Value: quote(s), Want: wantGuestUnderRoot}
 	}
 	return AuthFile{Host: host, Guest: guest}, nil
@@ -560,7 +576,7 @@ func checkAuthFiles(c *Config) *Error {
 		switch {
 		case !filepath.IsAbs(a.Host) || filepath.Clean(a.Host) != a.Host || strings.Contains(a.Host, ":"):
 			return &Error{Value: value, Want: "an absolute, clean host path without \":\""}
-		case !strings.HasPrefix(a.Guest, GuestHome+"/") || filepath.Clean(a.Guest) != a.Guest:
+		case bootpayload.CheckGuestPath(a.Guest) != nil:
 			return &Error{Value: value, Want: wantGuestUnderRoot}
 		case seen[a.Guest]:
 			return &Error{Value: value, Want: fmt.Sprintf("each guest path only once: %s is already written by an earlier entry", a.Guest)}
@@ -601,6 +617,27 @@ func checkRange(get func(*Config) int, lo, hi int) func(*Config) *Error {
 	}
 }
 
+// checkVCPUs holds vm.vcpus to what every create can use: the bounds of
+// a create request, and Firecracker's own when hypervisor may pick it.
+func checkVCPUs(c *Config) *Error {
+	if e := checkRange(func(c *Config) int { return c.VM.VCPUs }, 1, MaxVCPUs)(c); e != nil {
+		return e
+	}
+	if c.VM.VCPUs > firecracker.MaxVCPUs && c.Hypervisor != HypervisorQEMU {
+		picks := ""
+		if c.Hypervisor == HypervisorAuto {
+			picks = " (it picks Firecracker where KVM boots guests)"
+		}
+		return &Error{Value: strconv.Itoa(c.VM.VCPUs), Want: fmt.Sprintf(
+			`at most %d while hypervisor is %q%s, since Firecracker runs 1 to %d vCPUs: lower vm.vcpus, or set hypervisor = "qemu"`,
+			firecracker.MaxVCPUs, c.Hypervisor, picks, firecracker.MaxVCPUs)}
+	}
+	return nil
+}
+
+// checkSSHKey holds ssh_key to what VM starts need of it (sshkey.Inspect
+// is the same check): an unencrypted OpenSSH private key, readable by its
+// owner only, with a matching .pub if it has one.
 func checkSSHKey(c *Config) *Error {
 	p := c.SSHKey
 	if p == "" {
@@ -609,32 +646,10 @@ func checkSSHKey(c *Config) *Error {
 	if !filepath.IsAbs(p) {
 		return &Error{Value: quote(p)}
 	}
-	remedy := fmt.Sprintf(`create it with "ssh-keygen -t ed25519 -f %s", or remove ssh_key to use banger's managed key`, p)
-	fi, err := os.Stat(p)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return &Error{Value: quote(p), Problem: "does not exist: " + remedy, Err: err}
-	case err != nil:
-		return &Error{Value: quote(p), Problem: fmt.Sprintf("cannot be read (%v): fix its permissions, or remove ssh_key to use banger's managed key", err), Err: err}
-	case !fi.Mode().IsRegular():
-		return &Error{Value: quote(p), Problem: "is not a regular file: point ssh_key at a private key file, or remove ssh_key to use banger's managed key"}
+	if _, err := sshkey.Inspect(p); err != nil {
+		return &Error{Value: quote(p), Problem: "cannot be used: " + err.Error(), Err: err}
 	}
 	return nil
-}
-
-// validInterfaceName reports whether the kernel accepts name as a network
-// interface name (dev_valid_name).
-func validInterfaceName(name string) bool {
-	if name == "" || len(name) > 15 || name == "." || name == ".." {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		switch b := name[i]; {
-		case b == '/', b == ':', b <= ' ', b == 0x7f:
-			return false
-		}
-	}
-	return true
 }
 
 // quote writes s as a TOML basic string.

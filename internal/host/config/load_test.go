@@ -1,6 +1,9 @@
 package config
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"errors"
 	"io/fs"
 	"net/netip"
@@ -11,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/crypto/ssh"
 )
 
 // fixture is an isolated banger home: BANGER_HOME and HOME under t.TempDir.
@@ -45,14 +49,32 @@ func (f fixture) write(t *testing.T, content string) {
 	}
 }
 
-// sshKey creates an (empty) key file under HOME and returns its path.
+// sshKey creates an unencrypted ed25519 private key under HOME and
+// returns its path.
 func (f fixture) sshKey(t *testing.T) string {
 	t.Helper()
-	p := filepath.Join(f.home, ".ssh", "id_ed25519")
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.keyFile(t, "id_ed25519", pem.EncodeToMemory(block), 0o600)
+}
+
+// keyFile writes content as ~/.ssh/name with mode and returns its path.
+func (f fixture) keyFile(t *testing.T, name string, content []byte, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(f.home, ".ssh", name)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(p, []byte("key\n"), 0o600); err != nil {
+	if err := os.WriteFile(p, content, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -339,7 +361,7 @@ func TestLoadInvalid(t *testing.T) {
 			name:    "ssh_key missing",
 			file:    `ssh_key = "~/.ssh/nope"`,
 			wantKey: "ssh_key",
-			wantMsg: `config {FILE}: ssh_key = "{HOME}/.ssh/nope" does not exist: create it with "ssh-keygen -t ed25519 -f {HOME}/.ssh/nope", or remove ssh_key to use banger's managed key`,
+			wantMsg: `config {FILE}: ssh_key = "{HOME}/.ssh/nope" cannot be used: SSH key {HOME}/.ssh/nope: file does not exist: create it with "ssh-keygen -t ed25519 -N '' -f {HOME}/.ssh/nope", or remove ssh_key from the config to let banger manage a key`,
 		},
 		{
 			name: "ssh_key directory",
@@ -348,7 +370,51 @@ func TestLoadInvalid(t *testing.T) {
 				f.sshKey(t)
 			},
 			wantKey: "ssh_key",
-			wantMsg: `config {FILE}: ssh_key = "{HOME}/.ssh" is not a regular file: point ssh_key at a private key file, or remove ssh_key to use banger's managed key`,
+			wantMsg: `config {FILE}: ssh_key = "{HOME}/.ssh" cannot be used: SSH key {HOME}/.ssh is not a regular file: point ssh_key at an OpenSSH private key, or remove ssh_key from the config to use banger's managed key`,
+		},
+		{
+			name: "ssh_key readable by others",
+			file: `ssh_key = "~/.ssh/id_ed25519"`,
+			setup: func(t *testing.T, f fixture) {
+				os.Chmod(f.sshKey(t), 0o644)
+			},
+			wantKey: "ssh_key",
+			wantMsg: `config {FILE}: ssh_key = "{HOME}/.ssh/id_ed25519" cannot be used: SSH key {HOME}/.ssh/id_ed25519 is accessible by other users (mode 0644) and ssh will refuse it: run "chmod 600 {HOME}/.ssh/id_ed25519"`,
+		},
+		{
+			name: "ssh_key not a private key",
+			file: `ssh_key = "~/.ssh/id_ed25519"`,
+			setup: func(t *testing.T, f fixture) {
+				f.keyFile(t, "id_ed25519", []byte("key\n"), 0o600)
+			},
+			wantKey: "ssh_key",
+			wantMsg: `config {FILE}: ssh_key = "{HOME}/.ssh/id_ed25519" cannot be used: SSH key {HOME}/.ssh/id_ed25519 is not a private key banger can read (ssh: no key found): point ssh_key at an OpenSSH private key, or remove ssh_key from the config to use banger's managed key`,
+		},
+		{
+			name: "ssh_key with a passphrase",
+			file: `ssh_key = "~/.ssh/id_ed25519"`,
+			setup: func(t *testing.T, f fixture) {
+				_, priv, _ := ed25519.GenerateKey(rand.Reader)
+				block, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("secret"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.keyFile(t, "id_ed25519", pem.EncodeToMemory(block), 0o600)
+			},
+			wantKey: "ssh_key",
+			wantMsg: `config {FILE}: ssh_key = "{HOME}/.ssh/id_ed25519" cannot be used: SSH key {HOME}/.ssh/id_ed25519 is protected by a passphrase: banger needs an unencrypted key; point ssh_key at one, or remove ssh_key from the config to use banger's managed key`,
+		},
+		{
+			name: "ssh_key with another key's .pub",
+			file: `ssh_key = "~/.ssh/id_ed25519"`,
+			setup: func(t *testing.T, f fixture) {
+				f.sshKey(t)
+				pub, _, _ := ed25519.GenerateKey(rand.Reader)
+				sp, _ := ssh.NewPublicKey(pub)
+				f.keyFile(t, "id_ed25519.pub", ssh.MarshalAuthorizedKey(sp), 0o644)
+			},
+			wantKey: "ssh_key",
+			wantMsg: `config {FILE}: ssh_key = "{HOME}/.ssh/id_ed25519" cannot be used: public key {HOME}/.ssh/id_ed25519.pub does not match its private key: regenerate it with "ssh-keygen -y -f {HOME}/.ssh/id_ed25519 > {HOME}/.ssh/id_ed25519.pub"`,
 		},
 		{
 			name:    "ssh_key ~ without HOME",
@@ -458,37 +524,37 @@ func TestLoadInvalid(t *testing.T) {
 			name:    "bridge too long",
 			file:    "[network]\nbridge = \"this-is-sixteen!\"",
 			wantKey: "network.bridge",
-			wantMsg: `config {FILE}: network.bridge = "this-is-sixteen!" is not valid: want a Linux interface name of 1 to 15 bytes without "/", ":" or spaces, e.g. "banger0"`,
+			wantMsg: `config {FILE}: network.bridge = "this-is-sixteen!" is not valid: want a Linux interface name of 1 to 15 bytes without "/", ":" or spaces, not starting with "tap-pool-", e.g. "banger0"`,
 		},
 		{
 			name:    "bridge slash",
 			file:    "[network]\nbridge = \"br/0\"",
 			wantKey: "network.bridge",
-			wantMsg: `config {FILE}: network.bridge = "br/0" is not valid: want a Linux interface name of 1 to 15 bytes without "/", ":" or spaces, e.g. "banger0"`,
+			wantMsg: `config {FILE}: network.bridge = "br/0" is not valid: want a Linux interface name of 1 to 15 bytes without "/", ":" or spaces, not starting with "tap-pool-", e.g. "banger0"`,
 		},
 		{
 			name:    "bridge colon",
 			file:    "[network]\nbridge = \"br:0\"",
 			wantKey: "network.bridge",
-			wantMsg: `config {FILE}: network.bridge = "br:0" is not valid: want a Linux interface name of 1 to 15 bytes without "/", ":" or spaces, e.g. "banger0"`,
+			wantMsg: `config {FILE}: network.bridge = "br:0" is not valid: want a Linux interface name of 1 to 15 bytes without "/", ":" or spaces, not starting with "tap-pool-", e.g. "banger0"`,
 		},
 		{
 			name:    "bridge space",
 			file:    "[network]\nbridge = \"br 0\"",
 			wantKey: "network.bridge",
-			wantMsg: `config {FILE}: network.bridge = "br 0" is not valid: want a Linux interface name of 1 to 15 bytes without "/", ":" or spaces, e.g. "banger0"`,
+			wantMsg: `config {FILE}: network.bridge = "br 0" is not valid: want a Linux interface name of 1 to 15 bytes without "/", ":" or spaces, not starting with "tap-pool-", e.g. "banger0"`,
 		},
 		{
 			name:    "bridge dotdot",
 			file:    "[network]\nbridge = \"..\"",
 			wantKey: "network.bridge",
-			wantMsg: `config {FILE}: network.bridge = ".." is not valid: want a Linux interface name of 1 to 15 bytes without "/", ":" or spaces, e.g. "banger0"`,
+			wantMsg: `config {FILE}: network.bridge = ".." is not valid: want a Linux interface name of 1 to 15 bytes without "/", ":" or spaces, not starting with "tap-pool-", e.g. "banger0"`,
 		},
 		{
 			name:    "bridge empty",
 			file:    "[network]\nbridge = \"\"",
 			wantKey: "network.bridge",
-			wantMsg: `config {FILE}: network.bridge = "" is not valid: want a Linux interface name of 1 to 15 bytes without "/", ":" or spaces, e.g. "banger0"`,
+			wantMsg: `config {FILE}: network.bridge = "" is not valid: want a Linux interface name of 1 to 15 bytes without "/", ":" or spaces, not starting with "tap-pool-", e.g. "banger0"`,
 		},
 		{
 			name:    "subnet unparsable",
@@ -602,49 +668,49 @@ func TestLoadInvalid(t *testing.T) {
 			name:    "memory too small",
 			file:    "[vm]\nmemory = \"128M\"",
 			wantKey: "vm.memory",
-			wantMsg: `config {FILE}: vm.memory = "128MiB" is not valid: want a size of at least 256MiB in whole MiB, e.g. "1GiB" (a bare number is bytes)`,
+			wantMsg: `config {FILE}: vm.memory = "128MiB" is not valid: want a size from 256MiB to 256GiB in whole MiB, e.g. "1GiB" (a bare number is bytes)`,
 		},
 		{
 			name:    "memory in bytes, too small",
 			file:    "[vm]\nmemory = 2048",
 			wantKey: "vm.memory",
-			wantMsg: `config {FILE}: vm.memory = 2048 is not valid: want a size of at least 256MiB in whole MiB, e.g. "1GiB" (a bare number is bytes)`,
+			wantMsg: `config {FILE}: vm.memory = 2048 is not valid: want a size from 256MiB to 256GiB in whole MiB, e.g. "1GiB" (a bare number is bytes)`,
 		},
 		{
 			name:    "memory not whole MiB",
 			file:    "[vm]\nmemory = \"1000000000\"",
 			wantKey: "vm.memory",
-			wantMsg: `config {FILE}: vm.memory = "1000000000" is not valid: want a size of at least 256MiB in whole MiB, e.g. "1GiB" (a bare number is bytes)`,
+			wantMsg: `config {FILE}: vm.memory = "1000000000" is not valid: want a size from 256MiB to 256GiB in whole MiB, e.g. "1GiB" (a bare number is bytes)`,
 		},
 		{
 			name:    "memory fraction",
 			file:    "[vm]\nmemory = \"1.5GiB\"",
 			wantKey: "vm.memory",
-			wantMsg: `config {FILE}: vm.memory = "1.5GiB" is not valid: want a size of at least 256MiB in whole MiB, e.g. "1GiB" (a bare number is bytes)`,
+			wantMsg: `config {FILE}: vm.memory = "1.5GiB" is not valid: want a size from 256MiB to 256GiB in whole MiB, e.g. "1GiB" (a bare number is bytes)`,
 		},
 		{
 			name:    "memory bool",
 			file:    "[vm]\nmemory = true",
 			wantKey: "vm.memory",
-			wantMsg: `config {FILE}: vm.memory = true is not valid: want a size of at least 256MiB in whole MiB, e.g. "1GiB" (a bare number is bytes)`,
+			wantMsg: `config {FILE}: vm.memory = true is not valid: want a size from 256MiB to 256GiB in whole MiB, e.g. "1GiB" (a bare number is bytes)`,
 		},
 		{
 			name:    "disk too small",
 			file:    "[vm]\ndisk = \"512MiB\"",
 			wantKey: "vm.disk",
-			wantMsg: `config {FILE}: vm.disk = "512MiB" is not valid: want a size of at least 1GiB in whole MiB, e.g. "8GiB" (a bare number is bytes)`,
+			wantMsg: `config {FILE}: vm.disk = "512MiB" is not valid: want a size from 1GiB to 4TiB in whole MiB, e.g. "8GiB" (a bare number is bytes)`,
 		},
 		{
 			name:    "disk not whole MiB",
 			file:    "[vm]\ndisk = 1073741825",
 			wantKey: "vm.disk",
-			wantMsg: `config {FILE}: vm.disk = "1073741825B" is not valid: want a size of at least 1GiB in whole MiB, e.g. "8GiB" (a bare number is bytes)`,
+			wantMsg: `config {FILE}: vm.disk = "1073741825B" is not valid: want a size from 1GiB to 4TiB in whole MiB, e.g. "8GiB" (a bare number is bytes)`,
 		},
 		{
 			name:    "disk negative",
 			file:    "[vm]\ndisk = -1",
 			wantKey: "vm.disk",
-			wantMsg: `config {FILE}: vm.disk = -1 is not valid: want a size of at least 1GiB in whole MiB, e.g. "8GiB" (a bare number is bytes)`,
+			wantMsg: `config {FILE}: vm.disk = -1 is not valid: want a size from 1GiB to 4TiB in whole MiB, e.g. "8GiB" (a bare number is bytes)`,
 		},
 		{
 			name:    "copy limit zero",
@@ -656,7 +722,49 @@ func TestLoadInvalid(t *testing.T) {
 			name:    "disk unit",
 			file:    "[vm]\ndisk = \"8 gigs\"",
 			wantKey: "vm.disk",
-			wantMsg: `config {FILE}: vm.disk = "8 gigs" is not valid: want a size of at least 1GiB in whole MiB, e.g. "8GiB" (a bare number is bytes)`,
+			wantMsg: `config {FILE}: vm.disk = "8 gigs" is not valid: want a size from 1GiB to 4TiB in whole MiB, e.g. "8GiB" (a bare number is bytes)`,
+		},
+		{
+			name:    "bridge named like a pool TAP",
+			file:    "[network]\nbridge = \"tap-pool-9\"",
+			wantKey: "network.bridge",
+			wantMsg: `config {FILE}: network.bridge = "tap-pool-9" is not valid: want a Linux interface name of 1 to 15 bytes without "/", ":" or spaces, not starting with "tap-pool-", e.g. "banger0"`,
+		},
+		{
+			name:    "bridge with a control character",
+			file:    "[network]\nbridge = \"br\\u00070\"",
+			wantKey: "network.bridge",
+			wantMsg: `config {FILE}: network.bridge = "br\u00070" is not valid: want a Linux interface name of 1 to 15 bytes without "/", ":" or spaces, not starting with "tap-pool-", e.g. "banger0"`,
+		},
+		{
+			name:    "memory above what a create may ask",
+			file:    "[vm]\nmemory = \"512GiB\"",
+			wantKey: "vm.memory",
+			wantMsg: `config {FILE}: vm.memory = "512GiB" is not valid: want a size from 256MiB to 256GiB in whole MiB, e.g. "1GiB" (a bare number is bytes)`,
+		},
+		{
+			name:    "disk above what a create may ask",
+			file:    "[vm]\ndisk = \"5TiB\"",
+			wantKey: "vm.disk",
+			wantMsg: `config {FILE}: vm.disk = "5TiB" is not valid: want a size from 1GiB to 4TiB in whole MiB, e.g. "8GiB" (a bare number is bytes)`,
+		},
+		{
+			name:    "vcpus above Firecracker's",
+			file:    "hypervisor = \"firecracker\"\n[vm]\nvcpus = 33",
+			wantKey: "vm.vcpus",
+			wantMsg: `config {FILE}: vm.vcpus = 33 is not valid: want at most 32 while hypervisor is "firecracker", since Firecracker runs 1 to 32 vCPUs: lower vm.vcpus, or set hypervisor = "qemu"`,
+		},
+		{
+			name:    "vcpus above Firecracker's, hypervisor auto",
+			file:    "[vm]\nvcpus = 64",
+			wantKey: "vm.vcpus",
+			wantMsg: `config {FILE}: vm.vcpus = 64 is not valid: want at most 32 while hypervisor is "auto" (it picks Firecracker where KVM boots guests), since Firecracker runs 1 to 32 vCPUs: lower vm.vcpus, or set hypervisor = "qemu"`,
+		},
+		{
+			name:    "vm_user root",
+			file:    `vm_user = "root"`,
+			wantKey: "vm_user",
+			wantMsg: `config {FILE}: vm_user = "root" is refused: the VM user "root" is uid 0, gid 0: hypervisors must not run as root; set vm_user to an unprivileged user`,
 		},
 		{
 			name:    "first error in file order",
@@ -755,7 +863,7 @@ func TestLoadUnknownKey(t *testing.T) {
 			name:    "key under a known leaf",
 			file:    "[vm.disk]\nsize = 1",
 			wantKey: "vm.disk",
-			wantMsg: `config {FILE}: vm.disk = {size = 1} is not valid: want a size of at least 1GiB in whole MiB, e.g. "8GiB" (a bare number is bytes)`,
+			wantMsg: `config {FILE}: vm.disk = {size = 1} is not valid: want a size from 1GiB to 4TiB in whole MiB, e.g. "8GiB" (a bare number is bytes)`,
 		},
 		{
 			name:    "config_file cannot be set",
@@ -878,7 +986,7 @@ func TestValidate(t *testing.T) {
 			name:    "disk not whole MiB",
 			edit:    func(c *Config) { c.VM.DiskBytes = 2*GiB + 1 },
 			wantKey: "vm.disk",
-			wantMsg: `config /c/config.toml: vm.disk = "2147483649B" is not valid: want a size of at least 1GiB in whole MiB, e.g. "8GiB" (a bare number is bytes)`,
+			wantMsg: `config /c/config.toml: vm.disk = "2147483649B" is not valid: want a size from 1GiB to 4TiB in whole MiB, e.g. "8GiB" (a bare number is bytes)`,
 		},
 	}
 	for _, tt := range tests {
@@ -912,5 +1020,76 @@ func TestConfigHelpers(t *testing.T) {
 	want := []string{"/d/ssh/id_ed25519", "INFO", "/k", "WARN"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("helpers mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// TestLoadGoodEdges: the values at the edges of each rule that later
+// stages accept load, so that Validate refuses no more than they do.
+func TestLoadGoodEdges(t *testing.T) {
+	tests := []struct {
+		name  string
+		file  string
+		setup func(t *testing.T, f fixture)
+		check func(t *testing.T, c *Config)
+	}{
+		{name: "bridge of 15 bytes", file: "[network]\nbridge = \"br-0123456789ab\""},
+		{name: "bridge with a dot and a dash", file: "[network]\nbridge = \"br-test.1\""},
+		{name: "bridge with tap in its name", file: "[network]\nbridge = \"tap-pool\""},
+		{name: "memory at its bounds", file: "[vm]\nmemory = \"256GiB\""},
+		{name: "memory at its lower bound", file: "[vm]\nmemory = \"256MiB\""},
+		{name: "disk at its bounds", file: "[vm]\ndisk = \"4TiB\""},
+		{name: "disk at its lower bound", file: "[vm]\ndisk = \"1GiB\""},
+		{name: "32 vcpus with any hypervisor", file: "[vm]\nvcpus = 32"},
+		{name: "32 vcpus with firecracker", file: "hypervisor = \"firecracker\"\n[vm]\nvcpus = 32"},
+		{name: "64 vcpus with qemu", file: "hypervisor = \"qemu\"\n[vm]\nvcpus = 64"},
+		{name: "vm_user that does not exist yet", file: `vm_user = "banger-vm-test"`},
+		{name: "vm_user off", file: `vm_user = ""`},
+		{
+			name: "auth file with spaces in the guest path",
+			file: `auth_files = ["/tmp/tok:/root/My App/tok"]`,
+			check: func(t *testing.T, c *Config) {
+				want := []AuthFile{{Host: "/tmp/tok", Guest: "/root/My App/tok"}}
+				if diff := cmp.Diff(want, c.AuthFiles); diff != "" {
+					t.Errorf("auth files (-want +got):\n%s", diff)
+				}
+			},
+		},
+		{name: "auth file with spaces in both paths", file: `auth_files = ["~/My App/tok", "/srv/a b/c:/root/d e/\"f\""]`},
+		{
+			name:  "ssh_key without a .pub",
+			file:  `ssh_key = "~/.ssh/id_ed25519"`,
+			setup: func(t *testing.T, f fixture) { f.sshKey(t) },
+		},
+		{
+			name: "ssh_key with its .pub",
+			file: `ssh_key = "~/.ssh/id_ed25519"`,
+			setup: func(t *testing.T, f fixture) {
+				b, err := os.ReadFile(f.sshKey(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				k, err := ssh.ParsePrivateKey(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.keyFile(t, "id_ed25519.pub", ssh.MarshalAuthorizedKey(k.PublicKey()), 0o644)
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.write(t, tt.file+"\n")
+			if tt.setup != nil {
+				tt.setup(t, f)
+			}
+			c, err := Load(f.paths, f.env)
+			if err != nil {
+				t.Fatalf("Load() = %v, want the file accepted", err)
+			}
+			if tt.check != nil {
+				tt.check(t, c)
+			}
+		})
 	}
 }

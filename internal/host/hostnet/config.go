@@ -100,11 +100,10 @@ func (c Config) ownerUID() uint32 {
 // Validate reports the first thing wrong with c, naming the config key to
 // fix.
 func (c Config) Validate() error {
+	if err := CheckBridge(c.Bridge); err != nil {
+		return fmt.Errorf("bridge name %q %v: set network.bridge in config to another name, e.g. \"banger0\"", c.Bridge, err)
+	}
 	switch {
-	case c.Bridge == "" || len(c.Bridge) > 15 || strings.ContainsAny(c.Bridge, "/ \t\n:"):
-		return fmt.Errorf("bridge name %q is not a valid interface name: set network.bridge in config to 1-15 characters without '/', ':' or spaces, e.g. \"banger0\"", c.Bridge)
-	case strings.HasPrefix(c.Bridge, tapPrefix):
-		return fmt.Errorf("bridge name %q collides with the TAP pool's names: set network.bridge in config to something else, e.g. \"banger0\"", c.Bridge)
 	case !c.Subnet.IsValid() || !c.Subnet.Addr().Is4():
 		return fmt.Errorf("subnet %v is not an IPv4 prefix: set network.subnet in config, e.g. \"172.30.0.0/24\"", c.Subnet)
 	case c.Subnet.Bits() > 29:

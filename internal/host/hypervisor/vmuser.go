@@ -45,6 +45,17 @@ func LookupVMUser(name string) (VMUser, error) {
 	return VMUser{Name: name, UID: uint32(uid), GID: uint32(gid)}, nil
 }
 
+// CheckVMUser reports why the user name cannot be the VM user, as
+// LookupVMUser would: an existing user that is root (uid or gid 0). A
+// user that does not exist yet passes: EnsureVMUser creates it.
+func CheckVMUser(name string) error {
+	if _, err := user.Lookup(name); err != nil {
+		return nil
+	}
+	_, err := LookupVMUser(name)
+	return err
+}
+
 // UserAddCommand is how EnsureVMUser creates the VM user: a system user
 // with its own group, no home and no login shell.
 func UserAddCommand(name string) []string {

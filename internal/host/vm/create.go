@@ -21,13 +21,14 @@ import (
 	"github.com/bangerdev/banger/internal/host/store"
 )
 
-// Limits on what a VM may ask for.
+// Limits on what a VM may ask for: the config's, so that its defaults
+// are ones every create can use.
 const (
-	MinMemoryMiB = 256
-	MaxMemoryMiB = 256 << 10
-	MaxVCPUs     = 64
-	MinDiskBytes = 1 << 30
-	MaxDiskBytes = 4 << 40
+	MinMemoryMiB = config.MinMemoryMiB
+	MaxMemoryMiB = config.MaxMemoryMiB
+	MaxVCPUs     = config.MaxVCPUs
+	MinDiskBytes = config.MinDiskBytes
+	MaxDiskBytes = config.MaxDiskBytes
 )
 
 // What each field of a create request accepts, as field errors say it

@@ -165,6 +165,9 @@ func launchCalls(spec hypervisor.Spec, p fcPaths, v *semver.Version) []call {
 	return append(calls, call{"starting the microVM", http.MethodPut, "/actions", actionBody{ActionType: "InstanceStart"}})
 }
 
+// MaxVCPUs is the most vCPUs Firecracker gives a microVM.
+const MaxVCPUs = 32
+
 // maxSocketPath is the longest path a sockaddr_un holds (108 bytes with
 // the terminating NUL).
 const maxSocketPath = 107
@@ -191,8 +194,8 @@ func validate(spec hypervisor.Spec) error {
 	if spec.Dir == "" || !filepath.IsAbs(spec.Dir) {
 		return fmt.Errorf("runtime directory %q is not an absolute path", spec.Dir)
 	}
-	if spec.VCPUs < 1 || spec.VCPUs > 32 {
-		return fmt.Errorf("%d vCPUs: Firecracker runs 1 to 32", spec.VCPUs)
+	if spec.VCPUs < 1 || spec.VCPUs > MaxVCPUs {
+		return fmt.Errorf("%d vCPUs: Firecracker runs 1 to %d", spec.VCPUs, MaxVCPUs)
 	}
 	if spec.MemoryMiB <= 0 {
 		return fmt.Errorf("%d MiB of memory: give the VM some", spec.MemoryMiB)
