@@ -35,7 +35,7 @@ reads only the file's directories, with a warning). bangerd rotates the log to b
 		Example: "  banger daemon logs\n  banger daemon logs -n 200\n  banger daemon logs -f --json | jq .",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			paths, _, err := app.lifecyclePaths(true)
+			paths, _, warn, err := app.lifecyclePaths()
 			if err != nil {
 				return err
 			}
@@ -47,6 +47,7 @@ reads only the file's directories, with a warning). bangerd rotates the log to b
 			if err != nil {
 				return err
 			}
+			warn()
 			defer func() { f.Close() }()
 			print := func(line string) {
 				if raw {

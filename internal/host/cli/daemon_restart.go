@@ -16,7 +16,7 @@ A broken config file is refused before anything is stopped (see
 		Example: "  banger daemon restart",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			ctl, err := app.lifecycleController(false)
+			ctl, _, err := app.lifecycleController()
 			if err != nil {
 				return err
 			}

@@ -17,7 +17,7 @@ nothing is started.`,
 		Example: "  banger daemon start",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			ctl, err := app.lifecycleController(false)
+			ctl, _, err := app.lifecycleController()
 			if err != nil {
 				return err
 			}

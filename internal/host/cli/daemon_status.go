@@ -21,7 +21,7 @@ warning), but then starts no daemon: one would refuse the file.`,
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			ctx := c.Context()
-			ctl, err := app.lifecycleController(true)
+			ctl, warn, err := app.lifecycleController()
 			if err != nil {
 				return err
 			}
@@ -30,6 +30,7 @@ warning), but then starts no daemon: one would refuse the file.`,
 				return err
 			}
 			defer cl.Close()
+			warn()
 			st, err := cl.DaemonStatus(ctx)
 			if err != nil {
 				return err

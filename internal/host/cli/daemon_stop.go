@@ -18,11 +18,14 @@ running with the old file can always be stopped.`,
 		Example: "  banger daemon stop",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			ctl, err := app.lifecycleController(true)
+			ctl, warn, err := app.lifecycleController()
 			if err != nil {
 				return err
 			}
 			st, err := ctl.Status(c.Context())
+			if err == nil || client.IsNotRunning(err) {
+				warn()
+			}
 			if client.IsNotRunning(err) {
 				_, err := fmt.Fprintln(app.Stdout, "bangerd is not running")
 				return err

@@ -44,7 +44,7 @@ func TestBrokenConfigStartsNothing(t *testing.T) {
 			if !errors.As(err, &ce) || !errors.Is(err, broken) || ce.Action != tt.action || ce.Running != nil {
 				t.Fatalf("got %v, want a *ConfigError %q wrapping the config's problem, with no daemon running", err, tt.action)
 			}
-			want := "not " + tt.action + " bangerd: " + broken.Error() + "; fix the file and check it with `banger config validate`"
+			want := "not " + tt.action + " bangerd (none answers on " + ctl.Paths.Socket() + "): " + broken.Error() + "; fix the file and check it with `banger config validate`"
 			if err.Error() != want {
 				t.Errorf("message:\n got %s\nwant %s", err, want)
 			}

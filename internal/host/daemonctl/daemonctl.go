@@ -51,17 +51,18 @@ type Controller struct {
 // broken: nothing was started or stopped.
 type ConfigError struct {
 	Action string // "starting", "restarting"
+	Socket string // where the daemon was looked for
 	// Running is the daemon that goes on running, if one does.
 	Running *api.DaemonStatus
 	Err     error // the config file's problem
 }
 
 func (e *ConfigError) Error() string {
-	running := ""
+	where := fmt.Sprintf("none answers on %s", e.Socket)
 	if e.Running != nil {
-		running = fmt.Sprintf(" (the running one, pid %d, goes on with the config it started with)", e.Running.PID)
+		where = fmt.Sprintf("the running one, pid %d, goes on with the config it started with", e.Running.PID)
 	}
-	return fmt.Sprintf("not %s bangerd%s: %v; fix the file and check it with `banger config validate`", e.Action, running, e.Err)
+	return fmt.Sprintf("not %s bangerd (%s): %v; fix the file and check it with `banger config validate`", e.Action, where, e.Err)
 }
 
 func (e *ConfigError) Unwrap() error { return e.Err }
@@ -71,7 +72,7 @@ func (c *Controller) refuse(ctx context.Context, action string) error {
 	if c.ConfigErr == nil {
 		return nil
 	}
-	e := &ConfigError{Action: action, Err: c.ConfigErr}
+	e := &ConfigError{Action: action, Socket: c.Paths.Socket(), Err: c.ConfigErr}
 	if st, err := c.Status(ctx); err == nil {
 		e.Running = &st
 	}
