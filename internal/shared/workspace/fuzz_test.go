@@ -151,7 +151,7 @@ func newFuzzLayout(t *testing.T) fuzzLayout {
 		}
 	}
 	for p, s := range map[string]string{
-		filepath.Join(l.dest, "old"):            "old",
+		filepath.Join(l.dest, "old"):             "old",
 		filepath.Join(root, "outside", "secret"): "secret",
 		filepath.Join(root, "parent", "beside"):  "beside",
 	} {
