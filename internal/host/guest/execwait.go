@@ -27,7 +27,7 @@ func (s *Service) ExecWait(ctx context.Context, vmName string, req api.ExecReque
 	out.max, errb.max = api.ExecOutputLimit, api.ExecOutputLimit
 	es, err := agentmux.RunExec(ctx, st, agentmux.ExecRequest{Argv: req.Argv}, nil, &out, &errb)
 	if err != nil {
-		return api.ExecResult{}, apiError(fmt.Errorf("exec %s in %s: %w", req.Argv[0], vmName, err))
+		return api.ExecResult{}, s.ended(ctx, vmName, req.Argv[0], apiError(fmt.Errorf("exec %s in %s: %w", req.Argv[0], vmName, err)))
 	}
 	return api.ExecResult{
 		Stdout: string(out.buf), Stderr: string(errb.buf),

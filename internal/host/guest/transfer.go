@@ -2,6 +2,7 @@ package guest
 
 import (
 	"context"
+	"errors"
 	"io"
 	"path"
 	"time"
@@ -25,9 +26,31 @@ func (s *Service) Exec(ctx context.Context, vmName string, req api.ExecRequest) 
 		Argv: req.Argv, Env: req.Env, Cwd: req.Cwd, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols,
 	}})
 	if err != nil {
-		return nil, apiError(err)
+		return nil, s.ended(ctx, vmName, req.Argv[0], apiError(err))
 	}
 	return st, nil
+}
+
+// ended explains err, the failure of a request to vmName's agent (what
+// names the request), when the VM is the cause: it was deleted or
+// stopped by another request while this one ran, which breaks the agent
+// session under it. A client then hears that (not found, or failed
+// precondition), not the broken session's internal error. Any other
+// failure, and one whose caller went away, is err unchanged.
+func (s *Service) ended(ctx context.Context, vmName, what string, err error) error {
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	v, gerr := s.VMs.Get(ctx, vmName)
+	switch {
+	case errors.Is(gerr, api.ErrNotFound):
+		return api.Errorf(api.CodeNotFound, "VM %s was deleted while %s ran in it (%v)", vmName, what, err)
+	case gerr == nil && v.State == api.VMDeleting:
+		return api.Errorf(api.CodeNotFound, "VM %s is being deleted: it stopped while %s ran in it (%v)", vmName, what, err)
+	case gerr == nil && v.State != api.VMRunning:
+		return api.Errorf(api.CodeFailedPrecondition, "VM %s is %s: it stopped while %s ran in it (%v); start it with `banger vm start %s`", vmName, v.State, what, err, vmName)
+	}
+	return err
 }
 
 // guestPath checks a guest path from the client, given in the request
