@@ -7,6 +7,9 @@ const (
 	VMCreating = "creating"
 	VMRunning  = "running"
 	VMStopped  = "stopped"
+	// VMDeleting: a delete has begun; a daemon that starts and finds
+	// one finishes it.
+	VMDeleting = "deleting"
 )
 
 // VM is a VM as the API shows it.

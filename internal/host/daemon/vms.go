@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/crashpoint"
 	"github.com/bangerdev/banger/internal/host/operation"
 	"github.com/bangerdev/banger/internal/host/vm"
 )
@@ -94,7 +95,10 @@ func (d *Daemon) restartVM(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (d *Daemon) stopVM(w http.ResponseWriter, r *http.Request) error {
-	v, err := d.vms.Stop(r.Context(), r.PathValue("name"))
+	ctx, crash := crashpoint.Track(r.Context(), "vm.stop")
+	crash.Stage("stop")
+	v, err := d.vms.Stop(ctx, r.PathValue("name"))
+	crash.Done()
 	if err != nil {
 		return err
 	}
@@ -102,7 +106,11 @@ func (d *Daemon) stopVM(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (d *Daemon) deleteVM(w http.ResponseWriter, r *http.Request) error {
-	if err := d.vms.Delete(r.Context(), r.PathValue("name")); err != nil {
+	ctx, crash := crashpoint.Track(r.Context(), "vm.delete")
+	crash.Stage("delete")
+	err := d.vms.Delete(ctx, r.PathValue("name"))
+	crash.Done()
+	if err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

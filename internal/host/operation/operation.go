@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/crashpoint"
 )
 
 // InterruptedReason is the error recorded on operations that were running
@@ -64,6 +65,7 @@ func NewManager(base context.Context, store Store, log *slog.Logger) *Manager {
 type Run struct {
 	m      *Manager
 	cancel context.CancelFunc
+	crash  *crashpoint.Tracker // the stages, for a crashpoints build's test points
 
 	mu      sync.Mutex
 	op      api.Operation
@@ -84,9 +86,11 @@ func NewID() string {
 func (m *Manager) Begin(kind, target string, fn Func) (api.Operation, error) {
 	now := m.now().UTC()
 	ctx, cancel := context.WithCancel(m.base)
+	ctx, crash := crashpoint.Track(ctx, kind)
 	r := &Run{
 		m:       m,
 		cancel:  cancel,
+		crash:   crash,
 		changed: make(chan struct{}),
 		op: api.Operation{
 			ID: NewID(), Kind: kind, Target: target, State: api.OperationRunning,
@@ -108,6 +112,7 @@ func (m *Manager) Begin(kind, target string, fn Func) (api.Operation, error) {
 		defer m.wg.Done()
 		defer cancel()
 		result, err := runSafely(ctx, r, fn)
+		r.crash.Done()
 		r.finish(result, err)
 		m.mu.Lock()
 		delete(m.live, r.op.ID)
@@ -153,6 +158,7 @@ func (r *Run) Stage(name string) {
 	op := r.snapshotLocked()
 	r.mu.Unlock()
 	r.persist(op)
+	r.crash.Stage(name)
 }
 
 // Detail attaches a short note to the current stage (e.g. "reflink", "3 modules").

@@ -59,6 +59,7 @@ func NewTheme(noColor bool) Theme {
 		"running":   t.OK,
 		"succeeded": t.OK,
 		"creating":  t.Warn,
+		"deleting":  t.Warn,
 		"stopped":   color(s(), "245"),
 		"exited":    color(s(), "245"),
 		"failed":    t.Error,

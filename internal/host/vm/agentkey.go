@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/bangerdev/banger/internal/host/crashpoint"
 	"github.com/bangerdev/banger/internal/host/image"
 	"github.com/bangerdev/banger/internal/shared/atomicfile"
 	"github.com/bangerdev/banger/internal/shared/bootpayload"
@@ -82,6 +83,7 @@ func (m *Manager) writeBootPayload(ctx context.Context, dir string, img image.Im
 	if err := bootpayload.WriteInitrd(initrd, img.Path(image.Initrd), agentBin, payload); err != nil {
 		return "", fmt.Errorf("writing the boot payload: %w", err)
 	}
+	crashpoint.Here(ctx)
 	if err := atomicfile.Write(agentKeyFile(dir), key, 0o600, 0); err != nil {
 		return "", fmt.Errorf("writing the agent key: %w", err)
 	}

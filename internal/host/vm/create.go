@@ -14,6 +14,7 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/host/config"
+	"github.com/bangerdev/banger/internal/host/crashpoint"
 	"github.com/bangerdev/banger/internal/host/diskclone"
 	"github.com/bangerdev/banger/internal/host/hostnet"
 	"github.com/bangerdev/banger/internal/host/hypervisor"
@@ -256,6 +257,7 @@ func (m *Manager) makeDisks(ctx context.Context, v *VM, img image.Image, p Progr
 		if err != nil {
 			return fmt.Errorf("cloning the upper-seed: %w", err)
 		}
+		crashpoint.Here(ctx)
 		if err := extend(upperDisk(dir), v.Spec.DiskBytes); err != nil {
 			return fmt.Errorf("sizing the upper disk: %w", err)
 		}
@@ -278,6 +280,7 @@ func (m *Manager) makeDisks(ctx context.Context, v *VM, img image.Image, p Progr
 	if err != nil {
 		return fmt.Errorf("cloning the work-seed: %w", err)
 	}
+	crashpoint.Here(ctx)
 	if err := extend(workDisk(dir), v.Spec.DiskBytes); err != nil {
 		return fmt.Errorf("sizing the work disk: %w", err)
 	}

@@ -77,7 +77,7 @@ func TestOnChangeFollowsTheLifecycle(t *testing.T) {
 		// A start records its TAP and hypervisor before the VM runs.
 		{"start", func() error { _, err := f.m.Start(ctx, "demo", &progress{}); return err },
 			[]string{"demo stopped", "demo running"}},
-		{"delete", func() error { return f.m.Delete(ctx, "demo") }, []string{"demo stopped", "demo removed"}},
+		{"delete", func() error { return f.m.Delete(ctx, "demo") }, []string{"demo deleting", "demo removed"}},
 	}
 	for _, s := range steps {
 		if err := s.do(); err != nil {

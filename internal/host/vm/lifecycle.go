@@ -12,6 +12,7 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/host/agentlink"
+	"github.com/bangerdev/banger/internal/host/crashpoint"
 	"github.com/bangerdev/banger/internal/host/hypervisor"
 	"github.com/bangerdev/banger/internal/host/image"
 	"github.com/bangerdev/banger/internal/host/termsafe"
@@ -83,6 +84,7 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, choice Choic
 	if err != nil {
 		return err
 	}
+	crashpoint.Here(ctx)
 	v.Runtime.TAP = tap
 	if err := m.Store.SetLeaseTAP(ctx, v.ID, tap); err != nil {
 		return err
@@ -112,6 +114,7 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, choice Choic
 		if h, err = hv.Launch(ctx, spec); err != nil {
 			return err
 		}
+		crashpoint.Here(ctx)
 		v.Runtime.Handle = &h
 		v.Runtime.StartedAt = m.now()
 		if err := m.save(ctx, v); err != nil {
@@ -462,6 +465,7 @@ func (m *Manager) halt(ctx context.Context, v *VM, graceful bool) error {
 			}
 		}
 	}
+	crashpoint.Here(ctx)
 	m.links.Drop(v.ID)
 	if len(errs) == 0 {
 		// The boot's key and credentials are not kept at rest; the next
@@ -476,7 +480,9 @@ func (m *Manager) halt(ctx context.Context, v *VM, graceful bool) error {
 		errs = append(errs, err)
 	}
 	v.Runtime.Handle = nil
-	v.State = api.VMStopped
+	if v.State != api.VMDeleting { // a delete's mark stays until the record goes
+		v.State = api.VMStopped
+	}
 	if err := m.save(ctx, v); err != nil {
 		errs = append(errs, err)
 	}
@@ -529,12 +535,23 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 
 func (m *Manager) destroy(ctx context.Context, v *VM) error {
 	var errs []error
+	// Recorded first: a crash from here on leaves a VM the next daemon
+	// start deletes (Reconcile), never one without its disks.
+	if v.State != api.VMDeleting {
+		v.State = api.VMDeleting
+		if err := m.save(ctx, v); err != nil && !strings.Contains(err.Error(), "not found") {
+			return err
+		}
+	}
+	crashpoint.Here(ctx)
 	if err := m.halt(ctx, v, false); err != nil {
 		errs = append(errs, err)
 	}
+	crashpoint.Here(ctx)
 	if err := os.RemoveAll(m.Dir(v.ID)); err != nil {
 		errs = append(errs, err)
 	}
+	crashpoint.Here(ctx)
 	if err := m.Store.DeleteVM(ctx, v.ID); err != nil && !strings.Contains(err.Error(), "not found") {
 		errs = append(errs, err)
 	} else {

@@ -12,15 +12,17 @@ import (
 // Finding is one thing reconcile did or could not explain.
 type Finding struct {
 	VM     string
-	Action string // "adopted", "marked stopped", "removed half-created", "unexplained"
+	Action string // "adopted", "marked stopped", "removed half-created", "deleted", "unexplained"
 	Detail string
 }
 
 // Reconcile brings the store in line with the host after a daemon start:
 // running VMs whose hypervisor is still theirs (pid + start time + control
 // socket) are re-adopted and left alone; dead ones are marked stopped and
-// their TAP returned; VMs a crash left half-created are removed with
-// everything they took. It never kills a VM that is still its own.
+// their TAP returned; VMs a crash left half-created or half-deleted are
+// removed with everything they took; a stopped VM whose start a crash
+// interrupted loses the hypervisor it had launched. It never kills a
+// running VM that is still its own.
 func (m *Manager) Reconcile(ctx context.Context) ([]Finding, error) {
 	vms, err := m.List(ctx)
 	if err != nil {
@@ -43,14 +45,30 @@ func (m *Manager) Reconcile(ctx context.Context) ([]Finding, error) {
 				errs = append(errs, err)
 			}
 			out = append(out, Finding{VM: v.Name, Action: "removed half-created", Detail: detail})
+		case api.VMDeleting:
+			// A delete never finished: finish it.
+			detail := "its delete was interrupted"
+			if pids := killStrays(m.Dir(v.ID), m.strayCommands()); len(pids) > 0 {
+				detail += fmt.Sprintf("; killed its hypervisor (pid %v)", pids)
+			}
+			if err := m.destroy(ctx, v); err != nil {
+				errs = append(errs, err)
+			}
+			out = append(out, Finding{VM: v.Name, Action: "deleted", Detail: detail})
 		case api.VMRunning:
 			out = append(out, m.readopt(ctx, v))
 		case api.VMStopped:
-			if v.Runtime.TAP != "" || v.Lease.TAP != "" {
-				if err := m.releaseTAP(ctx, v); err != nil {
+			// A stopped VM has no hypervisor: one that runs is from a start
+			// the crash interrupted (launched, its handle recorded or not
+			// yet), and is killed with everything the start took.
+			pids := killStrays(m.Dir(v.ID), m.strayCommands())
+			if v.Runtime.Handle != nil || len(pids) > 0 || v.Runtime.TAP != "" || v.Lease.TAP != "" {
+				if err := m.halt(ctx, v, false); err != nil {
 					errs = append(errs, err)
 				}
-				m.save(ctx, v)
+				if v.Runtime.Handle != nil || len(pids) > 0 {
+					out = append(out, Finding{VM: v.Name, Action: "marked stopped", Detail: fmt.Sprintf("its start was interrupted; killed its hypervisor %v", pids)})
+				}
 			}
 		}
 	}

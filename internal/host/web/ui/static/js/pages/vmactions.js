@@ -11,7 +11,7 @@ import { busy, confirmDialog, flash } from '../forms.js';
 export function vmButtons(vm, { onDeleted } = {}) {
   const n = vm.name;
   const running = vm.state === 'running';
-  const creating = vm.state === 'creating';
+  const creating = vm.state === 'creating' || vm.state === 'deleting';
   const btn = (action, label, fn, { danger = false, disabled = false } = {}) => {
     const b = h('button', { type: 'button', id: `vm-${n}-${action}`, 'data-action': action, class: danger ? 'danger' : '', 'aria-label': `${label} VM ${n}`, disabled },
       label);

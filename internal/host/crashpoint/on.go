@@ -1,0 +1,39 @@
+//go:build crashpoints
+
+package crashpoint
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// enabled: this is a crashpoints build (go build -tags crashpoints).
+const enabled = true
+
+var (
+	listMu sync.Mutex
+	armed  = os.Getenv(AtEnv)
+	list   = os.Getenv(ListEnv)
+)
+
+// Hit kills the daemon with SIGKILL when kind/stage/when is the point
+// BANGER_CRASH_AT names, and records the point in BANGER_CRASH_LIST's
+// file when that is set.
+func Hit(kind, stage, when string) {
+	point := kind + "/" + stage + "/" + when
+	if list != "" {
+		listMu.Lock()
+		if f, err := os.OpenFile(list, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
+			fmt.Fprintln(f, point)
+			f.Close()
+		}
+		listMu.Unlock()
+	}
+	if point == armed {
+		fmt.Fprintf(os.Stderr, "crashpoint: killing bangerd (pid %d) at %s\n", os.Getpid(), point)
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // the signal is on its way; run nothing more
+	}
+}
