@@ -18,7 +18,8 @@ const nobodyUID = 65534
 // TestRootlessVM runs an unprivileged bangerd (as nobody) in a namespace:
 // without a TAP pool, create fails with the fix and allocates nothing;
 // after `sudo banger host setup --user nobody` the same create boots a VM
-// whose TAP belongs to nobody.
+// whose TAP belongs to nobody, on its image's shared base (an overlay root
+// over the read-only rootfs, the VM's changes on its own upper disk).
 func TestRootlessVM(t *testing.T) {
 	root := vmEnv(t) // bootstraps an image as root in its own namespace
 	base := imageShow(t, root, "base")
@@ -36,12 +37,16 @@ func TestRootlessVM(t *testing.T) {
 		os.Chmod(filepath.Join(dir, b), 0o755)
 	}
 	files := map[string]string{}
-	for _, kind := range []string{"vmlinuz", "initrd", "rootfs", "work-seed"} {
+	// With its kernel's modules (and no initramfs of its own) the image is
+	// one banger can make a shared base of: the first create does.
+	for _, kind := range []string{"vmlinuz", "modules", "rootfs", "work-seed"} {
 		dst := filepath.Join(dir, kind)
-		if out, err := exec.Command("cp", "--sparse=always", artifact(t, base, kind), dst).CombinedOutput(); err != nil {
+		if out, err := exec.Command("cp", "-r", "--sparse=always", artifact(t, base, kind), dst).CombinedOutput(); err != nil {
 			t.Fatalf("cp: %v %s", err, out)
 		}
-		os.Chmod(dst, 0o644)
+		if out, err := exec.Command("chmod", "-R", "a+rX", dst).CombinedOutput(); err != nil {
+			t.Fatalf("chmod: %v %s", err, out)
+		}
 		files[kind] = dst
 	}
 	home := filepath.Join(dir, "home")
@@ -75,7 +80,7 @@ func TestRootlessVM(t *testing.T) {
 		run("daemon", "stop")
 	})
 
-	if r := run("image", "register", "--name", "base", "--kernel", files["vmlinuz"], "--initrd", files["initrd"],
+	if r := run("image", "register", "--name", "base", "--kernel", files["vmlinuz"], "--modules", files["modules"],
 		"--rootfs", files["rootfs"], "--work-seed", files["work-seed"]); r.code != 0 {
 		t.Fatalf("register as nobody: exit %d\n%s", r.code, tail(r.stderr, 20))
 	}
@@ -117,7 +122,36 @@ func TestRootlessVM(t *testing.T) {
 	if out := run("vm", "ssh", "rootless", "--", "hostname"); strings.TrimSpace(out.stdout) != "rootless" {
 		t.Errorf("ssh into the rootless vm: %q %s", out.stdout, out.stderr)
 	}
+	checkRootlessOverlay(t, run, r.stderr, v)
 	if d := run("vm", "delete", "rootless"); d.code != 0 {
 		t.Errorf("delete: %s", d.stderr)
+	}
+}
+
+// checkRootlessOverlay checks that nobody's VM booted on its image's
+// shared base: create made an upper disk and copied no rootfs, the guest's
+// / is an overlay, the VM's directory holds upper.ext4 and no rootfs.ext4,
+// and its QEMU (nobody's) holds the image's rootfs open.
+func checkRootlessOverlay(t *testing.T, run func(args ...string) result, createOut string, v api.VM) {
+	t.Helper()
+	if !strings.Contains(createOut, "✓ upper disk") || strings.Contains(createOut, "clone rootfs") {
+		t.Errorf("rootless create did not make an upper disk instead of a rootfs clone:\n%s", createOut)
+	}
+	mounts := run("vm", "exec", v.Name, "--", "cat", "/proc/mounts")
+	if root := procMountsRoot(mounts.stdout); root != "overlay" {
+		t.Errorf("the rootless guest's / is %q, want overlay; /proc/mounts:\n%s%s", root, mounts.stdout, mounts.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(v.Dir, "upper.ext4")); err != nil {
+		t.Errorf("the rootless VM has no upper disk: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(v.Dir, "rootfs.ext4")); !os.IsNotExist(err) {
+		t.Errorf("the rootless VM has its own rootfs copy (%v)", err)
+	}
+	var img api.Image
+	if err := json.Unmarshal([]byte(run("image", "show", "base", "--json").stdout), &img); err != nil {
+		t.Fatal(err)
+	}
+	if rootfs := artifact(t, img, "rootfs"); !qemuOpens(t, v.PID)[rootfs] {
+		t.Errorf("the rootless VM's qemu does not hold the shared base %s open", rootfs)
 	}
 }
