@@ -48,6 +48,11 @@ type Options struct {
 	// WebListen sets web.listen, e.g. "127.0.0.1:0": the daemon starts
 	// its web listener with it.
 	WebListen string
+	// StateDir and DataDir place the daemon's state directory (store, VM
+	// directories, log) and data directory (images, managed key)
+	// elsewhere than under Root, e.g. on a small filesystem a test
+	// fills; "" keeps each under Root.
+	StateDir, DataDir string
 }
 
 // Daemon is a running in-process bangerd.
@@ -152,6 +157,12 @@ func (d *Daemon) run(tb testing.TB) {
 	o := d.opts
 	cfg := Config(tb, o.Root)
 	cfg.Web.Listen = o.WebListen
+	if o.StateDir != "" {
+		cfg.Paths.StateDir = o.StateDir
+	}
+	if o.DataDir != "" {
+		cfg.Paths.DataDir = o.DataDir
+	}
 	var seams *daemon.TestSeams
 	if o.Fake {
 		cfg.VM.DiskBytes = vm.MinDiskBytes

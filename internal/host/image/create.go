@@ -88,9 +88,10 @@ func (c *Catalog) Create(ctx context.Context, spec Spec, p Progress) (Image, err
 			}
 		}
 	}()
+	freeBefore := freeSpace(c.Root)
 	m := Manifest{Schema: 1}
 	if err := spec.Fill(ctx, st, &m); err != nil {
-		return Image{}, err
+		return Image{}, c.noSpace(err, spec.Name, st.Dir, freeBefore)
 	}
 	if m.AgentVersion == "" {
 		v, err := c.AgentBuild(ctx)
@@ -131,7 +132,7 @@ func (c *Catalog) Create(ctx context.Context, spec Spec, p Progress) (Image, err
 	img.Fingerprint = Fingerprint(img)
 	p.Detail("%s", img.Fingerprint[:19])
 	if err := writeManifest(st.Dir, img); err != nil {
-		return Image{}, err
+		return Image{}, c.noSpace(err, spec.Name, st.Dir, freeBefore)
 	}
 
 	p.Stage("register")

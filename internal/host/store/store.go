@@ -86,10 +86,26 @@ func (s *Store) Close() error { return s.db.Close() }
 // DB exposes the handle for tests in this module that inspect the schema.
 func (s *Store) DB() *sql.DB { return s.db }
 
-// write runs fn in a transaction under the write mutex.
+// write runs fn in a transaction under the write mutex. A write that
+// finds the filesystem full releases the store's reserve (ReserveBytes)
+// and runs fn once more; if that fails too, the error says the
+// filesystem is full (see full). After a write that succeeds, a missing
+// reserve is made again when there is room.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	err := s.writeTx(ctx, fn)
+	if err != nil && isFull(err) && s.releaseReserve() {
+		err = s.writeTx(ctx, fn)
+	}
+	if err == nil {
+		s.keepReserve()
+	}
+	return s.full(err)
+}
+
+// writeTx runs fn in one transaction, rolled back when fn fails.
+func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

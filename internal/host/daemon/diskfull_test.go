@@ -1,0 +1,308 @@
+package daemon_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/daemontest"
+	"github.com/bangerdev/banger/internal/host/loopfs"
+	"github.com/bangerdev/banger/internal/host/store"
+)
+
+// The tests in this file put a fake daemon's state and data directories on
+// a small loop-mounted ext4 filesystem of the test's own (loopfs) and fill
+// it: each operation that writes there must fail with an error naming the
+// space it needs and the fix, leave nothing half-written (the tree under
+// the mount is listed before and after), and leave the store writable
+// and whole (PRAGMA integrity_check) once space is freed.
+
+// fullDaemon starts a fake daemon whose state and data directories are on
+// a fresh filesystem of size bytes, and returns it with the mount point.
+func fullDaemon(t *testing.T, size int64) (*daemontest.Daemon, string) {
+	t.Helper()
+	mnt := loopfs.Mount(t, size)
+	d := daemontest.Start(t, daemontest.Options{Fake: true,
+		StateDir: filepath.Join(mnt, "state"), DataDir: filepath.Join(mnt, "data")})
+	return d, mnt
+}
+
+// tree lists what lies under mnt but the files that change on their own
+// (the store's database, WAL and shared memory, the daemon's log) and
+// loopfs's fillers. The store's reserve is listed.
+func tree(t *testing.T, mnt string) []string {
+	t.Helper()
+	return loopfs.Tree(t, mnt, func(rel string) bool {
+		base := filepath.Base(rel)
+		return (strings.HasPrefix(base, "banger.db") && !strings.HasSuffix(base, ".reserve")) || base == "bangerd.log" || strings.HasPrefix(base, ".loopfs-fill-")
+	})
+}
+
+// tryCreate creates a VM and returns it, or the create's error (the
+// request's or the operation's, as the API carries it).
+func tryCreate(d *daemontest.Daemon, req api.CreateVMRequest) (api.VM, error) {
+	ctx := context.Background()
+	op, err := d.Client.BeginCreateVM(ctx, req)
+	if err != nil {
+		return api.VM{}, err
+	}
+	final, err := d.Client.WatchOperation(ctx, op.ID, nil)
+	if err != nil {
+		return api.VM{}, err
+	}
+	if final.State != api.OperationSucceeded {
+		if final.Error == nil {
+			return api.VM{}, fmt.Errorf("create %s ended %s without an error", op.ID, final.State)
+		}
+		return api.VM{}, final.Error
+	}
+	var v api.VM
+	return v, json.Unmarshal(final.Result, &v)
+}
+
+// vmNames is the names of the daemon's VMs, sorted.
+func vmNames(t *testing.T, d *daemontest.Daemon) []string {
+	t.Helper()
+	vms, err := d.Client.VMs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, v := range vms {
+		out = append(out, v.Name+":"+string(v.State))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// checkIntegrity stops the daemon and runs PRAGMA integrity_check on its
+// store.
+func checkIntegrity(t *testing.T, d *daemontest.Daemon) {
+	t.Helper()
+	if err := d.Stop(); err != nil {
+		t.Fatalf("daemon stop: %v", err)
+	}
+	st, err := store.Open(context.Background(), d.Config.Paths.DBFile())
+	if err != nil {
+		t.Fatalf("reopening the store: %v", err)
+	}
+	defer st.Close()
+	var res string
+	if err := st.DB().QueryRow(`PRAGMA integrity_check`).Scan(&res); err != nil || res != "ok" {
+		t.Errorf("PRAGMA integrity_check: %q, %v", res, err)
+	}
+}
+
+// wantErr checks that err is an API error of code with every one of
+// parts in its message.
+func wantErr(t *testing.T, what string, err error, code *api.Error, parts ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s succeeded, want a %s error", what, code.Code)
+	}
+	if !errors.Is(err, code) {
+		t.Errorf("%s: %v, want code %s", what, err, code.Code)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("%s: %q does not say %q", what, err, p)
+		}
+	}
+	t.Logf("%s: %v", what, err)
+}
+
+// TestDiskFullVMCreate: a create whose disks could grow past the free
+// space is refused before anything is written, naming what it needs
+// (its disks at full size and the 1 GiB kept free) and what is free; a
+// smaller create then succeeds, so the store is writable. Disks are
+// sparse, so without the pre-check the create itself would succeed.
+func TestDiskFullVMCreate(t *testing.T) {
+	d, mnt := fullDaemon(t, 9<<29) // 4.5 GiB
+	vmsDir := filepath.Join(d.Config.Paths.StateDir, "vms")
+	d.CreateVM(t, api.CreateVMRequest{Name: "keep"})
+
+	// 3.25 GiB free: a VM of 4 GiB disks (upper and work) needs 9 GiB,
+	// one of 1 GiB disks 3 GiB.
+	loopfs.Fill(t, mnt, 13<<28)
+	before := tree(t, mnt)
+	_, err := tryCreate(d, api.CreateVMRequest{Name: "big", DiskBytes: 4 << 30})
+	wantErr(t, "create of 4GiB disks", err, api.ErrFailedPrecondition,
+		"its disks can grow to 8GiB", "(9GiB in all)", vmsDir+" has 3.2GiB free", "lower disk_bytes")
+	if diff := cmp.Diff(before, tree(t, mnt)); diff != "" {
+		t.Errorf("the refused create left files behind (-before +after):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"keep:running"}, vmNames(t, d)); diff != "" {
+		t.Errorf("VMs after the refused create (-want +got):\n%s", diff)
+	}
+
+	if _, err := tryCreate(d, api.CreateVMRequest{Name: "small", DiskBytes: 1 << 30}); err != nil {
+		t.Fatalf("a create that fits, after a refused one: %v", err)
+	}
+	if err := d.Client.DeleteVM(context.Background(), "small"); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(before, tree(t, mnt)); diff != "" {
+		t.Errorf("create and delete of small left files behind (-before +after):\n%s", diff)
+	}
+	checkIntegrity(t, d)
+}
+
+// TestDiskFullStore: SQLite needs room to write anything, a delete
+// included, so the store keeps a reserve file (store.ReserveBytes): with
+// the filesystem full to the last block, `vm delete` — the way to free
+// space — still works, through the reserve. Once the reserve is spent
+// too, a write fails with SQLITE_FULL, which the daemon reports as the
+// store's filesystem being full, naming the directory to free space in,
+// not as "database or disk is full (13)"; nothing half-made remains.
+// Once space is freed the same create succeeds, the reserve is made
+// again, and the store passes its integrity check.
+func TestDiskFullStore(t *testing.T) {
+	d, mnt := fullDaemon(t, 9<<29)
+	stateDir := d.Config.Paths.StateDir
+	reserve := store.ReservePath(d.Config.Paths.DBFile())
+	if fi, err := os.Stat(reserve); err != nil || fi.Size() != store.ReserveBytes {
+		t.Fatalf("the store's reserve at start: %v, %v", fi, err)
+	}
+	d.CreateVM(t, api.CreateVMRequest{Name: "keep"})
+	d.CreateVM(t, api.CreateVMRequest{Name: "keep2"})
+
+	fillers := []string{loopfs.Fill(t, mnt, 0)}
+	if err := d.Client.DeleteVM(context.Background(), "keep"); err != nil {
+		t.Fatalf("delete on a full filesystem: %v", err)
+	}
+	if diff := cmp.Diff([]string{"keep2:running"}, vmNames(t, d)); diff != "" {
+		t.Errorf("VMs after the delete (-want +got):\n%s", diff)
+	}
+	if _, err := os.Stat(reserve); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the reserve after a write on a full filesystem: %v, want it spent", err)
+	}
+
+	// Full again, the reserve spent: the store cannot write.
+	fillers = append(fillers, loopfs.Fill(t, mnt, 0))
+	before := tree(t, mnt)
+	_, err := tryCreate(d, api.CreateVMRequest{Name: "again"})
+	wantErr(t, "create on a full filesystem", err, api.ErrFailedPrecondition,
+		"the daemon's store could not save this change", d.Config.Paths.DBFile()+" is full", "free space in "+stateDir, "nothing was changed")
+	if strings.Contains(err.Error(), "(13)") {
+		t.Errorf("the error still reads as SQLite's: %v", err)
+	}
+	err = d.Client.DeleteVM(context.Background(), "keep2")
+	wantErr(t, "delete on a full filesystem without the reserve", err, api.ErrFailedPrecondition, "free space in "+stateDir)
+	if diff := cmp.Diff(before, tree(t, mnt)); diff != "" {
+		t.Errorf("the failed create and delete left files behind or took some (-before +after):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"keep2:running"}, vmNames(t, d)); diff != "" {
+		t.Errorf("VMs after the failed create and delete (-want +got):\n%s", diff)
+	}
+
+	for _, f := range fillers {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tryCreate(d, api.CreateVMRequest{Name: "again"}); err != nil {
+		t.Fatalf("create after space was freed: %v", err)
+	}
+	if err := d.Client.DeleteVM(context.Background(), "keep2"); err != nil {
+		t.Fatalf("delete after space was freed: %v", err)
+	}
+	if diff := cmp.Diff([]string{"again:running"}, vmNames(t, d)); diff != "" {
+		t.Errorf("VMs at the end (-want +got):\n%s", diff)
+	}
+	if fi, err := os.Stat(reserve); err != nil || fi.Size() != store.ReserveBytes {
+		t.Errorf("the reserve after space was freed: %v, %v, want it made again", fi, err)
+	}
+	checkIntegrity(t, d)
+}
+
+// TestDiskFullImageRegister: register copies the user's rootfs into the
+// catalog; when the catalog's filesystem fills in the middle of the copy
+// the error says so, how much the image needed at least and where to
+// free space — not a bare ENOSPC from a path in a staging directory —
+// no staging directory or image record remains, and after freeing space
+// the same register succeeds.
+func TestDiskFullImageRegister(t *testing.T) {
+	d, mnt := fullDaemon(t, 1<<30)
+	ctx := context.Background()
+	base, err := d.Client.Image(ctx, daemontest.FakeImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	artifact := map[string]string{}
+	for _, a := range base.Artifacts {
+		artifact[a.Kind] = a.Path
+	}
+	rootfs := bigRootfs(t, 96<<20)
+	req := api.RegisterImageRequest{Name: "big", Kernel: artifact["vmlinux"], Initrd: artifact["initrd"], Rootfs: rootfs}
+	if req.Kernel == "" || req.Initrd == "" {
+		t.Fatalf("the seeded image has no vmlinux or initrd: %+v", base.Artifacts)
+	}
+
+	filler := loopfs.Fill(t, mnt, 48<<20)
+	before := tree(t, mnt)
+	op, err := d.Client.BeginRegisterImage(ctx, req)
+	if err == nil {
+		final, werr := d.Client.WatchOperation(ctx, op.ID, nil)
+		switch {
+		case werr != nil:
+			err = werr
+		case final.State == api.OperationSucceeded:
+			err = nil
+		case final.Error != nil:
+			err = final.Error
+		default:
+			err = fmt.Errorf("register %s ended %s without an error", op.ID, final.State)
+		}
+	}
+	catalog := filepath.Join(d.Config.Paths.DataDir, "images")
+	wantErr(t, "register of a 96MiB rootfs with 48MiB free", err, api.ErrFailedPrecondition,
+		"image big needs more free space than "+catalog, "free space in "+catalog, "nothing of it was kept")
+	if diff := cmp.Diff(before, tree(t, mnt)); diff != "" {
+		t.Errorf("the failed register left files behind (-before +after):\n%s", diff)
+	}
+	if _, err := d.Client.Image(ctx, "big"); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("image big after the failed register: %v, want not found", err)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	op, err = d.Client.BeginRegisterImage(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Await(t, op)
+	checkIntegrity(t, d)
+}
+
+// bigRootfs makes an ext4 image holding about size bytes of random data
+// (which no filesystem can leave sparse), outside the filled filesystem.
+func bigRootfs(t *testing.T, size int64) string {
+	t.Helper()
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	if err := os.MkdirAll(filepath.Join(tree, "root"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, size)
+	rand.Read(data)
+	if err := os.WriteFile(filepath.Join(tree, "blob"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "rootfs.ext4")
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", tree, img, fmt.Sprintf("%dM", size>>20+64)).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4 -d: %v: %s", err, out)
+	}
+	return img
+}
