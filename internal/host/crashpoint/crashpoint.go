@@ -37,6 +37,10 @@ const (
 	ListEnv = "BANGER_CRASH_LIST"
 )
 
+// KilledPrefix starts the line a crashpoints build adds to ListEnv's file
+// just before it kills the daemon at the armed point.
+const KilledPrefix = "killed "
+
 // Tracker follows one operation's current stage, for Here.
 type Tracker struct {
 	kind  string

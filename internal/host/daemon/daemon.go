@@ -249,12 +249,12 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 			d.log.Warn("vm state cannot be explained", "vm", f.VM, "detail", f.Detail)
 		}
 	}
-	removed, err := d.images.CleanStaging()
-	if err != nil {
-		return fmt.Errorf("removing half-built images: %w", err)
-	}
+	removed, err := d.images.CleanLeftovers(ctx)
 	for _, p := range removed {
-		d.log.Warn("removed half-built image left by a crash", "path", p)
+		d.log.Warn("removed what a crash left of an image operation", "path", p)
+	}
+	if err != nil {
+		return fmt.Errorf("removing what a crash left of image operations: %w", err)
 	}
 	return nil
 }

@@ -3,10 +3,12 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bangerdev/banger/api"
@@ -188,8 +190,59 @@ func (d *Daemon) verify(w http.ResponseWriter, r *http.Request) error {
 			leaks = append(leaks, api.Leak{Kind: l.Kind, What: l.Name, Detail: l.Reason + ": " + l.Fix})
 		}
 	}
+	more, err := d.verifyState(r.Context())
+	if err != nil {
+		return err
+	}
+	leaks = append(leaks, more...)
 	if leaks == nil {
 		leaks = []api.Leak{}
 	}
 	return writeJSON(w, http.StatusOK, api.VerifyReport{Leaks: leaks})
+}
+
+// verifyState finds what a crash can leave in the daemon's own state: a
+// store that fails SQLite's integrity check, VMs in a transient state
+// that no running operation explains, and what image operations left
+// (staging directories while none runs, image directories without a
+// record, temporary files).
+func (d *Daemon) verifyState(ctx context.Context) ([]api.Leak, error) {
+	var leaks []api.Leak
+	problems, err := d.store.IntegrityCheck(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range problems {
+		leaks = append(leaks, api.Leak{Kind: "store", What: d.store.Path(), Detail: "integrity check: " + p})
+	}
+	busyVMs, imageOps := map[string]bool{}, false
+	for _, op := range d.ops.Live() {
+		switch {
+		case strings.HasPrefix(op.Kind, "vm."):
+			busyVMs[op.Target] = true
+		case strings.HasPrefix(op.Kind, "image."):
+			imageOps = true
+		}
+	}
+	vms, err := d.vms.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vms {
+		if (v.State == api.VMCreating || v.State == api.VMDeleting) && !busyVMs[v.Name] {
+			leaks = append(leaks, api.Leak{Kind: "vm", What: v.Name,
+				Detail: fmt.Sprintf("%s, with no operation running on it: restart bangerd to finish cleaning it up", v.State)})
+		}
+	}
+	left, err := d.images.Leftovers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range left {
+		if imageOps && strings.Contains(l.Why, "staging") {
+			continue
+		}
+		leaks = append(leaks, api.Leak{Kind: "image", What: l.Path, Detail: l.Why + ": restart bangerd to remove it"})
+	}
+	return leaks, nil
 }

@@ -182,13 +182,25 @@ func TestCrashAtEveryPoint(t *testing.T) {
 			if op.setup != nil {
 				op.setup(e)
 			}
-			r := e.withDaemonEnv([]string{crashpoint.AtEnv + "=" + point}, op.args...)
-			if pid := e.daemonPID(); pid != 0 || r.code == 0 {
-				t.Errorf("%s: the daemon did not die (exit %d, daemon pid %d)\n%s", point, r.code, pid, r.stderr)
+			log := filepath.Join(e.home, "crash.log")
+			os.Remove(log)
+			r := e.withDaemonEnv([]string{crashpoint.AtEnv + "=" + point, crashpoint.ListEnv + "=" + log}, op.args...)
+			if b, _ := os.ReadFile(log); !strings.Contains(string(b), crashpoint.KilledPrefix+point+"\n") {
+				if r.code == 0 && oncePerImage(point) {
+					t.Logf("%s: not reached again (an image heals once)", point)
+				} else {
+					t.Errorf("%s: the daemon was not killed there (exit %d)\n%s", point, r.code, r.stderr)
+				}
+				reset(e)
 				continue
 			}
 			kills++
-			// The next command starts a daemon, which reconciles.
+			// The command's client may have started a daemon (still armed,
+			// past the point): the one after the crash, which reconciled.
+			// The checks run on an unarmed one, started again.
+			if e.daemonPID() != 0 {
+				e.must("daemon", "stop")
+			}
 			problems := op.check(e)
 			v := e.runWith(e.extra, "verify")
 			if v.code != 0 || !strings.Contains(v.stdout, "nothing leaked") {
@@ -204,6 +216,10 @@ func TestCrashAtEveryPoint(t *testing.T) {
 	t.Logf("%d crashes injected; after each, the next daemon left nothing behind", kills)
 }
 
+// oncePerImage: points of the stage that heals an image, which runs at
+// the first create from an image and not again.
+func oncePerImage(point string) bool { return strings.Contains(point, "/heal image/") }
+
 // pointsOf reads the crash points an operation passed, in order, once
 // each, keeping those of kind (a create also passes no other kind's).
 func pointsOf(t *testing.T, list, kind string) []string {
@@ -215,7 +231,7 @@ func pointsOf(t *testing.T, list, kind string) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, p := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if strings.HasPrefix(p, kind+"/") && !seen[p] {
+		if strings.HasPrefix(p, kind+"/") && !seen[p] { // "killed " lines do not match
 			seen[p] = true
 			out = append(out, p)
 		}

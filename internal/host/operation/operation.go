@@ -264,6 +264,21 @@ func (m *Manager) changed(op api.Operation) {
 	}
 }
 
+// Live returns the operations running now.
+func (m *Manager) Live() []api.Operation {
+	m.mu.Lock()
+	runs := make([]*Run, 0, len(m.live))
+	for _, r := range m.live {
+		runs = append(runs, r)
+	}
+	m.mu.Unlock()
+	out := make([]api.Operation, 0, len(runs))
+	for _, r := range runs {
+		out = append(out, r.Snapshot())
+	}
+	return out
+}
+
 // Get returns the operation: live state when it is running here, the
 // stored record otherwise.
 func (m *Manager) Get(ctx context.Context, id string) (api.Operation, error) {
