@@ -61,6 +61,11 @@ type Spec struct {
 	// Fill puts the artifacts into the staging directory (or records them
 	// in External) and completes the manifest.
 	Fill func(ctx context.Context, st *Staging, m *Manifest) error
+	// Need is the least space Fill will write (e.g. RegisterNeed): with
+	// less free, Create refuses the image before anything is written. 0
+	// skips the check; a build that fills the disk anyway is reported as
+	// such (noSpace).
+	Need int64
 }
 
 // Create builds an image through spec.Fill in a staging directory, then
@@ -73,6 +78,9 @@ func (c *Catalog) Create(ctx context.Context, spec Spec, p Progress) (Image, err
 		return Image{}, err
 	}
 	if err := os.MkdirAll(c.Root, 0o700); err != nil {
+		return Image{}, err
+	}
+	if err := c.checkNeed(spec.Name, spec.Need); err != nil {
 		return Image{}, err
 	}
 	st := &Staging{ID: newImageID(), External: map[Kind]string{}}
@@ -91,7 +99,7 @@ func (c *Catalog) Create(ctx context.Context, spec Spec, p Progress) (Image, err
 	freeBefore := freeSpace(c.Root)
 	m := Manifest{Schema: 1}
 	if err := spec.Fill(ctx, st, &m); err != nil {
-		return Image{}, c.noSpace(err, spec.Name, st.Dir, freeBefore)
+		return Image{}, c.noSpace(err, spec.Name, freeBefore)
 	}
 	if m.AgentVersion == "" {
 		v, err := c.AgentBuild(ctx)
@@ -132,7 +140,7 @@ func (c *Catalog) Create(ctx context.Context, spec Spec, p Progress) (Image, err
 	img.Fingerprint = Fingerprint(img)
 	p.Detail("%s", img.Fingerprint[:19])
 	if err := writeManifest(st.Dir, img); err != nil {
-		return Image{}, c.noSpace(err, spec.Name, st.Dir, freeBefore)
+		return Image{}, c.noSpace(err, spec.Name, freeBefore)
 	}
 
 	p.Stage("register")

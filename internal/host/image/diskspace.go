@@ -47,18 +47,47 @@ func usedSpace(dir string) int64 {
 }
 
 // noSpace turns the failure of an image build in staging that ran out of
-// space into an error naming the filesystem, how much the image needed at
-// least (what it had written, and what was free when it began) and the
-// fix; any other error is returned as it is. It must be called before the
-// staging directory is removed.
-func (c *Catalog) noSpace(err error, name, staging string, freeBefore int64) error {
+// space into an error naming the filesystem, what was free when the build
+// began (the image needed more) and the fix; any other error is returned
+// as it is.
+func (c *Catalog) noSpace(err error, name string, freeBefore int64) error {
 	if err == nil || (!errors.Is(err, unix.ENOSPC) && freeSpace(c.Root) >= lowSpace) {
 		return err
 	}
-	written := usedSpace(staging)
 	return &noSpaceError{err: err, apiErr: &api.Error{Code: api.CodeFailedPrecondition, Message: fmt.Sprintf(
-		"image %s needs more free space than %s had: it filled the filesystem after writing %s, with %s free when it began: free space in %s (or move the data dir to a larger filesystem) and retry; nothing of it was kept (%v)",
-		name, c.Root, sizeString(written), sizeString(freeBefore), c.Root, err)}}
+		"image %s needs more free space than %s had: it filled the filesystem, which had %s free when the image began: free space in %s (or move the data dir to a larger filesystem) and retry; nothing of it was kept (%v)",
+		name, c.Root, sizeString(freeBefore), c.Root, err)}}
+}
+
+// checkNeed refuses an image that needs more than its filesystem has
+// free, before anything is written.
+func (c *Catalog) checkNeed(name string, need int64) error {
+	free := freeSpace(c.Root)
+	if need <= 0 || free < 0 || free >= need {
+		return nil
+	}
+	return &api.Error{Code: api.CodeFailedPrecondition, Message: fmt.Sprintf(
+		"image %s needs at least %s free in %s for the files it copies, and it has %s: free space there (or move the data dir to a larger filesystem), or register with link set to keep the files where they are",
+		name, sizeString(need), c.Root, sizeString(free))}
+}
+
+// RegisterNeed is the least space a register of req takes in the
+// catalog: the blocks of every file it copies (kernel, initramfs,
+// modules, rootfs, work-seed); 0 with Link, which copies none. What
+// register makes besides (vmlinux unpacked from a bzImage, an initramfs,
+// a work-seed) comes on top, so the pre-check it feeds (Spec.Need) can
+// still be passed by a build that fills the disk, which noSpace reports.
+func RegisterNeed(req api.RegisterImageRequest) int64 {
+	if req.Link {
+		return 0
+	}
+	var n int64
+	for _, p := range []string{req.Kernel, req.Initrd, req.Modules, req.Rootfs, req.WorkSeed} {
+		if p != "" {
+			n += usedSpace(p)
+		}
+	}
+	return n
 }
 
 // noSpaceError is an api.Error that still unwraps to the failure.
