@@ -19,6 +19,8 @@ import (
 	"github.com/bangerdev/banger/internal/host/hostnet"
 	"github.com/bangerdev/banger/internal/host/hypervisor"
 	"github.com/bangerdev/banger/internal/host/hypervisor/firecracker"
+	"github.com/bangerdev/banger/internal/host/hypervisor/qemu"
+	"github.com/bangerdev/banger/internal/host/localsock"
 	"github.com/bangerdev/banger/internal/host/sshkey"
 	"github.com/bangerdev/banger/internal/shared/bootpayload"
 )
@@ -154,10 +156,10 @@ const (
 	MaxMemoryMiB   = 256 << 10
 	MinDiskBytes   = GiB
 	MaxDiskBytes   = 4 * TiB
-	// maxSocketPath is the longest path a Unix socket address holds
-	// (sun_path is 108 bytes with the terminating NUL).
-	maxSocketPath = 107
 )
+
+// maxSocketPath is the longest path a Unix socket address holds.
+const maxSocketPath = localsock.MaxPath
 
 func fields() []field {
 	return []field{
@@ -250,7 +252,7 @@ func fields() []field {
 			key:   "state_dir",
 			want:  `"" (the default) or an absolute directory; "~/" is allowed`,
 			set:   setPath(func(c *Config) *string { return &c.Paths.StateDir }),
-			check: checkDir(func(c *Config) string { return c.Paths.StateDir }),
+			check: checkStateDir,
 		},
 		{
 			key:  "runtime_dir",
@@ -615,6 +617,27 @@ func checkRange(get func(*Config) int, lo, hi int) func(*Config) *Error {
 		}
 		return nil
 	}
+}
+
+// checkStateDir holds state_dir to what VM starts need: the VMs'
+// directories are under it, and the hypervisors put their sockets there.
+func checkStateDir(c *Config) *Error {
+	if e := checkDir(func(c *Config) string { return c.Paths.StateDir })(c); e != nil {
+		return e
+	}
+	dir := c.Paths.VMDir(LongestVMID)
+	longest := ""
+	for _, s := range append(qemu.SocketPaths(dir), firecracker.SocketPaths(dir)...) {
+		if len(s) > len(longest) {
+			longest = s
+		}
+	}
+	if over := len(longest) - maxSocketPath; over > 0 {
+		return &Error{Value: quote(c.Paths.StateDir), Want: fmt.Sprintf(
+			"a directory of at most %d bytes, so that the sockets of the VMs' directories under it fit in a Unix socket address (%d bytes at most, and %s is %d)",
+			len(c.Paths.StateDir)-over, maxSocketPath, longest, len(longest))}
+	}
+	return nil
 }
 
 // checkVCPUs holds vm.vcpus to what every create can use: the bounds of

@@ -27,7 +27,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) fixture {
 	t.Helper()
-	dir := t.TempDir()
+	dir := shortTempDir(t)
 	f := fixture{root: filepath.Join(dir, "b"), home: filepath.Join(dir, "home")}
 	f.env = MapEnv(map[string]string{EnvHome: f.root, "HOME": f.home})
 	paths, err := DefaultPaths(f.env, 1000)
@@ -36,6 +36,19 @@ func newFixture(t *testing.T) fixture {
 	}
 	f.paths = paths
 	return f
+}
+
+// shortTempDir is a fresh directory with a short path, removed at the end
+// of the test: t.TempDir's paths, named after the test, leave a state
+// directory under them too little room for the VMs' sockets.
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "bc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 // write saves content as the fixture's config file.
@@ -725,6 +738,12 @@ func TestLoadInvalid(t *testing.T) {
 			wantMsg: `config {FILE}: vm.disk = "8 gigs" is not valid: want a size from 1GiB to 4TiB in whole MiB, e.g. "8GiB" (a bare number is bytes)`,
 		},
 		{
+			name:    "state_dir too long for the VMs' sockets",
+			file:    `state_dir = "/` + strings.Repeat("s", 65) + `"`,
+			wantKey: "state_dir",
+			wantMsg: `config {FILE}: state_dir = "/` + strings.Repeat("s", 65) + `" is not valid: want a directory of at most 65 bytes, so that the sockets of the VMs' directories under it fit in a Unix socket address (107 bytes at most, and /` + strings.Repeat("s", 65) + `/vms/vm-0123456789ab/vsock.sock_4294967295 is 108)`,
+		},
+		{
 			name:    "bridge named like a pool TAP",
 			file:    "[network]\nbridge = \"tap-pool-9\"",
 			wantKey: "network.bridge",
@@ -1033,6 +1052,7 @@ func TestLoadGoodEdges(t *testing.T) {
 		check func(t *testing.T, c *Config)
 	}{
 		{name: "bridge of 15 bytes", file: "[network]\nbridge = \"br-0123456789ab\""},
+		{name: "state_dir as long as the VMs' sockets allow", file: `state_dir = "/` + strings.Repeat("s", 64) + `"`},
 		{name: "bridge with a dot and a dash", file: "[network]\nbridge = \"br-test.1\""},
 		{name: "bridge with tap in its name", file: "[network]\nbridge = \"tap-pool\""},
 		{name: "memory at its bounds", file: "[vm]\nmemory = \"256GiB\""},

@@ -80,6 +80,15 @@ func (p Paths) SocketLock() string { return filepath.Join(p.RuntimeDir, "bangerd
 // commands finding no daemon at once start one between them.
 func (p Paths) StartLock() string { return filepath.Join(p.RuntimeDir, "bangerd.start.lock") }
 
+// VMDir is the directory of the VM with this id: its disks, its boot
+// payload and its hypervisor's sockets.
+func (p Paths) VMDir(id string) string { return filepath.Join(p.StateDir, "vms", id) }
+
+// LongestVMID is as long as every VM id ("vm-" and 12 hex digits): the
+// state directory must leave room for the sockets of a VM directory so
+// named.
+const LongestVMID = "vm-0123456789ab"
+
 // DBFile is the daemon's SQLite database.
 func (p Paths) DBFile() string { return filepath.Join(p.StateDir, "banger.db") }
 

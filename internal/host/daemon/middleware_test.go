@@ -26,7 +26,12 @@ import (
 // into a buffer the test can read.
 func testDaemon(t *testing.T) (*Daemon, *bytes.Buffer) {
 	t.Helper()
-	root := t.TempDir()
+	// A short root: config holds state_dir to the VMs' socket paths.
+	root, err := os.MkdirTemp("", "bgm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
 	env := config.MapEnv(map[string]string{config.EnvHome: root, "HOME": filepath.Join(root, "home")})
 	paths, err := config.DefaultPaths(env, os.Getuid())
 	if err != nil {

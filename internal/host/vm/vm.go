@@ -163,7 +163,7 @@ func (m *Manager) lock(id string) func() {
 }
 
 // Dir is a VM's runtime directory: its disks, sockets and console log.
-func (m *Manager) Dir(id string) string { return filepath.Join(m.Cfg.Paths.StateDir, "vms", id) }
+func (m *Manager) Dir(id string) string { return m.Cfg.Paths.VMDir(id) }
 
 // KnownHosts is the VM's known_hosts file, written from the host keys the
 // agent reported.

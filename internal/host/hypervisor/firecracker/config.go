@@ -11,6 +11,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 	"github.com/bangerdev/banger/internal/host/hypervisor"
+	"github.com/bangerdev/banger/internal/host/localsock"
 )
 
 // Files the driver keeps in Spec.Dir. When the VM is jailed, the sockets,
@@ -168,13 +169,22 @@ func launchCalls(spec hypervisor.Spec, p fcPaths, v *semver.Version) []call {
 // MaxVCPUs is the most vCPUs Firecracker gives a microVM.
 const MaxVCPUs = 32
 
-// maxSocketPath is the longest path a sockaddr_un holds (108 bytes with
-// the terminating NUL).
-const maxSocketPath = 107
+// maxSocketPath is the longest path a sockaddr_un holds.
+const maxSocketPath = localsock.MaxPath
 
-// maxVsockSuffix is the longest suffix of a guest-initiated connection's
-// listener: Firecracker connects to uds_path + "_" + the 32-bit port.
-const maxVsockSuffix = len("_4294967295")
+// SocketPaths are the longest Unix socket paths Firecracker uses in the
+// directory dir (a VM's runtime directory, or its jail's root): the API
+// socket, and the vsock socket with the longest suffix a guest-initiated
+// connection adds. Each must fit in maxSocketPath, which the config's
+// state_dir is held to as well.
+func SocketPaths(dir string) []string {
+	return []string{filepath.Join(dir, APISocket), filepath.Join(dir, VsockSocket) + longestVsockSuffix}
+}
+
+// longestVsockSuffix is the longest suffix of a guest-initiated
+// connection's listener: Firecracker connects to uds_path + "_" + the
+// 32-bit port.
+const longestVsockSuffix = "_4294967295"
 
 // Firecracker's API resource IDs (drive_id, iface_id): alphanumeric and '_'.
 var resourceIDRE = regexp.MustCompile(`^[A-Za-z0-9_]+$`)

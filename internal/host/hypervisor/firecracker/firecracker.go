@@ -166,6 +166,7 @@ func (d *Driver) layoutFor(spec hypervisor.Spec, fcBin string) (layout, fcPaths,
 	for _, disk := range spec.Disks {
 		fp.Disks = append(fp.Disks, disk.Path)
 	}
+	sockDir := spec.Dir
 	if d.jailed() {
 		cgv := d.Jail.CgroupVersion
 		if cgv == 0 {
@@ -176,13 +177,14 @@ func (d *Driver) layoutFor(spec hypervisor.Spec, fcBin string) (layout, fcPaths,
 			return layout{}, fcPaths{}, err
 		}
 		l.jail = &plan
+		sockDir = plan.Root
 		l.API = filepath.Join(plan.Root, APISocket)
 		l.Vsock = filepath.Join(plan.Root, VsockSocket)
 		l.Log = filepath.Join(plan.Root, LogFile)
 		l.Metrics = filepath.Join(plan.Root, MetricsFile)
 		fp = plan.fcPaths(spec)
 	}
-	if err := checkSocketPaths(l.API, l.Vsock+strings.Repeat("x", maxVsockSuffix)); err != nil {
+	if err := checkSocketPaths(SocketPaths(sockDir)...); err != nil {
 		return layout{}, fcPaths{}, err
 	}
 	return l, fp, nil

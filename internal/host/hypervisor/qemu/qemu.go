@@ -43,6 +43,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bangerdev/banger/internal/host/hypervisor"
+	"github.com/bangerdev/banger/internal/host/localsock"
 	"github.com/bangerdev/banger/internal/shared/agentproto"
 )
 
@@ -317,8 +318,7 @@ func validate(spec hypervisor.Spec, m Machine) error {
 	if spec.Dir == "" || !filepath.IsAbs(spec.Dir) {
 		return fmt.Errorf("runtime directory %q is not an absolute path", spec.Dir)
 	}
-	p := PathsIn(spec.Dir)
-	for _, s := range []string{p.QMP, p.Agent} {
+	for _, s := range SocketPaths(spec.Dir) {
 		if len(s) > maxSocketPath {
 			return fmt.Errorf("socket path %s is %d bytes, over the %d a unix socket allows: use a shorter runtime directory", s, len(s), maxSocketPath)
 		}
@@ -354,9 +354,16 @@ func validate(spec hypervisor.Spec, m Machine) error {
 	return nil
 }
 
-// maxSocketPath is the longest path a sockaddr_un holds (108 bytes with
-// the terminating NUL).
-const maxSocketPath = 107
+// maxSocketPath is the longest path a sockaddr_un holds.
+const maxSocketPath = localsock.MaxPath
+
+// SocketPaths are the Unix sockets QEMU makes in a VM's runtime directory
+// dir: each must fit in maxSocketPath, which the config's state_dir is
+// held to as well.
+func SocketPaths(dir string) []string {
+	p := PathsIn(dir)
+	return []string{p.QMP, p.Agent}
+}
 
 // Status asks QEMU for its run state: "running" is Running, every other
 // state of a live QEMU (paused, prelaunch, guest-panicked, ...) Paused; a
