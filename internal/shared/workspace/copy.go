@@ -116,11 +116,13 @@ func Place(ctx context.Context, r io.Reader, target string, opt ExtractOptions) 
 			return "", Stats{}, fmt.Errorf("copying to %s (left unchanged): %w", target, exists)
 		}
 	}
+	room := roomIn(dir)
 	staging, err := os.MkdirTemp(dir, ".banger-cp-")
 	if err != nil {
-		return "", Stats{}, fmt.Errorf("copying to %s: creating a staging directory in %s (it must be writable): %w", target, dir, err)
+		return "", Stats{}, fmt.Errorf("copying to %s: creating a staging directory in %s (it must be writable): %w", target, dir, room.noSpace(err))
 	}
-	stats, name, err := extractInto(ctx, r, staging, opt, true)
+	stats, name, err := extractInto(ctx, room.count(r), staging, opt, true)
+	err = room.noSpace(err)
 	if err == nil {
 		if final == "" {
 			final = filepath.Join(dir, name)

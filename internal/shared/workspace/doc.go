@@ -142,8 +142,12 @@ var (
 	// ErrUnsafeEntry: the stream holds an entry that could escape dest or is
 	// otherwise not allowed in a workspace.
 	ErrUnsafeEntry = errors.New("unsafe tar entry")
-	// ErrTooLarge: the stream's content exceeds ExtractOptions.MaxBytes.
+	// ErrTooLarge: the stream's content exceeds ExtractOptions.MaxBytes,
+	// or the room on the destination's filesystem (ErrNoSpace).
 	ErrTooLarge = errors.New("workspace too large")
+	// ErrNoSpace: the destination's filesystem filled before the stream
+	// was all written. It wraps ErrTooLarge.
+	ErrNoSpace = fmt.Errorf("%w for the free space", ErrTooLarge)
 	// ErrOutsideLink: ExtractOptions.ConfineSymlinks refused a symlink
 	// that could point outside the copy. It wraps ErrUnsafeEntry.
 	ErrOutsideLink = fmt.Errorf("symlink pointing outside the copy: %w", ErrUnsafeEntry)

@@ -96,11 +96,13 @@ func Extract(ctx context.Context, r io.Reader, dest string, opt ExtractOptions) 
 		return Stats{}, fmt.Errorf("extracting workspace: refusing to replace %s: pass a directory such as /root/repo", dest)
 	}
 
+	room := roomIn(filepath.Dir(dest))
 	staging, err := os.MkdirTemp(filepath.Dir(dest), filepath.Base(dest)+".incoming-")
 	if err != nil {
-		return Stats{}, fmt.Errorf("extracting workspace: creating a staging directory next to %s (its parent must exist and be writable): %w", dest, err)
+		return Stats{}, fmt.Errorf("extracting workspace: creating a staging directory next to %s (its parent must exist and be writable): %w", dest, room.noSpace(err))
 	}
-	stats, _, err := extractInto(ctx, r, staging, opt, false)
+	stats, _, err := extractInto(ctx, room.count(r), staging, opt, false)
+	err = room.noSpace(err)
 	var previous string
 	if err == nil {
 		previous, err = install(staging, dest)
