@@ -10,9 +10,12 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -102,6 +105,28 @@ type Copy struct {
 type AuthFile struct {
 	Host  string `json:"host"`  // absolute host path
 	Guest string `json:"guest"` // absolute guest path under /root
+}
+
+// CheckHost reports why the host file cannot be copied into a VM: it must
+// be a regular file this user can read. A missing file passes, since VM
+// starts skip it with a notice (the defaults name credentials not every
+// user has). VM starts hold each file to it before reading it, and
+// Validate holds the config to it.
+func (a AuthFile) CheckHost() error {
+	fi, err := os.Stat(a.Host)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file", a.Host)
+	}
+	f, err := os.Open(a.Host)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // defaultAuthFiles are the agents' credentials, relative to both homes.

@@ -583,6 +583,9 @@ func checkAuthFiles(c *Config) *Error {
 		case seen[a.Guest]:
 			return &Error{Value: value, Want: fmt.Sprintf("each guest path only once: %s is already written by an earlier entry", a.Guest)}
 		}
+		if err := a.CheckHost(); err != nil {
+			return &Error{Value: value, Problem: fmt.Sprintf("cannot be used: %v: point it at a file you can read, or remove it", err), Err: err}
+		}
 		seen[a.Guest] = true
 	}
 	return nil

@@ -744,6 +744,13 @@ func TestLoadInvalid(t *testing.T) {
 			wantMsg: `config {FILE}: state_dir = "/` + strings.Repeat("s", 65) + `" is not valid: want a directory of at most 65 bytes, so that the sockets of the VMs' directories under it fit in a Unix socket address (107 bytes at most, and /` + strings.Repeat("s", 65) + `/vms/vm-0123456789ab/vsock.sock_4294967295 is 108)`,
 		},
 		{
+			name:    "auth file that is a directory",
+			file:    `auth_files = ["~/.claude"]`,
+			setup:   func(t *testing.T, f fixture) { os.MkdirAll(filepath.Join(f.home, ".claude"), 0o700) },
+			wantKey: "auth_files",
+			wantMsg: `config {FILE}: auth_files = "~/.claude" cannot be used: {HOME}/.claude is not a regular file: point it at a file you can read, or remove it`,
+		},
+		{
 			name:    "bridge named like a pool TAP",
 			file:    "[network]\nbridge = \"tap-pool-9\"",
 			wantKey: "network.bridge",
@@ -1073,6 +1080,12 @@ func TestLoadGoodEdges(t *testing.T) {
 					t.Errorf("auth files (-want +got):\n%s", diff)
 				}
 			},
+		},
+		{name: "auth file that is missing (skipped at boot)", file: `auth_files = ["~/.nothing-here"]`},
+		{
+			name:  "auth file that is a file",
+			file:  `auth_files = ["~/.claude.json"]`,
+			setup: func(t *testing.T, f fixture) { f.keyFile(t, "../.claude.json", []byte("{}"), 0o600) },
 		},
 		{name: "auth file with spaces in both paths", file: `auth_files = ["~/My App/tok", "/srv/a b/c:/root/d e/\"f\""]`},
 		{

@@ -50,6 +50,9 @@ func (m *Manager) writeBootPayload(ctx context.Context, dir string, img image.Im
 	payload := bootpayload.Payload{Key: key}
 	var missing []string
 	for _, a := range m.Cfg.AuthFiles {
+		if err := a.CheckHost(); err != nil {
+			return "", fmt.Errorf("auth file %s: %w: fix auth_files in the config (see `banger config validate`)", a.Host, err)
+		}
 		b, err := os.ReadFile(a.Host)
 		if errors.Is(err, os.ErrNotExist) {
 			missing = append(missing, a.Host)
