@@ -3,12 +3,14 @@ package daemonctl
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/bangerdev/banger/internal/host/config"
+	"github.com/bangerdev/banger/internal/host/daemontest"
 )
 
 // With a broken config file no daemon is started: Start, Restart and
@@ -59,5 +61,43 @@ func TestBrokenConfigStartsNothing(t *testing.T) {
 				t.Errorf("the refusal created files: %s", strings.Join(names, " "))
 			}
 		})
+	}
+}
+
+// With a broken config file a running daemon is used as it is: Ensure
+// does not even ask the installed bangerd for its build (which would lead
+// to replacing a stale daemon with one that refuses the file), and
+// Restart refuses before stopping it.
+func TestBrokenConfigKeepsTheRunningDaemon(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{})
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	bin := filepath.Join(dir, "bangerd")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\ntouch "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	broken := errors.New("config /c/config.toml: vm.vcpus = 0 is not valid")
+	ctl := &Controller{Paths: d.Config.Paths, DaemonBin: bin, ConfigErr: broken, Notices: io.Discard}
+	ctx := context.Background()
+	before, err := ctl.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := ctl.Ensure(ctx)
+	if err != nil {
+		t.Fatalf("Ensure with a running daemon and a broken config: %v", err)
+	}
+	cl.Close()
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("Ensure ran the installed bangerd to compare builds")
+	}
+	_, err = ctl.Restart(ctx)
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Running == nil || ce.Running.PID != before.PID {
+		t.Fatalf("Restart = %v, want a *ConfigError naming the running daemon (pid %d)", err, before.PID)
+	}
+	after, err := ctl.Status(ctx)
+	if err != nil || after.StartedAt != before.StartedAt {
+		t.Errorf("after the refused restart: status %+v, %v; want the same daemon answering", after, err)
 	}
 }
