@@ -249,6 +249,11 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 			d.log.Warn("vm state cannot be explained", "vm", f.VM, "detail", f.Detail)
 		}
 	}
+	if d.net != nil { // nil: TestSeams stand in for the host network
+		if err := d.net.Tidy(ctx); err != nil {
+			d.log.Warn("tidying the host network", "error", err)
+		}
+	}
 	removed, err := d.images.CleanLeftovers(ctx)
 	for _, p := range removed {
 		d.log.Warn("removed what a crash left of an image operation", "path", p)

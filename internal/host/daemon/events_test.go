@@ -499,7 +499,7 @@ func TestEventsFollowVMs(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs = f.until(t, func(ev api.Event) bool { return ev.Kind == api.EventVM && ev.Removed })
-	if diff := cmp.Diff([]string{"evvm stopped", "evvm removed"}, vmStates(evs)); diff != "" {
+	if diff := cmp.Diff([]string{"evvm deleting", "evvm removed"}, vmStates(evs)); diff != "" {
 		t.Errorf("delete (-want +got):\n%s", diff)
 	}
 	evs = f.until(t, func(ev api.Event) bool { return ev.Kind == api.EventImage })

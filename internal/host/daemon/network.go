@@ -98,6 +98,26 @@ func (n *network) ready(ctx context.Context) error {
 	return nil
 }
 
+// Tidy brings banger's host network back in line at daemon start when it
+// exists already: a daemon killed between taking a pool TAP and recording
+// it, or while refilling the pool, leaves the pool off its size, which
+// nothing else would correct before the next VM. A host where banger's
+// network does not exist yet is left alone (it is set up lazily, at the
+// first VM).
+func (n *network) Tidy(ctx context.Context) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	st, err := n.host.Observe(ctx, n.Config())
+	if err != nil {
+		return err
+	}
+	if !st.Bridge.Exists && len(st.TAPs) == 0 {
+		return nil
+	}
+	return n.ready(ctx)
+}
+
 func (n *network) Subnet() netip.Prefix { return n.cfg.Subnet }
 func (n *network) Gateway() netip.Addr  { return hostnet.Gateway(n.cfg.Subnet) }
 func (n *network) Close() error         { return n.host.Close() }

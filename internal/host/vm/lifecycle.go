@@ -469,8 +469,10 @@ func (m *Manager) halt(ctx context.Context, v *VM, graceful bool) error {
 	m.links.Drop(v.ID)
 	if len(errs) == 0 {
 		// The boot's key and credentials are not kept at rest; the next
-		// start writes new ones.
-		for _, f := range []string{bootInitrd(m.Dir(v.ID)), agentKeyFile(m.Dir(v.ID))} {
+		// start writes new ones. The hypervisor is gone: a socket it left
+		// (killed, or launched by a start a crash interrupted) is stale.
+		socks, _ := filepath.Glob(filepath.Join(m.Dir(v.ID), "*.sock"))
+		for _, f := range append([]string{bootInitrd(m.Dir(v.ID)), agentKeyFile(m.Dir(v.ID))}, socks...) {
 			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
 			}
