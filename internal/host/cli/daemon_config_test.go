@@ -103,11 +103,21 @@ func TestDaemonLifecycleWithBrokenConfig(t *testing.T) {
 				t.Errorf("socket %s after stop: %v, want it gone", sock, err)
 			}
 
-			step("status-stopped", ExitError, "daemon", "status")
-			if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("daemon status with a broken config started a daemon (%s: %v)", sock, err)
+			for _, cmd := range []string{"status", "start", "restart"} {
+				step(cmd+"-stopped", ExitError, "daemon", cmd)
+				if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+					t.Fatalf("daemon %s with a broken config started a daemon (%s: %v)", cmd, sock, err)
+				}
 			}
 			step("stop-stopped", ExitOK, "daemon", "stop")
+
+			// Fixed, the file starts a daemon again, at its runtime_dir.
+			writeFile(t, configFile, good)
+			step("", ExitOK, "daemon", "start")
+			if _, err := os.Stat(sock); err != nil {
+				t.Errorf("daemon start with the fixed config: %v", err)
+			}
+			step("", ExitOK, "daemon", "stop")
 		})
 	}
 }
