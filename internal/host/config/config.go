@@ -201,7 +201,11 @@ func (c *Config) SlogLevel() slog.Level {
 // file order. It refuses every value a later stage would refuse (a VM
 // create using the defaults, a VM start, the host network), calling that
 // stage's own check where it has one. It reads the file system only for
-// ssh_key (the key and its .pub) and vm_user (the user database).
+// ssh_key (the key and its .pub), auth_files (each existing host file)
+// and vm_user (the user database); it never writes.
+//
+// What it leaves to `banger doctor` is the host: whether qemu_bin and
+// firecracker_bin are installed, KVM, free space, the network.
 func (c *Config) Validate() error {
 	for _, f := range fields() {
 		if f.check == nil {
