@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -308,4 +309,65 @@ func bigRootfs(t *testing.T, size int64) string {
 		t.Fatalf("mkfs.ext4 -d: %v: %s", err, out)
 	}
 	return img
+}
+
+// TestDiskFullImageBuild: a build grows the parent's rootfs (sparsely) by
+// 1 GiB and fills it in a chroot on a loop mount, so like a VM create it
+// is checked at that full size before anything is written: with less
+// free it is refused, naming what it needs and what is free, and no
+// staging directory, mount or record remains. With room, the build
+// passes the check and gets as far as the fake image allows (its rootfs
+// has no /bin/sh, so the script step fails): that failure, with the
+// rootfs loop-mounted in staging, leaves nothing behind either.
+func TestDiskFullImageBuild(t *testing.T) {
+	d, mnt := fullDaemon(t, 5<<29) // 2.5 GiB
+	ctx := context.Background()
+	catalog := filepath.Join(d.Config.Paths.DataDir, "images")
+	build := func() error {
+		op, err := d.Client.BeginBuildImage(ctx, api.BuildImageRequest{From: daemontest.FakeImage, Name: "built", Script: "echo hi > /etc/built\n"})
+		if err != nil {
+			return err
+		}
+		final, err := d.Client.WatchOperation(ctx, op.ID, nil)
+		switch {
+		case err != nil:
+			return err
+		case final.State == api.OperationSucceeded:
+			return nil
+		case final.Error != nil:
+			return final.Error
+		}
+		return fmt.Errorf("build %s ended %s without an error", op.ID, final.State)
+	}
+
+	filler := loopfs.Fill(t, mnt, 1<<30)
+	before := tree(t, mnt)
+	err := build()
+	wantErr(t, "build of a 2GiB rootfs with 1GiB free", err, api.ErrFailedPrecondition,
+		"image built needs at least 2GiB free in "+catalog, "free space there")
+	if err != nil && !regexp.MustCompile(`, and it has 10[12][0-9](\.[0-9])?MiB:`).MatchString(err.Error()) {
+		t.Errorf("the refused build does not say it has (just under) 1GiB free: %v", err)
+	}
+	if diff := cmp.Diff(before, tree(t, mnt)); diff != "" {
+		t.Errorf("the refused build left files behind (-before +after):\n%s", diff)
+	}
+	if _, err := d.Client.Image(ctx, "built"); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("image built after the refused build: %v, want not found", err)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	err = build()
+	t.Logf("build with room, of an image without a shell: %v", err)
+	if err == nil || strings.Contains(err.Error(), "needs at least") {
+		t.Errorf("build with room: %v, want it past the space check and failing in its script", err)
+	}
+	if diff := cmp.Diff(before, tree(t, mnt)); diff != "" {
+		t.Errorf("the failed build left files behind (-before +after):\n%s", diff)
+	}
+	if mounts, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(mounts), catalog+"/") {
+		t.Errorf("the failed build left a mount under %s", catalog)
+	}
+	checkIntegrity(t, d)
 }

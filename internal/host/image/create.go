@@ -61,7 +61,8 @@ type Spec struct {
 	// Fill puts the artifacts into the staging directory (or records them
 	// in External) and completes the manifest.
 	Fill func(ctx context.Context, st *Staging, m *Manifest) error
-	// Need is the least space Fill will write (e.g. RegisterNeed): with
+	// Need is the least space Fill will write (RegisterNeed, or a
+	// build's rootfs at its full, grown size): with
 	// less free, Create refuses the image before anything is written. 0
 	// skips the check; a build that fills the disk anyway is reported as
 	// such (noSpace).

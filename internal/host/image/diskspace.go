@@ -56,7 +56,7 @@ func (c *Catalog) noSpace(err error, name string, freeBefore int64) error {
 	}
 	return &noSpaceError{err: err, apiErr: &api.Error{Code: api.CodeFailedPrecondition, Message: fmt.Sprintf(
 		"image %s needs more free space than %s had: it filled the filesystem, which had %s free when the image began: free space in %s (or move the data dir to a larger filesystem) and retry; nothing of it was kept (%v)",
-		name, c.Root, sizeString(freeBefore), c.Root, err)}}
+		name, c.Root, sizeDown(freeBefore), c.Root, err)}}
 }
 
 // checkNeed refuses an image that needs more than its filesystem has
@@ -67,8 +67,8 @@ func (c *Catalog) checkNeed(name string, need int64) error {
 		return nil
 	}
 	return &api.Error{Code: api.CodeFailedPrecondition, Message: fmt.Sprintf(
-		"image %s needs at least %s free in %s for the files it copies, and it has %s: free space there (or move the data dir to a larger filesystem), or register with link set to keep the files where they are",
-		name, sizeString(need), c.Root, sizeString(free))}
+		"image %s needs at least %s free in %s, and it has %s: free space there (or move the data dir to a larger filesystem) and retry",
+		name, sizeUp(need), c.Root, sizeDown(free))}
 }
 
 // RegisterNeed is the least space a register of req takes in the
@@ -99,9 +99,13 @@ type noSpaceError struct {
 func (e *noSpaceError) Error() string   { return e.apiErr.Error() }
 func (e *noSpaceError) Unwrap() []error { return []error{e.apiErr, e.err} }
 
-// sizeString prints n with one decimal in the largest binary unit that
-// fits ("96.5MiB").
-func sizeString(n int64) string {
+// sizeUp and sizeDown print n with one decimal in the largest binary unit
+// that fits, rounded so that a need never reads smaller, nor what is
+// free larger, than it is (as package vm prints them).
+func sizeUp(n int64) string   { return sizeString(n, math.Ceil) }
+func sizeDown(n int64) string { return sizeString(n, math.Floor) }
+
+func sizeString(n int64, round func(float64) float64) string {
 	if n < 0 {
 		return "an unknown amount"
 	}
@@ -114,6 +118,6 @@ func sizeString(n int64) string {
 	if u == 0 {
 		return fmt.Sprintf("%dB", n)
 	}
-	s := strconv.FormatFloat(math.Round(v*10)/10, 'f', 1, 64)
+	s := strconv.FormatFloat(round(v*10)/10, 'f', 1, 64)
 	return strings.TrimSuffix(s, ".0") + units[u]
 }

@@ -146,7 +146,16 @@ func (b *Builder) Build(ctx context.Context, req api.BuildImageRequest, p image.
 		}
 	}
 
-	return b.Catalog.Create(ctx, image.Spec{Name: req.Name, ParentID: parent.ID, Fill: func(ctx context.Context, st *image.Staging, man *image.Manifest) error {
+	// The rootfs is grown (sparsely) by extra and filled in the chroot:
+	// like a VM's disks, it is checked at its full size (Spec.Need), so
+	// a build is refused before it starts rather than the loop-mounted
+	// rootfs meeting a full disk half way through a package install.
+	var need int64
+	if fi, err := os.Stat(parent.Path(image.Rootfs)); err == nil {
+		need = roundGiB(fi.Size() + extra)
+	}
+
+	return b.Catalog.Create(ctx, image.Spec{Name: req.Name, ParentID: parent.ID, Need: need, Fill: func(ctx context.Context, st *image.Staging, man *image.Manifest) error {
 		if req.Script != "" {
 			name := req.ScriptName
 			if name == "" {

@@ -56,7 +56,7 @@ func (rm *room) noSpace(err error) error {
 }
 
 // sizeString prints n with one decimal in the largest binary unit that
-// fits ("8.5MiB").
+// fits ("8.5MiB"), rounded down: it says what was, never more.
 func sizeString(n int64) string {
 	if n < 0 {
 		return "an unknown amount"
@@ -70,6 +70,6 @@ func sizeString(n int64) string {
 	if u == 0 {
 		return fmt.Sprintf("%dB", n)
 	}
-	s := strconv.FormatFloat(math.Round(v*10)/10, 'f', 1, 64)
+	s := strconv.FormatFloat(math.Floor(v*10)/10, 'f', 1, 64)
 	return strings.TrimSuffix(s, ".0") + units[u]
 }
