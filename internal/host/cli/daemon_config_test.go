@@ -202,3 +202,31 @@ func TestAuthFileWithSpacesBoots(t *testing.T) {
 		}
 	}
 }
+
+// daemon logs reads the log while the config file is broken, from the
+// state_dir the file still names, with the warning; with no log there it
+// says the broken file may be why, in one line.
+func TestDaemonLogsWithBrokenConfig(t *testing.T) {
+	root := daemontest.ShortTempDir(t)
+	state := filepath.Join(root, "elsewhere")
+	env := map[string]string{"BANGER_HOME": root, "HOME": filepath.Join(root, "home")}
+	configFile := filepath.Join(root, "config", "config.toml")
+	writeFile(t, configFile, "state_dir = \""+state+"\"\nhypervisor = \"vmware\"\n")
+
+	_, stderr, code := run(t, env, "daemon", "logs")
+	if code != ExitError || strings.Count(stderr, "\n") != 1 ||
+		!strings.Contains(stderr, "no daemon log at "+filepath.Join(state, "bangerd.log")) || !strings.Contains(stderr, `hypervisor = "vmware"`) {
+		t.Errorf("daemon logs without a log: exit %d, stderr:\n%s", code, stderr)
+	}
+
+	writeFile(t, filepath.Join(state, "bangerd.log"), record(1)+"\n")
+	out, stderr, code := run(t, env, "daemon", "logs", "--json")
+	if code != ExitOK || out != record(1)+"\n" {
+		t.Fatalf("daemon logs: exit %d, stdout %q, stderr:\n%s", code, out, stderr)
+	}
+	for _, want := range []string{"warning: the config file is broken", `hypervisor = "vmware"`, "state_dir from the file", "banger config validate"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("daemon logs' warning lacks %q:\n%s", want, stderr)
+		}
+	}
+}

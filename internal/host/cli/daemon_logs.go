@@ -35,12 +35,15 @@ reads only the file's directories, with a warning). bangerd rotates the log to b
 		Example: "  banger daemon logs\n  banger daemon logs -n 200\n  banger daemon logs -f --json | jq .",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			paths, _, warn, err := app.lifecyclePaths()
+			paths, cfgErr, warn, err := app.lifecyclePaths()
 			if err != nil {
 				return err
 			}
 			path := paths.LogFile()
 			f, err := os.Open(path)
+			if errors.Is(err, fs.ErrNotExist) && cfgErr != nil {
+				return fmt.Errorf("no daemon log at %s, and the config file, which may move it (state_dir), is broken: %v; fix the file and check it with `banger config validate`", path, cfgErr)
+			}
 			if errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("no daemon log at %s yet: start the daemon with `banger daemon start`", path)
 			}
