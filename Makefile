@@ -2,6 +2,7 @@
 #
 #   make build        build bin/banger, bin/bangerd, bin/banger-agent
 #   make test         unit + integration tests (root tests run when root)
+#   make fuzz         every fuzz target for FUZZTIME each (their seeds run in make test)
 #   make lint         gofmt + go vet
 #   make install      install the three binaries into $(PREFIX)/bin
 #   make bench        Go benchmarks (figures, no assertions)
@@ -25,7 +26,7 @@ LDFLAGS  := -s -w -X $(PKG)/internal/shared/buildinfo.version=$(VERSION) -X $(PK
 
 TEST_FLAGS ?=
 
-.PHONY: all build test test-unit lint install bench bench-guest bench-create clean deps quickstart screenshots
+.PHONY: all build test test-unit lint install bench bench-guest bench-create clean deps quickstart screenshots fuzz
 
 all: build
 
@@ -49,6 +50,43 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# Fuzz targets, as package:Target. `go test -fuzz` takes one target per
+# run, so each runs on its own for FUZZTIME; a finding is written to the
+# package's testdata/fuzz/<Target>/ and fails the run. `make test` runs
+# every target's seeds (f.Add and testdata/fuzz) as ordinary tests.
+FUZZTIME         ?= 30s
+# How long the fuzzer may spend shrinking each new input: Go's default
+# (60s) would use a short run's whole time on the first few.
+FUZZMINIMIZETIME ?= 5s
+FUZZ_TARGETS := \
+	internal/host/config:FuzzLoad \
+	internal/host/config:FuzzParseSize \
+	internal/host/config:FuzzFormatSize \
+	internal/host/names:FuzzValidate \
+	internal/host/daemon:FuzzRequestBody \
+	internal/host/daemon:FuzzDecodeBody \
+	internal/shared/workspace:FuzzExtract \
+	internal/shared/workspace:FuzzPlace \
+	internal/shared/initramfs:FuzzReader \
+	internal/host/kernelstage:FuzzDecodeXZ \
+	internal/host/kernelstage:FuzzXZRoundTrip \
+	internal/guest/guestinit:FuzzParseCmdline \
+	internal/shared/agentmux:FuzzHostUpgrade \
+	internal/shared/agentmux:FuzzHostStream \
+	internal/shared/agentmux:FuzzGuestLineMode \
+	internal/shared/agentmux:FuzzGuestStream
+# Temporary trees go to tmpfs when there is one: Extract and Place syncfs
+# what they write, which on a disk-backed /tmp flushes the whole file
+# system on every run.
+FUZZ_TMPDIR ?= $(shell [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo $${TMPDIR:-/tmp})
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=./$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		TMPDIR=$(FUZZ_TMPDIR) $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) $$pkg; \
+	done
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin
