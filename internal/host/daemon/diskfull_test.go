@@ -50,26 +50,36 @@ func tree(t *testing.T, mnt string) []string {
 	})
 }
 
-// tryCreate creates a VM and returns it, or the create's error (the
+// finish returns a function that follows an operation to its end (it
+// takes a Begin call's results: finish(d)(d.Client.BeginStartVM(ctx,
+// name))) and returns the operation's result, or its error (the
 // request's or the operation's, as the API carries it).
-func tryCreate(d *daemontest.Daemon, req api.CreateVMRequest) (api.VM, error) {
-	ctx := context.Background()
-	op, err := d.Client.BeginCreateVM(ctx, req)
-	if err != nil {
-		return api.VM{}, err
-	}
-	final, err := d.Client.WatchOperation(ctx, op.ID, nil)
-	if err != nil {
-		return api.VM{}, err
-	}
-	if final.State != api.OperationSucceeded {
-		if final.Error == nil {
-			return api.VM{}, fmt.Errorf("create %s ended %s without an error", op.ID, final.State)
+func finish(d *daemontest.Daemon) func(api.Operation, error) (json.RawMessage, error) {
+	return func(op api.Operation, err error) (json.RawMessage, error) {
+		if err != nil {
+			return nil, err
 		}
-		return api.VM{}, final.Error
+		final, err := d.Client.WatchOperation(context.Background(), op.ID, nil)
+		switch {
+		case err != nil:
+			return nil, err
+		case final.State == api.OperationSucceeded:
+			return final.Result, nil
+		case final.Error != nil:
+			return nil, final.Error
+		}
+		return nil, fmt.Errorf("%s %s ended %s without an error", op.Kind, op.ID, final.State)
+	}
+}
+
+// tryCreate creates a VM and returns it, or the create's error.
+func tryCreate(d *daemontest.Daemon, req api.CreateVMRequest) (api.VM, error) {
+	res, err := finish(d)(d.Client.BeginCreateVM(context.Background(), req))
+	if err != nil {
+		return api.VM{}, err
 	}
 	var v api.VM
-	return v, json.Unmarshal(final.Result, &v)
+	return v, json.Unmarshal(res, &v)
 }
 
 // vmNames is the names of the daemon's VMs, sorted.
@@ -127,7 +137,8 @@ func wantErr(t *testing.T, what string, err error, code *api.Error, parts ...str
 // space is refused before anything is written, naming what it needs
 // (its disks at full size and the 1 GiB kept free) and what is free; a
 // smaller create then succeeds, so the store is writable. Disks are
-// sparse, so without the pre-check the create itself would succeed.
+// sparse, so without the pre-check the create itself would succeed. A
+// start is checked the same way (1 GiB free beside the VM).
 func TestDiskFullVMCreate(t *testing.T) {
 	d, mnt := fullDaemon(t, 9<<29) // 4.5 GiB
 	vmsDir := filepath.Join(d.Config.Paths.StateDir, "vms")
@@ -156,6 +167,27 @@ func TestDiskFullVMCreate(t *testing.T) {
 	if diff := cmp.Diff(before, tree(t, mnt)); diff != "" {
 		t.Errorf("create and delete of small left files behind (-before +after):\n%s", diff)
 	}
+
+	// A start needs 1 GiB free beside the VM (a running guest could
+	// fill its disks at once): with less, it is refused and the VM stays
+	// stopped; with more, it starts.
+	ctx := context.Background()
+	if _, err := d.Client.StopVM(ctx, "keep"); err != nil {
+		t.Fatal(err)
+	}
+	filler := loopfs.Fill(t, mnt, 512<<20)
+	_, err = finish(d)(d.Client.BeginStartVM(ctx, "keep"))
+	wantErr(t, "start with 512MiB free", err, api.ErrFailedPrecondition,
+		"not enough free disk space to start this VM", "a running VM needs at least 1GiB free beside it", "free space in ")
+	if diff := cmp.Diff([]string{"keep:stopped"}, vmNames(t, d)); diff != "" {
+		t.Errorf("VMs after the refused start (-want +got):\n%s", diff)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := finish(d)(d.Client.BeginStartVM(ctx, "keep")); err != nil {
+		t.Fatalf("start after space was freed: %v", err)
+	}
 	checkIntegrity(t, d)
 }
 
@@ -165,7 +197,8 @@ func TestDiskFullVMCreate(t *testing.T) {
 // space — still works, through the reserve. Once the reserve is spent
 // too, a write fails with SQLITE_FULL, which the daemon reports as the
 // store's filesystem being full, naming the directory to free space in,
-// not as "database or disk is full (13)"; nothing half-made remains.
+// not as "database or disk is full (13)"; nothing half-made remains, and
+// the daemon restarts on the full filesystem.
 // Once space is freed the same create succeeds, the reserve is made
 // again, and the store passes its integrity check.
 func TestDiskFullStore(t *testing.T) {
@@ -205,6 +238,11 @@ func TestDiskFullStore(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"keep2:running"}, vmNames(t, d)); diff != "" {
 		t.Errorf("VMs after the failed create and delete (-want +got):\n%s", diff)
+	}
+	// The daemon starts again on the full filesystem and adopts its VM.
+	d.Restart(t)
+	if diff := cmp.Diff([]string{"keep2:running"}, vmNames(t, d)); diff != "" {
+		t.Errorf("VMs after a restart on the full filesystem (-want +got):\n%s", diff)
 	}
 
 	for _, f := range fillers {
@@ -252,20 +290,7 @@ func TestDiskFullImageRegister(t *testing.T) {
 
 	filler := loopfs.Fill(t, mnt, 48<<20)
 	before := tree(t, mnt)
-	op, err := d.Client.BeginRegisterImage(ctx, req)
-	if err == nil {
-		final, werr := d.Client.WatchOperation(ctx, op.ID, nil)
-		switch {
-		case werr != nil:
-			err = werr
-		case final.State == api.OperationSucceeded:
-			err = nil
-		case final.Error != nil:
-			err = final.Error
-		default:
-			err = fmt.Errorf("register %s ended %s without an error", op.ID, final.State)
-		}
-	}
+	_, err = finish(d)(d.Client.BeginRegisterImage(ctx, req))
 	catalog := filepath.Join(d.Config.Paths.DataDir, "images")
 	// Without a pre-check (image.Spec.Need unset) the copy fills the
 	// disk and the error says so; with one, the register is refused
@@ -282,11 +307,9 @@ func TestDiskFullImageRegister(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	op, err = d.Client.BeginRegisterImage(ctx, req)
-	if err != nil {
-		t.Fatal(err)
+	if _, err := finish(d)(d.Client.BeginRegisterImage(ctx, req)); err != nil {
+		t.Fatalf("register after space was freed: %v", err)
 	}
-	d.Await(t, op)
 	checkIntegrity(t, d)
 }
 
@@ -324,20 +347,8 @@ func TestDiskFullImageBuild(t *testing.T) {
 	ctx := context.Background()
 	catalog := filepath.Join(d.Config.Paths.DataDir, "images")
 	build := func() error {
-		op, err := d.Client.BeginBuildImage(ctx, api.BuildImageRequest{From: daemontest.FakeImage, Name: "built", Script: "echo hi > /etc/built\n"})
-		if err != nil {
-			return err
-		}
-		final, err := d.Client.WatchOperation(ctx, op.ID, nil)
-		switch {
-		case err != nil:
-			return err
-		case final.State == api.OperationSucceeded:
-			return nil
-		case final.Error != nil:
-			return final.Error
-		}
-		return fmt.Errorf("build %s ended %s without an error", op.ID, final.State)
+		_, err := finish(d)(d.Client.BeginBuildImage(ctx, api.BuildImageRequest{From: daemontest.FakeImage, Name: "built", Script: "echo hi > /etc/built\n"}))
+		return err
 	}
 
 	filler := loopfs.Fill(t, mnt, 1<<30)
