@@ -64,7 +64,9 @@ func writeFakeKernel(path string) error {
 	vmlinux := staticELF(exitCode, []byte(banner))
 	var payload bytes.Buffer
 	zw := gzip.NewWriter(&payload)
-	zw.Write(vmlinux)
+	if _, err := zw.Write(vmlinux); err != nil {
+		return err
+	}
 	if err := zw.Close(); err != nil {
 		return err
 	}
