@@ -53,7 +53,7 @@ lint:
 
 # Fuzz targets, as package:Target. `go test -fuzz` takes one target per
 # run, so each runs on its own for FUZZTIME; a finding is written to the
-# package's testdata/fuzz/<Target>/ and fails the run. `make test` runs
+# package's testdata/fuzz/<Target>/, and the run fails once all ran. `make test` runs
 # every target's seeds (f.Add and testdata/fuzz) as ordinary tests.
 FUZZTIME         ?= 30s
 # How long the fuzzer may spend shrinking each new input: Go's default
@@ -82,11 +82,13 @@ FUZZ_TARGETS := \
 FUZZ_TMPDIR ?= $(shell [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo $${TMPDIR:-/tmp})
 
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
+	@failed=; for t in $(FUZZ_TARGETS); do \
 		pkg=./$${t%%:*}; name=$${t##*:}; \
 		echo "== $$name ($$pkg, $(FUZZTIME))"; \
-		TMPDIR=$(FUZZ_TMPDIR) $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) $$pkg; \
-	done
+		TMPDIR=$(FUZZ_TMPDIR) $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) $$pkg \
+			|| failed="$$failed $$name"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz findings in:$$failed"; exit 1; fi
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin
