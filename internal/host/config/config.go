@@ -107,11 +107,13 @@ type AuthFile struct {
 	Guest string `json:"guest"` // absolute guest path under /root
 }
 
-// CheckHost reports why the host file cannot be copied into a VM: it must
-// be a regular file this user can read. A missing file passes, since VM
-// starts skip it with a notice (the defaults name credentials not every
-// user has). VM starts hold each file to it before reading it, and
-// Validate holds the config to it.
+// CheckHost reports why the host file cannot be copied into a VM: a
+// directory cannot be, nor a regular file this user cannot read. A missing
+// file passes, since VM starts skip it with a notice (the defaults name
+// credentials not every user has), and so does anything else that reads
+// as a file (a FIFO a secret manager feeds is not opened here: that would
+// wait for its writer). VM starts hold each file to it before reading it,
+// and Validate holds the config to it.
 func (a AuthFile) CheckHost() error {
 	fi, err := os.Stat(a.Host)
 	switch {
@@ -119,8 +121,10 @@ func (a AuthFile) CheckHost() error {
 		return nil
 	case err != nil:
 		return err
+	case fi.IsDir():
+		return fmt.Errorf("%s is a directory", a.Host)
 	case !fi.Mode().IsRegular():
-		return fmt.Errorf("%s is not a regular file", a.Host)
+		return nil
 	}
 	f, err := os.Open(a.Host)
 	if err != nil {

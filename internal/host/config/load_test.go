@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -748,7 +749,7 @@ func TestLoadInvalid(t *testing.T) {
 			file:    `auth_files = ["~/.claude"]`,
 			setup:   func(t *testing.T, f fixture) { os.MkdirAll(filepath.Join(f.home, ".claude"), 0o700) },
 			wantKey: "auth_files",
-			wantMsg: `config {FILE}: auth_files = "~/.claude" cannot be used: {HOME}/.claude is not a regular file: point it at a file you can read, or remove it`,
+			wantMsg: `config {FILE}: auth_files = "~/.claude" cannot be used: {HOME}/.claude is a directory: point it at a file you can read, or remove it`,
 		},
 		{
 			name:    "bridge named like a pool TAP",
@@ -1086,6 +1087,16 @@ func TestLoadGoodEdges(t *testing.T) {
 			name:  "auth file that is a file",
 			file:  `auth_files = ["~/.claude.json"]`,
 			setup: func(t *testing.T, f fixture) { f.keyFile(t, "../.claude.json", []byte("{}"), 0o600) },
+		},
+		{
+			name: "auth file that is a FIFO (read at boot, not here)",
+			file: `auth_files = ["~/.fifo"]`,
+			setup: func(t *testing.T, f fixture) {
+				os.MkdirAll(f.home, 0o700)
+				if err := syscall.Mkfifo(filepath.Join(f.home, ".fifo"), 0o600); err != nil {
+					t.Skipf("no FIFO here: %v", err)
+				}
+			},
 		},
 		{name: "auth file with spaces in both paths", file: `auth_files = ["~/My App/tok", "/srv/a b/c:/root/d e/\"f\""]`},
 		{
