@@ -239,10 +239,15 @@ func (c *Catalog) Repair(ctx context.Context, name string, p Progress) (Image, b
 }
 
 // canRestage reports whether banger can rebuild the image's initramfs: it
-// has its kernel, its modules and an initramfs banger made.
+// has its kernel, its modules and an initramfs banger made. An initramfs
+// the user registered (copied into the image's directory, so managed, but
+// not banger's) is used as it is: banger staged an image's initramfs when
+// the manifest names the agent in it (InitrdAgent) or, for images made
+// before that was recorded, when the image was not registered.
 func (c *Catalog) canRestage(img Image) bool {
+	staged := img.Manifest.InitrdAgent != "" || img.Manifest.Source != "register"
 	return c.Kernels != nil && img.Has(Modules) && (img.Has(Vmlinuz) || img.Has(Vmlinux)) &&
-		c.Managed(img.ID, img.Path(Initrd))
+		c.Managed(img.ID, img.Path(Initrd)) && staged
 }
 
 // makeBase turns the image into a shared base: its initramfs is rebuilt

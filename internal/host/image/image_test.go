@@ -652,3 +652,34 @@ func TestAgentBuildAsksOncePerBinary(t *testing.T) {
 		t.Errorf("the agent ran %d times in all, want 2", n)
 	}
 }
+
+// TestRegisteredInitramfsIsKept: an image registered with the user's own
+// initramfs (and modules) keeps it: heal never rebuilds it, so the image
+// does not become a shared base and its VMs copy the rootfs.
+func TestRegisteredInitramfsIsKept(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	req := f.request("own-initrd")
+	req.Initrd = f.initrd
+	img, err := f.cat.Register(ctx, req, &progressLog{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Manifest.InitrdAgent != "" {
+		t.Errorf("the user's initramfs is recorded as carrying agent %q", img.Manifest.InitrdAgent)
+	}
+	before := img.Artifacts[Initrd].SHA256
+	staged := len(f.stager.staged)
+	// A new agent: an image banger staged would have its initramfs rebuilt.
+	os.WriteFile(f.cat.AgentBin, []byte("#!/bin/sh\necho '{\"version\":\"t\",\"build_id\":\"agent9\"}'\n"), 0o755)
+	healed, _, err := f.cat.Repair(ctx, "own-initrd", &progressLog{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.stager.staged) != staged || healed.Artifacts[Initrd].SHA256 != before {
+		t.Errorf("heal rebuilt the user's initramfs (%d stagings)", len(f.stager.staged)-staged)
+	}
+	if healed.Has(UpperSeed) {
+		t.Error("an image with the user's initramfs became a shared base (its initramfs would need the overlay module)")
+	}
+}
