@@ -469,14 +469,20 @@ func setSubnet(c *Config, v any) *Error {
 	return nil
 }
 
+// checkSubnet holds network.subnet to the host network's rule
+// (hostnet.CheckSubnet) and to banger's policy on top: a masked, private
+// range of /16 or smaller.
 func checkSubnet(c *Config) *Error {
 	p := c.Network.Subnet
 	if !p.IsValid() {
 		return &Error{Value: quote("")}
 	}
+	if err := hostnet.CheckSubnet(p); err != nil {
+		return &Error{Value: quote(p.String()), Err: err}
+	}
 	a := p.Addr()
 	switch {
-	case !a.Is4() || p.Bits() < 16 || p.Bits() > 29:
+	case p.Bits() < 16:
 		return &Error{Value: quote(p.String())}
 	case p.Masked() != p:
 		return &Error{Value: quote(p.String()), Want: fmt.Sprintf("the network address, with the host bits zero: %q", p.Masked().String())}
@@ -507,13 +513,17 @@ func setAllowCIDRs(c *Config, v any) *Error {
 	return nil
 }
 
+// checkAllowCIDRs holds network.allow_cidrs to the host network's rule
+// (hostnet.CheckAllowCIDR); the Want says which part failed.
 func checkAllowCIDRs(c *Config) *Error {
 	for _, p := range c.Network.AllowCIDRs {
+		err := hostnet.CheckAllowCIDR(p)
 		switch {
+		case err == nil:
 		case !p.Addr().Is4():
-			return &Error{Value: quote(p.String()), Want: `IPv4 CIDRs only (guests get no IPv6), e.g. ["192.168.1.0/24"]`}
-		case p.Masked() != p:
-			return &Error{Value: quote(p.String()), Want: fmt.Sprintf("the network address, with the host bits zero: %q", p.Masked().String())}
+			return &Error{Value: quote(p.String()), Want: `IPv4 CIDRs only (guests get no IPv6), e.g. ["192.168.1.0/24"]`, Err: err}
+		default:
+			return &Error{Value: quote(p.String()), Want: fmt.Sprintf("the network address, with the host bits zero: %q", p.Masked().String()), Err: err}
 		}
 	}
 	return nil

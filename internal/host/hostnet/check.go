@@ -2,6 +2,7 @@ package hostnet
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
 )
 
@@ -22,6 +23,35 @@ func CheckBridge(name string) error {
 	}
 	if strings.HasPrefix(name, tapPrefix) {
 		return errors.New(`starts with "` + tapPrefix + `" and so collides with the TAP pool's names`)
+	}
+	return nil
+}
+
+// CheckSubnet reports why p cannot be the guests' subnet: it must be an
+// IPv4 prefix of 29 bits or fewer, room for the network and broadcast
+// addresses, the gateway and guests. Config.Validate holds Subnet to it,
+// and so does the config file's network.subnet (which adds its own
+// policy: a masked, private range of /16 or smaller).
+func CheckSubnet(p netip.Prefix) error {
+	switch {
+	case !p.IsValid() || !p.Addr().Is4():
+		return errors.New("is not an IPv4 prefix")
+	case p.Bits() > 29:
+		return errors.New("is too small for a gateway and guests")
+	}
+	return nil
+}
+
+// CheckAllowCIDR reports why p cannot be an allowed destination: it must
+// be an IPv4 prefix (guests get no IPv6) with its host bits zero, as the
+// nftables interval set holds it. Config.Validate holds AllowCIDRs to it,
+// and so does the config file's network.allow_cidrs.
+func CheckAllowCIDR(p netip.Prefix) error {
+	switch {
+	case !p.IsValid() || !p.Addr().Is4():
+		return errors.New("is not an IPv4 prefix")
+	case p != p.Masked():
+		return errors.New("has host bits set")
 	}
 	return nil
 }

@@ -103,17 +103,15 @@ func (c Config) Validate() error {
 	if err := CheckBridge(c.Bridge); err != nil {
 		return fmt.Errorf("bridge name %q %v: set network.bridge in config to another name, e.g. \"banger0\"", c.Bridge, err)
 	}
-	switch {
-	case !c.Subnet.IsValid() || !c.Subnet.Addr().Is4():
-		return fmt.Errorf("subnet %v is not an IPv4 prefix: set network.subnet in config, e.g. \"172.30.0.0/24\"", c.Subnet)
-	case c.Subnet.Bits() > 29:
-		return fmt.Errorf("subnet %v is too small for a gateway and guests: set network.subnet in config to a /29 or bigger, e.g. \"172.30.0.0/24\"", c.Subnet)
-	case c.PoolSize < 0:
+	if err := CheckSubnet(c.Subnet); err != nil {
+		return fmt.Errorf("subnet %v %v: set network.subnet in config to an IPv4 prefix of a /29 or bigger, e.g. \"172.30.0.0/24\"", c.Subnet, err)
+	}
+	if c.PoolSize < 0 {
 		return fmt.Errorf("TAP pool size %d is negative: set network.tap_pool_size in config to 0 or more", c.PoolSize)
 	}
 	for _, p := range c.AllowCIDRs {
-		if !p.IsValid() || !p.Addr().Is4() || p != p.Masked() {
-			return fmt.Errorf("allowed destination %v is not a masked IPv4 prefix: fix network.allow_cidrs in config, e.g. [\"192.168.1.0/24\"]", p)
+		if err := CheckAllowCIDR(p); err != nil {
+			return fmt.Errorf("allowed destination %v %v: fix network.allow_cidrs in config, e.g. [\"192.168.1.0/24\"]", p, err)
 		}
 	}
 	for _, a := range c.DNS {
