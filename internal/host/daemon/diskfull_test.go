@@ -99,6 +99,19 @@ func vmNames(t *testing.T, d *daemontest.Daemon) []string {
 	return out
 }
 
+// verifyClean asks the daemon's own judge (banger verify: strays, store
+// integrity, image leftovers) and fails the test on any leak.
+func verifyClean(t *testing.T, d *daemontest.Daemon, when string) {
+	t.Helper()
+	r, err := d.Client.Verify(context.Background())
+	if err != nil {
+		t.Fatalf("verify %s: %v", when, err)
+	}
+	for _, l := range r.Leaks {
+		t.Errorf("verify %s: %+v", when, l)
+	}
+}
+
 // checkIntegrity stops the daemon and runs PRAGMA integrity_check on its
 // store.
 func checkIntegrity(t *testing.T, d *daemontest.Daemon) {
@@ -207,6 +220,7 @@ func TestDiskFullVMCreate(t *testing.T) {
 	if _, err := finish(d)(d.Client.BeginStartVM(ctx, "keep")); err != nil {
 		t.Fatalf("start after space was freed: %v", err)
 	}
+	verifyClean(t, d, "at the end")
 	checkIntegrity(t, d)
 }
 
@@ -258,6 +272,7 @@ func TestDiskFullStore(t *testing.T) {
 	if diff := cmp.Diff([]string{"keep2:running"}, vmNames(t, d)); diff != "" {
 		t.Errorf("VMs after the failed create and delete (-want +got):\n%s", diff)
 	}
+	verifyClean(t, d, "on the full filesystem")
 	// The daemon starts again on the full filesystem and adopts its VM.
 	d.Restart(t)
 	if diff := cmp.Diff([]string{"keep2:running"}, vmNames(t, d)); diff != "" {
@@ -281,6 +296,7 @@ func TestDiskFullStore(t *testing.T) {
 	if fi, err := os.Stat(reserve); err != nil || fi.Size() != store.ReserveBytes {
 		t.Errorf("the reserve after space was freed: %v, %v, want it made again", fi, err)
 	}
+	verifyClean(t, d, "at the end")
 	checkIntegrity(t, d)
 }
 
@@ -322,6 +338,7 @@ func TestDiskFullImageRegister(t *testing.T) {
 	if _, err := d.Client.Image(ctx, "big"); !errors.Is(err, api.ErrNotFound) {
 		t.Errorf("image big after the failed register: %v, want not found", err)
 	}
+	verifyClean(t, d, "after the failed register")
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
@@ -329,6 +346,7 @@ func TestDiskFullImageRegister(t *testing.T) {
 	if _, err := finish(d)(d.Client.BeginRegisterImage(ctx, req)); err != nil {
 		t.Fatalf("register after space was freed: %v", err)
 	}
+	verifyClean(t, d, "at the end")
 	checkIntegrity(t, d)
 }
 
@@ -399,5 +417,7 @@ func TestDiskFullImageBuild(t *testing.T) {
 	if mounts, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(mounts), catalog+"/") {
 		t.Errorf("the failed build left a mount under %s", catalog)
 	}
+	verifyClean(t, d, "after the failed build")
+	verifyClean(t, d, "at the end")
 	checkIntegrity(t, d)
 }
