@@ -37,7 +37,25 @@ type VM struct {
 	// store's copy, refreshed whenever sessions are listed, started,
 	// signalled or attached); every change to it is a vm event.
 	Sessions int `json:"sessions"`
+	// LastExit says why the VM last stopped when nobody asked it to (its
+	// hypervisor exited, the guest powered off, a start failed); absent
+	// when its last stop was asked for. A successful start clears it.
+	LastExit *VMExit `json:"last_exit,omitempty"`
 }
+
+// VMExit is why a VM stopped on its own.
+type VMExit struct {
+	At time.Time `json:"at"`
+	// Reason is one line: "the guest powered off", "the hypervisor (qemu)
+	// was killed by signal SIGKILL", "start failed at agent health: ...".
+	Reason string `json:"reason"`
+	// ConsoleTail is the last lines of the serial console (at most
+	// ConsoleTailLines), with terminal controls escaped.
+	ConsoleTail string `json:"console_tail,omitempty"`
+}
+
+// ConsoleTailLines bounds VMExit.ConsoleTail.
+const ConsoleTailLines = 20
 
 // VMList is the answer to GET /v1/vms.
 type VMList struct {

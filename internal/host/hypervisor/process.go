@@ -155,8 +155,17 @@ func Start(c Command) (*Process, error) {
 	if p.killWait <= 0 {
 		p.killWait = DefaultKillWait
 	}
+	// Registered before it can be reaped, so ExitOf can say how it ended.
+	rec, watched := watchExit(p.PID)
 	go func() {
 		p.waitErr = cmd.Wait()
+		if watched {
+			e := exitOf(cmd)
+			if t := StderrTail(p.stderr); p.stderr != "" && t != NoStderr {
+				e.Stderr = t
+			}
+			rec.set(e)
+		}
 		close(p.exited)
 	}()
 	return p, nil

@@ -398,7 +398,9 @@ func (m *Manager) Start(ctx context.Context, name string, p Progress) (VM, error
 		p.Logf("banger-agent %s → %s (installed at boot)", orNone(v.Spec.AgentVersion), img.Manifest.AgentVersion)
 		v.Spec.AgentVersion = img.Manifest.AgentVersion
 	}
-	if err := m.boot(ctx, &v, img, choice, p); err != nil {
+	sp := &stageRecorder{Progress: p}
+	if err := m.boot(ctx, &v, img, choice, sp); err != nil {
+		v.Runtime.LastExit = m.startFailure(context.WithoutCancel(ctx), &v, sp.stage, err)
 		m.halt(context.WithoutCancel(ctx), &v, false)
 		return v, err
 	}

@@ -81,6 +81,7 @@ func (m *Manager) Reconcile(ctx context.Context) ([]Finding, error) {
 func (m *Manager) readopt(ctx context.Context, v *VM) Finding {
 	h := v.Runtime.Handle
 	if h == nil {
+		v.Runtime.LastExit = m.report("the daemon found it recorded running without a hypervisor handle at its start", nil)
 		m.halt(ctx, v, false)
 		return Finding{VM: v.Name, Action: "marked stopped", Detail: "no hypervisor handle recorded"}
 	}
@@ -101,6 +102,7 @@ func (m *Manager) readopt(ctx context.Context, v *VM) Finding {
 	// up; the driver's Kill signals only a process that is still the VM's
 	// own (pid + start time), so it only removes stale sockets here.
 	hc := *h
+	v.Runtime.LastExit = m.exitReport(ctx, hc, "found at daemon start")
 	hv.Kill(hc)
 	v.Runtime.Handle = nil
 	m.halt(ctx, v, false)

@@ -73,6 +73,9 @@ type Runtime struct {
 	StartedAt time.Time          `json:"started_at,omitzero"`
 	HostKeys  []string           `json:"host_keys,omitempty"`
 	Warnings  []string           `json:"warnings,omitempty"`
+	// LastExit is why the VM last stopped on its own (lastexit.go); a
+	// start begins with an empty Runtime, which clears it.
+	LastExit *api.VMExit `json:"last_exit,omitempty"`
 }
 
 // VM is a VM record with its decoded spec, runtime and lease.
@@ -243,7 +246,7 @@ func (m *Manager) API(ctx context.Context, v VM) api.VM {
 		ID: v.ID, Name: v.Name, State: v.State, VCPUs: v.Spec.VCPUs, MemoryMiB: v.Spec.MemoryMiB,
 		DiskBytes: v.Spec.DiskBytes, Hypervisor: v.Spec.Hypervisor, IP: v.Lease.IP, MAC: v.Lease.MAC,
 		TAP: v.Runtime.TAP, Dir: m.Dir(v.ID), CreatedAt: v.CreatedAt, StartedAt: v.Runtime.StartedAt,
-		Warnings: v.Runtime.Warnings, SSH: "banger vm ssh " + v.Name,
+		Warnings: v.Runtime.Warnings, SSH: "banger vm ssh " + v.Name, LastExit: v.Runtime.LastExit,
 	}
 	if h := v.Runtime.Handle; h != nil {
 		out.PID, out.Accel, out.ConsoleLog = h.PID, h.Accel, h.ConsoleLog

@@ -13,7 +13,8 @@ import (
 // guest powered itself off, the process crashed or was killed) and
 // records them stopped, as reconcile does at start: the TAP goes back to
 // the pool, the boot key is removed, and the change reaches OnChange (the
-// event feed), so no front end shows a dead VM as running. It checks
+// event feed), so no front end shows a dead VM as running; why it
+// stopped, with the console's last lines, is kept as its LastExit. It checks
 // every interval until ctx ends; a VM busy with another operation (its
 // lock held) is left to that operation.
 func (m *Manager) Watch(ctx context.Context, interval time.Duration) {
@@ -57,7 +58,8 @@ func (m *Manager) CheckRunning(ctx context.Context) []string {
 		cur, err := m.Get(ctx, v.ID)
 		if err == nil && cur.State == api.VMRunning && cur.Runtime.Handle != nil &&
 			sameProcess(*cur.Runtime.Handle, *h) && !running(ctx, hv, *h) {
-			m.Log.Warn("hypervisor exited while the vm ran: marking it stopped", "vm", cur.Name, "pid", h.PID)
+			cur.Runtime.LastExit = m.exitReport(ctx, *h, "")
+			m.Log.Warn("hypervisor exited while the vm ran: marking it stopped", "vm", cur.Name, "pid", h.PID, "reason", cur.Runtime.LastExit.Reason)
 			if err := m.halt(ctx, &cur, false); err != nil {
 				m.Log.Warn("recording a dead vm stopped", "vm", cur.Name, "error", err)
 			}
