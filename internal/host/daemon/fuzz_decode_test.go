@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/bangerdev/banger/api"
 )
@@ -40,7 +41,7 @@ func FuzzDecodeBody(f *testing.F) {
 		`{"distro":"debian","suite":"bookworm","mirror":"http://deb.debian.org/debian"}`,
 		`{"from":"base","presets":["agents"],"script":"#!/bin/sh\n"}`, `{"argv":["sh","-c","echo"],"rows":24}`,
 		`{"argv":[]}`, `{"signal":"TERM"}`, `{"reason":"test"}`, `{"probe_timeout_ms":-1}`, `{"listen":"127.0.0.1:0"}`,
-		`{"probe_timeout_ms":1e400}`, `{"vcpus":9223372036854775808}`, `{"name":"a"} {"name":"b"}`, `{"name":"\ud800"}`,
+		`{"from":"base","presets":[]}`, `{"probe_timeout_ms":1e400}`, `{"vcpus":9223372036854775808}`, `{"name":"a"} {"name":"b"}`, `{"name":"\ud800"}`,
 	} {
 		f.Add(uint8(i%len(decodeTypes)), []byte(s))
 	}
@@ -72,7 +73,8 @@ func FuzzDecodeBody(f *testing.F) {
 		if err := decodeBody(httptest.NewRequest("POST", "/v1/x", bytes.NewReader(canon)), again); err != nil {
 			t.Fatalf("the re-encoding %s of the accepted %q is refused: %v", canon, body, err)
 		}
-		if diff := cmp.Diff(v, again); diff != "" {
+		// An empty list and an absent one mean the same to every handler.
+		if diff := cmp.Diff(v, again, cmpopts.EquateEmpty()); diff != "" {
 			t.Fatalf("%q decodes, re-encodes as %s, and decodes differently (-first +second):\n%s", body, canon, diff)
 		}
 	})
