@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/crashpoint"
 	"github.com/bangerdev/banger/internal/host/names"
 	"github.com/bangerdev/banger/internal/shared/atomicfile"
 	"github.com/bangerdev/banger/internal/shared/buildinfo"
@@ -148,6 +149,7 @@ func (c *Catalog) Create(ctx context.Context, spec Spec, p Progress) (Image, err
 	if err := os.Rename(st.Dir, final); err != nil {
 		return Image{}, err
 	}
+	crashpoint.Here(ctx) // a directory without its record: removed at the next start
 	committed = true
 	rec, err := toRecord(img)
 	if err == nil {
