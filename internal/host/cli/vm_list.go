@@ -8,6 +8,7 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
+	"github.com/bangerdev/banger/internal/host/termsafe"
 	"github.com/spf13/cobra"
 )
 
@@ -84,7 +85,21 @@ func newVMShowCmd(app *App) *cobra.Command {
 			for _, w := range v.Warnings {
 				t.row("warning", w)
 			}
-			return t.flush()
+			if e := v.LastExit; e != nil {
+				// The daemon escapes both; so does this, whoever answered.
+				t.row("last exit", termsafe.Line(e.Reason))
+				t.row("exited", e.At.Local().Format(time.RFC3339))
+			}
+			if err := t.flush(); err != nil {
+				return err
+			}
+			if e := v.LastExit; e != nil && e.ConsoleTail != "" {
+				fmt.Fprintf(app.Stdout, "\nconsole before it stopped (see `banger vm logs %s`):\n", v.Name)
+				for _, l := range strings.Split(termsafe.Text(e.ConsoleTail), "\n") {
+					fmt.Fprintf(app.Stdout, "  %s\n", l)
+				}
+			}
+			return nil
 		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
