@@ -260,7 +260,7 @@ func TestDiskFullStore(t *testing.T) {
 	before := tree(t, mnt)
 	_, err := tryCreate(d, api.CreateVMRequest{Name: "again"})
 	wantErr(t, "create on a full filesystem", err, api.ErrFailedPrecondition,
-		"the daemon's store could not save this change", d.Config.Paths.DBFile()+" is full", "free space in "+stateDir, "nothing was changed")
+		"the daemon's store cannot write", d.Config.Paths.DBFile()+" is full", "free space in "+stateDir, "nothing was changed")
 	if strings.Contains(err.Error(), "(13)") {
 		t.Errorf("the error still reads as SQLite's: %v", err)
 	}

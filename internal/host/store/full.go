@@ -44,7 +44,7 @@ func (s *Store) full(err error) error {
 		free = fmt.Sprintf("%d KiB", int64(st.Bavail)*int64(st.Bsize)>>10)
 	}
 	return &fullError{&api.Error{Code: api.CodeFailedPrecondition, Message: fmt.Sprintf(
-		"the daemon's store could not save this change: the filesystem holding %s is full (%s free; SQLite needs room for its journal): free space in %s and retry (nothing was changed)",
+		"the daemon's store cannot write: the filesystem holding %s is full (%s free; SQLite needs room for its journal): free space in %s and retry (nothing was changed)",
 		s.path, free, dir)}}
 }
 

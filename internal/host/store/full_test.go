@@ -99,3 +99,23 @@ func TestFullFilesystem(t *testing.T) {
 		t.Errorf("PRAGMA integrity_check: %q, %v", res, err)
 	}
 }
+
+// TestOpenOnAFullFilesystem: a store that cannot be created for want of
+// space says so, naming the directory, not "database or disk is full".
+func TestOpenOnAFullFilesystem(t *testing.T) {
+	mnt := loopfs.Mount(t, 32<<20)
+	dir := filepath.Join(mnt, "state")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	loopfs.Fill(t, mnt, 0)
+	s, err := Open(context.Background(), filepath.Join(dir, "banger.db"))
+	if err == nil {
+		s.Close()
+		t.Fatal("Open on a full filesystem succeeded")
+	}
+	t.Logf("Open: %v", err)
+	if !errors.Is(err, ErrFull) || !strings.Contains(err.Error(), "free space in "+dir) {
+		t.Errorf("Open on a full filesystem: %v, want ErrFull naming %s", err, dir)
+	}
+}
