@@ -2,6 +2,9 @@ package createbench_test
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -21,23 +24,35 @@ var diskStages = []string{"clone rootfs", "upper disk", "work disk"}
 // benchCreates runs b.N rounds of parallel creates of image through a
 // fake bangerd's API (createbench.Run, as `banger bench create` does)
 // and reports the host-side span per create: its mean as
-// hostside-ns/op, its p50 and p95 in ms, and the p50 of each disk stage.
+// hostside-ns/op, its p50 and p95 in ms, the p50 of each disk stage, and
+// the most disk space one fresh VM's own files took (vm-own-disk-max-MiB;
+// the shared base is not counted, a copy of the rootfs is).
 // ns/op is one round's wall time, the deletes included. Every create
 // must have laid out its root as layout (vm.RootOverlay: on the image's
 // shared base; "": a copy of the rootfs), as the fake hypervisor's
 // launch and the create's stages show, or the benchmark fails: it
 // measures what it names or nothing.
 func benchCreates(b *testing.B, d *daemontest.Daemon, parallel int, image, layout string) {
-	var names []string
+	var (
+		names   []string
+		maxOwn  int64
+		ownErrs []error
+	)
 	b.ResetTimer()
 	ops, _, err := createbench.Run(context.Background(), d.Client, createbench.Options{
 		Rounds: b.N, Parallel: parallel, Request: api.CreateVMRequest{Image: image},
-		Created: func(_ int, v api.VM, _ api.Operation) { names = append(names, v.Name) },
+		Created: func(_ int, v api.VM, _ api.Operation) {
+			names = append(names, v.Name)
+			own, err := allocated(v.Dir)
+			ownErrs = append(ownErrs, err)
+			maxOwn = max(maxOwn, own)
+		},
 	})
 	b.StopTimer()
-	if err != nil {
+	if err := errors.Join(append(ownErrs, err)...); err != nil {
 		b.Fatal(err)
 	}
+	b.ReportMetric(float64(maxOwn)/(1<<20), "vm-own-disk-max-MiB")
 	requireLayout(b, d, layout, names, ops)
 	rep := createbench.Summarize(ops)
 	if rep.HostSide.N != b.N*parallel {
@@ -60,6 +75,24 @@ func benchCreates(b *testing.B, d *daemontest.Daemon, parallel int, image, layou
 		b.Logf("%-16s n=%d p50 %v p95 %v", s.Name, s.N, s.P50, s.P95)
 	}
 	b.Logf("%-16s n=%d p50 %v p95 %v", rep.HostSide.Name, rep.HostSide.N, rep.HostSide.P50, rep.HostSide.P95)
+}
+
+// allocated is how many bytes the files under dir occupy on the host
+// (blocks, not sizes: a VM's disks are sparse).
+func allocated(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			return err
+		}
+		n += st.Blocks * 512
+		return nil
+	})
+	return n, err
 }
 
 // requireLayout fails the benchmark unless every VM in names was
