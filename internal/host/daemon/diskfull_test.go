@@ -162,21 +162,28 @@ func TestDiskFullVMCreate(t *testing.T) {
 		t.Skipf("the seeded image is no shared base on this host (%q, %v): the figures below are a shared base's (upper and work disks)", layout, err)
 	}
 
+	// An image that is no shared base: its VMs copy its 32 MiB rootfs.
+	d.SeedImageWith(t, "copy", daemontest.Seed{Copy: true})
+
 	// 3.25 GiB free: a VM of 4 GiB disks (upper and work) needs 9 GiB,
-	// one of 1 GiB disks 3 GiB.
+	// one of 1 GiB disks 3 GiB; on the copy image a VM of 3 GiB disk
+	// needs its rootfs copy, its work disk and the 1 GiB: 4.1 GiB.
 	loopfs.Fill(t, mnt, 13<<28)
 	before := tree(t, mnt)
-	_, err := tryCreate(d, api.CreateVMRequest{Name: "big", DiskBytes: 4 << 30})
+	_, err := tryCreate(d, api.CreateVMRequest{Name: "big", Image: daemontest.FakeImage, DiskBytes: 4 << 30})
 	wantErr(t, "create of 4GiB disks", err, api.ErrFailedPrecondition,
 		"its disks can grow to 8GiB", "(9GiB in all)", vmsDir+" has 3.2GiB free", "lower disk_bytes")
+	_, err = tryCreate(d, api.CreateVMRequest{Name: "copied", Image: "copy", DiskBytes: 3 << 30})
+	wantErr(t, "create of a 3GiB disk copying a 32MiB rootfs", err, api.ErrFailedPrecondition,
+		"its disks can grow to 3.1GiB", "(4.1GiB in all)", vmsDir+" has 3.2GiB free")
 	if diff := cmp.Diff(before, tree(t, mnt)); diff != "" {
-		t.Errorf("the refused create left files behind (-before +after):\n%s", diff)
+		t.Errorf("the refused creates left files behind (-before +after):\n%s", diff)
 	}
 	if diff := cmp.Diff([]string{"keep:running"}, vmNames(t, d)); diff != "" {
-		t.Errorf("VMs after the refused create (-want +got):\n%s", diff)
+		t.Errorf("VMs after the refused creates (-want +got):\n%s", diff)
 	}
 
-	small, err := tryCreate(d, api.CreateVMRequest{Name: "small", DiskBytes: 1 << 30})
+	small, err := tryCreate(d, api.CreateVMRequest{Name: "small", Image: daemontest.FakeImage, DiskBytes: 1 << 30})
 	if err != nil {
 		t.Fatalf("a create that fits, after a refused one: %v", err)
 	}
