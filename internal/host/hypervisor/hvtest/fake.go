@@ -447,3 +447,22 @@ func FakeGuest(t testing.TB) Guest {
 		InMemory: true,
 	}
 }
+
+// ForgetStopped drops what the Fake keeps of its stopped VMs (their specs,
+// as Launched reports them) and its call log (Calls, Ops), and returns how
+// many VMs it forgot. A long run (a soak test) calls it so that the
+// Fake's memory, which lives in the process that drives it, does not grow
+// with every VM it ever launched. Running VMs are kept.
+func (f *Fake) ForgetStopped() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for pid, vm := range f.vms {
+		if vm.state == hypervisor.Stopped {
+			delete(f.vms, pid)
+			n++
+		}
+	}
+	f.calls = nil
+	return n
+}
