@@ -76,7 +76,7 @@ func (c *Catalog) Register(ctx context.Context, req api.RegisterImageRequest, p 
 	if req.Link {
 		state = api.ImageUnmanaged
 	}
-	return c.Create(ctx, Spec{Name: req.Name, State: state, Fill: func(ctx context.Context, st *Staging, m *Manifest) error {
+	return c.Create(ctx, Spec{Name: req.Name, State: state, Need: RegisterNeed(req), Fill: func(ctx context.Context, st *Staging, m *Manifest) error {
 		m.Source = "register"
 		p.Stage("kernel")
 		format, _ := DetectKernel(req.Kernel)
