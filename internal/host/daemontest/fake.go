@@ -276,8 +276,7 @@ func (d *Daemon) SeedImageWith(tb testing.TB, name string, seed Seed) api.Image 
 // when its root disk was a writable disk of its own (a copy of the
 // rootfs). Anything else, or a VM never launched, is an error naming what
 // was seen. The Fake keeps the specs of stopped and deleted VMs (until
-// Fake.ForgetStopped), so a
-// benchmark asks after its VMs are gone.
+// Fake.ForgetStopped), so a benchmark asks after its VMs are gone.
 func (d *Daemon) LaunchedRootLayout(name string) (string, error) {
 	if d.Fake == nil || d.seams == nil {
 		return "", fmt.Errorf("daemontest: LaunchedRootLayout needs a daemon started with Options.Fake")
