@@ -20,7 +20,8 @@ import (
 // runs (the agent session breaks under it) is answered with what happened
 // to the VM — not found, or failed precondition — not the broken
 // session's internal error; a session that breaks under a VM that still
-// runs keeps its own error.
+// runs keeps its own error, wrapped in what to do about an agent that
+// does not answer.
 func TestExecWaitVMEndedUnderIt(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -31,7 +32,7 @@ func TestExecWaitVMEndedUnderIt(t *testing.T) {
 		{"deleted", func(f *fakeVMs) { f.v.Name = "someone-else" }, api.ErrNotFound, "VM g was deleted while sleep ran in it"},
 		{"being deleted", func(f *fakeVMs) { f.v.State = api.VMDeleting }, api.ErrNotFound, "VM g is being deleted: it stopped while sleep ran in it"},
 		{"stopped", func(f *fakeVMs) { f.v.State = api.VMStopped }, api.ErrFailedPrecondition, "VM g is stopped: it stopped while sleep ran in it"},
-		{"still running", func(*fakeVMs) {}, nil, ""},
+		{"still running", func(*fakeVMs) {}, nil, "the guest agent of VM g is not answering"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

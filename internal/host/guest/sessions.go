@@ -257,7 +257,7 @@ func (s *Service) Attach(ctx context.Context, vmName, ref string, since int64, f
 	}
 	st, rep, err := sess.Open(ctx, agentmux.Header{Type: agentmux.TypeAttach, Attach: &agentmux.AttachRequest{Session: ses.ID, Since: since, Follow: follow}})
 	if err != nil {
-		return nil, ses, apiError(err)
+		return nil, ses, s.ended(ctx, vmName, "the attach of "+ref, apiError(err))
 	}
 	var info agentproto.SessionInfo
 	if json.Unmarshal(rep.Result, &info) == nil && info.ID != "" {

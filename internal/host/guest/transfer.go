@@ -3,6 +3,7 @@ package guest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"path"
 	"time"
@@ -35,8 +36,10 @@ func (s *Service) Exec(ctx context.Context, vmName string, req api.ExecRequest) 
 // names the request), when the VM is the cause: it was deleted or
 // stopped by another request while this one ran, which breaks the agent
 // session under it. A client then hears that (not found, or failed
-// precondition), not the broken session's internal error. Any other
-// failure, and one whose caller went away, is err unchanged.
+// precondition), not the broken session's internal error. A channel that
+// fails under a VM that still runs is said to be the agent not answering,
+// with how to recover (its own error wrapped). An answer of the agent,
+// and a failure whose caller went away, is err unchanged.
 func (s *Service) ended(ctx context.Context, vmName, what string, err error) error {
 	if err == nil || ctx.Err() != nil {
 		return err
@@ -49,6 +52,12 @@ func (s *Service) ended(ctx context.Context, vmName, what string, err error) err
 		return api.Errorf(api.CodeNotFound, "VM %s is being deleted: it stopped while %s ran in it (%v)", vmName, what, err)
 	case gerr == nil && v.State != api.VMRunning:
 		return api.Errorf(api.CodeFailedPrecondition, "VM %s is %s: it stopped while %s ran in it (%v); start it with `banger vm start %s`", vmName, v.State, what, err, vmName)
+	}
+	var answered *api.Error
+	if gerr == nil && !errors.As(err, &answered) {
+		// The VM runs but its agent's channel failed: the agent died or
+		// hangs (an answer, even a refusal, would be an *api.Error).
+		return fmt.Errorf("the guest agent of VM %s is not answering (%w): systemd in the guest restarts it within seconds, so try again; if it keeps failing, restart the VM with `banger vm restart %s`", vmName, err, vmName)
 	}
 	return err
 }

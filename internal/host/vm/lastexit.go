@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -108,7 +109,8 @@ func guestEnd(lines []string) string {
 }
 
 // consoleLines is the console log's last api.ConsoleTailLines non-empty
-// lines, each escaped (termsafe) and bounded; nil when there is none.
+// lines, without colours, each escaped (termsafe) and bounded; nil when
+// there is none.
 func consoleLines(path string) []string {
 	if path == "" {
 		return nil
@@ -124,13 +126,18 @@ func consoleLines(path string) []string {
 		partial = true
 	}
 	b, _ := io.ReadAll(io.LimitReader(f, consoleTailBytes))
-	text := string(b)
 	if partial {
-		_, text, _ = strings.Cut(text, "\n") // the first line is cut
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:] // the first line is cut
+		}
 	}
+	// As vm logs shows a console: colours dropped, the rest escaped.
+	var clean bytes.Buffer
+	w := termsafe.NewWriter(&clean)
+	w.Write(b)
+	w.Close()
 	var lines []string
-	for _, l := range strings.Split(text, "\n") {
-		l = strings.TrimRight(l, "\r")
+	for _, l := range strings.Split(clean.String(), "\n") {
 		if strings.TrimSpace(l) == "" {
 			continue
 		}

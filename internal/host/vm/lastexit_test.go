@@ -212,7 +212,8 @@ func TestStartFailureIsReported(t *testing.T) {
 	}
 }
 
-// The console tail is bounded in lines and line length, and escaped.
+// The console tail is bounded in lines and line length, without
+// colours, and escaped.
 func TestConsoleLines(t *testing.T) {
 	path := t.TempDir() + "/console.log"
 	var b strings.Builder
@@ -220,6 +221,7 @@ func TestConsoleLines(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		b.WriteString("line\r\n\n")
 	}
+	b.WriteString("[\x1b[0;32m  OK  \x1b[0m] Started\n")
 	b.WriteString(strings.Repeat("é", 300) + "\n\x1b]0;title\x07last\n")
 	os.WriteFile(path, []byte(b.String()), 0o600)
 	lines := consoleLines(path)
@@ -233,6 +235,12 @@ func TestConsoleLines(t *testing.T) {
 	}
 	if !strings.HasSuffix(lines[len(lines)-1], "last") || lines[0] != "line" {
 		t.Errorf("first %q, last %q", lines[0], lines[len(lines)-1])
+	}
+	if got := lines[len(lines)-3]; got != "[  OK  ] Started" {
+		t.Errorf("a coloured line reads %q, want its colours dropped", got)
+	}
+	if got := lines[len(lines)-1]; got != `\x1b]0;title\x07last` {
+		t.Errorf("a title sequence reads %q, want it escaped", got)
 	}
 	if consoleLines(path+".missing") != nil {
 		t.Error("a missing console gave lines")

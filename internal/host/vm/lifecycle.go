@@ -280,7 +280,7 @@ func (m *Manager) Agent(ctx context.Context, name string) (VM, *agentmux.Session
 		if !running(ctx, hv, *h) {
 			return v, nil, api.Errorf(api.CodeFailedPrecondition, "VM %s is no longer running (its hypervisor exited): see `banger vm logs %s`, then `banger vm start %s`", v.Name, v.Name, v.Name)
 		}
-		return v, nil, api.Errorf(api.CodeUnavailable, "cannot reach the guest agent of VM %s: %v; see `banger vm logs %s`", v.Name, err, v.Name)
+		return v, nil, api.Errorf(api.CodeUnavailable, "cannot reach the guest agent of VM %s: %v; systemd in the guest restarts it within seconds, so try again; if it keeps failing, see `banger vm logs %s` and restart the VM with `banger vm restart %s`", v.Name, err, v.Name, v.Name)
 	}
 	return v, sess, nil
 }
