@@ -3,10 +3,12 @@ package vm
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/bangerdev/banger/api"
@@ -50,20 +52,59 @@ func (m *Manager) exitReport(ctx context.Context, h hypervisor.Handle, found str
 	return m.report(reason, lines)
 }
 
-// startFailure is the report on a start that failed at stage with err; h
-// is the hypervisor it had launched, if any (its console is the tail).
-func (m *Manager) startFailure(ctx context.Context, v *VM, stage string, err error) *api.VMExit {
+// failedStart records why a start that failed at stage with err failed
+// (Runtime.LastExit, with the console of the hypervisor it had launched,
+// if any) and returns the start's error, which first says how the
+// hypervisor ended when it ended under the start.
+func (m *Manager) failedStart(ctx context.Context, v *VM, stage string, err error) error {
 	reason := fmt.Sprintf("start failed at %s: %s", stage, firstLine(err.Error()))
 	h := v.Runtime.Handle
 	if h == nil {
-		return m.report(reason, nil)
+		v.Runtime.LastExit = m.report(reason, nil)
+		return err
 	}
 	lines := consoleLines(h.ConsoleLog)
+	end := ""
 	if hv, ok := m.Drivers[h.Driver]; ok && !running(ctx, hv, *h) {
-		reason += "; " + hypervisorEnd(ctx, *h, lines)
+		end = hypervisorEnd(ctx, *h, lines)
+		reason += "; " + end
 	}
-	return m.report(reason, lines)
+	v.Runtime.LastExit = m.report(reason, lines)
+	if end != "" {
+		return fmt.Errorf("%s during %s (see `banger vm show %s` for its console's last lines): %w", end, stage, v.Name, err)
+	}
+	return err
 }
+
+// errHypervisorGone ends a boot's waits when its hypervisor ends.
+var errHypervisorGone = errors.New("the hypervisor exited")
+
+// whileRunning returns ctx, ended (cause errHypervisorGone) as soon as
+// h's process ends, so that a boot waiting for the guest (its root disk,
+// readiness probes) fails at once rather than at the agent timeout. The
+// returned stop ends the watch.
+func (m *Manager) whileRunning(ctx context.Context, hv hypervisor.Hypervisor, h hypervisor.Handle) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		t := time.NewTicker(bootWatchInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if st, err := hv.Status(ctx, h); err == nil && st == hypervisor.Stopped {
+				cancel(errHypervisorGone)
+				return
+			}
+		}
+	}()
+	return ctx, func() { cancel(nil) }
+}
+
+// bootWatchInterval is how often whileRunning asks.
+const bootWatchInterval = time.Second
 
 func (m *Manager) report(reason string, lines []string) *api.VMExit {
 	reason = clip(termsafe.Line(reason), reasonMax)

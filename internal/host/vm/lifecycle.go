@@ -137,6 +137,9 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, choice Choic
 		}
 		break
 	}
+	// A hypervisor that ends from here on ends the waits below at once.
+	ctx, stopWatch := m.whileRunning(ctx, hv, h)
+	defer stopWatch()
 	// The VM is usable once its work disk is /root; systemd mounts it a
 	// little after the agent starts.
 	health, err := m.waitRootMount(ctx, sess)
@@ -400,7 +403,7 @@ func (m *Manager) Start(ctx context.Context, name string, p Progress) (VM, error
 	}
 	sp := &stageRecorder{Progress: p}
 	if err := m.boot(ctx, &v, img, choice, sp); err != nil {
-		v.Runtime.LastExit = m.startFailure(context.WithoutCancel(ctx), &v, sp.stage, err)
+		err = m.failedStart(context.WithoutCancel(ctx), &v, sp.stage, err)
 		m.halt(context.WithoutCancel(ctx), &v, false)
 		return v, err
 	}
