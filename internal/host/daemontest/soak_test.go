@@ -310,13 +310,14 @@ func (s *soakDaemon) settle(t *testing.T) daemonStats {
 type soakLedger struct {
 	mu       sync.Mutex
 	calls    map[string]int
-	expected map[string]int // expected refusals by call and code
+	expected map[string]int    // expected refusals by call and code
+	example  map[string]string // the first message of each
 	errs     []string
 	storeErr int
 }
 
 func newLedger() *soakLedger {
-	return &soakLedger{calls: map[string]int{}, expected: map[string]int{}}
+	return &soakLedger{calls: map[string]int{}, expected: map[string]int{}, example: map[string]string{}}
 }
 
 // storeTrouble reports whether an error is the store's: busy, locked, or
@@ -345,7 +346,10 @@ func (l *soakLedger) note(call string, err error, allowed ...*api.Error) {
 	}
 	for _, a := range allowed {
 		if errors.Is(err, a) {
-			l.expected[call+" "+string(a.Code)]++
+			k := call + " " + string(a.Code)
+			if l.expected[k]++; l.expected[k] == 1 {
+				l.example[k] = err.Error()
+			}
 			return
 		}
 	}
@@ -719,6 +723,9 @@ func TestFakeSoak(t *testing.T) {
 
 	led.mu.Lock()
 	calls, expected := fmt.Sprint(led.calls), fmt.Sprint(led.expected)
+	for k, msg := range led.example {
+		t.Logf("expected refusal %s, e.g.: %s", k, msg)
+	}
 	total := 0
 	for _, n := range led.calls {
 		total += n
