@@ -237,11 +237,9 @@ func (d *Daemon) SeedImageWith(tb testing.TB, name string, seed Seed) api.Image 
 			if err := writeFakeModules(s.Path(image.Modules)); err != nil {
 				return err
 			}
-			info, err := cat.Kernels.Stage(ctx, kernel, s.Path(image.Modules), "", s.Dir)
-			if err != nil {
+			if err := cat.StageKernel(ctx, kernel, s.Path(image.Modules), "", s.Dir, m); err != nil {
 				return fmt.Errorf("staging the fake kernel: %w", err)
 			}
-			m.Kernel = info
 		}
 		if err := os.MkdirAll(filepath.Join(tree, "root"), 0o700); err != nil {
 			return err

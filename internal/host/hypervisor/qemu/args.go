@@ -57,8 +57,12 @@ func MachineFor(accel string) Machine {
 // CmdlinePrefix starts every guest's kernel command line on q35: the
 // serial console, reboot through the keyboard controller (which QEMU turns
 // into an exit with -no-reboot), and an immediate reboot — hence exit — on
-// panic. Spec.Boot.Cmdline follows.
-const CmdlinePrefix = "console=ttyS0 reboot=k panic=-1 "
+// panic. q35 is the machine for software emulation (MachineFor), where a
+// busy host can starve the emulated CPU long enough for the kernel's
+// IO-APIC timer check to give up and panic ("IO-APIC + timer doesn't
+// work!"): no_timer_check skips that check, as cloud images booted under
+// QEMU do. Spec.Boot.Cmdline follows.
+const CmdlinePrefix = "console=ttyS0 reboot=k panic=-1 no_timer_check "
 
 // MicrovmCmdlinePrefix is CmdlinePrefix for microvm, which has no keyboard
 // controller: QEMU's microvm documentation recommends a triple fault

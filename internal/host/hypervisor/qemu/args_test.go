@@ -125,7 +125,7 @@ func TestArgsProperties(t *testing.T) {
 		{
 			name: "q35 without NIC has no netdev", spec: baseSpec(), accel: AccelTCG, machine: Q35, agent: hypervisor.AgentSerial,
 			wantKernel: "/var/lib/banger/kernels/6.1/vmlinuz",
-			wantAppend: "console=ttyS0 reboot=k panic=-1 root=/dev/vda ro banger.ip=10.42.0.7/24",
+			wantAppend: "console=ttyS0 reboot=k panic=-1 no_timer_check root=/dev/vda ro banger.ip=10.42.0.7/24",
 			want: []string{"q35,accel=tcg", "max", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 				"virtio-blk-pci,drive=disk0,serial=root", "virtio-serial-pci,id=vser0",
 				"virtserialport,bus=vser0.0,chardev=agent,name=banger.agent",
@@ -138,7 +138,7 @@ func TestArgsProperties(t *testing.T) {
 		{
 			name: "q35 with NIC has the tap netdev", spec: withNIC(baseSpec()), accel: AccelTCG, machine: Q35, agent: hypervisor.AgentSerial,
 			wantKernel: "/var/lib/banger/kernels/6.1/vmlinuz",
-			wantAppend: "console=ttyS0 reboot=k panic=-1 root=/dev/vda ro banger.ip=10.42.0.7/24",
+			wantAppend: "console=ttyS0 reboot=k panic=-1 no_timer_check root=/dev/vda ro banger.ip=10.42.0.7/24",
 			want: []string{"tap,id=net0,ifname=tap-pool-3,script=no,downscript=no,vhost=off",
 				"virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56"},
 		},
