@@ -67,7 +67,9 @@ var exits = struct {
 
 const maxExits = 256
 
-// watchExit registers a process started by Start before it can end.
+// watchExit registers a process Start just started, before it is reaped;
+// one that already ended (a zombie, whose start time cannot be read) is
+// not registered, and ExitOf knows nothing of it.
 func watchExit(pid int) (*exitRecord, bool) {
 	start, err := ProcessStartTime(pid)
 	if err != nil {
