@@ -8,43 +8,74 @@ type cmdline struct {
 }
 
 // parseCmdline splits a kernel command line the way the kernel does
-// (lib/cmdline.c next_arg): words are separated by spaces, double quotes
-// group spaces into a word and are dropped, and parsing stops at "--"
-// (the words after it are init's arguments, which the kernel already put in
-// init's argv).
+// (lib/cmdline.c next_arg, kernel/params.c parse_args): words end at white
+// space outside double quotes (the kernel's isspace: \t \n \v \f \r,
+// space and Latin-1's no-break space 0xa0); a quote that opens a word is
+// dropped with the word's last character when that is a quote, and so is
+// a quote that opens a value (after the first '=' past the word's first
+// byte); quotes elsewhere stay. Parsing stops at a bare "--" (the words
+// after it are init's arguments, which the kernel already put in init's
+// argv).
 func parseCmdline(s string) cmdline {
 	var c cmdline
-	var word strings.Builder
-	inQuote, inWord := false, false
-	flush := func() bool {
-		if !inWord {
-			return true
+	i := 0
+	skipSpace := func() {
+		for i < len(s) && kernelSpace(s[i]) {
+			i++
 		}
-		w := word.String()
-		word.Reset()
-		inWord = false
-		if w == "--" {
-			return false
-		}
-		c.words = append(c.words, w)
-		return true
 	}
-	for _, r := range s {
-		switch {
-		case r == '"':
-			inQuote = !inQuote
-			inWord = true
-		case !inQuote && (r == ' ' || r == '\t' || r == '\n' || r == '\r'):
-			if !flush() {
+	for skipSpace(); i < len(s); skipSpace() {
+		quoted, inQuote := false, false
+		if s[i] == '"' {
+			i++
+			quoted, inQuote = true, true
+		}
+		start, equals, j := i, -1, i
+		for ; j < len(s); j++ {
+			ch := s[j]
+			if kernelSpace(ch) && !inQuote {
+				break
+			}
+			if equals < 0 && ch == '=' && j > start {
+				equals = j
+			}
+			if ch == '"' {
+				inQuote = !inQuote
+			}
+		}
+		word, endsQuoted := s[start:j], j > start && s[j-1] == '"'
+		i = j
+		if i < len(s) {
+			i++ // the space that ended the word
+		}
+		if equals < 0 {
+			if quoted && endsQuoted {
+				word = word[:len(word)-1]
+			}
+			if word == "--" {
 				return c
 			}
-		default:
-			word.WriteRune(r)
-			inWord = true
+			c.words = append(c.words, word)
+			continue
 		}
+		key, val := word[:equals-start], word[equals-start+1:]
+		switch {
+		case strings.HasPrefix(val, `"`):
+			val = val[1:]
+			if endsQuoted && len(val) > 0 {
+				val = val[:len(val)-1]
+			}
+		case quoted && endsQuoted:
+			val = val[:len(val)-1]
+		}
+		c.words = append(c.words, key+"="+val)
 	}
-	flush()
 	return c
+}
+
+// kernelSpace is the kernel's isspace (lib/ctype.c).
+func kernelSpace(b byte) bool {
+	return b == ' ' || b >= '\t' && b <= '\r' || b == 0xa0
 }
 
 // value returns the value of the last key=value word, as the kernel lets a
