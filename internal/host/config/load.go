@@ -22,6 +22,7 @@ import (
 	"github.com/bangerdev/banger/internal/host/hypervisor/qemu"
 	"github.com/bangerdev/banger/internal/host/localsock"
 	"github.com/bangerdev/banger/internal/host/sshkey"
+	"github.com/bangerdev/banger/internal/host/termsafe"
 	"github.com/bangerdev/banger/internal/shared/bootpayload"
 )
 
@@ -71,9 +72,10 @@ func (c *Config) parse(data []byte) error {
 				// line; the mistake is on the line that newline ends.
 				line = 1 + bytes.Count(data[:start], []byte("\n"))
 			}
-			return &Error{File: file, Line: line, Problem: "invalid TOML: " + pe.Message, Err: err}
+			// The parser's message may quote the input raw.
+			return &Error{File: file, Line: line, Problem: "invalid TOML: " + termsafe.Line(pe.Message), Err: err}
 		}
-		return &Error{File: file, Problem: "invalid TOML: " + err.Error(), Err: err}
+		return &Error{File: file, Problem: "invalid TOML: " + termsafe.Line(err.Error()), Err: err}
 	}
 	known := fields()
 	for _, key := range md.Keys() {
@@ -88,7 +90,7 @@ func (c *Config) parse(data []byte) error {
 			if s := suggest(key); s != "" {
 				problem = fmt.Sprintf("is not a known key: did you mean %q?", s)
 			}
-			return &Error{File: file, Key: name, Problem: problem}
+			return &Error{File: file, Key: keyText(key), Problem: problem}
 		}
 		f := known[i]
 		if f.table {
@@ -686,6 +688,21 @@ func checkSSHKey(c *Config) *Error {
 		return &Error{Value: quote(p), Problem: "cannot be used: " + err.Error(), Err: err}
 	}
 	return nil
+}
+
+// keyText writes a key path as TOML would: bare parts as they are, other
+// parts (spaces, control bytes, ...) quoted.
+func keyText(key toml.Key) string {
+	parts := make([]string, len(key))
+	for i, k := range key {
+		parts[i] = k
+		if k == "" || strings.IndexFunc(k, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+		}) >= 0 {
+			parts[i] = quote(k)
+		}
+	}
+	return strings.Join(parts, ".")
 }
 
 // quote writes s as a TOML basic string.

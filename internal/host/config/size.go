@@ -56,7 +56,7 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q has a fraction: write it as a whole number of a smaller unit, e.g. \"1536MiB\" instead of \"1.5GiB\"", s)
 	}
 	unit := strings.TrimSpace(t[i:])
-	mult, ok := unitMultiplier(strings.ToLower(unit))
+	mult, ok := unitMultiplier(lowerASCII(unit))
 	if !ok {
 		return 0, fmt.Errorf("size %q has unknown unit %q: use B, KiB, MiB, GiB or TiB", s, unit)
 	}
@@ -91,4 +91,16 @@ func FormatSize(n int64) string {
 		}
 	}
 	return strconv.FormatInt(n, 10) + "B"
+}
+
+// lowerASCII lower-cases ASCII letters only: strings.ToLower would also
+// fold look-alikes such as U+212A KELVIN SIGN into a unit.
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
