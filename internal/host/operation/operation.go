@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bangerdev/banger/api"
@@ -33,6 +34,10 @@ type Store interface {
 // returns a JSON-encodable result or an error.
 type Func func(ctx context.Context, r *Run) (any, error)
 
+// DefaultKeep is how many finished operations a Manager keeps in its
+// store (about 2 KiB each).
+const DefaultKeep = 1000
+
 // maxEvents bounds the events kept for late subscribers of one live run;
 // log lines beyond it are dropped (stage and done events never are).
 const maxEvents = 2000
@@ -50,15 +55,20 @@ type Manager struct {
 	// first Begin. The daemon feeds its event hub with it.
 	OnChange func(api.Event)
 
-	mu   sync.Mutex
-	live map[string]*Run
-	wg   sync.WaitGroup
+	// Keep is how many operations the store keeps when it can prune
+	// (Pruner): the newest finished ones, besides those running.
+	Keep int
+
+	mu       sync.Mutex
+	live     map[string]*Run
+	wg       sync.WaitGroup
+	finished atomic.Int64
 }
 
 // NewManager returns a manager whose runs derive their context from base:
 // cancelling base cancels every running operation.
 func NewManager(base context.Context, store Store, log *slog.Logger) *Manager {
-	return &Manager{store: store, log: log, now: time.Now, base: base, live: map[string]*Run{}}
+	return &Manager{store: store, log: log, now: time.Now, base: base, live: map[string]*Run{}, Keep: DefaultKeep}
 }
 
 // Run is one executing operation. Its methods are safe for concurrent use.
@@ -246,6 +256,29 @@ func (r *Run) finish(result any, err error) {
 		r.m.log.Info("operation finished", attrs...)
 	}
 	r.persist(op)
+	r.m.prune()
+}
+
+// Pruner is a Store that can forget old finished operations.
+type Pruner interface {
+	PruneOperations(ctx context.Context, keep int) (int64, error)
+}
+
+// pruneEvery: the store is pruned once per this many finished operations.
+const pruneEvery = 64
+
+// prune keeps the store's operations to Keep (when the store can prune),
+// checked once per pruneEvery finished operations.
+func (m *Manager) prune() {
+	p, ok := m.store.(Pruner)
+	if !ok || m.finished.Add(1)%pruneEvery != 0 {
+		return
+	}
+	if n, err := p.PruneOperations(context.Background(), m.Keep); err != nil {
+		m.log.Warn("pruning operations", "error", err)
+	} else if n > 0 {
+		m.log.Info("pruned operations", "deleted", n, "kept", m.Keep)
+	}
 }
 
 func (r *Run) persist(op api.Operation) {

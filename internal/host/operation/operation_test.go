@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -263,5 +264,41 @@ func TestDoneIsStoredBeforeItIsAnnounced(t *testing.T) {
 		if stored.State != api.OperationSucceeded {
 			t.Fatalf("run %d: at done the store says %q", i, stored.State)
 		}
+	}
+}
+
+// prunedStore is a memStore that records prune calls.
+type prunedStore struct {
+	*memStore
+	prunes []int
+}
+
+func (p *prunedStore) PruneOperations(_ context.Context, keep int) (int64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.prunes = append(p.prunes, keep)
+	return 0, nil
+}
+
+// TestFinishedOperationsArePruned: the manager asks a store that can
+// prune to keep Keep operations, once per pruneEvery finished ones.
+func TestFinishedOperationsArePruned(t *testing.T) {
+	st := &prunedStore{memStore: newMemStore()}
+	m := NewManager(context.Background(), st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m.Keep = 5
+	for range 2 * pruneEvery {
+		if _, err := m.Begin("test", "x", func(context.Context, *Run) (any, error) { return nil, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if want := []int{5, 5}; !slices.Equal(st.prunes, want) {
+		t.Errorf("prunes = %v after %d operations, want %v", st.prunes, 2*pruneEvery, want)
 	}
 }

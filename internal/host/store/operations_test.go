@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -39,5 +41,40 @@ func TestFailedOperationKeepsItsFieldError(t *testing.T) {
 	}
 	if got, _ := s.GetOperation(ctx, "op2"); got.Error == nil || *got.Error != *op.Error {
 		t.Errorf("op2 error = %+v, want %+v", got.Error, op.Error)
+	}
+}
+
+// TestPruneOperations keeps the newest finished operations and every
+// running one.
+func TestPruneOperations(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 10 {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		op := api.Operation{ID: fmt.Sprintf("op%d", i), Kind: "vm.create", State: api.OperationSucceeded, Stages: []api.Stage{},
+			CreatedAt: at, UpdatedAt: at, FinishedAt: at}
+		if i == 1 { // an old one still running
+			op.State, op.FinishedAt = api.OperationRunning, time.Time{}
+		}
+		if err := s.SaveOperation(ctx, op); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.PruneOperations(ctx, 3)
+	if err != nil || n != 6 {
+		t.Fatalf("PruneOperations(3) = %d, %v; want 6 deleted", n, err)
+	}
+	ops, err := s.ListOperations(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, op := range ops {
+		ids = append(ids, op.ID)
+	}
+	slices.Sort(ids)
+	if want := []string{"op1", "op7", "op8", "op9"}; !slices.Equal(ids, want) {
+		t.Errorf("kept %v, want %v (the newest three and the running one)", ids, want)
 	}
 }

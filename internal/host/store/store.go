@@ -24,11 +24,17 @@ import (
 // Pragmas are applied by the driver to every new pooled connection, because
 // they are connection-scoped: setting them once on one connection leaves the
 // others with SQLite's defaults (no foreign keys, no busy timeout).
+//
+// cache_size bounds each connection's page cache to 1 MiB (SQLite's
+// default is 2 MiB): the database is a few MiB at most (operations are
+// pruned, PruneOperations), and eight pooled connections each filling a
+// default cache would grow the daemon's memory long after a busy spell.
 var Pragmas = []string{
 	"journal_mode(WAL)",
 	"busy_timeout(10000)",
 	"foreign_keys(1)",
 	"synchronous(NORMAL)",
+	"cache_size(-1024)",
 }
 
 // Store is the open database. It is safe for concurrent use.

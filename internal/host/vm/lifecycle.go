@@ -272,7 +272,7 @@ func (m *Manager) Agent(ctx context.Context, name string) (VM, *agentmux.Session
 	}
 	h := v.Runtime.Handle
 	if v.State != api.VMRunning || h == nil {
-		return v, nil, api.Errorf(api.CodeFailedPrecondition, "VM %s is %s: start it with `banger vm start %s`", v.Name, v.State, v.Name)
+		return v, nil, notRunning(v)
 	}
 	hv, ok := m.Drivers[h.Driver]
 	if !ok {
@@ -415,6 +415,18 @@ func orNone(s string) string {
 		return "unknown"
 	}
 	return s
+}
+
+// notRunning is the refusal to reach a VM that does not run: a stopped
+// one can be started; one being created or deleted cannot (yet).
+func notRunning(v VM) error {
+	switch v.State {
+	case api.VMStopped:
+		return api.Errorf(api.CodeFailedPrecondition, "VM %s is stopped: start it with `banger vm start %s`", v.Name, v.Name)
+	case api.VMDeleting:
+		return api.Errorf(api.CodeNotFound, "VM %s is being deleted", v.Name)
+	}
+	return api.Errorf(api.CodeFailedPrecondition, "VM %s is %s: wait until it is running", v.Name, v.State)
 }
 
 // NotStopped is the refusal to start a VM that is not stopped.
@@ -598,7 +610,7 @@ func (m *Manager) SSH(ctx context.Context, name string) (api.SSHInfo, error) {
 		return api.SSHInfo{}, err
 	}
 	if v.State != api.VMRunning {
-		return api.SSHInfo{}, api.Errorf(api.CodeFailedPrecondition, "vm %s is %s: start it with `banger vm start %s`", v.Name, v.State, v.Name)
+		return api.SSHInfo{}, notRunning(v)
 	}
 	if _, err := netip.ParseAddr(v.Lease.IP); err != nil {
 		return api.SSHInfo{}, fmt.Errorf("vm %s has no address", v.Name)
