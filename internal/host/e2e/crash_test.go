@@ -42,6 +42,16 @@ func kvmBootsCache(t testing.TB) string {
 func crashEnv(t *testing.T) *env {
 	t.Helper()
 	e := vmEnvCache(t, kvmBootsCache(t))
+	useCrashBangerd(t, e)
+	fake := fctest.FakeBinary(t, fctest.Config{OpenPorts: []int{22}})
+	writeConfig(t, e, fmt.Sprintf("firecracker_bin = %q\nhypervisor = \"firecracker\"\njailer = false\n", fake))
+	return e
+}
+
+// useCrashBangerd gives e a bangerd built with crash points (the same
+// build id, so the CLI and the agent match it).
+func useCrashBangerd(t *testing.T, e *env) {
+	t.Helper()
 	e.privateBin()
 	cmd := exec.Command("go", "build", "-tags", "crashpoints", "-o", filepath.Join(e.bin, "bangerd"),
 		"-ldflags", "-X github.com/bangerdev/banger/internal/shared/buildinfo.version=e2e -X github.com/bangerdev/banger/internal/shared/buildinfo.buildID=e2e-a",
@@ -50,9 +60,6 @@ func crashEnv(t *testing.T) *env {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building bangerd with crash points: %v\n%s", err, out)
 	}
-	fake := fctest.FakeBinary(t, fctest.Config{OpenPorts: []int{22}})
-	writeConfig(t, e, fmt.Sprintf("firecracker_bin = %q\nhypervisor = \"firecracker\"\njailer = false\n", fake))
-	return e
 }
 
 // daemonPID is the running daemon's pid, or 0.
@@ -81,15 +88,16 @@ func (e *env) withDaemonEnv(extra []string, args ...string) result {
 
 // crashOp is an operation the crash test kills at each of its points.
 type crashOp struct {
-	kind  string
-	setup func(e *env)     // brings the world to where the operation starts
-	args  []string         // the banger command that runs it
-	check func(e *env) int // after the crash and a daemon start: how many problems it found
+	kind   string
+	points []string         // the points to kill it at; nil: every point it passes
+	setup  func(e *env)     // brings the world to where the operation starts
+	args   []string         // the banger command that runs it
+	check  func(e *env) int // after the crash and a daemon start: how many problems it found
 }
 
 // TestCrashAtEveryPoint kills bangerd with SIGKILL at the start, middle
 // and end of every stage of vm create, start, stop and delete and image
-// register (the points are what a crashpoints bangerd reports passing,
+// register and build (the points are what a crashpoints bangerd reports passing,
 // not a list kept here), then starts a daemon again and checks that it
 // left nothing behind: `banger verify` finds no leak (processes, sockets,
 // TAPs outside the pool, nftables rules, VM and image directories without
@@ -114,21 +122,74 @@ func TestCrashAtEveryPoint(t *testing.T) {
 		t.Fatalf("image base has no %s: %+v", kind, base.Artifacts)
 		return ""
 	}
+	script := filepath.Join(e.home, "provision.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\necho built > /etc/banger-built\n"), 0o755)
+	// imageWhole: after the crash the image is either absent or whole
+	// (ready, and the doctor finds nothing wrong with it).
+	imageWhole := func(e *env, name string) int {
+		r := e.runWith(e.extra, "image", "show", name, "--json")
+		if r.code != 0 {
+			return 0
+		}
+		var img api.Image
+		json.Unmarshal([]byte(r.stdout), &img)
+		if img.State != api.ImageReady {
+			e.t.Errorf("image %s is %q after the crash, want absent or %s", name, img.State, api.ImageReady)
+			return 1
+		}
+		return 0
+	}
+	ops := append(vmCrashOps(), []crashOp{
+		{kind: "image.register", args: []string{"image", "register", "--name", "reg", "--kernel", artifact("vmlinuz"),
+			"--initrd", artifact("initrd"), "--rootfs", artifact("rootfs")},
+			check: func(e *env) int { return imageWhole(e, "reg") }},
+		{kind: "image.build", args: []string{"image", "build", "--from", "base", "--name", "built", "--script", script},
+			check: func(e *env) int { return imageWhole(e, "built") }},
+	}...)
+	t.Logf("%d crashes injected; after each, the next daemon left nothing behind", crashAtPoints(t, e, ops))
+}
+
+// TestCrashDuringQEMUBoot is TestCrashAtEveryPoint's boot stages under
+// real QEMU: bangerd killed right after it launched QEMU (before the
+// handle is recorded) and while the guest boots, in a create and in a
+// start. The next daemon must kill the QEMU no record explains (or that
+// a stopped VM must not have) and leave nothing behind.
+func TestCrashDuringQEMUBoot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a QEMU guest (about a minute under software emulation)")
+	}
+	e := vmEnv(t)
+	useCrashBangerd(t, e)
+	var ops []crashOp
+	for _, op := range vmCrashOps() {
+		switch op.kind {
+		case "vm.create":
+			op.points = []string{"vm.create/launch qemu/middle", "vm.create/agent health/start"}
+		case "vm.start":
+			op.points = []string{"vm.start/launch qemu/middle"}
+		default:
+			continue
+		}
+		ops = append(ops, op)
+	}
+	t.Logf("%d crashes injected during QEMU boots; after each, the next daemon left nothing behind", crashAtPoints(t, e, ops))
+}
+
+// vmCrashOps are vm create, start, stop and delete of one VM, cx, and
+// what each may leave after a crash and the next daemon start.
+func vmCrashOps() []crashOp {
 	vmArgs := []string{"--memory", "512MiB", "--disk", "1GiB"}
 	create := func(e *env) { e.must(append([]string{"vm", "create", "--name", "cx"}, vmArgs...)...) }
-	state := func(e *env, name string) string {
+	// wantState: the VM exists in one of the states ("": it does not).
+	wantState := func(e *env, name string, states ...string) int {
 		var l api.VMList
 		json.Unmarshal([]byte(e.must("vm", "list", "--json").stdout), &l)
+		got := ""
 		for _, v := range l.VMs {
 			if v.Name == name {
-				return v.State
+				got = v.State
 			}
 		}
-		return ""
-	}
-	// wantState: the VM exists in one of the states.
-	wantState := func(e *env, name string, states ...string) int {
-		got := state(e, name)
 		for _, s := range states {
 			if got == s {
 				return 0
@@ -137,7 +198,7 @@ func TestCrashAtEveryPoint(t *testing.T) {
 		e.t.Errorf("vm %s is %q after the crash and a daemon start, want one of %q", name, got, states)
 		return 1
 	}
-	ops := []crashOp{
+	return []crashOp{
 		{kind: "vm.create", args: append([]string{"vm", "create", "--name", "cx"}, vmArgs...),
 			check: func(e *env) int { return wantState(e, "cx", "", api.VMRunning) }},
 		{kind: "vm.start", setup: func(e *env) { create(e); e.must("vm", "stop", "cx") }, args: []string{"vm", "start", "cx"},
@@ -148,36 +209,46 @@ func TestCrashAtEveryPoint(t *testing.T) {
 		// as it was; once recorded, the next daemon finishes it.
 		{kind: "vm.delete", setup: create, args: []string{"vm", "delete", "cx"},
 			check: func(e *env) int { return wantState(e, "cx", "", api.VMRunning) }},
-		{kind: "image.register", args: []string{"image", "register", "--name", "reg", "--kernel", artifact("vmlinuz"),
-			"--initrd", artifact("initrd"), "--rootfs", artifact("rootfs")},
-			check: func(e *env) int { return 0 }},
 	}
-	reset := func(e *env) {
-		var l api.VMList
-		json.Unmarshal([]byte(e.must("vm", "list", "--json").stdout), &l)
-		for _, v := range l.VMs {
-			e.must("vm", "delete", v.Name)
-		}
-		if r := e.runWith(e.extra, "image", "show", "reg"); r.code == 0 {
-			e.must("image", "rm", "reg")
-		}
-	}
+}
 
+// resetCrashEnv deletes every VM and the images the crash tests make.
+func resetCrashEnv(e *env) {
+	var l api.VMList
+	json.Unmarshal([]byte(e.must("vm", "list", "--json").stdout), &l)
+	for _, v := range l.VMs {
+		e.must("vm", "delete", v.Name)
+	}
+	for _, img := range []string{"reg", "built"} {
+		if r := e.runWith(e.extra, "image", "show", img); r.code == 0 {
+			e.must("image", "rm", img)
+		}
+	}
+}
+
+// crashAtPoints kills the daemon at each point of each op, checks what
+// the next daemon left, and returns how many kills it injected. An op's
+// points are op.points when given, or else learnt by running it once with
+// the crash list on.
+func crashAtPoints(t *testing.T, e *env, ops []crashOp) int {
+	t.Helper()
 	kills := 0
 	for _, op := range ops {
-		// Learn the operation's points: run it once, recording them.
-		list := filepath.Join(e.home, "points-"+op.kind)
-		if op.setup != nil {
-			op.setup(e)
-		}
-		if r := e.withDaemonEnv([]string{crashpoint.ListEnv + "=" + list}, op.args...); r.code != 0 {
-			t.Fatalf("%s without a crash: exit %d\n%s", op.kind, r.code, r.stderr)
-		}
-		e.must("daemon", "stop")
-		reset(e)
-		points := pointsOf(t, list, op.kind)
-		if len(points) == 0 {
-			t.Fatalf("%s passed no crash point", op.kind)
+		points := op.points
+		if points == nil {
+			list := filepath.Join(e.home, "points-"+op.kind)
+			if op.setup != nil {
+				op.setup(e)
+			}
+			if r := e.withDaemonEnv([]string{crashpoint.ListEnv + "=" + list}, op.args...); r.code != 0 {
+				t.Fatalf("%s without a crash: exit %d\n%s", op.kind, r.code, r.stderr)
+			}
+			e.must("daemon", "stop")
+			resetCrashEnv(e)
+			points = pointsOf(t, list, op.kind)
+			if len(points) == 0 {
+				t.Fatalf("%s passed no crash point", op.kind)
+			}
 		}
 		t.Logf("%s: %d points", op.kind, len(points))
 		for _, point := range points {
@@ -193,7 +264,7 @@ func TestCrashAtEveryPoint(t *testing.T) {
 				} else {
 					t.Errorf("%s: the daemon was not killed there (exit %d)\n%s", point, r.code, r.stderr)
 				}
-				reset(e)
+				resetCrashEnv(e)
 				continue
 			}
 			kills++
@@ -212,10 +283,10 @@ func TestCrashAtEveryPoint(t *testing.T) {
 			if problems > 0 {
 				e.logDaemonFiles()
 			}
-			reset(e)
+			resetCrashEnv(e)
 		}
 	}
-	t.Logf("%d crashes injected; after each, the next daemon left nothing behind", kills)
+	return kills
 }
 
 // oncePerImage: points of the stage that heals an image, which runs at
