@@ -1,11 +1,7 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -49,21 +45,7 @@ func TestAutoPicksFirecrackerOnlyWhereKVMBoots(t *testing.T) {
 	})
 
 	t.Run("kvm-boots", func(t *testing.T) {
-		// A cache of our own whose probe record says KVM boots guests;
-		// the downloads are shared by hard links.
-		cache := t.TempDir()
-		for _, sub := range []string{"debootstrap", "kernels"} {
-			if _, err := os.Stat(filepath.Join(sharedCache(), sub)); err == nil {
-				exec.Command("cp", "-al", filepath.Join(sharedCache(), sub), filepath.Join(cache, sub)).Run()
-			}
-		}
-		bootID, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
-		probe, _ := json.Marshal(map[string]any{
-			"boot_id": strings.TrimSpace(string(bootID)),
-			"record":  map[string]any{"status": "booted", "elapsed_ms": 800, "at": "2026-11-29T00:00:00Z"},
-		})
-		os.WriteFile(filepath.Join(cache, "kvm-probe.json"), probe, 0o600)
-
+		cache := kvmBootsCache(t)
 		e := vmEnvCache(t, cache)
 		useFake(e)
 		r := e.must("vm", "create", "--name", "f", "--memory", "512MiB", "--disk", "1GiB")

@@ -4,13 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/shared/sizetext"
 	"golang.org/x/sys/unix"
 )
 
@@ -56,7 +54,7 @@ func (c *Catalog) noSpace(err error, name string, freeBefore int64) error {
 	}
 	return &noSpaceError{err: err, apiErr: &api.Error{Code: api.CodeFailedPrecondition, Message: fmt.Sprintf(
 		"image %s needs more free space than %s had: it filled the filesystem, which had %s free when the image began: free space in %s (or move the data dir to a larger filesystem) and retry; nothing of it was kept (%v)",
-		name, c.Root, sizeDown(freeBefore), c.Root, err)}}
+		name, c.Root, sizetext.Down(freeBefore), c.Root, err)}}
 }
 
 // checkNeed refuses an image that needs more than its filesystem has
@@ -68,7 +66,7 @@ func (c *Catalog) checkNeed(name string, need int64) error {
 	}
 	return &api.Error{Code: api.CodeFailedPrecondition, Message: fmt.Sprintf(
 		"image %s needs at least %s free in %s, and it has %s: free space there (or move the data dir to a larger filesystem) and retry",
-		name, sizeUp(need), c.Root, sizeDown(free))}
+		name, sizetext.Up(need), c.Root, sizetext.Down(free))}
 }
 
 // RegisterNeed is the least space a register of req takes in the
@@ -98,26 +96,3 @@ type noSpaceError struct {
 
 func (e *noSpaceError) Error() string   { return e.apiErr.Error() }
 func (e *noSpaceError) Unwrap() []error { return []error{e.apiErr, e.err} }
-
-// sizeUp and sizeDown print n with one decimal in the largest binary unit
-// that fits, rounded so that a need never reads smaller, nor what is
-// free larger, than it is (as package vm prints them).
-func sizeUp(n int64) string   { return sizeString(n, math.Ceil) }
-func sizeDown(n int64) string { return sizeString(n, math.Floor) }
-
-func sizeString(n int64, round func(float64) float64) string {
-	if n < 0 {
-		return "an unknown amount"
-	}
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	v, u := float64(n), 0
-	for v >= 1024 && u < len(units)-1 {
-		v /= 1024
-		u++
-	}
-	if u == 0 {
-		return fmt.Sprintf("%dB", n)
-	}
-	s := strconv.FormatFloat(round(v*10)/10, 'f', 1, 64)
-	return strings.TrimSuffix(s, ".0") + units[u]
-}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/host/loopfs"
+	"github.com/bangerdev/banger/internal/shared/sizetext"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -53,9 +54,9 @@ func TestCreateOnAFullFilesystem(t *testing.T) {
 		{"need over what is free", Spec{Name: "needy", Need: free + 1<<20, Fill: func(context.Context, *Staging, *Manifest) error {
 			t.Error("Fill ran for an image whose Need is more than is free")
 			return nil
-		}}, []string{"image needy needs at least", "free in " + f.cat.Root, "it has " + sizeDown(free), "free space there"}},
+		}}, []string{"image needy needs at least", "free in " + f.cat.Root, "it has " + sizetext.Down(free), "free space there"}},
 		{"fills the disk with no need given", Spec{Name: "filler", Fill: fill(free + 8<<20)},
-			[]string{"image filler needs more free space than " + f.cat.Root, "which had " + sizeDown(free) + " free", "free space in " + f.cat.Root, "no space left on device"}},
+			[]string{"image filler needs more free space than " + f.cat.Root, "which had " + sizetext.Down(free) + " free", "free space in " + f.cat.Root, "no space left on device"}},
 		{"fills the disk past its need", Spec{Name: "liar", Need: 1 << 20, Fill: fill(free + 8<<20)},
 			[]string{"image liar needs more free space than " + f.cat.Root, "nothing of it was kept"}},
 	}

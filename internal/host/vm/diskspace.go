@@ -3,15 +3,13 @@ package vm
 import (
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/host/image"
+	"github.com/bangerdev/banger/internal/shared/sizetext"
 	"golang.org/x/sys/unix"
 )
 
@@ -81,7 +79,7 @@ func checkCreateSpace(r spaceReading, promised int64) error {
 	}
 	return &api.Error{Code: api.CodeFailedPrecondition, Field: "disk_bytes", Message: fmt.Sprintf(
 		"not enough free disk space for this VM: its disks can grow to %s, and %s more is kept free for the host (%s in all), but %s has %s free: free space in %s or lower disk_bytes",
-		sizeUp(promised), sizeUp(SpaceMargin), sizeUp(need), r.Dir, sizeDown(r.Free), r.Dir)}
+		sizetext.Up(promised), sizetext.Up(SpaceMargin), sizetext.Up(need), r.Dir, sizetext.Down(r.Free), r.Dir)}
 }
 
 // checkStartSpace refuses a start when the filesystem has less than
@@ -91,33 +89,13 @@ func checkStartSpace(r spaceReading, growth int64) (warning string, err error) {
 	if r.Free < SpaceMargin {
 		return "", api.Errorf(api.CodeFailedPrecondition,
 			"not enough free disk space to start this VM: %s has %s free and a running VM needs at least %s free beside it: free space in %s",
-			r.Dir, sizeDown(r.Free), sizeUp(SpaceMargin), r.Dir)
+			r.Dir, sizetext.Down(r.Free), sizetext.Up(SpaceMargin), r.Dir)
 	}
 	if r.Free < growth+SpaceMargin {
 		return fmt.Sprintf("this VM's disks can still grow by %s, but %s has %s free: free space there before the guest fills its disks",
-			sizeUp(growth), r.Dir, sizeDown(r.Free)), nil
+			sizetext.Up(growth), r.Dir, sizetext.Down(r.Free)), nil
 	}
 	return "", nil
-}
-
-// sizeUp and sizeDown print a size with one decimal in the largest unit
-// that fits, rounded so that a need never reads smaller, nor what is free
-// larger, than it is ("10.9GiB free" of "11GiB" needed).
-func sizeUp(n int64) string   { return humanSize(n, math.Ceil) }
-func sizeDown(n int64) string { return humanSize(n, math.Floor) }
-
-func humanSize(n int64, round func(float64) float64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	v, u := float64(n), 0
-	for v >= 1024 && u < len(units)-1 {
-		v /= 1024
-		u++
-	}
-	if u == 0 {
-		return fmt.Sprintf("%dB", n)
-	}
-	s := strconv.FormatFloat(round(v*10)/10, 'f', 1, 64)
-	return strings.TrimSuffix(s, ".0") + units[u]
 }
 
 // vmsDir is where VM directories (and their disks) live.

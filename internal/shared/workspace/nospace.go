@@ -4,10 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"strconv"
-	"strings"
 
+	"github.com/bangerdev/banger/internal/shared/sizetext"
 	"golang.org/x/sys/unix"
 )
 
@@ -52,24 +50,5 @@ func (rm *room) noSpace(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: the filesystem holding %s had %s free and filled after %s of the stream had arrived: free space there (in a VM: remove files, or give it a larger disk_bytes) and retry: %w",
-		ErrNoSpace, rm.dir, sizeString(rm.free), sizeString(rm.read), err)
-}
-
-// sizeString prints n with one decimal in the largest binary unit that
-// fits ("8.5MiB"), rounded down: it says what was, never more.
-func sizeString(n int64) string {
-	if n < 0 {
-		return "an unknown amount"
-	}
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	v, u := float64(n), 0
-	for v >= 1024 && u < len(units)-1 {
-		v /= 1024
-		u++
-	}
-	if u == 0 {
-		return fmt.Sprintf("%dB", n)
-	}
-	s := strconv.FormatFloat(math.Floor(v*10)/10, 'f', 1, 64)
-	return strings.TrimSuffix(s, ".0") + units[u]
+		ErrNoSpace, rm.dir, sizetext.Down(rm.free), sizetext.Down(rm.read), err)
 }
