@@ -1,17 +1,20 @@
 package tui
 
 import (
-	tea "charm.land/bubbletea/v2"
 	"context"
 	"errors"
 	"fmt"
-	"github.com/charmbracelet/x/ansi"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
 
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/host/daemontest"
+	"github.com/bangerdev/banger/internal/host/hypervisor"
 )
 
 func TestVMListAfterCreates(t *testing.T) {
@@ -289,4 +292,33 @@ func TestCreateCancel(t *testing.T) {
 	}
 	h.key("esc")
 	h.waitText("1 VMs")
+}
+
+// TestVMDetailLastExit: a VM whose hypervisor was killed shows why it
+// stopped and the end of its console, escaped.
+func TestVMDetailLastExit(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	v := d.CreateVM(t, api.CreateVMRequest{Name: "crashy"})
+	var handle *hypervisor.Handle
+	for _, r := range d.Fake.Running() {
+		if r.PID == v.PID {
+			handle = &r
+		}
+	}
+	if handle == nil {
+		t.Fatalf("the fake runs no VM with pid %d", v.PID)
+	}
+	f, err := os.OpenFile(handle.ConsoleLog, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("[    5.0] out of memory?\x1b]0;pwned\x07\n")
+	f.Close()
+	d.Fake.End(*handle, hypervisor.Exit{Code: -1, Signal: syscall.SIGKILL})
+	h := newHarness(t, fakeOptions(d))
+	h.waitFor("crashy stopped in the table", func(s string) bool { return strings.Contains(s, "crashy     stopped") })
+	h.key("enter")
+	h.waitText("last exit: the hypervisor", "out of memory?")
+	h.settle()
+	h.golden("detail-last-exit")
 }

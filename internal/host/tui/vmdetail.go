@@ -234,6 +234,14 @@ func (d *vmDetail) overview(env *Env, vm api.VM) []string {
 	for _, w := range vm.Warnings {
 		lines = append(lines, "  "+t.Warn.Render("! ")+termsafe.Line(w))
 	}
+	if x := vm.LastExit; x != nil {
+		lines = append(lines, "  "+t.Warn.Render("! ")+"last exit: "+termsafe.Line(x.Reason))
+		if tail := strings.Split(strings.TrimRight(x.ConsoleTail, "\n"), "\n"); x.ConsoleTail != "" {
+			for _, l := range tail[max(0, len(tail)-3):] {
+				lines = append(lines, "    "+t.Faint.Render(termsafe.Line(l)))
+			}
+		}
+	}
 	lines = append(lines, "")
 	if op, ok := env.Store.LastOperation(vm.Name, "vm.create", "vm.start", "vm.restart"); ok {
 		lines = append(lines, "  "+t.Bold.Render("Last "+opVerb(op.Kind)))
