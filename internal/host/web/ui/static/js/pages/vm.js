@@ -75,7 +75,9 @@ export function mount(root, { live, params, navigate }) {
       ['directory', v.dir], ['console log', v.console_log],
     ];
     replace(spec, rows.map(([k, val]) => [h('dt', {}, k), h('dd', { 'data-key': k }, val === undefined || val === '' || val === 0 && k === 'PID' ? '-' : String(val))]),
-      (v.warnings || []).length ? [h('dt', {}, 'warnings'), h('dd', { 'data-key': 'warnings', class: 'warn' }, v.warnings.map((w) => h('div', {}, inert(w))))] : []);
+      (v.warnings || []).length ? [h('dt', {}, 'warnings'), h('dd', { 'data-key': 'warnings', class: 'warn' }, v.warnings.map((w) => h('div', {}, inert(w))))] : [],
+      v.last_exit ? [h('dt', {}, 'last exit'), h('dd', { 'data-key': 'last exit', class: 'warn' },
+        h('div', {}, inert(v.last_exit.reason)), v.last_exit.console_tail ? h('pre', {}, inert(v.last_exit.console_tail)) : '')] : []);
   }
 
   function drawTimeline() {
