@@ -57,9 +57,15 @@ type link struct {
 	// next attempt retries on it rather than dialing again, so a booting
 	// VM sees one host connection, not one per attempt.
 	pending *Channel
+	// users counts the Gets holding this link (under Pool.mu): a link
+	// left with neither session nor pending channel is forgotten when
+	// its last user is done, so a VM that is gone (deleted while a
+	// request raced it) leaves nothing behind.
+	users int
 }
 
-func (p *Pool) link(key string) *link {
+// acquire returns the VM's link, counting the caller as its user.
+func (p *Pool) acquire(key string) *link {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.links == nil {
@@ -70,16 +76,32 @@ func (p *Pool) link(key string) *link {
 		l = &link{}
 		p.links[key] = l
 	}
+	l.users++
 	return l
+}
+
+// release ends a user's hold on l; idle says whether the user left it
+// without a session or a pending channel.
+func (p *Pool) release(key string, l *link, idle bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l.users--
+	if l.users == 0 && idle && p.links[key] == l {
+		delete(p.links, key)
+	}
 }
 
 // Get returns the VM's live session, connecting with dial when there is
 // none or the last one ended. Callers that arrive while a connect is under
 // way wait for it and share its result.
 func (p *Pool) Get(ctx context.Context, key string, dial DialFunc) (*agentmux.Session, error) {
-	l := p.link(key)
+	l := p.acquire(key)
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	defer func() {
+		idle := l.sess == nil && l.pending == nil
+		l.mu.Unlock()
+		p.release(key, l, idle)
+	}()
 	if l.sess != nil {
 		select {
 		case <-l.sess.Done():

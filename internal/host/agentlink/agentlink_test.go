@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -223,4 +224,28 @@ func TestPoolReconnectsAfterALimit(t *testing.T) {
 		t.Errorf("health on the new session: %+v, %v", h, err)
 	}
 	p.Close()
+}
+
+// TestFailedGetLeavesNothing: a Get whose dial fails (a VM deleted while a
+// request raced it) leaves no entry behind, however many raced.
+func TestFailedGetLeavesNothing(t *testing.T) {
+	var p Pool
+	p.Drop("vm1")
+	fail := func(context.Context) (Channel, error) { return Channel{}, errors.New("no such VM") }
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := p.Get(context.Background(), "vm1", fail); err == nil {
+				t.Error("Get succeeded with a failing dial")
+			}
+		}()
+	}
+	wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.links); n != 0 {
+		t.Errorf("%d links left after failed Gets, want 0", n)
+	}
 }
