@@ -590,17 +590,15 @@ func (m *Manager) dropRemovedImage(ctx context.Context, imageID string) {
 	}
 }
 
-// consoleTail returns the last n lines of a console log.
+// consoleTail returns the last n lines of a console log (at most
+// api.ConsoleTailLines of its last 16 KiB), escaped for a terminal: the
+// console is the guest's writing, and boot errors carry it to the user.
 func consoleTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(no console log)"
+	lines := consoleLines(path)
+	if len(lines) == 0 {
+		return "(the console log is empty or missing)"
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // SSH returns what ssh needs to reach the VM with pinned host keys.
