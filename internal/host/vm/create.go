@@ -125,6 +125,20 @@ func newVMID() string {
 // allocate picks the name and the address and records the VM (state
 // creating) with its lease in one transaction.
 func (m *Manager) allocate(ctx context.Context, req api.CreateVMRequest, img image.Image, hvName string) (VM, error) {
+	v, err := m.record(ctx, req, img, hvName)
+	if err != nil {
+		return VM{}, err
+	}
+	// Announced outside allocMu: the next create need not wait for the
+	// event feed or the image's user count.
+	m.changed(ctx, v.ID)
+	m.Images.UsersChanged(ctx, img.ID)
+	return v, nil
+}
+
+// record picks the name and the address and inserts the VM with its
+// lease, under allocMu: two creates never pick the same name or address.
+func (m *Manager) record(ctx context.Context, req api.CreateVMRequest, img image.Image, hvName string) (VM, error) {
 	m.allocMu.Lock()
 	defer m.allocMu.Unlock()
 	name, err := m.pickName(ctx, req.Name)
@@ -156,8 +170,6 @@ func (m *Manager) allocate(ctx context.Context, req api.CreateVMRequest, img ima
 		return VM{}, err
 	}
 	v.Lease.VMID = v.ID
-	m.changed(ctx, v.ID)
-	m.Images.UsersChanged(ctx, img.ID)
 	return v, nil
 }
 
