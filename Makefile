@@ -50,6 +50,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags crashpoints ./internal/host/crashpoint/ ./cmd/bangerd/
 
 # Fuzz targets, as package:Target. `go test -fuzz` takes one target per
 # run, so each runs on its own for FUZZTIME; a finding is written to the
