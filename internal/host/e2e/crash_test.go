@@ -124,21 +124,6 @@ func TestCrashAtEveryPoint(t *testing.T) {
 	}
 	script := filepath.Join(e.home, "provision.sh")
 	os.WriteFile(script, []byte("#!/bin/sh\necho built > /etc/banger-built\n"), 0o755)
-	// imageWhole: after the crash the image is either absent or whole
-	// (ready, and the doctor finds nothing wrong with it).
-	imageWhole := func(e *env, name string) int {
-		r := e.runWith(e.extra, "image", "show", name, "--json")
-		if r.code != 0 {
-			return 0
-		}
-		var img api.Image
-		json.Unmarshal([]byte(r.stdout), &img)
-		if img.State != api.ImageReady {
-			e.t.Errorf("image %s is %q after the crash, want absent or %s", name, img.State, api.ImageReady)
-			return 1
-		}
-		return 0
-	}
 	ops := append(vmCrashOps(), []crashOp{
 		{kind: "image.register", args: []string{"image", "register", "--name", "reg", "--kernel", artifact("vmlinuz"),
 			"--initrd", artifact("initrd"), "--rootfs", artifact("rootfs")},
@@ -173,6 +158,35 @@ func TestCrashDuringQEMUBoot(t *testing.T) {
 		ops = append(ops, op)
 	}
 	t.Logf("%d crashes injected during QEMU boots; after each, the next daemon left nothing behind", crashAtPoints(t, e, ops))
+}
+
+// TestCrashDuringImageBootstrap kills bangerd at every point of an image
+// bootstrap (from the warm download cache, inside the test's namespace):
+// the next daemon leaves no staging directory, no half-made image and
+// nothing else behind.
+func TestCrashDuringImageBootstrap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bootstraps a Debian image at each of its points (several minutes)")
+	}
+	e := crashEnv(t)
+	ops := []crashOp{{kind: "image.bootstrap", args: []string{"image", "bootstrap", "debian", "--name", "built"},
+		check: func(e *env) int { return imageWhole(e, "built") }}}
+	t.Logf("%d crashes injected; after each, the next daemon left nothing behind", crashAtPoints(t, e, ops))
+}
+
+// imageWhole: after a crash the image is either absent or whole (ready).
+func imageWhole(e *env, name string) int {
+	r := e.runWith(e.extra, "image", "show", name, "--json")
+	if r.code != 0 {
+		return 0
+	}
+	var img api.Image
+	json.Unmarshal([]byte(r.stdout), &img)
+	if img.State != api.ImageReady {
+		e.t.Errorf("image %s is %q after the crash, want absent or %s", name, img.State, api.ImageReady)
+		return 1
+	}
+	return 0
 }
 
 // vmCrashOps are vm create, start, stop and delete of one VM, cx, and
