@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -298,23 +297,8 @@ func TestCreateCancel(t *testing.T) {
 // stopped and the end of its console, escaped.
 func TestVMDetailLastExit(t *testing.T) {
 	d := daemontest.Start(t, daemontest.Options{Fake: true})
-	v := d.CreateVM(t, api.CreateVMRequest{Name: "crashy"})
-	var handle *hypervisor.Handle
-	for _, r := range d.Fake.Running() {
-		if r.PID == v.PID {
-			handle = &r
-		}
-	}
-	if handle == nil {
-		t.Fatalf("the fake runs no VM with pid %d", v.PID)
-	}
-	f, err := os.OpenFile(handle.ConsoleLog, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("[    5.0] out of memory?\x1b]0;pwned\x07\n")
-	f.Close()
-	d.Fake.End(*handle, hypervisor.Exit{Code: -1, Signal: syscall.SIGKILL})
+	d.CreateVM(t, api.CreateVMRequest{Name: "crashy"})
+	d.EndVM(t, "crashy", "[    5.0] out of memory?\x1b]0;pwned\x07\n", hypervisor.Exit{Code: -1, Signal: syscall.SIGKILL})
 	h := newHarness(t, fakeOptions(d))
 	h.waitFor("crashy stopped in the table", func(s string) bool { return strings.Contains(s, "crashy     stopped") })
 	h.key("enter")
