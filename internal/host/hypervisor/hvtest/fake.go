@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -252,7 +254,9 @@ func (f *Fake) sharedDiskConflict(spec hypervisor.Spec) error {
 		if err != nil {
 			continue // fakeValidate named it
 		}
-		for _, vm := range f.vms {
+		// In launch order (pids grow), so the VM named is the first.
+		for _, pid := range slices.Sorted(maps.Keys(f.vms)) {
+			vm := f.vms[pid]
 			if vm.state == hypervisor.Stopped {
 				continue
 			}
