@@ -1,9 +1,6 @@
 package guestinit_test
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +10,7 @@ import (
 
 	"github.com/bangerdev/banger/internal/guest/guestinit"
 	"github.com/bangerdev/banger/internal/guest/guestinit/boottest"
+	"github.com/bangerdev/banger/internal/shared/filedigest"
 )
 
 // TestInitBootOverlay boots with banger.rootfs=overlay under QEMU: the
@@ -132,16 +130,11 @@ func TestInitBootOverlay(t *testing.T) {
 
 func digest(t *testing.T, p string) string {
 	t.Helper()
-	f, err := os.Open(p)
+	sum, err := filedigest.SHA256(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return sum
 }
 
 // TestInitBootOverlayNoModule boots banger.rootfs=overlay from an
