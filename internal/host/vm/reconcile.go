@@ -30,6 +30,7 @@ func (m *Manager) Reconcile(ctx context.Context) ([]Finding, error) {
 	}
 	var out []Finding
 	var errs []error
+	procs := hypervisorProcs(m.strayCommands())
 	for i := range vms {
 		v := &vms[i]
 		switch v.State {
@@ -38,7 +39,7 @@ func (m *Manager) Reconcile(ctx context.Context) ([]Finding, error) {
 			// including a hypervisor launched just before the crash, before
 			// its handle was recorded.
 			detail := "its create was interrupted"
-			if pids := killStrays(m.Dir(v.ID), m.strayCommands()); len(pids) > 0 {
+			if pids := killStrays(m.Dir(v.ID), procs); len(pids) > 0 {
 				detail += fmt.Sprintf("; killed its unrecorded hypervisor (pid %v)", pids)
 			}
 			if err := m.destroy(ctx, v); err != nil {
@@ -48,7 +49,7 @@ func (m *Manager) Reconcile(ctx context.Context) ([]Finding, error) {
 		case api.VMDeleting:
 			// A delete never finished: finish it.
 			detail := "its delete was interrupted"
-			if pids := killStrays(m.Dir(v.ID), m.strayCommands()); len(pids) > 0 {
+			if pids := killStrays(m.Dir(v.ID), procs); len(pids) > 0 {
 				detail += fmt.Sprintf("; killed its hypervisor (pid %v)", pids)
 			}
 			if err := m.destroy(ctx, v); err != nil {
@@ -61,7 +62,7 @@ func (m *Manager) Reconcile(ctx context.Context) ([]Finding, error) {
 			// A stopped VM has no hypervisor: one that runs is from a start
 			// the crash interrupted (launched, its handle recorded or not
 			// yet), and is killed with everything the start took.
-			pids := killStrays(m.Dir(v.ID), m.strayCommands())
+			pids := killStrays(m.Dir(v.ID), procs)
 			if v.Runtime.Handle != nil || len(pids) > 0 || v.Runtime.TAP != "" || v.Lease.TAP != "" {
 				if err := m.halt(ctx, v, false); err != nil {
 					errs = append(errs, err)

@@ -3,6 +3,7 @@ package vm
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -12,17 +13,15 @@ import (
 // be: what the drivers start.
 var hypervisorCommands = []string{"qemu-system-x86_64", "firecracker", "jailer"}
 
-// killStrays kills hypervisor processes still working on dir: a daemon
-// killed between a launch and recording its handle leaves one that no
-// record names. Only processes whose command is a hypervisor and whose
-// command line names the VM (namesVM) are touched. It returns the pids it
-// killed.
-func killStrays(dir string, commands []string) []int {
+// hypervisorProcs lists the processes whose command is one of commands
+// (a hypervisor), with their command lines: read once from /proc per
+// reconcile, however many VMs it checks.
+func hypervisorProcs(commands []string) map[int][]string {
 	procs, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
-	var killed []int
+	out := map[int][]string{}
 	for _, p := range procs {
 		pid, err := strconv.Atoi(p.Name())
 		if err != nil || pid == os.Getpid() {
@@ -33,19 +32,25 @@ func killStrays(dir string, commands []string) []int {
 			continue
 		}
 		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
-		if !namesVM(args, dir) {
-			continue
-		}
-		base := filepath.Base(args[0])
-		for _, c := range commands {
-			if base == c {
-				if syscall.Kill(pid, syscall.SIGKILL) == nil {
-					killed = append(killed, pid)
-				}
-				break
-			}
+		if slices.Contains(commands, filepath.Base(args[0])) {
+			out[pid] = args
 		}
 	}
+	return out
+}
+
+// killStrays kills the hypervisor processes of procs still working on
+// dir: a daemon killed between a launch and recording its handle leaves
+// one that no record names. Only processes whose command line names the
+// VM (namesVM) are touched. It returns the pids it killed.
+func killStrays(dir string, procs map[int][]string) []int {
+	var killed []int
+	for pid, args := range procs {
+		if namesVM(args, dir) && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed = append(killed, pid)
+		}
+	}
+	slices.Sort(killed)
 	return killed
 }
 
