@@ -34,7 +34,10 @@ type Session struct {
 	// Signal names the signal that ended the command, e.g. "SIGTERM".
 	Signal      string   `json:"signal,omitempty"`
 	Diagnostics []string `json:"diagnostics,omitempty"`
-	AttachCount int      `json:"attach_count"`
+	// ForkedFrom names the VM a session was copied from by `banger vm
+	// fork`: the command runs on in the fork as a copy of the source's.
+	ForkedFrom  string `json:"forked_from,omitempty"`
+	AttachCount int    `json:"attach_count"`
 	// OutputBytes is the length of the session's output so far: the
 	// offset its next byte gets. BufferedFrom is the oldest offset still
 	// buffered for replay.

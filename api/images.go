@@ -68,6 +68,30 @@ type Image struct {
 	UsedBy       []string   `json:"used_by,omitempty"`
 	CreatedAt    time.Time  `json:"created_at"`
 	HealedAt     time.Time  `json:"healed_at,omitzero"`
+	// Warm lists the image's warm snapshots: VMs of these shapes are
+	// created by restoring one instead of booting.
+	Warm []WarmSnapshot `json:"warm,omitempty"`
+}
+
+// WarmSnapshot is an image's saved VM, booted to readiness once, that
+// `banger vm create` restores for a VM of its shape.
+type WarmSnapshot struct {
+	Hypervisor string    `json:"hypervisor"`
+	Accel      string    `json:"accel,omitempty"`
+	VCPUs      int       `json:"vcpus"`
+	MemoryMiB  int       `json:"memory_mib"`
+	DiskBytes  int64     `json:"disk_bytes"`
+	Bytes      int64     `json:"bytes"` // state and disks on the host's disk
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// WarmImageRequest asks to warm an image for VMs of one shape; zero
+// values take the configured defaults, as for a create.
+type WarmImageRequest struct {
+	VCPUs      int    `json:"vcpus,omitempty"`
+	MemoryMiB  int    `json:"memory_mib,omitempty"`
+	DiskBytes  int64  `json:"disk_bytes,omitempty"`
+	Hypervisor string `json:"hypervisor,omitempty"`
 }
 
 // ImageList is the answer to GET /v1/images.

@@ -10,6 +10,9 @@ const (
 	// VMDeleting: a delete has begun; a daemon that starts and finds
 	// one finishes it.
 	VMDeleting = "deleting"
+	// VMPaused: the VM's whole state (memory and devices) is on disk and
+	// its hypervisor has ended; `banger vm resume` restores it as it was.
+	VMPaused = "paused"
 )
 
 // VM is a VM as the API shows it.
@@ -41,6 +44,14 @@ type VM struct {
 	// hypervisor exited, the guest powered off, a start failed); absent
 	// when its last stop was asked for. A successful start clears it.
 	LastExit *VMExit `json:"last_exit,omitempty"`
+	// StateBytes is what a paused VM's saved state (memory and devices)
+	// takes on disk.
+	StateBytes int64 `json:"state_bytes,omitempty"`
+	// ForkedFrom names the VM this one was forked from (`banger vm fork`).
+	ForkedFrom string `json:"forked_from,omitempty"`
+	// Warm says the VM was made from its image's warm snapshot instead of
+	// a cold boot (`banger image warm`).
+	Warm bool `json:"warm,omitempty"`
 }
 
 // VMExit is why a VM stopped on its own.
@@ -71,6 +82,15 @@ type CreateVMRequest struct {
 	MemoryMiB  int    `json:"memory_mib,omitempty"`
 	DiskBytes  int64  `json:"disk_bytes,omitempty"`
 	Hypervisor string `json:"hypervisor,omitempty"`
+	// Cold boots the VM even when its image has a warm snapshot of this
+	// shape.
+	Cold bool `json:"cold,omitempty"`
+}
+
+// ForkVMRequest asks for a copy of a running VM (memory and disks) under
+// a new name; an empty name is generated.
+type ForkVMRequest struct {
+	Name string `json:"name,omitempty"`
 }
 
 // SSHInfo is what `banger vm ssh` needs to reach a VM.

@@ -145,6 +145,44 @@ type AgentDialer interface {
 	DialAgent(ctx context.Context, h Handle) (net.Conn, error)
 }
 
+// Snapshotter is a driver that saves a running VM's whole state (devices
+// and memory) to files and launches VMs from such a state: pause to disk
+// and resume, warm create from an image's snapshot, fork. Both drivers
+// implement it (QEMU: migration to and from a file descriptor; Firecracker:
+// PUT /snapshot/create and /snapshot/load).
+//
+// A saved state is only valid with the disks exactly as they were when it
+// was saved: the caller keeps the disks untouched (or clones them) until a
+// VM restored from it runs, and never restores it twice onto the same
+// disks once one ran.
+type Snapshotter interface {
+	// Save stops the VM's vCPUs and writes its state into dir (an empty
+	// directory the caller made; the driver names the files in it),
+	// flushing the VM's disks first, so that the disk files and the state
+	// together are the VM at one instant. The VM stays paused, whether
+	// Save succeeds or fails: the caller Kills it (pause to disk, warm) or
+	// Resumes it (fork, or a failed Save).
+	Save(ctx context.Context, h Handle, dir string) (Saved, error)
+	// Restore launches a VM for spec from the state Save wrote in dir
+	// instead of booting spec.Boot, and returns once the state is loaded,
+	// with the vCPUs still paused: the caller records the handle, then
+	// Resumes it. spec has the saved VM's shape (vCPUs, memory, the same
+	// disks in the same order, of the same sizes, a NIC when it had one);
+	// its ID, Dir, disk files, TAP and MAC may differ (a clone's). The
+	// guest keeps the MAC it had until it changes it. dir is only read: a
+	// warm image's state is restored by many VMs, at once too. As with
+	// Launch, on error nothing runs and no socket is left behind.
+	Restore(ctx context.Context, spec Spec, dir string) (Handle, error)
+	// Resume runs a paused VM's vCPUs again.
+	Resume(ctx context.Context, h Handle) error
+}
+
+// Saved describes a state Save wrote.
+type Saved struct {
+	// Bytes is what the state takes on disk (allocated blocks).
+	Bytes int64
+}
+
 // Hypervisor is a driver: it launches, controls and reaches VMs.
 type Hypervisor interface {
 	// Name is the driver name recorded in handles ("qemu", "firecracker").
