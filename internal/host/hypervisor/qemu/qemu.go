@@ -155,6 +155,13 @@ func (d *Driver) agentTransport() hypervisor.AgentTransport {
 // files Launch made in spec.Dir are gone; when QEMU itself failed, the
 // error carries the end of its stderr.
 func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.Handle, error) {
+	return d.launch(ctx, spec, nil)
+}
+
+// launch is Launch and, with a state file, Restore: QEMU starts paused
+// (-S) and loads the state from the file (-incoming fd:N), which the
+// daemon opened read-only and QEMU inherits.
+func (d *Driver) launch(ctx context.Context, spec hypervisor.Spec, state *os.File) (hypervisor.Handle, error) {
 	accel, err := d.accel()
 	if spec.Accel != "" {
 		accel, err = (&Driver{Accel: spec.Accel}).accel()
@@ -192,6 +199,10 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 		files = append(files, p.Console)
 		cmd.Args = append(cmd.Args, Args(spec, accel, machine, transport)...)
 		cmd.Dir = spec.Dir
+		if state != nil {
+			cmd.ExtraFiles = []*os.File{state}
+			cmd.Args = append(cmd.Args, incomingArgs(3)...)
+		}
 	} else {
 		passed, err = openPassed(spec, p, machine, transport, d.vhostVsock(), &d.kernels)
 		if err != nil {
@@ -208,6 +219,10 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 			cmd.Args = append(cmd.Args, "-L", dir)
 		}
 		cmd.Args = append(cmd.Args, ArgsPassed(spec, accel, machine, transport, passed.fds)...)
+		if state != nil {
+			cmd.Args = append(cmd.Args, incomingArgs(3+len(passed.extra))...)
+			passed.extra = append(passed.extra, state)
+		}
 		cmd.ExtraFiles = append(passed.extra, exe)
 		// The child execs the copy through its own descriptor.
 		cmd.Path = fmt.Sprintf("/proc/self/fd/%d", 2+len(cmd.ExtraFiles))
@@ -277,6 +292,11 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 		return fail(fmt.Errorf("QEMU exited right after starting: %s", proc.StderrTail()))
 	}
 	h.StartTime = st
+	if state != nil {
+		if err := d.waitIncoming(ctx, proc, p.QMP); err != nil {
+			return fail(err)
+		}
+	}
 	d.keepConsole(h)
 	user := "the daemon's user"
 	if d.User != nil {

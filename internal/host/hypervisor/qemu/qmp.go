@@ -100,6 +100,12 @@ func dialQMP(ctx context.Context, path string) (*qmpConn, error) {
 // execute runs one command and decodes its return value into out (if not
 // nil). Events are skipped.
 func (q *qmpConn) execute(cmd string, args any, out any) error {
+	return q.executeWithFile(cmd, args, nil, out)
+}
+
+// executeWithFile is execute with f's descriptor passed along the command
+// (SCM_RIGHTS), as getfd wants it.
+func (q *qmpConn) executeWithFile(cmd string, args any, f *os.File, out any) error {
 	req := map[string]any{"execute": cmd}
 	if args != nil {
 		req["arguments"] = args
@@ -108,7 +114,17 @@ func (q *qmpConn) execute(cmd string, args any, out any) error {
 	if err != nil {
 		return err
 	}
-	if _, err := q.conn.Write(append(b, '\n')); err != nil {
+	b = append(b, '\n')
+	if f != nil {
+		uc, ok := q.conn.(*net.UnixConn)
+		if !ok {
+			return fmt.Errorf("qmp %s: passing a descriptor needs a unix socket", cmd)
+		}
+		_, _, err = uc.WriteMsgUnix(b, unix.UnixRights(int(f.Fd())), nil)
+	} else {
+		_, err = q.conn.Write(b)
+	}
+	if err != nil {
 		return fmt.Errorf("qmp %s: sending: %w", cmd, err)
 	}
 	for {
