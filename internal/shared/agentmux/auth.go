@@ -193,7 +193,8 @@ func (g *Guest) lineMode(ctx context.Context, w io.Writer, m upgradeMsg, pending
 	refuse := func(code, msg string) error {
 		return writeLine(w, upgradeMsg{ID: m.ID, Type: m.Type, Error: &agentproto.Error{Code: code, Message: msg}})
 	}
-	problem := keyProblem(g.Key)
+	key := g.key()
+	problem := keyProblem(key)
 	switch m.Type {
 	case TypeUpgrade:
 		*pending = nil
@@ -213,13 +214,13 @@ func (g *Guest) lineMode(ctx context.Context, w io.Writer, m upgradeMsg, pending
 		if problem != "" {
 			return false, refuse(CodeNoKey, problem)
 		}
-		if p == nil || p.id != m.ID || !verifyProof(g.Key, hostLabel, p.nonce, p.challenge, m.MAC) {
+		if p == nil || p.id != m.ID || !verifyProof(key, hostLabel, p.nonce, p.challenge, m.MAC) {
 			g.log().Warn("agent channel: a peer failed to authenticate")
 			err := refuse(CodeUnauthenticated, "authentication failed: this agent serves only the host that booted its VM")
 			sleepCtx(ctx, g.authFailDelay())
 			return false, err
 		}
-		return true, writeLine(w, upgradeMsg{ID: m.ID, Type: typeUpgradeOK, Protocol: Protocol, Proof: hex.EncodeToString(proof(g.Key, guestLabel, p.nonce, p.challenge))})
+		return true, writeLine(w, upgradeMsg{ID: m.ID, Type: typeUpgradeOK, Protocol: Protocol, Proof: hex.EncodeToString(proof(key, guestLabel, p.nonce, p.challenge))})
 	}
 	if problem != "" {
 		return false, refuse(CodeNoKey, problem)

@@ -40,6 +40,12 @@ type Guest struct {
 	// Only a host that proves it holds the key gets a session; a Guest
 	// without one refuses every request, saying that it has no key.
 	Key []byte
+	// KeyFunc, when set, is asked for the key at every upgrade instead
+	// of reading Key, so the agent can change its key (agentproto's
+	// identity call) without ending the channel: a session keeps working
+	// with the key it was opened with, and the next upgrade on any
+	// channel needs the new one.
+	KeyFunc func() []byte
 	// AuthFailDelay is how long Serve pauses after a failed
 	// authentication (1s when zero).
 	AuthFailDelay time.Duration
@@ -52,6 +58,14 @@ func (g *Guest) log() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return g.Log
+}
+
+// key is the key the next upgrade must prove.
+func (g *Guest) key() []byte {
+	if g.KeyFunc != nil {
+		return g.KeyFunc()
+	}
+	return g.Key
 }
 
 // errDetached ends the reads and writes of a session Serve abandoned.
@@ -76,7 +90,7 @@ func (g *Guest) Serve(ctx context.Context, rw io.ReadWriter) error {
 		stop := context.AfterFunc(ctx, func() { d.SetDeadline(aLongTimeAgo()) })
 		defer stop()
 	}
-	if problem := keyProblem(g.Key); problem != "" {
+	if problem := keyProblem(g.key()); problem != "" {
 		log.Error("the agent channel serves nobody", "reason", problem)
 	}
 	p := startPump(rw, quit)
