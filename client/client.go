@@ -324,6 +324,46 @@ func (c *Client) BeginRestartVM(ctx context.Context, name string) (api.Operation
 	return op, err
 }
 
+// BeginPauseVM saves a running VM's whole state to disk and ends its
+// hypervisor; the operation's result is the paused VM.
+func (c *Client) BeginPauseVM(ctx context.Context, name string) (api.Operation, error) {
+	var op api.Operation
+	err := c.do(ctx, http.MethodPost, "/vms/"+url.PathEscape(name)+"/pause", struct{}{}, &op)
+	return op, err
+}
+
+// BeginResumeVM restores a paused VM as it was; the operation's result is
+// the running VM.
+func (c *Client) BeginResumeVM(ctx context.Context, name string) (api.Operation, error) {
+	var op api.Operation
+	err := c.do(ctx, http.MethodPost, "/vms/"+url.PathEscape(name)+"/resume", struct{}{}, &op)
+	return op, err
+}
+
+// BeginForkVM copies a running VM (memory and disks) into a new VM with
+// its own identity; the operation's result is the new VM.
+func (c *Client) BeginForkVM(ctx context.Context, name string, req api.ForkVMRequest) (api.Operation, error) {
+	var op api.Operation
+	err := c.do(ctx, http.MethodPost, "/vms/"+url.PathEscape(name)+"/fork", req, &op)
+	return op, err
+}
+
+// BeginWarmImage boots a VM of the image to readiness and keeps its saved
+// state, so later creates of that shape restore it; the operation's
+// result is the image.
+func (c *Client) BeginWarmImage(ctx context.Context, name string, req api.WarmImageRequest) (api.Operation, error) {
+	var op api.Operation
+	err := c.do(ctx, http.MethodPost, "/images/"+url.PathEscape(name)+"/warm", req, &op)
+	return op, err
+}
+
+// UnwarmImage removes an image's warm snapshots.
+func (c *Client) UnwarmImage(ctx context.Context, name string) (api.Image, error) {
+	var img api.Image
+	err := c.do(ctx, http.MethodDelete, "/images/"+url.PathEscape(name)+"/warm", nil, &img)
+	return img, err
+}
+
 // StopVM shuts a VM down cleanly and waits until it is stopped.
 func (c *Client) StopVM(ctx context.Context, name string) (api.VM, error) {
 	var v api.VM
