@@ -127,6 +127,10 @@ func (s *Service) List(ctx context.Context, vmName string) ([]api.Session, error
 	if err != nil {
 		return nil, err
 	}
+	if v.State == api.VMPaused {
+		// Its sessions are in its saved memory: they run on at resume.
+		return known, nil
+	}
 	if v.State != api.VMRunning {
 		for i := range known {
 			s.markLost(ctx, v, &known[i], lostReason(v))
@@ -145,9 +149,14 @@ func (s *Service) List(ctx context.Context, vmName string) ([]api.Session, error
 		return nil, closeChannel(sess, err)
 	}
 	live := map[string]bool{}
+	forked := map[string]string{}
+	for _, ses := range known {
+		forked[ses.ID] = ses.ForkedFrom
+	}
 	out := make([]api.Session, 0, len(infos)+len(known))
 	for _, in := range infos {
 		ses := toAPI(v.Name, in)
+		ses.ForkedFrom = forked[ses.ID]
 		live[ses.ID] = true
 		if err := s.saveIfChanged(ctx, v.ID, ses, raw[ses.ID]); err != nil {
 			return nil, err
@@ -232,7 +241,7 @@ func (s *Service) Remove(ctx context.Context, vmName, ref string) error {
 			}
 		}
 	}
-	if err := s.Store.DeleteSession(ctx, ses.ID); err != nil {
+	if err := s.Store.DeleteSession(ctx, v.ID, ses.ID); err != nil {
 		return err
 	}
 	s.removed(v.Name, ses)

@@ -15,7 +15,7 @@ func (s *Store) PutSession(ctx context.Context, ses Session) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO sessions (id, vm_id, name, state, meta, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (id) DO UPDATE SET name = excluded.name, state = excluded.state, meta = excluded.meta, updated_at = excluded.updated_at`,
+			ON CONFLICT (vm_id, id) DO UPDATE SET name = excluded.name, state = excluded.state, meta = excluded.meta, updated_at = excluded.updated_at`,
 			ses.ID, ses.VMID, ses.Name, ses.State, orJSON(ses.Meta), now, now)
 		return classify(err, "recording session "+ses.ID)
 	})
@@ -42,10 +42,10 @@ func (s *Store) ListSessions(ctx context.Context, vmID string) ([]Session, error
 	return out, rows.Err()
 }
 
-// DeleteSession forgets a session.
-func (s *Store) DeleteSession(ctx context.Context, id string) error {
+// DeleteSession forgets a VM's session.
+func (s *Store) DeleteSession(ctx context.Context, vmID, id string) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE id = ?`, id)
+		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE vm_id = ? AND id = ?`, vmID, id)
 		return classify(err, "deleting session "+id)
 	})
 }

@@ -148,7 +148,7 @@ func TestForeignKeysHold(t *testing.T) {
 	if got, _ := s.ListSessions(ctx, "vm1"); len(got) != 2 || got[0].State != "exited" || got[0].Meta != `{"x":1}` || got[1].Name != "s2" {
 		t.Fatalf("sessions after updates: %+v", got)
 	}
-	if err := s.DeleteSession(ctx, "s2"); err != nil {
+	if err := s.DeleteSession(ctx, "vm1", "s2"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.DeleteImage(ctx, "img1"); !errors.Is(err, ErrConflict) {
