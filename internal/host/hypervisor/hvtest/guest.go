@@ -76,5 +76,6 @@ func LightGuest(t testing.TB) Guest {
 		Cmdline:        "root=/dev/vda ro",
 		PowerOffMarker: LightPowerOffMarker,
 		ReadOnlyProbe:  []string{"/sbin/init", "probe-ro"},
+		BootIDProbe:    []string{"/sbin/init", "boot-id"},
 	}
 }

@@ -4,7 +4,9 @@
 // health, adoption after a daemon restart, refusing a second QEMU in a
 // busy directory, clean shutdown, kill, launch errors that name the
 // missing file and leave nothing behind, two VMs sharing one read-only
-// root disk at once without changing it).
+// root disk at once without changing it, and, for a driver that is a
+// hypervisor.Snapshotter, saving a VM's state and restoring it: see
+// snapshot.go).
 //
 // It also provides the guests to run it with (LightGuest: Debian's cloud
 // kernel, an initramfs whose /init is banger-agent, and a tiny root
@@ -72,6 +74,12 @@ type Guest struct {
 	// failed>". Empty: the guest runs no commands (a stand-in), and the
 	// suite skips that look inside the guest, saying so.
 	ReadOnlyProbe []string
+	// BootIDProbe is a command the guest's agent runs that prints the
+	// kernel's boot ID (/proc/sys/kernel/random/boot_id): the snapshot
+	// checks require a restored guest to print the saved guest's, which
+	// no new boot could. Empty: the guest runs no commands, and those
+	// checks rest on the agent key and the uptime (see snapshot.go).
+	BootIDProbe []string
 }
 
 func (g Guest) bootTimeout() time.Duration {
@@ -100,6 +108,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) hypervisor.Hypervisor, guest
 	t.Run("Kill", s.kill)
 	t.Run("SurvivesItsLauncher", s.survivesItsLauncher)
 	t.Run("SharedReadOnlyDisk", s.sharedReadOnlyDisk)
+	t.Run("Snapshot", s.snapshot)
 }
 
 type suite struct {
@@ -113,6 +122,13 @@ type suite struct {
 // work disk.
 func (s *suite) spec(t *testing.T) hypervisor.Spec {
 	t.Helper()
+	return s.specFrom(t, s.guest.Work)
+}
+
+// specFrom returns a spec for a VM with its own runtime directory and a
+// work disk copied from work.
+func (s *suite) specFrom(t *testing.T, work string) hypervisor.Spec {
+	t.Helper()
 	// A short directory: unix socket paths are limited to 107 bytes.
 	dir, err := os.MkdirTemp("", "hvt-")
 	if err != nil {
@@ -123,8 +139,8 @@ func (s *suite) spec(t *testing.T) hypervisor.Spec {
 	if err := os.Mkdir(runDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	work := filepath.Join(dir, "work.ext4")
-	if err := copySparse(work, s.guest.Work); err != nil {
+	workCopy := filepath.Join(dir, "work.ext4")
+	if err := copySparse(workCopy, work); err != nil {
 		t.Fatalf("copying the work disk: %v", err)
 	}
 	limit := s.guest.ConsoleLimit
@@ -149,7 +165,7 @@ func (s *suite) spec(t *testing.T) hypervisor.Spec {
 		},
 		Disks: []hypervisor.Disk{
 			{ID: "root", Path: s.guest.Root, ReadOnly: true},
-			{ID: "work", Path: work},
+			{ID: "work", Path: workCopy},
 		},
 		ConsoleLimit: limit,
 	}
@@ -171,15 +187,7 @@ func (s *suite) launch(t *testing.T, d hypervisor.Hypervisor, spec hypervisor.Sp
 		}
 	})
 	t.Logf("launched pid %d in %v: %+v", h.PID, time.Since(start).Round(time.Millisecond), h)
-	if h.Driver != d.Name() {
-		t.Errorf("Handle.Driver = %q, want the driver's name %q", h.Driver, d.Name())
-	}
-	if h.PID <= 0 || h.ControlSocket == "" || h.ConsoleLog == "" || h.Agent == "" {
-		t.Errorf("the handle lacks PID, ControlSocket, ConsoleLog or Agent: %+v", h)
-	}
-	if !s.guest.InMemory && !hypervisor.Alive(h) {
-		t.Errorf("hypervisor.Alive(%+v) = false right after Launch: the handle's PID or StartTime is wrong", h)
-	}
+	s.checkHandle(t, d, h)
 	return h
 }
 
@@ -413,8 +421,27 @@ func (s *suite) shutdown(t *testing.T, d hypervisor.Hypervisor, h hypervisor.Han
 	s.checkGone(t, d, h, spec)
 }
 
-// checkGone checks that h's VM is stopped and cleaned up.
+// checkGone checks that h's VM is stopped and cleaned up, and that its
+// console was captured within its bound.
 func (s *suite) checkGone(t *testing.T, d hypervisor.Hypervisor, h hypervisor.Handle, spec hypervisor.Spec) {
+	t.Helper()
+	s.checkStopped(t, d, h, spec)
+	fi, err := os.Stat(h.ConsoleLog)
+	switch {
+	case err != nil:
+		t.Errorf("console log: %v", err)
+	case fi.Size() == 0:
+		t.Errorf("console log %s is empty: the serial console was not captured", h.ConsoleLog)
+	case fi.Size() > spec.ConsoleLimit:
+		t.Errorf("console log %s is %d bytes, over the limit of %d", h.ConsoleLog, fi.Size(), spec.ConsoleLimit)
+	default:
+		t.Logf("console log: %d bytes (limit %d)", fi.Size(), spec.ConsoleLimit)
+	}
+}
+
+// checkStopped checks that h's VM is stopped: no process, Status
+// Stopped, Adopt refused, no sockets left.
+func (s *suite) checkStopped(t *testing.T, d hypervisor.Hypervisor, h hypervisor.Handle, spec hypervisor.Spec) {
 	t.Helper()
 	if !s.guest.InMemory {
 		if hypervisor.Alive(h) {
@@ -435,17 +462,6 @@ func (s *suite) checkGone(t *testing.T, d hypervisor.Hypervisor, h hypervisor.Ha
 		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s is still there after the VM stopped (err %v)", p, err)
 		}
-	}
-	fi, err := os.Stat(h.ConsoleLog)
-	switch {
-	case err != nil:
-		t.Errorf("console log: %v", err)
-	case fi.Size() == 0:
-		t.Errorf("console log %s is empty: the serial console was not captured", h.ConsoleLog)
-	case fi.Size() > spec.ConsoleLimit:
-		t.Errorf("console log %s is %d bytes, over the limit of %d", h.ConsoleLog, fi.Size(), spec.ConsoleLimit)
-	default:
-		t.Logf("console log: %d bytes (limit %d)", fi.Size(), spec.ConsoleLimit)
 	}
 }
 

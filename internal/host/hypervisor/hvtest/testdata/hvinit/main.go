@@ -7,7 +7,10 @@
 // Run by the agent as `/sbin/init probe-ro vda` (not as PID 1), it is the
 // suite's probe of a read-only disk instead: it prints one line,
 // "ro=<the kernel's /sys/block/vda/ro> write=<ok, or why a synchronous
-// write of 512 bytes at the start of /dev/vda failed>".
+// write of 512 bytes at the start of /dev/vda failed>". Run as
+// `/sbin/init boot-id`, it is the suite's BootIDProbe: it prints the
+// kernel's boot ID (/proc/sys/kernel/random/boot_id), which every boot
+// draws anew and a guest restored from a saved state keeps.
 package main
 
 import (
@@ -34,6 +37,15 @@ const (
 func main() {
 	if len(os.Args) == 3 && os.Args[1] == "probe-ro" && os.Getpid() != 1 {
 		probeReadOnly(os.Args[2])
+		return
+	}
+	if len(os.Args) == 2 && os.Args[1] == "boot-id" && os.Getpid() != 1 {
+		b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Stdout.Write(b)
 		return
 	}
 	fmt.Println(initMarker)
