@@ -628,6 +628,12 @@ func TestCommandsBadInput(t *testing.T) {
 		{golden: "bad-bench-create-runs-zero", args: []string{"bench", "create", "--runs", "0", "--parallel", "2"}, code: ExitUsage},
 		{golden: "bad-bench-create-unknown-image", args: []string{"bench", "create", "--image", "ghost", "--runs", "1"}, code: ExitError},
 		{golden: "bad-verify-argument", args: []string{"verify", "extra"}, code: ExitUsage},
+		{golden: "bad-vm-fork-no-name", args: []string{"vm", "fork"}, code: ExitUsage},
+		{golden: "bad-vm-fork-three-names", args: []string{"vm", "fork", "a", "b", "c"}, code: ExitUsage},
+		{golden: "bad-vm-pause-no-name", args: []string{"vm", "pause"}, code: ExitUsage},
+		{golden: "bad-image-warm-rm-with-shape", args: []string{"image", "warm", "--rm", "base", "--vcpus", "2"}, code: ExitUsage},
+		{golden: "bad-image-warm-memory-word", args: []string{"image", "warm", "base", "--memory", "lots"}, code: ExitUsage},
+		{golden: "bad-vm-create-cold-value", args: []string{"vm", "create", "--cold=maybe"}, code: ExitUsage},
 	})
 	// A boot that fails at its launch: the stages up to the failure, the
 	// error, and no VM left behind.

@@ -24,6 +24,7 @@ var createFieldFlags = map[string]string{
 	"memory_mib": "--memory",
 	"disk_bytes": "--disk",
 	"hypervisor": "--hypervisor",
+	"cold":       "--cold",
 }
 
 // fieldFlags maps, for each command that sends a request with fields
@@ -48,6 +49,13 @@ var fieldFlags = map[string]map[string]string{
 		"suite":  "--suite",
 		"name":   "--name",
 		"mirror": "--mirror",
+	},
+	// The fields of api.WarmImageRequest (imageWarmFlags).
+	"image warm": {
+		"vcpus":      "--vcpus",
+		"memory_mib": "--memory",
+		"disk_bytes": "--disk",
+		"hypervisor": "--hypervisor",
 	},
 	"image build": {
 		"from":     "--from",

@@ -18,7 +18,8 @@ banger never makes one from host files on its own.`,
 		Example: `  banger image bootstrap debian
   banger image build --from debian-bookworm --name agents --preset agents
   banger image list
-  banger image show agents`,
+  banger image show agents
+  banger image warm agents`,
 	}
 	c.AddCommand(
 		newImageListCmd(app),
@@ -26,6 +27,7 @@ banger never makes one from host files on its own.`,
 		newImageRmCmd(app),
 		newImageRegisterCmd(app),
 		newImagePromoteCmd(app),
+		newImageWarmCmd(app),
 		newImageBootstrapCmd(app),
 		newImageBuildCmd(app),
 	)

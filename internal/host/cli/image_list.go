@@ -30,7 +30,11 @@ func newImageListCmd(app *App) *cobra.Command {
 			now := time.Now()
 			t := newTable(app.Stdout, "NAME", "STATE", "DISTRO", "KERNEL", "SIZE", "PARENT", "VMS", "CREATED")
 			for _, img := range imgs {
-				t.row(img.Name, img.State, dash(strings.TrimSpace(img.Distro+" "+img.Suite)), dash(img.Kernel.Release),
+				state := img.State
+				if len(img.Warm) > 0 {
+					state += " (warm)"
+				}
+				t.row(img.Name, state, dash(strings.TrimSpace(img.Distro+" "+img.Suite)), dash(img.Kernel.Release),
 					fmtBytes(imageSize(img)), dash(img.Parent), fmt.Sprint(len(img.UsedBy)), fmtAge(now, img.CreatedAt))
 			}
 			return t.flush()

@@ -88,5 +88,9 @@ func printImage(app *App, img api.Image) error {
 		}
 		a.row(art.Kind, fmtBytes(art.Size), sum, art.Path)
 	}
-	return a.flush()
+	if err := a.flush(); err != nil || len(img.Warm) == 0 {
+		return err
+	}
+	fmt.Fprintln(app.Stdout)
+	return printWarm(app, img, time.Now())
 }

@@ -88,6 +88,17 @@ func exactArgs(n int, names string) cobra.PositionalArgs {
 	}
 }
 
+// rangeArgs wants between lo and hi positional arguments, named in the
+// error.
+func rangeArgs(lo, hi int, names string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) < lo || len(args) > hi {
+			return usageError("%s wants %s (see `%s --help`)", c.CommandPath(), names, c.CommandPath())
+		}
+		return nil
+	}
+}
+
 // flagErrorText words a flag value the flag's type cannot take as what
 // the flag wants ("--vcpus \"many\": want a whole number"), instead of
 // the parser's own words (strconv.ParseInt: parsing "many": ...).

@@ -15,6 +15,8 @@ copied into /root at every start.`,
   banger vm exec demo -- uname -a
   banger vm ssh demo
   banger vm list
+  banger vm pause demo && banger vm resume demo
+  banger vm fork demo demo-2
   banger vm delete demo`,
 	}
 	c.AddCommand(
@@ -24,6 +26,9 @@ copied into /root at every start.`,
 		newVMStartCmd(app),
 		newVMStopCmd(app),
 		newVMRestartCmd(app),
+		newVMPauseCmd(app),
+		newVMResumeCmd(app),
+		newVMForkCmd(app),
 		newVMDeleteCmd(app),
 		newVMLogsCmd(app),
 		newVMSSHCmd(app),

@@ -21,6 +21,13 @@ type createFlags struct {
 func (cf *createFlags) bind(f *pflag.FlagSet) {
 	f.StringVar(&cf.req.Name, "name", "", "VM name (default: generated, e.g. brisk-otter)")
 	f.StringVar(&cf.req.Image, "image", "", "image to boot (default: the newest ready image)")
+	cf.bindShape(f)
+	f.BoolVar(&cf.req.Cold, "cold", false, "boot the image even when it has a warm snapshot of this shape (see banger image warm)")
+}
+
+// bindShape binds the flags that say a VM's shape: vCPUs, memory, work
+// disk and hypervisor (vm create and run, image warm).
+func (cf *createFlags) bindShape(f *pflag.FlagSet) {
 	f.IntVar(&cf.req.VCPUs, "vcpus", 0, "vCPUs (default from config: vm.vcpus)")
 	f.StringVar(&cf.memory, "memory", "", "memory, e.g. 2GiB (default from config: vm.memory)")
 	f.StringVar(&cf.disk, "disk", "", "work disk (/root) size, e.g. 16GiB (default from config: vm.disk)")
@@ -76,7 +83,7 @@ func newVMCreateCmd(app *App) *cobra.Command {
 		asJSON bool
 	)
 	c := &cobra.Command{
-		Use:   "create [--name N] [--image I] [--vcpus N] [--memory SIZE] [--disk SIZE] [--hypervisor H]",
+		Use:   "create [--name N] [--image I] [--vcpus N] [--memory SIZE] [--disk SIZE] [--hypervisor H] [--cold]",
 		Short: "Create and boot a VM, printing each stage live",
 		Long: `Create a VM and boot it, as an operation with live stages: allocate name and
 address → the VM's upper disk over the image's shared read-only root (older
@@ -84,9 +91,17 @@ images: a copy of the rootfs) → clone and grow the work disk → sync auth fil
 take a TAP from the pool → launch the hypervisor → wait for the guest agent →
 wait for the image's readiness probes (e.g. opencode on 4096) → ready.
 Without --image the newest ready image is used; without --name a friendly
-one is generated. Sizes take binary units (512MiB, 2GiB).`,
+one is generated. Sizes take binary units (512MiB, 2GiB).
+
+When the image has a warm snapshot of the VM's shape (` + "`banger image warm`" + `),
+the VM is restored from it instead of booted: the stages show restore in
+place of launch and agent health, and the VM gets its own address, MAC,
+hostname, machine-id, SSH host keys and a reseeded RNG. A snapshot that no
+longer matches (image, kernel, agent or shape changed) falls back to a cold
+boot with a notice; --cold always boots.`,
 		Example: `  banger vm create
   banger vm create --name demo --image agents --vcpus 4 --memory 4GiB --disk 20GiB
+  banger vm create --image agents --cold
   banger vm create --json | jq -c 'select(.type=="stage_finished") | [.stage, .duration_ms]'`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, args []string) error {

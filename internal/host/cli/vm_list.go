@@ -9,6 +9,7 @@ import (
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
 	"github.com/bangerdev/banger/internal/host/termsafe"
+	"github.com/bangerdev/banger/internal/shared/sizetext"
 	"github.com/spf13/cobra"
 )
 
@@ -35,7 +36,7 @@ func newVMListCmd(app *App) *cobra.Command {
 				if v.Accel != "" {
 					hv += "/" + v.Accel
 				}
-				t.row(v.Name, v.State, dash(v.Image), dash(v.IP), fmt.Sprint(v.VCPUs), fmtBytes(int64(v.MemoryMiB)<<20),
+				t.row(v.Name, vmState(v), dash(v.Image), dash(v.IP), fmt.Sprint(v.VCPUs), fmtBytes(int64(v.MemoryMiB)<<20),
 					fmtBytes(v.DiskBytes), hv, fmtAge(now, v.CreatedAt))
 			}
 			return t.flush()
@@ -43,6 +44,15 @@ func newVMListCmd(app *App) *cobra.Command {
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
+}
+
+// vmState is a VM's state as vm list shows it: a paused VM's with the
+// size of its saved state.
+func vmState(v api.VM) string {
+	if v.State == api.VMPaused && v.StateBytes > 0 {
+		return fmt.Sprintf("%s (%s)", v.State, sizetext.Up(v.StateBytes))
+	}
+	return v.State
 }
 
 func newVMShowCmd(app *App) *cobra.Command {
@@ -64,6 +74,15 @@ func newVMShowCmd(app *App) *cobra.Command {
 			t.row("name", v.Name)
 			t.row("id", v.ID)
 			t.row("state", v.State)
+			if v.StateBytes > 0 {
+				t.row("saved state", sizetext.Up(v.StateBytes)+" on disk (`banger vm resume "+v.Name+"` restores it)")
+			}
+			if v.ForkedFrom != "" {
+				t.row("forked from", v.ForkedFrom)
+			}
+			if v.Warm {
+				t.row("warm", "yes: restored from its image's warm snapshot")
+			}
 			t.row("image", dash(v.Image))
 			t.row("hypervisor", strings.TrimSpace(v.Hypervisor+" "+v.Accel)) // a stopped VM has no accel
 			t.row("vcpus", fmt.Sprint(v.VCPUs))

@@ -10,8 +10,12 @@ import (
 )
 
 func newVMStartCmd(app *App) *cobra.Command {
-	return newVMBootCmd(app, "start NAME", "Boot a stopped VM (auth files are synced again)", "  banger vm start demo",
+	c := newVMBootCmd(app, "start NAME", "Boot a stopped VM (auth files are synced again), or resume a paused one", "  banger vm start demo",
 		(*client.Client).BeginStartVM)
+	c.Long = `Boot a stopped VM: its disks are kept from before, the auth files are synced
+again. A paused VM (` + "`banger vm pause`" + `) is resumed from its saved state
+instead, as ` + "`banger vm resume`" + ` does.`
+	return c
 }
 
 func newVMRestartCmd(app *App) *cobra.Command {
@@ -59,7 +63,9 @@ func newVMStopCmd(app *App) *cobra.Command {
 		Short: "Shut a VM down cleanly (its disks are kept)",
 		Long: `Ask the guest to power off (through the agent, then ACPI) and wait; the
 hypervisor is killed only if the guest does not finish in time. The work
-disk (/root) and rootfs are kept for the next start.`,
+disk (/root) and rootfs are kept for the next start. Stopping a paused VM
+discards its saved state: it is then stopped as after a power cut, and the
+next start boots it.`,
 		Example: "  banger vm stop demo",
 		Args:    exactArgs(1, "a vm name"),
 		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {

@@ -158,6 +158,9 @@ rebooted while they ran) show as lost.`,
 				if s.State != api.SessionRunning {
 					state += " (" + exitSummary(s) + ")"
 				}
+				if s.ForkedFrom != "" {
+					state += ", forked from " + s.ForkedFrom
+				}
 				t.row(termsafe.Line(s.ID), orDash(termsafe.Line(s.Name)), termsafe.Line(state), strconv.Itoa(s.PID), sessionMode(s), strconv.Itoa(s.AttachCount),
 					fmtBytes(s.OutputBytes), fmtAge(now, s.StartedAt), argvLine(s.Argv))
 			}
