@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bangerdev/banger/internal/guest/guestsession"
+	"github.com/bangerdev/banger/internal/guest/identity"
 	"github.com/bangerdev/banger/internal/shared/agentmux"
 	"github.com/bangerdev/banger/internal/shared/agentproto"
 	"github.com/bangerdev/banger/internal/shared/workspace"
@@ -29,6 +30,7 @@ type muxHandler struct {
 	fullHandler
 	sessions    *guestsession.Manager // nil when sessionsErr says why
 	sessionsErr error
+	identity    *identity.Applier // nil refuses the identity call
 }
 
 var (
@@ -138,8 +140,12 @@ func (h *muxHandler) Get(ctx context.Context, req agentmux.Transfer, w io.Writer
 	return coded(err)
 }
 
-// Call serves the session methods and protocol 1's guest operations.
+// Call serves the session methods, the identity call and protocol 1's
+// guest operations.
 func (h *muxHandler) Call(ctx context.Context, method string, params json.RawMessage) (any, error) {
+	if method == agentproto.MethodIdentity {
+		return h.callIdentity(ctx, params)
+	}
 	if !strings.HasPrefix(method, "session.") {
 		res, err := agentproto.Call(ctx, h.fullHandler, method, params)
 		if errors.Is(err, agentproto.ErrUnknownMethod) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -24,7 +25,7 @@ import (
 type server struct {
 	log     *slog.Logger
 	handler agentproto.Handler
-	key     []byte // this boot's agent key (internal/shared/bootpayload); nil refuses every host
+	keys    agentKey // this boot's agent key (internal/shared/bootpayload) or the identity call's; nil refuses every host
 
 	sysDir     string // "/sys": where virtio-serial ports are named
 	devDir     string // "/dev": their device nodes
@@ -73,20 +74,26 @@ func newMuxHandler(dir string, log *slog.Logger) *muxHandler {
 
 // NewGuest is banger-agent's protocol 2 end with its sessions kept in
 // sessionDir, serving the host that holds key, for host code's tests to
-// talk to a real agent over a pipe.
+// talk to a real agent over a pipe. Its identity call changes files
+// below sessionDir's parent's guest-root (etc, run, proc, home) and its
+// key, and nothing of the machine it runs on.
 func NewGuest(sessionDir string, key []byte, log *slog.Logger) (*agentmux.Guest, error) {
 	h := newMuxHandler(sessionDir, log)
 	if h.sessionsErr != nil {
 		return nil, h.sessionsErr
 	}
-	return &agentmux.Guest{Handler: h, Key: key, Log: log}, nil
+	keys := &agentKey{key: key}
+	h.identity = sandboxIdentity(filepath.Join(filepath.Dir(sessionDir), "guest-root"), keys, log)
+	return &agentmux.Guest{Handler: h, KeyFunc: keys.get, Log: log}, nil
 }
 
 // serveChannel serves one agent channel: the authenticated upgrade and
 // protocol 2 sessions (internal/shared/agentmux); nothing before the host proved
-// it holds s.key.
+// it holds the agent key. Each upgrade checks the key s.keys holds then,
+// so a key the identity call installs holds for every session opened
+// after it, on this channel and the others.
 func (s *server) serveChannel(ctx context.Context, rw io.ReadWriter) error {
-	g := &agentmux.Guest{Key: s.key, Log: s.log, Handler: agentmux.Basic(s.handler)}
+	g := &agentmux.Guest{KeyFunc: s.keys.get, Log: s.log, Handler: agentmux.Basic(s.handler)}
 	if h, ok := s.handler.(agentmux.Handler); ok {
 		g.Handler = h
 	}
@@ -156,10 +163,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	s := newServer(log)
-	var boot *bootState
-	s.key, boot = loadBoot(bootpayload.StageDir, bootpayload.GuestHome, 2*time.Minute, log)
+	key, boot := loadBoot(bootpayload.StageDir, bootpayload.GuestHome, 2*time.Minute, log)
+	s.keys.set(key)
 	h := newMuxHandler(SessionStateDir, log)
 	h.payload = boot.Status
+	h.identity = guestIdentity(&s.keys, log)
 	s.handler = h
 	if err := s.run(ctx); err != nil {
 		fmt.Fprintf(stderr, "banger-agent serve: %v\n", err)

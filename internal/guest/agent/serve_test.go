@@ -87,7 +87,7 @@ func health(ctx context.Context, rw io.ReadWriteCloser, key []byte) (agentproto.
 
 func testServer(t *testing.T) *server {
 	s := newServer(testLogger(t))
-	s.key = testKey
+	s.keys.set(testKey)
 	s.handler = fixedHealth{"guest"}
 	s.vsock = noVsock{}
 	s.sysDir, s.devDir = t.TempDir(), t.TempDir()
@@ -509,7 +509,7 @@ func TestVsockConnectionsAreBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := testServer(t)
-	s.key = bytes.Repeat([]byte{1}, 32)
+	s.keys.set(bytes.Repeat([]byte{1}, 32))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.acceptLoop(ctx, unixListener{ln}) }()

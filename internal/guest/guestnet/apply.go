@@ -84,7 +84,7 @@ func configureLink(ctx context.Context, cfg Config, sys System, log *slog.Logger
 	if h == nil {
 		return errors.New("guestnet: no netlink handle to configure the network with")
 	}
-	link, err := waitLink(ctx, h, cfg.MAC, sys.LinkWait)
+	link, err := FindLink(ctx, h, cfg.MAC, sys.LinkWait)
 	if err != nil {
 		return err
 	}
@@ -117,8 +117,10 @@ func configureLink(ctx context.Context, cfg Config, sys System, log *slog.Logger
 	return nil
 }
 
-// waitLink returns the NIC to configure, waiting up to wait for it.
-func waitLink(ctx context.Context, h *netlink.Handle, mac net.HardwareAddr, wait time.Duration) (netlink.Link, error) {
+// FindLink returns the NIC Apply configures: the link with mac when mac
+// is set, else eth0 (or the first Ethernet link), waiting up to wait for
+// it to appear.
+func FindLink(ctx context.Context, h *netlink.Handle, mac net.HardwareAddr, wait time.Duration) (netlink.Link, error) {
 	deadline := time.Now().Add(wait)
 	var link netlink.Link
 	err := poll.Until(ctx, linkPoll, func() (bool, error) {

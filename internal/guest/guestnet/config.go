@@ -72,7 +72,7 @@ func ParseCmdline(cmdline string) (Config, error) {
 				c.DNS = append(c.DNS, a)
 			}
 		case "banger.hostname":
-			if err := checkHostname(val); err != nil {
+			if err := CheckHostname(val); err != nil {
 				return Config{}, fmt.Errorf("banger.hostname=%s: %w", val, err)
 			}
 			c.Hostname = val
@@ -95,9 +95,10 @@ func ParseCmdline(cmdline string) (Config, error) {
 	return c, nil
 }
 
-// checkHostname accepts what the kernel and RFC 1123 accept: dot-separated
+// CheckHostname accepts what the kernel and RFC 1123 accept: dot-separated
 // labels of letters, digits and inner hyphens, at most 64 bytes in all.
-func checkHostname(name string) error {
+// (The agent's identity call checks a new hostname with it too.)
+func CheckHostname(name string) error {
 	if name == "" || len(name) > 64 {
 		return fmt.Errorf("a hostname has 1 to 64 characters")
 	}
