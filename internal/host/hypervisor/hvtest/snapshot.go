@@ -101,15 +101,18 @@ func (s *suite) snapshot(t *testing.T) {
 	})
 	step(t, "RestoreFailures", func(t *testing.T) { s.restoreFailures(t, sn, state) })
 
-	var clones []hypervisor.Handle
+	// The clones outlive the subtest that restores them: their specs
+	// and their clean-up belong to this test.
 	var cloneSpecs []hypervisor.Spec
+	for _, w := range cloneWork {
+		cs := s.specFrom(t, w)
+		cs.Boot.Initrd = otherInitrd
+		cloneSpecs = append(cloneSpecs, cs)
+	}
+	var clones []hypervisor.Handle
+	owner := t
 	step(t, "RestoreTwiceAtOnce", func(t *testing.T) {
-		for _, w := range cloneWork {
-			cs := s.specFrom(t, w)
-			cs.Boot.Initrd = otherInitrd
-			cloneSpecs = append(cloneSpecs, cs)
-		}
-		clones = s.restoreAtOnce(t, d, sn, cloneSpecs, state)
+		clones = s.restoreAtOnce(t, owner, d, sn, cloneSpecs, state)
 		for _, c := range clones {
 			wantStatus(t, d, c, hypervisor.Paused)
 		}
@@ -201,8 +204,8 @@ func (s *suite) save(t *testing.T, d hypervisor.Hypervisor, sn hypervisor.Snapsh
 }
 
 // restoreAtOnce restores one VM per spec from state, all at once, and
-// makes sure each is killed when the test ends.
-func (s *suite) restoreAtOnce(t *testing.T, d hypervisor.Hypervisor, sn hypervisor.Snapshotter, specs []hypervisor.Spec, state string) []hypervisor.Handle {
+// makes sure each is killed when the test owner ends.
+func (s *suite) restoreAtOnce(t, owner *testing.T, d hypervisor.Hypervisor, sn hypervisor.Snapshotter, specs []hypervisor.Spec, state string) []hypervisor.Handle {
 	t.Helper()
 	hs := make([]hypervisor.Handle, len(specs))
 	errs := make([]error, len(specs))
@@ -220,9 +223,9 @@ func (s *suite) restoreAtOnce(t *testing.T, d hypervisor.Hypervisor, sn hypervis
 		if errs[i] != nil {
 			continue
 		}
-		t.Cleanup(func() {
+		owner.Cleanup(func() {
 			if err := d.Kill(h); err != nil {
-				t.Errorf("killing restored VM %d at the end of the test: %v", i, err)
+				owner.Errorf("killing restored VM %d at the end of the test: %v", i, err)
 			}
 		})
 	}
