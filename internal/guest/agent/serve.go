@@ -83,7 +83,11 @@ func NewGuest(sessionDir string, key []byte, log *slog.Logger) (*agentmux.Guest,
 		return nil, h.sessionsErr
 	}
 	keys := &agentKey{key: key}
-	h.identity = sandboxIdentity(filepath.Join(filepath.Dir(sessionDir), "guest-root"), keys, log)
+	root := filepath.Join(filepath.Dir(sessionDir), "guest-root")
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		return nil, err
+	}
+	h.identity = sandboxIdentity(root, keys, log)
 	return &agentmux.Guest{Handler: h, KeyFunc: keys.get, Log: log}, nil
 }
 
