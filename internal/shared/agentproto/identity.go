@@ -45,9 +45,10 @@ type Identity struct {
 	// credential files may have changed on the host since the saved VM
 	// booted.
 	Payload *bootpayload.Payload `json:"payload,omitempty"`
-	// Key (KeySize bytes) replaces the agent key for every channel
-	// opened after the call answers; the call's own channel keeps the key
-	// it was opened with.
+	// Key (KeySize bytes) replaces the agent key for every session
+	// upgraded after the call answers, on any channel (a virtio-serial
+	// port too, which stays open); the sessions already open, the call's
+	// own among them, keep working.
 	Key []byte `json:"key,omitempty"`
 }
 
