@@ -137,7 +137,20 @@ func (d *imageDetail) lines(env *Env, im api.Image) []string {
 	if len(im.Artifacts) == 0 {
 		lines = append(lines, "  "+t.Faint.Render("no artifacts (the image was removed; VMs still use its record)"))
 	}
-	return lines
+	lines = append(lines, "")
+	if len(im.Warm) == 0 {
+		return append(lines, "  "+t.Faint.Render("no warm snapshot: its VMs boot (w warms it)"))
+	}
+	lines = append(lines, "  "+t.Header.Render(fit("WARM", 12)+" "+fitLeft("VCPUS", 5)+" "+fitLeft("MEMORY", 10)+" "+fitLeft("DISK", 10)+" "+fitLeft("SIZE", 10)+"  AGE"))
+	for _, w := range im.Warm {
+		hv := w.Hypervisor
+		if w.Accel != "" {
+			hv += "/" + w.Accel
+		}
+		lines = append(lines, "  "+fit(termsafe.Line(hv), 12)+" "+fitLeft(fmt.Sprint(w.VCPUs), 5)+" "+fitLeft(mib(w.MemoryMiB), 10)+" "+
+			fitLeft(bytesText(w.DiskBytes), 10)+" "+fitLeft(bytesText(w.Bytes), 10)+"  "+env.Format.Age(w.CreatedAt))
+	}
+	return append(lines, "  "+t.Faint.Render("vm create of these shapes restores instead of booting (u removes them)"))
 }
 
 // Render draws the detail in env.Width × height.

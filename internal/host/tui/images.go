@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/client"
 	"github.com/bangerdev/banger/internal/host/termsafe"
 )
 
@@ -25,6 +27,8 @@ type imagesView struct {
 	watch *opWatch
 	// confirm is the image a remove waits on y for.
 	confirm string
+	// unwarm is the image whose warm snapshots' removal waits on y.
+	unwarm string
 	// refused is a remove the daemon refused (the image is in use): its
 	// reason stays on screen until f forces it or n keeps the image.
 	refused *removeRefusal
@@ -36,7 +40,7 @@ type removeRefusal struct {
 }
 
 type imagesKeys struct {
-	Up, Down, Detail, Bootstrap, Build, Promote, Remove, Yes, No, Force key.Binding
+	Up, Down, Detail, Bootstrap, Build, Promote, Warm, Unwarm, Remove, Yes, No, Force key.Binding
 }
 
 func newImagesView() *imagesView {
@@ -47,6 +51,8 @@ func newImagesView() *imagesView {
 		Bootstrap: key.NewBinding(key.WithKeys("b"), key.WithHelp("b", "bootstrap")),
 		Build:     key.NewBinding(key.WithKeys("n"), key.WithHelp("n", "build from")),
 		Promote:   key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "promote")),
+		Warm:      key.NewBinding(key.WithKeys("w"), key.WithHelp("w", "warm")),
+		Unwarm:    key.NewBinding(key.WithKeys("u"), key.WithHelp("u", "unwarm")),
 		Remove:    key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "remove")),
 		Yes:       key.NewBinding(key.WithKeys("y"), key.WithHelp("y", "remove it")),
 		No:        key.NewBinding(key.WithKeys("n", "esc"), key.WithHelp("n/esc", "keep it")),
@@ -65,7 +71,7 @@ func (v *imagesView) Capturing() bool {
 	case v.watch != nil:
 		return false
 	}
-	return v.confirm != "" || v.refused != nil
+	return v.confirm != "" || v.unwarm != "" || v.refused != nil
 }
 
 func (v *imagesView) Keys() []key.Binding {
@@ -75,14 +81,14 @@ func (v *imagesView) Keys() []key.Binding {
 		return v.form.Keys()
 	case v.watch != nil:
 		return v.watch.Keys()
-	case v.confirm != "":
+	case v.confirm != "", v.unwarm != "":
 		return []key.Binding{k.Yes, k.No}
 	case v.refused != nil:
 		return []key.Binding{k.Force, k.No}
 	case v.detail != nil:
-		return append(v.detail.Keys(), k.Promote, k.Remove, k.Build)
+		return append(v.detail.Keys(), k.Promote, k.Warm, k.Unwarm, k.Remove, k.Build)
 	}
-	return []key.Binding{k.Up, k.Down, k.Detail, k.Bootstrap, k.Build, k.Promote, k.Remove}
+	return []key.Binding{k.Up, k.Down, k.Detail, k.Bootstrap, k.Build, k.Promote, k.Warm, k.Unwarm, k.Remove}
 }
 
 // current is the selected image, or the nearest one.
@@ -106,11 +112,12 @@ type removedMsg struct {
 	err   error
 }
 
-// promoteBegunMsg is the daemon's answer to a promote.
+// promoteBegunMsg is the daemon's answer to a promote or a warm (title
+// names the operation on its watch screen).
 type promoteBegunMsg struct {
-	name string
-	op   api.Operation
-	err  error
+	name, title string
+	op          api.Operation
+	err         error
 }
 
 func (v *imagesView) Update(env *Env, msg tea.Msg) tea.Cmd {
@@ -124,7 +131,7 @@ func (v *imagesView) Update(env *Env, msg tea.Msg) tea.Cmd {
 		if v.watch != nil {
 			v.watch.close()
 		}
-		v.watch = newOpWatch(env, msg.op, "Promoting image "+termsafe.Line(msg.name))
+		v.watch = newOpWatch(env, msg.op, msg.title+" image "+termsafe.Line(msg.name))
 		return nil
 	}
 	var cmds []tea.Cmd
@@ -205,7 +212,20 @@ func (v *imagesView) promote(env *Env, name string) tea.Cmd {
 			return promoteBegunMsg{name: name, err: errNotConnected}
 		}
 		op, err := cl.BeginPromoteImage(ctx, name)
-		return promoteBegunMsg{name: name, op: op, err: err}
+		return promoteBegunMsg{name: name, title: "Promoting", op: op, err: err}
+	})
+}
+
+// warm boots a VM of the image with the configured shape and keeps its
+// snapshot, followed on screen as promote is.
+func (v *imagesView) warm(env *Env, name string) tea.Cmd {
+	cl, ctx := env.client, env.ctx
+	return tea.Batch(status("warming image "+termsafe.Line(name)+"…"), func() tea.Msg {
+		if cl == nil {
+			return promoteBegunMsg{name: name, err: errNotConnected}
+		}
+		op, err := cl.BeginWarmImage(ctx, name, api.WarmImageRequest{})
+		return promoteBegunMsg{name: name, title: "Warming", op: op, err: err}
 	})
 }
 
@@ -220,6 +240,23 @@ func (v *imagesView) key(env *Env, msg tea.KeyPressMsg) tea.Cmd {
 		case key.Matches(msg, k.No):
 			v.confirm = ""
 			return status("kept image " + name)
+		}
+		return nil
+	}
+	if v.unwarm != "" {
+		name := v.unwarm
+		label := termsafe.Line(name)
+		switch {
+		case key.Matches(msg, k.Yes):
+			v.unwarm = ""
+			return tea.Batch(status("removing the warm snapshots of "+label+"…"),
+				env.Do("image "+label+" is cold: its VMs boot", func(ctx context.Context, cl *client.Client) error {
+					_, err := cl.UnwarmImage(ctx, name)
+					return err
+				}, nil))
+		case key.Matches(msg, k.No):
+			v.unwarm = ""
+			return status("kept the warm snapshots of " + label)
 		}
 		return nil
 	}
@@ -270,6 +307,13 @@ func (v *imagesView) key(env *Env, msg tea.KeyPressMsg) tea.Cmd {
 		v.detail = newImageDetail(name)
 	case key.Matches(msg, k.Promote):
 		return v.promote(env, name)
+	case key.Matches(msg, k.Warm):
+		return v.warm(env, name)
+	case key.Matches(msg, k.Unwarm):
+		if len(im.Warm) == 0 {
+			return status("image " + termsafe.Line(name) + " has no warm snapshot: w warms it")
+		}
+		v.unwarm = name
 	case key.Matches(msg, k.Remove):
 		v.confirm = name
 	}
@@ -315,6 +359,8 @@ func (v *imagesView) footer(env *Env) []string {
 	switch {
 	case v.confirm != "":
 		return []string{t.Error.Render("Remove image "+termsafe.Line(v.confirm)+"?") + " Its files go with it. y remove · n keep"}
+	case v.unwarm != "":
+		return []string{t.Error.Render("Remove the warm snapshots of "+termsafe.Line(v.unwarm)+"?") + " Its VMs then boot cold. y remove · n keep"}
 	case v.refused != nil:
 		lines := []string{t.Error.Render("Image " + termsafe.Line(v.refused.name) + " was not removed:")}
 		for _, l := range wordWrap(termsafe.Line(v.refused.reason), env.Width-2) {
@@ -347,7 +393,11 @@ func (v *imagesView) Render(env *Env) string {
 		rows := make([][]string, len(all))
 		curRow := 0
 		for i, im := range all {
-			rows[i] = []string{termsafe.Line(im.Name), imageState(im), bytesText(imageSize(im)),
+			name := termsafe.Line(im.Name)
+			if len(im.Warm) > 0 {
+				name += " (warm)"
+			}
+			rows[i] = []string{name, imageState(im), bytesText(imageSize(im)),
 				termsafe.Line(dash(im.Kernel.Release)), termsafe.Line(dash(im.Parent)),
 				strconv.Itoa(len(im.UsedBy)), env.Format.Age(im.CreatedAt)}
 			if im.Name == cur.Name {

@@ -60,6 +60,7 @@ func NewTheme(noColor bool) Theme {
 		"succeeded": t.OK,
 		"creating":  t.Warn,
 		"deleting":  t.Warn,
+		"paused":    color(s(), "14"),
 		"stopped":   color(s(), "245"),
 		"exited":    color(s(), "245"),
 		"failed":    t.Error,

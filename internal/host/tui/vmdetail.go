@@ -30,11 +30,13 @@ type vmDetail struct {
 	streamID int
 	stop     func()
 	sessions *sessionsPane
-	keys     detailKeys
+	// ask is a question before a stop of a paused VM or a fork.
+	ask  *vmAsk
+	keys detailKeys
 }
 
 type detailKeys struct {
-	Back, Left, Right, Start, Stop, Restart, Shell key.Binding
+	Back, Left, Right, Start, Stop, Restart, Pause, Fork, Shell key.Binding
 }
 
 func newVMDetail(env *Env, name string, pane int) *vmDetail {
@@ -50,6 +52,8 @@ func newVMDetail(env *Env, name string, pane int) *vmDetail {
 			Start:   key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "start")),
 			Stop:    key.NewBinding(key.WithKeys("x"), key.WithHelp("x", "stop")),
 			Restart: key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "restart")),
+			Pause:   key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "pause")),
+			Fork:    key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "fork")),
 			Shell:   key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "ssh")),
 		},
 	}
@@ -87,10 +91,15 @@ func (d *vmDetail) Close() {
 	d.sessions.close()
 }
 
-func (d *vmDetail) Capturing() bool { return d.pane == paneSessions && d.sessions.capturing() }
+func (d *vmDetail) Capturing() bool {
+	return d.ask != nil || d.pane == paneSessions && d.sessions.capturing()
+}
 
 func (d *vmDetail) Keys() []key.Binding {
 	k := d.keys
+	if d.ask != nil {
+		return d.ask.Keys()
+	}
 	switch d.pane {
 	case paneConsole:
 		return append([]key.Binding{k.Back, k.Left}, d.console.help()...)
@@ -100,7 +109,7 @@ func (d *vmDetail) Keys() []key.Binding {
 		}
 		return append([]key.Binding{k.Back, k.Left}, d.sessions.keyHelp()...)
 	}
-	return []key.Binding{k.Back, k.Left, k.Start, k.Stop, k.Restart, k.Shell}
+	return []key.Binding{k.Back, k.Left, k.Start, k.Stop, k.Restart, k.Pause, k.Fork, k.Shell}
 }
 
 // Update returns true when the user left the detail.
@@ -129,6 +138,13 @@ func (d *vmDetail) Update(env *Env, msg tea.Msg) (bool, tea.Cmd) {
 
 func (d *vmDetail) key(env *Env, msg tea.KeyPressMsg) (bool, tea.Cmd) {
 	k := d.keys
+	if d.ask != nil {
+		done, cmd := d.ask.key(env, msg)
+		if done {
+			d.ask = nil
+		}
+		return false, cmd
+	}
 	if d.pane == paneSessions && (d.sessions.capturing() || d.sessions.logs != nil) {
 		return false, d.sessions.update(env, msg)
 	}
@@ -150,8 +166,15 @@ func (d *vmDetail) key(env *Env, msg tea.KeyPressMsg) (bool, tea.Cmd) {
 		return false, d.sessions.update(env, msg)
 	}
 	switch {
-	case key.Matches(msg, k.Start), key.Matches(msg, k.Stop), key.Matches(msg, k.Restart):
+	case key.Matches(msg, k.Stop), key.Matches(msg, k.Fork):
+		if d.ask = askStopOrFork(env, msg, d.name); d.ask != nil {
+			return false, d.ask.Init()
+		}
 		return false, power(env, msg, d.name)
+	case key.Matches(msg, k.Start), key.Matches(msg, k.Restart):
+		return false, power(env, msg, d.name)
+	case key.Matches(msg, k.Pause):
+		return false, pauseOrResume(env, d.name)
 	case key.Matches(msg, k.Shell):
 		return false, sshInto(env, d.name)
 	}
@@ -179,6 +202,11 @@ func (d *vmDetail) Render(env *Env) string {
 	}
 	lines := []string{head, " " + strings.Join(bar, " "), ""}
 	h := d.bodyHeight(env)
+	footer := ""
+	if d.ask != nil {
+		footer = "\n" + fit(d.ask.footer(env), env.Width)
+		h = max(h-1, 1)
+	}
 	var body string
 	switch d.pane {
 	case paneConsole:
@@ -191,7 +219,7 @@ func (d *vmDetail) Render(env *Env) string {
 	default:
 		body = strings.Join(d.overview(env, vm), "\n")
 	}
-	return strings.Join(lines, "\n") + "\n" + box(body, env.Width, h)
+	return strings.Join(lines, "\n") + "\n" + box(body, env.Width, h) + footer
 }
 
 // overview is the spec, the figures and the last create/start stages.
@@ -231,6 +259,19 @@ func (d *vmDetail) overview(env *Env, vm api.VM) []string {
 			lines = append(lines, "  "+kv("disks", strings.Join(disks, ", ")))
 		}
 	}
+	var made []string
+	if vm.State == api.VMPaused {
+		made = append(made, kv("saved state", bytesText(vm.StateBytes)+" on disk (p or s resumes, x discards it)"))
+	}
+	if vm.ForkedFrom != "" {
+		made = append(made, kv("forked from", termsafe.Line(vm.ForkedFrom)))
+	}
+	if vm.Warm {
+		made = append(made, kv("warm", "restored from its image's snapshot"))
+	}
+	if len(made) > 0 {
+		lines = append(lines, "  "+strings.Join(made, "   "))
+	}
 	for _, w := range vm.Warnings {
 		lines = append(lines, "  "+t.Warn.Render("! ")+termsafe.Line(w))
 	}
@@ -243,7 +284,7 @@ func (d *vmDetail) overview(env *Env, vm api.VM) []string {
 		}
 	}
 	lines = append(lines, "")
-	if op, ok := env.Store.LastOperation(vm.Name, "vm.create", "vm.start", "vm.restart"); ok {
+	if op, ok := env.Store.LastOperation(vm.Name, "vm.create", "vm.start", "vm.restart", "vm.pause", "vm.resume"); ok {
 		lines = append(lines, "  "+t.Bold.Render("Last "+opVerb(op.Kind)))
 		lines = append(lines, stageLines(env, op)...)
 	} else {

@@ -28,13 +28,15 @@ type vmsView struct {
 	filtering bool
 	// confirm is the VM a delete waits on y for.
 	confirm string
-	create  *createForm
-	detail  *vmDetail
-	ops     pendingOps
+	// ask is a question before a stop of a paused VM or a fork.
+	ask    *vmAsk
+	create *createForm
+	detail *vmDetail
+	ops    pendingOps
 }
 
 type vmsKeys struct {
-	Up, Down, Filter, Create, Start, Stop, Restart, Delete, Detail, Shell, Console, Yes, No, Apply, Clear key.Binding
+	Up, Down, Filter, Create, Start, Stop, Restart, Pause, Fork, Delete, Detail, Shell, Console, Yes, No, Apply, Clear key.Binding
 }
 
 func newVMsView() *vmsView {
@@ -53,6 +55,8 @@ func newVMsView() *vmsView {
 			Start:   key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "start")),
 			Stop:    key.NewBinding(key.WithKeys("x"), key.WithHelp("x", "stop")),
 			Restart: key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "restart")),
+			Pause:   key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "pause")),
+			Fork:    key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "fork")),
 			Delete:  key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "delete")),
 			Detail:  key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "detail")),
 			Shell:   key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "ssh")),
@@ -76,7 +80,7 @@ func (v *vmsView) Capturing() bool {
 	case v.detail != nil:
 		return v.detail.Capturing()
 	}
-	return v.filtering || v.confirm != ""
+	return v.filtering || v.confirm != "" || v.ask != nil
 }
 
 func (v *vmsView) Keys() []key.Binding {
@@ -88,10 +92,12 @@ func (v *vmsView) Keys() []key.Binding {
 		return v.detail.Keys()
 	case v.confirm != "":
 		return []key.Binding{k.Yes, k.No}
+	case v.ask != nil:
+		return v.ask.Keys()
 	case v.filtering:
 		return []key.Binding{k.Apply, k.Clear}
 	}
-	return []key.Binding{k.Create, k.Start, k.Stop, k.Restart, k.Delete, k.Detail, k.Shell, k.Console, k.Filter}
+	return []key.Binding{k.Create, k.Start, k.Stop, k.Restart, k.Pause, k.Fork, k.Delete, k.Detail, k.Shell, k.Console, k.Filter}
 }
 
 // rows is the VMs the filter lets through, in name order.
@@ -179,6 +185,13 @@ func (v *vmsView) key(env *Env, msg tea.KeyPressMsg) tea.Cmd {
 		}
 		return nil
 	}
+	if v.ask != nil {
+		done, cmd := v.ask.key(env, msg)
+		if done {
+			v.ask = nil
+		}
+		return cmd
+	}
 	if v.filtering {
 		switch {
 		case key.Matches(msg, k.Clear):
@@ -226,8 +239,15 @@ func (v *vmsView) key(env *Env, msg tea.KeyPressMsg) tea.Cmd {
 	v.selected = vm.Name
 	name := vm.Name
 	switch {
-	case key.Matches(msg, k.Start), key.Matches(msg, k.Stop), key.Matches(msg, k.Restart):
+	case key.Matches(msg, k.Stop), key.Matches(msg, k.Fork):
+		if v.ask = askStopOrFork(env, msg, name); v.ask != nil {
+			return v.ask.Init()
+		}
 		return power(env, msg, name)
+	case key.Matches(msg, k.Start), key.Matches(msg, k.Restart):
+		return power(env, msg, name)
+	case key.Matches(msg, k.Pause):
+		return pauseOrResume(env, name)
 	case key.Matches(msg, k.Delete):
 		v.confirm = name
 		return nil
@@ -243,34 +263,30 @@ func (v *vmsView) key(env *Env, msg tea.KeyPressMsg) tea.Cmd {
 	return nil
 }
 
-// power starts (s), stops (x) or restarts (r) a VM. A start or restart
-// is an operation: its stages arrive as events, and the status line says
-// how it ended (pendingOps).
+// power starts (s), stops (x) or restarts (r) a VM; s on a paused VM
+// resumes it. A start or restart is an operation: its stages arrive as
+// events, and the status line says how it ended (pendingOps).
 func power(env *Env, msg tea.KeyPressMsg, name string) tea.Cmd {
 	label := termsafe.Line(name)
-	begin := func(verb string, call func(ctx context.Context, cl *client.Client) (api.Operation, error)) tea.Cmd {
-		var op api.Operation
-		return tea.Batch(status(verb+"ing "+label+"…"), env.Do("", func(ctx context.Context, cl *client.Client) error {
-			var err error
-			op, err = call(ctx, cl)
-			return err
-		}, func(err error) tea.Msg {
-			if err != nil {
-				return nil
-			}
-			return opBegunMsg{id: op.ID, what: verb + " " + label}
-		}))
-	}
 	switch msg.String() {
 	case "s":
-		return begin("start", func(ctx context.Context, cl *client.Client) (api.Operation, error) {
+		if vm, _ := env.Store.VM(name); vm.State == api.VMPaused {
+			return pauseOrResume(env, name)
+		}
+		return beginOp(env, "starting "+label+"…", "start "+label, func(ctx context.Context, cl *client.Client) (api.Operation, error) {
 			return cl.BeginStartVM(ctx, name)
 		})
 	case "r":
-		return begin("restart", func(ctx context.Context, cl *client.Client) (api.Operation, error) {
+		return beginOp(env, "restarting "+label+"…", "restart "+label, func(ctx context.Context, cl *client.Client) (api.Operation, error) {
 			return cl.BeginRestartVM(ctx, name)
 		})
 	}
+	return stopVM(env, name)
+}
+
+// stopVM stops a VM (a paused one's saved state is discarded).
+func stopVM(env *Env, name string) tea.Cmd {
+	label := termsafe.Line(name)
 	return tea.Batch(status("stopping "+label+"…"), env.Do("stopped "+label, func(ctx context.Context, cl *client.Client) error {
 		_, err := cl.StopVM(ctx, name)
 		return err
@@ -457,6 +473,8 @@ func (v *vmsView) Render(env *Env) string {
 	switch {
 	case v.confirm != "":
 		footer = t.Error.Render("Delete VM "+termsafe.Line(v.confirm)+"?") + " Its disks and sessions go with it. y delete · n keep"
+	case v.ask != nil:
+		footer = v.ask.footer(env)
 	case v.filtering || v.filter.Value() != "":
 		footer = v.filter.View()
 	}

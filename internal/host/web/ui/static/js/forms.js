@@ -92,6 +92,39 @@ export function confirmDialog(question, okLabel = 'Confirm') {
   });
 }
 
+// promptDialog asks for one line of text in a modal <dialog
+// id="prompt-dialog"> (input #prompt-input, buttons #prompt-ok and
+// #prompt-cancel; Enter answers, Escape cancels). It resolves to what was
+// typed (trimmed; "" is an answer), or null when cancelled.
+export function promptDialog(question, okLabel = 'OK', { placeholder = '' } = {}) {
+  return new Promise((resolve) => {
+    const input = h('input', { type: 'text', id: 'prompt-input', name: 'prompt', placeholder, autocomplete: 'off', 'aria-labelledby': 'prompt-question' });
+    const ok = h('button', { type: 'submit', id: 'prompt-ok' }, okLabel);
+    const cancel = h('button', { type: 'button', id: 'prompt-cancel' }, 'Cancel');
+    const form = h('form', { method: 'dialog' },
+      h('p', { id: 'prompt-question' }, inert(question)), input,
+      h('div', { class: 'actions' }, cancel, ok));
+    const dlg = h('dialog', { id: 'prompt-dialog', 'aria-labelledby': 'prompt-question' }, form);
+    let answered = false;
+    const done = (v) => {
+      if (answered) return;
+      answered = true;
+      dlg.close();
+      dlg.remove();
+      resolve(v);
+    };
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      done(input.value.trim());
+    });
+    cancel.addEventListener('click', () => done(null));
+    dlg.addEventListener('close', () => done(null));
+    document.body.append(dlg);
+    dlg.showModal();
+    input.focus();
+  });
+}
+
 // flash shows a short message in the page's status line (#flash).
 export function flash(message, kind = 'info') {
   const el = document.getElementById('flash');

@@ -1,7 +1,8 @@
 // vm.js — one VM: its spec, the stage timeline of its last create/start,
 // live stats graphs, the live console log, its sessions and an exec box.
 //
-// Test hooks: #vm-header (data-state), #vm-spec (dd[data-key]),
+// Test hooks: #vm-header (data-state), #vm-spec (dd[data-key]; a paused
+// VM's "saved state", a fork's "forked from", a warm VM's "warm"),
 // [data-testid="stage-timeline"] rows tr[data-timeline-stage="NAME"],
 // #stats (#stat-cpu, #stat-rss, #stat-guest-mem, #stat-net-rx,
 // #stat-net-tx, #stat-disks; #stats-status), #console-log,
@@ -74,6 +75,9 @@ export function mount(root, { live, params, navigate }) {
       ['sessions running', v.sessions ?? 0], ['created', when(v.created_at)], ['started', isZeroTime(v.started_at) ? '-' : when(v.started_at)],
       ['directory', v.dir], ['console log', v.console_log],
     ];
+    if (v.state === 'paused' || v.state_bytes) rows.splice(2, 0, ['saved state', `${bytes(v.state_bytes || 0)} on disk: Resume (or Start) restores it, Stop discards it`]);
+    if (v.forked_from) rows.push(['forked from', v.forked_from]);
+    if (v.warm) rows.push(['warm', 'restored from its image’s warm snapshot']);
     replace(spec, rows.map(([k, val]) => [h('dt', {}, k), h('dd', { 'data-key': k }, val === undefined || val === '' || val === 0 && k === 'PID' ? '-' : String(val))]),
       (v.warnings || []).length ? [h('dt', {}, 'warnings'), h('dd', { 'data-key': 'warnings', class: 'warn' }, v.warnings.map((w) => h('div', {}, inert(w))))] : [],
       v.last_exit ? [h('dt', {}, 'last exit'), h('dd', { 'data-key': 'last exit', class: 'warn' },
@@ -81,7 +85,7 @@ export function mount(root, { live, params, navigate }) {
   }
 
   function drawTimeline() {
-    const op = live.lastOp(vmName, ['vm.create', 'vm.start', 'vm.restart']);
+    const op = live.lastOp(vmName, ['vm.create', 'vm.start', 'vm.restart', 'vm.pause', 'vm.resume']);
     replace(timeline, op ? [stageBars(op), h('p', {}, h('a', { href: `/operations?id=${enc(op.id)}` }, `operation ${op.id}`))]
       : h('p', { class: 'muted' }, live.loaded ? 'No create or start of this VM is among the recent operations.' : 'loading…'));
   }
@@ -182,7 +186,7 @@ export function mount(root, { live, params, navigate }) {
   pollStats();
   followConsole();
   const tick = setInterval(() => {
-    const op = live.lastOp(vmName, ['vm.create', 'vm.start', 'vm.restart']);
+    const op = live.lastOp(vmName, ['vm.create', 'vm.start', 'vm.restart', 'vm.pause', 'vm.resume']);
     if (op && op.state === 'running') drawTimeline();
   }, 1000);
   return () => {
