@@ -135,16 +135,14 @@ type fcPaths struct {
 // disk second, /dev/vdb) and the command line says root= once, as banger
 // wrote it.
 func launchCalls(spec hypervisor.Spec, p fcPaths, v *semver.Version) []call {
-	calls := []call{
-		{"configuring the logger", http.MethodPut, "/logger", loggerBody{LogPath: p.Log, Level: "Warning", ShowLevel: true}},
-		{"configuring metrics", http.MethodPut, "/metrics", metricsBody{MetricsPath: p.Metrics}},
+	calls := append(setupCalls(p), []call{
 		{"configuring the machine", http.MethodPut, "/machine-config", machineConfigBody{VCPUCount: spec.VCPUs, MemSizeMiB: spec.MemoryMiB}},
 		{"configuring the boot source", http.MethodPut, "/boot-source", bootSourceBody{
 			KernelImagePath: p.Kernel,
 			InitrdPath:      p.Initrd,
 			BootArgs:        BootArgs(spec.Boot.Cmdline, v),
 		}},
-	}
+	}...)
 	for i, disk := range spec.Disks {
 		calls = append(calls, call{"configuring drives", http.MethodPut, "/drives/" + disk.ID, driveBody{
 			DriveID:    disk.ID,
@@ -164,6 +162,15 @@ func launchCalls(spec hypervisor.Spec, p fcPaths, v *semver.Version) []call {
 		calls = append(calls, call{"configuring the entropy device", http.MethodPut, "/entropy", entropyBody{}})
 	}
 	return append(calls, call{"starting the microVM", http.MethodPut, "/actions", actionBody{ActionType: "InstanceStart"}})
+}
+
+// setupCalls configure the logger and the metrics: what a launch and a
+// restore both send first (a snapshot load allows nothing else before it).
+func setupCalls(p fcPaths) []call {
+	return []call{
+		{"configuring the logger", http.MethodPut, "/logger", loggerBody{LogPath: p.Log, Level: "Warning", ShowLevel: true}},
+		{"configuring metrics", http.MethodPut, "/metrics", metricsBody{MetricsPath: p.Metrics}},
+	}
 }
 
 // MaxVCPUs is the most vCPUs Firecracker gives a microVM.
@@ -195,6 +202,26 @@ var instanceIDRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 // validate checks the spec before anything runs, so the error names what
 // is wrong (a missing file by its path) instead of Firecracker's fault.
 func validate(spec hypervisor.Spec) error {
+	if err := validateShape(spec); err != nil {
+		return err
+	}
+	if spec.Boot.Vmlinux == "" {
+		return errors.New("Firecracker boots an uncompressed ELF kernel (Boot.Vmlinux) and the spec has none: stage the image's kernel again")
+	}
+	if err := hypervisor.RegularFile(spec.Boot.Vmlinux); err != nil {
+		return fmt.Errorf("kernel %s: %w: stage the image's kernel again", spec.Boot.Vmlinux, err)
+	}
+	if spec.Boot.Initrd != "" {
+		if err := hypervisor.RegularFile(spec.Boot.Initrd); err != nil {
+			return fmt.Errorf("initrd %s: %w: stage the image's kernel again", spec.Boot.Initrd, err)
+		}
+	}
+	return nil
+}
+
+// validateShape checks what a launch and a restore both need: the id, the
+// runtime directory, the machine, the disks and the NIC.
+func validateShape(spec hypervisor.Spec) error {
 	if !instanceIDRE.MatchString(spec.ID) {
 		return fmt.Errorf("VM id %q is not a Firecracker instance id (1 to 64 letters, digits and '-')", spec.ID)
 	}
@@ -209,17 +236,6 @@ func validate(spec hypervisor.Spec) error {
 	}
 	if spec.MemoryMiB <= 0 {
 		return fmt.Errorf("%d MiB of memory: give the VM some", spec.MemoryMiB)
-	}
-	if spec.Boot.Vmlinux == "" {
-		return errors.New("Firecracker boots an uncompressed ELF kernel (Boot.Vmlinux) and the spec has none: stage the image's kernel again")
-	}
-	if err := hypervisor.RegularFile(spec.Boot.Vmlinux); err != nil {
-		return fmt.Errorf("kernel %s: %w: stage the image's kernel again", spec.Boot.Vmlinux, err)
-	}
-	if spec.Boot.Initrd != "" {
-		if err := hypervisor.RegularFile(spec.Boot.Initrd); err != nil {
-			return fmt.Errorf("initrd %s: %w: stage the image's kernel again", spec.Boot.Initrd, err)
-		}
 	}
 	seen := map[string]bool{}
 	for _, disk := range spec.Disks {

@@ -4,8 +4,10 @@
 // HTTP API on a unix socket (a small client of its own, gated on the
 // release it finds), keeps the serial console log bounded, reaches the
 // guest agent over hybrid vsock, and stops, kills and re-adopts VMs from
-// their hypervisor.Handle. Pause, Resume and snapshots are exported
-// methods outside the hypervisor interface.
+// their hypervisor.Handle. It is a hypervisor.Snapshotter too: Save writes
+// a paused VM's state with PUT /snapshot/create, Restore loads it into a
+// fresh Firecracker with PUT /snapshot/load (snapshotter.go says what a
+// restore may change, and why clones need the jailer).
 //
 // Everything the driver needs to find a VM again is in its Handle and in
 // the VM's runtime directory (Spec.Dir): fc.sock (the API), vsock.sock
@@ -149,8 +151,15 @@ type layout struct {
 	Dir                           string
 	API, Vsock                    string // sockets
 	Console, Stderr, Log, Metrics string
-	jail                          *jailPlan
+	// DiskLinks are the symbolic links in Dir by which an unjailed
+	// Firecracker opens the disks (see layoutFor).
+	DiskLinks []diskLink
+	jail      *jailPlan
 }
+
+// diskLink is a symbolic link Name in the runtime directory to the disk
+// file Target.
+type diskLink struct{ Name, Target string }
 
 func (d *Driver) layoutFor(spec hypervisor.Spec, fcBin string) (layout, fcPaths, error) {
 	l := layout{
@@ -162,9 +171,23 @@ func (d *Driver) layoutFor(spec hypervisor.Spec, fcBin string) (layout, fcPaths,
 		Log:     filepath.Join(spec.Dir, LogFile),
 		Metrics: filepath.Join(spec.Dir, MetricsFile),
 	}
-	fp := fcPaths{Log: l.Log, Metrics: l.Metrics, Kernel: spec.Boot.Vmlinux, Initrd: spec.Boot.Initrd, Vsock: l.Vsock}
+	// Firecracker runs in spec.Dir and is given the disks and the vsock
+	// socket by paths relative to it, the disks through symbolic links
+	// there: a snapshot records the paths its devices were opened by and a
+	// restore reopens them as they are, relative ones from the restoring
+	// Firecracker's directory, so a state restores into another VM, whose
+	// directory links its own disks (docs/snapshotting/snapshot-support.md:
+	// "the same relative paths"). Under the jailer the chroot does the
+	// same.
+	fp := fcPaths{Log: l.Log, Metrics: l.Metrics, Kernel: spec.Boot.Vmlinux, Initrd: spec.Boot.Initrd, Vsock: VsockSocket}
 	for _, disk := range spec.Disks {
-		fp.Disks = append(fp.Disks, disk.Path)
+		target, err := filepath.Abs(disk.Path)
+		if err != nil {
+			return layout{}, fcPaths{}, err
+		}
+		name := diskFileName(disk.ID)
+		l.DiskLinks = append(l.DiskLinks, diskLink{Name: name, Target: target})
+		fp.Disks = append(fp.Disks, name)
 	}
 	sockDir := spec.Dir
 	if d.jailed() {
@@ -176,12 +199,14 @@ func (d *Driver) layoutFor(spec hypervisor.Spec, fcBin string) (layout, fcPaths,
 		if err != nil {
 			return layout{}, fcPaths{}, err
 		}
+		plan.Log = d.log()
 		l.jail = &plan
 		sockDir = plan.Root
 		l.API = filepath.Join(plan.Root, APISocket)
 		l.Vsock = filepath.Join(plan.Root, VsockSocket)
 		l.Log = filepath.Join(plan.Root, LogFile)
 		l.Metrics = filepath.Join(plan.Root, MetricsFile)
+		l.DiskLinks = nil
 		fp = plan.fcPaths(spec)
 	}
 	if err := checkSocketPaths(SocketPaths(sockDir)...); err != nil {
@@ -207,14 +232,27 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 	if err != nil {
 		return hypervisor.Handle{}, err
 	}
-	argv := []string{bin, "--api-sock", filepath.Join(spec.Dir, APISocket), "--id", spec.ID}
 	l, fp, err := d.layoutFor(spec, bin)
 	if err != nil {
 		return fail0(err)
 	}
+	h, err := d.start(ctx, spec, bin, l, launchCalls(spec, fp, version))
+	if err != nil {
+		return fail0(err)
+	}
+	d.log().Info("Firecracker started", "vm", spec.ID, "pid", h.PID, "version", version.String(), "jailed", l.jail != nil)
+	return h, nil
+}
+
+// start runs Firecracker (under the jailer when l has a jail), waits for
+// its API and sends calls in order: a launch's configuration or a
+// restore's snapshot load. On error nothing runs and the files it made,
+// the sockets and the jail are gone.
+func (d *Driver) start(ctx context.Context, spec hypervisor.Spec, bin string, l layout, calls []call) (hypervisor.Handle, error) {
+	argv := []string{bin, "--api-sock", filepath.Join(spec.Dir, APISocket), "--id", spec.ID}
 	if l.jail != nil {
 		if os.Geteuid() != 0 {
-			return fail0(errors.New("the jailer needs root: run the daemon as root or turn the jailer off"))
+			return hypervisor.Handle{}, errors.New("the jailer needs root: run the daemon as root or turn the jailer off")
 		}
 		jb, err := d.jailerBin()
 		if err != nil {
@@ -223,17 +261,20 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 		argv = append([]string{jb}, l.jail.Args...)
 	}
 	if err := os.MkdirAll(spec.Dir, 0o700); err != nil {
-		return fail0(fmt.Errorf("creating the runtime directory: %w", err))
+		return hypervisor.Handle{}, fmt.Errorf("creating the runtime directory: %w", err)
 	}
 	if pid, ok := servedBy(ctx, l.API); ok {
-		return fail0(fmt.Errorf("a Firecracker (pid %d) already runs with the API socket %s: stop that VM first", pid, l.API))
+		return hypervisor.Handle{}, fmt.Errorf("a Firecracker (pid %d) already runs with the API socket %s: stop that VM first", pid, l.API)
 	}
 	// Left by a Firecracker that was killed: Firecracker cannot bind over
 	// them (the vsock socket must not exist when PUT /vsock comes).
 	removeSockets(l.API, l.Vsock)
+	if err := makeDiskLinks(l.Dir, l.DiskLinks); err != nil {
+		return hypervisor.Handle{}, err
+	}
 	if l.jail != nil {
 		if err := l.jail.prepare(d.Jail); err != nil {
-			return fail0(err)
+			return hypervisor.Handle{}, err
 		}
 		if spec.NIC != nil {
 			give := d.GiveTAP
@@ -242,7 +283,7 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 			}
 			if err := give(spec.NIC.TAP, d.Jail.UID, d.Jail.GID); err != nil {
 				removeJail(l.jail.Dir, d.Jail.ParentCgroup)
-				return fail0(err)
+				return hypervisor.Handle{}, err
 			}
 		}
 	}
@@ -256,6 +297,7 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 		if l.jail != nil {
 			removeJail(l.jail.Dir, d.Jail.ParentCgroup)
 		}
+		removeDiskLinks(l.Dir, l.DiskLinks)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = spec.Dir
@@ -265,7 +307,7 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 	})
 	if err != nil {
 		removeJailOf()
-		return fail0(err)
+		return hypervisor.Handle{}, err
 	}
 
 	h := hypervisor.Handle{
@@ -283,7 +325,7 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 		proc.Abort()
 		removeSockets(l.API, l.Vsock)
 		removeJailOf()
-		return fail0(err)
+		return hypervisor.Handle{}, err
 	}
 	api := &apiClient{socket: l.API, pid: h.PID}
 	if err := d.waitAPI(ctx, proc, api); err != nil {
@@ -297,7 +339,7 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 		return fail(proc.ExitError())
 	}
 	h.StartTime = st
-	for _, c := range launchCalls(spec, fp, version) {
+	for _, c := range calls {
 		if err := api.do(ctx, c.Method, c.Path, c.Body, nil); err != nil {
 			select {
 			case <-proc.Exited():
@@ -315,8 +357,29 @@ func (d *Driver) Launch(ctx context.Context, spec hypervisor.Spec) (hypervisor.H
 		}
 	}
 	d.keepConsole(h)
-	d.log().Info("Firecracker started", "vm", spec.ID, "pid", h.PID, "version", version.String(), "jailed", l.jail != nil)
 	return h, nil
+}
+
+// makeDiskLinks replaces the disk links in dir.
+func makeDiskLinks(dir string, links []diskLink) error {
+	for _, dl := range links {
+		p := filepath.Join(dir, dl.Name)
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("replacing the disk link %s: %w", p, err)
+		}
+		if err := os.Symlink(dl.Target, p); err != nil {
+			removeDiskLinks(dir, links)
+			return fmt.Errorf("linking the disk %s: %w", dl.Target, err)
+		}
+	}
+	return nil
+}
+
+// removeDiskLinks removes the disk links in dir.
+func removeDiskLinks(dir string, links []diskLink) {
+	for _, dl := range links {
+		os.Remove(filepath.Join(dir, dl.Name))
+	}
 }
 
 // waitAPI waits until the API socket answers GET / from proc, proc exits

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -95,7 +96,9 @@ const (
 	jailInitrd = "initrd.img"
 )
 
-func jailDiskName(id string) string { return "disk-" + id + ".img" }
+// diskFileName is the name by which Firecracker opens a disk: a link in
+// the jail's root, or, without the jailer, in the runtime directory.
+func diskFileName(id string) string { return "disk-" + id + ".img" }
 
 // jailLink is one file hard-linked into the jail.
 type jailLink struct {
@@ -107,6 +110,17 @@ type jailLink struct {
 	// Copyable: when a hard link is impossible (another filesystem), a
 	// copy will do (kernel and initrd, never disks).
 	Copyable bool
+	// State: a file of a saved state (restoreJail), shared read-only
+	// like a read-only disk.
+	State bool
+}
+
+// kind names what a read-only link is, for errors.
+func (l jailLink) kind() string {
+	if l.State {
+		return "saved state"
+	}
+	return "disk"
 }
 
 // jailPlan is the jail of one VM, as data.
@@ -123,6 +137,14 @@ type jailPlan struct {
 	Args []string
 	// Cgroup is the VM's cgroup relative to the hierarchy's root.
 	Cgroup string
+	// Log receives prepare's warnings; nowhere when nil.
+	Log *slog.Logger
+}
+
+func (p jailPlan) warn(msg string, args ...any) {
+	if p.Log != nil {
+		p.Log.Warn(msg, args...)
+	}
 }
 
 // planJail plans the jail of spec for Firecracker binary fcBin.
@@ -145,7 +167,7 @@ func planJail(cfg JailConfig, fcBin string, spec hypervisor.Spec, cgroupVersion 
 		p.Links = append(p.Links, jailLink{Src: spec.Boot.Initrd, Name: jailInitrd, Copyable: true})
 	}
 	for _, disk := range spec.Disks {
-		p.Links = append(p.Links, jailLink{Src: disk.Path, Name: jailDiskName(disk.ID), Writable: !disk.ReadOnly})
+		p.Links = append(p.Links, jailLink{Src: disk.Path, Name: diskFileName(disk.ID), Writable: !disk.ReadOnly})
 	}
 	p.Files = []string{LogFile, MetricsFile}
 
@@ -206,7 +228,7 @@ func (p jailPlan) fcPaths(spec hypervisor.Spec) fcPaths {
 		fp.Initrd = "/" + jailInitrd
 	}
 	for _, disk := range spec.Disks {
-		fp.Disks = append(fp.Disks, "/"+jailDiskName(disk.ID))
+		fp.Disks = append(fp.Disks, "/"+diskFileName(disk.ID))
 	}
 	return fp
 }
@@ -243,6 +265,13 @@ func (p jailPlan) prepare(cfg JailConfig) (err error) {
 	for _, l := range p.Links {
 		dst := filepath.Join(p.Root, l.Name)
 		if err := os.Link(l.Src, dst); err != nil {
+			if errors.Is(err, unix.EXDEV) && l.State {
+				p.warn("the saved state is on another filesystem than the jail: the jail gets a copy, a full read of it at every restore; keep saved states on the filesystem of Jail.ChrootBase", "file", l.Src)
+				if err := copyReadOnly(dst, l.Src); err != nil {
+					return fmt.Errorf("copying %s into the jail: %w", l.Src, err)
+				}
+				continue
+			}
 			if !errors.Is(err, unix.EXDEV) || !l.Copyable {
 				if errors.Is(err, unix.EXDEV) {
 					return fmt.Errorf("hard-linking %s into the jail %s: they are on different filesystems: put the jail base directory (Jail.ChrootBase) on the filesystem of the VMs' disks", l.Src, p.Root)
@@ -251,6 +280,27 @@ func (p jailPlan) prepare(cfg JailConfig) (err error) {
 			}
 			if err := copyReadOnly(dst, l.Src); err != nil {
 				return fmt.Errorf("copying %s into the jail: %w", l.Src, err)
+			}
+			continue
+		}
+		if l.State {
+			// A saved state as Save leaves it is the daemon's user's,
+			// readable by the jailed user's group and writable by no one
+			// else: the link is shared by every VM restored from it. One
+			// that is not gets a copy of its own, which the jailed user
+			// reads and cannot change either.
+			err := readOnlyFor(dst, cfg.UID, cfg.GID)
+			if err == nil {
+				err = readableBy(dst, cfg.UID, cfg.GID)
+			}
+			if err != nil {
+				p.warn("the jail gets a copy of the saved state, a full read of it at every restore: keep the state as Save left it", "file", l.Src, "why", err)
+				if err := os.Remove(dst); err != nil {
+					return err
+				}
+				if err := copyReadOnly(dst, l.Src); err != nil {
+					return fmt.Errorf("copying %s into the jail: %w", l.Src, err)
+				}
 			}
 			continue
 		}
@@ -267,7 +317,7 @@ func (p jailPlan) prepare(cfg JailConfig) (err error) {
 			// VMs may share): the link is the file itself, so its mode
 			// alone keeps the jailed user from writing it.
 			if err := readOnlyFor(dst, cfg.UID, cfg.GID); err != nil {
-				return fmt.Errorf("read-only disk %s: %w", l.Src, err)
+				return fmt.Errorf("read-only %s %s: %w", l.kind(), l.Src, err)
 			}
 		}
 		if err := readableBy(dst, cfg.UID, cfg.GID); err != nil {

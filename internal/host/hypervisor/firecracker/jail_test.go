@@ -254,7 +254,7 @@ func TestJailPrepare(t *testing.T) {
 	}
 	var src, linked syscall.Stat_t
 	syscall.Stat(spec.Disks[0].Path, &src)
-	syscall.Stat(filepath.Join(p.Root, jailDiskName("root")), &linked)
+	syscall.Stat(filepath.Join(p.Root, diskFileName("root")), &linked)
 	if src.Ino != linked.Ino || linked.Uid != 0 || linked.Mode&0o777 != 0o640 {
 		t.Errorf("the read-only disk in the jail: inode %d (source %d), owner %d, mode %#o; want the source itself, root's, 0640", linked.Ino, src.Ino, linked.Uid, linked.Mode&0o777)
 	}

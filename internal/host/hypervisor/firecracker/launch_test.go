@@ -130,10 +130,12 @@ func wantLaunch(spec hypervisor.Spec, v string, entropy bool, bootArgs string) [
 		{"PUT", "/metrics", map[string]any{"metrics_path": dir + "/firecracker.metrics"}},
 		{"PUT", "/machine-config", map[string]any{"vcpu_count": 2.0, "mem_size_mib": 256.0}},
 		{"PUT", "/boot-source", map[string]any{"kernel_image_path": spec.Boot.Vmlinux, "initrd_path": spec.Boot.Initrd, "boot_args": bootArgs}},
-		{"PUT", "/drives/root", map[string]any{"drive_id": "root", "path_on_host": spec.Disks[0].Path, "is_root_device": false, "is_read_only": true}},
-		{"PUT", "/drives/work", map[string]any{"drive_id": "work", "path_on_host": spec.Disks[1].Path, "is_root_device": false, "is_read_only": false}},
+		// Relative to Firecracker's directory, spec.Dir, where the disks
+		// are linked (snapshotter.go says why).
+		{"PUT", "/drives/root", map[string]any{"drive_id": "root", "path_on_host": "disk-root.img", "is_root_device": false, "is_read_only": true}},
+		{"PUT", "/drives/work", map[string]any{"drive_id": "work", "path_on_host": "disk-work.img", "is_root_device": false, "is_read_only": false}},
 		{"PUT", "/network-interfaces/eth0", map[string]any{"iface_id": "eth0", "host_dev_name": "tap-pool-3", "guest_mac": "06:00:0a:00:00:02"}},
-		{"PUT", "/vsock", map[string]any{"guest_cid": 3.0, "uds_path": dir + "/vsock.sock"}},
+		{"PUT", "/vsock", map[string]any{"guest_cid": 3.0, "uds_path": "vsock.sock"}},
 	}
 	if entropy {
 		want = append(want, sent{"PUT", "/entropy", map[string]any{}})
@@ -497,8 +499,9 @@ func TestConsoleBounded(t *testing.T) {
 	}
 }
 
-// Two VMs share one root disk file at once: each Firecracker gets the
-// same path_on_host with is_read_only true (the stand-in checks the body
+// Two VMs share one root disk file at once: each Firecracker opens it
+// through the link in its own directory, with is_read_only true (the
+// stand-in checks the body
 // against BlockDeviceConfig and opens the file read-only, as Firecracker
 // does for a read-only drive), and the work disks stay read-write.
 func TestLaunchSharedReadOnlyDrive(t *testing.T) {
@@ -523,11 +526,16 @@ func TestLaunchSharedReadOnlyDrive(t *testing.T) {
 			}
 		}
 		want := []map[string]any{
-			{"drive_id": "root", "path_on_host": a.Disks[0].Path, "is_root_device": false, "is_read_only": true},
-			{"drive_id": "work", "path_on_host": spec.Disks[1].Path, "is_root_device": false, "is_read_only": false},
+			{"drive_id": "root", "path_on_host": "disk-root.img", "is_root_device": false, "is_read_only": true},
+			{"drive_id": "work", "path_on_host": "disk-work.img", "is_root_device": false, "is_read_only": false},
 		}
 		if diff := cmp.Diff(want, drives); diff != "" {
 			t.Errorf("%s: drives sent (-want +got):\n%s", spec.ID, diff)
+		}
+		for i, name := range []string{"disk-root.img", "disk-work.img"} {
+			if got, err := os.Readlink(filepath.Join(spec.Dir, name)); err != nil || got != spec.Disks[i].Path {
+				t.Errorf("%s: %s links to %q (%v), want %s", spec.ID, name, got, err, spec.Disks[i].Path)
+			}
 		}
 		if st, err := d.Status(context.Background(), h); err != nil || st != hypervisor.Running {
 			t.Errorf("%s: Status = %s, %v; want running", spec.ID, st, err)

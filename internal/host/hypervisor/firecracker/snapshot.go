@@ -10,16 +10,19 @@ import (
 	"github.com/bangerdev/banger/internal/host/hypervisor"
 )
 
-// Groundwork for snapshots (docs/snapshotting/snapshot-support.md): pause
-// and resume a running microVM, write a snapshot of a paused one, and load
-// one into a fresh Firecracker. They are not part of hypervisor.Hypervisor.
+// The API calls snapshots are made of (docs/snapshotting/snapshot-support.md):
+// pause and resume a running microVM, write a snapshot of a paused one,
+// and load one into a fresh Firecracker. Save and Restore
+// (snapshotter.go) put them together as hypervisor.Snapshotter; Resume is
+// that interface's too.
 
 // Pause pauses the microVM's vCPUs (PATCH /vm {"state": "Paused"}).
 func (d *Driver) Pause(ctx context.Context, h hypervisor.Handle) error {
 	return d.setVMState(ctx, h, "Paused")
 }
 
-// Resume resumes a paused microVM (PATCH /vm {"state": "Resumed"}).
+// Resume resumes a paused microVM (PATCH /vm {"state": "Resumed"}): one
+// Save left paused, or one Restore loaded.
 func (d *Driver) Resume(ctx context.Context, h hypervisor.Handle) error {
 	return d.setVMState(ctx, h, "Resumed")
 }
@@ -120,7 +123,7 @@ type vsockOverrideBody struct {
 type snapshotLoadBody struct {
 	SnapshotPath        string             `json:"snapshot_path"`
 	MemBackend          memBackendBody     `json:"mem_backend"`
-	ResumeVM            bool               `json:"resume_vm,omitempty"`
+	ResumeVM            bool               `json:"resume_vm"`
 	TrackDirtyPages     bool               `json:"track_dirty_pages,omitempty"`
 	EnableDiffSnapshots bool               `json:"enable_diff_snapshots,omitempty"`
 	NetworkOverrides    []NetworkOverride  `json:"network_overrides,omitempty"`

@@ -94,7 +94,7 @@ func TestLoadSnapshot(t *testing.T) {
 		}, func(dir string) map[string]any {
 			return map[string]any{
 				"snapshot_path": dir + "/state", "mem_backend": map[string]any{"backend_type": "File", "backend_path": dir + "/mem"},
-				"enable_diff_snapshots": true,
+				"enable_diff_snapshots": true, "resume_vm": false,
 			}
 		}, ""},
 		{"1.11.0", func(dir string) SnapshotLoadParams {
@@ -108,9 +108,7 @@ func TestLoadSnapshot(t *testing.T) {
 		t.Run(tt.version, func(t *testing.T) {
 			srv, sock := fctest.Start(t, fctest.Config{Version: tt.version})
 			dir := filepath.Dir(sock)
-			for _, f := range []string{"state", "mem"} {
-				os.WriteFile(filepath.Join(dir, f), []byte(f), 0o600)
-			}
+			saveStandIn(t, tt.version, dir)
 			h := selfHandle(t, sock)
 			err := (&Driver{}).LoadSnapshot(context.Background(), h, tt.params(dir))
 			if tt.wantErr != "" {
@@ -134,4 +132,31 @@ func TestLoadSnapshot(t *testing.T) {
 			}
 		})
 	}
+}
+
+// saveStandIn boots a stand-in of version with a NIC (eth0) and a vsock
+// device, and saves it into dir/state and dir/mem; then the stand-in is
+// gone, as a saved VM's Firecracker is.
+func saveStandIn(t *testing.T, version, dir string) {
+	t.Helper()
+	srv, sock := fctest.Start(t, fctest.Config{Version: version})
+	sdir := filepath.Dir(sock)
+	kernel := filepath.Join(sdir, "vmlinux")
+	os.WriteFile(kernel, nil, 0o600)
+	api := &apiClient{socket: sock}
+	ctx := context.Background()
+	for _, c := range []call{
+		{"", "PUT", "/boot-source", bootSourceBody{KernelImagePath: kernel, BootArgs: "console=ttyS0"}},
+		{"", "PUT", "/network-interfaces/eth0", networkInterfaceBody{IfaceID: "eth0", HostDevName: "tap-saved"}},
+		{"", "PUT", "/vsock", vsockBody{GuestCID: GuestCID, UDSPath: filepath.Join(sdir, VsockSocket)}},
+		{"", "PUT", "/actions", actionBody{ActionType: "InstanceStart"}},
+		{"", "PATCH", "/vm", vmStateBody{State: "Paused"}},
+		{"", "PUT", "/snapshot/create", snapshotCreateBody{SnapshotType: "Full", SnapshotPath: filepath.Join(dir, "state"), MemFilePath: filepath.Join(dir, "mem")}},
+	} {
+		if err := api.do(ctx, c.Method, c.Path, c.Body, nil); err != nil {
+			t.Fatalf("%s %s: %v", c.Method, c.Path, err)
+		}
+	}
+	srv.Close()
+	os.Remove(filepath.Join(sdir, VsockSocket))
 }

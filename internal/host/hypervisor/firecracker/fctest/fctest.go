@@ -147,6 +147,11 @@ type Server struct {
 	consoleMu   sync.Mutex
 	agentCtx    context.Context
 	agentCancel context.CancelFunc
+	// The guest's memory, as far as the stand-in plays it: what a
+	// snapshot saves and a load brings back (see snapshot.go).
+	mem guestMemory
+	// identities are the agent's identity calls, in order.
+	identities []agentproto.Identity
 }
 
 type machine struct {
@@ -393,6 +398,8 @@ func (s *Server) route(method, path string, body []byte) (int, any, string) {
 			}, ""
 		case first == "version":
 			return http.StatusOK, map[string]string{"firecracker_version": s.version.String()}, ""
+		case first == "vm" && second == "config":
+			return http.StatusOK, s.vmConfig(), ""
 		case first == "machine-config":
 			return http.StatusOK, map[string]any{"vcpu_count": s.machine.vcpus, "mem_size_mib": s.machine.memMiB, "smt": s.machine.smt}, ""
 		}

@@ -18,9 +18,15 @@ import (
 // it — the serial console, the agent on its vsock port, and a power-off
 // on Ctrl-Alt-Del.
 
-// start boots the guest (InstanceStart); s.mu is held.
+// start boots the guest (InstanceStart); s.mu is held. The agent holds
+// the key of the boot payload in the initramfs, as a real guest's does;
+// without one it refuses every host.
 func (s *Server) start() {
 	s.startGuest()
+	s.mem = guestMemory{Hostname: "fctest-guest", HostKeys: []string{FakeHostKey}}
+	if s.bootSource != nil && s.bootSource.initrd != "" {
+		s.mem.Key, _ = hvtest.BootKey(s.bootSource.initrd)
+	}
 	s.state = stateRunning
 	if n := s.cfg.BootLog; n > 0 {
 		go s.printBootLog(n)
@@ -137,10 +143,7 @@ func (s *Server) serveGuestConn(c net.Conn) {
 	default:
 	}
 	up := s.state == stateRunning && time.Since(s.startedAt) >= s.cfg.AgentDelay
-	var initrd string
-	if s.bootSource != nil {
-		initrd = s.bootSource.initrd
-	}
+	key := s.mem.Key
 	hostPort := s.nextPort
 	s.nextPort++
 	s.mu.Unlock()
@@ -153,13 +156,8 @@ func (s *Server) serveGuestConn(c net.Conn) {
 	if _, err := io.WriteString(c, fmt.Sprintf("OK %d\n%s", hostPort, s.cfg.Greeting)); err != nil {
 		return
 	}
-	// The agent holds the key of the boot payload in the initramfs, as a
-	// real guest's does; without one it refuses every host.
-	var key []byte
-	if initrd != "" {
-		key, _ = hvtest.BootKey(initrd)
-	}
-	agentmux.BasicGuest(guestAgent{s}, key).Serve(s.agentCtx, c)
+	g := &agentmux.Guest{Handler: guestHandler{agentmux.Basic(guestAgent{s}), s}, Key: key}
+	g.Serve(s.agentCtx, c)
 }
 
 // readConnect reads the CONNECT line: its first byte whenever it comes,
@@ -195,7 +193,7 @@ func (g guestAgent) Health(context.Context) (agentproto.Health, error) {
 	h := agentproto.Health{
 		AgentVersion: "fctest",
 		BuildID:      "fctest",
-		Hostname:     "fctest-guest",
+		Hostname:     s.mem.Hostname,
 		Kernel:       "fctest-" + s.version.String(),
 		UptimeMS:     time.Since(s.startedAt).Milliseconds(),
 		Root:         "ext4",
@@ -222,9 +220,12 @@ func (g guestAgent) ProbeTCP(_ context.Context, port int) agentproto.ProbeResult
 	return agentproto.ProbeResult{Port: port, Error: "connection refused"}
 }
 
-// HostKeys returns FakeHostKey.
+// HostKeys returns the guest's host keys: FakeHostKey after a boot,
+// others after an identity call that asked for new ones.
 func (g guestAgent) HostKeys(context.Context) ([]string, error) {
-	return []string{FakeHostKey}, nil
+	g.s.mu.Lock()
+	defer g.s.mu.Unlock()
+	return append([]string(nil), g.s.mem.HostKeys...), nil
 }
 
 // PowerOff powers the guest off after Config.PowerOffDelay, as
