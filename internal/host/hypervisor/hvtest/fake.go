@@ -32,9 +32,14 @@ const fakePIDBase = 1 << 30
 // agentmux.Basic over a net.Pipe holding the agent key of the spec's
 // initramfs (BootKey: a VM booted without a boot payload has an agent that
 // refuses every host) — health, readiness probes, host keys, power-off,
-// memory and an always empty session list; the pipes close when the VM
-// stops — and it passes the conformance suite (with FakeGuest). It records
-// every call and fails on demand.
+// memory, the identity call and an always empty session list; the pipes
+// close when the VM stops — and it passes the conformance suite (with
+// FakeGuest). It records every call and fails on demand.
+//
+// It is a hypervisor.Snapshotter (fakesnap.go): a VM's guest memory
+// (FakeMemory: its agent key, hostname, host keys, the identities it
+// took, its uptime, a count of agent channels) is what Save writes to a
+// state file and Restore reads back.
 //
 // Launch checks the spec like a real driver (the boot files and disks
 // must exist; a directory where a VM runs is refused; a disk a running VM
@@ -51,6 +56,13 @@ type Fake struct {
 	// A non-nil error makes every call of that method fail with it
 	// (recorded, and without any effect) until it is cleared.
 	LaunchErr, StatusErr, ShutdownErr, KillErr, AdoptErr, DialErr error
+	// RestoreErr and ResumeErr are as above. SaveErr makes Save fail
+	// as a real Save may, after it paused the VM (the contract leaves a
+	// VM paused whether Save succeeds or fails), writing nothing.
+	SaveErr, RestoreErr, ResumeErr error
+	// IdentityErr makes the fake agent answer identity calls with an
+	// error, applying nothing.
+	IdentityErr error
 	// HealthErr makes the fake agent answer health requests with an error.
 	HealthErr error
 	// Health is what the fake agent reports; the zero value gives a
@@ -68,7 +80,7 @@ type Fake struct {
 
 // Call is one recorded call.
 type Call struct {
-	Op   string // "launch", "status", "adopt", "shutdown", "kill", "dial"
+	Op   string // "launch", "status", "adopt", "shutdown", "kill", "dial", "save", "restore", "resume"
 	VMID string // the VM's Spec.ID, when the Fake launched the handle's VM
 	PID  int    // the handle's PID (for launch: the new VM's, 0 on error)
 	Err  error  // what the call returned
@@ -78,10 +90,51 @@ type fakeVM struct {
 	spec   hypervisor.Spec
 	handle hypervisor.Handle
 	state  hypervisor.State
-	key    []byte // the agent key the spec's initramfs carries; nil: none
+	// mem is the guest's memory; mem.Key starts as the agent key the
+	// spec's initramfs carries (nil: none).
+	mem FakeMemory
+	// since is when the guest last started running (zero while it is
+	// paused or stopped): its uptime is mem.UptimeMS plus the time since.
+	since time.Time
+	// running is closed while the guest runs; a paused guest's agent
+	// serves a new channel only once it is closed.
+	running chan struct{}
+	// done is closed when the VM stops.
+	done chan struct{}
 	// conns are the guest ends of the agent channels DialAgent opened:
 	// closed when the VM stops, as a dying process closes its sockets.
 	conns []net.Conn
+}
+
+// newFakeVM returns a paused VM with the memory mem.
+func newFakeVM(spec hypervisor.Spec, h hypervisor.Handle, mem FakeMemory) *fakeVM {
+	return &fakeVM{spec: spec, handle: h, state: hypervisor.Paused, mem: mem, running: make(chan struct{}), done: make(chan struct{})}
+}
+
+// setState moves the VM to s, keeping its uptime: a paused guest's clock
+// stands still.
+func (vm *fakeVM) setState(s hypervisor.State) {
+	if vm.state == hypervisor.Running && s != hypervisor.Running {
+		vm.mem.UptimeMS = vm.uptimeMS()
+		vm.since = time.Time{}
+		vm.running = make(chan struct{})
+	}
+	if vm.state != hypervisor.Running && s == hypervisor.Running {
+		vm.since = time.Now()
+		close(vm.running)
+	}
+	if vm.state != hypervisor.Stopped && s == hypervisor.Stopped {
+		close(vm.done)
+	}
+	vm.state = s
+}
+
+// uptimeMS is how long the guest has run, paused time left out.
+func (vm *fakeVM) uptimeMS() int64 {
+	if vm.since.IsZero() {
+		return vm.mem.UptimeMS
+	}
+	return vm.mem.UptimeMS + time.Since(vm.since).Milliseconds()
 }
 
 // hangUp closes the VM's agent channels.
@@ -150,7 +203,7 @@ func (f *Fake) Crash(h hypervisor.Handle) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if vm := f.vm(h); vm != nil {
-		vm.state = hypervisor.Stopped
+		vm.setState(hypervisor.Stopped)
 		vm.hangUp()
 	}
 }
@@ -160,7 +213,7 @@ func (f *Fake) SetState(h hypervisor.Handle, s hypervisor.State) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if vm := f.vm(h); vm != nil {
-		vm.state = s
+		vm.setState(s)
 	}
 }
 
@@ -196,15 +249,10 @@ func (f *Fake) Launch(ctx context.Context, spec hypervisor.Spec) (h hypervisor.H
 	if err := ctx.Err(); err != nil {
 		return hypervisor.Handle{}, err
 	}
-	if err := fakeValidate(spec); err != nil {
+	if err := fakeValidate(spec, true); err != nil {
 		return hypervisor.Handle{}, fmt.Errorf("fake: launching VM %s: %w", spec.ID, err)
 	}
-	for _, vm := range f.vms {
-		if vm.state != hypervisor.Stopped && vm.spec.Dir == spec.Dir {
-			return hypervisor.Handle{}, fmt.Errorf("fake: launching VM %s: VM %s (pid %d) already runs in %s: stop it first", spec.ID, vm.spec.ID, vm.handle.PID, spec.Dir)
-		}
-	}
-	if err := f.sharedDiskConflict(spec); err != nil {
+	if err := f.placeable(spec); err != nil {
 		return hypervisor.Handle{}, fmt.Errorf("fake: launching VM %s: %w", spec.ID, err)
 	}
 	var key []byte
@@ -213,23 +261,55 @@ func (f *Fake) Launch(ctx context.Context, spec hypervisor.Spec) (h hypervisor.H
 			return hypervisor.Handle{}, fmt.Errorf("fake: launching VM %s: %w", spec.ID, err)
 		}
 	}
+	h, err = f.place(spec, "booted")
+	if err != nil {
+		return hypervisor.Handle{}, fmt.Errorf("fake: launching VM %s: %w", spec.ID, err)
+	}
+	vm := newFakeVM(spec, h, FakeMemory{
+		Key:      key,
+		Hostname: spec.Name,
+		HostKeys: []string{FakeHostKey},
+		BootID:   newBootID(),
+	})
+	vm.setState(hypervisor.Running)
+	f.vms[h.PID] = vm
+	return h, nil
+}
+
+// placeable refuses spec where a running VM holds its directory or, in
+// the other mode, one of its disks. f.mu is held.
+func (f *Fake) placeable(spec hypervisor.Spec) error {
+	for _, vm := range f.vms {
+		if vm.state != hypervisor.Stopped && vm.spec.Dir == spec.Dir {
+			return fmt.Errorf("VM %s (pid %d) already runs in %s: stop it first", vm.spec.ID, vm.handle.PID, spec.Dir)
+		}
+	}
+	return f.sharedDiskConflict(spec)
+}
+
+// place creates a new VM's placeholder sockets and its console log
+// (saying how the VM started) in spec.Dir, and returns its handle; the
+// caller records the VM under the handle's PID. f.mu is held.
+func (f *Fake) place(spec hypervisor.Spec, how string) (hypervisor.Handle, error) {
 	control, agent, console := fakePaths(spec.Dir)
 	for _, p := range []string{control, agent} {
 		if err := os.WriteFile(p, nil, 0o600); err != nil {
-			return hypervisor.Handle{}, fmt.Errorf("fake: launching VM %s: %w", spec.ID, err)
+			os.Remove(control)
+			return hypervisor.Handle{}, err
 		}
 	}
-	if err := os.WriteFile(console, []byte("fake console: VM "+spec.ID+" booted\n"), 0o600); err != nil {
-		return hypervisor.Handle{}, fmt.Errorf("fake: launching VM %s: %w", spec.ID, err)
+	if err := os.WriteFile(console, []byte("fake console: VM "+spec.ID+" "+how+"\n"), 0o600); err != nil {
+		os.Remove(control)
+		os.Remove(agent)
+		return hypervisor.Handle{}, err
 	}
 	if f.vms == nil {
 		f.vms = map[int]*fakeVM{}
 	}
 	f.nextPID++
-	pid := fakePIDBase + f.nextPID
-	h = hypervisor.Handle{
+	return hypervisor.Handle{
 		Driver:        FakeDriverName,
-		PID:           pid,
+		PID:           fakePIDBase + f.nextPID,
 		StartTime:     uint64(time.Now().UnixNano()),
 		ControlSocket: control,
 		Agent:         hypervisor.AgentSerial,
@@ -237,9 +317,7 @@ func (f *Fake) Launch(ctx context.Context, spec hypervisor.Spec) (h hypervisor.H
 		ConsoleLog:    console,
 		ConsoleLimit:  spec.ConsoleLimit,
 		Accel:         cmp.Or(spec.Accel, "fake"),
-	}
-	f.vms[pid] = &fakeVM{spec: spec, handle: h, state: hypervisor.Running, key: key}
-	return h, nil
+	}, nil
 }
 
 // sharedDiskConflict refuses a disk of spec that a running VM holds with
@@ -278,18 +356,20 @@ func (f *Fake) sharedDiskConflict(spec hypervisor.Spec) error {
 	return nil
 }
 
-func fakeValidate(spec hypervisor.Spec) error {
+// fakeValidate checks that spec names existing files: its boot files
+// too when boot is set (a Restore boots nothing).
+func fakeValidate(spec hypervisor.Spec, boot bool) error {
 	if spec.ID == "" {
 		return errors.New("the spec has no VM id")
 	}
 	if fi, err := os.Stat(spec.Dir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("runtime directory %q: not a directory (%v)", spec.Dir, err)
 	}
-	if spec.Boot.Vmlinuz == "" && spec.Boot.Vmlinux == "" {
+	if boot && spec.Boot.Vmlinuz == "" && spec.Boot.Vmlinux == "" {
 		return errors.New("the spec has no kernel")
 	}
 	for _, p := range []string{spec.Boot.Vmlinuz, spec.Boot.Vmlinux, spec.Boot.Initrd} {
-		if p == "" {
+		if p == "" || !boot {
 			continue
 		}
 		if _, err := os.Stat(p); err != nil {
@@ -368,7 +448,7 @@ func (f *Fake) Kill(h hypervisor.Handle) (err error) {
 
 func (f *Fake) stop(h hypervisor.Handle) {
 	if vm := f.vm(h); vm != nil {
-		vm.state = hypervisor.Stopped
+		vm.setState(hypervisor.Stopped)
 		vm.hangUp()
 	}
 	if vm, ok := f.vms[h.PID]; ok && vm.handle.StartTime == h.StartTime {
@@ -383,8 +463,10 @@ func (f *Fake) stop(h hypervisor.Handle) {
 }
 
 // DialAgent returns one end of a pipe whose other end the fake agent
-// serves (agentmux.BasicGuest, with the VM's boot key, plus an empty
-// session list: see fakeGuest). The pipe closes when the VM stops.
+// serves (agentmux.Basic, with the guest's agent key, plus an empty
+// session list and the identity call: see fakeGuest) once the guest runs:
+// a paused guest answers nothing until it is resumed. The pipe closes
+// when the VM stops.
 func (f *Fake) DialAgent(ctx context.Context, h hypervisor.Handle) (c net.Conn, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -396,35 +478,60 @@ func (f *Fake) DialAgent(ctx context.Context, h hypervisor.Handle) (c net.Conn, 
 	if vm == nil {
 		return nil, fmt.Errorf("fake: dialing the agent of pid %d: the VM is not running", h.PID)
 	}
-	health := f.Health
-	if health.Hostname == "" && health.Kernel == "" && health.RootMount == "" {
-		health = agentproto.Health{
-			AgentVersion: "fake", BuildID: "fake", Hostname: vm.spec.Name, Kernel: "fake",
-			UptimeMS: 1, Root: "ext4", RootMount: "/dev/vdb",
-		}
-	}
 	client, server := net.Pipe()
 	vm.conns = append(vm.conns, server)
-	agent := &fakeAgent{health: health, err: f.HealthErr, memoryMiB: vm.spec.MemoryMiB}
+	vm.mem.Channels++
+	agent := &fakeAgent{f: f, vm: vm, health: f.Health, err: f.HealthErr, memoryMiB: vm.spec.MemoryMiB}
+	running, done := vm.running, vm.done
 	go func() {
 		defer server.Close()
-		g := &agentmux.Guest{Handler: fakeGuest{agentmux.Basic(agent)}, Key: vm.key, AuthFailDelay: time.Millisecond}
+		select {
+		case <-running:
+		case <-done:
+			return
+		}
+		g := &agentmux.Guest{
+			Handler:       fakeGuest{agentmux.Basic(agent), agent},
+			KeyFunc:       agent.key,
+			AuthFailDelay: time.Millisecond,
+		}
 		g.Serve(context.Background(), server)
 	}()
 	return client, nil
 }
 
+// fakeAgent is a Fake guest's agent; what it keeps lives in its VM's
+// memory (vm.mem, under f.mu).
 type fakeAgent struct {
-	health    agentproto.Health
+	f         *Fake
+	vm        *fakeVM
+	health    agentproto.Health // the Fake's Health when the channel was dialled
 	err       error
 	memoryMiB int
 }
 
+// key is the guest's agent key now.
+func (a *fakeAgent) key() []byte {
+	a.f.mu.Lock()
+	defer a.f.mu.Unlock()
+	return a.vm.mem.Key
+}
+
+// Health is the Fake's Health when it is set, else a plausible report
+// from the guest's memory: its hostname and uptime.
 func (a *fakeAgent) Health(context.Context) (agentproto.Health, error) {
 	if a.err != nil {
 		return agentproto.Health{}, a.err
 	}
 	h := a.health
+	if h.Hostname == "" && h.Kernel == "" && h.RootMount == "" {
+		a.f.mu.Lock()
+		h = agentproto.Health{
+			AgentVersion: "fake", BuildID: "fake", Hostname: a.vm.mem.Hostname, Kernel: "fake",
+			UptimeMS: max(1, a.vm.uptimeMS()), Root: "ext4", RootMount: "/dev/vdb",
+		}
+		a.f.mu.Unlock()
+	}
 	h.Time = time.Now()
 	return h, nil
 }

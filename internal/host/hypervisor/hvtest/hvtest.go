@@ -490,7 +490,8 @@ func (s *suite) checkHealth(t *testing.T, d hypervisor.Hypervisor, h hypervisor.
 // until it answers or ctx ends. Each upgrade has a short timeout and is
 // retried on the same connection, because a guest discards what reaches
 // a virtio-serial port before the agent opened it; a failed connection is
-// dialled again.
+// dialled again. An agent that refuses key (agentmux.ErrKeyRefused) ends
+// the wait at once: it holds another key, which no retry changes.
 func AgentHealth(ctx context.Context, d hypervisor.AgentDialer, h hypervisor.Handle, key []byte) (agentproto.Health, error) {
 	var lastErr error
 	for {
@@ -503,6 +504,10 @@ func AgentHealth(ctx context.Context, d hypervisor.AgentDialer, h hypervisor.Han
 				if herr == nil {
 					conn.Close()
 					return health, nil
+				}
+				if errors.Is(herr, agentmux.ErrKeyRefused) {
+					conn.Close()
+					return agentproto.Health{}, herr
 				}
 				lastErr = herr
 				if ctx.Err() != nil || !errors.Is(herr, context.DeadlineExceeded) {
@@ -524,7 +529,7 @@ func AgentHealth(ctx context.Context, d hypervisor.AgentDialer, h hypervisor.Han
 // AgentExec runs argv in the guest of h through d's agent channel,
 // upgraded with key, and returns its standard output and exit status. It
 // dials and upgrades as AgentHealth does, until ctx ends; the command
-// itself runs once.
+// itself runs once. A refused key ends it at once, as in AgentHealth.
 func AgentExec(ctx context.Context, d hypervisor.AgentDialer, h hypervisor.Handle, key []byte, argv []string) (string, agentmux.ExitStatus, error) {
 	var lastErr error
 	for {
@@ -539,6 +544,10 @@ func AgentExec(ctx context.Context, d hypervisor.AgentDialer, h hypervisor.Handl
 					status, err := sess.Exec(ctx, agentmux.ExecRequest{Argv: argv}, nil, &out, &out)
 					sess.Close()
 					return out.String(), status, err
+				}
+				if errors.Is(uerr, agentmux.ErrKeyRefused) {
+					conn.Close()
+					return "", agentmux.ExitStatus{}, uerr
 				}
 				lastErr = uerr
 				if ctx.Err() != nil || !errors.Is(uerr, context.DeadlineExceeded) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bangerdev/banger/internal/host/hypervisor"
+	"github.com/bangerdev/banger/internal/shared/agentmux"
 )
 
 // snapshot is the suite's part for a hypervisor.Snapshotter, run as one
@@ -34,8 +35,9 @@ import (
 // ways. The clones' specs boot an initramfs whose agent key differs from
 // the saved guest's: a restored guest runs the saved memory and answers
 // only to the saved key, which a new boot of the spec would not hold.
-// The agent's uptime goes on from where it was when the guest was saved,
-// where a new boot starts from zero. With a Guest.BootIDProbe, the kernel's
+// The agent's uptime goes on from where it was when the guest was saved
+// (the suite lets the guest run for minSavedUptime first), where a new
+// boot starts from zero. With a Guest.BootIDProbe, the kernel's
 // boot ID, drawn anew at every boot, is the saved guest's.
 func (s *suite) snapshot(t *testing.T) {
 	d := s.newDriver(t)
@@ -55,7 +57,9 @@ func (s *suite) snapshot(t *testing.T) {
 	var saved guestMark
 	step(t, "AgentHealth", func(t *testing.T) {
 		s.checkHealth(t, d, h)
-		saved = s.mark(t, d, h)
+		// An uptime a new boot would not reach by the time it answers,
+		// so that a clone's uptime tells it from one.
+		saved = s.markAfter(t, d, h, minSavedUptime)
 	})
 
 	state := filepath.Join(t.TempDir(), "state")
@@ -325,18 +329,43 @@ type guestMark struct {
 	bootID   string // "" without a Guest.BootIDProbe
 }
 
+// minSavedUptime is how long the suite lets the guest run before it
+// saves it: well above a stand-in's time from launch to its agent's
+// first answer (a real guest has run longer by the time it answers).
+const minSavedUptime = time.Second
+
 // mark asks h's guest, with the suite's agent key (the saved guest's),
 // for its uptime and boot ID.
 func (s *suite) mark(t *testing.T, d hypervisor.Hypervisor, h hypervisor.Handle) guestMark {
 	t.Helper()
+	return s.markAfter(t, d, h, 0)
+}
+
+// markAfter is mark once the guest reports an uptime of at least up.
+func (s *suite) markAfter(t *testing.T, d hypervisor.Hypervisor, h hypervisor.Handle, up time.Duration) guestMark {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), s.guest.bootTimeout())
 	defer cancel()
-	health, err := AgentHealth(ctx, d, h, s.key)
-	if err != nil {
-		b, _ := os.ReadFile(h.ConsoleLog)
-		t.Fatalf("no health from the agent with the saved guest's key: %v; console tail:\n%s", err, tail(b, 3000))
+	var m guestMark
+	for {
+		health, err := AgentHealth(ctx, d, h, s.key)
+		if errors.Is(err, agentmux.ErrKeyRefused) {
+			t.Fatalf("the guest refuses the saved guest's agent key (%v): it holds another, as a new boot of its spec would, so it is not the saved guest", err)
+		}
+		if err != nil {
+			b, _ := os.ReadFile(h.ConsoleLog)
+			t.Fatalf("no health from the agent: %v; console tail:\n%s", err, tail(b, 3000))
+		}
+		m.uptimeMS = health.UptimeMS
+		if m.uptimeMS >= up.Milliseconds() {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the guest's uptime stays at %d ms, below %v", m.uptimeMS, up)
+		case <-time.After(time.Duration(up.Milliseconds()-m.uptimeMS) * time.Millisecond):
+		}
 	}
-	m := guestMark{uptimeMS: health.UptimeMS}
 	if len(s.guest.BootIDProbe) > 0 {
 		out, status, err := AgentExec(ctx, d, h, s.key, s.guest.BootIDProbe)
 		if err != nil || status.Code != 0 {
