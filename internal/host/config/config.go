@@ -94,6 +94,9 @@ type VMDefaults struct {
 	VCPUs     int   `json:"vcpus"`      // default 2, range 1..64
 	MemoryMiB int   `json:"memory_mib"` // default 1024, >= 256
 	DiskBytes int64 `json:"disk_bytes"` // default 8 GiB, >= 1 GiB, whole MiB; the work disk (/root) size
+	// AutoWarm warms an image for a shape (`banger image warm`) in the
+	// background after its first cold create of that shape; default false.
+	AutoWarm bool `json:"auto_warm"`
 }
 
 // Copy bounds what `banger vm cp` takes from a guest.
@@ -258,9 +261,10 @@ type fileCopy struct {
 }
 
 type fileVM struct {
-	VCPUs  int    `toml:"vcpus"`
-	Memory string `toml:"memory"`
-	Disk   string `toml:"disk"`
+	VCPUs    int    `toml:"vcpus"`
+	Memory   string `toml:"memory"`
+	Disk     string `toml:"disk"`
+	AutoWarm bool   `toml:"auto_warm"`
 }
 
 // TOML renders the effective configuration in config.toml's format, every
@@ -286,9 +290,10 @@ func (c *Config) TOML() ([]byte, error) {
 			AllowCIDRs:  make([]string, 0, len(c.Network.AllowCIDRs)),
 		},
 		VM: fileVM{
-			VCPUs:  c.VM.VCPUs,
-			Memory: FormatSize(int64(c.VM.MemoryMiB) * MiB),
-			Disk:   FormatSize(c.VM.DiskBytes),
+			VCPUs:    c.VM.VCPUs,
+			Memory:   FormatSize(int64(c.VM.MemoryMiB) * MiB),
+			Disk:     FormatSize(c.VM.DiskBytes),
+			AutoWarm: c.VM.AutoWarm,
 		},
 		Copy: fileCopy{MaxSize: FormatSize(c.Copy.MaxBytes)},
 		Web:  fileWeb{Listen: c.Web.Listen},

@@ -352,6 +352,19 @@ func fields() []field {
 				return nil
 			},
 		},
+		{
+			key:  "vm.auto_warm",
+			want: "true or false",
+			set: func(c *Config, v any) *Error {
+				b, ok := v.(bool)
+				if !ok {
+					return &Error{Value: tomlValue(v)}
+				}
+				c.VM.AutoWarm = b
+				return nil
+			},
+			check: func(*Config) *Error { return nil },
+		},
 		{key: "copy", want: "a table, e.g. [copy]", table: true},
 		{
 			key:  "copy.max_size",

@@ -249,6 +249,13 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 			d.log.Warn("vm state cannot be explained", "vm", f.VM, "detail", f.Detail)
 		}
 	}
+	tidied, err := d.vms.TidyWarm(ctx)
+	for _, p := range tidied {
+		d.log.Warn("removed what a crash left of warming an image, or a removed image's warm snapshots", "path", p)
+	}
+	if err != nil {
+		d.log.Warn("tidying warm snapshots", "error", err)
+	}
 	if d.net != nil { // nil: TestSeams stand in for the host network
 		if err := d.net.Tidy(ctx); err != nil {
 			d.log.Warn("tidying the host network", "error", err)
@@ -275,6 +282,10 @@ func (d *Daemon) openVMs(ctx context.Context, log *slog.Logger) error {
 		Cfg: d.cfg, Store: d.store, Images: d.images, Net: net, Select: sel,
 		Drivers: drivers, Tools: d.images.Tools, Log: log,
 		PublicKey: publicKey(d.cfg),
+	}
+	d.images.Warm = d.vms.WarmSnapshots
+	if d.cfg.VM.AutoWarm {
+		d.vms.AutoWarm = d.autoWarm
 	}
 	d.guest = &guest.Service{VMs: d.vms, Store: d.store}
 	return nil

@@ -43,8 +43,15 @@ func (d *Daemon) getImage(w http.ResponseWriter, r *http.Request) error {
 
 func (d *Daemon) deleteImage(w http.ResponseWriter, r *http.Request) error {
 	force, _ := strconv.ParseBool(r.URL.Query().Get("force"))
+	img, err := d.images.Get(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
 	if err := d.images.Remove(r.Context(), r.PathValue("name"), force); err != nil {
 		return err
+	}
+	if err := d.vms.Unwarm(img.ID); err != nil {
+		d.log.Warn("removing a removed image's warm snapshots", "image", img.Name, "error", err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -114,4 +121,50 @@ func (d *Daemon) buildImage(w http.ResponseWriter, r *http.Request) error {
 	return d.beginImageOp(w, "image.build", req.Name, func(ctx context.Context, run *operation.Run) (image.Image, error) {
 		return d.builder.Build(ctx, req, run)
 	})
+}
+
+func (d *Daemon) warmImage(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	var req api.WarmImageRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	// Bad input is answered now, before an operation exists.
+	creq := api.CreateVMRequest{Image: name, VCPUs: req.VCPUs, MemoryMiB: req.MemoryMiB, DiskBytes: req.DiskBytes, Hypervisor: req.Hypervisor}
+	if _, err := d.vms.ValidateCreate(r.Context(), &creq); err != nil {
+		return err
+	}
+	return d.beginImageOp(w, "image.warm", name, func(ctx context.Context, run *operation.Run) (image.Image, error) {
+		return d.vms.Warm(ctx, name, req, run)
+	})
+}
+
+func (d *Daemon) unwarmImage(w http.ResponseWriter, r *http.Request) error {
+	img, err := d.images.Get(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	if err := d.vms.Unwarm(img.ID); err != nil {
+		return err
+	}
+	a, err := d.images.API(r.Context(), img)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, a)
+}
+
+// autoWarm warms an image for a shape in the background after its first
+// cold create (config vm.auto_warm).
+func (d *Daemon) autoWarm(img image.Image, req api.CreateVMRequest) {
+	wreq := api.WarmImageRequest{VCPUs: req.VCPUs, MemoryMiB: req.MemoryMiB, DiskBytes: req.DiskBytes, Hypervisor: req.Hypervisor}
+	if _, err := d.ops.Begin("image.warm", img.Name, func(ctx context.Context, run *operation.Run) (any, error) {
+		out, err := d.vms.Warm(ctx, img.Name, wreq, run)
+		if err != nil {
+			return nil, err
+		}
+		return d.images.API(context.WithoutCancel(ctx), out)
+	}); err != nil {
+		d.log.Warn("warming an image after its first create", "image", img.Name, "error", err)
+	}
 }

@@ -74,6 +74,11 @@ func (d *Daemon) startVM(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Refused at once, without an operation that could only fail (Start
 	// checks again under the VM's lock).
+	if v.State == api.VMPaused {
+		return d.beginVMOp(w, "vm.resume", name, func(ctx context.Context, run *operation.Run) (vm.VM, error) {
+			return d.vms.Resume(ctx, name, run)
+		})
+	}
 	if v.State != api.VMStopped {
 		return vm.NotStopped(v)
 	}
@@ -93,6 +98,58 @@ func (d *Daemon) restartVM(w http.ResponseWriter, r *http.Request) error {
 			return vm.VM{}, err
 		}
 		return d.vms.Start(ctx, name, run)
+	})
+}
+
+func (d *Daemon) pauseVM(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	v, err := d.vms.Get(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	if v.State == api.VMPaused {
+		return api.Errorf(api.CodeFailedPrecondition, "vm %s is already paused: resume it with `banger vm resume %s`", v.Name, v.Name)
+	}
+	if v.State != api.VMRunning {
+		return api.Errorf(api.CodeFailedPrecondition, "vm %s is %s: only a running VM can be paused", v.Name, v.State)
+	}
+	return d.beginVMOp(w, "vm.pause", name, func(ctx context.Context, run *operation.Run) (vm.VM, error) {
+		return d.vms.Pause(ctx, name, run)
+	})
+}
+
+func (d *Daemon) resumeVM(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	v, err := d.vms.Get(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	if v.State != api.VMPaused {
+		return vm.NotPaused(v)
+	}
+	return d.beginVMOp(w, "vm.resume", name, func(ctx context.Context, run *operation.Run) (vm.VM, error) {
+		return d.vms.Resume(ctx, name, run)
+	})
+}
+
+func (d *Daemon) forkVM(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	var req api.ForkVMRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	v, err := d.vms.Get(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	if v.State != api.VMRunning {
+		return api.Errorf(api.CodeFailedPrecondition, "vm %s is %s: only a running VM can be forked", v.Name, v.State)
+	}
+	if err := d.vms.ValidateFork(r.Context(), req); err != nil {
+		return err
+	}
+	return d.beginVMOp(w, "vm.fork", name, func(ctx context.Context, run *operation.Run) (vm.VM, error) {
+		return d.vms.Fork(ctx, name, req, run)
 	})
 }
 

@@ -135,6 +135,9 @@ type Catalog struct {
 	// the image as GET /v1/images/{name} shows it, or Removed. The daemon
 	// feeds its event hub with it.
 	OnChange func(api.Event)
+	// Warm, when set, lists an image's warm snapshots for API (the VM
+	// manager keeps them).
+	Warm func(imageID string) []api.WarmSnapshot
 
 	// mu serialises promote and repair, so two VM creates never heal the
 	// same image at once.
@@ -245,6 +248,9 @@ func (c *Catalog) API(ctx context.Context, img Image) (api.Image, error) {
 	}
 	out.UsedBy = used
 	sort.Strings(out.UsedBy)
+	if c.Warm != nil {
+		out.Warm = c.Warm(img.ID)
+	}
 	return out, nil
 }
 

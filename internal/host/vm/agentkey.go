@@ -41,17 +41,18 @@ func agentKey(dir string) ([]byte, error) {
 // writeBootPayload gives this boot a fresh agent key and writes the VM's
 // initramfs: the image's, with the daemon's agent as /init, the key, the
 // configured credential files (missing ones are skipped with a notice)
-// and the configured SSH public key. It returns the initramfs's path.
-func (m *Manager) writeBootPayload(ctx context.Context, dir string, img image.Image, p Progress) (string, error) {
+// and the configured SSH public key. It returns the initramfs's path and
+// the payload (a restored VM gets it through the agent: see identity.go).
+func (m *Manager) writeBootPayload(ctx context.Context, dir string, img image.Image, p Progress) (string, bootpayload.Payload, error) {
 	key, err := bootpayload.NewKey()
 	if err != nil {
-		return "", err
+		return "", bootpayload.Payload{}, err
 	}
 	payload := bootpayload.Payload{Key: key}
 	var missing []string
 	for _, a := range m.Cfg.AuthFiles {
 		if err := a.CheckHost(); err != nil {
-			return "", fmt.Errorf("auth file %s: %w: fix auth_files in the config (see `banger config validate`)", a.Host, err)
+			return "", payload, fmt.Errorf("auth file %s: %w: fix auth_files in the config (see `banger config validate`)", a.Host, err)
 		}
 		b, err := os.ReadFile(a.Host)
 		if errors.Is(err, os.ErrNotExist) {
@@ -59,7 +60,7 @@ func (m *Manager) writeBootPayload(ctx context.Context, dir string, img image.Im
 			continue
 		}
 		if err != nil {
-			return "", fmt.Errorf("reading auth file %s: %w", a.Host, err)
+			return "", payload, fmt.Errorf("reading auth file %s: %w", a.Host, err)
 		}
 		payload.Files = append(payload.Files, bootpayload.File{Path: a.Guest, Mode: 0o600, Data: b})
 	}
@@ -72,7 +73,7 @@ func (m *Manager) writeBootPayload(ctx context.Context, dir string, img image.Im
 	if m.PublicKey != nil {
 		k, err := m.PublicKey()
 		if err != nil {
-			return "", err
+			return "", payload, err
 		}
 		payload.AuthorizedKeys = []string{strings.TrimSpace(k)}
 	}
@@ -84,12 +85,12 @@ func (m *Manager) writeBootPayload(ctx context.Context, dir string, img image.Im
 	}
 	initrd := bootInitrd(dir)
 	if err := bootpayload.WriteInitrd(initrd, img.Path(image.Initrd), agentBin, payload); err != nil {
-		return "", fmt.Errorf("writing the boot payload: %w", err)
+		return "", payload, fmt.Errorf("writing the boot payload: %w", err)
 	}
 	crashpoint.Here(ctx)
 	if err := atomicfile.Write(agentKeyFile(dir), key, 0o600, 0); err != nil {
-		return "", fmt.Errorf("writing the agent key: %w", err)
+		return "", payload, fmt.Errorf("writing the agent key: %w", err)
 	}
 	p.Detail("%d written, %d missing", len(payload.Files), len(missing))
-	return initrd, nil
+	return initrd, payload, nil
 }

@@ -218,13 +218,33 @@ func (m *Manager) Create(ctx context.Context, req api.CreateVMRequest, p Progres
 		return v, err
 	}
 	v.Spec.AgentVersion = img.Manifest.AgentVersion
-	if err := m.makeDisks(ctx, &v, img, p); err != nil {
-		return v, err
+	warm, haveWarm, notice := warmSnapshot{}, false, ""
+	if !req.Cold {
+		warm, haveWarm, notice = m.findWarm(ctx, img, choice, req)
+		if notice != "" {
+			p.Logf("%s", notice)
+		}
 	}
-	if err := m.boot(ctx, &v, img, choice, p); err != nil {
+	if haveWarm {
+		if err := m.createWarm(ctx, &v, img, choice, warm, p); err != nil {
+			return v, err
+		}
+	} else {
+		if err := m.makeDisks(ctx, &v, img, p); err != nil {
+			return v, err
+		}
+		if err := m.boot(ctx, &v, img, choice, p); err != nil {
+			return v, err
+		}
+	}
+	v.State = api.VMRunning
+	if err := m.save(ctx, &v); err != nil {
 		return v, err
 	}
 	ok = true
+	if !haveWarm && !req.Cold && m.AutoWarm != nil && len(m.warmSnapshots(img.ID)) == 0 {
+		m.AutoWarm(img, req)
+	}
 	return v, nil
 }
 

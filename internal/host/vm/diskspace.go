@@ -148,3 +148,20 @@ func unallocated(path string) int64 {
 	}
 	return max(fi.Size()-st.Blocks*512, 0)
 }
+
+// checkSpaceForState refuses to save a VM's state where it would not fit:
+// a state is at most the VM's memory (pages that are all zero take
+// nothing), plus the margin.
+func (m *Manager) checkSpaceForState(v *VM) error {
+	r, err := statFree(m.Dir(v.ID))
+	if err != nil {
+		return err
+	}
+	need := int64(v.Spec.MemoryMiB)<<20 + SpaceMargin
+	if r.Free < need {
+		return api.Errorf(api.CodeFailedPrecondition,
+			"not enough free disk space to save VM %s: its state can take up to %s (its memory) and %s has %s free: free space there, or stop the VM instead",
+			v.Name, sizetext.Up(int64(v.Spec.MemoryMiB)<<20), r.Dir, sizetext.Down(r.Free))
+	}
+	return nil
+}

@@ -64,47 +64,21 @@ func bootDisks(v *VM, img image.Image, dir string) []hypervisor.Disk {
 }
 
 // boot brings a VM with disks up: auth files, TAP, hypervisor, agent,
-// readiness. On error the caller cleans up (the runtime records what was
-// taken).
+// readiness; the caller records it running. On error the caller cleans up
+// (the runtime records what was taken).
 func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, choice Choice, p Progress) error {
 	hv := choice.HV
-	dir := m.Dir(v.ID)
 	p.Stage("sync auth files")
-	initrd, err := m.writeBootPayload(ctx, dir, img, p)
+	initrd, _, err := m.writeBootPayload(ctx, m.Dir(v.ID), img, p)
 	if err != nil {
 		return err
 	}
 
-	p.Stage("acquire tap")
-	ip, err := netip.ParseAddr(v.Lease.IP)
-	if err != nil {
-		return fmt.Errorf("vm %s has no valid address lease (%q): delete it and create it again", v.Name, v.Lease.IP)
-	}
-	tap, err := m.Net.AcquireTAP(ctx, ip)
+	tap, err := m.takeTAP(ctx, v, p)
 	if err != nil {
 		return err
 	}
-	crashpoint.Here(ctx)
-	v.Runtime.TAP = tap
-	if err := m.Store.SetLeaseTAP(ctx, v.ID, tap); err != nil {
-		return err
-	}
-	if err := m.save(ctx, v); err != nil {
-		return err
-	}
-	p.Detail("%s", tap)
-
-	spec := hypervisor.Spec{
-		ID: v.ID, Name: v.Name, Dir: dir, VCPUs: v.Spec.VCPUs, MemoryMiB: v.Spec.MemoryMiB,
-		Boot: hypervisor.Boot{
-			Vmlinux: img.Path(image.Vmlinux), Vmlinuz: img.Path(image.Vmlinuz), Initrd: initrd,
-			Cmdline: m.cmdline(v),
-		},
-		Disks:        bootDisks(v, img, dir),
-		NIC:          &hypervisor.NIC{TAP: tap, MAC: v.Lease.MAC},
-		ConsoleLimit: ConsoleLimit,
-		Accel:        choice.Accel,
-	}
+	spec := m.launchSpec(v, img, choice, initrd, tap)
 	var (
 		h    hypervisor.Handle
 		sess *agentmux.Session
@@ -151,43 +125,92 @@ func (m *Manager) boot(ctx context.Context, v *VM, img image.Image, choice Choic
 		p.Logf("the guest could not write every synced file: %s", termsafe.Line(health.Payload))
 	}
 	if keys, err := sess.HostKeys(ctx); err == nil && len(keys) > 0 {
-		// Only keys that parse are kept (and stored): the list is the
-		// guest's word.
-		v.Runtime.HostKeys, _ = hostKeys(keys)
-		if err := m.writeKnownHosts(v); err != nil {
+		if err := m.pinHostKeys(v, keys); err != nil {
 			return err
 		}
 	} else if err != nil {
 		p.Logf("could not read the guest's SSH host keys: %v", err)
 	}
+	return m.readiness(ctx, sess, img, p)
+}
 
-	// SSH is always waited for, so `banger vm ssh` works the moment create
-	// returns; the image adds its own (e.g. opencode on 4096).
-	probes := append([]api.Probe{{Name: "ssh", Kind: "tcp", Port: 22}}, img.Manifest.Probes...)
-	{
-		p.Stage("readiness")
-		for _, pr := range probes {
-			if err := m.waitProbe(ctx, sess, pr); err != nil {
-				return err
-			}
-		}
-		p.Detail("%d probe(s) ready", len(probes))
+// takeTAP takes the TAP for the VM's address from the pool and records it.
+func (m *Manager) takeTAP(ctx context.Context, v *VM, p Progress) (string, error) {
+	p.Stage("acquire tap")
+	ip, err := netip.ParseAddr(v.Lease.IP)
+	if err != nil {
+		return "", fmt.Errorf("vm %s has no valid address lease (%q): delete it and create it again", v.Name, v.Lease.IP)
 	}
-	v.State = api.VMRunning
-	return m.save(ctx, v)
+	tap, err := m.Net.AcquireTAP(ctx, ip)
+	if err != nil {
+		return "", err
+	}
+	crashpoint.Here(ctx)
+	v.Runtime.TAP = tap
+	if err := m.Store.SetLeaseTAP(ctx, v.ID, tap); err != nil {
+		return tap, err
+	}
+	if err := m.save(ctx, v); err != nil {
+		return tap, err
+	}
+	p.Detail("%s", tap)
+	return tap, nil
+}
+
+// launchSpec is what the hypervisor gets to boot (or restore) v.
+func (m *Manager) launchSpec(v *VM, img image.Image, choice Choice, initrd, tap string) hypervisor.Spec {
+	dir := m.Dir(v.ID)
+	return hypervisor.Spec{
+		ID: v.ID, Name: v.Name, Dir: dir, VCPUs: v.Spec.VCPUs, MemoryMiB: v.Spec.MemoryMiB,
+		Boot: hypervisor.Boot{
+			Vmlinux: img.Path(image.Vmlinux), Vmlinuz: img.Path(image.Vmlinuz), Initrd: initrd,
+			Cmdline: m.cmdline(v),
+		},
+		Disks:        bootDisks(v, img, dir),
+		NIC:          &hypervisor.NIC{TAP: tap, MAC: v.Lease.MAC},
+		ConsoleLimit: ConsoleLimit,
+		Accel:        choice.Accel,
+	}
+}
+
+// pinHostKeys records the SSH host keys the guest reported and pins them
+// in the VM's known_hosts. Only keys that parse are kept (and stored):
+// the list is the guest's word.
+func (m *Manager) pinHostKeys(v *VM, keys []string) error {
+	v.Runtime.HostKeys, _ = hostKeys(keys)
+	return m.writeKnownHosts(v)
+}
+
+// readiness waits for SSH, always (so `banger vm ssh` works the moment
+// the VM is running), and the image's own probes (e.g. opencode on 4096).
+func (m *Manager) readiness(ctx context.Context, sess *agentmux.Session, img image.Image, p Progress) error {
+	probes := append([]api.Probe{{Name: "ssh", Kind: "tcp", Port: 22}}, img.Manifest.Probes...)
+	p.Stage("readiness")
+	for _, pr := range probes {
+		if err := m.waitProbe(ctx, sess, pr); err != nil {
+			return err
+		}
+	}
+	p.Detail("%d probe(s) ready", len(probes))
+	return nil
 }
 
 // waitAgent connects to the agent (dial, upgrade to protocol 2) and asks
 // for its health, retrying with short attempts until it answers or
 // AgentTimeout passes. The session stays in m.links for later requests.
 func (m *Manager) waitAgent(ctx context.Context, hv hypervisor.Hypervisor, id string, h hypervisor.Handle) (*agentmux.Session, error) {
+	return m.waitAgentWith(ctx, hv, id, h, m.dialer(hv, h, id))
+}
+
+// waitAgentWith is waitAgent dialling with dial.
+func (m *Manager) waitAgentWith(ctx context.Context, hv hypervisor.Hypervisor, id string, h hypervisor.Handle, dial agentlink.DialFunc) (*agentmux.Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.agentTimeout())
 	defer cancel()
 	var lastErr error
 	console := consoleWatch{path: h.ConsoleLog, since: m.now()}
 	var sess *agentmux.Session
 	err := poll.Until(ctx, 200*time.Millisecond, func() (bool, error) {
-		s, err := m.links.Get(ctx, id, m.dialer(hv, h, id))
+		s, err := m.links.Get(ctx, id, dial)
 		if err == nil {
 			attempt, stop := context.WithTimeout(ctx, 2*time.Second)
 			_, err = s.Health(attempt)
@@ -369,6 +392,9 @@ func (m *Manager) Start(ctx context.Context, name string, p Progress) (VM, error
 	if err != nil {
 		return v, err
 	}
+	if v.State == api.VMPaused {
+		return m.Resume(ctx, v.ID, p)
+	}
 	unlock := m.lock(v.ID)
 	defer unlock()
 	if v, err = m.Get(ctx, v.ID); err != nil {
@@ -407,7 +433,8 @@ func (m *Manager) Start(ctx context.Context, name string, p Progress) (VM, error
 		m.halt(context.WithoutCancel(ctx), &v, false)
 		return v, err
 	}
-	return v, nil
+	v.State = api.VMRunning
+	return v, m.save(ctx, &v)
 }
 
 func orNone(s string) string {
@@ -450,8 +477,12 @@ func (m *Manager) Stop(ctx context.Context, name string) (VM, error) {
 	if v, err = m.Get(ctx, v.ID); err != nil {
 		return v, err
 	}
-	if v.State == api.VMStopped {
+	switch v.State {
+	case api.VMStopped:
 		return v, nil
+	case api.VMPaused:
+		// As a power cut: what was in its memory is lost.
+		return v, m.discardState(ctx, &v)
 	}
 	return v, m.halt(ctx, &v, true)
 }

@@ -58,6 +58,10 @@ func (m *Manager) Reconcile(ctx context.Context) ([]Finding, error) {
 			out = append(out, Finding{VM: v.Name, Action: "deleted", Detail: detail})
 		case api.VMRunning:
 			out = append(out, m.readopt(ctx, v))
+		case api.VMPaused:
+			if f, ok := m.reconcilePaused(ctx, v, procs); ok {
+				out = append(out, f)
+			}
 		case api.VMStopped:
 			// A stopped VM has no hypervisor: one that runs is from a start
 			// the crash interrupted (launched, its handle recorded or not
@@ -71,6 +75,11 @@ func (m *Manager) Reconcile(ctx context.Context) ([]Finding, error) {
 					out = append(out, Finding{VM: v.Name, Action: "marked stopped", Detail: fmt.Sprintf("its start was interrupted; killed its hypervisor %v", pids)})
 				}
 			}
+		}
+	}
+	for i := range vms {
+		if f, ok := m.tidyStates(&vms[i]); ok {
+			out = append(out, f)
 		}
 	}
 	for _, f := range out {
@@ -92,7 +101,19 @@ func (m *Manager) readopt(ctx context.Context, v *VM) Finding {
 	}
 	err := hv.Adopt(ctx, *h)
 	if err == nil {
-		return Finding{VM: v.Name, Action: "adopted", Detail: fmt.Sprintf("%s pid %d", h.Driver, h.PID)}
+		detail := fmt.Sprintf("%s pid %d", h.Driver, h.PID)
+		if st, serr := hv.Status(ctx, *h); serr == nil && st == hypervisor.Paused {
+			// A save (pause, fork) the crash interrupted left it paused:
+			// banger never leaves a running VM's vCPUs stopped.
+			if snap, ok := hv.(hypervisor.Snapshotter); ok {
+				if rerr := snap.Resume(ctx, *h); rerr != nil {
+					detail += fmt.Sprintf("; could not resume its paused vCPUs: %v", rerr)
+				} else {
+					detail += "; resumed its vCPUs, which an interrupted save had left paused"
+				}
+			}
+		}
+		return Finding{VM: v.Name, Action: "adopted", Detail: detail}
 	}
 	st, serr := hv.Status(ctx, *h)
 	if !errors.Is(err, hypervisor.ErrNotOurs) && (serr != nil || st != hypervisor.Stopped) {

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/bangerdev/banger/internal/host/hypervisor"
 )
 
 // hypervisorCommands are the programs a VM directory's stray process can
@@ -75,4 +77,19 @@ func namesVM(args []string, dir string) bool {
 		}
 	}
 	return false
+}
+
+// killStraysUnless is killStrays sparing the process of h (a recorded
+// hypervisor, which its driver ends).
+func killStraysUnless(dir string, procs map[int][]string, h *hypervisor.Handle) []int {
+	if h == nil {
+		return killStrays(dir, procs)
+	}
+	others := make(map[int][]string, len(procs))
+	for pid, args := range procs {
+		if pid != h.PID {
+			others[pid] = args
+		}
+	}
+	return killStrays(dir, others)
 }

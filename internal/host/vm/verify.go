@@ -40,6 +40,12 @@ func (m *Manager) Leaks(ctx context.Context) ([]api.Leak, error) {
 			leaks = append(leaks, api.Leak{Kind: "disk", What: dir, Detail: "a VM directory without a VM record"})
 			continue
 		}
+		if _, err := os.Stat(stateTmp(dir)); err == nil {
+			leaks = append(leaks, api.Leak{Kind: "disk", What: stateTmp(dir), Detail: "an unfinished save of vm " + v.Name})
+		}
+		if _, err := os.Stat(stateDir(dir)); err == nil && v.State != api.VMPaused {
+			leaks = append(leaks, api.Leak{Kind: "disk", What: stateDir(dir), Detail: fmt.Sprintf("a saved state of vm %s, which is %s", v.Name, v.State)})
+		}
 		if v.State == api.VMRunning {
 			continue
 		}
@@ -47,6 +53,13 @@ func (m *Manager) Leaks(ctx context.Context) ([]api.Leak, error) {
 		for _, s := range socks {
 			leaks = append(leaks, api.Leak{Kind: "socket", What: s, Detail: fmt.Sprintf("vm %s is %s", v.Name, v.State)})
 		}
+	}
+	warm, err := m.warmLeftovers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warm {
+		leaks = append(leaks, api.Leak{Kind: "disk", What: w, Detail: "an unfinished warm snapshot, or one of an image that is gone"})
 	}
 	procs, _ := os.ReadDir("/proc")
 	for _, p := range procs {

@@ -58,6 +58,10 @@ type Spec struct {
 	// disk), or empty for a VM made by an older banger, which boots its
 	// own full copy of the rootfs read-write.
 	RootLayout string `json:"root_layout,omitempty"`
+	// ForkedFrom names the VM this one was forked from.
+	ForkedFrom string `json:"forked_from,omitempty"`
+	// Warm: the VM was restored from its image's warm snapshot.
+	Warm bool `json:"warm,omitempty"`
 }
 
 // RootOverlay is Spec.RootLayout of a VM whose root is an overlay: vda is
@@ -76,6 +80,12 @@ type Runtime struct {
 	// LastExit is why the VM last stopped on its own (lastexit.go); a
 	// start begins with an empty Runtime, which clears it.
 	LastExit *api.VMExit `json:"last_exit,omitempty"`
+	// Saved describes a paused VM's saved state (snapshot.go).
+	Saved *SavedState `json:"saved,omitempty"`
+	// Resuming: a resume launched the hypervisor from the saved state
+	// (Handle) and may have let the guest run; the state is valid only
+	// while the hypervisor is still paused (see Reconcile).
+	Resuming bool `json:"resuming,omitempty"`
 }
 
 // VM is a VM record with its decoded spec, runtime and lease.
@@ -140,6 +150,10 @@ type Manager struct {
 	// after it is stored: the VM as GET /v1/vms/{name} shows it, or
 	// Removed. The daemon feeds its event hub with it.
 	OnChange func(api.Event)
+	// AutoWarm, when set, is called after a cold create of an image that
+	// has no warm snapshot yet (config vm.auto_warm): the daemon warms the
+	// image for that shape in the background.
+	AutoWarm func(img image.Image, req api.CreateVMRequest)
 
 	links   agentlink.Pool // each running VM's agent session
 	allocMu sync.Mutex     // name + lease allocation
@@ -247,6 +261,10 @@ func (m *Manager) API(ctx context.Context, v VM) api.VM {
 		DiskBytes: v.Spec.DiskBytes, Hypervisor: v.Spec.Hypervisor, IP: v.Lease.IP, MAC: v.Lease.MAC,
 		TAP: v.Runtime.TAP, Dir: m.Dir(v.ID), CreatedAt: v.CreatedAt, StartedAt: v.Runtime.StartedAt,
 		Warnings: v.Runtime.Warnings, SSH: "banger vm ssh " + v.Name, LastExit: v.Runtime.LastExit,
+		ForkedFrom: v.Spec.ForkedFrom, Warm: v.Spec.Warm,
+	}
+	if s := v.Runtime.Saved; s != nil && v.State == api.VMPaused {
+		out.StateBytes = s.Bytes
 	}
 	if h := v.Runtime.Handle; h != nil {
 		out.PID, out.Accel, out.ConsoleLog = h.PID, h.Accel, h.ConsoleLog

@@ -1,0 +1,241 @@
+package vm
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/crashpoint"
+	"github.com/bangerdev/banger/internal/host/diskclone"
+	"github.com/bangerdev/banger/internal/host/hypervisor"
+	"github.com/bangerdev/banger/internal/host/image"
+	"github.com/bangerdev/banger/internal/host/store"
+)
+
+// Fork makes a copy of a running VM: its memory, processes and sessions
+// and its disks, as they are at one instant, in a new VM with its own
+// name, address, MAC, machine-id, boot ID, SSH host keys and agent key.
+// The source is paused while its state is saved and its disks copied
+// (reflinks where the filesystem has them), then runs on; it is never
+// left paused, whatever fails.
+func (m *Manager) Fork(ctx context.Context, name string, req api.ForkVMRequest, p Progress) (VM, error) {
+	src, err := m.Get(ctx, name)
+	if err != nil {
+		return src, err
+	}
+	if err := m.ValidateFork(ctx, req); err != nil {
+		return VM{}, err
+	}
+	unlockSrc := m.lock(src.ID)
+	defer unlockSrc()
+	if src, err = m.Get(ctx, src.ID); err != nil {
+		return src, err
+	}
+	hv, h, err := m.driverOf(src)
+	if err != nil {
+		return VM{}, err
+	}
+	snap, err := snapshotter(hv)
+	if err != nil {
+		return VM{}, err
+	}
+	img, err := m.Images.Get(ctx, src.ImageID)
+	if err != nil {
+		return VM{}, err
+	}
+	if err := m.checkSpaceForCreate(img, src.Spec.DiskBytes); err != nil {
+		return VM{}, err
+	}
+	if err := m.checkSpaceForState(&src); err != nil {
+		return VM{}, err
+	}
+	srcKey, err := agentKey(m.Dir(src.ID))
+	if err != nil {
+		return VM{}, err
+	}
+
+	p.Stage("allocate")
+	v, err := m.allocate(ctx, api.CreateVMRequest{
+		Name: req.Name, VCPUs: src.Spec.VCPUs, MemoryMiB: src.Spec.MemoryMiB, DiskBytes: src.Spec.DiskBytes,
+	}, img, hv.Name())
+	if err != nil {
+		return v, err
+	}
+	p.Detail("%s, %s", v.Name, v.Lease.IP)
+	unlock := m.lock(v.ID)
+	defer unlock()
+	ok := false
+	defer func() {
+		if !ok {
+			if derr := m.destroy(context.WithoutCancel(ctx), &v); derr != nil {
+				m.Log.Error("cleaning up a failed fork", "vm", v.Name, "error", derr)
+			}
+		}
+	}()
+	v.Spec.RootLayout, v.Spec.AgentVersion, v.Spec.ForkedFrom = src.Spec.RootLayout, src.Spec.AgentVersion, src.Name
+	v.Runtime.Warnings = src.Runtime.Warnings
+	if err := m.save(ctx, &v); err != nil {
+		return v, err
+	}
+	dir := m.Dir(v.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return v, err
+	}
+
+	p.Stage("pause " + src.Name)
+	paused := time.Now()
+	if _, err := saveState(ctx, snap, h, stateDir(dir)); err != nil {
+		m.resumeSource(ctx, snap, src, h)
+		return v, err
+	}
+	crashpoint.Here(ctx)
+	p.Stage("copy disks")
+	err = m.copyDisks(src, v)
+	m.resumeSource(ctx, snap, src, h)
+	if err != nil {
+		return v, err
+	}
+	p.Detail("%s was paused %d ms", src.Name, time.Since(paused).Milliseconds())
+	if err := m.restoreClone(ctx, &v, img, hv, h.Accel, stateDir(dir), srcKey, p); err != nil {
+		return v, err
+	}
+	if err := m.copySessions(ctx, src, v); err != nil {
+		return v, err
+	}
+	v.State = api.VMRunning
+	if err := m.save(ctx, &v); err != nil {
+		return v, err
+	}
+	ok = true
+	return v, nil
+}
+
+// ValidateFork checks a fork request: a name, when given, must be valid
+// and free.
+func (m *Manager) ValidateFork(ctx context.Context, req api.ForkVMRequest) error {
+	if req.Name != "" {
+		if _, err := m.pickName(ctx, req.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resumeSource lets a fork's source run again and sets its clock, which
+// stood still while it was paused.
+func (m *Manager) resumeSource(ctx context.Context, snap hypervisor.Snapshotter, src VM, h hypervisor.Handle) {
+	ctx = context.WithoutCancel(ctx)
+	if err := snap.Resume(ctx, h); err != nil {
+		m.Log.Error("resuming a fork's source", "vm", src.Name, "error", err)
+		return
+	}
+	hv := m.Drivers[h.Driver]
+	attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if sess, err := m.links.Get(attempt, src.ID, m.dialer(hv, h, src.ID)); err == nil {
+		if err := m.setClock(attempt, sess); err != nil {
+			m.Log.Warn("setting a fork source's clock", "vm", src.Name, "error", err)
+		}
+	}
+}
+
+// copyDisks clones the source's own disks (not the shared base) into the
+// new VM's directory.
+func (m *Manager) copyDisks(src, v VM) error {
+	from, to := m.Dir(src.ID), m.Dir(v.ID)
+	disks := []func(string) string{workDisk, upperDisk}
+	if src.Spec.RootLayout != RootOverlay {
+		disks = []func(string) string{workDisk, rootDisk}
+	}
+	for _, disk := range disks {
+		if _, err := diskclone.Clone(disk(to), disk(from)); err != nil {
+			return fmt.Errorf("copying %s's disks: %w", src.Name, err)
+		}
+	}
+	return nil
+}
+
+// restoreClone brings up a VM whose disks are copies of another VM's
+// (a fork's source, a warm snapshot's) from that VM's state in dir: it
+// writes the VM's own boot payload, takes its TAP, restores and runs it,
+// then gives the guest its own identity through the agent, which until
+// then holds fromKey, and waits for readiness with the VM's own key. The
+// stages say restore and identity where a boot says launch and agent
+// health.
+func (m *Manager) restoreClone(ctx context.Context, v *VM, img image.Image, hv hypervisor.Hypervisor, accel, dir string, fromKey []byte, p Progress) error {
+	snap, err := snapshotter(hv)
+	if err != nil {
+		return err
+	}
+	p.Stage("sync auth files")
+	initrd, payload, err := m.writeBootPayload(ctx, m.Dir(v.ID), img, p)
+	if err != nil {
+		return err
+	}
+	tap, err := m.takeTAP(ctx, v, p)
+	if err != nil {
+		return err
+	}
+	p.Stage("restore " + hv.Name())
+	start := time.Now()
+	spec := m.launchSpec(v, img, Choice{HV: hv, Accel: accel}, initrd, tap)
+	h, err := m.restoreAndRun(ctx, v, snap, spec, dir, func(h hypervisor.Handle) error {
+		v.Runtime.Handle = &h
+		v.Runtime.StartedAt = m.now()
+		return m.save(ctx, v)
+	})
+	if err != nil {
+		return err
+	}
+	p.Detail("pid %d, %s, %d ms", h.PID, h.Accel, time.Since(start).Milliseconds())
+
+	p.Stage("identity")
+	ctx, stopWatch := m.whileRunning(ctx, hv, h)
+	defer stopWatch()
+	sess, err := m.waitAgentWith(ctx, hv, v.ID, h, m.keyDialer(hv, h, v.Name, fromKey))
+	if err != nil {
+		return err
+	}
+	id, err := m.newIdentity(v, payload)
+	if err != nil {
+		return err
+	}
+	if err := m.sendIdentity(ctx, v, sess, id, p); err != nil {
+		return err
+	}
+	crashpoint.Here(ctx)
+	// From here the agent takes only the VM's own key.
+	m.links.Drop(v.ID)
+	sess, err = m.links.Get(ctx, v.ID, m.dialer(hv, h, v.ID))
+	if err != nil {
+		return fmt.Errorf("reaching the restored guest with its new agent key: %w", err)
+	}
+	return m.readiness(ctx, sess, img, p)
+}
+
+// copySessions records the source's sessions as the fork's, marked
+// forked: the fork's guest runs copies of them under the same ids.
+func (m *Manager) copySessions(ctx context.Context, src, v VM) error {
+	recs, err := m.Store.ListSessions(ctx, src.ID)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		var ses api.Session
+		if err := json.Unmarshal([]byte(r.Meta), &ses); err != nil || ses.ID == "" {
+			ses = api.Session{ID: r.ID, Name: r.Name, State: r.State}
+		}
+		ses.VM, ses.ForkedFrom, ses.AttachCount = v.Name, src.Name, 0
+		meta, err := json.Marshal(ses)
+		if err != nil {
+			return err
+		}
+		if err := m.Store.PutSession(ctx, store.Session{ID: r.ID, VMID: v.ID, Name: r.Name, State: r.State, Meta: string(meta)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,238 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/crashpoint"
+	"github.com/bangerdev/banger/internal/host/hypervisor"
+	"github.com/bangerdev/banger/internal/shared/atomicfile"
+	"github.com/bangerdev/banger/internal/shared/sizetext"
+)
+
+// Pause saves a running VM's whole state (memory and devices) beside its
+// disks and ends its hypervisor: the VM's memory is freed and its TAP
+// returned; its address, disks, agent key and boot files stay. Resume
+// brings it back as it was, processes and sessions included.
+func (m *Manager) Pause(ctx context.Context, name string, p Progress) (VM, error) {
+	v, err := m.Get(ctx, name)
+	if err != nil {
+		return v, err
+	}
+	unlock := m.lock(v.ID)
+	defer unlock()
+	if v, err = m.Get(ctx, v.ID); err != nil {
+		return v, err
+	}
+	if v.State == api.VMPaused {
+		return v, api.Errorf(api.CodeFailedPrecondition, "vm %s is already paused: resume it with `banger vm resume %s`", v.Name, v.Name)
+	}
+	hv, h, err := m.driverOf(v)
+	if err != nil {
+		return v, err
+	}
+	snap, err := snapshotter(hv)
+	if err != nil {
+		return v, err
+	}
+	dir := m.Dir(v.ID)
+	if err := m.checkSpaceForState(&v); err != nil {
+		return v, err
+	}
+
+	p.Stage("save state")
+	saved, err := saveState(ctx, snap, h, stateTmp(dir))
+	if err != nil {
+		if rerr := snap.Resume(context.WithoutCancel(ctx), h); rerr != nil {
+			m.Log.Error("resuming a VM whose save failed", "vm", v.Name, "error", rerr)
+		}
+		return v, err
+	}
+	crashpoint.Here(ctx)
+	if err := commitState(dir); err != nil {
+		snap.Resume(context.WithoutCancel(ctx), h)
+		return v, err
+	}
+	p.Detail("%s", sizetext.Up(saved.Bytes))
+
+	// From here the saved state is the VM: the record says so before the
+	// hypervisor goes (a crash in between is finished by Reconcile).
+	p.Stage("stop hypervisor")
+	v.State = api.VMPaused
+	v.Runtime.Saved = &saved
+	if err := m.save(ctx, &v); err != nil {
+		os.RemoveAll(stateDir(dir))
+		snap.Resume(context.WithoutCancel(ctx), h)
+		return v, err
+	}
+	crashpoint.Here(ctx)
+	return v, m.endHypervisor(ctx, &v)
+}
+
+// commitState makes a complete save in stateTmp the VM's saved state.
+func commitState(dir string) error {
+	if err := os.RemoveAll(stateDir(dir)); err != nil {
+		return err
+	}
+	if err := os.Rename(stateTmp(dir), stateDir(dir)); err != nil {
+		return fmt.Errorf("committing the saved state: %w", err)
+	}
+	return atomicfile.SyncDir(dir)
+}
+
+// endHypervisor ends a VM's hypervisor, returns its TAP and forgets the
+// handle, leaving the VM's state and boot files as they are: a paused
+// VM's (its state on disk) for the resume, a warm template's for its
+// snapshot.
+func (m *Manager) endHypervisor(ctx context.Context, v *VM) error {
+	var errs []error
+	if h := v.Runtime.Handle; h != nil {
+		if hv, ok := m.Drivers[h.Driver]; ok {
+			if err := hv.Kill(*h); err != nil && running(ctx, hv, *h) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	m.links.Drop(v.ID)
+	socks, _ := filepath.Glob(filepath.Join(m.Dir(v.ID), "*.sock"))
+	for _, f := range socks {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := m.releaseTAP(ctx, v); err != nil {
+		errs = append(errs, err)
+	}
+	v.Runtime.Handle = nil
+	v.Runtime.Resuming = false
+	if err := m.save(ctx, v); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Resume restores a paused VM from its saved state: the same memory,
+// processes and sessions, on the same address; its clock is set to the
+// host's. The saved state is dropped once the VM runs.
+func (m *Manager) Resume(ctx context.Context, name string, p Progress) (VM, error) {
+	v, err := m.Get(ctx, name)
+	if err != nil {
+		return v, err
+	}
+	unlock := m.lock(v.ID)
+	defer unlock()
+	if v, err = m.Get(ctx, v.ID); err != nil {
+		return v, err
+	}
+	if v.State != api.VMPaused {
+		return v, NotPaused(v)
+	}
+	saved := v.Runtime.Saved
+	if saved == nil {
+		return v, fmt.Errorf("vm %s is paused but its saved state is not recorded: `banger vm stop %s` discards it, then start it", v.Name, v.Name)
+	}
+	hv, ok := m.Drivers[saved.Driver]
+	if !ok {
+		return v, api.Errorf(api.CodeFailedPrecondition, "vm %s was saved by the %s driver, which this bangerd does not have: `banger vm stop %s` discards the saved state", v.Name, saved.Driver, v.Name)
+	}
+	snap, err := snapshotter(hv)
+	if err != nil {
+		return v, err
+	}
+	img, err := m.Images.Get(ctx, v.ImageID)
+	if err != nil {
+		return v, err
+	}
+	dir := m.Dir(v.ID)
+	initrd := bootInitrd(dir)
+	if _, err := os.Stat(initrd); err != nil {
+		return v, fmt.Errorf("vm %s: its boot files are missing (%v): `banger vm stop %s` discards the saved state, then start it", v.Name, err, v.Name)
+	}
+	tap, err := m.takeTAP(ctx, &v, p)
+	if err != nil {
+		return v, m.abortResume(ctx, &v, err)
+	}
+	p.Stage("restore " + hv.Name())
+	spec := m.launchSpec(&v, img, Choice{HV: hv, Accel: saved.Accel}, initrd, tap)
+	start := time.Now()
+	h, err := m.restoreAndRun(ctx, &v, snap, spec, stateDir(dir), func(h hypervisor.Handle) error {
+		v.Runtime.Handle = &h
+		v.Runtime.Resuming = true
+		return m.save(ctx, &v)
+	})
+	if err != nil {
+		return v, m.abortResume(ctx, &v, err)
+	}
+	p.Detail("pid %d, %d ms", h.PID, time.Since(start).Milliseconds())
+	crashpoint.Here(ctx)
+	// The guest has run: the state no longer matches the disks.
+	v.State = api.VMRunning
+	v.Runtime.Resuming = false
+	v.Runtime.Saved = nil
+	v.Runtime.StartedAt = m.now()
+	if err := m.save(ctx, &v); err != nil {
+		return v, err
+	}
+	if err := os.RemoveAll(stateDir(dir)); err != nil {
+		m.Log.Warn("removing a resumed VM's saved state", "vm", v.Name, "error", err)
+	}
+
+	p.Stage("clock")
+	sess, err := m.waitAgent(ctx, hv, v.ID, h)
+	if err != nil {
+		return v, err
+	}
+	if err := m.setClock(ctx, sess); err != nil {
+		p.Logf("could not set the guest's clock: %v", err)
+	}
+	return v, nil
+}
+
+// abortResume undoes a resume that failed before the guest ran: the
+// hypervisor it launched goes, the VM stays paused with its state.
+func (m *Manager) abortResume(ctx context.Context, v *VM, err error) error {
+	ctx = context.WithoutCancel(ctx)
+	if h := v.Runtime.Handle; h != nil {
+		if hv, ok := m.Drivers[h.Driver]; ok {
+			if st, serr := hv.Status(ctx, *h); serr == nil && st == hypervisor.Running {
+				// It ran: the state is spent. Keep the VM running.
+				v.State = api.VMRunning
+				v.Runtime.Resuming = false
+				v.Runtime.Saved = nil
+				m.save(ctx, v)
+				os.RemoveAll(stateDir(m.Dir(v.ID)))
+				return err
+			}
+		}
+	}
+	if eerr := m.endHypervisor(ctx, v); eerr != nil {
+		m.Log.Error("cleaning up a failed resume", "vm", v.Name, "error", eerr)
+	}
+	return err
+}
+
+// NotPaused is the refusal to resume a VM that is not paused.
+func NotPaused(v VM) error {
+	if v.State == api.VMRunning {
+		return api.Errorf(api.CodeFailedPrecondition, "vm %s is running, not paused: pause it with `banger vm pause %s`", v.Name, v.Name)
+	}
+	return api.Errorf(api.CodeFailedPrecondition, "vm %s is %s, not paused: start it with `banger vm start %s`", v.Name, v.State, v.Name)
+}
+
+// discardState drops a paused VM's saved state (a stop of a paused VM:
+// as a power cut, what was in its memory is lost).
+func (m *Manager) discardState(ctx context.Context, v *VM) error {
+	if err := m.endHypervisor(ctx, v); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(stateDir(m.Dir(v.ID))); err != nil {
+		return err
+	}
+	v.Runtime.Saved = nil
+	return m.halt(ctx, v, false)
+}
