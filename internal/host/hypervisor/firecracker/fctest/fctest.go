@@ -30,6 +30,15 @@
 // a boot log on the console and, after SendCtrlAltDel, a power-off line
 // (PowerOffMarker), and powers off.
 //
+// Snapshots keep the guest (snapshot.go): PUT /snapshot/create writes the
+// devices as configured and the guest's memory (its agent key, host name,
+// host keys and uptime); PUT /snapshot/load reopens them, read-only, with
+// network_overrides and vsock_override applied, and the agent answers
+// with the saved key. The agent also takes MethodIdentity calls, played
+// minimally: recorded (Identities; IdentityPath among a fake process's
+// requests), with Hostname, HostKeys and Key applied. GET /vm/config
+// reports the configuration.
+//
 // FakeBinary and RunIfFake turn a test binary into a fake `firecracker`
 // executable running this server in a process of its own, for drivers
 // that launch, adopt and stop real processes.

@@ -417,3 +417,181 @@ func TestAcceptsAndPlaysTheGuest(t *testing.T) {
 		}
 	}
 }
+
+// The snapshot requests' bodies are checked against the release played:
+// the fields each release's LoadSnapshotConfig, CreateSnapshotParams and
+// Vm have (src/vmm/src/vmm_config/snapshot.rs and the API definition at
+// the release tags), refused as unknown where it lacks them.
+func TestSnapshotSchemaByVersion(t *testing.T) {
+	const load = `{"snapshot_path": "/s", "mem_backend": {"backend_type": "File", "backend_path": "/m"}, "resume_vm": false%s}`
+	tests := []struct {
+		version, method, path, body string
+		unknown                     string // "": the body passes the schema
+	}{
+		{"1.5.0", "PUT", "/snapshot/create", `{"snapshot_type": "Full", "snapshot_path": "/s", "mem_file_path": "/m", "version": "1.5.0"}`, ""},
+		{"1.6.0", "PUT", "/snapshot/create", `{"snapshot_type": "Full", "snapshot_path": "/s", "mem_file_path": "/m", "version": "1.6.0"}`, "version"},
+		{"1.1.0", "PUT", "/snapshot/create", `{"snapshot_type": "Full", "snapshot_path": "/s", "mem_file_path": "/m"}`, ""},
+		{"1.16.1", "PUT", "/snapshot/create", `{"snapshot_type": "Full", "snapshot_path": "/s", "mem_file_path": "/m"}`, ""},
+		{"1.1.0", "PUT", "/snapshot/load", fmt.Sprintf(load, `, "enable_diff_snapshots": true`), ""},
+		{"1.11.0", "PUT", "/snapshot/load", fmt.Sprintf(load, `, "network_overrides": [{"iface_id": "eth0", "host_dev_name": "tap1"}]`), "network_overrides"},
+		{"1.12.0", "PUT", "/snapshot/load", fmt.Sprintf(load, `, "network_overrides": [{"iface_id": "eth0", "host_dev_name": "tap1"}]`), ""},
+		{"1.12.1", "PUT", "/snapshot/load", fmt.Sprintf(load, `, "track_dirty_pages": true`), "track_dirty_pages"},
+		{"1.13.0", "PUT", "/snapshot/load", fmt.Sprintf(load, `, "track_dirty_pages": true`), ""},
+		{"1.15.1", "PUT", "/snapshot/load", fmt.Sprintf(load, `, "vsock_override": {"uds_path": "v.sock"}`), "vsock_override"},
+		{"1.16.0", "PUT", "/snapshot/load", fmt.Sprintf(load, `, "vsock_override": {"uds_path": "v.sock"}`), ""},
+		{"1.14.3", "PUT", "/snapshot/load", fmt.Sprintf(load, `, "clock_realtime": true`), "clock_realtime"},
+		{"1.14.4", "PUT", "/snapshot/load", fmt.Sprintf(load, `, "clock_realtime": true`), ""},
+		{"1.15.0", "PUT", "/snapshot/load", fmt.Sprintf(load, `, "clock_realtime": true`), "clock_realtime"},
+		{"1.15.1", "PUT", "/snapshot/load", fmt.Sprintf(load, `, "clock_realtime": true`), ""},
+		{"1.16.1", "PUT", "/snapshot/load", fmt.Sprintf(load, `, "huge_pages": "None"`), "huge_pages"},
+		{"1.16.1", "PUT", "/snapshot/load", `{"snapshot_path": "/s", "mem_backend": {"backend_type": "Memory", "backend_path": "/m"}}`, "Memory"},
+		{"1.16.1", "PATCH", "/vm", `{"state": "Running"}`, "Running"},
+		{"1.16.1", "PATCH", "/vm", `{"state": "Paused", "force": true}`, "force"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.version+" "+tt.path+" "+tt.unknown, func(t *testing.T) {
+			_, sock := Start(t, Config{Version: tt.version})
+			status, fault := client{t, sock}.send(tt.method, tt.path, tt.body)
+			serde := strings.Contains(fault, "deserializing the json body")
+			if tt.unknown == "" {
+				if serde {
+					t.Errorf("v%s refused %s as a body it does not know: %s", tt.version, tt.body, fault)
+				}
+				return
+			}
+			if status != http.StatusBadRequest || !serde || !strings.Contains(fault, "`"+tt.unknown+"`") {
+				t.Errorf("v%s answered %s with %d %q; want its deserializer to refuse `%s`", tt.version, tt.body, status, fault, tt.unknown)
+			}
+		})
+	}
+}
+
+// A snapshot keeps the guest: a stand-in loading another's snapshot
+// reopens its devices, answers its agent with the saved key (and, after
+// an identity call that sets one, with the new key only), and reports the
+// saved configuration in GET /vm/config; a load reads the files only.
+func TestSnapshotKeepsTheGuest(t *testing.T) {
+	f := testFiles(t)
+	key := make([]byte, agentmux.KeySize)
+	for i := range key {
+		key[i] = byte(i)
+	}
+	initrd := filepath.Join(f.dir, "initrd")
+	if err := hvtest.WithBootKey(initrd, f.disk2, key); err != nil {
+		t.Fatal(err)
+	}
+	_, sock := Start(t, Config{})
+	c := client{t, sock}
+	vsock := filepath.Join(f.dir, "v1.sock")
+	c.mustSend("PUT", "/boot-source", fmt.Sprintf(`{"kernel_image_path": %q, "initrd_path": %q}`, f.kernel, initrd))
+	c.mustSend("PUT", "/drives/root", fmt.Sprintf(`{"drive_id": "root", "path_on_host": %q, "is_root_device": false, "is_read_only": true}`, f.disk))
+	c.mustSend("PUT", "/network-interfaces/eth0", `{"iface_id": "eth0", "host_dev_name": "tap-a"}`)
+	c.mustSend("PUT", "/vsock", fmt.Sprintf(`{"guest_cid": 3, "uds_path": %q}`, vsock))
+	c.mustSend("PUT", "/actions", `{"action_type": "InstanceStart"}`)
+	c.mustSend("PATCH", "/vm", `{"state": "Paused"}`)
+	state, mem := filepath.Join(f.dir, "state"), filepath.Join(f.dir, "mem")
+	c.mustSend("PUT", "/snapshot/create", fmt.Sprintf(`{"snapshot_type": "Full", "snapshot_path": %q, "mem_file_path": %q}`, state, mem))
+	for _, p := range []string{state, mem} {
+		os.Chmod(p, 0o400) // a load only reads
+	}
+
+	srv2, sock2 := Start(t, Config{})
+	c2 := client{t, sock2}
+	vsock2 := filepath.Join(f.dir, "v2.sock")
+	c2.mustSend("PUT", "/snapshot/load", fmt.Sprintf(`{"snapshot_path": %q, "mem_backend": {"backend_type": "File", "backend_path": %q}, "resume_vm": false, "network_overrides": [{"iface_id": "eth0", "host_dev_name": "tap-b"}], "vsock_override": {"uds_path": %q}}`, state, mem, vsock2))
+	if srv2.State() != statePaused {
+		t.Errorf("state after a load with resume_vm false: %q", srv2.State())
+	}
+	if status, fault := c2.send("PUT", "/drives/root", fmt.Sprintf(`{"drive_id": "root", "path_on_host": %q, "is_root_device": false, "is_read_only": true}`, f.disk)); status != http.StatusBadRequest {
+		t.Errorf("a drive after the load: %d %s; want it refused", status, fault)
+	}
+	c2.mustSend("PATCH", "/vm", `{"state": "Resumed"}`)
+	cfg := getJSON(t, sock2, "/vm/config")
+	if ifaces, _ := cfg["network-interfaces"].([]any); len(ifaces) != 1 || ifaces[0].(map[string]any)["host_dev_name"] != "tap-b" {
+		t.Errorf("GET /vm/config network-interfaces after the override: %v", cfg["network-interfaces"])
+	}
+	if v, _ := cfg["vsock"].(map[string]any); v["uds_path"] != vsock2 {
+		t.Errorf("GET /vm/config vsock after the override: %v", cfg["vsock"])
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sess := dialAgent(t, ctx, vsock2, key)
+	newKey := make([]byte, agentmux.KeySize)
+	newKey[0] = 0xff
+	var res agentproto.IdentityResult
+	if err := sess.Call(ctx, agentproto.MethodIdentity, agentproto.Identity{TimeUnixNano: 1, HostKeys: true, Key: newKey}, &res); err != nil {
+		t.Fatalf("identity: %v", err)
+	}
+	sess.Close()
+	if len(res.HostKeys) != 1 || res.HostKeys[0] == FakeHostKey {
+		t.Errorf("identity host keys: %v", res.HostKeys)
+	}
+	if ids := srv2.Identities(); len(ids) != 1 || !ids[0].HostKeys {
+		t.Errorf("recorded identities: %+v", ids)
+	}
+	dialAgent(t, ctx, vsock2, newKey).Close()
+	conn := connectAgent(t, vsock2)
+	if _, err := agentmux.Upgrade(ctx, conn, key); err == nil {
+		t.Error("the old key still opens a session after identity set a new one")
+	}
+	if err := srv2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A second load of the same snapshot, into a third stand-in, works
+	// (the files were only read) and binds the socket the snapshot names.
+	_, sock3 := Start(t, Config{})
+	os.Remove(vsock)
+	client{t, sock3}.mustSend("PUT", "/snapshot/load", fmt.Sprintf(`{"snapshot_path": %q, "mem_backend": {"backend_type": "File", "backend_path": %q}, "resume_vm": true}`, state, mem))
+}
+
+func getJSON(t *testing.T, sock, path string) map[string]any {
+	t.Helper()
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get("http://localhost" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// connectAgent opens a hybrid vsock connection to the agent's port.
+func connectAgent(t *testing.T, vsock string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("unix", vsock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "CONNECT %d\n", agentproto.VsockPort)
+	// Byte by byte: what follows the line is the agent's.
+	var line []byte
+	b := make([]byte, 1)
+	for len(line) == 0 || line[len(line)-1] != '\n' {
+		if _, err := conn.Read(b); err != nil {
+			t.Fatalf("CONNECT: %q, %v", line, err)
+		}
+		line = append(line, b[0])
+	}
+	if !strings.HasPrefix(string(line), "OK ") {
+		t.Fatalf("CONNECT: %q", line)
+	}
+	return conn
+}
+
+func dialAgent(t *testing.T, ctx context.Context, vsock string, key []byte) *agentmux.Session {
+	t.Helper()
+	sess, err := agentmux.Upgrade(ctx, connectAgent(t, vsock), key)
+	if err != nil {
+		t.Fatalf("agent session: %v", err)
+	}
+	return sess
+}

@@ -43,6 +43,9 @@ type field struct {
 	// since and until bound the releases that have the field: since is
 	// the first, until the first without it; zero means unbounded.
 	since, until version
+	// backports are patch releases of older minor releases that got the
+	// field too: each has it, and so do the later patches of its minor.
+	backports []version
 }
 
 type schema struct {
@@ -54,6 +57,11 @@ type schema struct {
 }
 
 func (f field) in(v version) bool {
+	for _, b := range f.backports {
+		if v.major == b.major && v.minor == b.minor && !v.less(b) {
+			return true
+		}
+	}
 	if !f.since.zero() && v.less(f.since) {
 		return false
 	}
@@ -389,6 +397,8 @@ var snapshotLoadSchema = &schema{name: "LoadSnapshotConfig", denyUnknown: true, 
 	{name: "resume_vm", kind: kBool},
 	{name: "network_overrides", kind: kArray, obj: networkOverrideSchema, since: v1_12},
 	{name: "vsock_override", kind: kObject, obj: vsockOverrideSchema, since: v1_16},
-	{name: "clock_realtime", kind: kBool, since: v1_16},
+	// clock_realtime came with v1.16.0 and was backported to v1.14.4 and
+	// v1.15.1 (src/vmm/src/vmm_config/snapshot.rs at those tags).
+	{name: "clock_realtime", kind: kBool, since: v1_16, backports: []version{{1, 14, 4, ""}, {1, 15, 1, ""}}},
 	{name: "huge_pages", kind: kString, enum: []string{"Snapshot", "None", "Transparent", "2M"}, since: v1_17},
 }}
