@@ -51,6 +51,12 @@ type cmdCase struct {
 	// gated: the command follows an operation that syncs auth files
 	// (vm create, start, restart); see runGated.
 	gated bool
+	// raced: the command follows an operation that reads no auth file
+	// (a pause, a resume, a fork, a warm create), so it cannot be gated:
+	// its output is normalized as a gated one's, and the operation must
+	// write no log line (one sent before the command attached would not
+	// be replayed).
+	raced bool
 }
 
 // cliHarness runs banger against one daemon.
@@ -150,7 +156,7 @@ func (h *cliHarness) runCases(t *testing.T, cases []cmdCase) {
 					t.Errorf("banger %s changed the daemon's VMs or images (-before +after):\n%s", strings.Join(c.args, " "), diff)
 				}
 			}
-			if c.gated {
+			if c.gated || c.raced {
 				r.stderr = dropStartedBeforeDone(r.stderr)
 				if slices.Contains(c.args, "--json") {
 					r.stdout = normalizeJSONStream(t, r.stdout)
@@ -347,6 +353,14 @@ var volatile = []struct {
 	// What a disk occupies on the host depends on its filesystem (block
 	// size, preallocation): in JSON here, in vm stats' table below.
 	{regexp.MustCompile(`"used_bytes":( ?)\d+`), `"used_bytes":$1<USED>`},
+	// What a warm snapshot occupies (save state's detail; the warm
+	// table below) depends on the filesystem too.
+	{regexp.MustCompile(`\S+ \(state (\S+)\)`), "<USED> (state $1)"},
+	// Times a daemon measured inside a stage's detail (a restore, the
+	// guest's identity call, how long a fork's source was paused).
+	{regexp.MustCompile(`\b\d+ ms\b`), "<N> ms"},
+	// The generated name of the VM an image warm boots.
+	{regexp.MustCompile(`\btemplate VM [a-z]+-[a-z]+\b`), "template VM <NAME>"},
 	// Pids: in text, in a table row, in JSON.
 	{regexp.MustCompile(`\bpid \d+\b`), "pid <PID>"},
 	{regexp.MustCompile(`(?m)^pid( +)\d+$`), "pid$1<PID>"},
@@ -379,13 +393,37 @@ func (n *normalizer) apply(s string, table bool) string {
 		}
 	})
 	if table {
-		s = realign(statsDiskUsed(s))
+		s = realign(warmSizeUsed(statsDiskUsed(s)))
 	}
 	return s
 }
 
 // statsHeader is the header of vm stats' table.
 var statsHeader = regexp.MustCompile(`^NAME +CPU% +HOST-RSS +GUEST-MEM +DISK +NET-RX +NET-TX$`)
+
+// warmHeader is the header of image show's and image warm's table of
+// warm snapshots.
+var warmHeader = regexp.MustCompile(`^WARM +VCPUS +MEMORY +DISK +SIZE +CREATED$`)
+
+// warmSizeUsed replaces the SIZE column of warm snapshot tables (what
+// the snapshot occupies on the host's filesystem) with <USED>.
+func warmSizeUsed(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, inTable := 0, false; i < len(lines); i++ {
+		switch {
+		case warmHeader.MatchString(lines[i]):
+			inTable = true
+		case lines[i] == "":
+			inTable = false
+		case inTable:
+			if f := strings.Fields(lines[i]); len(f) == 6 {
+				f[4] = "<USED>"
+				lines[i] = strings.Join(f, "  ")
+			}
+		}
+	}
+	return strings.Join(lines, "\n")
+}
 
 // statsDiskUsed replaces the used part of the DISK column (used/size) in
 // vm stats' tables with <USED>; realign then aligns the columns again.
@@ -779,6 +817,11 @@ func TestNormalizer(t *testing.T) {
 		{"vm stats' disk use", "NAME  CPU%  HOST-RSS  GUEST-MEM        DISK           NET-RX  NET-TX\na     -     0B        256.0MiB/1.0GiB  2.6MiB/1.0GiB  0B      0B\n", true,
 			"NAME  CPU%  HOST-RSS  GUEST-MEM        DISK           NET-RX  NET-TX\na     -     0B        256.0MiB/1.0GiB  <USED>/1.0GiB  0B      0B\n"},
 		{"json disk use", `"used_bytes": 1359872, "size_bytes": 1`, false, `"used_bytes": <USED>, "size_bytes": 1`},
+		{"a warm snapshot's size", "WARM      VCPUS  MEMORY  DISK    SIZE      CREATED\nqemu/tcg  2      1.0GiB  1.0GiB  300.5MiB  3s ago\n\nx  2.4MiB\n", true,
+			"WARM      VCPUS  MEMORY  DISK    SIZE    CREATED\nqemu/tcg  2      1.0GiB  1.0GiB  <USED>  <AGE>\n\nx  2.4MiB\n"},
+		{"save state's detail", "  ✓ save state  1ms  2.4MiB (state 4KiB)", false, "  ✓ save state  <DUR>  <USED> (state 4KiB)"},
+		{"times in a stage's detail", "pid 9, fake, 12 ms; demo was paused 7 ms", false, "pid <PID>, fake, <N> ms; demo was paused <N> ms"},
+		{"a warm template's name", "template VM savvy-stork, 172.30.0.5", false, "template VM <NAME>, 172.30.0.5"},
 		{"clone methods", "  ✓ clone rootfs   4ms  sparse-copy\n\"detail\":\"reflink, 1GiB\"\nwarn  reflink  no reflink on\n\"name\": \"reflink\"", false,
 			"  ✓ clone rootfs  <DUR>  <CLONE>\n\"detail\":\"<CLONE>, 1GiB\"\nwarn  reflink  no reflink on\n\"name\": \"reflink\""},
 		{"a table is realigned", "op-x  a\nID                  TOOK     NEXT\nop-361d519ff72bddfb  10ms     x\n\nafter   gap", true,
@@ -791,4 +834,46 @@ func TestNormalizer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCommandsSnapshots: pause, resume (and start of a paused VM), fork,
+// image warm and its removal, a warm create and create --cold, with the
+// lists and shows that report them, and the refusals (an unknown VM, a
+// pause of a stopped VM, a fork under a taken name).
+func TestCommandsSnapshots(t *testing.T) {
+	h := newCLIHarness(t, daemontest.Options{})
+	h.d.CreateVM(t, api.CreateVMRequest{Name: "demo"})
+	h.d.CreateVM(t, api.CreateVMRequest{Name: "taken"})
+	h.runCases(t, []cmdCase{
+		{golden: "vm-pause", args: []string{"vm", "pause", "demo"}, raced: true},
+		{golden: "vm-list-paused", args: []string{"vm", "list"}},
+		{golden: "vm-show-paused", args: []string{"vm", "show", "demo"}},
+		{golden: "bad-vm-pause-paused", args: []string{"vm", "pause", "demo"}, code: ExitError},
+		{golden: "bad-vm-fork-paused", args: []string{"vm", "fork", "demo", "copy"}, code: ExitError},
+		{golden: "vm-resume", args: []string{"vm", "resume", "demo"}, raced: true},
+		{golden: "bad-vm-resume-running", args: []string{"vm", "resume", "demo"}, code: ExitError},
+		{golden: "vm-pause-again", args: []string{"vm", "pause", "demo"}, raced: true},
+		{golden: "vm-start-paused", args: []string{"vm", "start", "demo"}, raced: true},
+		{golden: "vm-fork", args: []string{"vm", "fork", "demo", "twin"}, gated: true},
+		{golden: "vm-show-fork", args: []string{"vm", "show", "twin"}},
+		{golden: "bad-vm-fork-taken-name", args: []string{"vm", "fork", "demo", "taken"}, code: ExitError},
+		{golden: "bad-vm-fork-unknown", args: []string{"vm", "fork", "ghost"}, code: ExitError},
+		{golden: "bad-vm-pause-unknown", args: []string{"vm", "pause", "ghost"}, code: ExitError},
+		{golden: "bad-vm-resume-unknown", args: []string{"vm", "resume", "ghost"}, code: ExitError},
+		{golden: "vm-stop-before-pause", args: []string{"vm", "stop", "taken"}},
+		{golden: "bad-vm-pause-stopped", args: []string{"vm", "pause", "taken"}, code: ExitError},
+		{golden: "bad-vm-resume-stopped", args: []string{"vm", "resume", "taken"}, code: ExitError},
+		{golden: "vm-pause-to-stop", args: []string{"vm", "pause", "twin"}, raced: true},
+		{golden: "vm-stop-paused", args: []string{"vm", "stop", "twin"}},
+		{golden: "image-warm", args: []string{"image", "warm", "base"}, gated: true},
+		{golden: "image-list-warm", args: []string{"image", "list"}},
+		{golden: "image-show-warm", args: []string{"image", "show", "base"}},
+		{golden: "bad-image-warm-unknown", args: []string{"image", "warm", "ghost"}, code: ExitError},
+		{golden: "bad-image-warm-vcpus", args: []string{"image", "warm", "base", "--vcpus", "500"}, code: ExitError},
+		{golden: "vm-create-warm", args: []string{"vm", "create", "--name", "quick"}, gated: true},
+		{golden: "vm-show-warm", args: []string{"vm", "show", "quick"}},
+		{golden: "vm-create-cold", args: []string{"vm", "create", "--name", "slow", "--cold"}, gated: true},
+		{golden: "image-unwarm", args: []string{"image", "warm", "--rm", "base"}},
+		{golden: "image-show-unwarmed", args: []string{"image", "show", "base"}},
+	})
 }

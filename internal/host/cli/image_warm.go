@@ -75,7 +75,7 @@ image's warm snapshots; ` + "`banger image show`" + ` lists them.`,
 			if err := decodeResult(final, &img); err != nil {
 				return err
 			}
-			fmt.Fprintf(app.Stdout, "image %s is warm: `banger vm create --image %s` of these shapes restores instead of booting\n", img.Name, img.Name)
+			fmt.Fprintf(app.Stdout, "image %s is warm: a `banger vm create --image %s` of a shape below restores instead of booting\n", img.Name, img.Name)
 			return printWarm(app, img, time.Now())
 		},
 	}
@@ -91,7 +91,7 @@ func printWarm(app *App, img api.Image, now time.Time) error {
 	if len(img.Warm) == 0 {
 		return nil
 	}
-	t := newTable(app.Stdout, "WARM HYPERVISOR", "VCPUS", "MEMORY", "DISK", "SIZE", "CREATED")
+	t := newTable(app.Stdout, "WARM", "VCPUS", "MEMORY", "DISK", "SIZE", "CREATED")
 	for _, w := range img.Warm {
 		t.row(warmShape(w), fmt.Sprint(w.VCPUs), fmtBytes(int64(w.MemoryMiB)<<20), fmtBytes(w.DiskBytes),
 			sizetext.Up(w.Bytes), fmtAge(now, w.CreatedAt))

@@ -58,7 +58,7 @@ func TestSnapshotRendering(t *testing.T) {
 		{"image list marks warm images", []string{"image", "list"},
 			[]string{"agents ready (warm)", "plain ready -"}, nil, ""},
 		{"image show lists warm snapshots", []string{"image", "show", "agents"},
-			[]string{"WARM HYPERVISOR VCPUS MEMORY DISK SIZE CREATED", "qemu/tcg 2 1.0GiB 8.0GiB 300MiB 2h ago"}, nil, ""},
+			[]string{"WARM VCPUS MEMORY DISK SIZE CREATED", "qemu/tcg 2 1.0GiB 8.0GiB 300MiB 2h ago"}, nil, ""},
 		{"image show without warm snapshots", []string{"image", "show", "plain"},
 			nil, []string{"WARM"}, ""},
 		{"session list marks forked sessions", []string{"vm", "session", "list", "twin"},
