@@ -360,12 +360,18 @@ func (d *Driver) start(ctx context.Context, spec hypervisor.Spec, bin string, l 
 	return h, nil
 }
 
-// makeDiskLinks replaces the disk links in dir.
+// makeDiskLinks replaces the disk links in dir. It never removes anything
+// but a symbolic link: a file of that name is refused.
 func makeDiskLinks(dir string, links []diskLink) error {
 	for _, dl := range links {
 		p := filepath.Join(dir, dl.Name)
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("replacing the disk link %s: %w", p, err)
+		if fi, err := os.Lstat(p); err == nil {
+			if fi.Mode()&os.ModeSymlink == 0 {
+				return fmt.Errorf("%s is in the way of the disk link Firecracker opens the disk %s by: move it out of the VM's directory", p, dl.Target)
+			}
+			if err := os.Remove(p); err != nil {
+				return fmt.Errorf("replacing the disk link %s: %w", p, err)
+			}
 		}
 		if err := os.Symlink(dl.Target, p); err != nil {
 			removeDiskLinks(dir, links)
@@ -378,7 +384,14 @@ func makeDiskLinks(dir string, links []diskLink) error {
 // removeDiskLinks removes the disk links in dir.
 func removeDiskLinks(dir string, links []diskLink) {
 	for _, dl := range links {
-		os.Remove(filepath.Join(dir, dl.Name))
+		removeLink(filepath.Join(dir, dl.Name))
+	}
+}
+
+// removeLink removes path if it is a symbolic link.
+func removeLink(path string) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		os.Remove(path)
 	}
 }
 
@@ -464,8 +477,8 @@ func (d *Driver) Shutdown(ctx context.Context, h hypervisor.Handle) error {
 
 // cleanup removes h's sockets — the API socket, the vsock socket and the
 // listeners for guest-initiated vsock connections (vsock.sock_<port>) —
-// and the VM's jail, unless another Firecracker serves the API socket
-// since; it runs once h's Firecracker has ended, and stops bounding its
+// and the VM's jail (or, unjailed, its disk links), unless another
+// Firecracker serves the API socket since; it runs once h's Firecracker has ended, and stops bounding its
 // logs (bounding them a last time).
 func (d *Driver) cleanup(h hypervisor.Handle) {
 	defer d.stopKeeping(h)
@@ -481,6 +494,12 @@ func (d *Driver) cleanup(h hypervisor.Handle) {
 		if err := removeJail(dir, d.Jail.ParentCgroup); err != nil {
 			d.log().Warn("cannot remove the VM's jail", "err", err)
 		}
+		return
+	}
+	// The disk links of an unjailed VM, in its directory.
+	links, _ := filepath.Glob(filepath.Join(globEscape(filepath.Dir(h.ControlSocket)), diskFileName("*")))
+	for _, l := range links {
+		removeLink(l)
 	}
 }
 

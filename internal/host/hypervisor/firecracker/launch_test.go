@@ -542,3 +542,39 @@ func TestLaunchSharedReadOnlyDrive(t *testing.T) {
 		}
 	}
 }
+
+// An unjailed Firecracker opens the disks through links in the VM's
+// directory: Launch makes them (replacing stale links), never removes a
+// file in their way, and Kill removes them.
+func TestDiskLinks(t *testing.T) {
+	d, _ := fakeDriver(t, fctest.Config{})
+	spec := testSpec(t)
+	stale := filepath.Join(spec.Dir, "disk-root.img")
+	if err := os.Symlink("/nowhere", stale); err != nil {
+		t.Fatal(err)
+	}
+	h := launch(t, d, spec)
+	for i, name := range []string{"disk-root.img", "disk-work.img"} {
+		if got, err := os.Readlink(filepath.Join(spec.Dir, name)); err != nil || got != spec.Disks[i].Path {
+			t.Errorf("%s links to %q (%v), want %s", name, got, err, spec.Disks[i].Path)
+		}
+	}
+	if err := d.Kill(h); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"disk-root.img", "disk-work.img"} {
+		if _, err := os.Lstat(filepath.Join(spec.Dir, name)); err == nil {
+			t.Errorf("Kill left the link %s", name)
+		}
+	}
+	in := filepath.Join(spec.Dir, "disk-work.img")
+	if err := os.WriteFile(in, []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Launch(context.Background(), spec); err == nil || !strings.Contains(err.Error(), "is in the way of the disk link") {
+		t.Errorf("Launch with a file in the way of a link = %v", err)
+	}
+	if b, err := os.ReadFile(in); err != nil || string(b) != "mine" {
+		t.Errorf("the file in the way is now %q, %v", b, err)
+	}
+}
