@@ -102,6 +102,10 @@ func (m *Manager) Fork(ctx context.Context, name string, req api.ForkVMRequest, 
 	if err := m.restoreClone(ctx, &v, img, hv, h.Accel, stateDir(dir), srcKey, p); err != nil {
 		return v, err
 	}
+	// The fork's guest has run: the state no longer matches its disks.
+	if err := os.RemoveAll(stateDir(dir)); err != nil {
+		return v, err
+	}
 	if err := m.copySessions(ctx, src, v); err != nil {
 		return v, err
 	}
