@@ -53,7 +53,9 @@ func stageNames(op api.Operation) []string {
 }
 
 // opTime is how long an operation took.
-func opTime(op api.Operation) time.Duration { return op.FinishedAt.Sub(op.CreatedAt).Round(time.Millisecond) }
+func opTime(op api.Operation) time.Duration {
+	return op.FinishedAt.Sub(op.CreatedAt).Round(time.Millisecond)
+}
 
 // guestIdentity is what must differ between two VMs made from one saved
 // state.
