@@ -143,7 +143,6 @@ func (s *Server) serveGuestConn(c net.Conn) {
 	default:
 	}
 	up := s.state == stateRunning && time.Since(s.startedAt) >= s.cfg.AgentDelay
-	key := s.mem.Key
 	hostPort := s.nextPort
 	s.nextPort++
 	s.mu.Unlock()
@@ -156,8 +155,17 @@ func (s *Server) serveGuestConn(c net.Conn) {
 	if _, err := io.WriteString(c, fmt.Sprintf("OK %d\n%s", hostPort, s.cfg.Greeting)); err != nil {
 		return
 	}
-	g := &agentmux.Guest{Handler: guestHandler{agentmux.Basic(guestAgent{s}), s}, Key: key}
+	// The key is asked at every upgrade: an identity call that sets a new
+	// one holds for the next upgrade on any channel, this one included.
+	g := &agentmux.Guest{Handler: guestHandler{agentmux.Basic(guestAgent{s}), s}, KeyFunc: s.agentKey}
 	g.Serve(s.agentCtx, c)
+}
+
+// agentKey is the guest agent's key now.
+func (s *Server) agentKey() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]byte(nil), s.mem.Key...)
 }
 
 // readConnect reads the CONNECT line: its first byte whenever it comes,
