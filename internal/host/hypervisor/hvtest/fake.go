@@ -413,8 +413,9 @@ func (f *Fake) Adopt(ctx context.Context, h hypervisor.Handle) (err error) {
 	return nil
 }
 
-// Shutdown stops the VM at once, or, with IgnorePowerButton, when ctx
-// ends; it removes the VM's sockets.
+// Shutdown stops the VM at once, or, with IgnorePowerButton or while the
+// VM is paused (its guest cannot see the power button), when ctx ends;
+// it removes the VM's sockets.
 func (f *Fake) Shutdown(ctx context.Context, h hypervisor.Handle) (err error) {
 	f.mu.Lock()
 	if f.ShutdownErr != nil {
@@ -422,7 +423,8 @@ func (f *Fake) Shutdown(ctx context.Context, h hypervisor.Handle) (err error) {
 		f.record("shutdown", h, f.ShutdownErr)
 		return f.ShutdownErr
 	}
-	ignore := f.IgnorePowerButton && f.vm(h) != nil
+	vm := f.vm(h)
+	ignore := vm != nil && (f.IgnorePowerButton || vm.state == hypervisor.Paused)
 	f.mu.Unlock()
 	if ignore {
 		<-ctx.Done()

@@ -491,3 +491,31 @@ func TestFakeSnapshotFailuresAndCalls(t *testing.T) {
 		t.Errorf("the restore's call = %+v, want pid %d VM %s", last, ch.PID, c.ID)
 	}
 }
+
+// A paused guest does not see the power button: Shutdown waits for its
+// context, then kills, as with a real hypervisor.
+func TestFakeShutdownOfPausedVM(t *testing.T) {
+	f := NewFake()
+	h, err := f.Launch(context.Background(), keyedSpec(t, FakeGuest(t), newAgentKey()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Save(context.Background(), h, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Shutdown(ctx, h) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown of a paused VM returned (%v) before its context ended", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := f.Status(context.Background(), h); st != hypervisor.Stopped {
+		t.Errorf("Status after Shutdown = %s, want stopped", st)
+	}
+}
