@@ -21,31 +21,37 @@ import (
 //
 // A Firecracker snapshot records the microVM's devices as they were
 // configured: each drive's path_on_host, the TAP's host_dev_name and the
-// vsock's uds_path, as the saved Firecracker opened them. The restoring
+// vsock's uds_path, as the saved Firecracker was given them. The restoring
 // Firecracker opens them again by those paths ("at the same relative
-// paths", the docs say); the load can only override the TAP
-// (network_overrides, from v1.12.0) and the vsock socket (vsock_override,
-// from v1.16.0), never a drive. So:
+// paths", docs/snapshotting/snapshot-support.md says); the load can
+// override the TAP (network_overrides, from v1.12.0) and the vsock socket
+// (vsock_override, from v1.16.0), never a drive. So the driver gives every
+// VM the same paths for its own files, and a state saved by one VM
+// restores into another (a clone, with its own disks):
 //
-//   - Under the jailer every VM sees its files at the same paths inside
-//     its own chroot (/disk-root.img, /disk-work.img, /vsock.sock): a state
-//     saved by one jailed VM restores into another, whose chroot holds its
-//     own disks under those names. The state files are hard-linked into the
-//     chroot read-only, as a shared read-only disk is.
-//   - Without the jailer the paths are the saved VM's host paths: Restore
-//     refuses a spec whose disks are other files (a clone's), naming the
-//     fix (run Firecracker under the jailer), and gives another runtime
-//     directory's vsock socket with vsock_override where the release has
-//     it. Restoring a VM onto its own disks (pause to disk, then resume)
-//     works either way.
+//   - Under the jailer the paths are inside each VM's chroot
+//     (/disk-root.img, /disk-work.img, /vsock.sock), which holds that VM's
+//     own files. The state files are hard-linked into the chroot
+//     read-only, as a shared read-only disk is.
+//   - Without the jailer the paths are relative to Firecracker's working
+//     directory, the VM's runtime directory (disk-root.img, disk-work.img:
+//     symbolic links to the VM's disks; vsock.sock), so a clone's
+//     Firecracker, started in the clone's directory, opens the clone's
+//     files. The state files are opened where they are.
 //   - A different TAP goes through network_overrides; a release without
 //     them needs the saved VM's TAP name, and Restore says so.
 //
-// Save records these paths (from GET /vm/config) beside the state, in
-// StateInfoFile, so that Restore decides before starting anything.
-// Firecracker maps the memory file privately (MAP_PRIVATE) and opens both
-// files read-only: many VMs restore one state at once, and the state's
-// directory is only read.
+// Save records the paths (from GET /vm/config) beside the state, in
+// StateInfoFile, so that Restore decides before starting anything: a
+// state whose drives were given by other paths (absolute ones, say) is
+// refused with the fix (run Firecracker under the jailer), a vsock socket
+// elsewhere is moved with vsock_override or refused (upgrade Firecracker),
+// and a state saved under the jailer restores only under it, and the
+// reverse. Firecracker maps the memory file privately (MAP_PRIVATE) and
+// opens both files read-only: many VMs restore one state at once, and the
+// state's directory is only read. A restored VM keeps the memory file
+// open (mapped) for its whole life, so the file must stay where it is
+// until then (removing it is harmless: the mapping holds it).
 
 // Files of a saved state, in the directory Save writes.
 const (
