@@ -50,8 +50,11 @@ import (
 // reverse. Firecracker maps the memory file privately (MAP_PRIVATE) and
 // opens both files read-only: many VMs restore one state at once, and the
 // state's directory is only read. A restored VM keeps the memory file
-// open (mapped) for its whole life, so the file must stay where it is
-// until then (removing it is harmless: the mapping holds it).
+// mapped for its whole life, reading pages from it as the guest touches
+// them: removing the state is harmless (its blocks stay allocated until
+// the last VM restored from it ends), but writing into the file would
+// change every such guest's memory, so a state is never rewritten in
+// place.
 
 // Files of a saved state, in the directory Save writes.
 const (
