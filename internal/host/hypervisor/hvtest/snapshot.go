@@ -23,8 +23,10 @@ import (
 // (plus once more for the fork path): it launches a guest and waits for
 // its agent; Save into an empty directory leaves the VM Paused and files
 // in the directory; the paused VM is killed (pause to disk) and a Save of
-// the gone VM fails; Restores from a missing, an empty, a corrupt and a
-// truncated state fail leaving no process and no socket; two clones are
+// the gone VM fails, leaving its directory empty; Restores from a
+// missing, an empty, a corrupt and a truncated state fail with an error
+// that names the state directory (which saved state failed), leaving no
+// process and no socket; two clones are
 // restored from the one saved state at once, from a directory made
 // read-only whose files they must not change, each onto its own copy of
 // the work disk (made after the save), and are Paused until Resumed, then
