@@ -21,7 +21,9 @@
 // confirmation) and says which keys it takes in Keys.
 //
 // The VMs tab (vms.go) is the table with its filter and the create form
-// (createform.go, on form.go); enter opens a VM's detail (vmdetail.go)
+// (createform.go, on form.go); p pauses or resumes a VM, f forks it after
+// asking the new name, and x on a paused VM asks first, since its saved
+// state is lost (vmask.go). enter opens a VM's detail (vmdetail.go)
 // with three panes: Overview (spec, figures, the stages of its last
 // create, start or restart), Console (the serial console, followed) and
 // Sessions (sessions.go: start form, attach, output, stop, kill, remove).

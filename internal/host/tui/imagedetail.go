@@ -120,6 +120,7 @@ func (d *imageDetail) lines(env *Env, im api.Image) []string {
 		used = termsafe.Line(strings.Join(im.UsedBy, ", "))
 	}
 	lines = append(lines, "  "+kv("used by", used), "")
+	lines = append(lines, warmLines(env, im)...)
 	// A linked image's files live where the user keeps them: say where.
 	linked := im.State == api.ImageUnmanaged
 	head := fit("ARTIFACT", 10) + " " + fitLeft("SIZE", 10) + "  " + fit("SHA-256", 17)
@@ -137,20 +138,7 @@ func (d *imageDetail) lines(env *Env, im api.Image) []string {
 	if len(im.Artifacts) == 0 {
 		lines = append(lines, "  "+t.Faint.Render("no artifacts (the image was removed; VMs still use its record)"))
 	}
-	lines = append(lines, "")
-	if len(im.Warm) == 0 {
-		return append(lines, "  "+t.Faint.Render("no warm snapshot: its VMs boot (w warms it)"))
-	}
-	lines = append(lines, "  "+t.Header.Render(fit("WARM", 12)+" "+fitLeft("VCPUS", 5)+" "+fitLeft("MEMORY", 10)+" "+fitLeft("DISK", 10)+" "+fitLeft("SIZE", 10)+"  AGE"))
-	for _, w := range im.Warm {
-		hv := w.Hypervisor
-		if w.Accel != "" {
-			hv += "/" + w.Accel
-		}
-		lines = append(lines, "  "+fit(termsafe.Line(hv), 12)+" "+fitLeft(fmt.Sprint(w.VCPUs), 5)+" "+fitLeft(mib(w.MemoryMiB), 10)+" "+
-			fitLeft(bytesText(w.DiskBytes), 10)+" "+fitLeft(bytesText(w.Bytes), 10)+"  "+env.Format.Age(w.CreatedAt))
-	}
-	return append(lines, "  "+t.Faint.Render("vm create of these shapes restores instead of booting (u removes them)"))
+	return lines
 }
 
 // Render draws the detail in env.Width × height.
@@ -172,4 +160,23 @@ func (d *imageDetail) Render(env *Env, height int) string {
 	d.offset = min(d.offset, max(len(body)-room, 0))
 	out := append([]string{head, ""}, body[d.offset:]...)
 	return box(strings.Join(out, "\n"), env.Width, height)
+}
+
+// warmLines are the image's warm snapshots, or a line saying it has none,
+// and a blank line.
+func warmLines(env *Env, im api.Image) []string {
+	t := env.Theme
+	if len(im.Warm) == 0 {
+		return []string{"  " + t.Faint.Render("no warm snapshot: its VMs boot (w warms it)"), ""}
+	}
+	lines := []string{"  " + t.Header.Render(fit("WARM", 12)+" "+fitLeft("VCPUS", 5)+" "+fitLeft("MEMORY", 10)+" "+fitLeft("DISK", 10)+" "+fitLeft("SIZE", 10)+"  AGE")}
+	for _, w := range im.Warm {
+		hv := w.Hypervisor
+		if w.Accel != "" {
+			hv += "/" + w.Accel
+		}
+		lines = append(lines, "  "+fit(termsafe.Line(hv), 12)+" "+fitLeft(fmt.Sprint(w.VCPUs), 5)+" "+fitLeft(mib(w.MemoryMiB), 10)+" "+
+			fitLeft(bytesText(w.DiskBytes), 10)+" "+fitLeft(bytesText(w.Bytes), 10)+"  "+env.Format.Age(w.CreatedAt))
+	}
+	return append(lines, "  "+t.Faint.Render("vm create of these shapes restores instead of booting (u removes them)"), "")
 }

@@ -99,7 +99,7 @@ func (a *vmAsk) footer(env *Env) string {
 	if a.fork {
 		return env.Theme.Bold.Render("Fork "+termsafe.Line(a.vm)+":") + " " + a.name.View()
 	}
-	return env.Theme.Error.Render("Stop paused VM "+termsafe.Line(a.vm)+"?") + " Its saved state is discarded (as a power cut). y stop · n keep"
+	return env.Theme.Error.Render("Stop paused VM "+termsafe.Line(a.vm)+"?") + " Its saved state is lost. y stop · n keep"
 }
 
 // pauseOrResume pauses a running VM or resumes a paused one (p), as an
