@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/host/daemontest"
 )
 
@@ -101,5 +102,55 @@ func checkBenchJSON(t *testing.T, stdout string) {
 	}
 	if hs.MinMS <= 0 || hs.MaxMS > total.MaxMS || hs.MinMS > total.MinMS {
 		t.Errorf("host_side %+v is not within total %+v", hs, total)
+	}
+}
+
+// TestBenchCreateCompare runs the same creates cold and warm against a
+// real bangerd (fake hypervisor) whose image was warmed: the cold ones
+// boot, the warm ones restore, and the report compares them; without a
+// warm snapshot --compare says how to make one.
+func TestBenchCreateCompare(t *testing.T) {
+	h := newCLIHarness(t, daemontest.Options{})
+	ctx := context.Background()
+	r := h.run(ctx, "bench", "create", "--compare", "--runs", "1", "--image", daemontest.FakeImage)
+	if r.code == ExitOK || !strings.Contains(r.stderr, "banger image warm "+daemontest.FakeImage) {
+		t.Errorf("--compare of an image without a warm snapshot: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := h.run(ctx, "bench", "create", "--compare", "--cold"); r.code != ExitUsage {
+		t.Errorf("--compare --cold: exit %d, want a usage error", r.code)
+	}
+	op, err := h.d.Client.BeginWarmImage(ctx, daemontest.FakeImage, api.WarmImageRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op, err = h.d.Client.WatchOperation(ctx, op.ID, func(api.OperationEvent) error { return nil }); err != nil || op.Error != nil {
+		t.Fatalf("warming the image: %v %+v", err, op.Error)
+	}
+	r = h.run(ctx, "bench", "create", "--compare", "--runs", "2", "--image", daemontest.FakeImage, "--json")
+	if r.code != ExitOK {
+		t.Fatalf("bench create --compare: exit %d\n%s", r.code, r.stderr)
+	}
+	var cmp BenchCompare
+	if err := json.Unmarshal([]byte(r.stdout), &cmp); err != nil {
+		t.Fatal(err)
+	}
+	stages := func(rep BenchReport) string {
+		var names []string
+		for _, s := range rep.Stages {
+			names = append(names, s.Stage)
+		}
+		return strings.Join(names, ",")
+	}
+	if !strings.Contains(stages(cmp.Cold), "launch fake") || strings.Contains(stages(cmp.Cold), "restore") {
+		t.Errorf("cold creates ran %s", stages(cmp.Cold))
+	}
+	if !strings.Contains(stages(cmp.Warm), "restore fake") || strings.Contains(stages(cmp.Warm), "agent health") {
+		t.Errorf("warm creates ran %s", stages(cmp.Warm))
+	}
+	if cmp.Cold.Creates != 2 || cmp.Warm.Creates != 2 || cmp.Warm.AgentReady.Runs != 2 || cmp.AgentReadySpeedup <= 0 || cmp.TotalSpeedup <= 0 {
+		t.Errorf("compare report: %+v", cmp)
+	}
+	if vms, _ := h.d.Client.VMs(ctx); len(vms) != 0 {
+		t.Errorf("after the bench: %d VMs", len(vms))
 	}
 }

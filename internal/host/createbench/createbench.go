@@ -21,8 +21,46 @@ import (
 )
 
 // LaunchPrefix begins the name of the stage that launches the hypervisor
-// ("launch qemu", "launch firecracker").
-const LaunchPrefix = "launch "
+// ("launch qemu", "launch firecracker"); RestorePrefix the one that
+// launches it from a warm snapshot's state instead ("restore qemu").
+const (
+	LaunchPrefix  = "launch "
+	RestorePrefix = "restore "
+)
+
+// Stages after which a create's guest agent answers: a boot's agent
+// health, a warm create's identity (the restored agent took the VM's own
+// identity and key).
+const (
+	StageAgentHealth = "agent health"
+	StageIdentity    = "identity"
+)
+
+// AgentReady is how long a create took until its guest agent answered:
+// from the operation's creation to the end of its agent health stage (a
+// boot) or identity stage (a restore from a warm snapshot). ok is false
+// when the operation never finished one.
+func AgentReady(op api.Operation) (d time.Duration, ok bool) {
+	for _, st := range op.Stages {
+		if st.Name == StageAgentHealth || st.Name == StageIdentity {
+			if st.FinishedAt.IsZero() {
+				return 0, false
+			}
+			return st.FinishedAt.Sub(op.CreatedAt), true
+		}
+	}
+	return 0, false
+}
+
+// Warm reports whether a create restored a warm snapshot.
+func Warm(op api.Operation) bool {
+	for _, st := range op.Stages {
+		if strings.HasPrefix(st.Name, RestorePrefix) {
+			return true
+		}
+	}
+	return false
+}
 
 // HostSide is the host's share of a create: from the operation's
 // creation (the request accepted) to the end of its first launch stage.
@@ -36,7 +74,7 @@ const LaunchPrefix = "launch "
 // never finished a launch stage (it failed before).
 func HostSide(op api.Operation) (d time.Duration, ok bool) {
 	for _, st := range op.Stages {
-		if strings.HasPrefix(st.Name, LaunchPrefix) {
+		if strings.HasPrefix(st.Name, LaunchPrefix) || strings.HasPrefix(st.Name, RestorePrefix) {
 			if st.FinishedAt.IsZero() {
 				return 0, false
 			}
@@ -77,6 +115,8 @@ type Report struct {
 	Stages []Stats
 	// HostSide is HostSide over the creates that launched.
 	HostSide Stats
+	// AgentReady is AgentReady over the creates whose agent answered.
+	AgentReady Stats
 	// Total is from the operation's creation to its end.
 	Total Stats
 }
@@ -86,7 +126,7 @@ type Report struct {
 func Summarize(ops []api.Operation) Report {
 	samples := map[string][]time.Duration{}
 	var order []string
-	var host, total []time.Duration
+	var host, ready, total []time.Duration
 	for _, op := range ops {
 		for _, st := range op.Stages {
 			if _, ok := samples[st.Name]; !ok {
@@ -97,11 +137,14 @@ func Summarize(ops []api.Operation) Report {
 		if d, ok := HostSide(op); ok {
 			host = append(host, d)
 		}
+		if d, ok := AgentReady(op); ok {
+			ready = append(ready, d)
+		}
 		if !op.FinishedAt.IsZero() {
 			total = append(total, op.FinishedAt.Sub(op.CreatedAt))
 		}
 	}
-	rep := Report{HostSide: Of("host-side", host), Total: Of("total", total)}
+	rep := Report{HostSide: Of("host-side", host), AgentReady: Of("agent-ready", ready), Total: Of("total", total)}
 	for _, name := range order {
 		rep.Stages = append(rep.Stages, Of(name, samples[name]))
 	}
