@@ -440,7 +440,7 @@ func (p *sessionsPane) render(env *Env, height int) string {
 			tty = "yes"
 		}
 		line := mark + fit(termsafe.Line(sessionLabel(s)), 16) + " " + fit(state, 8) + " " + fit(tty, 3) + " " +
-			fitLeft(env.Format.Age(s.StartedAt), 4) + " " + termsafe.Line(strings.Join(s.Argv, " "))
+			fitLeft(env.Format.Age(s.StartedAt), 4) + " " + forkedMark(s) + termsafe.Line(strings.Join(s.Argv, " "))
 		if s.ID == cur.ID {
 			line = t.Selected.Render(fit(line, env.Width))
 		}
@@ -450,4 +450,13 @@ func (p *sessionsPane) render(env *Env, height int) string {
 		lines = append(lines, "", t.Error.Render("Remove this session and its output?")+" y remove · n keep")
 	}
 	return strings.Join(lines, "\n")
+}
+
+// forkedMark says, before a session's command, that it was copied from
+// another VM by a fork.
+func forkedMark(s api.Session) string {
+	if s.ForkedFrom == "" {
+		return ""
+	}
+	return "(forked from " + termsafe.Line(s.ForkedFrom) + ") "
 }

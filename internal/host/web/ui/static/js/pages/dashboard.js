@@ -66,8 +66,9 @@ export function mount(root, { live }) {
   function drawImages() {
     const imgs = [...live.images.values()].sort((a, b) => a.name.localeCompare(b.name));
     replace(imgBody, imgs.length === 0 ? h('tr', {}, h('td', { colspan: 6, class: 'muted' }, live.loaded ? 'No images. Bootstrap one under Images.' : 'loading…'))
-      : imgs.map((i) => h('tr', { 'data-image': i.name },
-        h('th', { scope: 'row' }, h('a', { href: `/images/${encodeURIComponent(i.name)}` }, i.name)),
+      : imgs.map((i) => h('tr', { 'data-image': i.name, 'data-warm': (i.warm || []).length > 0 ? 'true' : 'false' },
+        h('th', { scope: 'row' }, h('a', { href: `/images/${encodeURIComponent(i.name)}` }, i.name),
+          (i.warm || []).length ? [' ', h('span', { class: 'badge state-warm', title: 'creates of a warmed shape restore its snapshot instead of booting' }, 'warm')] : null),
         h('td', {}, stateBadge(i.state, stateLabel(i.state))),
         h('td', {}, [i.distro, i.suite].filter(Boolean).join(' ') || '-'),
         h('td', {}, i.kernel?.release || '-'),

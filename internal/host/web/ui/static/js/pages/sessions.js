@@ -25,6 +25,7 @@ export function sessionStatus(s) {
   if (s.exit_code != null) t += ` (exit ${s.exit_code})`;
   if (s.signal) t += ` (${s.signal})`;
   if (s.orphaned) t += ' (orphaned)';
+  if (s.forked_from) t += ` (forked from ${s.forked_from})`;
   return t;
 }
 
