@@ -53,6 +53,8 @@ func newCreateForm(env *Env) *createForm {
 		newTextField("Memory", "memory_mib", "", "default, e.g. 2G or 1536M"),
 		newTextField("Disk", "disk_bytes", "", "default, e.g. 20G"),
 		newChoiceField("Hypervisor", "hypervisor", hypervisorChoices, defaultChoice),
+		// Cold: boot even when the image has a warm snapshot of the shape.
+		newToggleField("Cold boot", "cold", false),
 	)
 	themeInputs(env, f)
 	return &createForm{
@@ -111,6 +113,7 @@ func (c *createForm) request() (api.CreateVMRequest, string, string) {
 	if v := f.field("hypervisor").value(); v != defaultChoice {
 		req.Hypervisor = v
 	}
+	req.Cold = f.field("cold").on
 	return req, "", ""
 }
 

@@ -3,7 +3,7 @@
 // live stages with a cancel button.
 //
 // Test hooks: #create-form, inputs [name="name|image|vcpus|memory_mib|
-// disk_bytes|hypervisor"], errors [data-error-for="FIELD"], #create-submit,
+// disk_bytes|hypervisor|cold"], errors [data-error-for="FIELD"], #create-submit,
 // #create-progress (the operation: #op-stages li[data-stage="…"],
 // #op-cancel, #op-state), #create-result (a link to the new VM).
 
@@ -16,7 +16,7 @@ import { followOperation } from '../oplive.js';
 export const name = 'create';
 
 // LABELS are the words a field error uses instead of the JSON name.
-const LABELS = { name: 'name', image: 'image', vcpus: 'vCPUs', memory_mib: 'memory', disk_bytes: 'disk', hypervisor: 'hypervisor' };
+const LABELS = { name: 'name', image: 'image', vcpus: 'vCPUs', memory_mib: 'memory', disk_bytes: 'disk', hypervisor: 'hypervisor', cold: 'cold boot' };
 
 export function mount(root, { live }) {
   const ctl = new AbortController();
@@ -31,6 +31,7 @@ export function mount(root, { live }) {
       h('option', { value: '' }, 'default (config, or the best this host runs)'),
       h('option', { value: 'qemu' }, 'qemu'),
       h('option', { value: 'firecracker' }, 'firecracker')),
+    cold: h('input', { name: 'cold', type: 'checkbox' }),
   };
   const submit = h('button', { type: 'submit', id: 'create-submit', class: 'primary' }, 'Create VM');
   const progress = h('div', { id: 'create-progress' });
@@ -42,6 +43,7 @@ export function mount(root, { live }) {
     field('Memory', f.memory_mib, { hint: 'a size such as 2GiB or 512MiB; a plain number is MiB' }),
     field('Disk (/root)', f.disk_bytes, { hint: 'the work disk, a size such as 16GiB; it grows sparsely' }),
     field('Hypervisor', f.hypervisor),
+    field('Cold boot', f.cold, { hint: 'boot even when the image has a warm snapshot of this shape (banger image warm), which is restored instead' }),
     formError('create-form-error'),
     h('div', { class: 'actions' }, submit));
   root.append(h('h1', { id: 'create-h' }, 'Create a VM'), form, progress, result);
@@ -92,6 +94,7 @@ export function mount(root, { live }) {
       }
     }
     if (v('hypervisor')) req.hypervisor = v('hypervisor');
+    if (f.cold.checked) req.cold = true;
     return req;
   }
 
