@@ -147,6 +147,7 @@ func (d *Daemon) unwarmImage(w http.ResponseWriter, r *http.Request) error {
 	if err := d.vms.Unwarm(img.ID); err != nil {
 		return err
 	}
+	d.images.UsersChanged(r.Context(), img.ID) // announces the image, now without warm snapshots
 	a, err := d.images.API(r.Context(), img)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -134,6 +135,17 @@ func TestCrashAtEveryPoint(t *testing.T) {
 	t.Logf("%d crashes injected; after each, the next daemon left nothing behind", crashAtPoints(t, e, ops))
 }
 
+// TestCrashDuringSnapshots is TestCrashAtEveryPoint for vm pause, resume
+// and fork, image warm and a create from a warm snapshot (under the
+// stand-in Firecracker, which saves and restores its guest).
+func TestCrashDuringSnapshots(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills bangerd at every point of the snapshot operations (several minutes)")
+	}
+	e := crashEnv(t)
+	t.Logf("%d crashes injected; after each, the next daemon left nothing behind and every VM usable", crashAtPoints(t, e, snapshotCrashOps()))
+}
+
 // TestCrashDuringQEMUBoot is TestCrashAtEveryPoint's boot stages under
 // real QEMU: bangerd killed right after it launched QEMU (before the
 // handle is recorded) and while the guest boots, in a create and in a
@@ -192,7 +204,6 @@ func imageWhole(e *env, name string) int {
 // vmCrashOps are vm create, start, stop and delete of one VM, cx, and
 // what each may leave after a crash and the next daemon start.
 func vmCrashOps() []crashOp {
-	vmArgs := []string{"--memory", "512MiB", "--disk", "1GiB"}
 	create := func(e *env) { e.must(append([]string{"vm", "create", "--name", "cx"}, vmArgs...)...) }
 	// wantState: the VM exists in one of the states ("": it does not).
 	wantState := func(e *env, name string, states ...string) int {
@@ -226,8 +237,67 @@ func vmCrashOps() []crashOp {
 	}
 }
 
-// resetCrashEnv deletes every VM and the images the crash tests make.
+// snapshotCrashOps are pause, resume, fork, warm and a warm create: a
+// crash anywhere in them leaves every VM usable — running, or paused with
+// a state it resumes from, or (a resume whose guest may have run) stopped
+// — and nothing behind.
+func snapshotCrashOps() []crashOp {
+	create := func(e *env) { e.must(append([]string{"vm", "create", "--name", "cx"}, vmArgs...)...) }
+	state := func(e *env, name string) string {
+		var l api.VMList
+		json.Unmarshal([]byte(e.must("vm", "list", "--json").stdout), &l)
+		for _, v := range l.VMs {
+			if v.Name == name {
+				return v.State
+			}
+		}
+		return ""
+	}
+	// usable: the VM is in one of states, and a paused one resumes.
+	usable := func(e *env, name string, states ...string) int {
+		got := state(e, name)
+		if !slices.Contains(states, got) {
+			e.t.Errorf("vm %s is %q after the crash and a daemon start, want one of %q", name, got, states)
+			return 1
+		}
+		if got == api.VMPaused {
+			if r := e.runWith(e.extra, "vm", "resume", name); r.code != 0 {
+				e.t.Errorf("vm %s is paused after the crash but does not resume: exit %d\n%s", name, r.code, r.stderr)
+				return 1
+			}
+		}
+		return 0
+	}
+	warm := func(e *env) { e.must(append([]string{"image", "warm", "base"}, vmArgs...)...) }
+	return []crashOp{
+		{kind: "vm.pause", setup: create, args: []string{"vm", "pause", "cx"},
+			check: func(e *env) int { return usable(e, "cx", api.VMRunning, api.VMPaused) }},
+		{kind: "vm.resume", setup: func(e *env) { create(e); e.must("vm", "pause", "cx") }, args: []string{"vm", "resume", "cx"},
+			check: func(e *env) int { return usable(e, "cx", api.VMPaused, api.VMRunning, api.VMStopped) }},
+		{kind: "vm.fork", setup: create, args: []string{"vm", "fork", "cx", "cy"},
+			check: func(e *env) int { return usable(e, "cx", api.VMRunning) + usable(e, "cy", "", api.VMRunning) }},
+		{kind: "image.warm", args: append([]string{"image", "warm", "base"}, vmArgs...),
+			check: func(e *env) int {
+				var l api.VMList
+				json.Unmarshal([]byte(e.must("vm", "list", "--json").stdout), &l)
+				if len(l.VMs) != 0 {
+					e.t.Errorf("a crashed image warm left its template VM: %+v", l.VMs)
+					return 1
+				}
+				return 0
+			}},
+		{kind: "vm.create", setup: warm, args: append([]string{"vm", "create", "--name", "cx"}, vmArgs...),
+			check: func(e *env) int { return usable(e, "cx", "", api.VMRunning) }},
+	}
+}
+
+// vmArgs is the shape of the crash tests' VMs.
+var vmArgs = []string{"--memory", "512MiB", "--disk", "1GiB"}
+
+// resetCrashEnv deletes every VM and the images the crash tests make,
+// and the base image's warm snapshots.
 func resetCrashEnv(e *env) {
+	e.runWith(e.extra, "image", "warm", "--rm", "base")
 	var l api.VMList
 	json.Unmarshal([]byte(e.must("vm", "list", "--json").stdout), &l)
 	for _, v := range l.VMs {

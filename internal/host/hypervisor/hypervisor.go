@@ -160,8 +160,11 @@ type Snapshotter interface {
 	// directory the caller made; the driver names the files in it),
 	// flushing the VM's disks first, so that the disk files and the state
 	// together are the VM at one instant. The VM stays paused, whether
-	// Save succeeds or fails: the caller Kills it (pause to disk, warm) or
-	// Resumes it (fork, or a failed Save).
+	// Save succeeds or fails. After a Save that succeeded the caller only
+	// ends the hypervisor (Kill) and restores the state where the VM must
+	// run on: the hypervisor may have handed the disks over to the state
+	// (QEMU inactivates them), so it cannot always take them back. After
+	// a failed Save, Resume runs the VM on.
 	Save(ctx context.Context, h Handle, dir string) (Saved, error)
 	// Restore launches a VM for spec from the state Save wrote in dir
 	// instead of booting spec.Boot, and returns once the state is loaded,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/bangerdev/banger/api"
@@ -85,16 +86,29 @@ func (m *Manager) Fork(ctx context.Context, name string, req api.ForkVMRequest, 
 		return v, err
 	}
 
+	// The source is paused to disk as by `vm pause` and resumed from its
+	// state: after a completed save a hypervisor is only ever ended (see
+	// pause), and a crash at any point leaves the source running or
+	// paused with a state it resumes from.
 	p.Stage("pause " + src.Name)
 	paused := time.Now()
-	if _, err := saveState(ctx, snap, h, stateDir(dir)); err != nil {
-		m.resumeSource(ctx, snap, src, h)
+	if err := m.pause(ctx, &src, snap, h, p); err != nil {
 		return v, err
+	}
+	if err := m.endHypervisor(ctx, &src); err != nil {
+		m.Log.Warn("ending a fork source's saved hypervisor", "vm", src.Name, "error", err)
 	}
 	crashpoint.Here(ctx)
 	p.Stage("copy disks")
 	err = m.copyDisks(src, v)
-	m.resumeSource(ctx, snap, src, h)
+	if err == nil {
+		err = linkTree(stateDir(dir), stateDir(m.Dir(src.ID)))
+	}
+	crashpoint.Here(ctx)
+	p.Stage("resume " + src.Name)
+	if rerr := m.resume(ctx, &src, quiet{}); rerr != nil {
+		return v, fmt.Errorf("%s stays paused (resume it with `banger vm resume %s`): %w", src.Name, src.Name, rerr)
+	}
 	if err != nil {
 		return v, err
 	}
@@ -128,22 +142,34 @@ func (m *Manager) ValidateFork(ctx context.Context, req api.ForkVMRequest) error
 	return nil
 }
 
-// resumeSource lets a fork's source run again and sets its clock, which
-// stood still while it was paused.
-func (m *Manager) resumeSource(ctx context.Context, snap hypervisor.Snapshotter, src VM, h hypervisor.Handle) {
-	ctx = context.WithoutCancel(ctx)
-	if err := snap.Resume(ctx, h); err != nil {
-		m.Log.Error("resuming a fork's source", "vm", src.Name, "error", err)
-		return
+// quiet is a Progress that reports nothing: the source's resume inside
+// a fork is one stage of the fork.
+type quiet struct{}
+
+func (quiet) Stage(string)          {}
+func (quiet) Detail(string, ...any) {}
+func (quiet) Logf(string, ...any)   {}
+
+// linkTree makes dst a directory of hard links to the files in src (a
+// copy where links cannot be made): a saved state is only read, so a
+// fork restores from the same files as its source.
+func linkTree(dst, src string) error {
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
 	}
-	hv := m.Drivers[h.Driver]
-	attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if sess, err := m.links.Get(attempt, src.ID, m.dialer(hv, h, src.ID)); err == nil {
-		if err := m.setClock(attempt, sess); err != nil {
-			m.Log.Warn("setting a fork source's clock", "vm", src.Name, "error", err)
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		from, to := filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())
+		if err := os.Link(from, to); err != nil {
+			if _, cerr := diskclone.Clone(to, from); cerr != nil {
+				return fmt.Errorf("copying the saved state: %w", cerr)
+			}
 		}
 	}
+	return nil
 }
 
 // copyDisks clones the source's own disks (not the shared base) into the

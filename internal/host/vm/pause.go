@@ -40,38 +40,69 @@ func (m *Manager) Pause(ctx context.Context, name string, p Progress) (VM, error
 	if err != nil {
 		return v, err
 	}
-	dir := m.Dir(v.ID)
 	if err := m.checkSpaceForState(&v); err != nil {
 		return v, err
 	}
-
 	p.Stage("save state")
+	if err := m.pause(ctx, &v, snap, h, p); err != nil {
+		return v, err
+	}
+	p.Stage("stop hypervisor")
+	return v, m.endHypervisor(ctx, &v)
+}
+
+// pause saves running v's state beside its disks and records it paused;
+// its hypervisor, stopped, is left for the caller to end (endHypervisor).
+// A failed save resumes the VM.
+func (m *Manager) pause(ctx context.Context, v *VM, snap hypervisor.Snapshotter, h hypervisor.Handle, p Progress) error {
+	dir := m.Dir(v.ID)
 	saved, err := saveState(ctx, snap, h, stateTmp(dir))
 	if err != nil {
 		if rerr := snap.Resume(context.WithoutCancel(ctx), h); rerr != nil {
 			m.Log.Error("resuming a VM whose save failed", "vm", v.Name, "error", rerr)
 		}
-		return v, err
+		return err
 	}
 	crashpoint.Here(ctx)
+	// After a save that completed, a hypervisor is only ever ended: QEMU
+	// has handed its disks over to the saved state (a `cont` could not
+	// always take them back), so a failure from here ends it and the VM
+	// is resumed from the state.
 	if err := commitState(dir); err != nil {
-		snap.Resume(context.WithoutCancel(ctx), h)
-		return v, err
+		return m.abortPause(ctx, v, err)
 	}
 	p.Detail("%s", sizetext.Up(saved.Bytes))
-
 	// From here the saved state is the VM: the record says so before the
 	// hypervisor goes (a crash in between is finished by Reconcile).
-	p.Stage("stop hypervisor")
 	v.State = api.VMPaused
 	v.Runtime.Saved = &saved
-	if err := m.save(ctx, &v); err != nil {
-		os.RemoveAll(stateDir(dir))
-		snap.Resume(context.WithoutCancel(ctx), h)
-		return v, err
+	if err := m.save(ctx, v); err != nil {
+		return m.abortPause(ctx, v, err)
 	}
 	crashpoint.Here(ctx)
-	return v, m.endHypervisor(ctx, &v)
+	return nil
+}
+
+// abortPause handles a pause that failed after its save completed: the
+// hypervisor can only be ended, so the VM becomes what its state says,
+// paused when the state was committed, else stopped.
+func (m *Manager) abortPause(ctx context.Context, v *VM, err error) error {
+	ctx = context.WithoutCancel(ctx)
+	dir := m.Dir(v.ID)
+	os.RemoveAll(stateTmp(dir))
+	if _, serr := os.Stat(stateDir(dir)); serr == nil && v.Runtime.Saved != nil {
+		v.State = api.VMPaused
+	} else {
+		os.RemoveAll(stateDir(dir))
+		v.Runtime.Saved = nil
+		v.Runtime.LastExit = m.report("a pause failed after its hypervisor had handed its disks to the saved state: "+firstLine(err.Error()), nil)
+		m.halt(ctx, v, false)
+		return err
+	}
+	if eerr := m.endHypervisor(ctx, v); eerr != nil {
+		m.Log.Error("ending the hypervisor of a failed pause", "vm", v.Name, "error", eerr)
+	}
+	return err
 }
 
 // commitState makes a complete save in stateTmp the VM's saved state.
@@ -132,41 +163,47 @@ func (m *Manager) Resume(ctx context.Context, name string, p Progress) (VM, erro
 	if v.State != api.VMPaused {
 		return v, NotPaused(v)
 	}
+	return v, m.resume(ctx, &v, p)
+}
+
+// resume restores paused v from its saved state and lets it run; the
+// caller holds v's lock.
+func (m *Manager) resume(ctx context.Context, v *VM, p Progress) error {
 	saved := v.Runtime.Saved
 	if saved == nil {
-		return v, fmt.Errorf("vm %s is paused but its saved state is not recorded: `banger vm stop %s` discards it, then start it", v.Name, v.Name)
+		return fmt.Errorf("vm %s is paused but its saved state is not recorded: `banger vm stop %s` discards it, then start it", v.Name, v.Name)
 	}
 	hv, ok := m.Drivers[saved.Driver]
 	if !ok {
-		return v, api.Errorf(api.CodeFailedPrecondition, "vm %s was saved by the %s driver, which this bangerd does not have: `banger vm stop %s` discards the saved state", v.Name, saved.Driver, v.Name)
+		return api.Errorf(api.CodeFailedPrecondition, "vm %s was saved by the %s driver, which this bangerd does not have: `banger vm stop %s` discards the saved state", v.Name, saved.Driver, v.Name)
 	}
 	snap, err := snapshotter(hv)
 	if err != nil {
-		return v, err
+		return err
 	}
 	img, err := m.Images.Get(ctx, v.ImageID)
 	if err != nil {
-		return v, err
+		return err
 	}
 	dir := m.Dir(v.ID)
 	initrd := bootInitrd(dir)
 	if _, err := os.Stat(initrd); err != nil {
-		return v, fmt.Errorf("vm %s: its boot files are missing (%v): `banger vm stop %s` discards the saved state, then start it", v.Name, err, v.Name)
+		return fmt.Errorf("vm %s: its boot files are missing (%v): `banger vm stop %s` discards the saved state, then start it", v.Name, err, v.Name)
 	}
-	tap, err := m.takeTAP(ctx, &v, p)
+	tap, err := m.takeTAP(ctx, v, p)
 	if err != nil {
-		return v, m.abortResume(ctx, &v, err)
+		return m.abortResume(ctx, v, err)
 	}
 	p.Stage("restore " + hv.Name())
-	spec := m.launchSpec(&v, img, Choice{HV: hv, Accel: saved.Accel}, initrd, tap)
+	spec := m.launchSpec(v, img, Choice{HV: hv, Accel: saved.Accel}, initrd, tap)
 	start := time.Now()
-	h, err := m.restoreAndRun(ctx, &v, snap, spec, stateDir(dir), func(h hypervisor.Handle) error {
+	h, err := m.restoreAndRun(ctx, v, snap, spec, stateDir(dir), func(h hypervisor.Handle) error {
 		v.Runtime.Handle = &h
 		v.Runtime.Resuming = true
-		return m.save(ctx, &v)
+		return m.save(ctx, v)
 	})
 	if err != nil {
-		return v, m.abortResume(ctx, &v, err)
+		return m.abortResume(ctx, v, err)
 	}
 	p.Detail("pid %d, %d ms", h.PID, time.Since(start).Milliseconds())
 	crashpoint.Here(ctx)
@@ -175,8 +212,8 @@ func (m *Manager) Resume(ctx context.Context, name string, p Progress) (VM, erro
 	v.Runtime.Resuming = false
 	v.Runtime.Saved = nil
 	v.Runtime.StartedAt = m.now()
-	if err := m.save(ctx, &v); err != nil {
-		return v, err
+	if err := m.save(ctx, v); err != nil {
+		return err
 	}
 	if err := os.RemoveAll(stateDir(dir)); err != nil {
 		m.Log.Warn("removing a resumed VM's saved state", "vm", v.Name, "error", err)
@@ -185,12 +222,12 @@ func (m *Manager) Resume(ctx context.Context, name string, p Progress) (VM, erro
 	p.Stage("clock")
 	sess, err := m.waitAgent(ctx, hv, v.ID, h)
 	if err != nil {
-		return v, err
+		return err
 	}
 	if err := m.setClock(ctx, sess); err != nil {
 		p.Logf("could not set the guest's clock: %v", err)
 	}
-	return v, nil
+	return nil
 }
 
 // abortResume undoes a resume that failed before the guest ran: the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/host/hypervisor"
@@ -105,13 +106,7 @@ func (m *Manager) readopt(ctx context.Context, v *VM) Finding {
 		if st, serr := hv.Status(ctx, *h); serr == nil && st == hypervisor.Paused {
 			// A save (pause, fork) the crash interrupted left it paused:
 			// banger never leaves a running VM's vCPUs stopped.
-			if snap, ok := hv.(hypervisor.Snapshotter); ok {
-				if rerr := snap.Resume(ctx, *h); rerr != nil {
-					detail += fmt.Sprintf("; could not resume its paused vCPUs: %v", rerr)
-				} else {
-					detail += "; resumed its vCPUs, which an interrupted save had left paused"
-				}
-			}
+			return m.finishSave(ctx, v, hv, *h)
 		}
 		return Finding{VM: v.Name, Action: "adopted", Detail: detail}
 	}
@@ -136,4 +131,29 @@ func (m *Manager) strayCommands() []string {
 		return m.StrayCommands
 	}
 	return hypervisorCommands
+}
+
+// finishSave settles a running VM whose hypervisor a crash left paused by
+// a save: when the save was committed (stateDir), the pause is finished;
+// otherwise the VM runs on (Resume), or, when its hypervisor cannot take
+// its disks back from a completed migration, it is stopped.
+func (m *Manager) finishSave(ctx context.Context, v *VM, hv hypervisor.Hypervisor, h hypervisor.Handle) Finding {
+	dir := m.Dir(v.ID)
+	if _, err := os.Stat(stateDir(dir)); err == nil {
+		v.State = api.VMPaused
+		v.Runtime.Saved = &SavedState{Bytes: treeBytes(stateDir(dir)), SavedAt: m.now(), Driver: h.Driver, Accel: h.Accel}
+		if err := m.save(ctx, v); err == nil {
+			m.endHypervisor(ctx, v)
+			return Finding{VM: v.Name, Action: "kept paused", Detail: "its pause was interrupted after the state was saved: finished it"}
+		}
+	}
+	if snap, ok := hv.(hypervisor.Snapshotter); ok {
+		if err := snap.Resume(ctx, h); err == nil {
+			return Finding{VM: v.Name, Action: "adopted", Detail: fmt.Sprintf("%s pid %d; resumed its vCPUs, which an interrupted save had left paused", h.Driver, h.PID)}
+		} else {
+			v.Runtime.LastExit = m.report("a save was interrupted after its hypervisor handed its disks over, so it could not run on: "+firstLine(err.Error()), nil)
+		}
+	}
+	m.halt(ctx, v, false)
+	return Finding{VM: v.Name, Action: "marked stopped", Detail: "an interrupted save left its hypervisor paused for good"}
 }

@@ -174,7 +174,7 @@ func TestFork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"allocate", "pause src", "copy disks", "sync auth files", "acquire tap", "restore fake", "identity", "readiness"}
+	want := []string{"allocate", "pause src", "copy disks", "resume src", "sync auth files", "acquire tap", "restore fake", "identity", "readiness"}
 	if diff := cmp.Diff(want, p.stages); diff != "" {
 		t.Errorf("fork stages (-want +got):\n%s", diff)
 	}
@@ -325,6 +325,16 @@ func TestReconcileSnapshots(t *testing.T) {
 	b := setup("b")
 	f.hv.SetState(*b.Runtime.Handle, hypervisor.Paused)
 	os.MkdirAll(stateTmp(f.m.Dir(b.ID)), 0o700)
+	// A pause killed after it committed the state, before it recorded
+	// the VM paused.
+	b2 := setup("b2")
+	b2dir := f.m.Dir(b2.ID)
+	if _, err := saveState(ctx, f.hv, *b2.Runtime.Handle, stateTmp(b2dir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := commitState(b2dir); err != nil {
+		t.Fatal(err)
+	}
 	// Resumes interrupted with the hypervisor paused (never ran), running
 	// (ran), gone (may have run).
 	resuming := func(name string, st hypervisor.State) {
@@ -369,7 +379,7 @@ func TestReconcileSnapshots(t *testing.T) {
 	if _, err := f.m.TidyWarm(ctx); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"a": api.VMPaused, "b": api.VMRunning, "c": api.VMPaused, "d": api.VMRunning, "e": api.VMStopped}
+	want := map[string]string{"a": api.VMPaused, "b": api.VMRunning, "b2": api.VMPaused, "c": api.VMPaused, "d": api.VMRunning, "e": api.VMStopped}
 	for name, st := range want {
 		v, _ := f.m.Get(ctx, name)
 		if v.State != st {
@@ -391,8 +401,8 @@ func TestReconcileSnapshots(t *testing.T) {
 	if leaks, _ := f.m.Leaks(ctx); len(leaks) != 0 {
 		t.Errorf("leaks after reconcile: %+v", leaks)
 	}
-	// Both paused VMs resume.
-	for _, name := range []string{"a", "c"} {
+	// Every paused VM resumes.
+	for _, name := range []string{"a", "b2", "c"} {
 		if _, err := f.m.Resume(ctx, name, &progress{}); err != nil {
 			t.Errorf("resume %s after reconcile: %v", name, err)
 		}

@@ -149,9 +149,12 @@ func (s *suite) snapshot(t *testing.T) {
 			t.Errorf("restoring changed the state directory: now %v", got)
 		}
 	})
-	step(t, "SaveResume", func(t *testing.T) {
-		// A fork's path: save a running VM (a clone, itself restored),
-		// then let it run on.
+	step(t, "SaveRestoreInPlace", func(t *testing.T) {
+		// A fork's source and a pause/resume: save a running VM (a
+		// clone, itself restored) while another runs, end it, and
+		// restore it onto its own disks, which nothing touched since the
+		// save. After a completed save the hypervisor is only ever ended
+		// (QEMU has handed the disks to the saved state).
 		before := s.mark(t, d, clones[0])
 		dir := filepath.Join(t.TempDir(), "fork-state")
 		if err := os.Mkdir(dir, 0o700); err != nil {
@@ -159,13 +162,21 @@ func (s *suite) snapshot(t *testing.T) {
 		}
 		s.save(t, d, sn, clones[0], dir)
 		wantStatus(t, d, clones[1], hypervisor.Running) // the other clone is untouched
+		if err := d.Kill(clones[0]); err != nil {
+			t.Fatal(err)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := sn.Resume(ctx, clones[0]); err != nil {
-			t.Fatalf("Resume after Save: %v", err)
+		h, err := sn.Restore(ctx, cloneSpecs[0], dir)
+		if err != nil {
+			t.Fatalf("Restore in place: %v", err)
 		}
-		wantStatus(t, d, clones[0], hypervisor.Running)
-		s.checkSame(t, "the resumed clone", before, s.mark(t, d, clones[0]))
+		clones[0] = h
+		if err := sn.Resume(ctx, h); err != nil {
+			t.Fatalf("Resume: %v", err)
+		}
+		wantStatus(t, d, h, hypervisor.Running)
+		s.checkSame(t, "the VM restored in place", before, s.mark(t, d, h))
 	})
 	step(t, "Kill", func(t *testing.T) {
 		for i, c := range clones {

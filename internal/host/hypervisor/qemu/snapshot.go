@@ -137,7 +137,11 @@ func (d *Driver) Restore(ctx context.Context, spec hypervisor.Spec, dir string) 
 		return hypervisor.Handle{}, fmt.Errorf("qemu: restoring VM %s: opening its saved state: %w", spec.ID, err)
 	}
 	defer f.Close()
-	return d.launch(ctx, spec, f)
+	h, err := d.launch(ctx, spec, f)
+	if err != nil {
+		return h, fmt.Errorf("restoring from the saved state in %s: %w", dir, err)
+	}
+	return h, nil
 }
 
 // waitIncoming waits until QEMU has loaded its incoming state: its run
