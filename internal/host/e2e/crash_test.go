@@ -275,7 +275,11 @@ func snapshotCrashOps() []crashOp {
 		{kind: "vm.resume", setup: func(e *env) { create(e); e.must("vm", "pause", "cx") }, args: []string{"vm", "resume", "cx"},
 			check: func(e *env) int { return usable(e, "cx", api.VMPaused, api.VMRunning, api.VMStopped) }},
 		{kind: "vm.fork", setup: create, args: []string{"vm", "fork", "cx", "cy"},
-			check: func(e *env) int { return usable(e, "cx", api.VMRunning) + usable(e, "cy", "", api.VMRunning) }},
+			// A fork pauses its source to disk: killed then, the source
+			// stays paused and resumes.
+			check: func(e *env) int {
+				return usable(e, "cx", api.VMRunning, api.VMPaused) + usable(e, "cy", "", api.VMRunning)
+			}},
 		{kind: "image.warm", args: append([]string{"image", "warm", "base"}, vmArgs...),
 			check: func(e *env) int {
 				var l api.VMList
