@@ -354,7 +354,14 @@ func (m *Manager) waitProbe(ctx context.Context, c *agentmux.Session, pr api.Pro
 	ctx, cancel := context.WithTimeout(ctx, m.agentTimeout())
 	defer cancel()
 	var last string
-	err := poll.Until(ctx, 500*time.Millisecond, func() (bool, error) {
+	// Every 100 ms for the first 2 s (a restored guest's sshd is back
+	// within a few hundred ms of its reload), then every 500 ms (a
+	// booting guest takes seconds).
+	tick := 0
+	err := poll.Until(ctx, 100*time.Millisecond, func() (bool, error) {
+		if tick++; tick > 20 && tick%5 != 0 {
+			return false, nil
+		}
 		attempt, stop := context.WithTimeout(ctx, 5*time.Second)
 		var r agentproto.ProbeResult
 		err := c.Call(attempt, agentproto.TypeProbeTCP, map[string]int{"port": pr.Port}, &r)
