@@ -64,15 +64,8 @@ image's warm snapshots; ` + "`banger image show`" + ` lists them.`,
 			if err != nil {
 				return err
 			}
-			if !asJSON {
-				fmt.Fprintf(app.Stderr, "%s: operation %s\n", op.Kind, op.ID)
-			}
-			final, err := followOperation(ctx, app, cl, op, asJSON)
-			if err != nil || asJSON {
-				return err
-			}
 			var img api.Image
-			if err := decodeResult(final, &img); err != nil {
+			if printed, err := followResult(ctx, app, cl, op, asJSON, &img); !printed || err != nil {
 				return err
 			}
 			fmt.Fprintf(app.Stdout, "image %s is warm: a `banger vm create --image %s` of a shape below restores instead of booting\n", img.Name, img.Name)

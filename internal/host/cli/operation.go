@@ -133,3 +133,17 @@ func newOperationCancelCmd(app *App) *cobra.Command {
 		}),
 	}
 }
+
+// followResult says which operation began, follows it live and decodes
+// its result into out. printed is false with --json, where the event
+// stream is the whole output.
+func followResult(ctx context.Context, app *App, cl *client.Client, op api.Operation, asJSON bool, out any) (printed bool, err error) {
+	if !asJSON {
+		fmt.Fprintf(app.Stderr, "%s: operation %s\n", op.Kind, op.ID)
+	}
+	final, err := followOperation(ctx, app, cl, op, asJSON)
+	if err != nil || asJSON {
+		return false, err
+	}
+	return true, decodeResult(final, out)
+}

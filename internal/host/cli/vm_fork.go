@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
@@ -34,15 +33,8 @@ friendly name is generated.`,
 			if err != nil {
 				return err
 			}
-			if !asJSON {
-				fmt.Fprintf(app.Stderr, "%s: operation %s\n", op.Kind, op.ID)
-			}
-			final, err := followOperation(ctx, app, cl, op, asJSON)
-			if err != nil || asJSON {
-				return err
-			}
 			var v api.VM
-			if err := decodeResult(final, &v); err != nil {
+			if printed, err := followResult(ctx, app, cl, op, asJSON, &v); !printed || err != nil {
 				return err
 			}
 			return printNextSteps(ctx, app, cl, v, false)

@@ -38,15 +38,8 @@ func newVMBootCmd(app *App, use, short, example string,
 			if err != nil {
 				return err
 			}
-			if !asJSON {
-				fmt.Fprintf(app.Stderr, "%s: operation %s\n", op.Kind, op.ID)
-			}
-			final, err := followOperation(ctx, app, cl, op, asJSON)
-			if err != nil || asJSON {
-				return err
-			}
 			var v api.VM
-			if err := decodeResult(final, &v); err != nil {
+			if printed, err := followResult(ctx, app, cl, op, asJSON, &v); !printed || err != nil {
 				return err
 			}
 			_, err = fmt.Fprintf(app.Stdout, "vm %s is running at %s\n", v.Name, v.IP)
