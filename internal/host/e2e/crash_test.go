@@ -169,7 +169,21 @@ func TestCrashDuringQEMUBoot(t *testing.T) {
 		}
 		ops = append(ops, op)
 	}
-	t.Logf("%d crashes injected during QEMU boots; after each, the next daemon left nothing behind", crashAtPoints(t, e, ops))
+	// A pause killed after QEMU saved the state (its disks handed over)
+	// and after the VM was recorded paused; a resume killed after QEMU
+	// loaded the state and after the guest ran.
+	for _, op := range snapshotCrashOps() {
+		switch op.kind {
+		case "vm.pause":
+			op.points = []string{"vm.pause/save state/middle", "vm.pause/save state/middle-2"}
+		case "vm.resume":
+			op.points = []string{"vm.resume/restore qemu/middle", "vm.resume/restore qemu/middle-2"}
+		default:
+			continue
+		}
+		ops = append(ops, op)
+	}
+	t.Logf("%d crashes injected during QEMU boots, saves and restores; after each, the next daemon left nothing behind", crashAtPoints(t, e, ops))
 }
 
 // TestCrashDuringImageBootstrap kills bangerd at every point of an image

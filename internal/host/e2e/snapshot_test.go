@@ -240,8 +240,6 @@ func TestSnapshots(t *testing.T) {
 		t.Logf("warm create %s:\n%s", name, r.stderr)
 	}
 	t.Logf("create: cold %v, warm %v", cold.Round(time.Millisecond), created)
-	// Where the guest's identity time goes (the agent logs each step).
-	t.Logf("identity steps in wa:\n%s", e.runWith(e.extra, "vm", "exec", "wa", "--", "journalctl", "-u", "banger-agent", "-o", "short-precise", "--no-pager", "-g", "identity applied|link moved|address set|default route").stdout)
 	wa, wb := identityOf(t, e, "wa"), identityOf(t, e, "wb")
 	differ(t, "wa", "wb", wa, wb)
 	for _, name := range []string{"wa", "wb", "sb"} {

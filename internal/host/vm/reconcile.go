@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/host/hypervisor"
+	"github.com/bangerdev/banger/internal/shared/atomicfile"
 )
 
 // Finding is one thing reconcile did or could not explain.
@@ -139,6 +141,13 @@ func (m *Manager) strayCommands() []string {
 // its disks back from a completed migration, it is stopped.
 func (m *Manager) finishSave(ctx context.Context, v *VM, hv hypervisor.Hypervisor, h hypervisor.Handle) Finding {
 	dir := m.Dir(v.ID)
+	if sc, ok := hv.(saveChecker); ok {
+		// The save may have completed after the daemon died: its state is
+		// whole, and the VM is what it says.
+		if done, err := sc.SaveCompleted(ctx, h); err == nil && done && syncTree(stateTmp(dir)) == nil {
+			commitState(dir)
+		}
+	}
 	if _, err := os.Stat(stateDir(dir)); err == nil {
 		v.State = api.VMPaused
 		v.Runtime.Saved = &SavedState{Bytes: treeBytes(stateDir(dir)), SavedAt: m.now(), Driver: h.Driver, Accel: h.Accel}
@@ -156,4 +165,31 @@ func (m *Manager) finishSave(ctx context.Context, v *VM, hv hypervisor.Hyperviso
 	}
 	m.halt(ctx, v, false)
 	return Finding{VM: v.Name, Action: "marked stopped", Detail: "an interrupted save left its hypervisor paused for good"}
+}
+
+// saveChecker is a driver that can tell whether a save it began completed
+// (QEMU finishes a migration whoever waits for it).
+type saveChecker interface {
+	SaveCompleted(ctx context.Context, h hypervisor.Handle) (bool, error)
+}
+
+// syncTree flushes the files of a directory that holds a state and the
+// directory itself.
+func syncTree(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return atomicfile.SyncDir(dir)
 }

@@ -190,3 +190,20 @@ func (d *Driver) Resume(ctx context.Context, h hypervisor.Handle) error {
 	}
 	return nil
 }
+
+// SaveCompleted reports whether h's QEMU finished migrating into a state
+// file: a daemon killed while Save waited leaves QEMU to complete it on
+// its own, and the next daemon start keeps the state (a completed
+// migration has handed the disks over, so the VM could not run on).
+func (d *Driver) SaveCompleted(ctx context.Context, h hypervisor.Handle) (bool, error) {
+	q, err := d.qmp(ctx, h)
+	if err != nil {
+		return false, err
+	}
+	defer q.Close()
+	var m migrationStatus
+	if err := q.execute("query-migrate", nil, &m); err != nil {
+		return false, err
+	}
+	return m.Status == "completed", nil
+}
