@@ -72,6 +72,8 @@ type Daemon struct {
 	hvMu      sync.Mutex
 	stats     statsSampler
 	webUI     webListener
+	// warmTried holds the image shapes vm.auto_warm began warming.
+	warmTried sync.Map
 
 	// confinedRoot: vm_user = "" was warned about (see confineHypervisors).
 	confinedRoot bool

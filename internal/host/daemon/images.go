@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -156,9 +157,14 @@ func (d *Daemon) unwarmImage(w http.ResponseWriter, r *http.Request) error {
 }
 
 // autoWarm warms an image for a shape in the background after its first
-// cold create (config vm.auto_warm).
+// cold create (config vm.auto_warm), once per image and shape while the
+// daemon runs: a warm that failed is not tried again at every create.
 func (d *Daemon) autoWarm(img image.Image, req api.CreateVMRequest) {
 	wreq := api.WarmImageRequest{VCPUs: req.VCPUs, MemoryMiB: req.MemoryMiB, DiskBytes: req.DiskBytes, Hypervisor: req.Hypervisor}
+	key := fmt.Sprintf("%s/%d/%d/%d/%s", img.ID, req.VCPUs, req.MemoryMiB, req.DiskBytes, req.Hypervisor)
+	if _, tried := d.warmTried.LoadOrStore(key, true); tried {
+		return
+	}
 	if _, err := d.ops.Begin("image.warm", img.Name, func(ctx context.Context, run *operation.Run) (any, error) {
 		out, err := d.vms.Warm(ctx, img.Name, wreq, run)
 		if err != nil {

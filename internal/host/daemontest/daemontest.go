@@ -48,6 +48,8 @@ type Options struct {
 	// WebListen sets web.listen, e.g. "127.0.0.1:0": the daemon starts
 	// its web listener with it.
 	WebListen string
+	// AutoWarm sets vm.auto_warm.
+	AutoWarm bool
 	// StateDir and DataDir place the daemon's state directory (store, VM
 	// directories, log) and data directory (images, managed key)
 	// elsewhere than under Root, e.g. on a small filesystem a test
@@ -157,6 +159,7 @@ func (d *Daemon) run(tb testing.TB) {
 	o := d.opts
 	cfg := Config(tb, o.Root)
 	cfg.Web.Listen = o.WebListen
+	cfg.VM.AutoWarm = o.AutoWarm
 	if o.StateDir != "" {
 		cfg.Paths.StateDir = o.StateDir
 	}
