@@ -459,6 +459,8 @@ func notRunning(v VM) error {
 		return api.Errorf(api.CodeFailedPrecondition, "VM %s is stopped: start it with `banger vm start %s`", v.Name, v.Name)
 	case api.VMDeleting:
 		return api.Errorf(api.CodeNotFound, "VM %s is being deleted", v.Name)
+	case api.VMPaused:
+		return api.Errorf(api.CodeFailedPrecondition, "VM %s is paused (its state is on disk): resume it with `banger vm resume %s`", v.Name, v.Name)
 	}
 	return api.Errorf(api.CodeFailedPrecondition, "VM %s is %s: wait until it is running", v.Name, v.State)
 }

@@ -64,8 +64,8 @@ func TestPauseResume(t *testing.T) {
 	if _, err := f.m.Pause(ctx, "demo", &progress{}); err == nil || !strings.Contains(err.Error(), "already paused") {
 		t.Errorf("pausing a paused VM: %v", err)
 	}
-	if _, _, err := f.m.Agent(ctx, "demo"); err == nil {
-		t.Error("reached the agent of a paused VM")
+	if _, _, err := f.m.Agent(ctx, "demo"); err == nil || !strings.Contains(err.Error(), "banger vm resume demo") {
+		t.Errorf("reaching the agent of a paused VM: %v; want the refusal naming vm resume", err)
 	}
 
 	p = &progress{}
