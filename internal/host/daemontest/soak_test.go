@@ -311,9 +311,8 @@ func (s *soakDaemon) settle(t *testing.T) daemonStats {
 // the memory the daemon keeps for what it holds.
 func (st daemonStats) held() int64 { return st.RSSKiB - st.IdleKiB }
 
-// heapInUse is the heap's spans in use: what the Go runtime holds less
-// stacks, idle heap and its own.
-func (st daemonStats) heapInUse() int64 { return st.GoKiB - st.StackKiB - st.IdleKiB - st.RuntimeKiB }
+// heapInUse is the heap's spans in use, in KiB.
+func (st daemonStats) heapInUse() int64 { return int64(st.HeapInuse >> 10) }
 
 // soakLedger counts every call of the soak and keeps every error that
 // was not an expected answer.
