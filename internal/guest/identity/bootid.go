@@ -65,7 +65,7 @@ func setBootID(sys System, id string) error {
 	}
 	file := filepath.Join(sys.Root, BootIDFile)
 	target := filepath.Join(sys.ProcDir, "sys", "kernel", "random", "boot_id")
-	if err := atomicfile.Write(file, []byte(id+"\n"), 0o444, 0o755); err != nil {
+	if err := atomicfile.Replace(file, []byte(id+"\n"), 0o444, 0o755); err != nil {
 		return fmt.Errorf("writing %s: %w", file, err)
 	}
 	for i := 0; ; i++ {

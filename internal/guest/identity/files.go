@@ -13,7 +13,7 @@ import (
 // holds the old one.
 func writeMachineID(sys System, id string) error {
 	p := sys.etc("machine-id")
-	if err := atomicfile.Write(p, []byte(id+"\n"), 0o444, 0o755); err != nil {
+	if err := atomicfile.Replace(p, []byte(id+"\n"), 0o444, 0o755); err != nil {
 		return fmt.Errorf("writing %s: %w", p, err)
 	}
 	return nil

@@ -58,10 +58,10 @@ func rotateHostKeys(sys System, hostname string) error {
 			return fmt.Errorf("encoding %s: %w", kt.file, err)
 		}
 		p := filepath.Join(dir, kt.file)
-		if err := atomicfile.Write(p, priv, 0o600, 0o755); err != nil {
+		if err := atomicfile.Replace(p, priv, 0o600, 0o755); err != nil {
 			return fmt.Errorf("writing %s: %w", p, err)
 		}
-		if err := atomicfile.Write(p+".pub", pub, 0o644, 0o755); err != nil {
+		if err := atomicfile.Replace(p+".pub", pub, 0o644, 0o755); err != nil {
 			return fmt.Errorf("writing %s.pub: %w", p, err)
 		}
 		keep[kt.file], keep[kt.file+".pub"] = true, true

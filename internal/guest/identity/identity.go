@@ -195,6 +195,11 @@ func Apply(ctx context.Context, id agentproto.Identity, sys System) (agentproto.
 		}
 		log.Info("identity applied", "field", s.field)
 	}
+	// The files above were replaced without a sync each (a journal
+	// commit apiece under emulation): one sync makes them all durable,
+	// so a crash of the clone never brings back its template's
+	// machine-id or host keys.
+	unix.Sync()
 	keys, err := PublicHostKeys(sys.etc("ssh"))
 	if err != nil {
 		return agentproto.IdentityResult{}, &StepError{Field: "host_keys", Err: fmt.Errorf("reading the host keys back: %w", err)}

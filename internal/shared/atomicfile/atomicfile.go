@@ -24,15 +24,33 @@ func Write(name string, data []byte, mode, dirMode os.FileMode) error {
 	return f.Commit()
 }
 
+// Replace is Write without the sync: a reader still sees the old content
+// or the new, never a part, but a crash may leave the file empty or old.
+// For a caller that writes several files and syncs the filesystem once
+// after them (syncfs), where a sync per file costs a journal commit each.
+func Replace(name string, data []byte, mode, dirMode os.FileMode) error {
+	f, err := Create(name, mode, dirMode)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	f.noSync = true
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	return f.Commit()
+}
+
 // File is a replacement for a file being written: what is written goes to a
 // temporary file (named ".NAME.tmp-*", readable by its owner only) beside
 // the file it replaces, and Commit puts it in place. Abort, or a crash,
 // leaves the old file untouched.
 type File struct {
-	f    *os.File
-	name string
-	mode os.FileMode
-	done bool
+	f      *os.File
+	name   string
+	mode   os.FileMode
+	done   bool
+	noSync bool // Replace: the caller syncs
 }
 
 // Create starts replacing name with a file of mode. Missing parent
@@ -65,7 +83,7 @@ func (f *File) Commit() error {
 	f.done = true
 	tmp := f.f.Name()
 	err := f.f.Chmod(f.mode)
-	if err == nil {
+	if err == nil && !f.noSync {
 		err = f.f.Sync()
 	}
 	if cerr := f.f.Close(); err == nil {

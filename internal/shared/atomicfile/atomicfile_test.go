@@ -6,7 +6,15 @@ import (
 	"testing"
 )
 
+// Write and Replace (Write without the sync) replace a file whole, make
+// missing directories only when asked, and never write through a link.
 func TestWrite(t *testing.T) {
+	for name, write := range map[string]func(string, []byte, os.FileMode, os.FileMode) error{"Write": Write, "Replace": Replace} {
+		t.Run(name, func(t *testing.T) { testWrite(t, write) })
+	}
+}
+
+func testWrite(t *testing.T, Write func(string, []byte, os.FileMode, os.FileMode) error) {
 	dir := t.TempDir()
 	name := filepath.Join(dir, "a", "b", "f")
 	if err := Write(name, []byte("one"), 0o600, 0); err == nil {
