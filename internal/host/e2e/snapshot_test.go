@@ -242,9 +242,12 @@ func TestSnapshots(t *testing.T) {
 	t.Logf("create: cold %v, warm %v", cold.Round(time.Millisecond), created)
 	wa, wb := identityOf(t, e, "wa"), identityOf(t, e, "wb")
 	differ(t, "wa", "wb", wa, wb)
+	ids := map[string]guestIdentity{"wa": wa, "wb": wb, "sb": identityOf(t, e, "sb")}
 	for _, name := range []string{"wa", "wb", "sb"} {
-		if out := strings.TrimSpace(e.must("vm", "ssh", name, "--", "hostname").stdout); out != name {
-			t.Errorf("vm ssh %s: hostname %q", name, out)
+		// Through sshd too (another process tree than the agent's).
+		out := strings.Fields(e.must("vm", "ssh", name, "--", "sh", "-c", "'hostname; cat /proc/sys/kernel/random/boot_id /etc/machine-id'").stdout)
+		if len(out) != 3 || out[0] != name || out[1] != ids[name].BootID || out[2] != ids[name].MachineID {
+			t.Errorf("vm ssh %s: hostname, boot_id, machine-id %q; want %s, %s, %s", name, out, name, ids[name].BootID, ids[name].MachineID)
 		}
 	}
 	for _, name := range []string{"sa", "sb", "wa", "wb"} {
