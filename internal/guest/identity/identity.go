@@ -186,25 +186,30 @@ func Apply(ctx context.Context, id agentproto.Identity, sys System) (agentproto.
 			return nil
 		}},
 	}
+	took := map[string]int64{}
 	for _, s := range steps {
 		if !s.set {
 			continue
 		}
+		t := time.Now()
 		if err := s.apply(); err != nil {
 			return agentproto.IdentityResult{}, &StepError{Field: s.field, Err: err}
 		}
+		took[s.field] = time.Since(t).Milliseconds()
 		log.Info("identity applied", "field", s.field)
 	}
 	// The files above were replaced without a sync each (a journal
 	// commit apiece under emulation): one sync makes them all durable,
 	// so a crash of the clone never brings back its template's
 	// machine-id or host keys.
+	t := time.Now()
 	unix.Sync()
+	took["sync"] = time.Since(t).Milliseconds()
 	keys, err := PublicHostKeys(sys.etc("ssh"))
 	if err != nil {
 		return agentproto.IdentityResult{}, &StepError{Field: "host_keys", Err: fmt.Errorf("reading the host keys back: %w", err)}
 	}
-	return agentproto.IdentityResult{HostKeys: keys, ElapsedMS: time.Since(start).Milliseconds()}, nil
+	return agentproto.IdentityResult{HostKeys: keys, ElapsedMS: time.Since(start).Milliseconds(), StepsMS: took}, nil
 }
 
 // errNoSystem is a seam a System left empty.

@@ -240,6 +240,16 @@ func TestSnapshots(t *testing.T) {
 		t.Logf("warm create %s:\n%s", name, r.stderr)
 	}
 	t.Logf("create: cold %v, warm %v", cold.Round(time.Millisecond), created)
+	if b, err := os.ReadFile(filepath.Join(e.home, "state", "bangerd.log")); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "took its identity") {
+				t.Logf("daemon log: %s", l)
+			}
+		}
+	}
+	// A new daemon reaches the clones with their own agent keys (the
+	// identity call gave them; the key in the saved memory is refused).
+	e.must("daemon", "stop")
 	wa, wb := identityOf(t, e, "wa"), identityOf(t, e, "wb")
 	differ(t, "wa", "wb", wa, wb)
 	ids := map[string]guestIdentity{"wa": wa, "wb": wb, "sb": identityOf(t, e, "sb")}

@@ -225,7 +225,7 @@ func (m *Manager) restoreClone(ctx context.Context, v *VM, img image.Image, hv h
 	p.Stage("identity")
 	ctx, stopWatch := m.whileRunning(ctx, hv, h)
 	defer stopWatch()
-	sess, err := m.waitAgentWith(ctx, hv, v.ID, h, m.keyDialer(hv, h, v.Name, fromKey))
+	sess, err := m.waitAgentWith(ctx, hv, v.ID, h, m.keyDialer(hv, h, v.Name, fromKey), 50*time.Millisecond)
 	if err != nil {
 		return err
 	}
@@ -237,12 +237,9 @@ func (m *Manager) restoreClone(ctx context.Context, v *VM, img image.Image, hv h
 		return err
 	}
 	crashpoint.Here(ctx)
-	// From here the agent takes only the VM's own key.
-	m.links.Drop(v.ID)
-	sess, err = m.links.Get(ctx, v.ID, m.dialer(hv, h, v.ID))
-	if err != nil {
-		return fmt.Errorf("reaching the restored guest with its new agent key: %w", err)
-	}
+	// From here the agent takes only the VM's own key: this session,
+	// opened with the old one, lives on; the next is dialled with the
+	// VM's own key file.
 	return m.readiness(ctx, sess, img, p)
 }
 

@@ -199,17 +199,18 @@ func (m *Manager) readiness(ctx context.Context, sess *agentmux.Session, img ima
 // for its health, retrying with short attempts until it answers or
 // AgentTimeout passes. The session stays in m.links for later requests.
 func (m *Manager) waitAgent(ctx context.Context, hv hypervisor.Hypervisor, id string, h hypervisor.Handle) (*agentmux.Session, error) {
-	return m.waitAgentWith(ctx, hv, id, h, m.dialer(hv, h, id))
+	return m.waitAgentWith(ctx, hv, id, h, m.dialer(hv, h, id), 200*time.Millisecond)
 }
 
-// waitAgentWith is waitAgent dialling with dial.
-func (m *Manager) waitAgentWith(ctx context.Context, hv hypervisor.Hypervisor, id string, h hypervisor.Handle, dial agentlink.DialFunc) (*agentmux.Session, error) {
+// waitAgentWith is waitAgent dialling with dial, trying every so often (a
+// restored guest's agent answers at once; a booting one takes seconds).
+func (m *Manager) waitAgentWith(ctx context.Context, hv hypervisor.Hypervisor, id string, h hypervisor.Handle, dial agentlink.DialFunc, every time.Duration) (*agentmux.Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.agentTimeout())
 	defer cancel()
 	var lastErr error
 	console := consoleWatch{path: h.ConsoleLog, since: m.now()}
 	var sess *agentmux.Session
-	err := poll.Until(ctx, 200*time.Millisecond, func() (bool, error) {
+	err := poll.Until(ctx, every, func() (bool, error) {
 		s, err := m.links.Get(ctx, id, dial)
 		if err == nil {
 			attempt, stop := context.WithTimeout(ctx, 2*time.Second)

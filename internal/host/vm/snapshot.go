@@ -9,12 +9,15 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/host/agentlink"
 	"github.com/bangerdev/banger/internal/host/crashpoint"
 	"github.com/bangerdev/banger/internal/host/hypervisor"
+	"github.com/bangerdev/banger/internal/host/termsafe"
 	"github.com/bangerdev/banger/internal/shared/agentmux"
 	"github.com/bangerdev/banger/internal/shared/agentproto"
 	"github.com/bangerdev/banger/internal/shared/bootpayload"
@@ -162,6 +165,7 @@ func (m *Manager) sendIdentity(ctx context.Context, v *VM, sess *agentmux.Sessio
 		}
 	}
 	p.Detail("%s, %s, %d host key(s), %d ms in the guest", v.Name, v.Lease.IP, len(v.Runtime.HostKeys), res.ElapsedMS)
+	m.Log.Info("restored guest took its identity", "vm", v.Name, "guest_ms", res.ElapsedMS, "steps_ms", stepsText(res.StepsMS))
 	return nil
 }
 
@@ -188,4 +192,22 @@ func (m *Manager) restoreAndRun(ctx context.Context, v *VM, snap hypervisor.Snap
 		return h, err
 	}
 	return h, nil
+}
+
+// stepsText is the guest's identity steps and their milliseconds, in a
+// stable order, for the log: the guest's word, bounded.
+func stepsText(steps map[string]int64) string {
+	names := make([]string, 0, len(steps))
+	for k := range steps {
+		if len(names) == 16 {
+			break
+		}
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, k := range names {
+		fmt.Fprintf(&b, "%s=%d ", termsafe.Line(k), steps[k])
+	}
+	return strings.TrimSpace(b.String())
 }

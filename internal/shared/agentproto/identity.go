@@ -65,8 +65,11 @@ type IdentityResult struct {
 	// HostKeys are the SSH host public keys (authorized_keys format)
 	// after the call: the new ones when Identity.HostKeys was set.
 	HostKeys []string `json:"host_keys,omitempty"`
-	// ElapsedMS is the guest's time to apply the call.
-	ElapsedMS int64 `json:"elapsed_ms"`
+	// ElapsedMS is the guest's time to apply the call; StepsMS each
+	// applied field's share (by its JSON name, "sync" for the final
+	// flush).
+	ElapsedMS int64            `json:"elapsed_ms"`
+	StepsMS   map[string]int64 `json:"steps_ms,omitempty"`
 }
 
 // Bounds on an Identity.
