@@ -226,6 +226,9 @@ func TestSnapshots(t *testing.T) {
 		return c.BeginWarmImage(ctx, "base", api.WarmImageRequest{})
 	})
 	t.Logf("image warm: %v", opTime(warm))
+	for _, s := range warm.Stages {
+		t.Logf("  %s %v %s", s.Name, s.Duration.D(), s.Detail)
+	}
 	var created []time.Duration
 	for _, name := range []string{"wa", "wb"} {
 		start := time.Now()

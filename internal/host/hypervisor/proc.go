@@ -35,6 +35,32 @@ func ProcessStartTime(pid int) (uint64, error) {
 	return strconv.ParseUint(string(fields[19]), 10, 64)
 }
 
+// ProcessCPUTicks returns the CPU time process pid has used, user and
+// system (fields 14 and 15 of /proc/PID/stat), in clock ticks.
+func ProcessCPUTicks(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	fields := bytes.Fields(b[i+1:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	utime, err := strconv.ParseUint(string(fields[11]), 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	stime, err := strconv.ParseUint(string(fields[12]), 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	return utime + stime, nil
+}
+
 // Alive reports whether the process at h.PID is the one h recorded.
 func Alive(h Handle) bool {
 	if h.PID <= 0 {

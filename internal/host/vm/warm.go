@@ -17,6 +17,7 @@ import (
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/host/crashpoint"
 	"github.com/bangerdev/banger/internal/host/diskclone"
+	"github.com/bangerdev/banger/internal/host/hypervisor"
 	"github.com/bangerdev/banger/internal/host/image"
 	"github.com/bangerdev/banger/internal/shared/atomicfile"
 	"github.com/bangerdev/banger/internal/shared/sizetext"
@@ -214,8 +215,11 @@ func (m *Manager) Warm(ctx context.Context, name string, wreq api.WarmImageReque
 		return img, err
 	}
 
-	p.Stage("save state")
 	h := *v.Runtime.Handle
+	p.Stage("settle")
+	p.Detail("%s", m.settle(ctx, h))
+
+	p.Stage("save state")
 	dir := m.Dir(v.ID)
 	agentKeyBytes, err := agentKey(dir)
 	if err != nil {
@@ -377,4 +381,42 @@ func diskBytes(path string) int64 {
 		return 0
 	}
 	return st.Blocks * 512
+}
+
+// Settling: a guest that has just become ready is still busy for a while
+// (units finishing, timers, caches); saved then, every clone restored from
+// it would redo that work before it answers. settle waits, at most
+// settleMax, until the hypervisor process uses less than settleCPU of a
+// core over a settleWindow (measured on the host, from /proc).
+const (
+	settleWindow = 500 * time.Millisecond
+	settleCPU    = 0.30
+	settleMax    = 30 * time.Second
+	userHZ       = 100 // clock ticks per second in /proc/PID/stat
+)
+
+// settle waits for h's guest to go quiet and says how it went.
+func (m *Manager) settle(ctx context.Context, h hypervisor.Handle) string {
+	start := time.Now()
+	last, err := hypervisor.ProcessCPUTicks(h.PID)
+	if err != nil {
+		return fmt.Sprintf("not measured: %v", err)
+	}
+	for time.Since(start) < settleMax {
+		select {
+		case <-ctx.Done():
+			return "interrupted"
+		case <-time.After(settleWindow):
+		}
+		now, err := hypervisor.ProcessCPUTicks(h.PID)
+		if err != nil {
+			return fmt.Sprintf("not measured: %v", err)
+		}
+		used := float64(now-last) / userHZ / settleWindow.Seconds()
+		last = now
+		if used < settleCPU {
+			return fmt.Sprintf("quiet after %.1f s (%.0f%% of a core)", time.Since(start).Seconds(), used*100)
+		}
+	}
+	return fmt.Sprintf("still busy after %s: saved anyway", settleMax)
 }
