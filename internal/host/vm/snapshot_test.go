@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -406,5 +407,22 @@ func TestReconcileSnapshots(t *testing.T) {
 		if _, err := f.m.Resume(ctx, name, &progress{}); err != nil {
 			t.Errorf("resume %s after reconcile: %v", name, err)
 		}
+	}
+}
+
+// settle returns once the hypervisor process is quiet, and says so when
+// it cannot measure one that is gone.
+func TestSettle(t *testing.T) {
+	f := newFixture(t)
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	if got := f.m.settle(context.Background(), hypervisor.Handle{PID: cmd.Process.Pid}); !strings.HasPrefix(got, "quiet after") {
+		t.Errorf("settle of a sleeping process: %q", got)
+	}
+	if got := f.m.settle(context.Background(), hypervisor.Handle{PID: 1 << 30}); !strings.HasPrefix(got, "not measured") {
+		t.Errorf("settle of a process that does not exist: %q", got)
 	}
 }
