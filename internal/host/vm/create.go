@@ -339,3 +339,12 @@ func workDisk(dir string) string { return dir + "/work.ext4" }
 
 // upperDisk is the upper disk of a VM with an overlay root.
 func upperDisk(dir string) string { return dir + "/upper.ext4" }
+
+// ownDisks are the disks a VM of root layout owns (the shared base is
+// the image's): what a fork or a warm snapshot copies.
+func ownDisks(layout string) []func(dir string) string {
+	if layout == RootOverlay {
+		return []func(string) string{workDisk, upperDisk}
+	}
+	return []func(string) string{workDisk, rootDisk}
+}

@@ -176,10 +176,7 @@ func linkTree(dst, src string) error {
 // new VM's directory.
 func (m *Manager) copyDisks(src, v VM) error {
 	from, to := m.Dir(src.ID), m.Dir(v.ID)
-	disks := []func(string) string{workDisk, upperDisk}
-	if src.Spec.RootLayout != RootOverlay {
-		disks = []func(string) string{workDisk, rootDisk}
-	}
+	disks := ownDisks(src.Spec.RootLayout)
 	for _, disk := range disks {
 		if _, err := diskclone.Clone(disk(to), disk(from)); err != nil {
 			return fmt.Errorf("copying %s's disks: %w", src.Name, err)

@@ -251,10 +251,7 @@ func (m *Manager) Warm(ctx context.Context, name string, wreq api.WarmImageReque
 // keepWarm moves the stopped template's disks and agent key from vmDir
 // into tmp, beside the state, writes warm.json and renames tmp to dst.
 func (m *Manager) keepWarm(vmDir, tmp, dst, layout string, key []byte, meta *warmMeta) error {
-	disks := []func(string) string{workDisk, upperDisk}
-	if layout != RootOverlay {
-		disks = []func(string) string{workDisk, rootDisk}
-	}
+	disks := ownDisks(layout)
 	for _, disk := range disks {
 		if err := os.Rename(disk(vmDir), disk(tmp)); err != nil {
 			return fmt.Errorf("keeping the template's disks: %w", err)
@@ -301,10 +298,7 @@ func (m *Manager) createWarm(ctx context.Context, v *VM, img image.Image, choice
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	disks := []func(string) string{workDisk, upperDisk}
-	if w.RootLayout != RootOverlay {
-		disks = []func(string) string{workDisk, rootDisk}
-	}
+	disks := ownDisks(w.RootLayout)
 	var method diskclone.Method
 	for _, disk := range disks {
 		mth, err := diskclone.Clone(disk(dir), disk(w.dir))
