@@ -11,23 +11,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// statFields returns the fields of /proc/PID/stat from field 3 (state)
+// on: the command name (field 2) may hold spaces and parentheses, so they
+// start after the last ')'.
+func statFields(pid int) ([][]byte, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	fields := bytes.Fields(b[i+1:])
+	if len(fields) < 20 {
+		return nil, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	return fields, nil
+}
+
 // ProcessStartTime returns field 22 of /proc/PID/stat (start time in clock
 // ticks since boot), or an error when the process does not exist.
 func ProcessStartTime(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	fields, err := statFields(pid)
 	if err != nil {
 		return 0, err
-	}
-	// The command name (field 2) may contain spaces and parentheses; the
-	// fields after it start after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	fields := bytes.Fields(b[i+1:])
-	// fields[0] is field 3 (state); start time is field 22.
-	if len(fields) < 20 {
-		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
 	}
 	if string(fields[0]) == "Z" {
 		return 0, fmt.Errorf("process %d is a zombie", pid)
@@ -38,17 +46,9 @@ func ProcessStartTime(pid int) (uint64, error) {
 // ProcessCPUTicks returns the CPU time process pid has used, user and
 // system (fields 14 and 15 of /proc/PID/stat), in clock ticks.
 func ProcessCPUTicks(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	fields, err := statFields(pid)
 	if err != nil {
 		return 0, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	fields := bytes.Fields(b[i+1:])
-	if len(fields) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
 	}
 	utime, err := strconv.ParseUint(string(fields[11]), 10, 64)
 	if err != nil {

@@ -23,16 +23,12 @@ import (
 // (reflinks where the filesystem has them), then runs on; it is never
 // left paused, whatever fails.
 func (m *Manager) Fork(ctx context.Context, name string, req api.ForkVMRequest, p Progress) (VM, error) {
-	src, err := m.Get(ctx, name)
-	if err != nil {
-		return src, err
-	}
 	if err := m.ValidateFork(ctx, req); err != nil {
 		return VM{}, err
 	}
-	unlockSrc := m.lock(src.ID)
+	src, unlockSrc, err := m.getLocked(ctx, name)
 	defer unlockSrc()
-	if src, err = m.Get(ctx, src.ID); err != nil {
+	if err != nil {
 		return src, err
 	}
 	hv, h, err := m.driverOf(src)

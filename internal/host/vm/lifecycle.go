@@ -478,13 +478,9 @@ func NotStopped(v VM) error {
 // the hypervisor waits (ACPI power-down as a fallback) and kills only if
 // the guest does not finish in time.
 func (m *Manager) Stop(ctx context.Context, name string) (VM, error) {
-	v, err := m.Get(ctx, name)
-	if err != nil {
-		return v, err
-	}
-	unlock := m.lock(v.ID)
+	v, unlock, err := m.getLocked(ctx, name)
 	defer unlock()
-	if v, err = m.Get(ctx, v.ID); err != nil {
+	if err != nil {
 		return v, err
 	}
 	switch v.State {
@@ -581,13 +577,9 @@ func (m *Manager) releaseTAP(ctx context.Context, v *VM) error {
 // flush) and removes everything it had: process, TAP, disks, record and
 // lease.
 func (m *Manager) Delete(ctx context.Context, name string) error {
-	v, err := m.Get(ctx, name)
-	if err != nil {
-		return err
-	}
-	unlock := m.lock(v.ID)
+	v, unlock, err := m.getLocked(ctx, name)
 	defer unlock()
-	if v, err = m.Get(ctx, v.ID); err != nil {
+	if err != nil {
 		return err
 	}
 	return m.destroy(ctx, &v)

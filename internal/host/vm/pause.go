@@ -20,13 +20,9 @@ import (
 // returned; its address, disks, agent key and boot files stay. Resume
 // brings it back as it was, processes and sessions included.
 func (m *Manager) Pause(ctx context.Context, name string, p Progress) (VM, error) {
-	v, err := m.Get(ctx, name)
-	if err != nil {
-		return v, err
-	}
-	unlock := m.lock(v.ID)
+	v, unlock, err := m.getLocked(ctx, name)
 	defer unlock()
-	if v, err = m.Get(ctx, v.ID); err != nil {
+	if err != nil {
 		return v, err
 	}
 	if v.State == api.VMPaused {
@@ -151,13 +147,9 @@ func (m *Manager) endHypervisor(ctx context.Context, v *VM) error {
 // processes and sessions, on the same address; its clock is set to the
 // host's. The saved state is dropped once the VM runs.
 func (m *Manager) Resume(ctx context.Context, name string, p Progress) (VM, error) {
-	v, err := m.Get(ctx, name)
-	if err != nil {
-		return v, err
-	}
-	unlock := m.lock(v.ID)
+	v, unlock, err := m.getLocked(ctx, name)
 	defer unlock()
-	if v, err = m.Get(ctx, v.ID); err != nil {
+	if err != nil {
 		return v, err
 	}
 	if v.State != api.VMPaused {

@@ -179,6 +179,21 @@ func (m *Manager) lock(id string) func() {
 	return mu.Unlock
 }
 
+// getLocked finds a VM by name or id, takes its lock and reads it again
+// under the lock (another operation may have changed it meanwhile). The
+// caller defers unlock, which is a no-op when err is not nil.
+func (m *Manager) getLocked(ctx context.Context, name string) (v VM, unlock func(), err error) {
+	if v, err = m.Get(ctx, name); err != nil {
+		return v, func() {}, err
+	}
+	unlock = m.lock(v.ID)
+	if v, err = m.Get(ctx, v.ID); err != nil {
+		unlock()
+		return v, func() {}, err
+	}
+	return v, unlock, nil
+}
+
 // Dir is a VM's runtime directory: its disks, sockets and console log.
 func (m *Manager) Dir(id string) string { return m.Cfg.Paths.VMDir(id) }
 
