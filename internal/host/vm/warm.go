@@ -394,7 +394,7 @@ func (m *Manager) settle(ctx context.Context, h hypervisor.Handle) string {
 	start := time.Now()
 	last, err := hypervisor.ProcessCPUTicks(h.PID)
 	if err != nil {
-		return fmt.Sprintf("not measured: %v", err)
+		return "not measured: no hypervisor process to watch on this host"
 	}
 	for time.Since(start) < settleMax {
 		select {
@@ -404,7 +404,7 @@ func (m *Manager) settle(ctx context.Context, h hypervisor.Handle) string {
 		}
 		now, err := hypervisor.ProcessCPUTicks(h.PID)
 		if err != nil {
-			return fmt.Sprintf("not measured: %v", err)
+			return "not measured: the hypervisor process ended"
 		}
 		used := float64(now-last) / userHZ / settleWindow.Seconds()
 		last = now
