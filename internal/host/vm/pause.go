@@ -256,9 +256,7 @@ func NotPaused(v VM) error {
 // discardState drops a paused VM's saved state (a stop of a paused VM:
 // as a power cut, what was in its memory is lost).
 func (m *Manager) discardState(ctx context.Context, v *VM) error {
-	if err := m.endHypervisor(ctx, v); err != nil {
-		return err
-	}
+	// halt ends a hypervisor still recorded and returns the TAP.
 	if err := os.RemoveAll(stateDir(m.Dir(v.ID))); err != nil {
 		return err
 	}
