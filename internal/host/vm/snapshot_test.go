@@ -426,3 +426,22 @@ func TestSettle(t *testing.T) {
 		t.Errorf("settle of a process that does not exist: %q", got)
 	}
 }
+
+// The guest's step timings reach the daemon's log bounded and inert:
+// at most 16 names, control characters escaped.
+func TestStepsTextBoundsTheGuestsWord(t *testing.T) {
+	steps := map[string]int64{"net\x1b[2J": 5}
+	for i := 0; i < 1000; i++ {
+		steps[fmt.Sprintf("step%04d", i)] = int64(i)
+	}
+	got := stepsText(steps)
+	if n := strings.Count(got, "="); n != 16 {
+		t.Errorf("%d steps logged, want 16: %q", n, got)
+	}
+	if strings.ContainsRune(got, '\x1b') {
+		t.Errorf("a control character reached the log: %q", got)
+	}
+	if got := stepsText(map[string]int64{"net\x1b[2J": 5}); got != `net\x1b[2J=5` {
+		t.Errorf("stepsText = %q", got)
+	}
+}
