@@ -34,17 +34,20 @@ func TestExecWaitVMEndedUnderIt(t *testing.T) {
 		{"stopped", func(f *fakeVMs) { f.v.State = api.VMStopped }, api.ErrFailedPrecondition, "VM g is stopped: it stopped while sleep ran in it"},
 		{"still running", func(*fakeVMs) {}, nil, "the guest agent of VM g is not answering"},
 	}
-	for _, tt := range tests {
+	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// Each run sleeps for its own time so that a sleep of an
+			// earlier run, still being reaped, is not taken for this one's.
+			argv := []string{"sleep", fmt.Sprint(30 + i)}
 			s, f, _ := setup(t)
 			vms := &lockedVMs{f: f}
 			s.VMs = vms
 			done := make(chan error, 1)
 			go func() {
-				_, err := s.ExecWait(context.Background(), "g", api.ExecRequest{Argv: []string{"sleep", "30"}})
+				_, err := s.ExecWait(context.Background(), "g", api.ExecRequest{Argv: argv})
 				done <- err
 			}()
-			waitForChild(t, "sleep")
+			waitForChild(t, argv)
 			vms.mu.Lock()
 			tt.end(f)
 			vms.mu.Unlock()
@@ -88,8 +91,8 @@ func (l *lockedVMs) Agent(ctx context.Context, name string) (vm.VM, *agentmux.Se
 }
 
 // waitForChild waits until this process (where the test's agent runs its
-// commands) has a child process named comm.
-func waitForChild(t *testing.T, comm string) {
+// commands) has a child process running argv.
+func waitForChild(t *testing.T, argv []string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -97,12 +100,12 @@ func waitForChild(t *testing.T, comm string) {
 		for _, f := range files {
 			b, _ := os.ReadFile(f)
 			for _, pid := range strings.Fields(string(b)) {
-				if c, _ := os.ReadFile("/proc/" + pid + "/comm"); strings.TrimSpace(string(c)) == comm {
+				if c, _ := os.ReadFile("/proc/" + pid + "/cmdline"); string(c) == strings.Join(argv, "\x00")+"\x00" {
 					return
 				}
 			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("no %s process started within 20s", comm)
+	t.Fatalf("no %q process started within 20s", argv)
 }
