@@ -52,6 +52,9 @@ type VM struct {
 	// Warm says the VM was made from its image's warm snapshot instead of
 	// a cold boot (`banger image warm`).
 	Warm bool `json:"warm,omitempty"`
+	// Workspace is what `vm workspace prepare` last sent into the VM;
+	// absent until then.
+	Workspace *Workspace `json:"workspace,omitempty"`
 }
 
 // VMExit is why a VM stopped on its own.

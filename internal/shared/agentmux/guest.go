@@ -344,9 +344,9 @@ func (g *Guest) serveStream(ctx context.Context, st *yamux.Stream) {
 		}
 		serveExec(ctx, st, r, *h.Exec)
 	case TypePut:
-		g.servePut(ctx, st, r, Transfer{Path: h.Path, Op: h.Op})
+		g.servePut(ctx, st, r, Transfer{Path: h.Path, Op: h.Op, Params: h.Params})
 	case TypeGet:
-		g.serveGet(ctx, st, r, Transfer{Path: h.Path, Op: h.Op})
+		g.serveGet(ctx, st, r, Transfer{Path: h.Path, Op: h.Op, Params: h.Params})
 	case TypeCall:
 		g.serveCall(ctx, st, h)
 	case TypeAttach:

@@ -285,7 +285,7 @@ func (s *Session) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, st
 // (when both are non-nil). It returns once the guest has answered; if the
 // guest fails early, Put stops sending after the chunk it is reading.
 func (s *Session) Put(ctx context.Context, req Transfer, r io.Reader, result any) error {
-	st, _, err := s.Open(ctx, Header{Type: TypePut, Path: req.Path, Op: req.Op})
+	st, _, err := s.Open(ctx, Header{Type: TypePut, Path: req.Path, Op: req.Op, Params: req.Params})
 	if err != nil {
 		return err
 	}
@@ -358,7 +358,7 @@ func unmarshalResult(raw json.RawMessage, v any, what string) error {
 // Get copies what the guest's Handler produces for req (a tar stream,
 // say) to w. An error from w aborts the transfer.
 func (s *Session) Get(ctx context.Context, req Transfer, w io.Writer) error {
-	st, _, err := s.Open(ctx, Header{Type: TypeGet, Path: req.Path, Op: req.Op})
+	st, _, err := s.Open(ctx, Header{Type: TypeGet, Path: req.Path, Op: req.Op, Params: req.Params})
 	if err != nil {
 		return err
 	}

@@ -98,7 +98,8 @@ type Header struct {
 	// Path and Op are a put or get request (see Transfer).
 	Path string `json:"path,omitempty"`
 	Op   string `json:"op,omitempty"`
-	// Method and Params are a call request.
+	// Method and Params are a call request; Params also carries a put's
+	// or get's own parameters (Transfer.Params).
 	Method string          `json:"method,omitempty"`
 	Params json.RawMessage `json:"params,omitempty"`
 	// Attach is an attach request.
@@ -121,6 +122,9 @@ type Reply struct {
 type Transfer struct {
 	Path string
 	Op   string
+	// Params are the operation's own parameters (JSON), if it has any;
+	// an agent that predates them ignores them.
+	Params json.RawMessage
 }
 
 // ExecRequest is a command to run in the guest.
