@@ -1,0 +1,291 @@
+// Package workimport records what a git-mode workspace sends, and brings
+// a VM's work (a git bundle from an untrusted guest) home as a branch,
+// verified, without touching the host's working tree, index or HEAD.
+//
+// It runs in the CLI as the user, never as root and never in the daemon,
+// and drives the host's own git directly (no shell). On the way home:
+//
+//   - the bundle is read into a private temporary directory, at most
+//     pull.max_size bytes, and its header is checked by this package
+//     before git reads it (v2, only the refs BundleRefHead and
+//     BundleRefWork, prerequisites named by full ids);
+//   - git verifies and fetches it into a private bare staging repository
+//     that borrows the host repository's objects (objects/info/alternates)
+//     with transfer.fsckObjects on (tree entries named .git, ".GIT", or
+//     holding a slash, malformed objects) and hooks off;
+//   - the work is compared and patched in the staging repository, so no
+//     .gitattributes of either side is read and no diff or textconv
+//     driver runs;
+//   - only then does a fetch from the staging repository create one
+//     branch in the host repository: refused when the branch exists
+//     (unless forced) or is checked out.
+//
+// A bundle carries objects and refs only: the guest's configuration,
+// hooks, info/ and attributes never reach the host.
+package workimport
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/bangerdev/banger/internal/shared/agentproto"
+)
+
+// Errors a caller may tell apart with errors.Is.
+var (
+	// ErrTooLarge: the bundle is larger than pull.max_size.
+	ErrTooLarge = errors.New("the VM's work is too large")
+	// ErrBadBundle: the bundle is not one banger's agent sends.
+	ErrBadBundle = errors.New("the VM sent a bundle banger does not accept")
+	// ErrMissingBase: the host repository lacks a commit the work builds on.
+	ErrMissingBase = errors.New("the host repository lacks a commit the VM's work builds on")
+	// ErrBranchExists: the branch to create exists already.
+	ErrBranchExists = errors.New("branch exists")
+	// ErrDirty: the checkout has uncommitted changes.
+	ErrDirty = errors.New("the checkout has uncommitted changes")
+)
+
+// maxHeader bounds a bundle's header: its signature, prerequisites and
+// refs. The agent's header names at most two prerequisites and two refs.
+const maxHeader = 64 << 10
+
+// stagingConfig is the configuration of every git command that reads the
+// guest's objects: full checks of what arrives, no hooks, no automatic
+// housekeeping.
+var stagingConfig = []string{
+	"-c", "transfer.fsckObjects=true",
+	"-c", "fetch.fsckObjects=true",
+	"-c", "receive.fsckObjects=true",
+	"-c", "core.hooksPath=/dev/null",
+	"-c", "gc.auto=0",
+	"-c", "maintenance.auto=false",
+}
+
+// staged returns args after stagingConfig.
+func staged(args ...string) []string {
+	return append(slices.Clone(stagingConfig), args...)
+}
+
+// Work is a VM's work, fetched and verified in a private staging
+// repository. Close removes it.
+type Work struct {
+	// Head is the guest's HEAD (agentproto.BundleRefHead), "" when the
+	// bundle has none.
+	Head string
+	// Tip is the guest's work (agentproto.BundleRefWork): Head with its
+	// uncommitted changes on top.
+	Tip string
+
+	top     string // the host's work tree
+	dir     string // private temporary directory, removed by Close
+	staging string // bare repository in dir
+}
+
+// Open reads a bundle of a VM's work from r (at most max bytes) and
+// fetches it, verified, into a private staging repository that borrows
+// the objects of the host repository whose work tree is top. Nothing in
+// top changes.
+func Open(ctx context.Context, top string, r io.Reader, max int64) (*Work, error) {
+	common, err := git(ctx, top, "rev-parse", "--path-format=absolute", "--git-common-dir")
+	if err != nil {
+		return nil, fmt.Errorf("pulling into %s: %w", top, err)
+	}
+	format, err := git(ctx, top, "rev-parse", "--show-object-format")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "banger-pull-")
+	if err != nil {
+		return nil, fmt.Errorf("pulling: %w", err)
+	}
+	w := &Work{top: top, dir: dir, staging: filepath.Join(dir, "staging.git")}
+	if err := w.open(ctx, oneLine(common), oneLine(format), r, max); err != nil {
+		w.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *Work) open(ctx context.Context, common, format string, r io.Reader, max int64) error {
+	bundle := filepath.Join(w.dir, "work.bundle")
+	if err := receive(bundle, r, max); err != nil {
+		return err
+	}
+	refs, err := checkBundleHeader(bundle)
+	if err != nil {
+		return err
+	}
+
+	if _, err := git(ctx, w.dir, "init", "-q", "--bare", "--template=", "--object-format="+format, w.staging); err != nil {
+		return err
+	}
+	alternates := filepath.Join(w.staging, "objects", "info", "alternates")
+	if err := os.MkdirAll(filepath.Dir(alternates), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(alternates, []byte(filepath.Join(common, "objects")+"\n"), 0o600); err != nil {
+		return err
+	}
+
+	if _, err := git(ctx, w.staging, staged("bundle", "verify", "-q", bundle)...); err != nil {
+		if missing := missingPrerequisites(stderrOf(err)); len(missing) > 0 {
+			return fmt.Errorf("%w: the host repository lacks commit %s that the VM's work builds on: pull into the repository the workspace came from (%s), after fetching what it is missing",
+				ErrMissingBase, missing[0], w.top)
+		}
+		return fmt.Errorf("%w: git does not accept it: %w", ErrBadBundle, err)
+	}
+	args := staged("fetch", "-q", "--no-tags", "--no-write-fetch-head", "--no-auto-gc", "--no-auto-maintenance", "--recurse-submodules=no", bundle)
+	for _, ref := range refs {
+		args = append(args, ref+":"+ref)
+	}
+	if _, err := git(ctx, w.staging, args...); err != nil {
+		return fmt.Errorf("%w: its objects fail git's checks (fsck): %w", ErrBadBundle, err)
+	}
+
+	if w.Tip, err = w.commitAt(ctx, agentproto.BundleRefWork); err != nil {
+		return err
+	}
+	if len(refs) == 2 {
+		if w.Head, err = w.commitAt(ctx, agentproto.BundleRefHead); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commitAt returns the id ref holds in the staging repository, refusing
+// anything but a commit (a tag, a tree or a blob).
+func (w *Work) commitAt(ctx context.Context, ref string) (string, error) {
+	id, err := git(ctx, w.staging, "rev-parse", "--verify", "-q", ref)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s is missing after fetching: %w", ErrBadBundle, ref, err)
+	}
+	kind, err := git(ctx, w.staging, "cat-file", "-t", oneLine(id))
+	if err != nil {
+		return "", err
+	}
+	if oneLine(kind) != "commit" {
+		return "", fmt.Errorf("%w: %s names a %s, not a commit", ErrBadBundle, ref, oneLine(kind))
+	}
+	return oneLine(id), nil
+}
+
+// Close removes the staging repository and the bundle.
+func (w *Work) Close() error {
+	if w == nil || w.dir == "" {
+		return nil
+	}
+	err := os.RemoveAll(w.dir)
+	w.dir = ""
+	return err
+}
+
+// receive copies at most max bytes of r to a new private file at path.
+func receive(path string, r io.Reader, max int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(f, io.LimitReader(r, max+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("receiving the VM's work: %w", err)
+	}
+	if n > max {
+		return fmt.Errorf("%w: it is larger than %d bytes, the limit pull.max_size sets: raise pull.max_size in the config, or pull fewer changes (vm diff shows them)", ErrTooLarge, max)
+	}
+	return nil
+}
+
+// checkBundleHeader reads the header of the bundle at path and returns
+// the refs it carries (agentproto.BundleRefWork first), refusing a header
+// that is not v2, names refs other than the agent's, or is too long.
+func checkBundleHeader(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	br := bufio.NewReader(io.LimitReader(f, maxHeader))
+	var (
+		refs      = map[string]bool{}
+		first     = true
+		headerEnd = false
+	)
+	for !headerEnd {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) || errors.Is(err, io.EOF) {
+				return nil, fmt.Errorf("%w: its header is cut short or longer than %d bytes", ErrBadBundle, maxHeader)
+			}
+			return nil, err
+		}
+		line = bytes.TrimSuffix(line, []byte("\n"))
+		switch {
+		case first:
+			if string(line) != "# v2 git bundle" {
+				return nil, fmt.Errorf("%w: it does not start with \"# v2 git bundle\"", ErrBadBundle)
+			}
+			first = false
+		case len(line) == 0:
+			headerEnd = true
+		case line[0] == '-':
+			id, _, _ := strings.Cut(string(line[1:]), " ")
+			if !isHexID(id) {
+				return nil, fmt.Errorf("%w: a prerequisite line does not start with a full object id", ErrBadBundle)
+			}
+		default:
+			id, ref, ok := strings.Cut(string(line), " ")
+			if !ok || !isHexID(id) {
+				return nil, fmt.Errorf("%w: a header line is neither a prerequisite nor \"<id> <ref>\"", ErrBadBundle)
+			}
+			if ref != agentproto.BundleRefWork && ref != agentproto.BundleRefHead {
+				return nil, fmt.Errorf("%w: it carries ref %q; only %s and %s are accepted", ErrBadBundle, ref, agentproto.BundleRefHead, agentproto.BundleRefWork)
+			}
+			if refs[ref] {
+				return nil, fmt.Errorf("%w: it names %s twice", ErrBadBundle, ref)
+			}
+			refs[ref] = true
+		}
+	}
+	if !refs[agentproto.BundleRefWork] {
+		return nil, fmt.Errorf("%w: it lacks %s", ErrBadBundle, agentproto.BundleRefWork)
+	}
+	out := []string{agentproto.BundleRefWork}
+	if refs[agentproto.BundleRefHead] {
+		out = append(out, agentproto.BundleRefHead)
+	}
+	return out, nil
+}
+
+// missingPrerequisites returns the ids `git bundle verify` lists after
+// "Repository lacks these prerequisite commits:".
+func missingPrerequisites(stderr string) []string {
+	var ids []string
+	listing := false
+	for _, line := range strings.Split(stderr, "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(line, "error:"))
+		if strings.Contains(line, "lacks these prerequisite commits") {
+			listing = true
+			continue
+		}
+		if !listing {
+			continue
+		}
+		id, _, _ := strings.Cut(line, " ")
+		if isHexID(id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
