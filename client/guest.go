@@ -110,11 +110,18 @@ func (c *Client) ExecWait(ctx context.Context, vm string, req api.ExecRequest) (
 }
 
 // PrepareWorkspace installs a workspace tar stream (as workspace.Pack
-// writes it) at dir in the guest ("" is /root/repo), replacing what was
-// there atomically.
-func (c *Client) PrepareWorkspace(ctx context.Context, vm, dir string, tar io.Reader) (api.TransferResult, error) {
+// writes it) at req.Dir in the guest ("" is /root/repo), replacing what
+// was there atomically, and has the daemon record req as what was sent
+// (the base of WorkspaceDiff and WorkspaceBundle).
+func (c *Client) PrepareWorkspace(ctx context.Context, vm string, req api.PrepareWorkspaceRequest, tar io.Reader) (api.TransferResult, error) {
+	q := url.Values{"dir": {req.Dir}}
+	for k, v := range map[string]string{"mode": req.Mode, "host_path": req.HostPath, "head": req.Head, "sent": req.Sent} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
 	var res api.TransferResult
-	err := c.stream(ctx, http.MethodPut, vmPath(vm, "workspace")+"?dir="+url.QueryEscape(dir), tar, &res)
+	err := c.stream(ctx, http.MethodPut, vmPath(vm, "workspace")+"?"+q.Encode(), tar, &res)
 	return res, err
 }
 
@@ -147,20 +154,76 @@ func (c *Client) stream(ctx context.Context, method, path string, body io.Reader
 // CopyOut writes the guest file or tree at src to w as a
 // workspace.PackPath tar stream.
 func (c *Client) CopyOut(ctx context.Context, vm, src string, w io.Writer) error {
-	resp, err := c.send(ctx, http.MethodGet, vmPath(vm, "files")+"?path="+url.QueryEscape(src), nil)
+	return c.streamOut(ctx, vmPath(vm, "files")+"?path="+url.QueryEscape(src), w, fmt.Sprintf("copying %s out of %s", src, vm))
+}
+
+// WorkspaceDiff is what changed in the VM's workspace since it was sent,
+// as the guest reports it, limited to the git pathspecs given.
+func (c *Client) WorkspaceDiff(ctx context.Context, vm string, pathspec ...string) (api.WorkspaceDiff, error) {
+	var d api.WorkspaceDiff
+	err := c.do(ctx, http.MethodGet, withQuery(vmPath(vm, "workspace", "diff"), url.Values{"path": pathspec}), nil, &d)
+	return d, err
+}
+
+// WorkspacePatch writes what changed in the VM's workspace since it was
+// sent to w as a patch (`git diff --binary`, made in the guest), at most
+// max bytes (0: the daemon's default).
+func (c *Client) WorkspacePatch(ctx context.Context, vm string, max int64, w io.Writer, pathspec ...string) error {
+	q := url.Values{"format": {"patch"}, "path": pathspec}
+	setMax(q, max)
+	return c.streamOut(ctx, vmPath(vm, "workspace", "diff")+"?"+q.Encode(), w, "reading the diff of "+vm)
+}
+
+// WorkspaceBundle writes a git-mode workspace's work to w as a git bundle
+// (refs refs/banger/head and refs/banger/work), at most max bytes (0: the
+// daemon's default). It comes from the guest: verify it before use (as
+// internal/host/workimport does).
+func (c *Client) WorkspaceBundle(ctx context.Context, vm string, max int64, w io.Writer) error {
+	q := url.Values{}
+	setMax(q, max)
+	return c.streamOut(ctx, withQuery(vmPath(vm, "workspace", "bundle"), q), w, "reading the work of "+vm)
+}
+
+// WorkspaceFiles writes the added and changed files of a full_copy
+// workspace to w as a tar stream whose one top-level directory is "work",
+// at most max bytes (0: the daemon's default).
+func (c *Client) WorkspaceFiles(ctx context.Context, vm string, max int64, w io.Writer) error {
+	q := url.Values{}
+	setMax(q, max)
+	return c.streamOut(ctx, withQuery(vmPath(vm, "workspace", "files"), q), w, "reading the changed files of "+vm)
+}
+
+// withQuery is path with q's parameters, if it has any.
+func withQuery(path string, q url.Values) string {
+	if e := q.Encode(); e != "" {
+		return path + "?" + e
+	}
+	return path
+}
+
+func setMax(q url.Values, max int64) {
+	if max > 0 {
+		q.Set("max", strconv.FormatInt(max, 10))
+	}
+}
+
+// streamOut copies a streamed answer to w; an error after the stream
+// began comes as the api.TrailerError trailer.
+func (c *Client) streamOut(ctx context.Context, path string, w io.Writer, what string) error {
+	resp, err := c.send(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if _, err := io.Copy(w, resp.Body); err != nil {
-		return fmt.Errorf("copying %s out of %s: %w", src, vm, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if t := resp.Trailer.Get(api.TrailerError); t != "" {
 		var e api.Error
 		if json.Unmarshal([]byte(t), &e) == nil && e.Code != "" {
 			return &e
 		}
-		return api.Errorf(api.CodeInternal, "copying %s out of %s: %s", src, vm, t)
+		return api.Errorf(api.CodeInternal, "%s: %s", what, t)
 	}
 	return nil
 }

@@ -58,13 +58,27 @@ func TestRequestShapes(t *testing.T) {
 		{"web revoke", func(c *client.Client) error { _, err := c.WebRevoke(ctx); return err },
 			request{Method: "POST", URI: "/v1/web/revoke", ContentType: "application/json", Body: "{}"}},
 		{"workspace tar body", func(c *client.Client) error {
-			_, err := c.PrepareWorkspace(ctx, "dev", "/root/my repo", strings.NewReader("TARBYTES"))
+			_, err := c.PrepareWorkspace(ctx, "dev", api.PrepareWorkspaceRequest{Dir: "/root/my repo"}, strings.NewReader("TARBYTES"))
 			return err
 		}, request{Method: "PUT", URI: "/v1/vms/dev/workspace?dir=%2Froot%2Fmy+repo", ContentType: api.ContentTypeTar, Body: "TARBYTES"}},
 		{"workspace default dir", func(c *client.Client) error {
-			_, err := c.PrepareWorkspace(ctx, "dev", "", strings.NewReader("T"))
+			_, err := c.PrepareWorkspace(ctx, "dev", api.PrepareWorkspaceRequest{}, strings.NewReader("T"))
 			return err
 		}, request{Method: "PUT", URI: "/v1/vms/dev/workspace?dir=", ContentType: api.ContentTypeTar, Body: "T"}},
+		{"workspace with its record", func(c *client.Client) error {
+			_, err := c.PrepareWorkspace(ctx, "dev", api.PrepareWorkspaceRequest{Mode: "git", HostPath: "/src/a b", Head: "aa", Sent: "bb"}, strings.NewReader("T"))
+			return err
+		}, request{Method: "PUT", URI: "/v1/vms/dev/workspace?dir=&head=aa&host_path=%2Fsrc%2Fa+b&mode=git&sent=bb", ContentType: api.ContentTypeTar, Body: "T"}},
+		{"workspace diff with pathspecs", func(c *client.Client) error {
+			_, err := c.WorkspaceDiff(ctx, "dev", "src/", "*.go")
+			return err
+		}, request{Method: "GET", URI: "/v1/vms/dev/workspace/diff?path=src%2F&path=%2A.go"}},
+		{"workspace patch bounded", func(c *client.Client) error { return c.WorkspacePatch(ctx, "dev", 1024, io.Discard) },
+			request{Method: "GET", URI: "/v1/vms/dev/workspace/diff?format=patch&max=1024"}},
+		{"workspace bundle", func(c *client.Client) error { return c.WorkspaceBundle(ctx, "dev", 0, io.Discard) },
+			request{Method: "GET", URI: "/v1/vms/dev/workspace/bundle"}},
+		{"workspace files", func(c *client.Client) error { return c.WorkspaceFiles(ctx, "dev", 5, io.Discard) },
+			request{Method: "GET", URI: "/v1/vms/dev/workspace/files?max=5"}},
 		{"copy in tar body", func(c *client.Client) error {
 			_, err := c.CopyIn(ctx, "dev", "/tmp/a&b", strings.NewReader("TAR2"))
 			return err

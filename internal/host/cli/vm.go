@@ -17,6 +17,7 @@ copied into /root at every start.`,
   banger vm list
   banger vm pause demo && banger vm resume demo
   banger vm fork demo demo-2
+  banger vm diff demo && banger vm pull demo
   banger vm delete demo`,
 	}
 	c.AddCommand(
@@ -35,6 +36,8 @@ copied into /root at every start.`,
 		newVMExecCmd(app),
 		newVMCpCmd(app),
 		newVMWorkspaceCmd(app),
+		newVMDiffCmd(app),
+		newVMPullCmd(app),
 		newVMSessionCmd(app),
 		newVMRunCmd(app),
 		newVMStatsCmd(app),

@@ -48,6 +48,10 @@ const (
 	// default work disk, so whatever a default VM can hold comes out,
 	// while a guest's sparse or endless stream writes at most this much.
 	DefaultCopyMaxBytes = 16 * GiB
+	// DefaultPullMaxBytes bounds what one `vm pull` or `vm diff -p` takes
+	// from a guest: a git bundle of the agent's work, a patch, or its
+	// changed files. Work worth reviewing is far smaller.
+	DefaultPullMaxBytes = 1 * GiB
 )
 
 // GuestHome is the guest user's home, the mount point of the VM's work disk.
@@ -69,6 +73,7 @@ type Config struct {
 	VM             VMDefaults `json:"vm"`
 	AuthFiles      []AuthFile `json:"auth_files"`
 	Copy           Copy       `json:"copy"`
+	Pull           Pull       `json:"pull"`
 	Web            Web        `json:"web"`
 
 	// home is the host user's home, used to write auth files as "~/..." again.
@@ -102,6 +107,12 @@ type VMDefaults struct {
 // Copy bounds what `banger vm cp` takes from a guest.
 type Copy struct {
 	MaxBytes int64 `json:"max_bytes"` // default 16 GiB, > 0; files at full (unsparse) size plus 512 bytes per entry
+}
+
+// Pull bounds what `banger vm pull` and `banger vm diff -p` take from a
+// guest.
+type Pull struct {
+	MaxBytes int64 `json:"max_bytes"` // default 1 GiB, > 0
 }
 
 // AuthFile is a host file copied into every VM at start.
@@ -168,6 +179,7 @@ func Default(paths Paths, home string) *Config {
 			DiskBytes: DefaultDiskBytes,
 		},
 		Copy:     Copy{MaxBytes: DefaultCopyMaxBytes},
+		Pull:     Pull{MaxBytes: DefaultPullMaxBytes},
 		envPaths: paths,
 	}
 	if filepath.IsAbs(home) {
@@ -242,6 +254,7 @@ type fileFormat struct {
 	Network        fileNetwork `toml:"network"`
 	VM             fileVM      `toml:"vm"`
 	Copy           fileCopy    `toml:"copy"`
+	Pull           filePull    `toml:"pull"`
 	Web            fileWeb     `toml:"web"`
 }
 
@@ -257,6 +270,10 @@ type fileNetwork struct {
 }
 
 type fileCopy struct {
+	MaxSize string `toml:"max_size"`
+}
+
+type filePull struct {
 	MaxSize string `toml:"max_size"`
 }
 
@@ -296,6 +313,7 @@ func (c *Config) TOML() ([]byte, error) {
 			AutoWarm: c.VM.AutoWarm,
 		},
 		Copy: fileCopy{MaxSize: FormatSize(c.Copy.MaxBytes)},
+		Pull: filePull{MaxSize: FormatSize(c.Pull.MaxBytes)},
 		Web:  fileWeb{Listen: c.Web.Listen},
 	}
 	if c.Network.Subnet.IsValid() {

@@ -384,6 +384,25 @@ func fields() []field {
 				return nil
 			},
 		},
+		{key: "pull", want: "a table, e.g. [pull]", table: true},
+		{
+			key:  "pull.max_size",
+			want: fmt.Sprintf(`a size above zero, e.g. %q (a bare number is bytes); the most one "vm pull" or "vm diff -p" takes from a guest`, FormatSize(DefaultPullMaxBytes)),
+			set: func(c *Config, v any) *Error {
+				n, e := sizeValue(v)
+				if e != nil {
+					return e
+				}
+				c.Pull.MaxBytes = n
+				return nil
+			},
+			check: func(c *Config) *Error {
+				if c.Pull.MaxBytes <= 0 {
+					return &Error{Value: quote(FormatSize(c.Pull.MaxBytes))}
+				}
+				return nil
+			},
+		},
 		{key: "web", want: "a table, e.g. [web]", table: true},
 		{
 			key:   "web.listen",

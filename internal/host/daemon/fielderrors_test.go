@@ -128,9 +128,25 @@ func TestFieldErrorsCrossTheSocket(t *testing.T) {
 			return err
 		}, api.CodeInvalidArgument, "path", "an absolute guest path, e.g. /root/repo", `path "tmp/x" is not absolute`},
 		{"workspace at a relative dir", func() error {
-			_, err := cl.PrepareWorkspace(ctx, "taken", "repo", strings.NewReader(""))
+			_, err := cl.PrepareWorkspace(ctx, "taken", api.PrepareWorkspaceRequest{Dir: "repo"}, strings.NewReader(""))
 			return err
 		}, api.CodeInvalidArgument, "dir", "an absolute guest path, e.g. /root/repo", `dir "repo" is not absolute`},
+		{"workspace in an unknown mode", func() error {
+			_, err := cl.PrepareWorkspace(ctx, "taken", api.PrepareWorkspaceRequest{Mode: "rsync"}, strings.NewReader(""))
+			return err
+		}, api.CodeInvalidArgument, "mode", "git, full_copy", `mode "rsync" is not a workspace mode`},
+		{"workspace with a short sent commit", func() error {
+			_, err := cl.PrepareWorkspace(ctx, "taken", api.PrepareWorkspaceRequest{Mode: "git", Sent: "abc123"}, strings.NewReader(""))
+			return err
+		}, api.CodeInvalidArgument, "sent", "a full commit id (40 or 64 hex digits)", `sent "abc123" is not a full commit id`},
+		{"workspace with a relative host path", func() error {
+			_, err := cl.PrepareWorkspace(ctx, "taken", api.PrepareWorkspaceRequest{HostPath: "src/x"}, strings.NewReader(""))
+			return err
+		}, api.CodeInvalidArgument, "host_path", "an absolute host path", `host_path "src/x" is not an absolute path`},
+		{"workspace diff with an empty pathspec", func() error {
+			_, err := cl.WorkspaceDiff(ctx, "taken", "")
+			return err
+		}, api.CodeInvalidArgument, "path", "git pathspecs, e.g. src/ or '*.go'", `pathspec "" is empty`},
 		{"deep doctor timeout", func() error {
 			_, err := cl.BeginDeepDoctor(ctx, api.DeepDoctorRequest{ProbeTimeout: api.Duration(11 * time.Minute)})
 			return err

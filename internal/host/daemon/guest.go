@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bangerdev/banger/api"
+	"github.com/bangerdev/banger/internal/host/guest"
 	"github.com/bangerdev/banger/internal/shared/agentmux"
 )
 
@@ -100,7 +101,9 @@ func (d *Daemon) execVM(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (d *Daemon) prepareWorkspace(w http.ResponseWriter, r *http.Request) error {
-	res, err := d.guest.PrepareWorkspace(r.Context(), r.PathValue("name"), r.URL.Query().Get("dir"), r.Body)
+	q := r.URL.Query()
+	req := api.PrepareWorkspaceRequest{Dir: q.Get("dir"), Mode: q.Get("mode"), HostPath: q.Get("host_path"), Head: q.Get("head"), Sent: q.Get("sent")}
+	res, err := d.guest.PrepareWorkspace(r.Context(), r.PathValue("name"), req, r.Body)
 	if err != nil {
 		return err
 	}
@@ -118,14 +121,19 @@ func (d *Daemon) copyIn(w http.ResponseWriter, r *http.Request) error {
 // lazyWriter sends the 200 header with the first byte, so an error that
 // comes before any byte is still an ordinary error answer.
 type lazyWriter struct {
-	w       http.ResponseWriter
-	started bool
+	w           http.ResponseWriter
+	contentType string // api.ContentTypeTar when ""
+	started     bool
 }
 
 func (l *lazyWriter) Write(p []byte) (int, error) {
 	if !l.started {
 		l.started = true
-		l.w.Header().Set("Content-Type", api.ContentTypeTar)
+		ct := l.contentType
+		if ct == "" {
+			ct = api.ContentTypeTar
+		}
+		l.w.Header().Set("Content-Type", ct)
 		l.w.Header().Set("Trailer", api.TrailerError)
 		l.w.WriteHeader(http.StatusOK)
 	}
@@ -133,8 +141,17 @@ func (l *lazyWriter) Write(p []byte) (int, error) {
 }
 
 func (d *Daemon) copyOut(w http.ResponseWriter, r *http.Request) error {
-	lw := &lazyWriter{w: w}
-	err := d.guest.CopyOut(r.Context(), r.PathValue("name"), r.URL.Query().Get("path"), lw)
+	return streamOut(w, "", func(lw io.Writer) error {
+		return d.guest.CopyOut(r.Context(), r.PathValue("name"), r.URL.Query().Get("path"), lw)
+	})
+}
+
+// streamOut answers with what write writes, as contentType: an error
+// before the first byte is an ordinary error answer, a later one the
+// api.TrailerError trailer.
+func streamOut(w http.ResponseWriter, contentType string, write func(io.Writer) error) error {
+	lw := &lazyWriter{w: w, contentType: contentType}
+	err := write(lw)
 	if !lw.started {
 		if err != nil {
 			return err
@@ -223,4 +240,58 @@ func (d *Daemon) attachSession(w http.ResponseWriter, r *http.Request) error {
 	}
 	b, _ := json.Marshal(ses)
 	return d.splice(w, st, http.Header{api.HeaderSession: {string(b)}})
+}
+
+func (d *Daemon) workspaceDiff(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	switch q.Get("format") {
+	case "", "summary":
+		res, err := d.guest.WorkspaceDiff(r.Context(), r.PathValue("name"), q["path"])
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, res)
+	case "patch":
+		max, err := maxParam(q.Get("max"))
+		if err != nil {
+			return err
+		}
+		return streamOut(w, api.ContentTypePatch, func(lw io.Writer) error {
+			return d.guest.WorkspacePatch(r.Context(), r.PathValue("name"), q["path"], max, lw)
+		})
+	}
+	return api.FieldErrorf("format", "summary, patch", "format %q is not one of summary, patch", q.Get("format"))
+}
+
+func (d *Daemon) workspaceBundle(w http.ResponseWriter, r *http.Request) error {
+	max, err := maxParam(r.URL.Query().Get("max"))
+	if err != nil {
+		return err
+	}
+	return streamOut(w, api.ContentTypeBundle, func(lw io.Writer) error {
+		return d.guest.WorkspaceBundle(r.Context(), r.PathValue("name"), max, lw)
+	})
+}
+
+func (d *Daemon) workspaceFiles(w http.ResponseWriter, r *http.Request) error {
+	max, err := maxParam(r.URL.Query().Get("max"))
+	if err != nil {
+		return err
+	}
+	return streamOut(w, api.ContentTypeTar, func(lw io.Writer) error {
+		return d.guest.WorkspaceFiles(r.Context(), r.PathValue("name"), max, lw)
+	})
+}
+
+// maxParam reads a byte limit from a query parameter ("" is 0: the
+// daemon's default).
+func maxParam(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, api.FieldErrorf("max", guest.AllowedMax, "max %q is not a byte count above zero", s)
+	}
+	return n, nil
 }

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
+	"github.com/bangerdev/banger/internal/host/workimport"
 	"github.com/bangerdev/banger/internal/shared/workspace"
 )
 
@@ -146,8 +148,16 @@ func modeError(err error) error {
 
 // PrepareWorkspace packs the checkout at path (as the user running it, so
 // it holds only what they can read) and installs it at dir in the VM (""
-// is /root/repo), replacing what was there atomically.
+// is /root/repo), replacing what was there atomically. In git mode it
+// first records what it sends as a commit in the checkout's repository
+// (workimport.RecordSent: HEAD plus the uncommitted and untracked files,
+// at refs/banger/sent/VM), which then travels in .git too; the daemon
+// keeps the record (api.Workspace), the base of vm diff and vm pull.
 func PrepareWorkspace(ctx context.Context, cl *client.Client, vm, path, dir string, mode workspace.Mode) (api.TransferResult, error) {
+	req, err := sentRecord(ctx, vm, path, dir, mode)
+	if err != nil {
+		return api.TransferResult{}, fmt.Errorf("preparing the workspace of %s: %w", vm, err)
+	}
 	pr, pw := io.Pipe()
 	packed := make(chan error, 1)
 	go func() {
@@ -155,7 +165,7 @@ func PrepareWorkspace(ctx context.Context, cl *client.Client, vm, path, dir stri
 		pw.CloseWithError(err) // nil closes cleanly
 		packed <- err
 	}()
-	res, err := cl.PrepareWorkspace(ctx, vm, dir, pr)
+	res, err := cl.PrepareWorkspace(ctx, vm, req, pr)
 	pr.CloseWithError(io.ErrClosedPipe) // unblock a packer the daemon gave up on
 	if perr := <-packed; perr != nil && !errors.Is(perr, io.ErrClosedPipe) {
 		err = modeError(perr) // the packer's reason is the real one
@@ -164,4 +174,26 @@ func PrepareWorkspace(ctx context.Context, cl *client.Client, vm, path, dir stri
 		return res, fmt.Errorf("preparing the workspace of %s: %w", vm, err)
 	}
 	return res, nil
+}
+
+// sentRecord describes what PrepareWorkspace is about to send, recording
+// it in the host repository in git mode.
+func sentRecord(ctx context.Context, vm, path, dir string, mode workspace.Mode) (api.PrepareWorkspaceRequest, error) {
+	req := api.PrepareWorkspaceRequest{Dir: dir, Mode: string(mode)}
+	if mode != workspace.ModeGit {
+		abs, err := filepath.Abs(path)
+		req.HostPath = abs
+		return req, err
+	}
+	// Refuse what the pack would refuse (not a work tree, submodules)
+	// before anything is written to the repository.
+	if err := CheckCheckout(ctx, path, mode); err != nil {
+		return req, err
+	}
+	sent, err := workimport.RecordSent(ctx, path, vm)
+	if err != nil {
+		return req, err
+	}
+	req.HostPath, req.Head, req.Sent = sent.Top, sent.Head, sent.Commit
+	return req, nil
 }

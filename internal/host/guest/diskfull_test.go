@@ -75,7 +75,7 @@ func TestWorkspaceOnAFullGuestDisk(t *testing.T) {
 		parts []string
 	}{
 		{"workspace prepare", func() error {
-			_, err := s.PrepareWorkspace(ctx, "g", ws, workspaceOf(16<<20))
+			_, err := s.PrepareWorkspace(ctx, "g", api.PrepareWorkspaceRequest{Dir: ws}, workspaceOf(16<<20))
 			return err
 		}, []string{"extracting workspace into " + ws + " (left unchanged)", "the filesystem holding " + mnt + " had "}},
 		{"vm cp into the guest", func() error {
@@ -111,7 +111,7 @@ func TestWorkspaceOnAFullGuestDisk(t *testing.T) {
 		})
 	}
 
-	res, err := s.PrepareWorkspace(ctx, "g", ws, workspaceOf(1<<20))
+	res, err := s.PrepareWorkspace(ctx, "g", api.PrepareWorkspaceRequest{Dir: ws}, workspaceOf(1<<20))
 	if err != nil {
 		t.Fatalf("a workspace that fits, after the failures: %v", err)
 	}

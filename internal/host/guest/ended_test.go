@@ -90,6 +90,12 @@ func (l *lockedVMs) Agent(ctx context.Context, name string) (vm.VM, *agentmux.Se
 	return l.f.Agent(ctx, name)
 }
 
+func (l *lockedVMs) SetWorkspace(ctx context.Context, name string, ws api.Workspace) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.SetWorkspace(ctx, name, ws)
+}
+
 // waitForChild waits until this process (where the test's agent runs its
 // commands) has a child process running argv.
 func waitForChild(t *testing.T, argv []string) {

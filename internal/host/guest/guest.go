@@ -32,6 +32,8 @@ const (
 type Agents interface {
 	Get(ctx context.Context, name string) (vm.VM, error)
 	Agent(ctx context.Context, name string) (vm.VM, *agentmux.Session, error)
+	// SetWorkspace records what a workspace prepare sent into the VM.
+	SetWorkspace(ctx context.Context, name string, ws api.Workspace) error
 }
 
 // Service relays guest requests and keeps session metadata.

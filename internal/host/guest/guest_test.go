@@ -50,6 +50,15 @@ func (f *fakeVMs) Agent(ctx context.Context, name string) (vm.VM, *agentmux.Sess
 	return v, f.sess, nil
 }
 
+func (f *fakeVMs) SetWorkspace(_ context.Context, name string, ws api.Workspace) error {
+	if name != f.v.Name {
+		return api.Errorf(api.CodeNotFound, "no VM %q", name)
+	}
+	b, err := json.Marshal(ws)
+	f.v.VM.Workspace = string(b)
+	return err
+}
+
 // connect gives the fake a new host connection to the same agent, as a
 // restarted daemon would make.
 func (f *fakeVMs) connect(t *testing.T) {

@@ -172,7 +172,7 @@ func TestCopyRelay(t *testing.T) {
 	if _, err := workspace.Pack(ctx, src, workspace.ModeFullCopy, &wsTar); err != nil {
 		t.Fatal(err)
 	}
-	wres, err := s.PrepareWorkspace(ctx, "g", ws, &wsTar)
+	wres, err := s.PrepareWorkspace(ctx, "g", api.PrepareWorkspaceRequest{Dir: ws}, &wsTar)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestCopyRefusals(t *testing.T) {
 		{"copy out of a relative path", func() error { return s.CopyOut(ctx, "g", "etc", io.Discard) },
 			api.ErrInvalidArgument, `path "etc" is not absolute`},
 		{"workspace at a relative path", func() error {
-			_, err := s.PrepareWorkspace(ctx, "g", "repo", strings.NewReader(""))
+			_, err := s.PrepareWorkspace(ctx, "g", api.PrepareWorkspaceRequest{Dir: "repo"}, strings.NewReader(""))
 			return err
 		}, api.ErrInvalidArgument, `dir "repo" is not absolute: give a guest path such as /root/repo`},
 		{"copy into a missing vm", func() error {

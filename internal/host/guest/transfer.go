@@ -87,19 +87,6 @@ func (s *Service) put(ctx context.Context, vmName string, t agentmux.Transfer, r
 	}, nil
 }
 
-// PrepareWorkspace installs a workspace tar stream (workspace.Pack) at dir
-// (default /root/repo), replacing what was there atomically.
-func (s *Service) PrepareWorkspace(ctx context.Context, vmName, dir string, r io.Reader) (api.TransferResult, error) {
-	if dir == "" {
-		dir = agentproto.WorkspaceDir
-	}
-	dir, err := guestPath("dir", dir)
-	if err != nil {
-		return api.TransferResult{}, err
-	}
-	return s.put(ctx, vmName, agentmux.Transfer{Path: dir, Op: agentproto.OpWorkspace}, r)
-}
-
 // CopyIn places a workspace.PackPath stream at dest in the guest, with
 // `docker cp` semantics (into dest when it is a directory).
 func (s *Service) CopyIn(ctx context.Context, vmName, dest string, r io.Reader) (api.TransferResult, error) {

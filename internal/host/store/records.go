@@ -17,6 +17,9 @@ type VM struct {
 	State     string
 	Spec      string
 	Runtime   string
+	// Workspace is what was last sent into the VM's workspace (JSON, ""
+	// when nothing was); SetWorkspace writes it, UpdateVM leaves it.
+	Workspace string
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }

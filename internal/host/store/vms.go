@@ -11,9 +11,9 @@ import (
 func (s *Store) CreateVM(ctx context.Context, vm VM) error {
 	now := s.now()
 	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO vms (id, name, image_id, state, spec, runtime, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			vm.ID, vm.Name, vm.ImageID, vm.State, orJSON(vm.Spec), orJSON(vm.Runtime), unixMilli(now), unixMilli(now))
+		_, err := tx.ExecContext(ctx, `INSERT INTO vms (id, name, image_id, state, spec, runtime, workspace, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			vm.ID, vm.Name, vm.ImageID, vm.State, orJSON(vm.Spec), orJSON(vm.Runtime), vm.Workspace, unixMilli(now), unixMilli(now))
 		return classify(err, "creating vm "+vm.Name)
 	})
 }
@@ -23,9 +23,9 @@ func (s *Store) CreateVM(ctx context.Context, vm VM) error {
 func (s *Store) CreateVMWithLease(ctx context.Context, vm *VM, l Lease) error {
 	now := s.now()
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO vms (id, name, image_id, state, spec, runtime, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			vm.ID, vm.Name, vm.ImageID, vm.State, orJSON(vm.Spec), orJSON(vm.Runtime), unixMilli(now), unixMilli(now)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO vms (id, name, image_id, state, spec, runtime, workspace, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			vm.ID, vm.Name, vm.ImageID, vm.State, orJSON(vm.Spec), orJSON(vm.Runtime), vm.Workspace, unixMilli(now), unixMilli(now)); err != nil {
 			return classify(err, "creating vm "+vm.Name)
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO network_leases (ip, vm_id, mac, tap, created_at) VALUES (?, ?, ?, ?, ?)`,
@@ -52,6 +52,18 @@ func (s *Store) UpdateVM(ctx context.Context, vm VM) error {
 	})
 }
 
+// SetWorkspace records what was last sent into a VM's workspace (JSON).
+func (s *Store) SetWorkspace(ctx context.Context, vmID, workspace string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE vms SET workspace = ?, updated_at = ? WHERE id = ?`,
+			workspace, unixMilli(s.now()), vmID)
+		if err != nil {
+			return classify(err, "recording the workspace of vm "+vmID)
+		}
+		return requireOne(res, "vm "+vmID)
+	})
+}
+
 // SetLeaseTAP records which TAP device carries a VM's address ("" when
 // none).
 func (s *Store) SetLeaseTAP(ctx context.Context, vmID, tap string) error {
@@ -64,12 +76,12 @@ func (s *Store) SetLeaseTAP(ctx context.Context, vmID, tap string) error {
 	})
 }
 
-const vmColumns = `id, name, image_id, state, spec, runtime, created_at, updated_at`
+const vmColumns = `id, name, image_id, state, spec, runtime, workspace, created_at, updated_at`
 
 func scanVM(row scanner) (VM, error) {
 	var vm VM
 	var created, updated int64
-	err := row.Scan(&vm.ID, &vm.Name, &vm.ImageID, &vm.State, &vm.Spec, &vm.Runtime, &created, &updated)
+	err := row.Scan(&vm.ID, &vm.Name, &vm.ImageID, &vm.State, &vm.Spec, &vm.Runtime, &vm.Workspace, &created, &updated)
 	vm.CreatedAt, vm.UpdatedAt = fromMilli(created), fromMilli(updated)
 	return vm, err
 }

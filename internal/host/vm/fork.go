@@ -77,6 +77,12 @@ func (m *Manager) Fork(ctx context.Context, name string, req api.ForkVMRequest, 
 	if err := m.save(ctx, &v); err != nil {
 		return v, err
 	}
+	if src.VM.Workspace != "" {
+		// The copy's /root/repo is the source's, sent from the same place.
+		if err := m.Store.SetWorkspace(ctx, v.ID, src.VM.Workspace); err != nil {
+			return v, err
+		}
+	}
 	dir := m.Dir(v.ID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return v, err

@@ -278,6 +278,9 @@ func (m *Manager) API(ctx context.Context, v VM) api.VM {
 		Warnings: v.Runtime.Warnings, SSH: "banger vm ssh " + v.Name, LastExit: v.Runtime.LastExit,
 		ForkedFrom: v.Spec.ForkedFrom, Warm: v.Spec.Warm,
 	}
+	if ws, err := v.WorkspaceRecord(); err == nil {
+		out.Workspace = &ws
+	}
 	if s := v.Runtime.Saved; s != nil && v.State == api.VMPaused {
 		out.StateBytes = s.Bytes
 	}

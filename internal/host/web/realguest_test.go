@@ -43,6 +43,15 @@ func (o *oneVM) Agent(ctx context.Context, name string) (vm.VM, *agentmux.Sessio
 	return v, o.sess, err
 }
 
+func (o *oneVM) SetWorkspace(_ context.Context, name string, ws api.Workspace) error {
+	if name != o.v.Name {
+		return api.Errorf(api.CodeNotFound, "no VM %q", name)
+	}
+	b, err := json.Marshal(ws)
+	o.v.VM.Workspace = string(b)
+	return err
+}
+
 // realGuest is the daemon's guest service over a real agent: the path a
 // terminal takes in bangerd, short of the VM.
 func realGuest(t *testing.T) *guest.Service {
