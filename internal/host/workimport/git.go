@@ -27,7 +27,15 @@ type gitError struct {
 }
 
 func (e *gitError) Error() string {
-	msg := fmt.Sprintf("git %s in %s: %v", strings.Join(e.args, " "), e.dir, e.err)
+	var shown []string // the command without its -c settings
+	for i := 0; i < len(e.args); i++ {
+		if e.args[i] == "-c" {
+			i++
+			continue
+		}
+		shown = append(shown, e.args[i])
+	}
+	msg := fmt.Sprintf("git %s in %s: %v", strings.Join(shown, " "), e.dir, e.err)
 	if e.stderr != "" {
 		msg += ": " + termsafe.Text(e.stderr)
 	}

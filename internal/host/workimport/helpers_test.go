@@ -170,7 +170,11 @@ func copyTree(t *testing.T, src, dst string) {
 func bundleOf(t *testing.T, repo string, revs ...string) []byte {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "work.bundle")
-	tgit(t, repo, append([]string{"bundle", "create", "-q", path}, revs...)...)
+	args := []string{"bundle", "create", "-q"}
+	if n := len(revs); n > 0 && strings.HasPrefix(revs[n-1], "--version") {
+		args, revs = append(args, revs[n-1]), revs[:n-1]
+	}
+	tgit(t, repo, append(append(args, path), revs...)...)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

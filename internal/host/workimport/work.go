@@ -9,10 +9,12 @@
 //     pull.max_size bytes, and its header is checked by this package
 //     before git reads it (v2, only the refs BundleRefHead and
 //     BundleRefWork, prerequisites named by full ids);
-//   - git verifies and fetches it into a private bare staging repository
-//     that borrows the host repository's objects (objects/info/alternates)
-//     with transfer.fsckObjects on (tree entries named .git, ".GIT", or
-//     holding a slash, malformed objects) and hooks off;
+//   - git verifies it (prerequisites present) in a private bare staging
+//     repository that borrows the host repository's objects
+//     (objects/info/alternates), and git index-pack --strict takes its
+//     objects in, fsck-checked (tree entries named .git, ".GIT" or "..",
+//     or holding a slash; malformed objects) with every link present, and
+//     hooks off;
 //   - the work is compared and patched in the staging repository, so no
 //     .gitattributes of either side is read and no diff or textconv
 //     driver runs;
@@ -119,7 +121,7 @@ func (w *Work) open(ctx context.Context, common, format string, r io.Reader, max
 	if err := receive(bundle, r, max); err != nil {
 		return err
 	}
-	refs, err := checkBundleHeader(bundle)
+	header, err := checkBundleHeader(bundle)
 	if err != nil {
 		return err
 	}
@@ -135,28 +137,55 @@ func (w *Work) open(ctx context.Context, common, format string, r io.Reader, max
 		return err
 	}
 
-	if _, err := git(ctx, w.staging, staged("bundle", "verify", "-q", bundle)...); err != nil {
+	if _, err := git(ctx, w.staging, staged("bundle", "verify", bundle)...); err != nil {
 		if missing := missingPrerequisites(stderrOf(err)); len(missing) > 0 {
-			return fmt.Errorf("%w: the host repository lacks commit %s that the VM's work builds on: pull into the repository the workspace came from (%s), after fetching what it is missing",
+			return fmt.Errorf("%w: commit %s is not in %s: pull into the repository the workspace came from, after fetching what it is missing",
 				ErrMissingBase, missing[0], w.top)
 		}
 		return fmt.Errorf("%w: git does not accept it: %w", ErrBadBundle, err)
 	}
-	args := staged("fetch", "-q", "--no-tags", "--no-write-fetch-head", "--no-auto-gc", "--no-auto-maintenance", "--recurse-submodules=no", bundle)
-	for _, ref := range refs {
-		args = append(args, ref+":"+ref)
+	// git fetch from a bundle does not check the objects (git before 2.46
+	// ignores fetch.fsckObjects for bundles), so the pack goes through
+	// index-pack --strict here: every object fsck-checked (tree entries
+	// named .git or .GIT, "..", holding a slash; malformed commits), every
+	// link present, thin deltas completed from the host's objects.
+	f, err := os.Open(bundle)
+	if err != nil {
+		return err
 	}
-	if _, err := git(ctx, w.staging, args...); err != nil {
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	pack := io.NewSectionReader(f, header.size, fi.Size()-header.size)
+	if _, err := (gitRun{dir: w.staging, args: staged("index-pack", "--stdin", "--fix-thin", "--strict"), stdin: pack}).run(ctx); err != nil {
 		return fmt.Errorf("%w: its objects fail git's checks (fsck): %w", ErrBadBundle, err)
+	}
+	for _, ref := range []string{agentproto.BundleRefWork, agentproto.BundleRefHead} {
+		id, ok := header.refs[ref]
+		if !ok {
+			continue
+		}
+		if _, err := git(ctx, w.staging, "update-ref", ref, id); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrBadBundle, ref, err)
+		}
 	}
 
 	if w.Tip, err = w.commitAt(ctx, agentproto.BundleRefWork); err != nil {
 		return err
 	}
-	if len(refs) == 2 {
+	tips := []string{w.Tip}
+	if _, ok := header.refs[agentproto.BundleRefHead]; ok {
 		if w.Head, err = w.commitAt(ctx, agentproto.BundleRefHead); err != nil {
 			return err
 		}
+		tips = append(tips, w.Head)
+	}
+	// Everything the refs reach is there, down to the prerequisites.
+	walk := append(append([]string{"rev-list", "--objects", "--quiet"}, tips...), "--not")
+	if _, err := git(ctx, w.staging, append(walk, header.prerequisites...)...); err != nil {
+		return fmt.Errorf("%w: it lacks objects its refs reach: %w", ErrBadBundle, err)
 	}
 	return nil
 }
@@ -207,65 +236,67 @@ func receive(path string, r io.Reader, max int64) error {
 	return nil
 }
 
-// checkBundleHeader reads the header of the bundle at path and returns
-// the refs it carries (agentproto.BundleRefWork first), refusing a header
-// that is not v2, names refs other than the agent's, or is too long.
-func checkBundleHeader(path string) ([]string, error) {
+// bundleHeader is what a bundle's header says.
+type bundleHeader struct {
+	refs          map[string]string // ref -> object id
+	prerequisites []string
+	size          int64 // bytes up to and including the blank line
+}
+
+// checkBundleHeader reads the header of the bundle at path, refusing one
+// that is not v2, names refs other than the agent's or lacks
+// agentproto.BundleRefWork, or is longer than maxHeader.
+func checkBundleHeader(path string) (bundleHeader, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return bundleHeader{}, err
 	}
 	defer f.Close()
 	br := bufio.NewReader(io.LimitReader(f, maxHeader))
-	var (
-		refs      = map[string]bool{}
-		first     = true
-		headerEnd = false
-	)
-	for !headerEnd {
+	h := bundleHeader{refs: map[string]string{}}
+	for first := true; ; first = false {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
 			if errors.Is(err, bufio.ErrBufferFull) || errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("%w: its header is cut short or longer than %d bytes", ErrBadBundle, maxHeader)
+				return bundleHeader{}, fmt.Errorf("%w: its header is cut short or longer than %d bytes", ErrBadBundle, maxHeader)
 			}
-			return nil, err
+			return bundleHeader{}, err
+		}
+		h.size += int64(len(line))
+		if h.size > maxHeader {
+			return bundleHeader{}, fmt.Errorf("%w: its header is longer than %d bytes", ErrBadBundle, maxHeader)
 		}
 		line = bytes.TrimSuffix(line, []byte("\n"))
 		switch {
 		case first:
 			if string(line) != "# v2 git bundle" {
-				return nil, fmt.Errorf("%w: it does not start with \"# v2 git bundle\"", ErrBadBundle)
+				return bundleHeader{}, fmt.Errorf("%w: it does not start with \"# v2 git bundle\"", ErrBadBundle)
 			}
-			first = false
 		case len(line) == 0:
-			headerEnd = true
+			if _, ok := h.refs[agentproto.BundleRefWork]; !ok {
+				return bundleHeader{}, fmt.Errorf("%w: it lacks %s", ErrBadBundle, agentproto.BundleRefWork)
+			}
+			return h, nil
 		case line[0] == '-':
 			id, _, _ := strings.Cut(string(line[1:]), " ")
 			if !isHexID(id) {
-				return nil, fmt.Errorf("%w: a prerequisite line does not start with a full object id", ErrBadBundle)
+				return bundleHeader{}, fmt.Errorf("%w: a prerequisite line does not start with a full object id", ErrBadBundle)
 			}
+			h.prerequisites = append(h.prerequisites, id)
 		default:
 			id, ref, ok := strings.Cut(string(line), " ")
 			if !ok || !isHexID(id) {
-				return nil, fmt.Errorf("%w: a header line is neither a prerequisite nor \"<id> <ref>\"", ErrBadBundle)
+				return bundleHeader{}, fmt.Errorf("%w: a header line is neither a prerequisite nor \"<id> <ref>\"", ErrBadBundle)
 			}
 			if ref != agentproto.BundleRefWork && ref != agentproto.BundleRefHead {
-				return nil, fmt.Errorf("%w: it carries ref %q; only %s and %s are accepted", ErrBadBundle, ref, agentproto.BundleRefHead, agentproto.BundleRefWork)
+				return bundleHeader{}, fmt.Errorf("%w: it carries ref %q; only %s and %s are accepted", ErrBadBundle, ref, agentproto.BundleRefHead, agentproto.BundleRefWork)
 			}
-			if refs[ref] {
-				return nil, fmt.Errorf("%w: it names %s twice", ErrBadBundle, ref)
+			if _, dup := h.refs[ref]; dup {
+				return bundleHeader{}, fmt.Errorf("%w: it names %s twice", ErrBadBundle, ref)
 			}
-			refs[ref] = true
+			h.refs[ref] = id
 		}
 	}
-	if !refs[agentproto.BundleRefWork] {
-		return nil, fmt.Errorf("%w: it lacks %s", ErrBadBundle, agentproto.BundleRefWork)
-	}
-	out := []string{agentproto.BundleRefWork}
-	if refs[agentproto.BundleRefHead] {
-		out = append(out, agentproto.BundleRefHead)
-	}
-	return out, nil
 }
 
 // missingPrerequisites returns the ids `git bundle verify` lists after
