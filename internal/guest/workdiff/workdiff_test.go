@@ -217,8 +217,8 @@ func TestSummary(t *testing.T) {
 	f := newFixture(t)
 	got := f.summary(t)
 	want := agentproto.Changes{
-		Base: f.sent,
-		Head: f.guestHead,
+		Base:    f.sent,
+		Head:    f.guestHead,
 		Commits: []agentproto.ChangedCommit{{ID: f.guestHead, Subject: "guest: third line", Author: "Ada <ada@example.com>"}},
 		Files: []agentproto.ChangedFile{
 			{Path: "a.txt", Status: "modified", Added: 1},
