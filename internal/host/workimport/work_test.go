@@ -476,3 +476,41 @@ func hashObject(t *testing.T, repo, kind string, content []byte) []byte {
 func treeEntry(mode, name string, id []byte) []byte {
 	return append([]byte(mode+" "+name+"\x00"), id...)
 }
+
+// TestBranchChecksObjectsAgain plants an object fsck refuses in the
+// staging repository after Open (as if index-pack had let it through):
+// the fetch that makes the branch checks the objects it brings too.
+func TestBranchChecksObjectsAgain(t *testing.T) {
+	hermetic(t)
+	p := newPull(t, nil)
+	ctx := context.Background()
+	w, err := Open(ctx, p.host, bytes.NewReader(p.bundle), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	blob := hashObject(t, w.staging, "blob", []byte("#!/bin/sh\n"))
+	tree := hashObject(t, w.staging, "tree", treeEntry("100755", ".git/hooks/post-checkout", blob))
+	commit := tgit(t, w.staging, "commit-tree", "-p", p.work, "-m", "planted", fmt.Sprintf("%x", tree))
+	tgit(t, w.staging, "update-ref", "refs/banger/work", commit)
+	before := takeSnapshot(t, p.host)
+
+	_, err = w.Branch(ctx, "banger/vm-1", false)
+	if err == nil || !strings.Contains(err.Error(), "hasDotgit") {
+		t.Fatalf("Branch = %v, want refused by fsck (hasDotgit)", err)
+	}
+	// git's index-pack leaves its temporary pack (objects/pack/tmp_pack_*)
+	// when it dies; git gc removes those. Nothing else may change.
+	after := takeSnapshot(t, p.host)
+	for rel := range after.Objects {
+		if strings.HasPrefix(rel, "pack/tmp_pack_") {
+			delete(after.Objects, rel)
+		}
+	}
+	if d := cmp.Diff(before, after); d != "" {
+		t.Errorf("a refused Branch changed the host (-before +after):\n%s", d)
+	}
+	if got := tgit(t, p.host, "for-each-ref", "refs/heads/banger"); got != "" {
+		t.Errorf("a refused Branch made %s", got)
+	}
+}
