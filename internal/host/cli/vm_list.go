@@ -97,6 +97,13 @@ func newVMShowCmd(app *App) *cobra.Command {
 			t.row("dir", v.Dir)
 			t.row("console", v.ConsoleLog)
 			t.row("ssh", v.SSH)
+			if ws := v.Workspace; ws != nil {
+				from := ws.HostPath
+				if ws.Head != "" {
+					from += " at " + short(ws.Head)
+				}
+				t.row("workspace", fmt.Sprintf("%s from %s (%s mode, sent %s; `banger vm diff %s`)", ws.Dir, termsafe.Line(from), ws.Mode, fmtAge(time.Now(), ws.PreparedAt), v.Name))
+			}
 			t.row("created", v.CreatedAt.Local().Format(time.RFC3339))
 			if !v.StartedAt.IsZero() {
 				t.row("started", v.StartedAt.Local().Format(time.RFC3339))

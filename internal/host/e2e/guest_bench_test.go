@@ -49,7 +49,7 @@ func BenchmarkWorkspacePrepare(b *testing.B) {
 			_, err := workspace.Pack(ctx, dir, workspace.ModeFullCopy, pw)
 			pw.CloseWithError(err)
 		}()
-		res, err := c.PrepareWorkspace(ctx, "bench", "", pr)
+		res, err := c.PrepareWorkspace(ctx, "bench", api.PrepareWorkspaceRequest{}, pr)
 		if err != nil {
 			b.Fatal(err)
 		}

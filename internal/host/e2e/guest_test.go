@@ -113,6 +113,7 @@ func TestGuestAccess(t *testing.T) {
 	t.Run("tty-resize", func(t *testing.T) { testTTYSession(t, e) })
 	t.Run("agent-restart", func(t *testing.T) { testAgentRestart(t, e) })
 	t.Run("orchestrator-survives-daemon-kill", func(t *testing.T) { testOrchestrator(t, e) })
+	t.Run("diff-and-pull", func(t *testing.T) { testDiffAndPull(t, e) })
 	e.must("vm", "delete", "g")
 	verifyClean(t, e)
 }
@@ -269,7 +270,7 @@ func testMaliciousTar(t *testing.T, e *env) {
 	}
 	before := e.must("vm", "exec", "g", "--", "sh", "-c", "ls -A /root/repo | sort").stdout
 	for name, entries := range cases {
-		_, err := c.PrepareWorkspace(ctx, "g", "", bytes.NewReader(evilTar(t, entries...)))
+		_, err := c.PrepareWorkspace(ctx, "g", api.PrepareWorkspaceRequest{}, bytes.NewReader(evilTar(t, entries...)))
 		if !errors.Is(err, api.ErrInvalidArgument) || !strings.Contains(err.Error(), "unsafe") {
 			t.Errorf("%s: the agent accepted or failed oddly: %v", name, err)
 		}
