@@ -71,6 +71,11 @@ type Fake struct {
 	// IgnorePowerButton makes the guests ignore Shutdown's power-off
 	// request, so Shutdown waits until its context ends and then kills.
 	IgnorePowerButton bool
+	// Transfers, when set, serves the fake agents' file transfers (a
+	// workspace prepare's put, vm diff's changes get) in place of
+	// refusing them: a test stands in for what a guest stores and
+	// sends back.
+	Transfers Transfers
 
 	mu      sync.Mutex
 	calls   []Call

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"regexp"
@@ -51,13 +52,43 @@ func (a *fakeAgent) MemInfo(context.Context) (agentproto.MemInfo, error) {
 // that is always empty, so that a front end's views of a fake VM show no
 // sessions rather than an error. Starting, attaching to or signalling a
 // session, exec and file transfer are refused (unknown_type): a Fake
-// guest runs nothing.
+// guest runs nothing; file transfer goes to the Fake's Transfers when it
+// has one.
 type fakeGuest struct {
 	agentmux.Handler
 	agent *fakeAgent
 }
 
 var _ agentmux.Caller = fakeGuest{}
+
+// Transfers serves a Fake guest's puts and gets (Fake.Transfers).
+type Transfers interface {
+	Put(ctx context.Context, req agentmux.Transfer, r io.Reader) (any, error)
+	Get(ctx context.Context, req agentmux.Transfer, w io.Writer) error
+}
+
+// transfers is the Fake's Transfers, nil when it has none.
+func (g fakeGuest) transfers() Transfers {
+	g.agent.f.mu.Lock()
+	defer g.agent.f.mu.Unlock()
+	return g.agent.f.Transfers
+}
+
+// Put is the Fake's Transfers' put, else refused.
+func (g fakeGuest) Put(ctx context.Context, req agentmux.Transfer, r io.Reader) (any, error) {
+	if t := g.transfers(); t != nil {
+		return t.Put(ctx, req, r)
+	}
+	return g.Handler.Put(ctx, req, r)
+}
+
+// Get is the Fake's Transfers' get, else refused.
+func (g fakeGuest) Get(ctx context.Context, req agentmux.Transfer, w io.Writer) error {
+	if t := g.transfers(); t != nil {
+		return t.Get(ctx, req, w)
+	}
+	return g.Handler.Get(ctx, req, w)
+}
 
 func (g fakeGuest) Call(ctx context.Context, method string, params json.RawMessage) (any, error) {
 	switch method {
