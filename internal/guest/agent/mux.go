@@ -13,6 +13,7 @@ import (
 
 	"github.com/bangerdev/banger/internal/guest/guestsession"
 	"github.com/bangerdev/banger/internal/guest/identity"
+	"github.com/bangerdev/banger/internal/guest/workdiff"
 	"github.com/bangerdev/banger/internal/shared/agentmux"
 	"github.com/bangerdev/banger/internal/shared/agentproto"
 	"github.com/bangerdev/banger/internal/shared/workspace"
@@ -31,6 +32,9 @@ type muxHandler struct {
 	sessions    *guestsession.Manager // nil when sessionsErr says why
 	sessionsErr error
 	identity    *identity.Applier // nil refuses the identity call
+	// workspaceState keeps full_copy workspaces' bases (workdiff.StateDir
+	// when empty).
+	workspaceState string
 }
 
 var (
@@ -57,8 +61,11 @@ func codeFor(err error) string {
 	case errors.Is(err, guestsession.ErrPreflight), errors.Is(err, guestsession.ErrNotRunning),
 		errors.Is(err, guestsession.ErrStillRunning), errors.Is(err, guestsession.ErrOrphaned),
 		errors.Is(err, guestsession.ErrWrongMode), errors.Is(err, guestsession.ErrStdinClosed),
-		errors.Is(err, workspace.ErrTooLarge), errors.Is(err, fs.ErrExist):
+		errors.Is(err, workspace.ErrTooLarge), errors.Is(err, fs.ErrExist),
+		errors.Is(err, workdiff.ErrNoBase), errors.Is(err, workdiff.ErrNoWork), errors.Is(err, workdiff.ErrNoGit):
 		return codePrecondition
+	case errors.Is(err, workdiff.ErrBadParams):
+		return agentmux.CodeBadRequest
 	case errors.Is(err, guestsession.ErrInvalidSpec), errors.Is(err, guestsession.ErrBadOffset),
 		errors.Is(err, workspace.ErrUnsafeEntry), errors.Is(err, fs.ErrNotExist):
 		return codeInvalid
@@ -95,8 +102,31 @@ func guestPath(p, fallback string) (string, error) {
 	return filepath.Clean(p), nil
 }
 
+// stateDir is where full_copy workspaces' bases are kept.
+func (h *muxHandler) stateDir() string {
+	if h.workspaceState == "" {
+		return workdiff.StateDir
+	}
+	return h.workspaceState
+}
+
+// decodeParams decodes a transfer's params into v; none leaves v as it is
+// (a host that predates them).
+func decodeParams(req agentmux.Transfer, v any) error {
+	if len(req.Params) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(req.Params, v); err != nil {
+		return &agentmux.Error{Code: agentmux.CodeBadRequest, Message: fmt.Sprintf("%s: bad params %.200s: %v", req.Op, req.Params, err)}
+	}
+	return nil
+}
+
 // Put installs a workspace (workspace.Extract) or places a copied file or
-// tree (workspace.Place).
+// tree (workspace.Place). A workspace installed in full_copy mode is
+// recorded as the base vm diff compares it with (workdiff.RecordBase);
+// failing to record it fails the put, except where the guest has no git
+// (vm diff then says so).
 func (h *muxHandler) Put(ctx context.Context, req agentmux.Transfer, r io.Reader) (any, error) {
 	start := time.Now()
 	var (
@@ -109,7 +139,24 @@ func (h *muxHandler) Put(ctx context.Context, req agentmux.Transfer, r io.Reader
 		if res.Path, err = guestPath(req.Path, agentproto.WorkspaceDir); err != nil {
 			return nil, err
 		}
-		stats, err = workspace.Extract(ctx, r, res.Path, workspace.ExtractOptions{})
+		var p agentproto.WorkspaceParams
+		if err := decodeParams(req, &p); err != nil {
+			return nil, err
+		}
+		mode, merr := workspace.ParseMode(p.Mode)
+		if merr != nil {
+			return nil, &agentmux.Error{Code: agentmux.CodeBadRequest, Message: merr.Error()}
+		}
+		if stats, err = workspace.Extract(ctx, r, res.Path, workspace.ExtractOptions{}); err != nil {
+			break
+		}
+		if mode != workspace.ModeFullCopy {
+			_ = workdiff.ForgetBase(res.Path, h.stateDir())
+			break
+		}
+		if rerr := workdiff.RecordBase(ctx, res.Path, h.stateDir()); rerr != nil && !errors.Is(rerr, workdiff.ErrNoGit) {
+			return nil, &agentmux.Error{Code: agentmux.CodeInternal, Message: fmt.Sprintf("the workspace is installed at %s, but recording it as the base of vm diff and vm pull failed: %v: send it again with `banger vm workspace prepare`", res.Path, rerr)}
+		}
 	case agentproto.OpCopy:
 		var target string
 		if target, err = guestPath(req.Path, ""); err != nil {
@@ -127,10 +174,33 @@ func (h *muxHandler) Put(ctx context.Context, req agentmux.Transfer, r io.Reader
 	return res, nil
 }
 
-// Get packs a guest file or tree (workspace.PackPath).
+// Get packs a guest file or tree (workspace.PackPath), or answers what
+// changed in a workspace since it was sent (workdiff).
 func (h *muxHandler) Get(ctx context.Context, req agentmux.Transfer, w io.Writer) error {
-	if req.Op != agentproto.OpCopy {
-		return &agentmux.Error{Code: agentmux.CodeBadRequest, Message: fmt.Sprintf("unknown get operation %q: want %q", req.Op, agentproto.OpCopy)}
+	switch req.Op {
+	case agentproto.OpCopy:
+	case agentproto.OpChanges:
+		dir, err := guestPath(req.Path, agentproto.WorkspaceDir)
+		if err != nil {
+			return err
+		}
+		var p agentproto.ChangesParams
+		if err := decodeParams(req, &p); err != nil {
+			return err
+		}
+		return coded(workdiff.Changes(ctx, dir, h.stateDir(), p, w))
+	case agentproto.OpBundle:
+		dir, err := guestPath(req.Path, agentproto.WorkspaceDir)
+		if err != nil {
+			return err
+		}
+		var p agentproto.BundleParams
+		if err := decodeParams(req, &p); err != nil {
+			return err
+		}
+		return coded(workdiff.Bundle(ctx, dir, p, w))
+	default:
+		return &agentmux.Error{Code: agentmux.CodeBadRequest, Message: fmt.Sprintf("unknown get operation %q: want %q, %q or %q", req.Op, agentproto.OpCopy, agentproto.OpChanges, agentproto.OpBundle)}
 	}
 	src, err := guestPath(req.Path, "")
 	if err != nil {

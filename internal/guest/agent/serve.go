@@ -76,7 +76,8 @@ func newMuxHandler(dir string, log *slog.Logger) *muxHandler {
 // sessionDir, serving the host that holds key, for host code's tests to
 // talk to a real agent over a pipe. Its identity call changes files
 // below sessionDir's parent's guest-root (etc, run, proc, home) and its
-// key, and nothing of the machine it runs on.
+// key, it keeps full_copy bases in sessionDir's parent's workspaces, and
+// it changes nothing else of the machine it runs on.
 func NewGuest(sessionDir string, key []byte, log *slog.Logger) (*agentmux.Guest, error) {
 	h := newMuxHandler(sessionDir, log)
 	if h.sessionsErr != nil {
@@ -88,6 +89,7 @@ func NewGuest(sessionDir string, key []byte, log *slog.Logger) (*agentmux.Guest,
 		return nil, err
 	}
 	h.identity = sandboxIdentity(root, keys, log)
+	h.workspaceState = filepath.Join(filepath.Dir(sessionDir), "workspaces")
 	return &agentmux.Guest{Handler: h, KeyFunc: keys.get, Log: log}, nil
 }
 

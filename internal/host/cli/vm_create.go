@@ -153,7 +153,11 @@ func printNextSteps(ctx context.Context, app *App, cl *client.Client, v api.VM, 
 		{"banger vm session start " + v.Name + " --name work -- CMD", "a long-lived command"},
 		{"banger vm session attach " + v.Name + " work", "join its stdio (Ctrl-C detaches)"},
 	}
-	if !workspace {
+	if workspace {
+		steps = append(steps,
+			[2]string{"banger vm diff " + v.Name, "what changed in /root/repo since it was sent"},
+			[2]string{"banger vm pull " + v.Name, "bring that work home as branch banger/" + v.Name})
+	} else {
 		steps = append(steps, [2]string{"banger vm workspace prepare " + v.Name + " .", "copy a checkout to /root/repo"})
 	}
 	steps = append(steps,
