@@ -7,8 +7,9 @@
 //
 //   - the bundle is read into a private temporary directory, at most
 //     pull.max_size bytes, and its header is checked by this package
-//     before git reads it (v2, only the refs BundleRefHead and
-//     BundleRefWork, prerequisites named by full ids);
+//     before git reads it (v2, or v3 naming only the host's object
+//     format; only the refs BundleRefHead and BundleRefWork;
+//     prerequisites named by full ids);
 //   - git verifies it (prerequisites present) in a private bare staging
 //     repository that borrows the host repository's objects
 //     (objects/info/alternates), and git index-pack --strict takes its
@@ -121,7 +122,7 @@ func (w *Work) open(ctx context.Context, common, format string, r io.Reader, max
 	if err := receive(bundle, r, max); err != nil {
 		return err
 	}
-	header, err := checkBundleHeader(bundle)
+	header, err := checkBundleHeader(bundle, format)
 	if err != nil {
 		return err
 	}
@@ -244,9 +245,10 @@ type bundleHeader struct {
 }
 
 // checkBundleHeader reads the header of the bundle at path, refusing one
-// that is not v2, names refs other than the agent's or lacks
-// agentproto.BundleRefWork, or is longer than maxHeader.
-func checkBundleHeader(path string) (bundleHeader, error) {
+// that is not v2 (or v3 with no capability but the host's object format,
+// as a SHA-256 repository's bundles are), names refs other than the
+// agent's or lacks agentproto.BundleRefWork, or is longer than maxHeader.
+func checkBundleHeader(path, objectFormat string) (bundleHeader, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return bundleHeader{}, err
@@ -254,6 +256,7 @@ func checkBundleHeader(path string) (bundleHeader, error) {
 	defer f.Close()
 	br := bufio.NewReader(io.LimitReader(f, maxHeader))
 	h := bundleHeader{refs: map[string]string{}}
+	v3 := false
 	for first := true; ; first = false {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
@@ -269,8 +272,16 @@ func checkBundleHeader(path string) (bundleHeader, error) {
 		line = bytes.TrimSuffix(line, []byte("\n"))
 		switch {
 		case first:
-			if string(line) != "# v2 git bundle" {
+			switch string(line) {
+			case "# v2 git bundle":
+			case "# v3 git bundle":
+				v3 = true
+			default:
 				return bundleHeader{}, fmt.Errorf("%w: it does not start with \"# v2 git bundle\"", ErrBadBundle)
+			}
+		case len(line) > 0 && line[0] == '@':
+			if !v3 || string(line) != "@object-format="+objectFormat {
+				return bundleHeader{}, fmt.Errorf("%w: it asks for a capability other than the host repository's object format (%s)", ErrBadBundle, objectFormat)
 			}
 		case len(line) == 0:
 			if _, ok := h.refs[agentproto.BundleRefWork]; !ok {

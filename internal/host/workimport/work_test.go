@@ -327,11 +327,31 @@ func TestOpenRefuses(t *testing.T) {
 			wantMsg: []string{"lacks refs/banger/work"},
 		},
 		{
-			name: "a v3 bundle",
+			name: "a v3 bundle with a filter (a partial pack)",
 			bundle: func(t *testing.T, p *pull) []byte {
-				return bundleOf(t, p.guest, "refs/banger/work", "^"+p.sent.Head, "--version=3")
+				b := bundleOf(t, p.guest, "refs/banger/work", "^"+p.sent.Head, "--version=3")
+				return bytes.Replace(b, []byte("@object-format=sha1\n"), []byte("@object-format=sha1\n@filter=blob:none\n"), 1)
 			},
-			wantIs: ErrBadBundle,
+			wantIs:  ErrBadBundle,
+			wantMsg: []string{"capability"},
+		},
+		{
+			name: "a v3 bundle of another object format",
+			bundle: func(t *testing.T, p *pull) []byte {
+				b := bundleOf(t, p.guest, "refs/banger/work", "^"+p.sent.Head, "--version=3")
+				return bytes.Replace(b, []byte("@object-format=sha1\n"), []byte("@object-format=sha256\n"), 1)
+			},
+			wantIs:  ErrBadBundle,
+			wantMsg: []string{"capability"},
+		},
+		{
+			name: "a capability in a v2 bundle",
+			bundle: func(t *testing.T, p *pull) []byte {
+				b := bundleOf(t, p.guest, "refs/banger/work", "^"+p.sent.Head)
+				return bytes.Replace(b, []byte("# v2 git bundle\n"), []byte("# v2 git bundle\n@object-format=sha1\n"), 1)
+			},
+			wantIs:  ErrBadBundle,
+			wantMsg: []string{"capability"},
 		},
 		{
 			name:   "not a bundle",
