@@ -608,3 +608,107 @@ func TestFullCopy(t *testing.T) {
 		t.Errorf("summary after recording the tree again: %s", got)
 	}
 }
+
+// Each kind of change gets its status and counts, in a commit or left
+// uncommitted alike.
+func TestStatuses(t *testing.T) {
+	requireGit(t)
+	ctx := context.Background()
+	long := strings.Repeat("a line long enough for rename detection\n", 20)
+	cases := []struct {
+		name   string
+		change func(t *testing.T, dir string)
+		want   []agentproto.ChangedFile
+	}{
+		{"renamed", func(t *testing.T, dir string) {
+			os.Rename(filepath.Join(dir, "long.txt"), filepath.Join(dir, "moved.txt"))
+		}, []agentproto.ChangedFile{{Path: "moved.txt", OldPath: "long.txt", Status: "renamed"}}},
+		{"renamed and edited", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, "long.txt"))
+			write(t, filepath.Join(dir, "sub", "moved.txt"), long+"one more\n")
+		}, []agentproto.ChangedFile{{Path: "sub/moved.txt", OldPath: "long.txt", Status: "renamed", Added: 1}}},
+		{"deleted", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, "short.txt"))
+		}, []agentproto.ChangedFile{{Path: "short.txt", Status: "deleted", Deleted: 1}}},
+		{"type changed", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, "short.txt"))
+			os.Symlink("/etc/passwd", filepath.Join(dir, "short.txt"))
+		}, []agentproto.ChangedFile{{Path: "short.txt", Status: "type_changed", Added: 1, Deleted: 1}}},
+		{"binary", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, "blob.bin"), []byte{0, 1, 2, 0, 'x'}, 0o644)
+		}, []agentproto.ChangedFile{{Path: "blob.bin", Status: "added", Binary: true}}},
+		{"odd names", func(t *testing.T, dir string) {
+			write(t, filepath.Join(dir, "tab\there \"q\" é.txt"), "x\n")
+		}, []agentproto.ChangedFile{{Path: "tab\there \"q\" é.txt", Status: "added", Added: 1}}},
+	}
+	for _, c := range cases {
+		for _, commit := range []bool{false, true} {
+			name := c.name + " uncommitted"
+			if commit {
+				name = c.name + " committed"
+			}
+			t.Run(name, func(t *testing.T) {
+				dir := t.TempDir()
+				git(t, dir, "init", "-q")
+				write(t, filepath.Join(dir, "long.txt"), long)
+				write(t, filepath.Join(dir, "short.txt"), "short\n")
+				git(t, dir, "add", ".")
+				git(t, dir, "commit", "-q", "-m", "base")
+				base := git(t, dir, "rev-parse", "HEAD")
+				c.change(t, dir)
+				if commit {
+					git(t, dir, "add", "-A")
+					git(t, dir, "commit", "-q", "-m", "change")
+				}
+				var out bytes.Buffer
+				if err := Changes(ctx, dir, t.TempDir(), agentproto.ChangesParams{Base: base, Format: agentproto.ChangesSummary}, &out); err != nil {
+					t.Fatal(err)
+				}
+				var ch agentproto.Changes
+				if err := json.Unmarshal(out.Bytes(), &ch); err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(c.want, ch.Files); diff != "" {
+					t.Errorf("files (-want +got):\n%s", diff)
+				}
+				if commit != (len(ch.Commits) == 1) || commit == (ch.Work != "") {
+					t.Errorf("commits %+v, work %q: want the change %s", ch.Commits, ch.Work, map[bool]string{true: "committed", false: "in W"}[commit])
+				}
+			})
+		}
+	}
+}
+
+// A SHA-256 repository's bundle is a v3 bundle naming its object format,
+// which a SHA-256 host repository fetches.
+func TestBundleSHA256(t *testing.T) {
+	requireGit(t)
+	ctx := context.Background()
+	host := t.TempDir()
+	if out, err := exec.Command("git", "-C", host, "init", "-q", "--object-format=sha256").CombinedOutput(); err != nil {
+		t.Skipf("this git makes no SHA-256 repositories: %v: %s", err, out)
+	}
+	write(t, filepath.Join(host, "a.txt"), "a\n")
+	git(t, host, "add", ".")
+	git(t, host, "commit", "-q", "-m", "first")
+	sent := git(t, host, "rev-parse", "HEAD")
+	guest := filepath.Join(t.TempDir(), "guest")
+	if out, err := exec.Command("cp", "-a", host, guest).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	write(t, filepath.Join(guest, "a.txt"), "a\nb\n")
+	var b bytes.Buffer
+	if err := Bundle(ctx, guest, agentproto.BundleParams{Have: []string{sent}}, &b); err != nil {
+		t.Fatal(err)
+	}
+	if want := "# v3 git bundle\n@object-format=sha256\n-" + sent + "\n"; !strings.HasPrefix(b.String(), want) {
+		t.Errorf("bundle starts %q, want %q", b.String()[:min(b.Len(), 120)], want)
+	}
+	file := filepath.Join(t.TempDir(), "b.bundle")
+	os.WriteFile(file, b.Bytes(), 0o600)
+	git(t, host, "bundle", "verify", "-q", file)
+	git(t, host, "fetch", "-q", file, "refs/banger/work:refs/heads/x")
+	if got := git(t, host, "show", "x:a.txt"); got != "a\nb" {
+		t.Errorf("a.txt in W: %q", got)
+	}
+}
