@@ -194,3 +194,23 @@ func TestRecordSentOutsideARepository(t *testing.T) {
 		t.Fatalf("err = %v, want not a git work tree", err)
 	}
 }
+
+// TestRecordSentIgnoresSigningAndIdentity: a user with commit signing on
+// (and a gpg that fails) and no user.name still sends a workspace; the
+// sent commit is banger's, unsigned.
+func TestRecordSentIgnoresSigningAndIdentity(t *testing.T) {
+	hermetic(t)
+	top := newHost(t)
+	global := os.Getenv("GIT_CONFIG_GLOBAL")
+	tgit(t, top, "config", "--file", global, "commit.gpgSign", "true")
+	tgit(t, top, "config", "--file", global, "gpg.program", "false")
+	tgit(t, top, "config", "--file", global, "user.useConfigOnly", "true")
+	writeFile(t, filepath.Join(top, "new.txt"), "new\n")
+	s, err := RecordSent(context.Background(), top, "vm")
+	if err != nil {
+		t.Fatalf("RecordSent: %v", err)
+	}
+	if got := tgit(t, top, "cat-file", "commit", s.Commit); strings.Contains(got, "gpgsig") || !strings.Contains(got, "author banger <banger@localhost>") {
+		t.Errorf("sent commit:\n%s", got)
+	}
+}
