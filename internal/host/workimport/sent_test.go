@@ -195,9 +195,11 @@ func TestRecordSentOutsideARepository(t *testing.T) {
 	}
 }
 
-// TestRecordSentIgnoresSigningAndIdentity: a user with commit signing on
-// (and a gpg that fails) and no user.name still sends a workspace; the
-// sent commit is banger's, unsigned.
+// TestRecordSentIgnoresSigningAndIdentity: a user with no identity
+// (user.useConfigOnly, no user.name) and commit signing on with a gpg
+// that fails still sends a workspace; the sent commit is banger's,
+// unsigned. (git 2.39's commit-tree does not read commit.gpgSign;
+// RecordSent passes --no-gpg-sign for gits that might.)
 func TestRecordSentIgnoresSigningAndIdentity(t *testing.T) {
 	hermetic(t)
 	top := newHost(t)
