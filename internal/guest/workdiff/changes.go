@@ -144,10 +144,10 @@ func (s *snapshot) commits(ctx context.Context) ([]agentproto.ChangedCommit, err
 	if err != nil {
 		return nil, fmt.Errorf("listing the commits made since the workspace was sent: %w", err)
 	}
-	fields := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
 	if len(out) == 0 {
 		return nil, nil
 	}
+	fields := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
 	if len(fields)%4 != 0 {
 		return nil, fmt.Errorf("git log printed %d fields, not 4 per commit", len(fields))
 	}

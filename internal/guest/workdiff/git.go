@@ -88,7 +88,7 @@ func (r *repo) environ() []string {
 	}
 	if r.quarantined {
 		env = append(env, "GIT_OBJECT_DIRECTORY="+filepath.Join(r.tmp, "objects"),
-			"GIT_ALTERNATE_OBJECT_DIRECTORIES="+r.objects)
+			"GIT_ALTERNATE_OBJECT_DIRECTORIES="+alternate(r.objects))
 	}
 	// GIT_CONFIG_COUNT carries keys verbatim, whatever a filter driver's
 	// name holds (`-c` would split it at "=").
@@ -105,6 +105,15 @@ func (r *repo) environ() []string {
 	}
 	env = append(env, "GIT_CONFIG_COUNT="+strconv.Itoa(n))
 	return env
+}
+
+// alternate is path as one entry of GIT_ALTERNATE_OBJECT_DIRECTORIES,
+// which git splits at ":": C-quoted when it holds one.
+func alternate(path string) string {
+	if !strings.ContainsAny(path, ":\"") {
+		return path
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(path) + `"`
 }
 
 // gitError is a failed git command with what it said.

@@ -712,3 +712,37 @@ func TestBundleSHA256(t *testing.T) {
 		t.Errorf("a.txt in W: %q", got)
 	}
 }
+
+// A workspace whose path holds ":" and a quote (which git's alternates
+// list would split or unquote) is answered too, in both modes.
+func TestOddWorkspacePath(t *testing.T) {
+	requireGit(t)
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), `we:ird "dir`)
+	git(t, filepath.Dir(dir), "init", "-q", dir)
+	write(t, filepath.Join(dir, "a.txt"), "a\n")
+	git(t, dir, "add", ".")
+	git(t, dir, "commit", "-q", "-m", "a")
+	head := git(t, dir, "rev-parse", "HEAD")
+	for _, mode := range []string{"git", "full_copy"} {
+		t.Run(mode, func(t *testing.T) {
+			state := t.TempDir()
+			p := agentproto.ChangesParams{Mode: mode, Base: head, Format: agentproto.ChangesSummary}
+			if mode == "full_copy" {
+				if err := RecordBase(ctx, dir, state); err != nil {
+					t.Fatal(err)
+				}
+				p.Base = ""
+			}
+			write(t, filepath.Join(dir, "b.txt"), "b\n")
+			defer os.Remove(filepath.Join(dir, "b.txt"))
+			var out bytes.Buffer
+			if err := Changes(ctx, dir, state, p, &out); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), `"status":"added"`) || strings.Count(out.String(), `"path"`) != 1 {
+				t.Errorf("summary: %s", out.String())
+			}
+		})
+	}
+}
