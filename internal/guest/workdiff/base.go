@@ -66,7 +66,7 @@ func RecordBase(ctx context.Context, dir, stateDir string) error {
 		return err
 	}
 	r.workTree = dir
-	if err := r.run(ctx, nil, nil, "add", "--all", "--force"); err != nil {
+	if err := r.addAll(ctx, true); err != nil {
 		return fmt.Errorf("recording the base of %s: %w", dir, err)
 	}
 	tree, err := r.line(ctx, "write-tree")

@@ -159,12 +159,8 @@ func (s *snapshot) commit(ctx context.Context, rev string) (string, error) {
 // scratch index and object directory, when it differs from head's tree.
 // In git mode .gitignore is honoured; in full_copy mode every file counts.
 func (s *snapshot) makeWork(ctx context.Context, vm string) error {
-	add := []string{"add", "--all"}
-	if s.fullCopy {
-		add = append(add, "--force")
-	}
-	if err := s.run(ctx, nil, nil, add...); err != nil {
-		return fmt.Errorf("adding %s's working tree to a scratch index: %w", s.workTree, err)
+	if err := s.addAll(ctx, s.fullCopy); err != nil {
+		return err
 	}
 	tree, err := s.line(ctx, "write-tree")
 	if err != nil {
@@ -189,6 +185,21 @@ func (s *snapshot) makeWork(ctx context.Context, vm string) error {
 	}
 	if s.work, err = s.line(ctx, append(args, tree)...); err != nil {
 		return fmt.Errorf("committing the uncommitted changes: %w", err)
+	}
+	return nil
+}
+
+// addAll adds the whole working tree to the index (ignored files too
+// with force). A path git cannot add (a nested repository without a
+// commit, an unreadable file) keeps what the index held for it, rather
+// than failing the whole answer.
+func (r *repo) addAll(ctx context.Context, force bool) error {
+	args := []string{"add", "--all", "--ignore-errors"}
+	if force {
+		args = append(args, "--force")
+	}
+	if err := r.run(ctx, nil, nil, args...); err != nil && exitCode(err) != 1 {
+		return fmt.Errorf("adding %s's working tree to a scratch index: %w", r.workTree, err)
 	}
 	return nil
 }

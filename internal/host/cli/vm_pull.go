@@ -113,6 +113,9 @@ func printPull(w io.Writer, vm string, res frontend.PullResult) {
 		fmt.Fprintf(w, "branch %s in %s at %s: %s\n", res.Branch, res.Repo, short(res.Tip), commits)
 	}
 	printStat(w, res.Files)
+	if res.Truncated {
+		fmt.Fprintf(w, " (more files changed than the %d listed)\n", len(res.Files))
+	}
 	if !res.Applied {
 		fmt.Fprintf(w, "review: git -C %s log -p %s..%s\nmerge:  git -C %s merge %s\n", res.Repo, short(res.Workspace.Sent), res.Branch, res.Repo, res.Branch)
 	}

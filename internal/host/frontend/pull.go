@@ -11,6 +11,7 @@ import (
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
 	"github.com/bangerdev/banger/internal/host/workimport"
+	"github.com/bangerdev/banger/internal/shared/agentproto"
 	"github.com/bangerdev/banger/internal/shared/workspace"
 )
 
@@ -48,7 +49,9 @@ type PullResult struct {
 	Uncommitted bool
 	Commits     []api.WorkspaceCommit
 	Files       []api.WorkspaceFile
-	Applied     bool
+	// Truncated says more files changed than Files lists (10000).
+	Truncated bool
+	Applied   bool
 }
 
 // DefaultBranch is the branch `vm pull` creates for a VM's work.
@@ -100,6 +103,9 @@ func Pull(ctx context.Context, cl *client.Client, req PullRequest) (PullResult, 
 	}
 	if res.Files, err = work.Files(ctx, base, nil); err != nil {
 		return res, err
+	}
+	if len(res.Files) > agentproto.MaxChangedFiles {
+		res.Files, res.Truncated = res.Files[:agentproto.MaxChangedFiles], true
 	}
 	if len(res.Commits) == 0 && len(res.Files) == 0 {
 		return res, nil // nothing changed since it was sent: nothing to make

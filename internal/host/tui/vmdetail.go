@@ -36,7 +36,7 @@ type vmDetail struct {
 }
 
 type detailKeys struct {
-	Back, Left, Right, Start, Stop, Restart, Pause, Fork, Shell key.Binding
+	Back, Left, Right, Start, Stop, Restart, Pause, Fork, Shell, Diff key.Binding
 }
 
 func newVMDetail(env *Env, name string, pane int) *vmDetail {
@@ -55,6 +55,7 @@ func newVMDetail(env *Env, name string, pane int) *vmDetail {
 			Pause:   key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "pause")),
 			Fork:    key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "fork")),
 			Shell:   key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "ssh")),
+			Diff:    key.NewBinding(key.WithKeys("D"), key.WithHelp("D", "diff")),
 		},
 	}
 }
@@ -109,7 +110,7 @@ func (d *vmDetail) Keys() []key.Binding {
 		}
 		return append([]key.Binding{k.Back, k.Left}, d.sessions.keyHelp()...)
 	}
-	return []key.Binding{k.Back, k.Left, k.Start, k.Stop, k.Restart, k.Pause, k.Fork, k.Shell}
+	return []key.Binding{k.Back, k.Left, k.Start, k.Stop, k.Restart, k.Pause, k.Fork, k.Shell, k.Diff}
 }
 
 // Update returns true when the user left the detail.
@@ -177,6 +178,8 @@ func (d *vmDetail) key(env *Env, msg tea.KeyPressMsg) (bool, tea.Cmd) {
 		return false, pauseOrResume(env, d.name)
 	case key.Matches(msg, k.Shell):
 		return false, sshInto(env, d.name)
+	case key.Matches(msg, k.Diff):
+		return false, openDiff(d.name)
 	}
 	return false, nil
 }

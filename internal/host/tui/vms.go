@@ -32,11 +32,14 @@ type vmsView struct {
 	ask    *vmAsk
 	create *createForm
 	detail *vmDetail
-	ops    pendingOps
+	// diff is the changes in a VM's workspace (D, from the table or the
+	// detail, which it covers until esc).
+	diff *vmDiff
+	ops  pendingOps
 }
 
 type vmsKeys struct {
-	Up, Down, Filter, Create, Start, Stop, Restart, Pause, Fork, Delete, Detail, Shell, Console, Yes, No, Apply, Clear key.Binding
+	Up, Down, Filter, Create, Start, Stop, Restart, Pause, Fork, Delete, Detail, Shell, Console, Diff, Yes, No, Apply, Clear key.Binding
 }
 
 func newVMsView() *vmsView {
@@ -61,6 +64,7 @@ func newVMsView() *vmsView {
 			Detail:  key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "detail")),
 			Shell:   key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "ssh")),
 			Console: key.NewBinding(key.WithKeys("l"), key.WithHelp("l", "console")),
+			Diff:    key.NewBinding(key.WithKeys("D"), key.WithHelp("D", "diff")),
 			Yes:     key.NewBinding(key.WithKeys("y"), key.WithHelp("y", "delete it")),
 			No:      key.NewBinding(key.WithKeys("n", "esc"), key.WithHelp("n/esc", "keep it")),
 			Apply:   key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "keep filter")),
@@ -77,6 +81,8 @@ func (v *vmsView) Capturing() bool {
 	switch {
 	case v.create != nil:
 		return v.create.Capturing()
+	case v.diff != nil:
+		return v.diff.Capturing()
 	case v.detail != nil:
 		return v.detail.Capturing()
 	}
@@ -88,6 +94,8 @@ func (v *vmsView) Keys() []key.Binding {
 	switch {
 	case v.create != nil:
 		return v.create.Keys()
+	case v.diff != nil:
+		return v.diff.Keys()
 	case v.detail != nil:
 		return v.detail.Keys()
 	case v.confirm != "":
@@ -97,7 +105,7 @@ func (v *vmsView) Keys() []key.Binding {
 	case v.filtering:
 		return []key.Binding{k.Apply, k.Clear}
 	}
-	return []key.Binding{k.Create, k.Start, k.Stop, k.Restart, k.Pause, k.Fork, k.Delete, k.Detail, k.Shell, k.Console, k.Filter}
+	return []key.Binding{k.Create, k.Start, k.Stop, k.Restart, k.Pause, k.Fork, k.Delete, k.Detail, k.Shell, k.Console, k.Diff, k.Filter}
 }
 
 // rows is the VMs the filter lets through, in name order.
@@ -146,6 +154,23 @@ func (v *vmsView) Update(env *Env, msg tea.Msg) tea.Cmd {
 				v.selected = v.create.created
 			}
 			v.create = nil
+		}
+		if _, isKey := msg.(tea.KeyPressMsg); isKey {
+			return tea.Batch(cmds...)
+		}
+	}
+	if m, ok := msg.(openDiffMsg); ok {
+		if v.diff != nil {
+			v.diff.Close()
+		}
+		v.diff = newVMDiff(m.name)
+		cmds = append(cmds, v.diff.Init(env))
+	}
+	if v.diff != nil {
+		done, cmd := v.diff.Update(env, msg)
+		cmds = append(cmds, cmd)
+		if done {
+			v.diff = nil
 		}
 		if _, isKey := msg.(tea.KeyPressMsg); isKey {
 			return tea.Batch(cmds...)
@@ -259,8 +284,15 @@ func (v *vmsView) key(env *Env, msg tea.KeyPressMsg) tea.Cmd {
 		return v.detail.Init(env)
 	case key.Matches(msg, k.Shell):
 		return sshInto(env, name)
+	case key.Matches(msg, k.Diff):
+		return openDiff(name)
 	}
 	return nil
+}
+
+// openDiff opens the diff view of a VM's workspace.
+func openDiff(name string) tea.Cmd {
+	return func() tea.Msg { return openDiffMsg{name: name} }
 }
 
 // power starts (s), stops (x) or restarts (r) a VM; s on a paused VM
@@ -464,6 +496,8 @@ func (v *vmsView) Render(env *Env) string {
 	switch {
 	case v.create != nil:
 		return v.create.Render(env)
+	case v.diff != nil:
+		return v.diff.Render(env)
 	case v.detail != nil:
 		return v.detail.Render(env)
 	}
