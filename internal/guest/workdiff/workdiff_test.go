@@ -746,3 +746,63 @@ func TestOddWorkspacePath(t *testing.T) {
 		})
 	}
 }
+
+// Nested repositories: one without a commit is skipped rather than
+// failing the answer; one with a commit is a gitlink in the summary and
+// left out of the files tar.
+func TestNestedRepositories(t *testing.T) {
+	requireGit(t)
+	ctx := context.Background()
+	for _, mode := range []string{"git", "full_copy"} {
+		t.Run(mode, func(t *testing.T) {
+			dir, state := filepath.Join(t.TempDir(), "repo"), t.TempDir()
+			write(t, filepath.Join(dir, "a.txt"), "a\n")
+			p := agentproto.ChangesParams{Mode: mode, Format: agentproto.ChangesSummary}
+			if mode == "git" {
+				git(t, dir, "init", "-q")
+				git(t, dir, "add", ".")
+				git(t, dir, "commit", "-q", "-m", "a")
+				p.Base = git(t, dir, "rev-parse", "HEAD")
+			}
+			git(t, dir, "init", "-q", "empty")
+			write(t, filepath.Join(dir, "empty", "x.txt"), "x\n")
+			if mode == "full_copy" {
+				if err := RecordBase(ctx, dir, state); err != nil {
+					t.Fatalf("RecordBase with a nested repository without commits: %v", err)
+				}
+			}
+			write(t, filepath.Join(dir, "new.txt"), "new\n")
+			git(t, dir, "init", "-q", "full")
+			write(t, filepath.Join(dir, "full", "y.txt"), "y\n")
+			git(t, filepath.Join(dir, "full"), "add", ".")
+			git(t, filepath.Join(dir, "full"), "commit", "-q", "-m", "y")
+			var out bytes.Buffer
+			if err := Changes(ctx, dir, state, p, &out); err != nil {
+				t.Fatal(err)
+			}
+			var ch agentproto.Changes
+			if err := json.Unmarshal(out.Bytes(), &ch); err != nil {
+				t.Fatal(err)
+			}
+			want := []agentproto.ChangedFile{{Path: "full", Status: "added", Added: 1}, {Path: "new.txt", Status: "added", Added: 1}}
+			if diff := cmp.Diff(want, ch.Files); diff != "" {
+				t.Errorf("files (-want +got):\n%s", diff)
+			}
+			if mode == "full_copy" {
+				var files bytes.Buffer
+				p.Format = agentproto.ChangesFiles
+				if err := Changes(ctx, dir, state, p, &files); err != nil {
+					t.Fatal(err)
+				}
+				var names []string
+				tr := tar.NewReader(&files)
+				for h, err := tr.Next(); err == nil; h, err = tr.Next() {
+					names = append(names, h.Name)
+				}
+				if diff := cmp.Diff([]string{"work/", "work/new.txt"}, names); diff != "" {
+					t.Errorf("files tar (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
