@@ -9,9 +9,13 @@
 // one synthetic commit W on top of HEAD, made with a temporary index (a
 // copy of the real one, for speed) and a temporary object directory that
 // borrows the repository's objects as an alternate; both are removed when
-// the answer is sent. In full_copy mode the base is a commit of the tree
-// the agent installed (RecordBase), kept in a git directory banger owns
-// under a state directory, outside the workspace.
+// the answer is sent. (Git may still freshen the mtime of an object of the
+// repository it would have written again; no content changes.) A path git
+// cannot add, such as a nested repository without a commit, keeps what
+// the index held for it. In full_copy mode the base is a commit of the
+// tree the agent installed (RecordBase), kept in a git directory banger
+// owns under a state directory, outside the workspace; nested
+// repositories are gitlinks there, listed but not sent as files.
 //
 // Git runs directly (no shell) with an environment built from scratch (no
 // GIT_* variable of the agent's, C locale, no system or global config, HOME
