@@ -127,7 +127,7 @@ func pullError(err error) error {
 	case errors.Is(err, workspace.ErrWouldReplace):
 		return fmt.Errorf("%w: --into writes a new directory: name one that does not exist", err)
 	case errors.Is(err, workimport.ErrTooLarge), errors.Is(err, workspace.ErrTooLarge):
-		return fmt.Errorf("%w: raise pull.max_size (`banger config set pull.max_size 4GiB`) if you trust the VM's work", err)
+		return fmt.Errorf("%w: raise pull.max_size (max_size = \"4GiB\" under [pull] in the file `banger config path` names) if you trust the VM's work", err)
 	}
 	return err
 }

@@ -194,14 +194,14 @@ func testDiffAndPull(t *testing.T, e *env) {
 	// symlink to /etc/passwd committed, then an oversized file.
 	marker := filepath.Join(t.TempDir(), "pwned")
 	guestSh(e, `
-		for h in post-checkout post-merge reference-transaction pre-auto-gc fsmonitor-watchman; do
-			printf '#!/bin/sh\ntouch `+marker+`\n' > .git/hooks/$h; chmod +x .git/hooks/$h
-		done
-		git config core.fsmonitor 'touch `+marker+`'
-		git config core.hooksPath .git/hooks
 		ln -s /etc/passwd evil
 		git add evil
-		git -c user.email=agent@vm -c user.name=agent commit -qm 'agent: evil link'`)
+		git -c user.email=agent@vm -c user.name=agent commit -qm 'agent: evil link'
+		for h in post-checkout post-merge reference-transaction pre-auto-gc fsmonitor-watchman; do
+			printf '#!/bin/sh\ntouch `+marker+`\nexit 1\n' > .git/hooks/$h; chmod +x .git/hooks/$h
+		done
+		git config core.fsmonitor 'touch `+marker+`'
+		git config core.hooksPath .git/hooks`)
 	before = checkoutState(t, repo)
 	passwd, _ := os.ReadFile("/etc/passwd")
 	e.must("vm", "pull", "g", "--branch", "hostile")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
@@ -47,8 +48,10 @@ type PullResult struct {
 	// Uncommitted says Tip is a commit banger made of the guest's
 	// uncommitted changes.
 	Uncommitted bool
-	Commits     []api.WorkspaceCommit
-	Files       []api.WorkspaceFile
+	// Commits are the guest's own commits, newest first (the one of its
+	// uncommitted changes is not among them).
+	Commits []api.WorkspaceCommit
+	Files   []api.WorkspaceFile
 	// Truncated says more files changed than Files lists (10000).
 	Truncated bool
 	Applied   bool
@@ -101,6 +104,11 @@ func Pull(ctx context.Context, cl *client.Client, req PullRequest) (PullResult, 
 	if res.Commits, err = work.Commits(ctx, base); err != nil {
 		return res, err
 	}
+	if res.Uncommitted && len(res.Commits) > 0 && res.Commits[0].ID == res.Tip {
+		// The guest's own commits: the one banger made of its uncommitted
+		// changes is counted apart (Uncommitted).
+		res.Commits = res.Commits[1:]
+	}
 	if res.Files, err = work.Files(ctx, base, nil); err != nil {
 		return res, err
 	}
@@ -121,7 +129,8 @@ func Pull(ctx context.Context, cl *client.Client, req PullRequest) (PullResult, 
 	if branch == "" {
 		branch = DefaultBranch(v.Name)
 	}
-	res.Branch, err = work.Branch(ctx, branch, req.Force)
+	ref, err := work.Branch(ctx, branch, req.Force)
+	res.Branch = strings.TrimPrefix(ref, "refs/heads/")
 	return res, err
 }
 

@@ -267,11 +267,11 @@ func (s *Service) get(ctx context.Context, vmName string, sess *agentmux.Session
 	err = sess.Get(ctx, agentmux.Transfer{Path: dir, Op: op, Params: b}, w)
 	var over *overLimit
 	if errors.As(err, &over) {
-		return api.Errorf(api.CodeFailedPrecondition, "the answer of VM %s is larger than the limit of %d bytes: raise pull.max_size (`banger config set pull.max_size SIZE`) if you trust it", vmName, over.limit)
+		return api.Errorf(api.CodeFailedPrecondition, "the answer of VM %s is larger than the limit of %d bytes: raise pull.max_size (under [pull] in the file `banger config path` names) if you trust it", vmName, over.limit)
 	}
 	var ae *agentmux.Error
 	if errors.As(err, &ae) && ae.Code == agentmux.CodeBadRequest && strings.Contains(ae.Message, "unknown get operation") {
-		return api.Errorf(api.CodeUnimplemented, "the agent in VM %s predates vm diff and vm pull: rebuild or update the image (`banger image bootstrap`)", vmName)
+		return api.Errorf(api.CodeUnimplemented, "the agent in VM %s predates vm diff and vm pull: restart the VM (`banger vm restart %s`), which boots the daemon's own agent", vmName, vmName)
 	}
 	return s.ended(ctx, vmName, "vm diff", apiError(err))
 }

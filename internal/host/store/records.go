@@ -11,12 +11,12 @@ import (
 
 // VM is a persistent VM spec plus its last known runtime (both JSON).
 type VM struct {
-	ID        string
-	Name      string
-	ImageID   string
-	State     string
-	Spec      string
-	Runtime   string
+	ID      string
+	Name    string
+	ImageID string
+	State   string
+	Spec    string
+	Runtime string
 	// Workspace is what was last sent into the VM's workspace (JSON, ""
 	// when nothing was); SetWorkspace writes it, UpdateVM leaves it.
 	Workspace string
