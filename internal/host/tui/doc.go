@@ -28,7 +28,10 @@
 // create, start or restart), Console (the serial console, followed) and
 // Sessions (sessions.go: start form, attach, output, stop, kill, remove).
 // An attach or ssh hands the terminal over with tea.Exec (attach.go) and
-// takes it back when it ends.
+// takes it back when it ends. D, on the table or a VM's overview, opens
+// what changed in its workspace since it was sent (vmdiff.go, `banger vm
+// diff`): the guest's commits, the uncommitted flag and a table of the
+// changed files, with p for the whole patch (read up to 8 MiB).
 //
 // Text that came from a guest or from a daemon error is shown through
 // termsafe (a guest is hostile, SPEC §8); NO_COLOR turns colours off but

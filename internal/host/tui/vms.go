@@ -105,7 +105,7 @@ func (v *vmsView) Keys() []key.Binding {
 	case v.filtering:
 		return []key.Binding{k.Apply, k.Clear}
 	}
-	return []key.Binding{k.Create, k.Start, k.Stop, k.Restart, k.Pause, k.Fork, k.Delete, k.Detail, k.Shell, k.Console, k.Diff, k.Filter}
+	return []key.Binding{k.Create, k.Start, k.Stop, k.Restart, k.Pause, k.Fork, k.Delete, k.Diff, k.Detail, k.Shell, k.Console, k.Filter}
 }
 
 // rows is the VMs the filter lets through, in name order.
