@@ -169,6 +169,10 @@ func TestFork(t *testing.T) {
 		Meta: `{"id":"s1","name":"agent","vm":"src","state":"running","attach_count":1}`}); err != nil {
 		t.Fatal(err)
 	}
+	sent := api.Workspace{Dir: "/root/repo", Mode: api.WorkspaceGit, HostPath: "/src/x", Head: strings.Repeat("a", 40), Sent: strings.Repeat("b", 40)}
+	if err := f.m.SetWorkspace(ctx, "src", sent); err != nil {
+		t.Fatal(err)
+	}
 	srcMem := f.memory(t, "src")
 	p := &progress{}
 	_, err = f.m.Fork(ctx, "src", api.ForkVMRequest{Name: "copy"}, p)
@@ -183,6 +187,10 @@ func TestFork(t *testing.T) {
 	srcNow, _ := f.m.Get(ctx, "src")
 	if got.State != api.VMRunning || got.Spec.ForkedFrom != "src" || got.Lease.IP == srcNow.Lease.IP || got.Lease.MAC == srcNow.Lease.MAC {
 		t.Errorf("fork: %+v (source %s %s)", got, srcNow.Lease.IP, srcNow.Lease.MAC)
+	}
+	// The copy's /root/repo is the source's: so is what was sent into it.
+	if ws, err := got.WorkspaceRecord(); err != nil || ws.Sent != sent.Sent || f.m.API(ctx, got).Workspace == nil {
+		t.Errorf("the fork's workspace record: %+v %v", ws, err)
 	}
 	if st, _ := f.hv.Status(ctx, *srcNow.Runtime.Handle); srcNow.State != api.VMRunning || st != hypervisor.Running {
 		t.Errorf("the source after the fork: %s, hypervisor %s", srcNow.State, st)

@@ -133,3 +133,27 @@ func TestInert(t *testing.T) {
 		`"日本語 ok"`:                            `"日本語 ok"`,
 	})
 }
+
+// TestDiffstat: the diff page reads a workspace diff as `banger vm diff`
+// does; a guest's path stays the string it was (the page inserts it as
+// text).
+func TestDiffstat(t *testing.T) {
+	jsCompare(t, "diffstat", "fileRows", map[string]string{
+		`[[{"path":"a.go","status":"modified","added":3,"deleted":1}]]`:                                 `[["modified","3","1","a.go"]]`,
+		`[[{"path":"new.go","old_path":"old.go","status":"renamed","added":0,"deleted":0}]]`:            `[["renamed","0","0","old.go => new.go"]]`,
+		`[[{"path":"logo.png","status":"added","binary":true,"added":0,"deleted":0}]]`:                  `[["added","bin","","logo.png"]]`,
+		`[[{"path":"<img src=x onerror=alert(1)>.txt","status":"type_changed","added":1,"deleted":2}]]`: `[["type changed","1","2","<img src=x onerror=alert(1)>.txt"]]`,
+		`[null]`: `[]`,
+	})
+	jsCompare(t, "diffstat", "totals", map[string]string{
+		`{"files":[{}],"added":1,"deleted":0}`:     `"1 file changed, 1 insertion(+), 0 deletions(-)"`,
+		`{"files":[{},{}],"added":12,"deleted":3}`: `"2 files changed, 12 insertions(+), 3 deletions(-)"`,
+		`{"files":[]}`: `"0 files changed, 0 insertions(+), 0 deletions(-)"`,
+	})
+	jsCompare(t, "diffstat", "sentFrom", map[string]string{
+		`{"dir":"/root/repo","mode":"git","host_path":"/home/me/proj","head":"0123456789abcdef0123"}`: `"/root/repo sent from /home/me/proj at 0123456789ab (git mode)"`,
+		`{"dir":"/root/repo","mode":"full_copy","host_path":"/srv/site"}`:                             `"/root/repo sent from /srv/site (full_copy mode)"`,
+		`null`: `"nothing was sent into this VM’s workspace"`,
+	})
+	jsCompare(t, "diffstat", "commitsHeading", map[string]string{`0`: `"No commits in the guest"`, `1`: `"1 commit in the guest"`, `7`: `"7 commits in the guest"`})
+}

@@ -16,7 +16,7 @@
 //
 // Handler serves:
 //   - /static/… : the embedded assets, with explicit content types;
-//   - the app's routes (/, /vm/NAME, /vm/NAME/session/ID, /images,
+//   - the app's routes (/, /vm/NAME, /vm/NAME/session/ID, /vm/NAME/diff, /images,
 //     /images/NAME, /images/build, /images/bootstrap, /images/register,
 //     /operations, /create, and anything below them): index.html, whose
 //     JavaScript router draws the page the path names.

@@ -7,6 +7,7 @@
 //   /create                    create a VM
 //   /vm/NAME                   a VM
 //   /vm/NAME/session/ID        a session's terminal
+//   /vm/NAME/diff              what changed in a VM's workspace
 //   /images                    images
 //   /images/bootstrap|build|register   image forms
 //   /images/NAME               an image
@@ -18,6 +19,7 @@ import * as dashboard from './pages/dashboard.js';
 import * as create from './pages/create.js';
 import * as vmPage from './pages/vm.js';
 import * as sessionPage from './pages/session.js';
+import * as diffPage from './pages/diff.js';
 import * as images from './pages/images.js';
 import * as imageForms from './pages/imageforms.js';
 import * as operations from './pages/operations.js';
@@ -28,6 +30,7 @@ const ROUTES = [
   [/^\/create$/, create, 'nav-create'],
   [/^\/vm\/([^/]+)$/, vmPage, 'nav-dashboard'],
   [/^\/vm\/([^/]+)\/session\/([^/]+)$/, sessionPage, 'nav-dashboard'],
+  [/^\/vm\/([^/]+)\/diff$/, diffPage, 'nav-dashboard'],
   [/^\/images$/, images, 'nav-images'],
   [/^\/images\/(bootstrap|build|register)$/, imageForms, 'nav-images'],
   [/^\/images\/([^/]+)$/, images, 'nav-images'],

@@ -6,12 +6,14 @@
 // [data-testid="stage-timeline"] rows tr[data-timeline-stage="NAME"],
 // #stats (#stat-cpu, #stat-rss, #stat-guest-mem, #stat-net-rx,
 // #stat-net-tx, #stat-disks; #stats-status), #console-log,
-// #console-status, #console-follow, and what sessions.js and exec.js list.
+// #console-status, #console-follow, #vm-diff (the link to the workspace's
+// changes, diff.js), and what sessions.js and exec.js list.
 
 import { enc, get, open, sleep, textChunks } from '../api.js';
 import { h, inert, keepFocus, replace, stateBadge, text } from '../dom.js';
 import { bytes, duration, isZeroTime, mib, stateLabel, when } from '../format.js';
 import { sparkline, stageBars } from '../charts.js';
+import { sentFrom } from '../diffstat.js';
 import { vmButtons } from './vmactions.js';
 import { sessionsPanel } from './sessions.js';
 import { execPanel } from './exec.js';
@@ -67,7 +69,9 @@ export function mount(root, { live, params, navigate }) {
     header.dataset.state = v.state;
     keepFocus(() => replace(header,
       h('h1', {}, 'VM ', v.name, ' ', stateBadge(v.state, stateLabel(v.state))),
-      vmButtons(v, { onDeleted: () => navigate('/') })));
+      h('span', { class: 'actions' },
+        h('a', { class: 'button', id: 'vm-diff', href: `/vm/${enc(v.name)}/diff` }, 'Changes'),
+        vmButtons(v, { onDeleted: () => navigate('/') }))));
     const rows = [
       ['id', v.id], ['state', v.state], ['image', v.image], ['vCPUs', v.vcpus], ['memory', mib(v.memory_mib)],
       ['disk', bytes(v.disk_bytes)], ['hypervisor', v.hypervisor + (v.accel ? ` (${v.accel})` : '')],
@@ -78,6 +82,7 @@ export function mount(root, { live, params, navigate }) {
     if (v.state === 'paused' || v.state_bytes) rows.splice(2, 0, ['saved state', `${bytes(v.state_bytes || 0)} on disk: Resume (or Start) restores it, Stop discards it`]);
     if (v.forked_from) rows.push(['forked from', v.forked_from]);
     if (v.warm) rows.push(['warm', 'restored from its image’s warm snapshot']);
+    if (v.workspace) rows.push(['workspace', sentFrom(v.workspace)]);
     replace(spec, rows.map(([k, val]) => [h('dt', {}, k), h('dd', { 'data-key': k }, val === undefined || val === '' || val === 0 && k === 'PID' ? '-' : String(val))]),
       (v.warnings || []).length ? [h('dt', {}, 'warnings'), h('dd', { 'data-key': 'warnings', class: 'warn' }, v.warnings.map((w) => h('div', {}, inert(w))))] : [],
       v.last_exit ? [h('dt', {}, 'last exit'), h('dd', { 'data-key': 'last exit', class: 'warn' },
