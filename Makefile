@@ -69,6 +69,8 @@ FUZZ_TARGETS := \
 	internal/host/daemon:FuzzDecodeBody \
 	internal/shared/workspace:FuzzExtract \
 	internal/shared/workspace:FuzzPlace \
+	internal/host/workimport:FuzzBundleHeader \
+	internal/host/guest:FuzzDiffSummary \
 	internal/shared/initramfs:FuzzReader \
 	internal/host/kernelstage:FuzzDecodeXZ \
 	internal/host/kernelstage:FuzzXZRoundTrip \
