@@ -64,6 +64,7 @@ func TestRoutes(t *testing.T) {
 		{"/index.html", 200, "text/html; charset=utf-8", index},
 		{"/vm/brisk-otter", 200, "text/html; charset=utf-8", index},
 		{"/vm/brisk-otter/session/s-1234", 200, "text/html; charset=utf-8", index},
+		{"/vm/brisk-otter/diff", 200, "text/html; charset=utf-8", index},
 		{"/vm/brisk-otter/anything/below", 200, "text/html; charset=utf-8", index},
 		{"/images", 200, "text/html; charset=utf-8", index},
 		{"/images/agents", 200, "text/html; charset=utf-8", index},

@@ -32,6 +32,7 @@ func TestAccessibleBasics(t *testing.T) {
 		{"/images/bootstrap", "#app form"},
 		{"/images/build", "#app form"},
 		{"/images/register", "#app form"},
+		{"/vm/alpha/diff", "#diff-header"},
 	}
 	t.Run("labels", func(t *testing.T) {
 		// The check sees an unlabelled field when there is one.
