@@ -144,7 +144,7 @@ func (s *Service) WorkspaceDiff(ctx context.Context, vmName string, pathspec []s
 	}
 	p := agentproto.ChangesParams{Mode: ws.Mode, Base: ws.Sent, Format: agentproto.ChangesSummary, Pathspec: pathspec, MaxBytes: MaxDiffSummary, VM: v.Name}
 	var buf bytes.Buffer
-	if err := s.get(ctx, v.Name, sess, agentproto.OpChanges, ws.Dir, p, &limitedWriter{w: &buf, left: MaxDiffSummary}); err != nil {
+	if err := s.get(ctx, v.Name, "vm diff", sess, agentproto.OpChanges, ws.Dir, p, &limitedWriter{w: &buf, left: MaxDiffSummary}); err != nil {
 		return api.WorkspaceDiff{}, err
 	}
 	var ch agentproto.Changes
@@ -204,7 +204,7 @@ func (s *Service) WorkspacePatch(ctx context.Context, vmName string, pathspec []
 	if err := checkPathspec(pathspec); err != nil {
 		return err
 	}
-	return s.workspaceGet(ctx, vmName, "", agentproto.OpChanges, max, w, func(v vm.VM, ws api.Workspace, max int64) any {
+	return s.workspaceGet(ctx, vmName, "vm diff of its patch", "", agentproto.OpChanges, max, w, func(v vm.VM, ws api.Workspace, max int64) any {
 		return agentproto.ChangesParams{Mode: ws.Mode, Base: ws.Sent, Format: agentproto.ChangesPatch, Pathspec: pathspec, MaxBytes: max, VM: v.Name}
 	})
 }
@@ -213,7 +213,7 @@ func (s *Service) WorkspacePatch(ctx context.Context, vmName string, pathspec []
 // (agentproto.OpBundle): at most max bytes (DefaultMaxPull when 0). The
 // daemon only relays it; `vm pull` verifies it on the host, as the user.
 func (s *Service) WorkspaceBundle(ctx context.Context, vmName string, max int64, w io.Writer) error {
-	return s.workspaceGet(ctx, vmName, api.WorkspaceGit, agentproto.OpBundle, max, w, func(v vm.VM, ws api.Workspace, max int64) any {
+	return s.workspaceGet(ctx, vmName, "vm pull", api.WorkspaceGit, agentproto.OpBundle, max, w, func(v vm.VM, ws api.Workspace, max int64) any {
 		have := []string{ws.Sent}
 		if ws.Head != "" && ws.Head != ws.Sent {
 			have = append(have, ws.Head)
@@ -226,14 +226,14 @@ func (s *Service) WorkspaceBundle(ctx context.Context, vmName string, max int64,
 // workspace to w as a tar stream whose one top-level directory is "work"
 // (agentproto.ChangesFiles): at most max bytes (DefaultMaxPull when 0).
 func (s *Service) WorkspaceFiles(ctx context.Context, vmName string, max int64, w io.Writer) error {
-	return s.workspaceGet(ctx, vmName, api.WorkspaceFullCopy, agentproto.OpChanges, max, w, func(v vm.VM, ws api.Workspace, max int64) any {
+	return s.workspaceGet(ctx, vmName, "vm pull of its changed files", api.WorkspaceFullCopy, agentproto.OpChanges, max, w, func(v vm.VM, ws api.Workspace, max int64) any {
 		return agentproto.ChangesParams{Mode: ws.Mode, Format: agentproto.ChangesFiles, MaxBytes: max, VM: v.Name}
 	})
 }
 
 // workspaceGet relays a get of op on a VM's workspace (of mode, when set)
-// to w, bounded by max.
-func (s *Service) workspaceGet(ctx context.Context, vmName, mode, op string, max int64, w io.Writer, params func(vm.VM, api.Workspace, int64) any) error {
+// to w, bounded by max, for the command what.
+func (s *Service) workspaceGet(ctx context.Context, vmName, what, mode, op string, max int64, w io.Writer, params func(vm.VM, api.Workspace, int64) any) error {
 	if max < 0 {
 		return api.FieldErrorf("max", AllowedMax, "max %d is below zero", max)
 	}
@@ -247,7 +247,7 @@ func (s *Service) workspaceGet(ctx context.Context, vmName, mode, op string, max
 	if mode != "" && ws.Mode != mode {
 		return wrongMode(v.Name, ws, mode)
 	}
-	return s.get(ctx, v.Name, sess, op, ws.Dir, params(v, ws, max), &limitedWriter{w: w, left: max})
+	return s.get(ctx, v.Name, what, sess, op, ws.Dir, params(v, ws, max), &limitedWriter{w: w, left: max})
 }
 
 // wrongMode explains a request the workspace's mode does not serve.
@@ -258,8 +258,9 @@ func wrongMode(vmName string, ws api.Workspace, want string) error {
 	return api.Errorf(api.CodeFailedPrecondition, "the workspace of VM %s was sent in git mode: pull it as a branch with `banger vm pull %s`", vmName, vmName)
 }
 
-// get relays one get of the agent to w.
-func (s *Service) get(ctx context.Context, vmName string, sess *agentmux.Session, op, dir string, params any, w io.Writer) error {
+// get relays one get of the agent to w; what names the command it
+// serves, for the error when the VM stops under it.
+func (s *Service) get(ctx context.Context, vmName, what string, sess *agentmux.Session, op, dir string, params any, w io.Writer) error {
 	b, err := json.Marshal(params)
 	if err != nil {
 		return err
@@ -273,7 +274,7 @@ func (s *Service) get(ctx context.Context, vmName string, sess *agentmux.Session
 	if errors.As(err, &ae) && ae.Code == agentmux.CodeBadRequest && strings.Contains(ae.Message, "unknown get operation") {
 		return api.Errorf(api.CodeUnimplemented, "the agent in VM %s predates vm diff and vm pull: restart the VM (`banger vm restart %s`), which boots the daemon's own agent", vmName, vmName)
 	}
-	return s.ended(ctx, vmName, "vm diff", apiError(err))
+	return s.ended(ctx, vmName, what, apiError(err))
 }
 
 // limitedWriter passes at most left bytes to w and fails past them.

@@ -170,6 +170,7 @@ func (v *vmsView) Update(env *Env, msg tea.Msg) tea.Cmd {
 		done, cmd := v.diff.Update(env, msg)
 		cmds = append(cmds, cmd)
 		if done {
+			v.diff.Close()
 			v.diff = nil
 		}
 		if _, isKey := msg.(tea.KeyPressMsg); isKey {
