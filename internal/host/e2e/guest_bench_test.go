@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
+	"github.com/bangerdev/banger/internal/host/frontend"
 	"github.com/bangerdev/banger/internal/shared/workspace"
 )
 
@@ -100,6 +102,80 @@ func BenchmarkExecRoundTrip(b *testing.B) {
 		st, err := c.Exec(ctx, "bench", api.ExecRequest{Argv: []string{"true"}}, nil, io.Discard, io.Discard, nil)
 		if err != nil || st.Code != 0 {
 			b.Fatalf("exec true: %v %+v", err, st)
+		}
+	}
+}
+
+// pullBenchVM boots a VM whose workspace is a git checkout of 256 files
+// of 128 KiB, every one of which the guest then rewrote with new
+// incompressible bytes: half committed, half left uncommitted. It returns
+// the client and the checkout.
+func pullBenchVM(b *testing.B) (*client.Client, string) {
+	e, c := benchVM(b)
+	dir := b.TempDir()
+	git := func(args ...string) {
+		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.email=b@example.com", "-c", "user.name=b"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	git("init", "-q")
+	buf := make([]byte, pullBenchSize)
+	for i := range pullBenchFiles {
+		rand.Read(buf)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", i)), buf, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	git("add", "-A")
+	git("commit", "-qm", "base")
+	ctx := context.Background()
+	if _, err := frontend.PrepareWorkspace(ctx, c, "bench", dir, "", workspace.ModeGit); err != nil {
+		b.Fatal(err)
+	}
+	e.must("vm", "exec", "bench", "-w", "/root/repo", "--", "sh", "-ec", fmt.Sprintf(`
+		for f in f*; do head -c %d /dev/urandom > $f; done
+		git add f0* f1*
+		git -c user.email=a@vm -c user.name=a commit -qm work`, pullBenchSize))
+	return c, dir
+}
+
+const pullBenchFiles, pullBenchSize = 256, 128 << 10
+
+// BenchmarkWorkspaceDiff measures `vm diff`: the guest makes its commit
+// of uncommitted changes and compares 256 rewritten files (32 MiB) with
+// what was sent; the summary comes back through bangerd.
+func BenchmarkWorkspaceDiff(b *testing.B) {
+	c, _ := pullBenchVM(b)
+	ctx := context.Background()
+	b.ResetTimer()
+	for b.Loop() {
+		d, err := c.WorkspaceDiff(ctx, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(d.Files) != pullBenchFiles || !d.Uncommitted || len(d.Commits) != 1 {
+			b.Fatalf("diff: %d files, uncommitted %v, %d commits", len(d.Files), d.Uncommitted, len(d.Commits))
+		}
+	}
+}
+
+// BenchmarkWorkspacePull measures `vm pull` (MB/s of rewritten files):
+// the guest bundles its commit and one of its uncommitted changes, bangerd
+// relays it, and the host checks it (index-pack --strict in a staging
+// repository) and makes the branch.
+func BenchmarkWorkspacePull(b *testing.B) {
+	c, dir := pullBenchVM(b)
+	ctx := context.Background()
+	b.SetBytes(pullBenchFiles * pullBenchSize)
+	b.ResetTimer()
+	for b.Loop() {
+		res, err := frontend.Pull(ctx, c, frontend.PullRequest{VM: "bench", Repo: dir, Force: true, MaxBytes: 1 << 30})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(res.Files) != pullBenchFiles || len(res.Commits) != 1 || !res.Uncommitted {
+			b.Fatalf("pull: %d files, %d commits, uncommitted %v", len(res.Files), len(res.Commits), res.Uncommitted)
 		}
 	}
 }
