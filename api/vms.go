@@ -55,6 +55,10 @@ type VM struct {
 	// Workspace is what `vm workspace prepare` last sent into the VM;
 	// absent until then.
 	Workspace *Workspace `json:"workspace,omitempty"`
+	// Egress is what the guest may reach (EgressNAT when absent).
+	Egress *EgressPolicy `json:"egress,omitempty"`
+	// Ports are the guest ports published on the host's loopback.
+	Ports []PublishedPort `json:"ports,omitempty"`
 }
 
 // VMExit is why a VM stopped on its own.
@@ -88,6 +92,11 @@ type CreateVMRequest struct {
 	// Cold boots the VM even when its image has a warm snapshot of this
 	// shape.
 	Cold bool `json:"cold,omitempty"`
+	// Egress is what the guest may reach; nil is EgressNAT.
+	Egress *EgressPolicy `json:"egress,omitempty"`
+	// Publish lists guest ports to publish on the host's loopback once
+	// the VM runs.
+	Publish []PublishPortRequest `json:"publish,omitempty"`
 }
 
 // ForkVMRequest asks for a copy of a running VM (memory and disks) under

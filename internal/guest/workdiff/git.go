@@ -249,6 +249,10 @@ func (r *repo) quarantine(ctx context.Context, head string) error {
 		return err
 	}
 	r.objects, r.quarantined = objects, true
+	// Scratch objects live only for this answer (a bundle recompresses
+	// what it sends): writing them uncompressed spares the emulated
+	// guest's CPU.
+	r.config["core.looseCompression"] = "0"
 	r.index = filepath.Join(r.tmp, "index")
 	copied, err := copyFile(index, r.index)
 	if err != nil {

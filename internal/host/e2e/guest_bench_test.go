@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"os"
@@ -106,11 +107,13 @@ func BenchmarkExecRoundTrip(b *testing.B) {
 	}
 }
 
-// pullBenchVM boots a VM whose workspace is a git checkout of 256 files
-// of 128 KiB, every one of which the guest then rewrote with new
-// incompressible bytes: half committed, half left uncommitted. It returns
-// the client and the checkout.
-func pullBenchVM(b *testing.B) (*client.Client, string) {
+// pullBenchVM boots a VM whose workspace is a git checkout of 256 files,
+// which the guest then changes: every file gets one line changed (edit:
+// 16 KiB text files, an agent's usual work) or is rewritten whole with new
+// incompressible bytes (rewrite: 128 KiB each, 32 MiB, the worst case for
+// git's deltas); half the files are committed, half left uncommitted. It
+// returns the client, the checkout and the bytes of the changed files.
+func pullBenchVM(b *testing.B, rewrite bool) (*client.Client, string, int64) {
 	e, c := benchVM(b)
 	dir := b.TempDir()
 	git := func(args ...string) {
@@ -120,10 +123,22 @@ func pullBenchVM(b *testing.B) (*client.Client, string) {
 		}
 	}
 	git("init", "-q")
-	buf := make([]byte, pullBenchSize)
+	size := 16 << 10
+	if rewrite {
+		size = 128 << 10
+	}
+	raw := make([]byte, size)
 	for i := range pullBenchFiles {
-		rand.Read(buf)
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", i)), buf, 0o644); err != nil {
+		rand.Read(raw)
+		data := raw
+		if !rewrite {
+			// Text of 76-column lines, as source is.
+			data = []byte(base64.StdEncoding.EncodeToString(raw)[:size])
+			for j := 76; j < len(data); j += 77 {
+				data[j] = '\n'
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", i)), data, 0o644); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -133,20 +148,24 @@ func pullBenchVM(b *testing.B) (*client.Client, string) {
 	if _, err := frontend.PrepareWorkspace(ctx, c, "bench", dir, "", workspace.ModeGit); err != nil {
 		b.Fatal(err)
 	}
-	e.must("vm", "exec", "bench", "-w", "/root/repo", "--", "sh", "-ec", fmt.Sprintf(`
-		for f in f*; do head -c %d /dev/urandom > $f; done
+	change := `sed -i '10s/.*/a line the agent changed/' $f`
+	if rewrite {
+		change = fmt.Sprintf("head -c %d /dev/urandom > $f", size)
+	}
+	e.must("vm", "exec", "bench", "-w", "/root/repo", "--", "sh", "-ec", `
+		for f in f*; do `+change+`; done
 		git add f0* f1*
-		git -c user.email=a@vm -c user.name=a commit -qm work`, pullBenchSize))
-	return c, dir
+		git -c user.email=a@vm -c user.name=a commit -qm work`)
+	return c, dir, int64(pullBenchFiles * size)
 }
 
-const pullBenchFiles, pullBenchSize = 256, 128 << 10
+const pullBenchFiles = 256
 
 // BenchmarkWorkspaceDiff measures `vm diff`: the guest makes its commit
-// of uncommitted changes and compares 256 rewritten files (32 MiB) with
-// what was sent; the summary comes back through bangerd.
+// of uncommitted changes and compares 256 edited files with what was
+// sent; the summary comes back through bangerd.
 func BenchmarkWorkspaceDiff(b *testing.B) {
-	c, _ := pullBenchVM(b)
+	c, _, _ := pullBenchVM(b, false)
 	ctx := context.Background()
 	b.ResetTimer()
 	for b.Loop() {
@@ -160,22 +179,31 @@ func BenchmarkWorkspaceDiff(b *testing.B) {
 	}
 }
 
-// BenchmarkWorkspacePull measures `vm pull` (MB/s of rewritten files):
-// the guest bundles its commit and one of its uncommitted changes, bangerd
-// relays it, and the host checks it (index-pack --strict in a staging
-// repository) and makes the branch.
+// BenchmarkWorkspacePull measures `vm pull` (MB/s of the changed files'
+// size): the guest bundles its commit and one of its uncommitted changes,
+// bangerd relays it, and the host checks it (index-pack --strict in a
+// staging repository) and makes the branch. Edit: one line changed in
+// each of 256 text files (4 MiB); rewrite: 32 MiB of new incompressible
+// bytes.
 func BenchmarkWorkspacePull(b *testing.B) {
-	c, dir := pullBenchVM(b)
-	ctx := context.Background()
-	b.SetBytes(pullBenchFiles * pullBenchSize)
-	b.ResetTimer()
-	for b.Loop() {
-		res, err := frontend.Pull(ctx, c, frontend.PullRequest{VM: "bench", Repo: dir, Force: true, MaxBytes: 1 << 30})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(res.Files) != pullBenchFiles || len(res.Commits) != 1 || !res.Uncommitted {
-			b.Fatalf("pull: %d files, %d commits, uncommitted %v", len(res.Files), len(res.Commits), res.Uncommitted)
-		}
+	for _, tt := range []struct {
+		name    string
+		rewrite bool
+	}{{"edit", false}, {"rewrite", true}} {
+		b.Run(tt.name, func(b *testing.B) {
+			c, dir, size := pullBenchVM(b, tt.rewrite)
+			ctx := context.Background()
+			b.SetBytes(size)
+			b.ResetTimer()
+			for b.Loop() {
+				res, err := frontend.Pull(ctx, c, frontend.PullRequest{VM: "bench", Repo: dir, Force: true, MaxBytes: 1 << 30})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(res.Files) != pullBenchFiles || len(res.Commits) != 1 || !res.Uncommitted {
+					b.Fatalf("pull: %d files, %d commits, uncommitted %v", len(res.Files), len(res.Commits), res.Uncommitted)
+				}
+			}
+		})
 	}
 }
