@@ -25,6 +25,8 @@ var createFieldFlags = map[string]string{
 	"disk_bytes": "--disk",
 	"hypervisor": "--hypervisor",
 	"cold":       "--cold",
+	"egress":     "--egress",
+	"publish":    "--publish",
 }
 
 // fieldFlags maps, for each command that sends a request with fields

@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/client"
@@ -16,6 +18,8 @@ import (
 type createFlags struct {
 	req          api.CreateVMRequest
 	memory, disk string
+	egress       string
+	publish      []string
 }
 
 func (cf *createFlags) bind(f *pflag.FlagSet) {
@@ -23,6 +27,8 @@ func (cf *createFlags) bind(f *pflag.FlagSet) {
 	f.StringVar(&cf.req.Image, "image", "", "image to boot (default: the newest ready image)")
 	cf.bindShape(f)
 	f.BoolVar(&cf.req.Cold, "cold", false, "boot the image even when it has a warm snapshot of this shape (see banger image warm)")
+	f.StringVar(&cf.egress, "egress", "", `what the guest may reach: "nat" (default), "none", or an allowlist such as "github.com,*.npmjs.org:443,@agents" (see banger vm egress)`)
+	f.StringArrayVar(&cf.publish, "publish", nil, "publish a guest port on the host's loopback: GUESTPORT[:HOSTPORT] (repeatable; see banger vm port)")
 }
 
 // bindShape binds the flags that say a VM's shape: vCPUs, memory, work
@@ -54,7 +60,53 @@ func (cf *createFlags) request() (api.CreateVMRequest, error) {
 		}
 		req.DiskBytes = n
 	}
+	if cf.egress != "" {
+		p := parseEgressFlag(cf.egress)
+		req.Egress = &p
+	}
+	for _, spec := range cf.publish {
+		pr, err := parsePublish(spec)
+		if err != nil {
+			return req, usageError("--publish %q: %v", spec, err)
+		}
+		req.Publish = append(req.Publish, pr)
+	}
 	return req, nil
+}
+
+// parseEgressFlag turns --egress's value into a policy: "nat", "none",
+// or a comma-separated allowlist (the daemon checks its entries).
+func parseEgressFlag(s string) api.EgressPolicy {
+	switch s = strings.TrimSpace(s); s {
+	case api.EgressNAT, api.EgressNone:
+		return api.EgressPolicy{Mode: s}
+	}
+	p := api.EgressPolicy{Mode: api.EgressAllow}
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			p.Allow = append(p.Allow, e)
+		}
+	}
+	return p
+}
+
+// parsePublish reads GUESTPORT[:HOSTPORT].
+func parsePublish(s string) (api.PublishPortRequest, error) {
+	guest, host, hasHost := strings.Cut(s, ":")
+	var r api.PublishPortRequest
+	g, err := strconv.ParseUint(guest, 10, 16)
+	if err != nil || g == 0 {
+		return r, fmt.Errorf("guest port %q is not a number from 1 to 65535", guest)
+	}
+	r.GuestPort = int(g)
+	if hasHost {
+		h, err := strconv.ParseUint(host, 10, 16)
+		if err != nil || h == 0 {
+			return r, fmt.Errorf("host port %q is not a number from 1 to 65535 (leave it out to pick a free one)", host)
+		}
+		r.HostPort = int(h)
+	}
+	return r, nil
 }
 
 // createVM runs a create operation to its end and returns the VM,
