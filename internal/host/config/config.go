@@ -74,6 +74,7 @@ type Config struct {
 	AuthFiles      []AuthFile `json:"auth_files"`
 	Copy           Copy       `json:"copy"`
 	Pull           Pull       `json:"pull"`
+	Egress         Egress     `json:"egress"`
 	Web            Web        `json:"web"`
 
 	// home is the host user's home, used to write auth files as "~/..." again.
@@ -113,6 +114,27 @@ type Copy struct {
 // guest.
 type Pull struct {
 	MaxBytes int64 `json:"max_bytes"` // default 1 GiB, > 0
+}
+
+// Egress holds the named egress allowlists a VM's policy may use
+// ("@agents").
+type Egress struct {
+	Presets map[string][]string `json:"presets"`
+}
+
+// DefaultEgressPresets are the presets every config has unless it
+// redefines them: "agents" lets opencode, claude and pi reach their model
+// APIs and install from the npm and Debian registries.
+func DefaultEgressPresets() map[string][]string {
+	return map[string][]string{
+		"agents": {
+			"api.anthropic.com:443", "statsig.anthropic.com:443", "console.anthropic.com:443",
+			"api.openai.com:443", "openrouter.ai:443", "generativelanguage.googleapis.com:443",
+			"opencode.ai:443", "models.dev:443",
+			"registry.npmjs.org:443",
+			"deb.debian.org:80", "deb.debian.org:443", "security.debian.org:80", "security.debian.org:443",
+		},
+	}
 }
 
 // AuthFile is a host file copied into every VM at start.
@@ -180,6 +202,7 @@ func Default(paths Paths, home string) *Config {
 		},
 		Copy:     Copy{MaxBytes: DefaultCopyMaxBytes},
 		Pull:     Pull{MaxBytes: DefaultPullMaxBytes},
+		Egress:   Egress{Presets: DefaultEgressPresets()},
 		envPaths: paths,
 	}
 	if filepath.IsAbs(home) {
@@ -255,6 +278,7 @@ type fileFormat struct {
 	VM             fileVM      `toml:"vm"`
 	Copy           fileCopy    `toml:"copy"`
 	Pull           filePull    `toml:"pull"`
+	Egress         fileEgress  `toml:"egress"`
 	Web            fileWeb     `toml:"web"`
 }
 
@@ -275,6 +299,10 @@ type fileCopy struct {
 
 type filePull struct {
 	MaxSize string `toml:"max_size"`
+}
+
+type fileEgress struct {
+	Presets map[string][]string `toml:"presets"`
 }
 
 type fileVM struct {
@@ -312,9 +340,10 @@ func (c *Config) TOML() ([]byte, error) {
 			Disk:     FormatSize(c.VM.DiskBytes),
 			AutoWarm: c.VM.AutoWarm,
 		},
-		Copy: fileCopy{MaxSize: FormatSize(c.Copy.MaxBytes)},
-		Pull: filePull{MaxSize: FormatSize(c.Pull.MaxBytes)},
-		Web:  fileWeb{Listen: c.Web.Listen},
+		Copy:   fileCopy{MaxSize: FormatSize(c.Copy.MaxBytes)},
+		Pull:   filePull{MaxSize: FormatSize(c.Pull.MaxBytes)},
+		Egress: fileEgress{Presets: c.Egress.Presets},
+		Web:    fileWeb{Listen: c.Web.Listen},
 	}
 	if c.Network.Subnet.IsValid() {
 		f.Network.Subnet = c.Network.Subnet.String()

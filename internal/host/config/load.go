@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/bangerdev/banger/internal/host/egress"
 	"github.com/bangerdev/banger/internal/host/hostnet"
 	"github.com/bangerdev/banger/internal/host/hypervisor"
 	"github.com/bangerdev/banger/internal/host/hypervisor/firecracker"
@@ -85,6 +87,18 @@ func (c *Config) parse(data []byte) error {
 		}
 		name := strings.Join(key, ".")
 		i := slices.IndexFunc(known, func(f field) bool { return f.key == name })
+		if i < 0 && len(key) > 1 {
+			// A key a table names freely (egress.presets.NAME).
+			parent := strings.Join(key[:len(key)-1], ".") + ".*"
+			if j := slices.IndexFunc(known, func(f field) bool { return f.key == parent }); j >= 0 {
+				f := known[j]
+				if e := f.setNamed(c, key[len(key)-1], v); e != nil {
+					e.Key = keyText(key)
+					return f.fill(e, file)
+				}
+				continue
+			}
+		}
 		if i < 0 {
 			problem := "is not a known key: remove it, or see \"banger config show\" for every key"
 			if s := suggest(key); s != "" {
@@ -132,6 +146,9 @@ type field struct {
 	set func(c *Config, v any) *Error
 	// check validates the field's effective value.
 	check func(c *Config) *Error
+	// setNamed, for a key ending in ".*", applies the value of one key the
+	// table names freely (the last component is name).
+	setNamed func(c *Config, name string, v any) *Error
 }
 
 // fill completes e with the field's file, key and want.
@@ -402,6 +419,14 @@ func fields() []field {
 				}
 				return nil
 			},
+		},
+		{key: "egress", want: "a table, e.g. [egress]", table: true},
+		{key: "egress.presets", want: "a table, e.g. [egress.presets]", table: true},
+		{
+			key:      "egress.presets.*",
+			want:     `a list of egress allowlist entries (domains, *.wildcards, IPv4 addresses or CIDRs, each with an optional :PORT), e.g. ["github.com:443", "*.npmjs.org"]`,
+			setNamed: setEgressPreset,
+			check:    checkEgressPresets,
 		},
 		{key: "web", want: "a table, e.g. [web]", table: true},
 		{
@@ -799,3 +824,41 @@ func tomlValue(v any) string {
 	}
 	return fmt.Sprint(v)
 }
+
+func setEgressPreset(c *Config, name string, v any) *Error {
+	list, ok := v.([]any)
+	if !ok {
+		return &Error{Value: tomlValue(v)}
+	}
+	entries := make([]string, 0, len(list))
+	for _, item := range list {
+		s, ok := item.(string)
+		if !ok {
+			return &Error{Value: tomlValue(item)}
+		}
+		entries = append(entries, s)
+	}
+	if c.Egress.Presets == nil {
+		c.Egress.Presets = map[string][]string{}
+	}
+	c.Egress.Presets[name] = entries
+	return nil
+}
+
+// checkEgressPresets holds every preset's entries to the allowlist's
+// syntax (egress.ParseRule; presets may not name presets).
+func checkEgressPresets(c *Config) *Error {
+	for _, name := range slices.Sorted(maps.Keys(c.Egress.Presets)) {
+		if !presetNameRE.MatchString(name) {
+			return &Error{Key: "egress.presets." + name, Value: quote(name), Want: "a preset name of letters, digits, '-' and '_', e.g. agents"}
+		}
+		for _, e := range c.Egress.Presets[name] {
+			if _, err := egress.ParseRule(e); err != nil {
+				return &Error{Key: "egress.presets." + name, Value: quote(e), Problem: "is refused: " + err.Error(), Err: err}
+			}
+		}
+	}
+	return nil
+}
+
+var presetNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
