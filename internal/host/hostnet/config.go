@@ -46,6 +46,10 @@ type Config struct {
 	// (udp and tcp port 53) to exactly these addresses even where they
 	// are private or the host's own.
 	DNS []netip.Addr
+	// ResolverPort is the port on the gateway address where package
+	// egress's resolver listens and where restricted guests' DNS is
+	// redirected; 0 means DefaultResolverPort (53).
+	ResolverPort uint16
 }
 
 // BlockedPrefixes are the IPv4 destinations guests may not reach unless

@@ -64,7 +64,7 @@ func TestLeaks(t *testing.T) {
 				tb.Rules[0].Text, tb.Rules[0].Handle = "", 7
 				s.Table = &tb
 			}),
-			want: []leak{{"nft-rule", `inet banger chain postrouting: rule "banger:egress-nat" (handle 7)`}},
+			want: []leak{{"nft-rule", `inet banger chain prerouting: rule "banger:egress-dns" (handle 7)`}},
 		},
 		{
 			name: "a binding of an earlier subnet, and one of a TAP that is gone",

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	// github.com/google/nftables speaks nf_tables netlink directly, so
 	// bangerd needs no nft binary and the tests can point a connection at
@@ -39,6 +40,12 @@ type NFTSet struct {
 	Type string
 	// KeyLen is the key's length in bytes, padding included.
 	KeyLen uint32
+	// Interval, Timeout and Dynamic are the set's flags (interval,
+	// timeout, dynamic); DefaultTimeout and Size its timeout and size
+	// (0: none). Observe leaves them unset.
+	Interval, Timeout, Dynamic bool
+	DefaultTimeout             time.Duration
+	Size                       uint32
 	// Elements are the keys, as the kernel holds them (Observe). A
 	// wanted set has none: Plan adds its elements with their own steps.
 	Elements [][]byte
@@ -123,6 +130,7 @@ func Ruleset(cfg Config) NFTable {
 		return out
 	}
 
+	egressPre, egressFwd, egressIn, egress, egressPolicy := egressRules(cfg, rule)
 	var forward []NFTRule
 	forward = append(forward,
 		rule("forward", "replies-to-guests",
@@ -132,6 +140,7 @@ func Ruleset(cfg Config) NFTable {
 			fmt.Sprintf("iifname %s oifname %s drop", q, q),
 			fromGuests, matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br), verdict(expr.VerdictDrop)),
 	)
+	forward = append(forward, egressFwd...)
 	forward = append(forward, dns("forward")...)
 	for _, p := range cfg.AllowCIDRs {
 		forward = append(forward, rule("forward", "guest-allowed",
@@ -163,6 +172,7 @@ func Ruleset(cfg Config) NFTable {
 			fmt.Sprintf("iifname %s icmp type echo-request accept", q),
 			fromGuests, matchICMPEchoRequest(), verdict(expr.VerdictAccept)),
 	}
+	input = append(input, egressIn...)
 	input = append(input, dns("input")...)
 	input = append(input, rule("input", "guest-to-host",
 		fmt.Sprintf("iifname %s drop", q),
@@ -188,16 +198,20 @@ func Ruleset(cfg Config) NFTable {
 		Name:   cfg.table(),
 		Family: "inet",
 		Chains: []NFTChain{
+			{Name: "prerouting", Type: "nat", Hook: "prerouting", Priority: -100, Policy: "accept"},  // priority dstnat
 			{Name: "postrouting", Type: "nat", Hook: "postrouting", Priority: 100, Policy: "accept"}, // priority srcnat
 			{Name: "forward", Type: "filter", Hook: "forward", Priority: 0, Policy: "accept"},        // priority filter
 			{Name: "input", Type: "filter", Hook: "input", Priority: 0, Policy: "accept"},
 			{Name: "output", Type: "filter", Hook: "output", Priority: 0, Policy: "accept"},
+			{Name: "egress"}, // regular chains, reached by jump and goto
+			{Name: "egress-policy"},
 		},
-		Rules: slices.Concat([]NFTRule{
+		Sets: egressSets(),
+		Rules: slices.Concat(egressPre, []NFTRule{
 			rule("postrouting", "egress-nat",
 				fmt.Sprintf("ip saddr %v oifname != %s masquerade", subnet, q),
 				matchSaddr(subnet), matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, br), masquerade()),
-		}, forward, input, output),
+		}, forward, input, output, egress, egressPolicy),
 	}
 }
 
@@ -375,6 +389,17 @@ func chainFromKernel(c *nftables.Chain) NFTChain {
 // ruleFromKernel converts a rule nftables read back.
 func ruleFromKernel(chain string, r *nftables.Rule) NFTRule {
 	comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+	// A counter's values change with traffic, not with the rule: compare
+	// rules without them.
+	for _, e := range r.Exprs {
+		if d, ok := e.(*expr.Dynset); ok {
+			for i, x := range d.Exprs {
+				if _, ok := x.(*expr.Counter); ok {
+					d.Exprs[i] = &expr.Counter{}
+				}
+			}
+		}
+	}
 	return NFTRule{Chain: chain, Comment: comment, Exprs: r.Exprs, Handle: r.Handle}
 }
 
@@ -400,7 +425,9 @@ func writeTable(c *nftables.Conn, t NFTable) error {
 		if err != nil {
 			return err
 		}
-		if err := c.AddSet(&nftables.Set{Table: table, Name: s.Name, KeyType: ks, Concatenation: len(nftables.ConcatSetTypeElements(ks)) > 1}, nil); err != nil {
+		set := &nftables.Set{Table: table, Name: s.Name, KeyType: ks, Concatenation: len(nftables.ConcatSetTypeElements(ks)) > 1,
+			Interval: s.Interval, HasTimeout: s.Timeout, Dynamic: s.Dynamic, Timeout: s.DefaultTimeout, Size: s.Size}
+		if err := c.AddSet(set, nil); err != nil {
 			return fmt.Errorf("set %s: %w", s.Name, err)
 		}
 	}
@@ -435,6 +462,14 @@ func setKeyType(s NFTSet) (nftables.SetDatatype, error) {
 	switch s.Type {
 	case "ifname . ether_addr . ipv4_addr":
 		return nftables.ConcatSetType(nftables.TypeIFName, nftables.TypeEtherAddr, nftables.TypeIPAddr)
+	case "ipv4_addr":
+		return nftables.TypeIPAddr, nil
+	case "ipv4_addr . ipv4_addr":
+		return nftables.ConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr)
+	case "ipv4_addr . ipv4_addr . inet_service":
+		return nftables.ConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr, nftables.TypeInetService)
+	case "ipv4_addr . ipv4_addr . inet_proto . inet_service":
+		return nftables.ConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
 	}
 	return nftables.SetDatatype{}, fmt.Errorf("set %s: unknown key type %q", s.Name, s.Type)
 }
