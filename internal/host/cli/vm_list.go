@@ -89,6 +89,11 @@ func newVMShowCmd(app *App) *cobra.Command {
 			t.row("memory", fmtBytes(int64(v.MemoryMiB)<<20))
 			t.row("disk", fmtBytes(v.DiskBytes))
 			t.row("ip", v.IP)
+			if v.Egress != nil {
+				t.row("egress", egressText(*v.Egress)+" (`banger vm egress "+v.Name+" --log` lists refusals)")
+			} else {
+				t.row("egress", api.EgressNAT)
+			}
 			t.row("mac", v.MAC)
 			t.row("tap", dash(v.TAP))
 			if v.PID != 0 {

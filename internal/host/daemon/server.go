@@ -84,6 +84,7 @@ func (d *Daemon) routes() http.Handler {
 	handle("POST "+v+"/doctor/deep", d.postDeepDoctor)
 	handle("POST "+v+"/web/login", d.postWebLogin)
 	handle("POST "+v+"/web/revoke", d.postWebRevoke)
+	d.egressRoutes(handle)
 	handle("/", func(w http.ResponseWriter, r *http.Request) error {
 		return api.Errorf(api.CodeNotFound, "bangerd (build %s) has no endpoint %s %s: the banger CLI and bangerd are out of step; run `banger daemon restart`",
 			d.build.BuildID, r.Method, r.URL.Path)

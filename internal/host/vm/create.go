@@ -74,6 +74,11 @@ func (m *Manager) ValidateCreate(ctx context.Context, req *api.CreateVMRequest) 
 		return image.Image{}, api.FieldErrorf("hypervisor", AllowedHypervisors,
 			"hypervisor %q is unknown: use qemu or firecracker (or leave it out for the configured default)", req.Hypervisor)
 	}
+	rec, _, err := m.checkEgress(req.Egress)
+	if err != nil {
+		return image.Image{}, err
+	}
+	req.Egress = rec
 	if req.Name != "" {
 		if _, err := m.pickName(ctx, req.Name); err != nil {
 			return image.Image{}, err
@@ -161,7 +166,7 @@ func (m *Manager) record(ctx context.Context, req api.CreateVMRequest, img image
 	}
 	v := VM{
 		VM:    store.VM{ID: newVMID(), Name: name, ImageID: img.ID, State: api.VMCreating},
-		Spec:  Spec{VCPUs: req.VCPUs, MemoryMiB: req.MemoryMiB, DiskBytes: req.DiskBytes, Hypervisor: hvName},
+		Spec:  Spec{VCPUs: req.VCPUs, MemoryMiB: req.MemoryMiB, DiskBytes: req.DiskBytes, Hypervisor: hvName, Egress: req.Egress},
 		Lease: store.Lease{IP: ip.String(), MAC: hostnet.MAC(ip).String()},
 	}
 	spec, _ := json.Marshal(v.Spec)

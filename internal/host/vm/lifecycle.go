@@ -141,6 +141,11 @@ func (m *Manager) takeTAP(ctx context.Context, v *VM, p Progress) (string, error
 	if err != nil {
 		return "", fmt.Errorf("vm %s has no valid address lease (%q): delete it and create it again", v.Name, v.Lease.IP)
 	}
+	// The policy is in force before the TAP exists for the guest: it
+	// never sends a packet under another.
+	if err := m.applyEgress(v); err != nil {
+		return "", err
+	}
 	tap, err := m.Net.AcquireTAP(ctx, ip)
 	if err != nil {
 		return "", err
@@ -560,11 +565,13 @@ func (m *Manager) releaseTAP(ctx context.Context, v *VM) error {
 	}
 	if tap == "" {
 		m.Log.Info("no tap recorded for vm; nothing to release", "vm", v.Name)
+		m.dropEgress(v)
 		return nil
 	}
 	if err := m.Net.ReleaseTAP(ctx, tap); err != nil {
 		return fmt.Errorf("returning %s to the pool: %w", tap, err)
 	}
+	m.dropEgress(v)
 	v.Runtime.TAP = ""
 	v.Lease.TAP = ""
 	if err := m.Store.SetLeaseTAP(context.WithoutCancel(ctx), v.ID, ""); err != nil && !strings.Contains(err.Error(), "not found") {

@@ -60,7 +60,11 @@ func (m *Manager) Reconcile(ctx context.Context) ([]Finding, error) {
 			}
 			out = append(out, Finding{VM: v.Name, Action: "deleted", Detail: detail})
 		case api.VMRunning:
-			out = append(out, m.readopt(ctx, v))
+			f := m.readopt(ctx, v)
+			if v.State == api.VMRunning {
+				f = m.reapplyEgress(ctx, v, f)
+			}
+			out = append(out, f)
 		case api.VMPaused:
 			if f, ok := m.reconcilePaused(ctx, v, procs); ok {
 				out = append(out, f)
@@ -192,4 +196,19 @@ func syncTree(dir string) error {
 		}
 	}
 	return atomicfile.SyncDir(dir)
+}
+
+// reapplyEgress puts an adopted VM's egress policy back in force (the
+// daemon's start rebuilt the host's rules); a VM whose policy cannot be is
+// stopped, never left running on NAT.
+func (m *Manager) reapplyEgress(ctx context.Context, v *VM, f Finding) Finding {
+	err := m.applyEgress(v)
+	if err == nil {
+		return f
+	}
+	v.Runtime.LastExit = m.report("its egress policy could not be put back in force at the daemon's start: "+err.Error(), nil)
+	if herr := m.halt(ctx, v, false); herr != nil {
+		m.Log.Error("stopping a VM whose egress policy failed", "vm", v.Name, "error", herr)
+	}
+	return Finding{VM: v.Name, Action: "marked stopped", Detail: err.Error()}
 }

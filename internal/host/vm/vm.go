@@ -62,6 +62,8 @@ type Spec struct {
 	ForkedFrom string `json:"forked_from,omitempty"`
 	// Warm: the VM was restored from its image's warm snapshot.
 	Warm bool `json:"warm,omitempty"`
+	// Egress is what the guest may reach; nil is NAT (api.EgressNAT).
+	Egress *api.EgressPolicy `json:"egress,omitempty"`
 }
 
 // RootOverlay is Spec.RootLayout of a VM whose root is an overlay: vda is
@@ -150,6 +152,9 @@ type Manager struct {
 	// after it is stored: the VM as GET /v1/vms/{name} shows it, or
 	// Removed. The daemon feeds its event hub with it.
 	OnChange func(api.Event)
+	// Egress enforces VMs' egress policies; nil when this daemon does not
+	// manage the host's network, which leaves only NAT possible.
+	Egress Egress
 	// AutoWarm, when set, is called after a cold create of an image that
 	// has no warm snapshot yet (config vm.auto_warm): the daemon warms the
 	// image for that shape in the background.
@@ -280,6 +285,10 @@ func (m *Manager) API(ctx context.Context, v VM) api.VM {
 	}
 	if ws, err := v.WorkspaceRecord(); err == nil {
 		out.Workspace = &ws
+	}
+	if v.Spec.Egress != nil {
+		e := *v.Spec.Egress
+		out.Egress = &e
 	}
 	if s := v.Runtime.Saved; s != nil && v.State == api.VMPaused {
 		out.StateBytes = s.Bytes
