@@ -175,11 +175,13 @@ func egressRules(cfg Config, rule func(chain, name, text string, exprs ...[]expr
 // EgressElem is one element of an egress set, for Executor.Egress.
 // Guest is always set; which other fields count depends on Set:
 // EgressGuestsSet: none; EgressNamesSet: Addr, Port, Timeout;
-// EgressNamesAnySet: Addr, Timeout; EgressCIDRsSet: Prefix, Ports.
+// EgressNamesAnySet: Addr, Timeout; EgressCIDRsSet: Prefix, Ports;
+// EgressDropsSet (to remove a gone VM's counts): Addr, Proto, Port.
 type EgressElem struct {
 	Set     string
 	Guest   netip.Addr
 	Addr    netip.Addr
+	Proto   byte
 	Port    uint16
 	Prefix  netip.Prefix
 	Ports   [2]uint16 // first and last port, inclusive
@@ -194,6 +196,8 @@ func (el EgressElem) String() string {
 		return fmt.Sprintf("%s %v . %v . %d timeout %v", el.Set, el.Guest, el.Addr, el.Port, el.Timeout)
 	case EgressNamesAnySet:
 		return fmt.Sprintf("%s %v . %v timeout %v", el.Set, el.Guest, el.Addr, el.Timeout)
+	case EgressDropsSet:
+		return fmt.Sprintf("%s %v . %v . %d . %d", el.Set, el.Guest, el.Addr, el.Proto, el.Port)
 	}
 	return fmt.Sprintf("%s %v . %v . %d-%d", el.Set, el.Guest, el.Prefix, el.Ports[0], el.Ports[1])
 }
@@ -214,6 +218,9 @@ func (el EgressElem) element() nftables.SetElement {
 	case EgressNamesAnySet:
 		a := el.Addr.As4()
 		return nftables.SetElement{Key: slices.Concat(key, a[:]), Timeout: el.Timeout}
+	case EgressDropsSet:
+		a := el.Addr.As4()
+		return nftables.SetElement{Key: slices.Concat(key, a[:], []byte{el.Proto, 0, 0, 0}, padded(el.Port))}
 	}
 	p := el.Prefix.Masked()
 	first := p.Addr().As4()

@@ -396,3 +396,9 @@ func isLinkNotFound(err error) bool {
 	_, ok := errors.AsType[netlink.LinkNotFoundError](err)
 	return ok || errors.Is(err, unix.ENODEV)
 }
+
+// InNamespace runs fn on an OS thread inside the Executor's namespace
+// (the calling goroutine's own when it acts on this process's
+// namespace). Sockets fn opens stay in that namespace: package egress
+// opens its resolver's and its upstream queries' sockets this way.
+func (e *Executor) InNamespace(fn func() error) error { return e.inNS(fn) }
