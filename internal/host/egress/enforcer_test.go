@@ -298,6 +298,7 @@ func cname(name, target string, ttl uint32) dnsmessage.Resource {
 
 // fakeDNS answers A queries from a zone and counts the questions.
 type fakeDNS struct {
+	addr netip.AddrPort
 	zone map[string][]dnsmessage.Resource
 	mu   sync.Mutex
 	asks map[string]int
@@ -314,7 +315,7 @@ func (f *fakeDNS) answer(q []byte) []byte {
 	if err := m.Unpack(q); err != nil || len(m.Questions) != 1 {
 		return nil
 	}
-	name := m.Questions[0].Name.String()
+	name := strings.ToLower(m.Questions[0].Name.String()) // DNS names are case-insensitive
 	f.mu.Lock()
 	f.asks[name]++
 	f.mu.Unlock()
@@ -347,6 +348,17 @@ func serveDNS(t *testing.T, ns netns.NsHandle, addr string, zone map[string][]dn
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close(); ln.Close() })
+	f.addr = pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	if ln.Addr().(*net.TCPAddr).Port != int(f.addr.Port()) { // a port picked for UDP may be taken for TCP
+		ln.Close()
+		if err := inNamespace(ns, func() error {
+			var err error
+			ln, err = net.Listen("tcp4", f.addr.String())
+			return err
+		}); err != nil {
+			t.Skipf("the UDP port picked for the fake DNS server is taken for TCP: %v", err)
+		}
+	}
 	go func() {
 		buf := make([]byte, 65535)
 		for {
