@@ -325,7 +325,7 @@ func (f *fakeDNS) answer(q []byte) []byte {
 	case !ok:
 		m.Header.RCode = dnsmessage.RCodeNameError
 	case m.Questions[0].Type == dnsmessage.TypeA:
-		m.Answers = rrs
+		m.Answers = slices.Clone(rrs) // Pack writes lengths into the headers
 	}
 	b, _ := m.Pack()
 	return b

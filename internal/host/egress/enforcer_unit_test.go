@@ -98,7 +98,7 @@ func TestSetWritesTheGuestsElements(t *testing.T) {
 func TestResolverAnswers(t *testing.T) {
 	guest := netip.MustParseAddr("172.30.0.2")
 	zone := map[string][]dnsmessage.Resource{
-		"api.example.com.": {cname("api.example.com.", "edge.cdn.test.", 60), a("edge.cdn.test.", "198.51.100.1", 86400), a("elsewhere.test.", "198.51.100.99", 60)},
+		"api.example.com.":   {cname("api.example.com.", "edge.cdn.test.", 60), a("edge.cdn.test.", "198.51.100.1", 86400), a("elsewhere.test.", "198.51.100.99", 60)},
 		"short.example.com.": {a("short.example.com.", "198.51.100.2", 5)},
 		"deny.test.":         {a("deny.test.", "198.51.100.3", 60)},
 	}
