@@ -183,6 +183,28 @@ func (e *Enforcer) Set(vmIP netip.Addr, p Policy) error {
 	return nil
 }
 
+// Resync writes every restricted guest's elements again. Call it after
+// hostnet rewrote table inet banger (Setup after a config change, or a
+// repair): a rewrite empties the egress sets, which lifts every
+// restriction until then. Addresses answered before are gone; guests
+// resolve again.
+func (e *Enforcer) Resync() error {
+	e.mu.Lock()
+	policies := map[netip.Addr]Policy{}
+	for ip, g := range e.guests {
+		policies[ip] = g.policy
+		g.names = map[hostnet.EgressElem]answered{}
+	}
+	e.mu.Unlock()
+	var errs []error
+	for ip, p := range policies {
+		if err := e.Set(ip, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // allowed reports whether p still lets the guest reach el, answered for
 // name.
 func allowed(p Policy, name string, el hostnet.EgressElem) bool {

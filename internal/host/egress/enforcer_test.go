@@ -266,6 +266,19 @@ func TestEnforcer(t *testing.T) {
 		reaches(t, g1, "198.51.100.20:80")
 		resolves(t, g1, "198.51.100.53:53", "other.test", "198.51.100.20")
 	})
+	t.Run("Resync restores the restriction after hostnet rewrote the table", func(t *testing.T) {
+		set(t, "allowed.test")
+		blocked(t, g1, "198.51.100.20:80")
+		if err := ex.Apply(ctx, []hostnet.Step{hostnet.EnsureNFTable{Table: hostnet.Ruleset(cfg)}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := enf.Resync(); err != nil {
+			t.Fatal(err)
+		}
+		blocked(t, g1, "198.51.100.20:80")
+		resolves(t, g1, resolver, "allowed.test", "198.51.100.10")
+		reaches(t, g1, "198.51.100.10:80")
+	})
 	t.Run("the table is still what hostnet plans", func(t *testing.T) {
 		st, err := ex.Observe(ctx, cfg)
 		if err != nil {
