@@ -42,6 +42,26 @@
 // daemon owned by uid 4242 (the guest-to-private rules are abridged):
 //
 //	table inet banger {
+//		set egress-cidrs {
+//			type ipv4_addr . ipv4_addr . inet_service
+//			flags interval
+//		}
+//		set egress-drops {
+//			type ipv4_addr . ipv4_addr . inet_proto . inet_service
+//			size 4096
+//			flags dynamic,timeout
+//			timeout 1h
+//		}
+//		set egress-guests { type ipv4_addr; }
+//		set egress-names { type ipv4_addr . ipv4_addr . inet_service; flags timeout; }
+//		set egress-names-any { type ipv4_addr . ipv4_addr; flags timeout; }
+//
+//		chain prerouting {
+//			type nat hook prerouting priority dstnat; policy accept;
+//			iifname "banger0" ip saddr @egress-guests udp dport 53 dnat ip to 172.30.0.1:53 comment "banger:egress-dns"
+//			iifname "banger0" ip saddr @egress-guests tcp dport 53 dnat ip to 172.30.0.1:53 comment "banger:egress-dns"
+//		}
+//
 //		chain postrouting {
 //			type nat hook postrouting priority srcnat; policy accept;
 //			ip saddr 172.30.0.0/24 oifname != "banger0" masquerade comment "banger:egress-nat"
@@ -51,6 +71,7 @@
 //			type filter hook forward priority filter; policy accept;
 //			oifname "banger0" ct state established,related accept comment "banger:replies-to-guests"
 //			iifname "banger0" oifname "banger0" drop comment "banger:guest-to-guest"
+//			iifname "banger0" ip saddr @egress-guests jump egress comment "banger:egress-restricted"
 //			iifname "banger0" ip daddr 192.168.1.53 udp dport 53 accept comment "banger:guest-dns"
 //			iifname "banger0" ip daddr 192.168.1.53 tcp dport 53 accept comment "banger:guest-dns"
 //			iifname "banger0" ip saddr 172.30.0.0/24 ip daddr 192.168.7.0/24 accept comment "banger:guest-allowed"
@@ -67,6 +88,8 @@
 //			type filter hook input priority filter; policy accept;
 //			iifname "banger0" ct state established,related accept comment "banger:replies-from-host"
 //			iifname "banger0" icmp type echo-request accept comment "banger:guest-ping"
+//			iifname "banger0" ip saddr @egress-guests ip daddr 172.30.0.1 udp dport 53 accept comment "banger:egress-resolver"
+//			iifname "banger0" ip saddr @egress-guests ip daddr 172.30.0.1 tcp dport 53 accept comment "banger:egress-resolver"
 //			iifname "banger0" ip daddr 192.168.1.53 udp dport 53 accept comment "banger:guest-dns"
 //			iifname "banger0" ip daddr 192.168.1.53 tcp dport 53 accept comment "banger:guest-dns"
 //			iifname "banger0" drop comment "banger:guest-to-host"
@@ -75,6 +98,24 @@
 //		chain output {
 //			type filter hook output priority filter; policy accept;
 //			oifname "banger0" ct state ! established,related meta skuid != 4242 meta skuid != 0 drop comment "banger:owner-only"
+//		}
+//
+//		chain egress {
+//			ip daddr 192.168.7.0/24 goto egress-policy comment "banger:egress-allowed-cidr"
+//			ip daddr 0.0.0.0/8 drop comment "banger:egress-to-private"
+//			... the rest of BlockedPrefixes, each dropped ...
+//			goto egress-policy comment "banger:egress-policy"
+//		}
+//
+//		chain egress-policy {
+//			ip saddr . ip daddr . udp dport @egress-names accept comment "banger:egress-name"
+//			ip saddr . ip daddr . udp dport @egress-cidrs accept comment "banger:egress-cidr"
+//			ip saddr . ip daddr . tcp dport @egress-names accept comment "banger:egress-name"
+//			ip saddr . ip daddr . tcp dport @egress-cidrs accept comment "banger:egress-cidr"
+//			ip saddr . ip daddr @egress-names-any accept comment "banger:egress-name-any"
+//			update @egress-drops { ip saddr . ip daddr . meta l4proto . udp dport counter } drop comment "banger:egress-refused"
+//			update @egress-drops { ip saddr . ip daddr . meta l4proto . tcp dport counter } drop comment "banger:egress-refused"
+//			update @egress-drops { ip saddr . ip daddr . meta l4proto . 0 counter } drop comment "banger:egress-refused"
 //		}
 //	}
 //	table bridge banger {
@@ -112,6 +153,26 @@
 // connections to them. Guests get no IPv6: the bridge table drops every
 // frame a guest sends that is neither IPv4 nor ARP, and the inet table
 // would drop forwarded or host-bound IPv6 from the bridge anyway.
+//
+// Egress policies (package egress) narrow this per guest. A guest whose
+// address is in egress-guests (policy none or an allowlist) has its DNS,
+// to any address, redirected to the resolver bangerd runs on the gateway
+// (Config.ResolverPort), and forward sends it to chain egress right
+// after guest-to-guest, ahead of everything that accepts: the blocked
+// ranges stay dropped (network.allow_cidrs go on to the policy like any
+// other address), and egress-policy accepts only (guest . address .
+// port) in egress-names or egress-cidrs, or (guest . address) in
+// egress-names-any; the rest is counted in egress-drops (a packet counter
+// per guest, address, protocol and port, forgotten an hour after its last
+// packet) and dropped. The resolver fills egress-names(-any) with the
+// addresses it answers for allowed names, each with the record's TTL;
+// egress-cidrs holds the allowlist's addresses and CIDRs as ranges
+// (interval sets of concatenations: kernel 5.6 or later). Guests not in
+// egress-guests (nat, the default) never reach these chains. Plan
+// compares only the sets' declarations, so their elements, which belong
+// to package egress (Executor.Egress), never make the table differ; a
+// table rewrite empties them, and the daemon then has egress write them
+// again (Enforcer.Resync).
 //
 // Anti-spoofing: the bridge table sees each frame a guest sends before
 // the bridge learns its source MAC and before the host reads it. A frame
