@@ -39,6 +39,9 @@ const (
 	MaxDrops = 100
 	// maxNameDrops is how many refused names are kept per VM.
 	maxNameDrops = 64
+	// maxNames bounds a guest's answered (address, port) elements whose
+	// TTL has not run out.
+	maxNames = 4096
 )
 
 // Config is what New needs.
@@ -329,18 +332,32 @@ func (e *Enforcer) refused(src netip.Addr, name string) {
 	g.refused = append(g.refused, api.EgressDrop{Name: name, Proto: "dns", Count: 1, Last: now})
 }
 
-// allow lets src reach the addresses answered for name, to ports (every
-// port when nil), each for its TTL clamped to MinTTL..MaxTTL, before the
-// answer is relayed. An element that is there already is refreshed when
-// the new answer lasts longer.
-func (e *Enforcer) allow(src netip.Addr, name string, ports []uint16, addrs map[netip.Addr]time.Duration) error {
+// allow lets src reach the addresses answered for name, to the ports its
+// policy allows name (every port when nil), each for its TTL clamped to
+// MinTTL..MaxTTL, before the answer is relayed. The policy is checked
+// again here: Set may have changed it while the query was upstream. An
+// element that is there already is refreshed when the new answer lasts
+// longer.
+func (e *Enforcer) allow(src netip.Addr, name string, addrs map[netip.Addr]time.Duration) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	g := e.guests[src]
 	if g == nil {
-		return nil
+		return errors.New("the guest is no longer restricted")
+	}
+	ok, ports := g.policy.AllowsName(name)
+	if !ok {
+		return fmt.Errorf("the guest's policy no longer allows %s", name)
 	}
 	now := e.now()
+	for el, a := range g.names { // forget what the kernel has let expire
+		if a.expires.Before(now) {
+			delete(g.names, el)
+		}
+	}
+	if len(g.names)+len(addrs)*max(1, len(ports)) > maxNames {
+		return fmt.Errorf("the guest holds %d answered addresses, the most it may: %d", len(g.names), maxNames)
+	}
 	change := hostnet.EgressChange{Table: e.cfg.TableName}
 	for addr, ttl := range addrs {
 		ttl = min(max(ttl, e.cfg.MinTTL), MaxTTL)
@@ -362,12 +379,6 @@ func (e *Enforcer) allow(src netip.Addr, name string, ports []uint16, addrs map[
 			g.names[el] = answered{name: name, expires: exp}
 			el.Timeout = ttl
 			change.Add = append(change.Add, el)
-		}
-	}
-	// Forget what the kernel has let expire.
-	for el, a := range g.names {
-		if a.expires.Before(now) {
-			delete(g.names, el)
 		}
 	}
 	if len(change.Add) == 0 {

@@ -192,7 +192,7 @@ func (r *resolver) answer(src netip.Addr, q []byte, transport string) []byte {
 		return nil // over its rate: the guest retries later
 	}
 	name := strings.ToLower(strings.TrimSuffix(question.Name.String(), "."))
-	allowed, ports := pol.AllowsName(name)
+	allowed, _ := pol.AllowsName(name)
 	if !allowed || question.Class != dnsmessage.ClassINET {
 		r.e.refused(src, name)
 		return reply(h, qs, dnsmessage.RCodeRefused)
@@ -212,7 +212,7 @@ func (r *resolver) answer(src netip.Addr, q []byte, transport string) []byte {
 	}
 	addrs := answeredAddrs(question.Name, &m)
 	if len(addrs) > 0 {
-		if err := r.e.allow(src, name, ports, addrs); err != nil {
+		if err := r.e.allow(src, name, addrs); err != nil {
 			r.e.log.Error("egress resolver: letting answered addresses through", "guest", src, "name", name, "err", err)
 			return reply(h, qs, dnsmessage.RCodeServerFailure)
 		}

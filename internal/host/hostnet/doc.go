@@ -116,6 +116,7 @@
 //			update @egress-drops { ip saddr . ip daddr . meta l4proto . udp dport counter } drop comment "banger:egress-refused"
 //			update @egress-drops { ip saddr . ip daddr . meta l4proto . tcp dport counter } drop comment "banger:egress-refused"
 //			update @egress-drops { ip saddr . ip daddr . meta l4proto . 0 counter } drop comment "banger:egress-refused"
+//			drop comment "banger:egress-refused-uncounted"
 //		}
 //	}
 //	table bridge banger {
@@ -164,7 +165,7 @@
 // port) in egress-names or egress-cidrs, or (guest . address) in
 // egress-names-any; the rest is counted in egress-drops (a packet counter
 // per guest, address, protocol and port, forgotten an hour after its last
-// packet) and dropped. The resolver fills egress-names(-any) with the
+// packet; when it is full, uncounted) and dropped. The resolver fills egress-names(-any) with the
 // addresses it answers for allowed names, each with the record's TTL;
 // egress-cidrs holds the allowlist's addresses and CIDRs as ranges
 // (interval sets of concatenations: kernel 5.6 or later). Guests not in

@@ -169,6 +169,10 @@ func egressRules(cfg Config, rule func(chain, name, text string, exprs ...[]expr
 	policy = append(policy, rule("egress-policy", "egress-refused",
 		fmt.Sprintf("update @%s { ip saddr . ip daddr . meta l4proto . 0 counter } drop", EgressDropsSet),
 		matchIPv4(), count(&expr.Immediate{Register: regEgress3, Data: make([]byte, 4)}), verdict(expr.VerdictDrop)))
+	// A full egress-drops makes update fail, and a failed update ends its
+	// rule without its verdict: drop whatever gets here uncounted, so the
+	// chain never returns to forward's accepts.
+	policy = append(policy, rule("egress-policy", "egress-refused-uncounted", "drop", verdict(expr.VerdictDrop)))
 	return prerouting, forward, input, egress, policy
 }
 

@@ -361,7 +361,7 @@ func TestStepStrings(t *testing.T) {
 		{DeleteLink{Name: "tap-pool-3"}, "delete link tap-pool-3"},
 		{FlushPort{Name: "tap-pool-3"}, "forget MAC addresses learned on tap-pool-3"},
 		{EnableForwarding{}, "set net.ipv4.ip_forward=1"},
-		{EnsureNFTable{Table: Ruleset(planConfig())}, "write nftables table inet banger (7 chains, 42 rules, set egress-cidrs of 0, set egress-drops of 0, set egress-guests of 0, set egress-names of 0, set egress-names-any of 0)"},
+		{EnsureNFTable{Table: Ruleset(planConfig())}, "write nftables table inet banger (7 chains, 43 rules, set egress-cidrs of 0, set egress-drops of 0, set egress-guests of 0, set egress-names of 0, set egress-names-any of 0)"},
 		{EnsureNFTable{Table: AntiSpoof(planConfig())}, "write nftables table bridge banger (1 chains, 3 rules, set guest-addrs of 0)"},
 		{bind("tap-pool-0"), "bind tap-pool-0 . 02:b4:ac:1e:00:02 . 172.30.0.2 in table bridge banger"},
 		{Unbind{Table: "banger", Bindings: []Binding{bogus}}, "unbind tap-pool-0 . 02:b4:ac:1e:00:09 . 172.30.0.9 in table bridge banger"},
