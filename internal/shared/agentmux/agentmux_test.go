@@ -321,7 +321,7 @@ func TestRequestErrors(t *testing.T) {
 				}
 				return err
 			},
-			want: &Error{Code: CodeUnknownType, Message: `unknown request type "teleport": this agent (protocol 2) serves exec, put, get, health, call, attach; update banger-agent in the image`},
+			want: &Error{Code: CodeUnknownType, Message: `unknown request type "teleport": this agent (protocol 2) serves exec, put, get, health, call, attach, dial; update banger-agent in the image`},
 		},
 	}
 	for _, tt := range tests {

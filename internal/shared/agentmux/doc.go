@@ -108,6 +108,7 @@
 //	{"type":"health"}
 //	{"type":"call","method":"...","params":{...}}
 //	{"type":"attach","attach":{"session":"...","since":-1,"follow":true}}
+//	{"type":"dial","port":4096}
 //
 // The guest answers with one JSON reply line (Reply): {} to go ahead, the
 // result ({"health":{...}} for health, {"result":...} for call and
@@ -148,6 +149,14 @@
 // answers with a final reply line carrying Put's result. Get: the guest
 // sends data frames from Handler.Get and one end frame whose payload is
 // the final reply ({} or {"error":...}).
+//
+// Dial (Session.Dial): the guest connects to the port on its loopback
+// (127.0.0.1, then ::1) and, after its accepting reply, the stream
+// carries the TCP connection's bytes unframed, relayed and never parsed;
+// a FIN on the stream is a half-close of the socket, each way. Nothing
+// listening is CodeDialRefused, the agent's bound on relayed dials
+// (Guest.MaxDials) CodeDialBusy; an agent that predates dial answers
+// CodeUnknownType, which the host reports as ErrDialUnsupported.
 //
 // Call: the reply line is the whole answer: Caller.Call's result
 // marshalled into "result" (absent for a nil result), or an error.

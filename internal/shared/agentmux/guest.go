@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -51,6 +52,15 @@ type Guest struct {
 	AuthFailDelay time.Duration
 	// Log receives session starts and ends; nil discards them.
 	Log *slog.Logger
+	// Dial connects a dial stream to a guest port; nil is DialLoopback
+	// (127.0.0.1, then ::1). It may return an *Error to choose the code
+	// the host sees; an error wrapping ECONNREFUSED is CodeDialRefused.
+	Dial func(ctx context.Context, port int) (net.Conn, error)
+	// MaxDials bounds the dial streams relayed at once (DefaultMaxDials
+	// when zero); more are refused with CodeDialBusy.
+	MaxDials int
+
+	dials dialCounter
 }
 
 func (g *Guest) log() *slog.Logger {
@@ -351,13 +361,15 @@ func (g *Guest) serveStream(ctx context.Context, st *yamux.Stream) {
 		g.serveCall(ctx, st, h)
 	case TypeAttach:
 		g.serveAttach(ctx, st, r, h)
+	case TypeDial:
+		g.serveDial(ctx, st, r, h.Port)
 	default:
 		writeReply(st, Reply{Error: &Error{Code: CodeUnknownType, Message: fmt.Sprintf("unknown request type %q: this agent (protocol %d) serves %s; update banger-agent in the image", h.Type, Protocol, servedTypes)}})
 	}
 }
 
 // servedTypes lists the stream types, for error messages.
-const servedTypes = "exec, put, get, health, call, attach"
+const servedTypes = "exec, put, get, health, call, attach, dial"
 
 func writeReply(w io.Writer, rep Reply) error {
 	b, err := json.Marshal(rep)

@@ -68,15 +68,15 @@ func (f *fakeHandler) Get(ctx context.Context, req Transfer, w io.Writer) error 
 // transport makes a connected host and guest end.
 type transport struct {
 	name string
-	pair func(t *testing.T) (host, guest io.ReadWriteCloser)
+	pair func(t testing.TB) (host, guest io.ReadWriteCloser)
 }
 
 var transports = []transport{
-	{"net.Pipe", func(t *testing.T) (io.ReadWriteCloser, io.ReadWriteCloser) {
+	{"net.Pipe", func(t testing.TB) (io.ReadWriteCloser, io.ReadWriteCloser) {
 		h, g := net.Pipe()
 		return h, g
 	}},
-	{"socketpair", func(t *testing.T) (io.ReadWriteCloser, io.ReadWriteCloser) {
+	{"socketpair", func(t testing.TB) (io.ReadWriteCloser, io.ReadWriteCloser) {
 		h, g := socketPair(t)
 		return h, g
 	}},
@@ -85,7 +85,7 @@ var transports = []transport{
 // socketPair returns the two ends of a stream socket as pollable files: a
 // byte stream without message boundaries, with deadlines, like a
 // virtio-serial port.
-func socketPair(t *testing.T) (*os.File, *os.File) {
+func socketPair(t testing.TB) (*os.File, *os.File) {
 	t.Helper()
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -102,7 +102,7 @@ func socketPair(t *testing.T) (*os.File, *os.File) {
 }
 
 // serveGuest runs g.Serve on guest until the test ends.
-func serveGuest(t *testing.T, g *Guest, host, guest io.ReadWriteCloser) <-chan error {
+func serveGuest(t testing.TB, g *Guest, host, guest io.ReadWriteCloser) <-chan error {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

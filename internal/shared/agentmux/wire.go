@@ -38,6 +38,9 @@ const (
 	TypeHealth = "health"
 	TypeCall   = "call"
 	TypeAttach = "attach"
+	// TypeDial connects to a TCP port on the guest's loopback and
+	// relays the stream's bytes both ways (see Session.Dial).
+	TypeDial = "dial"
 )
 
 // Error codes carried in Error.Code.
@@ -48,6 +51,10 @@ const (
 	// CodeExecFailed: the command could not be started (not found, not
 	// executable, bad cwd).
 	CodeExecFailed = "exec_failed"
+	// CodeDialRefused: nothing listens on the guest port of a dial.
+	CodeDialRefused = "dial_refused"
+	// CodeDialBusy: the agent relays as many dials as it allows.
+	CodeDialBusy = "dial_busy"
 )
 
 // Error is a request the guest could not serve. Message names the next
@@ -104,6 +111,8 @@ type Header struct {
 	Params json.RawMessage `json:"params,omitempty"`
 	// Attach is an attach request.
 	Attach *AttachRequest `json:"attach,omitempty"`
+	// Port is a dial request's guest TCP port.
+	Port int `json:"port,omitempty"`
 }
 
 // Reply is the guest's reply line on a stream, and the payload of the end
