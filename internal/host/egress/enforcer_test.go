@@ -3,6 +3,7 @@ package egress
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -127,8 +128,9 @@ func TestEnforcer(t *testing.T) {
 	}
 	blocked := func(t *testing.T, ns netns.NsHandle, addr string) {
 		t.Helper()
-		if got, err := get(ns, addr, time.Second); err == nil {
-			t.Errorf("GET http://%s: %q; want it dropped", addr, got)
+		got, err := get(ns, addr, time.Second)
+		if ne, ok := errors.AsType[net.Error](err); !ok || !ne.Timeout() {
+			t.Errorf("GET http://%s: %q, %v; want it dropped (a timeout)", addr, got, err)
 		}
 	}
 	resolves := func(t *testing.T, ns netns.NsHandle, server, name, want string) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -57,6 +58,9 @@ func startResolver(ctx context.Context, e *Enforcer) (*resolver, error) {
 		}
 		return nil
 	})
+	if errors.Is(err, os.ErrPermission) {
+		return nil, fmt.Errorf("starting the egress resolver on %v: %w: port %d needs root or CAP_NET_BIND_SERVICE (a rootless bangerd cannot enforce egress policies; run bangerd as root)", addr, err, e.cfg.Port)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("starting the egress resolver on %v: %w: the bridge must be up with its address (`banger host setup`), and no other DNS server (dnsmasq, systemd-resolved) may hold port %d on it", addr, err, e.cfg.Port)
 	}

@@ -325,10 +325,13 @@ func (e *Executor) Egress(c EgressChange) error {
 }
 
 func wrapEgressErr(err error) error {
-	if err != nil {
-		return fmt.Errorf("writing egress set elements: %w (is the nftables table current? run `sudo banger host setup`)", err)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EPERM):
+		return fmt.Errorf("writing egress set elements: %w: enforcing an egress policy needs CAP_NET_ADMIN, which a rootless bangerd lacks: run bangerd as root, or keep --egress nat", err)
 	}
-	return nil
+	return fmt.Errorf("writing egress set elements: %w: is table inet banger current? run `sudo banger host setup`", err)
 }
 
 // EgressEntry is an element of an egress set read back by EgressList.
