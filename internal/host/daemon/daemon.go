@@ -32,6 +32,7 @@ import (
 	"github.com/bangerdev/banger/internal/host/localsock"
 	"github.com/bangerdev/banger/internal/host/logrotate"
 	"github.com/bangerdev/banger/internal/host/operation"
+	"github.com/bangerdev/banger/internal/host/portfwd"
 	"github.com/bangerdev/banger/internal/host/store"
 	"github.com/bangerdev/banger/internal/host/vm"
 	"github.com/bangerdev/banger/internal/shared/buildinfo"
@@ -63,6 +64,7 @@ type Daemon struct {
 	builder   *imagebuild.Builder
 	vms       *vm.Manager
 	guest     *guest.Service
+	ports     *portfwd.Manager // published ports (ports.go)
 	events    *eventhub.Hub
 	net       *network
 	qemu      *qemu.Driver
@@ -166,6 +168,8 @@ func Run(ctx context.Context, opts Options) error {
 		log.Error("reconciling", "error", err)
 		return err
 	}
+	d.openPorts(ctx)
+	defer d.ports.Close()
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()

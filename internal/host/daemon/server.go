@@ -78,6 +78,7 @@ func (d *Daemon) routes() http.Handler {
 	handle("POST "+v+"/vms/{name}/sessions/{id}/signal", d.signalSession)
 	handle("POST "+v+"/vms/{name}/sessions/{id}/attach", d.attachSession)
 	handle("GET "+v+"/vms/{name}/stats", d.vmStats)
+	d.portRoutes(handle)
 	handle("GET "+v+"/stats", d.allStats)
 	handle("GET "+v+"/verify", d.verify)
 	handle("GET "+v+"/doctor", d.getDoctor)

@@ -61,8 +61,15 @@ func (d *Daemon) createVM(w http.ResponseWriter, r *http.Request) error {
 	if _, err := d.vms.ValidateCreate(r.Context(), &req); err != nil {
 		return err
 	}
+	if err := checkPublish(req.Publish); err != nil {
+		return err
+	}
 	return d.beginVMOp(w, "vm.create", req.Name, func(ctx context.Context, run *operation.Run) (vm.VM, error) {
-		return d.vms.Create(ctx, req, run)
+		v, err := d.vms.Create(ctx, req, run)
+		if err == nil {
+			err = d.publishCreated(ctx, v, req.Publish, run)
+		}
+		return v, err
 	})
 }
 
@@ -167,11 +174,13 @@ func (d *Daemon) stopVM(w http.ResponseWriter, r *http.Request) error {
 func (d *Daemon) deleteVM(w http.ResponseWriter, r *http.Request) error {
 	ctx, crash := crashpoint.Track(r.Context(), "vm.delete")
 	crash.Stage("delete")
+	closePorts := d.closePortsAfter(ctx, r.PathValue("name"))
 	err := d.vms.Delete(ctx, r.PathValue("name"))
 	crash.Done()
 	if err != nil {
 		return err
 	}
+	closePorts()
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -252,6 +261,7 @@ func (d *Daemon) verify(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	leaks = append(leaks, more...)
+	leaks = append(leaks, d.portLeaks(r.Context())...)
 	if leaks == nil {
 		leaks = []api.Leak{}
 	}

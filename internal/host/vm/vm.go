@@ -305,6 +305,11 @@ func (m *Manager) API(ctx context.Context, v VM) api.VM {
 	if n, err := m.Store.RunningSessions(ctx, v.ID); err == nil {
 		out.Sessions = n
 	}
+	if ports, err := m.Store.Ports(ctx, v.ID); err == nil {
+		for _, p := range ports { // published on the loopback (internal/host/portfwd)
+			out.Ports = append(out.Ports, api.PublishedPort{GuestPort: p.GuestPort, HostPort: p.HostPort, Address: "127.0.0.1"})
+		}
+	}
 	return out
 }
 

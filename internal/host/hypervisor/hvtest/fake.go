@@ -76,6 +76,11 @@ type Fake struct {
 	// refusing them: a test stands in for what a guest stores and
 	// sends back.
 	Transfers Transfers
+	// Dial, when set, serves the fake agents' dial streams (a published
+	// port's connections): it is called with the VM's name and the
+	// guest port, and a test stands in for the guest's service. Unset,
+	// dials are refused as an old agent refuses them (unknown_type).
+	Dial func(ctx context.Context, vmName string, port int) (net.Conn, error)
 
 	mu      sync.Mutex
 	calls   []Call
@@ -501,6 +506,7 @@ func (f *Fake) DialAgent(ctx context.Context, h hypervisor.Handle) (c net.Conn, 
 			Handler:       fakeGuest{agentmux.Basic(agent), agent},
 			KeyFunc:       agent.key,
 			AuthFailDelay: time.Millisecond,
+			Dial:          agent.dial,
 		}
 		g.Serve(context.Background(), server)
 	}()

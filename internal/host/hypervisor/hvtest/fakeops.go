@@ -193,3 +193,15 @@ func checkIdentity(id agentproto.Identity) error {
 func badIdentity(format string, args ...any) error {
 	return &agentmux.Error{Code: agentmux.CodeBadRequest, Message: "identity: " + fmt.Sprintf(format, args...)}
 }
+
+// dial serves a Fake guest's dial streams through the Fake's Dial, else
+// refuses them as an agent that predates them does.
+func (a *fakeAgent) dial(ctx context.Context, port int) (net.Conn, error) {
+	a.f.mu.Lock()
+	dial, name := a.f.Dial, a.vm.spec.Name
+	a.f.mu.Unlock()
+	if dial == nil {
+		return nil, &agentmux.Error{Code: agentmux.CodeUnknownType, Message: `unknown request type "dial": this fake agent serves none`}
+	}
+	return dial(ctx, name, port)
+}
