@@ -67,6 +67,7 @@ type Daemon struct {
 	ports     *portfwd.Manager // published ports (ports.go)
 	events    *eventhub.Hub
 	net       *network
+	egress    *egressNet // nil unless the daemon is root and manages the network
 	qemu      *qemu.Driver
 	fc        *firecracker.Driver
 	fcErr     error
@@ -161,6 +162,9 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if d.net != nil {
 		defer d.net.Close()
+	}
+	if d.egress != nil {
+		defer d.egress.Close()
 	}
 	defer d.vms.Close()
 	d.openEvents()
@@ -288,6 +292,12 @@ func (d *Daemon) openVMs(ctx context.Context, log *slog.Logger) error {
 		Cfg: d.cfg, Store: d.store, Images: d.images, Net: net, Select: sel,
 		Drivers: drivers, Tools: d.images.Tools, Log: log,
 		PublicKey: publicKey(d.cfg),
+	}
+	if d.net != nil && os.Geteuid() == 0 {
+		// Only a daemon that manages the host's network can enforce
+		// egress policies; others refuse all but NAT (vm.Manager.Egress nil).
+		d.egress = &egressNet{n: d.net}
+		d.vms.Egress = d.egress
 	}
 	d.images.Warm = d.vms.WarmSnapshots
 	if d.cfg.VM.AutoWarm {

@@ -22,11 +22,15 @@ import (
 // network adapts hostnet's pool to what the VM lifecycle needs; the
 // store's leases say which TAPs VMs hold.
 type network struct {
-	cfg   hostnet.Config
-	host  *hostnet.Executor
-	pool  *hostnet.Pool
-	store *store.Store
-	log   *slog.Logger
+	cfg  hostnet.Config
+	host *hostnet.Executor
+	pool *hostnet.Pool
+	// afterSetup runs after each setup of the host network (egressNet's
+	// Resync: a rewrite of banger's table empties the egress sets); set
+	// and read under setupMu.
+	afterSetup func()
+	store      *store.Store
+	log        *slog.Logger
 
 	refill sync.Mutex
 
@@ -89,6 +93,9 @@ func (n *network) ready(ctx context.Context) error {
 	}
 	if err := hostnet.Setup(ctx, n.cfg, n.host); err != nil {
 		return err
+	}
+	if n.afterSetup != nil {
+		n.afterSetup()
 	}
 	if err := n.ensure(ctx); err != nil {
 		return err
