@@ -192,6 +192,10 @@ func printNextSteps(ctx context.Context, app *App, cl *client.Client, v api.VM, 
 	}
 	if img, err := cl.Image(ctx, v.Image); err == nil {
 		for _, p := range img.Probes {
+			if url, ok := publishedURL(v, p.Port); ok { // through the agent: works whatever the network
+				fmt.Fprintf(w, "  %s: %s\n", p.Name, url)
+				continue
+			}
 			fmt.Fprintf(w, "  %s: http://%s:%d\n", p.Name, v.IP, p.Port)
 		}
 	}

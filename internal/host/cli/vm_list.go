@@ -102,6 +102,9 @@ func newVMShowCmd(app *App) *cobra.Command {
 			t.row("dir", v.Dir)
 			t.row("console", v.ConsoleLog)
 			t.row("ssh", v.SSH)
+			for _, p := range v.Ports {
+				t.row("port", fmt.Sprintf("guest %d on %s (`banger vm port %s --rm %d` removes it)", p.GuestPort, portURL(p), v.Name, p.GuestPort))
+			}
 			if ws := v.Workspace; ws != nil {
 				from := ws.HostPath
 				if ws.Head != "" {

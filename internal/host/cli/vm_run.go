@@ -69,6 +69,7 @@ error says how to retry or remove it.`,
 			if err != nil {
 				return err
 			}
+			v = publishProbes(c.Context(), app, cl, v)
 			return printNextSteps(c.Context(), app, cl, v, true)
 		},
 	}
