@@ -114,6 +114,7 @@ func TestGuestAccess(t *testing.T) {
 	t.Run("agent-restart", func(t *testing.T) { testAgentRestart(t, e) })
 	t.Run("orchestrator-survives-daemon-kill", func(t *testing.T) { testOrchestrator(t, e) })
 	t.Run("diff-and-pull", func(t *testing.T) { testDiffAndPull(t, e) })
+	t.Run("published-port", func(t *testing.T) { testPublishedPort(t, e) })
 	e.must("vm", "delete", "g")
 	verifyClean(t, e)
 }
