@@ -58,6 +58,11 @@ type PublishedPort struct {
 	GuestPort int    `json:"guest_port"`
 	HostPort  int    `json:"host_port"`
 	Address   string `json:"address"` // "127.0.0.1"
+	// Warning, in the answer to a publish only, is what a trial
+	// connection through the running VM's agent found wrong (nothing
+	// listens yet, an agent too old to relay), with the fix; the port is
+	// published all the same.
+	Warning string `json:"warning,omitempty"`
 }
 
 // PublishPortRequest asks to publish GuestPort; HostPort 0 picks a free

@@ -83,6 +83,9 @@ removed with the VM. The listener is on the host's loopback only.`,
 				return printJSON(app.Stdout, p)
 			}
 			fmt.Fprintf(app.Stdout, "guest port %d of vm %s: %s\n", p.GuestPort, name, portURL(p))
+			if p.Warning != "" {
+				fmt.Fprintf(app.Stderr, "warning: %s\n", p.Warning)
+			}
 			return nil
 		}),
 	}

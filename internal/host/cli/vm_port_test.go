@@ -51,7 +51,11 @@ func (p *portDaemon) install(d *fakeDaemon) {
 		if host == 0 {
 			host = 42000
 		}
-		writeJSON(w, http.StatusCreated, api.PublishedPort{GuestPort: req.GuestPort, HostPort: host, Address: "127.0.0.1"})
+		out := api.PublishedPort{GuestPort: req.GuestPort, HostPort: host, Address: "127.0.0.1"}
+		if req.GuestPort == 5000 {
+			out.Warning = "nothing listens on guest port 5000 yet (the service is not up yet)"
+		}
+		writeJSON(w, http.StatusCreated, out)
 	})
 	d.Mux.HandleFunc("DELETE /v1/vms/{name}/ports/{port}", func(w http.ResponseWriter, r *http.Request) {
 		record(r, "")
@@ -79,6 +83,8 @@ func TestVMPortCommand(t *testing.T) {
 			wantOut: "guest port 3000 of vm demo: http://127.0.0.1:42000\n"},
 		{name: "publish on a chosen port", args: []string{"vm", "port", "demo", "3000:8081"}, wantReq: `POST /v1/vms/demo/ports {"guest_port":3000,"host_port":8081}`,
 			wantOut: "guest port 3000 of vm demo: http://127.0.0.1:8081\n"},
+		{name: "publish with a warning", args: []string{"vm", "port", "demo", "5000"}, wantReq: `POST /v1/vms/demo/ports {"guest_port":5000}`,
+			wantOut: "guest port 5000 of vm demo: http://127.0.0.1:42000\n", wantErr: "warning: nothing listens on guest port 5000 yet (the service is not up yet)"},
 		{name: "host port in use", args: []string{"vm", "port", "demo", "3000:8080"}, wantReq: `POST /v1/vms/demo/ports {"guest_port":3000,"host_port":8080}`,
 			wantCode: ExitError, wantErr: "pick another HOSTPORT, or leave it out"},
 		{name: "remove", args: []string{"vm", "port", "demo", "--rm", "3000"}, wantReq: "DELETE /v1/vms/demo/ports/3000",

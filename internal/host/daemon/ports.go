@@ -7,11 +7,13 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/host/portfwd"
 	"github.com/bangerdev/banger/internal/host/store"
 	"github.com/bangerdev/banger/internal/host/vm"
+	"github.com/bangerdev/banger/internal/shared/agentmux"
 )
 
 // Published ports (`banger vm port`): the store's published_ports rows are
@@ -161,6 +163,9 @@ func (d *Daemon) publishPort(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if v.State == api.VMRunning {
+		p.Warning = d.tryPort(r.Context(), v, p.GuestPort)
+	}
 	return writeJSON(w, http.StatusCreated, p)
 }
 
@@ -183,4 +188,22 @@ func (d *Daemon) unpublishPort(w http.ResponseWriter, r *http.Request) error {
 	d.ports.Unpublish(v.ID, port)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// tryPort makes one trial connection to a running VM's guest port through
+// its agent and says what is wrong, with the fix ("" when it answers).
+func (d *Daemon) tryPort(ctx context.Context, v vm.VM, guestPort int) string {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	c, err := d.dialGuest(ctx, v.ID, guestPort)
+	switch {
+	case err == nil:
+		c.Close()
+		return ""
+	case errors.Is(err, agentmux.ErrDialUnsupported):
+		return fmt.Sprintf("the agent of VM %s predates port publishing, so connections are closed: restart the VM with `banger vm restart %s`", v.Name, v.Name)
+	case errors.Is(err, agentmux.ErrPortNotListening):
+		return fmt.Sprintf("nothing listens on guest port %d yet (the service is not up yet): connections are closed until it listens on the guest's 127.0.0.1 or ::1", guestPort)
+	}
+	return fmt.Sprintf("a trial connection to guest port %d failed: %v", guestPort, err)
 }

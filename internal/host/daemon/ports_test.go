@@ -104,6 +104,10 @@ func TestPortRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !strings.Contains(other.Warning, "the service is not up yet") {
+		t.Errorf("publishing a port nothing listens on warns %q, want it to say the service is not up yet", other.Warning)
+	}
+	other.Warning = ""
 	list, err := d.Client.Ports(ctx, "dev")
 	if err != nil || len(list) != 2 || list[0].GuestPort != 4096 || list[1] != other {
 		t.Fatalf("Ports = %+v, %v; want 4096 and %+v", list, err, other)
@@ -224,5 +228,20 @@ func TestPortsSurviveRestart(t *testing.T) {
 	}
 	if got, err := request(t, p, "after restart"); err != nil || got != "AFTER RESTART" {
 		t.Fatalf("after a restart, the port answered %q, %v", got, err)
+	}
+}
+
+// A VM whose agent predates dial streams (the fake's refusal is an old
+// agent's unknown_type) still gets its port published, with a warning
+// that names the fix.
+func TestPublishWarnsOfAnOldAgent(t *testing.T) {
+	d := daemontest.Start(t, daemontest.Options{Fake: true})
+	d.CreateVM(t, api.CreateVMRequest{Name: "old"})
+	p, err := d.Client.PublishPort(context.Background(), "old", api.PublishPortRequest{GuestPort: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(p.Warning, "predates port publishing") || !strings.Contains(p.Warning, "banger vm restart old") {
+		t.Errorf("warning %q, want the old agent and `banger vm restart old` named", p.Warning)
 	}
 }
