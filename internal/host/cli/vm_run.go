@@ -12,8 +12,9 @@ import (
 
 func newVMRunCmd(app *App) *cobra.Command {
 	var (
-		cf   createFlags
-		mode string
+		cf        createFlags
+		mode      string
+		noPublish bool
 	)
 	c := &cobra.Command{
 		Use:   "run [PATH] [--mode git|full_copy] [create flags]",
@@ -22,7 +23,9 @@ func newVMRunCmd(app *App) *cobra.Command {
 PATH (default: the current directory) to /root/repo (as vm workspace
 prepare does) and print the next steps: ssh, exec, session start and
 attach, and the URLs of the services the image serves (opencode on the
-agents image). It never attaches by itself.
+agents image), which it publishes on the host's 127.0.0.1 (see vm port;
+--no-publish leaves them on the bridge address only). It never attaches
+by itself.
 
 The checkout is checked before anything is created: a path that is not a
 git work tree in git mode, or one with submodules, is refused up front.
@@ -30,7 +33,8 @@ If the copy fails after the VM booted, the VM is left running and the
 error says how to retry or remove it.`,
 		Example: `  banger vm run
   banger vm run ~/src/project --name proj --image agents --memory 4GiB
-  banger vm run . --mode full_copy`,
+  banger vm run . --mode full_copy
+  banger vm run . --egress @agents --no-publish`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usageError("vm run takes at most one path (the checkout): banger vm run [PATH]")
@@ -69,11 +73,14 @@ error says how to retry or remove it.`,
 			if err != nil {
 				return err
 			}
-			v = publishProbes(c.Context(), app, cl, v)
+			if !noPublish {
+				v = publishProbes(c.Context(), app, cl, v)
+			}
 			return printNextSteps(c.Context(), app, cl, v, true)
 		},
 	}
 	cf.bind(c.Flags())
 	c.Flags().StringVar(&mode, "mode", "git", "workspace mode: git or full_copy (see vm workspace prepare)")
+	c.Flags().BoolVar(&noPublish, "no-publish", false, "do not publish the image's service ports on 127.0.0.1")
 	return c
 }
