@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -34,7 +35,7 @@ func (d *Daemon) portRoutes(handle func(pattern string, h func(w http.ResponseWr
 // recorded port; one that cannot listen again (its host port taken
 // meanwhile) is logged with the fix, and stays recorded.
 func (d *Daemon) openPorts(ctx context.Context) {
-	d.ports = &portfwd.Manager{Dial: d.dialGuest, Log: d.log}
+	d.ports = &portfwd.Manager{Dial: d.dialGuest, Log: d.log, Allow: ownerOnly}
 	recs, err := d.store.Ports(ctx, "")
 	if err != nil {
 		d.log.Error("reading the published ports; none are listening", "error", err)
@@ -206,4 +207,18 @@ func (d *Daemon) tryPort(ctx context.Context, v vm.VM, guestPort int) string {
 		return fmt.Sprintf("nothing listens on guest port %d yet (the service is not up yet): connections are closed until it listens on the guest's 127.0.0.1 or ::1", guestPort)
 	}
 	return fmt.Sprintf("a trial connection to guest port %d failed: %v", guestPort, err)
+}
+
+// ownerOnly lets through a connection to a published port only from the
+// daemon's owner and root, as the guests' own addresses are (SPEC §8: only
+// the owner reaches the guests' services).
+func ownerOnly(c net.Conn) error {
+	uid, err := portfwd.PeerUID(c)
+	if err != nil {
+		return err
+	}
+	if uid != uint32(os.Getuid()) && uid != 0 {
+		return fmt.Errorf("uid %d is not the daemon's owner (%d) or root", uid, os.Getuid())
+	}
+	return nil
 }

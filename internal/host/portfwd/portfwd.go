@@ -56,6 +56,10 @@ type Manager struct {
 	MaxConns int
 	// Log hears of refused and failed connections; nil discards.
 	Log *slog.Logger
+	// Allow, when set, decides whether an accepted connection may reach
+	// the guest (the daemon lets only its owner and root through: see
+	// PeerUID); a refused one is closed at once.
+	Allow func(net.Conn) error
 
 	mu     sync.Mutex
 	ports  map[key]*forward
@@ -237,6 +241,14 @@ func (f *forward) serve() {
 			f.m.log().Warn("published port: too many connections, closing a new one", "vm", f.vm, "guest_port", f.guest, "bound", cap(f.sem))
 			c.Close()
 			continue
+		}
+		if allow := f.m.Allow; allow != nil {
+			if err := allow(c); err != nil {
+				f.m.log().Warn("published port: connection refused", "vm", f.vm, "guest_port", f.guest, "peer", c.RemoteAddr().String(), "reason", err)
+				c.Close()
+				<-f.sem
+				continue
+			}
 		}
 		if !f.track(c) {
 			c.Close()
