@@ -9,7 +9,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-    ca-certificates git make gcc cpio util-linux \
+    ca-certificates curl unzip git make gcc cpio util-linux \
     lz4 xz-utils zstd bzip2 systemd \
     qemu-system-x86 qemu-utils \
     e2fsprogs xfsprogs debootstrap \
@@ -22,8 +22,8 @@ apt-get install -y -qq --no-install-recommends \
 # As root, chromium refuses to start without --no-sandbox: the tests pass
 # it (with --headless and --disable-gpu) when they run as root, as in CI.
 # Check by hand: chromium --headless --no-sandbox --dump-dom about:blank
-if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
-    echo "install-deps.sh: Go 1.26 or newer is needed (https://go.dev/doc/install); put it at /usr/local/go" >&2
-    exit 1
-fi
+# Go: the distribution's is too old (Debian 12 ships 1.19); install-go.sh
+# fetches the toolchain go.mod names from the Go module proxy, checked
+# against its pinned hash, unless a recent enough Go is there.
+"$(dirname "$0")/install-go.sh"
 echo "install-deps.sh: host packages installed"
