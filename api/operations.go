@@ -8,12 +8,19 @@ import (
 // OperationState is where an operation is in its life.
 type OperationState string
 
-// Operation states. Running is the only non-terminal one.
+// Operation states. Running is the only non-terminal one. Canceled is an
+// operation stopped on someone's request (POST /v1/operations/{id}/cancel,
+// the daemon shutting down); its Error (code canceled) says who and at
+// which stage, and that stage's Detail is StageCanceled.
 const (
 	OperationRunning   OperationState = "running"
 	OperationSucceeded OperationState = "succeeded"
 	OperationFailed    OperationState = "failed"
+	OperationCanceled  OperationState = "canceled"
 )
+
+// StageCanceled is the Detail of the stage an operation was canceled in.
+const StageCanceled = "canceled"
 
 // Terminal reports whether the state is final.
 func (s OperationState) Terminal() bool { return s != OperationRunning }
@@ -71,6 +78,14 @@ type OperationEvent struct {
 	// always present, so `jq .duration_ms` never reads null.
 	Duration  Duration  `json:"duration_ms"`
 	Operation Operation `json:"operation"`
+}
+
+// CancelOperationRequest is the optional body of
+// POST /v1/operations/{id}/cancel. By names the front end asking ("banger
+// operation cancel", "banger tui"); the daemon adds the caller's uid, and
+// the operation's error then says "canceled by BY (uid N) at stage S".
+type CancelOperationRequest struct {
+	By string `json:"by,omitempty"`
 }
 
 // OperationList is the answer to GET /v1/operations.

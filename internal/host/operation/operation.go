@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,26 @@ import (
 // InterruptedReason is the error recorded on operations that were running
 // when the daemon stopped without finishing them.
 const InterruptedReason = "interrupted by daemon restart"
+
+// Cancellation is the cause an operation's context is canceled with: who
+// asked it to stop. An operation that ends with an error after its context
+// was canceled ends canceled (not failed), its error saying "KIND canceled
+// by BY at stage STAGE".
+type Cancellation struct {
+	// By names who asked, e.g. "banger operation cancel (uid 1000)" or
+	// "daemon shutdown (banger daemon stop)".
+	By string
+}
+
+func (c *Cancellation) Error() string { return "canceled by " + c.By }
+
+// Is makes a Cancellation match context.Canceled, as the context error it
+// stands for.
+func (c *Cancellation) Is(target error) bool { return target == context.Canceled }
+
+// baseEnded is who canceled the runs when the manager's base context ended
+// without a Cancellation of its own.
+const baseEnded = "the daemon stopping"
 
 // Store is what the manager needs from persistence.
 type Store interface {
@@ -66,7 +87,9 @@ type Manager struct {
 }
 
 // NewManager returns a manager whose runs derive their context from base:
-// cancelling base cancels every running operation.
+// cancelling base cancels every running operation, as canceled by the
+// base's cause when that is a *Cancellation (context.WithCancelCause),
+// by "the daemon stopping" otherwise.
 func NewManager(base context.Context, store Store, log *slog.Logger) *Manager {
 	return &Manager{store: store, log: log, now: time.Now, base: base, live: map[string]*Run{}, Keep: DefaultKeep}
 }
@@ -74,7 +97,8 @@ func NewManager(base context.Context, store Store, log *slog.Logger) *Manager {
 // Run is one executing operation. Its methods are safe for concurrent use.
 type Run struct {
 	m      *Manager
-	cancel context.CancelFunc
+	ctx    context.Context
+	cancel context.CancelCauseFunc
 	crash  *crashpoint.Tracker // the stages, for a crashpoints build's test points
 
 	mu      sync.Mutex
@@ -82,6 +106,11 @@ type Run struct {
 	events  []api.OperationEvent
 	dropped int
 	changed chan struct{} // closed and replaced on every new event
+	// stopped is the index in op.Stages of the stage that was running
+	// when the run's context was canceled (-1: none was); stopSet once
+	// it is known.
+	stopped int
+	stopSet bool
 }
 
 // NewID returns a fresh operation id.
@@ -95,10 +124,11 @@ func NewID() string {
 // at once (state running, no stages yet).
 func (m *Manager) Begin(kind, target string, fn Func) (api.Operation, error) {
 	now := m.now().UTC()
-	ctx, cancel := context.WithCancel(m.base)
+	ctx, cancel := context.WithCancelCause(m.base)
 	ctx, crash := crashpoint.Track(ctx, kind)
 	r := &Run{
 		m:       m,
+		ctx:     ctx,
 		cancel:  cancel,
 		crash:   crash,
 		changed: make(chan struct{}),
@@ -107,8 +137,14 @@ func (m *Manager) Begin(kind, target string, fn Func) (api.Operation, error) {
 			Stages: []api.Stage{}, CreatedAt: now, UpdatedAt: now,
 		},
 	}
+	// Where the run stood when it was canceled, by Cancel or by base.
+	context.AfterFunc(ctx, func() {
+		r.mu.Lock()
+		r.noteStopLocked()
+		r.mu.Unlock()
+	})
 	if err := m.store.SaveOperation(context.WithoutCancel(ctx), r.op); err != nil {
-		cancel()
+		cancel(nil)
 		return api.Operation{}, fmt.Errorf("recording operation: %w", err)
 	}
 	m.mu.Lock()
@@ -120,7 +156,7 @@ func (m *Manager) Begin(kind, target string, fn Func) (api.Operation, error) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		defer cancel()
+		defer cancel(nil)
 		result, err := runSafely(ctx, r, fn)
 		r.crash.Done()
 		r.finish(result, err)
@@ -216,10 +252,68 @@ func (r *Run) emitLocked(ev api.OperationEvent) {
 	r.changed = make(chan struct{})
 }
 
+// cancellation returns who canceled the run, or nil while its context
+// has not been canceled.
+func (r *Run) cancellation() *Cancellation {
+	if r.ctx.Err() == nil {
+		return nil
+	}
+	var c *Cancellation
+	if errors.As(context.Cause(r.ctx), &c) {
+		return c
+	}
+	return &Cancellation{By: baseEnded}
+}
+
+// noteStopLocked records the stage running now as the one the run was
+// canceled in, unless one is recorded already.
+func (r *Run) noteStopLocked() {
+	if r.stopSet {
+		return
+	}
+	r.stopSet, r.stopped = true, -1
+	if n := len(r.op.Stages); n > 0 && r.op.Stages[n-1].FinishedAt.IsZero() {
+		r.stopped = n - 1
+	}
+}
+
+// canceledError is a canceled operation's error: who, and where it
+// stopped (stage, "" for none). err, what the body returned, is kept when
+// it says more than that the context ended (a cleanup that failed).
+func canceledError(op api.Operation, stage string, c *Cancellation, err error) *api.Error {
+	where := "before its first stage"
+	switch {
+	case stage != "":
+		where = "at stage " + stage
+	case len(op.Stages) > 0:
+		where = "between stages, after " + op.Stages[len(op.Stages)-1].Name
+	}
+	msg := fmt.Sprintf("%s canceled by %s %s", strings.ReplaceAll(op.Kind, ".", " "), c.By, where)
+	if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		msg += ": " + err.Error()
+	}
+	return &api.Error{Code: api.CodeCanceled, Message: msg}
+}
+
 func (r *Run) finish(result any, err error) {
 	r.mu.Lock()
 	now := r.m.now().UTC()
-	if err != nil {
+	if c := r.cancellation(); err != nil && c != nil {
+		r.noteStopLocked() // when the run ends before AfterFunc ran
+		stage := ""
+		if r.stopped >= 0 {
+			stage = r.op.Stages[r.stopped].Name
+		}
+		r.op.Error = canceledError(r.op, stage, c, err)
+		r.op.State = api.OperationCanceled
+		if r.stopped >= 0 {
+			// Whatever note the stage had, it now says it was canceled
+			// (and its stage_finished event says so when it closes now).
+			r.op.Stages[r.stopped].Detail = api.StageCanceled
+		}
+		r.closeStageLocked(now, "")
+		r.m.log.Info("operation canceled", "op", r.op.ID, "by", c.By, "stage", stage, "error", err)
+	} else if err != nil {
 		r.closeStageLocked(now, "failed")
 		r.op.State = api.OperationFailed
 		r.op.Error = api.FromError(err)
@@ -250,7 +344,9 @@ func (r *Run) finish(result any, err error) {
 
 	attrs := []any{"op", op.ID, "kind", op.Kind, "target", op.Target, "state", op.State,
 		"duration_ms", now.Sub(op.CreatedAt).Milliseconds()}
-	if op.Error != nil {
+	if op.State == api.OperationCanceled {
+		r.m.log.Info("operation ended canceled", append(attrs, "error", op.Error.Message)...)
+	} else if op.Error != nil {
 		r.m.log.Warn("operation failed", append(attrs, "error", op.Error.Message)...)
 	} else {
 		r.m.log.Info("operation finished", attrs...)
@@ -327,11 +423,25 @@ func (m *Manager) liveRun(id string) *Run {
 	return m.live[id]
 }
 
-// Cancel asks a running operation to stop. It is not an error to cancel an
+// Cancel asks a running operation to stop on behalf of by (who asked,
+// e.g. "banger operation cancel (uid 1000)"): its context is canceled with
+// a *Cancellation, and followers hear a log line saying so. The first
+// cancel of a run is the one recorded. It is not an error to cancel an
 // operation that already finished.
-func (m *Manager) Cancel(ctx context.Context, id string) error {
+func (m *Manager) Cancel(ctx context.Context, id, by string) error {
 	if r := m.liveRun(id); r != nil {
-		r.cancel()
+		if by == "" {
+			by = "a client"
+		}
+		if r.ctx.Err() == nil {
+			r.mu.Lock()
+			r.noteStopLocked()
+			r.emitLocked(api.OperationEvent{Type: api.EventLog, Time: r.m.now().UTC(), Stage: r.op.CurrentStage,
+				Message: "cancel requested by " + by})
+			r.mu.Unlock()
+			m.log.Info("operation cancel requested", "op", id, "by", by)
+		}
+		r.cancel(&Cancellation{By: by})
 		return nil
 	}
 	_, err := m.store.GetOperation(ctx, id)

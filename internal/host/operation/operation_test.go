@@ -171,21 +171,179 @@ func TestFailuresKeepTheirCode(t *testing.T) {
 	}
 }
 
+// TestCancel: a canceled run ends canceled (not failed), its error says
+// who canceled it and at which stage, that stage is closed as canceled,
+// and the record stored is the one streamed.
 func TestCancel(t *testing.T) {
+	byClient := func(m *Manager, _ context.CancelCauseFunc, id string) error {
+		return m.Cancel(context.Background(), id, "banger operation cancel (uid 0)")
+	}
+	tests := []struct {
+		name string
+		// stages run before the body waits; none: it waits before its first.
+		stages []string
+		// cancel cancels the running operation (m's base is stop's).
+		cancel func(m *Manager, stop context.CancelCauseFunc, id string) error
+		// ret is what the body returns once its context ended.
+		ret       func(ctx context.Context) (any, error)
+		state     api.OperationState
+		message   string
+		stageNote []string // each stage's final detail
+	}{
+		{
+			name:   "by a client at a stage",
+			stages: []string{"allocate", "launch"}, cancel: byClient,
+			ret:       func(ctx context.Context) (any, error) { return nil, fmt.Errorf("launching: %w", ctx.Err()) },
+			state:     api.OperationCanceled,
+			message:   "vm create canceled by banger operation cancel (uid 0) at stage launch",
+			stageNote: []string{"", "canceled"},
+		},
+		{
+			name:   "before its first stage",
+			cancel: byClient,
+			ret:    func(ctx context.Context) (any, error) { return nil, ctx.Err() },
+			state:  api.OperationCanceled, message: "vm create canceled by banger operation cancel (uid 0) before its first stage",
+		},
+		{
+			name:   "a cleanup error is kept",
+			stages: []string{"launch"}, cancel: byClient,
+			ret:       func(ctx context.Context) (any, error) { return nil, errors.New("removing the work disk: device busy") },
+			state:     api.OperationCanceled,
+			message:   "vm create canceled by banger operation cancel (uid 0) at stage launch: removing the work disk: device busy",
+			stageNote: []string{"canceled"},
+		},
+		{
+			name:   "by the daemon shutting down, with its reason",
+			stages: []string{"launch"},
+			cancel: func(_ *Manager, stop context.CancelCauseFunc, _ string) error {
+				stop(&Cancellation{By: "daemon shutdown (banger daemon stop)"})
+				return nil
+			},
+			ret:       func(ctx context.Context) (any, error) { return nil, ctx.Err() },
+			state:     api.OperationCanceled,
+			message:   "vm create canceled by daemon shutdown (banger daemon stop) at stage launch",
+			stageNote: []string{"canceled"},
+		},
+		{
+			name:   "by the base context without a cause",
+			stages: []string{"launch"},
+			cancel: func(_ *Manager, stop context.CancelCauseFunc, _ string) error { stop(nil); return nil },
+			ret:    func(ctx context.Context) (any, error) { return nil, ctx.Err() },
+			state:  api.OperationCanceled, message: "vm create canceled by the daemon stopping at stage launch",
+			stageNote: []string{"canceled"},
+		},
+		{
+			name:   "finished anyway",
+			stages: []string{"launch"}, cancel: byClient,
+			ret:       func(ctx context.Context) (any, error) { return "made", nil },
+			state:     api.OperationSucceeded,
+			stageNote: []string{""},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := newMemStore()
+			base, stop := context.WithCancelCause(context.Background())
+			defer stop(nil)
+			m := NewManager(base, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			waiting := make(chan struct{})
+			op, err := m.Begin("vm.create", "demo", func(ctx context.Context, r *Run) (any, error) {
+				for _, s := range tt.stages {
+					r.Stage(s)
+				}
+				close(waiting)
+				<-ctx.Done()
+				return tt.ret(ctx)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			<-waiting
+			if err := tt.cancel(m, stop, op.ID); err != nil {
+				t.Fatal(err)
+			}
+			evs := collect(t, m, op.ID)
+			final := evs[len(evs)-1].Operation
+			if final.State != tt.state {
+				t.Fatalf("final state %s, want %s (error %+v)", final.State, tt.state, final.Error)
+			}
+			var msg string
+			if final.Error != nil {
+				msg = final.Error.Message
+				if final.Error.Code != api.CodeCanceled {
+					t.Errorf("error code %s, want canceled", final.Error.Code)
+				}
+			}
+			if msg != tt.message {
+				t.Errorf("error message\n got %q\nwant %q", msg, tt.message)
+			}
+			var notes []string
+			for _, s := range final.Stages {
+				if s.FinishedAt.IsZero() {
+					t.Errorf("stage %s left running", s.Name)
+				}
+				notes = append(notes, s.Detail)
+			}
+			if diff := cmp.Diff(tt.stageNote, notes); diff != "" {
+				t.Errorf("stage details (-want +got):\n%s", diff)
+			}
+			if stored, _ := st.GetOperation(context.Background(), op.ID); stored.State != tt.state {
+				t.Errorf("stored state %s, want %s", stored.State, tt.state)
+			}
+			// The event that closed the canceled stage says so.
+			for i, want := range tt.stageNote {
+				if want != api.StageCanceled {
+					continue
+				}
+				i := slices.IndexFunc(evs, func(ev api.OperationEvent) bool {
+					return ev.Type == api.EventStageFinished && ev.Stage == tt.stages[i]
+				})
+				if i < 0 || evs[i].Message != api.StageCanceled {
+					t.Errorf("no stage_finished event for %s saying canceled: %v", tt.stages[i], eventTypes(evs))
+				}
+			}
+		})
+	}
+}
+
+// TestCancelRequestIsHeard: followers hear who asked as a log line, a
+// second cancel does not change who is recorded, and cancelling an
+// unknown operation is not found.
+func TestCancelRequestIsHeard(t *testing.T) {
 	m, _ := newManager(t)
-	op, _ := m.Begin("test", "", func(ctx context.Context, r *Run) (any, error) {
-		r.Stage("wait")
+	waiting := make(chan struct{})
+	op, _ := m.Begin("image.bootstrap", "deb", func(ctx context.Context, r *Run) (any, error) {
+		r.Stage("debootstrap")
+		close(waiting)
 		<-ctx.Done()
 		return nil, ctx.Err()
 	})
-	if err := m.Cancel(context.Background(), op.ID); err != nil {
+	<-waiting
+	done := make(chan []api.OperationEvent)
+	attached := make(chan struct{})
+	go func() { done <- collectAttached(t, m, op.ID, attached) }()
+	<-attached
+	if err := m.Cancel(context.Background(), op.ID, "banger tui (uid 1000)"); err != nil {
 		t.Fatal(err)
 	}
-	evs := collect(t, m, op.ID)
-	if final := evs[len(evs)-1].Operation; final.Error == nil || final.Error.Code != api.CodeCanceled {
-		t.Fatalf("final = %+v, want canceled", final)
+	if err := m.Cancel(context.Background(), op.ID, "someone later"); err != nil {
+		t.Fatal(err)
 	}
-	if err := m.Cancel(context.Background(), "op-missing"); !errors.Is(err, api.ErrNotFound) {
+	evs := <-done
+	var logs []string
+	for _, ev := range evs {
+		if ev.Type == api.EventLog {
+			logs = append(logs, ev.Stage+": "+ev.Message)
+		}
+	}
+	if diff := cmp.Diff([]string{"debootstrap: cancel requested by banger tui (uid 1000)"}, logs); diff != "" {
+		t.Errorf("log events (-want +got):\n%s", diff)
+	}
+	final := evs[len(evs)-1].Operation
+	if want := "image bootstrap canceled by banger tui (uid 1000) at stage debootstrap"; final.Error == nil || final.Error.Message != want {
+		t.Errorf("final error %+v, want %q", final.Error, want)
+	}
+	if err := m.Cancel(context.Background(), "op-missing", "x"); !errors.Is(err, api.ErrNotFound) {
 		t.Errorf("cancel unknown: %v", err)
 	}
 }
