@@ -19,6 +19,11 @@ type Check struct {
 	Detail string      `json:"detail"`
 	// Fix says what to do; set for every status but ok.
 	Fix string `json:"fix,omitempty"`
+	// AutoFix names the fix `banger doctor --fix` can apply for this
+	// outcome ("apt:PACKAGE", "kvm-group", "host-setup", "managed-key");
+	// empty when there is none. It may be set on an ok check whose state
+	// can still be completed now (a managed key generated on first use).
+	AutoFix string `json:"auto_fix,omitempty"`
 }
 
 // DoctorReport is the answer to GET /v1/doctor and the result of a deep

@@ -213,8 +213,12 @@ func ConfigError(err error) api.Check {
 
 func kvmDeviceCheck(h Host) api.Check {
 	if err := h.KVMDevice(); err != nil {
-		return bad(CheckKVMDevice, api.CheckFail, err.Error(),
+		c := bad(CheckKVMDevice, api.CheckFail, err.Error(),
 			"load kvm_intel or kvm_amd and give your user access to /dev/kvm (add it to the kvm group); without KVM banger falls back to slow QEMU software emulation")
+		if h.Exists(kvmPath) && errors.Is(h.ReadWrite(kvmPath), fs.ErrPermission) {
+			c.AutoFix = FixKVMGroup
+		}
+		return c
 	}
 	return ok(CheckKVMDevice, "/dev/kvm is accessible")
 }
@@ -284,8 +288,12 @@ func qemuCheck(ctx context.Context, h Host, cfg *config.Config) api.Check {
 		if cfg.Hypervisor == "firecracker" {
 			st = api.CheckWarn
 		}
-		return bad(CheckQEMU, st, cfg.QEMUBin+" not found",
+		c := bad(CheckQEMU, st, cfg.QEMUBin+" not found",
 			"apt-get install qemu-system-x86, or set qemu_bin in the config")
+		if cfg.QEMUBin == config.DefaultQEMUBin {
+			c.AutoFix = FixPackagePrefix + "qemu-system-x86"
+		}
+		return c
 	}
 	return ok(CheckQEMU, version+" ("+path+")")
 }
@@ -334,7 +342,7 @@ func tunCheck(h Host) api.Check {
 func iprouteCheck(ctx context.Context, h Host) api.Check {
 	path, version, err := binaryVersion(ctx, h, "ip", "-V")
 	if err != nil {
-		return bad(CheckIPRoute, api.CheckWarn, "ip not found", "apt-get install iproute2")
+		return withAutoFix(bad(CheckIPRoute, api.CheckWarn, "ip not found", "apt-get install iproute2"), FixPackagePrefix+"iproute2")
 	}
 	return ok(CheckIPRoute, version+" ("+path+")")
 }
@@ -355,7 +363,7 @@ func e2fsprogsCheck(ctx context.Context, h Host) api.Check {
 		}
 	}
 	if len(missing) > 0 {
-		return bad(CheckE2fsprogs, api.CheckFail, "missing "+strings.Join(missing, ", "), "apt-get install e2fsprogs")
+		return withAutoFix(bad(CheckE2fsprogs, api.CheckFail, "missing "+strings.Join(missing, ", "), "apt-get install e2fsprogs"), FixPackagePrefix+"e2fsprogs")
 	}
 	_, version, _ := binaryVersion(ctx, h, "mkfs.ext4", "-V")
 	return ok(CheckE2fsprogs, version)
@@ -364,8 +372,8 @@ func e2fsprogsCheck(ctx context.Context, h Host) api.Check {
 func debootstrapCheck(ctx context.Context, h Host) api.Check {
 	_, version, err := binaryVersion(ctx, h, "debootstrap", "--version")
 	if err != nil {
-		return bad(CheckDebootstrap, api.CheckWarn, "debootstrap not found: `banger image bootstrap debian` cannot run",
-			"apt-get install debootstrap")
+		return withAutoFix(bad(CheckDebootstrap, api.CheckWarn, "debootstrap not found: `banger image bootstrap debian` cannot run",
+			"apt-get install debootstrap"), FixPackagePrefix+"debootstrap")
 	}
 	return ok(CheckDebootstrap, version)
 }
@@ -418,7 +426,7 @@ func sshKeyCheck(h Host, cfg *config.Config) api.Check {
 	case err == nil:
 		return ok(CheckSSHKey, "configured key "+path+" ("+fp+")")
 	case managed && errors.Is(err, fs.ErrNotExist):
-		return ok(CheckSSHKey, "managed key "+path+" is generated on first use")
+		return withAutoFix(ok(CheckSSHKey, "managed key "+path+" is generated on first use"), FixManagedKey)
 	case managed:
 		return bad(CheckSSHKey, api.CheckFail, "managed key "+path+": "+errText(err), "move "+path+" aside; banger generates a new managed key")
 	}

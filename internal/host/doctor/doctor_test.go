@@ -29,6 +29,7 @@ type fakeHost struct {
 	programs   map[string]string // name -> version line ("" = present, version unknown)
 	files      map[string]bool
 	kvmErr     error
+	kvmRWErr   error // what opening /dev/kvm read-write gives
 	tunErr     error
 	reflink    bool
 	reflinkErr error
@@ -79,8 +80,11 @@ func (h *fakeHost) Version(_ context.Context, bin string, _ ...string) (string, 
 }
 
 func (h *fakeHost) ReadWrite(path string) error {
-	if path == "/dev/net/tun" {
+	switch path {
+	case "/dev/net/tun":
 		return h.tunErr
+	case kvmPath:
+		return h.kvmRWErr
 	}
 	return nil
 }

@@ -37,7 +37,7 @@ func NetworkChecks(in NetworkInputs) []api.Check {
 		if in.DaemonRoot {
 			return bad(name, api.CheckWarn, what+" is not set up yet", "nothing to do: bangerd runs as root and sets it up for the first VM")
 		}
-		return bad(name, api.CheckFail, what+" is missing and bangerd is not root", "run `sudo banger host setup` once")
+		return withAutoFix(bad(name, api.CheckFail, what+" is missing and bangerd is not root", "run `sudo banger host setup` once"), FixHostSetup)
 	}
 	var checks []api.Check
 	gw := netip.PrefixFrom(hostnet.Gateway(cfg.Subnet), cfg.Subnet.Bits())
@@ -45,8 +45,12 @@ func NetworkChecks(in NetworkInputs) []api.Check {
 	case !st.Bridge.Exists:
 		checks = append(checks, notYet(CheckBridge, "bridge "+cfg.Bridge))
 	case !st.Bridge.Up || !hasAddr(st.Bridge.Addrs, gw):
-		checks = append(checks, bad(CheckBridge, api.CheckFail, fmt.Sprintf("bridge %s is down or lacks %s", cfg.Bridge, gw),
-			"restart bangerd as root, or run `sudo banger host setup`"))
+		c := bad(CheckBridge, api.CheckFail, fmt.Sprintf("bridge %s is down or lacks %s", cfg.Bridge, gw),
+			"restart bangerd as root, or run `sudo banger host setup`")
+		if !in.DaemonRoot {
+			c.AutoFix = FixHostSetup
+		}
+		checks = append(checks, c)
 	default:
 		checks = append(checks, ok(CheckBridge, fmt.Sprintf("%s up with %s", cfg.Bridge, gw)))
 	}
@@ -56,8 +60,8 @@ func NetworkChecks(in NetworkInputs) []api.Check {
 	case len(st.TAPs) == 0 && !st.Bridge.Exists:
 		checks = append(checks, notYet(CheckTAPPool, "the TAP pool"))
 	case len(idle) < cfg.PoolSize && !in.DaemonRoot:
-		checks = append(checks, bad(CheckTAPPool, api.CheckWarn, fmt.Sprintf("%d idle of %d wanted, %d leased", len(idle), cfg.PoolSize, len(in.Leased)),
-			fmt.Sprintf("run `sudo banger host setup --taps %d` for more capacity", cfg.PoolSize)))
+		checks = append(checks, withAutoFix(bad(CheckTAPPool, api.CheckWarn, fmt.Sprintf("%d idle of %d wanted, %d leased", len(idle), cfg.PoolSize, len(in.Leased)),
+			fmt.Sprintf("run `sudo banger host setup --taps %d` for more capacity", cfg.PoolSize)), FixHostSetup))
 	default:
 		checks = append(checks, ok(CheckTAPPool, fmt.Sprintf("%d idle, %d leased (pool size %d)", len(idle), len(in.Leased), cfg.PoolSize)))
 	}
@@ -82,17 +86,24 @@ func natCheck(in NetworkInputs, notYet func(name, what string) api.Check) api.Ch
 	cfg, st := in.Config, in.State
 	rewrite := "run `sudo banger host setup` to rewrite them (a root bangerd rewrites them when it next starts)"
 	isolation, antiSpoof := hostnet.TablesCurrent(cfg, st)
+	// The tables a rootless bangerd cannot write, `host setup` rewrites.
+	fixable := func(c api.Check) api.Check {
+		if !in.DaemonRoot {
+			c.AutoFix = FixHostSetup
+		}
+		return c
+	}
 	switch {
 	case st.TableUnknown:
 		return bad(CheckNAT, api.CheckSkip, "an unprivileged process cannot read nftables", "run `sudo banger doctor` to check the NAT, isolation and anti-spoofing tables")
 	case st.Table == nil && st.AntiSpoof == nil:
 		return notYet(CheckNAT, "nftables tables inet and bridge "+cfg.Table)
 	case st.AntiSpoof == nil:
-		return bad(CheckNAT, api.CheckFail, fmt.Sprintf("table inet %s is there but the anti-spoofing table bridge %s is missing: a guest can take over another VM's address", cfg.Table, cfg.Table), rewrite)
+		return fixable(bad(CheckNAT, api.CheckFail, fmt.Sprintf("table inet %s is there but the anti-spoofing table bridge %s is missing: a guest can take over another VM's address", cfg.Table, cfg.Table), rewrite))
 	case st.Table == nil:
-		return bad(CheckNAT, api.CheckFail, fmt.Sprintf("the NAT and isolation table inet %s is missing: guests have no egress", cfg.Table), rewrite)
+		return fixable(bad(CheckNAT, api.CheckFail, fmt.Sprintf("the NAT and isolation table inet %s is missing: guests have no egress", cfg.Table), rewrite))
 	case !isolation || !antiSpoof:
-		return bad(CheckNAT, api.CheckWarn, "banger's nftables tables or TAP bindings differ from what this banger and its config write (an older banger, a changed network.allow_cidrs or resolver, or an edit by hand): guests may reach private or metadata addresses, other users may reach guests, or a VM may have no network", rewrite)
+		return fixable(bad(CheckNAT, api.CheckWarn, "banger's nftables tables or TAP bindings differ from what this banger and its config write (an older banger, a changed network.allow_cidrs or resolver, or an edit by hand): guests may reach private or metadata addresses, other users may reach guests, or a VM may have no network", rewrite))
 	}
 	allowed := "none"
 	if len(cfg.AllowCIDRs) > 0 {
