@@ -24,13 +24,18 @@ const ContentTypeNDJSON = "application/x-ndjson"
 
 // DaemonStatus is the answer to GET /v1/daemon.
 type DaemonStatus struct {
-	Version    string `json:"version"`
-	BuildID    string `json:"build_id"`
-	PID        int    `json:"pid"`
-	UID        int    `json:"uid"`
-	Socket     string `json:"socket"`
-	StorePath  string `json:"store_path"`
-	LogFile    string `json:"log_file"`
+	Version   string `json:"version"`
+	BuildID   string `json:"build_id"`
+	PID       int    `json:"pid"`
+	UID       int    `json:"uid"`
+	Socket    string `json:"socket"`
+	StorePath string `json:"store_path"`
+	// LogFile is the daemon's log file; "" when it logs to the journal
+	// (bangerd under systemd: `journalctl -u bangerd`).
+	LogFile string `json:"log_file"`
+	// ManagedBy names the service manager that started the daemon
+	// ("systemd"); "" when banger (or a user) started it.
+	ManagedBy  string `json:"managed_by,omitempty"`
 	Executable string `json:"executable"`
 	// ExecutableStamp identifies the executable file the daemon started
 	// from (size and modification time); when the installed bangerd no

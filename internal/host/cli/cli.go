@@ -155,6 +155,7 @@ func (a *App) controllerFor(paths config.Paths) *daemonctl.Controller {
 		DaemonBin:  bin,
 		ConfigFile: paths.ConfigFile,
 		Notices:    a.Stderr,
+		Unit:       daemonctl.FindUnit(a.Env, a.UID),
 	}
 }
 

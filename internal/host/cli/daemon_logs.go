@@ -2,18 +2,21 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/bangerdev/banger/internal/host/daemonctl"
 	"github.com/bangerdev/banger/internal/host/logrotate"
 )
 
@@ -31,13 +34,21 @@ time, level, message, then its fields. --json prints the records as stored.
 The log is read from the state directory, so it works while the daemon is
 stopped or failing to start, and while the config file is broken (it then
 reads only the file's directories, with a warning). bangerd rotates the log to bangerd.log.1 at
-16 MiB; -n reads back into that file, and -f follows across a rotation.`,
+16 MiB; -n reads back into that file, and -f follows across a rotation.
+
+When systemd manages bangerd (its unit is enabled or active), the daemon
+logs to the journal instead: the log is then read with journalctl
+(` + "`journalctl -u bangerd`" + `, --user for a rootless daemon), -n, -f and
+--json passed on.`,
 		Example: "  banger daemon logs\n  banger daemon logs -n 200\n  banger daemon logs -f --json | jq .",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			paths, cfgErr, warn, err := app.lifecyclePaths()
 			if err != nil {
 				return err
+			}
+			if unit := daemonctl.FindUnit(app.Env, app.UID); unit.Manages(c.Context()) {
+				return app.journalLogs(c.Context(), unit, lines, follow, raw)
 			}
 			path := paths.LogFile()
 			f, err := os.Open(path)
@@ -123,6 +134,22 @@ reads only the file's directories, with a warning). bangerd rotates the log to b
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new records")
 	c.Flags().BoolVar(&raw, "json", false, "print records as stored (JSON lines)")
 	return c
+}
+
+// journalLogs prints the log of a daemon systemd manages, which is in the
+// journal, through journalctl.
+func (app *App) journalLogs(ctx context.Context, unit *daemonctl.Unit, lines int, follow, asJSON bool) error {
+	jc := daemonctl.LookPath(app.Env, "journalctl")
+	if jc == "" {
+		return fmt.Errorf("bangerd runs under systemd and logs to the journal, but journalctl is not on PATH: read the log with `%s` where it is", unit.Journal())
+	}
+	fmt.Fprintf(app.Stderr, "banger: bangerd runs under systemd: its log is in the journal (`%s`)\n", unit.Journal())
+	cmd := exec.CommandContext(ctx, jc, unit.JournalArgs(lines, follow, asJSON)...)
+	cmd.Stdout, cmd.Stderr = app.Stdout, app.Stderr
+	if err := cmd.Run(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%s: %w (a user outside the systemd-journal and adm groups may not read the system journal: try with sudo)", jc, err)
+	}
+	return nil
 }
 
 // rotated reports whether path now names another file than f, as after

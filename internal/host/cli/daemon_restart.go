@@ -11,6 +11,7 @@ func newDaemonRestartCmd(app *App) *cobra.Command {
 		Use:   "restart",
 		Short: "Stop bangerd if it runs, then start it again",
 		Long: `Stop bangerd if it runs, then start it again with the current config file.
+When systemd manages bangerd, this is ` + "`systemctl restart bangerd`" + `.
 A broken config file is refused before anything is stopped (see
 ` + "`banger config validate`" + `): the running daemon goes on.`,
 		Example: "  banger daemon restart",
@@ -24,7 +25,7 @@ A broken config file is refused before anything is stopped (see
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(app.Stdout, "bangerd restarted (pid %d, build %s)\n", st.PID, st.BuildID)
+			_, err = fmt.Fprintf(app.Stdout, "bangerd restarted%s (pid %d, build %s)\n", byManager(st), st.PID, st.BuildID)
 			return err
 		},
 	}

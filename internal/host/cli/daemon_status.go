@@ -55,6 +55,13 @@ func printDaemonStatus(app *App, st api.DaemonStatus) error {
 	t.row("uptime", fmtDuration(st.Uptime.D()))
 	t.row("started", st.StartedAt.Local().Format(time.RFC3339))
 	t.row("store", st.StorePath)
-	t.row("log", st.LogFile)
+	if st.ManagedBy != "" {
+		t.row("managed by", st.ManagedBy)
+	}
+	if st.LogFile != "" {
+		t.row("log", st.LogFile)
+	} else {
+		t.row("log", "the journal (banger daemon logs)")
+	}
 	return t.flush()
 }

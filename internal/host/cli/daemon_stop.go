@@ -12,7 +12,9 @@ func newDaemonStopCmd(app *App) *cobra.Command {
 		Use:   "stop",
 		Short: "Stop bangerd gracefully (VMs keep running)",
 		Long: `Ask bangerd to finish in-flight requests and exit, and wait until it has.
-Running VMs are not stopped. It works while the config file is broken (it
+Running VMs are not stopped. A daemon systemd started is stopped with
+` + "`systemctl stop bangerd`" + ` (--user for a rootless one), so systemd does not
+start it again. It works while the config file is broken (it
 then reads only the file's directories, with a warning), so a daemon
 running with the old file can always be stopped.`,
 		Example: "  banger daemon stop",

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -29,6 +30,7 @@ import (
 	"github.com/bangerdev/banger/internal/host/hypervisor/qemu"
 	"github.com/bangerdev/banger/internal/host/image"
 	"github.com/bangerdev/banger/internal/host/imagebuild"
+	"github.com/bangerdev/banger/internal/host/journal"
 	"github.com/bangerdev/banger/internal/host/localsock"
 	"github.com/bangerdev/banger/internal/host/logrotate"
 	"github.com/bangerdev/banger/internal/host/operation"
@@ -51,6 +53,13 @@ type Options struct {
 	// Seams, for tests only, replace the hypervisor drivers and the host
 	// network (see TestSeams); nil, as bangerd runs, uses the real ones.
 	Seams *TestSeams
+	// LogTo, when set, receives the log (as the journal wants it, see
+	// package journal) instead of the log file: bangerd under systemd.
+	LogTo io.Writer
+	// ManagedBy names the service manager that started the daemon
+	// ("systemd"), reported in its status so the CLI stops and restarts
+	// it through that manager; "" when the CLI (or a user) started it.
+	ManagedBy string
 }
 
 // Daemon is one running bangerd.
@@ -121,12 +130,17 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer os.Remove(pidFile)
 
-	logFile, err := logrotate.Open(cfg.Paths.LogFile(), maxLogSize)
-	if err != nil {
-		return err
+	var log *slog.Logger
+	if opts.LogTo != nil {
+		log = slog.New(journal.Handler(opts.LogTo, cfg.SlogLevel()))
+	} else {
+		logFile, err := logrotate.Open(cfg.Paths.LogFile(), maxLogSize)
+		if err != nil {
+			return err
+		}
+		defer logFile.Close()
+		log = slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 	}
-	defer logFile.Close()
-	log := slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 
 	exe, _ := os.Executable()
 	d := &Daemon{

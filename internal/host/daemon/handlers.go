@@ -20,12 +20,30 @@ func (d *Daemon) getDaemon(w http.ResponseWriter, r *http.Request) error {
 		UID:             os.Getuid(),
 		Socket:          d.cfg.Paths.Socket(),
 		StorePath:       d.store.Path(),
-		LogFile:         d.cfg.Paths.LogFile(),
+		LogFile:         d.logFile(),
+		ManagedBy:       d.opts.ManagedBy,
 		Executable:      d.exe,
 		ExecutableStamp: d.exeStamp,
 		StartedAt:       d.started.UTC(),
 		Uptime:          api.Duration(time.Since(d.started)),
 	})
+}
+
+// logFile is the daemon's log file, or "" when it logs to stderr (the
+// journal).
+func (d *Daemon) logFile() string {
+	if d.opts.LogTo != nil {
+		return ""
+	}
+	return d.cfg.Paths.LogFile()
+}
+
+// logPlace says where the log is read: the file, or the journal.
+func (d *Daemon) logPlace() string {
+	if f := d.logFile(); f != "" {
+		return f
+	}
+	return "the journal (`banger daemon logs`)"
 }
 
 func (d *Daemon) postShutdown(w http.ResponseWriter, r *http.Request) error {

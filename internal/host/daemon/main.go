@@ -10,25 +10,32 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/bangerdev/banger/internal/host/config"
+	"github.com/bangerdev/banger/internal/host/journal"
 	"github.com/bangerdev/banger/internal/shared/buildinfo"
 )
 
-// Main is bangerd's entry point: `bangerd [--config FILE]` serves until
+// Main is bangerd's entry point: `bangerd [--config FILE] [--log-to-stderr]` serves until
 // SIGINT/SIGTERM; `bangerd version [--json]` prints the build.
 func Main(args []string, stdout, stderr io.Writer) int {
 	fset := flag.NewFlagSet("bangerd", flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	configFile := fset.String("config", "", "config file (default: $XDG_CONFIG_HOME/banger/config.toml)")
+	toStderr := fset.Bool("log-to-stderr", false, "log to stderr (the journal under systemd) instead of the log file; implied when stderr is the journal stream (JOURNAL_STREAM)")
 	fset.Usage = func() {
 		fmt.Fprint(stderr, `bangerd is banger's daemon. The banger CLI starts it on demand; run it
 yourself only under a service manager or to debug.
 
 Usage:
-  bangerd [--config FILE]     serve until SIGINT or SIGTERM
+  bangerd [--config FILE] [--log-to-stderr]
+                              serve until SIGINT or SIGTERM
   bangerd version [--json]    print version and build id
+
+Under systemd (packaging/systemd, `+"`man bangerd`"+`) it logs to the journal
+and the CLI starts, stops and restarts it through systemctl.
 
 Flags:
 `)
@@ -68,11 +75,26 @@ Flags:
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := Run(ctx, Options{Config: cfg, ConfigFileFound: !errors.Is(statErr, fs.ErrNotExist)}); err != nil {
+	opts := Options{Config: cfg, ConfigFileFound: !errors.Is(statErr, fs.ErrNotExist), ManagedBy: managedBy(env)}
+	if f, ok := stderr.(*os.File); *toStderr || (ok && journal.Connected(os.Getenv(journal.EnvStream), f)) {
+		opts.LogTo = stderr
+	}
+	if err := Run(ctx, opts); err != nil {
 		fmt.Fprintf(stderr, "bangerd: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// managedBy names the service manager that started this very process:
+// systemd (since 248) sets SYSTEMD_EXEC_PID to the pid it executed, so a
+// daemon the CLI spawned from inside some service's tree, which inherits
+// the variable, is not taken for systemd's.
+func managedBy(env config.Env) string {
+	if pid, ok := env("SYSTEMD_EXEC_PID"); ok && pid == strconv.Itoa(os.Getpid()) {
+		return "systemd"
+	}
+	return ""
 }
 
 func printVersion(args []string, stdout io.Writer) int {

@@ -123,7 +123,7 @@ func (d *Daemon) middleware(next http.Handler) http.Handler {
 				}
 				d.log.Error("handler panic", "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				writeError(w, api.Errorf(api.CodeInternal, "bangerd hit an internal error handling %s; details are in %s",
-					r.URL.Path, d.cfg.Paths.LogFile()))
+					r.URL.Path, d.logPlace()))
 			}
 		}()
 		next.ServeHTTP(w, r)

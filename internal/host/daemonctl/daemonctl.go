@@ -45,6 +45,10 @@ type Controller struct {
 	// *ConfigError, and Ensure neither starts a daemon nor replaces a
 	// stale one, since the new one would refuse the file.
 	ConfigErr error
+	// Unit, when set, is bangerd's systemd service for this user (see
+	// FindUnit). While systemd manages it (Unit.Manages), Start, Stop and
+	// Restart go through systemctl and no daemon is ever spawned here.
+	Unit *Unit
 }
 
 // ConfigError is Start's and Restart's refusal while the config file is
@@ -198,6 +202,9 @@ func (c *Controller) Start(ctx context.Context) (api.DaemonStatus, error) {
 	if st, err := c.Status(ctx); err == nil {
 		return st, nil
 	}
+	if c.Unit.Manages(ctx) {
+		return c.startUnit(ctx, "start", 0)
+	}
 	out, err := localsock.OpenPrivateFile(c.OutFile(), os.O_WRONLY)
 	if err != nil {
 		return api.DaemonStatus{}, err
@@ -284,10 +291,56 @@ func (c *Controller) Restart(ctx context.Context) (api.DaemonStatus, error) {
 	if err := c.refuse(ctx, "restarting"); err != nil {
 		return api.DaemonStatus{}, err
 	}
+	st, err := c.Status(ctx)
+	if err != nil && !client.IsNotRunning(err) {
+		return api.DaemonStatus{}, err
+	}
+	running := err == nil
+	if c.Unit.Manages(ctx) {
+		old := 0
+		if running && st.ManagedBy == "systemd" {
+			old = st.PID
+		} else if running {
+			// A daemon banger spawned before the unit was enabled: the
+			// unit's would find its store locked.
+			if err := c.Stop(ctx); err != nil && !client.IsNotRunning(err) {
+				return api.DaemonStatus{}, err
+			}
+		}
+		return c.startUnit(ctx, "restart", old)
+	}
 	if err := c.Stop(ctx); err != nil && !client.IsNotRunning(err) {
 		return api.DaemonStatus{}, err
 	}
 	return c.Start(ctx)
+}
+
+// startUnit runs `systemctl start` or `restart` and waits until a daemon
+// other than pid old answers on the socket.
+func (c *Controller) startUnit(ctx context.Context, verb string, old int) (api.DaemonStatus, error) {
+	if err := c.Unit.Do(ctx, verb); err != nil {
+		return api.DaemonStatus{}, err
+	}
+	timeout := c.StartTimeout
+	if timeout == 0 {
+		timeout = 15 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	var st api.DaemonStatus
+	err := poll.Until(ctx, 20*time.Millisecond, func() (bool, error) {
+		var err error
+		st, err = c.Status(ctx)
+		if err == nil && st.PID != old {
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			return false, api.Errorf(api.CodeUnavailable,
+				"%s succeeded but no bangerd answers on %s within %s: see `%s` and `%s`; the unit serves the default paths, so a BANGER_HOME, XDG_RUNTIME_DIR or config file of this shell's own puts banger's socket elsewhere",
+				c.Unit.Command(verb), c.Paths.Socket(), timeout, c.Unit.Command("status"), c.Unit.Journal())
+		}
+		return false, nil
+	})
+	return st, err
 }
 
 // Stop asks the daemon to shut down and waits until its process is gone.
@@ -297,10 +350,18 @@ func (c *Controller) Stop(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cl := c.client()
-	defer cl.Close()
-	if err := cl.Shutdown(ctx, "banger daemon stop"); err != nil {
-		return err
+	if st.ManagedBy == "systemd" && c.Unit != nil {
+		// Through systemd, so that it records the unit stopped rather
+		// than, on a later failure, restarting a daemon asked to stop.
+		if err := c.Unit.Do(ctx, "stop"); err != nil {
+			return err
+		}
+	} else {
+		cl := c.client()
+		defer cl.Close()
+		if err := cl.Shutdown(ctx, "banger daemon stop"); err != nil {
+			return err
+		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	return poll.Until(ctx, 20*time.Millisecond, func() (bool, error) {
