@@ -18,6 +18,7 @@ import (
 	"github.com/bangerdev/banger/internal/host/daemonctl"
 	"github.com/bangerdev/banger/internal/host/termsafe"
 	"github.com/spf13/cobra"
+	"github.com/vishvananda/netns"
 )
 
 // Exit codes.
@@ -41,6 +42,9 @@ type App struct {
 	configFlag string
 	cfg        *config.Config
 	cfgFound   bool
+	// netNS, when set, is the network namespace `host setup` and doctor
+	// act on instead of this process's own (tests).
+	netNS *netns.NsHandle
 }
 
 // exitError carries a specific exit code through cobra.

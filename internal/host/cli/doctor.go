@@ -15,6 +15,7 @@ func newDoctorCmd(app *App) *cobra.Command {
 	var (
 		asJSON       bool
 		deep         bool
+		fix, yes     bool
 		probeTimeout time.Duration
 	)
 	c := &cobra.Command{
@@ -28,13 +29,33 @@ runs that probe (a tiny guest under QEMU+KVM, time-boxed) as a daemon
 operation with live stages and records the result, which later quick runs
 report. Without --deep the last recorded probe is shown, or "skip".
 
+--fix applies the fixes banger knows: missing packages (apt-get install),
+access to /dev/kvm (the kvm group), the bridge, tables and TAP pool of a
+rootless bangerd (as ` + "`banger host setup`" + `) and a missing managed SSH key.
+Each fix is shown with its command and asked for (y/N) unless --yes;
+without a terminal --fix needs --yes. Fixes that change the system need
+root (` + "`sudo banger doctor --fix`" + `); the managed key is the user's, so it is
+made without sudo. Afterwards the checks run again. What no fix covers is
+listed with what to do by hand.
+
 Exits 1 when any check fails.`,
-		Example: "  banger doctor\n  banger doctor --deep\n  banger doctor --json | jq '.checks[] | select(.status != \"ok\")'",
+		Example: "  banger doctor\n  banger doctor --deep\n  banger doctor --json | jq '.checks[] | select(.status != \"ok\")'\n  sudo banger doctor --fix\n  banger doctor --fix --yes",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
+			if yes && !fix {
+				return usageError("--yes only goes with --fix")
+			}
+			if fix && asJSON {
+				return usageError("--fix prints its plan as text: leave out --json")
+			}
 			rep, err := runDoctor(c.Context(), app, deep, probeTimeout, asJSON)
 			if err != nil {
 				return err
+			}
+			if fix {
+				return doctorFix(c.Context(), app, rep, yes, func() (api.DoctorReport, error) {
+					return runDoctor(c.Context(), app, false, probeTimeout, true)
+				})
 			}
 			if asJSON {
 				if err := printJSON(app.Stdout, rep); err != nil {
@@ -51,6 +72,8 @@ Exits 1 when any check fails.`,
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	c.Flags().BoolVar(&deep, "deep", false, "also boot a probe guest to test KVM (up to --probe-timeout)")
+	c.Flags().BoolVar(&fix, "fix", false, "apply the fixes banger knows, asking before each")
+	c.Flags().BoolVarP(&yes, "yes", "y", false, "with --fix: apply without asking")
 	c.Flags().DurationVar(&probeTimeout, "probe-timeout", 20*time.Second, "how long the KVM probe guest may take to reach userspace")
 	return c
 }
@@ -75,6 +98,7 @@ func runDoctor(ctx context.Context, app *App, deep bool, probeTimeout time.Durat
 	cl, err := app.Client(ctx)
 	if err != nil {
 		rep := doctor.Run(ctx, doctor.System{}, doctor.Inputs{Config: cfg, ConfigFileFound: app.cfgFound})
+		rep.Checks = append(rep.Checks, localNetworkChecks(ctx, app, cfg)...)
 		rep.Checks = append(rep.Checks, api.Check{Name: doctor.CheckDaemon, Status: api.CheckFail, Detail: err.Error(),
 			Fix: "see `banger daemon logs` and " + cfg.Paths.StateDir + "/bangerd.out"})
 		return rep, nil

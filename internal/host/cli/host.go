@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -29,9 +30,9 @@ not have the privileges).`,
 
 // hostUser is who the TAP pool belongs to: --user, else the user sudo was
 // run by, else the caller.
-func hostUser(name string) (*hostnet.Owner, string, error) {
+func (a *App) hostUser(name string) (*hostnet.Owner, string, error) {
 	if name == "" {
-		name = os.Getenv("SUDO_USER")
+		name, _ = a.Env("SUDO_USER")
 	}
 	if name == "" {
 		return &hostnet.Owner{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}, strconv.Itoa(os.Getuid()), nil
@@ -45,11 +46,67 @@ func hostUser(name string) (*hostnet.Owner, string, error) {
 	return &hostnet.Owner{UID: uint32(uid), GID: uint32(gid)}, u.Username, nil
 }
 
-func hostExecutor() (*hostnet.Executor, error) {
+func (a *App) hostExecutor() (*hostnet.Executor, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("this changes the host's network: run it as root (sudo banger host ...)")
 	}
-	return hostnet.NewExecutor(netns.None(), slog.New(slog.DiscardHandler))
+	return a.netExecutor()
+}
+
+// netExecutor returns an executor of the namespace the host commands act
+// on: this process's own, or the test's (App.netNS).
+func (a *App) netExecutor() (*hostnet.Executor, error) {
+	ns := netns.None()
+	if a.netNS != nil {
+		ns = *a.netNS
+	}
+	return hostnet.NewExecutor(ns, slog.New(slog.DiscardHandler))
+}
+
+// hostSetup is `banger host setup`: the bridge, the nftables tables and a
+// TAP pool owned by userName (empty: the user who ran sudo, else the
+// caller), taps TAPs big (0: network.tap_pool_size). doctor --fix runs it
+// too.
+func (a *App) hostSetup(ctx context.Context, userName string, taps int) error {
+	cfg, err := a.Config()
+	if err != nil {
+		return err
+	}
+	owner, who, err := a.hostUser(userName)
+	if err != nil {
+		return err
+	}
+	exec, err := a.hostExecutor()
+	if err != nil {
+		return err
+	}
+	defer exec.Close()
+	// The owner of the TAPs is the user whose bangerd will run the
+	// VMs: the only user besides root who may connect to guests.
+	hc := hostnet.Config{Bridge: cfg.Network.Bridge, Subnet: cfg.Network.Subnet, PoolSize: cfg.Network.TAPPoolSize,
+		Table: hostnet.DefaultTable, TAPOwner: owner,
+		AllowCIDRs: cfg.Network.AllowCIDRs, DNS: hostnet.Resolvers(hostnet.ResolvConf)}
+	if taps > 0 {
+		hc.PoolSize = taps
+	}
+	if err := hostnet.Setup(ctx, hc, exec); err != nil {
+		return err
+	}
+	if err := hostnet.NewPool(hc, exec, nil).Ensure(ctx, nil); err != nil {
+		return err
+	}
+	// QEMU, as the user, opens /dev/net/tun to attach to its TAP.
+	// Distributions ship it 0666 (attaching to a TAP needs its
+	// ownership, not the device's); restore that where it is not.
+	if fi, err := os.Stat("/dev/net/tun"); err == nil && fi.Mode().Perm()&0o006 != 0o006 {
+		if err := os.Chmod("/dev/net/tun", 0o666); err != nil {
+			return fmt.Errorf("making /dev/net/tun usable by %s: %w", who, err)
+		}
+		fmt.Fprintf(a.Stdout, "made /dev/net/tun mode 0666 (the usual default) so %s can attach to its TAPs\n", who)
+	}
+	_, err = fmt.Fprintf(a.Stdout, "bridge %s (%s), nftables table %s and %d TAP devices for %s are ready\n",
+		hc.Bridge, hostnet.Gateway(hc.Subnet), hc.Table, hc.PoolSize, who)
+	return err
 }
 
 func newHostSetupCmd(app *App) *cobra.Command {
@@ -71,45 +128,7 @@ or the host's resolvers (/etc/resolv.conf) change.`,
 		Example: "  sudo banger host setup\n  sudo banger host setup --taps 8 --user alice",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			cfg, err := app.Config()
-			if err != nil {
-				return err
-			}
-			owner, who, err := hostUser(userName)
-			if err != nil {
-				return err
-			}
-			exec, err := hostExecutor()
-			if err != nil {
-				return err
-			}
-			defer exec.Close()
-			// The owner of the TAPs is the user whose bangerd will run the
-			// VMs: the only user besides root who may connect to guests.
-			hc := hostnet.Config{Bridge: cfg.Network.Bridge, Subnet: cfg.Network.Subnet, PoolSize: cfg.Network.TAPPoolSize,
-				Table: hostnet.DefaultTable, TAPOwner: owner,
-				AllowCIDRs: cfg.Network.AllowCIDRs, DNS: hostnet.Resolvers(hostnet.ResolvConf)}
-			if taps > 0 {
-				hc.PoolSize = taps
-			}
-			if err := hostnet.Setup(c.Context(), hc, exec); err != nil {
-				return err
-			}
-			if err := hostnet.NewPool(hc, exec, nil).Ensure(c.Context(), nil); err != nil {
-				return err
-			}
-			// QEMU, as the user, opens /dev/net/tun to attach to its TAP.
-			// Distributions ship it 0666 (attaching to a TAP needs its
-			// ownership, not the device's); restore that where it is not.
-			if fi, err := os.Stat("/dev/net/tun"); err == nil && fi.Mode().Perm()&0o006 != 0o006 {
-				if err := os.Chmod("/dev/net/tun", 0o666); err != nil {
-					return fmt.Errorf("making /dev/net/tun usable by %s: %w", who, err)
-				}
-				fmt.Fprintf(app.Stdout, "made /dev/net/tun mode 0666 (the usual default) so %s can attach to its TAPs\n", who)
-			}
-			_, err = fmt.Fprintf(app.Stdout, "bridge %s (%s), nftables table %s and %d TAP devices for %s are ready\n",
-				hc.Bridge, hostnet.Gateway(hc.Subnet), hc.Table, hc.PoolSize, who)
-			return err
+			return app.hostSetup(c.Context(), userName, taps)
 		},
 	}
 	c.Flags().IntVar(&taps, "taps", 0, "idle TAP devices to keep (default: network.tap_pool_size)")
@@ -129,7 +148,7 @@ func newHostTeardownCmd(app *App) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			exec, err := hostExecutor()
+			exec, err := app.hostExecutor()
 			if err != nil {
 				return err
 			}
