@@ -187,9 +187,11 @@ func (c *Client) Operations(ctx context.Context) ([]api.Operation, error) {
 	return l.Operations, err
 }
 
-// CancelOperation asks a running operation to stop.
-func (c *Client) CancelOperation(ctx context.Context, id string) error {
-	return c.do(ctx, http.MethodPost, "/operations/"+url.PathEscape(id)+"/cancel", nil, nil)
+// CancelOperation asks a running operation to stop on behalf of by, the
+// front end asking ("banger operation cancel"); the daemon adds the
+// caller's uid, and the canceled operation's error names both.
+func (c *Client) CancelOperation(ctx context.Context, id, by string) error {
+	return c.do(ctx, http.MethodPost, "/operations/"+url.PathEscape(id)+"/cancel", api.CancelOperationRequest{By: by}, nil)
 }
 
 // WatchOperation streams the operation's events to fn until the operation

@@ -328,6 +328,8 @@ var volatile = []struct {
 	re   *regexp.Regexp
 	repl string
 }{
+	// The caller's uid a canceled operation names (tests run as root or not).
+	{regexp.MustCompile(`\(uid \d+\)`), "(uid <UID>)"},
 	// Ids: VMs, images, operations, sessions.
 	{regexp.MustCompile(`\b(vm|img|op|sess)-[0-9a-f]{8,}\b`), "$1-<ID>"},
 	// A zero time is no volatile part: kept apart, so a golden shows it.

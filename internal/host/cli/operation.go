@@ -48,13 +48,26 @@ func newOperationListCmd(app *App) *cobra.Command {
 				if !op.FinishedAt.IsZero() {
 					took = fmtDuration(op.FinishedAt.Sub(op.CreatedAt))
 				}
-				t.row(op.ID, op.Kind, dash(op.Target), string(op.State), dash(op.CurrentStage), fmtAge(now, op.CreatedAt), took)
+				t.row(op.ID, op.Kind, dash(op.Target), string(op.State), dash(listedStage(op)), fmtAge(now, op.CreatedAt), took)
 			}
 			return t.flush()
 		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
+}
+
+// listedStage is the STAGE column: the running stage, or the one a
+// canceled operation stopped at.
+func listedStage(op api.Operation) string {
+	if op.State == api.OperationCanceled {
+		for _, st := range op.Stages {
+			if st.Detail == api.StageCanceled {
+				return st.Name
+			}
+		}
+	}
+	return op.CurrentStage
 }
 
 func dash(s string) string {
@@ -89,7 +102,10 @@ func newOperationShowCmd(app *App) *cobra.Command {
 				t.row(st.Name, took, termsafe.Line(st.Detail)) // details quote the guest (kernel, errors)
 			}
 			t.flush()
-			if op.Error != nil {
+			switch {
+			case op.State == api.OperationCanceled && op.Error != nil:
+				fmt.Fprintf(app.Stdout, "canceled: %s\n", termsafe.Text(op.Error.Message))
+			case op.Error != nil:
 				fmt.Fprintf(app.Stdout, "error (%s): %s\n", op.Error.Code, termsafe.Text(op.Error.Message))
 			}
 			return nil
@@ -120,12 +136,16 @@ until the operation ends. Ctrl-C stops watching; the operation keeps running.
 
 func newOperationCancelCmd(app *App) *cobra.Command {
 	return &cobra.Command{
-		Use:     "cancel ID",
-		Short:   "Ask a running operation to stop",
+		Use:   "cancel ID",
+		Short: "Ask a running operation to stop",
+		Long: `Ask a running operation to stop. It ends canceled (not failed), its error
+saying who canceled it and at which stage ("vm create canceled by banger
+operation cancel (uid 1000) at stage launch"); what it had made is cleaned
+up as after a failure (a canceled create removes its half-made VM).`,
 		Example: "  banger operation cancel op-1a2b3c4d5e6f7a8b",
 		Args:    exactArgs(1, "an operation id"),
 		RunE: withClient(app, func(ctx context.Context, cl *client.Client, args []string) error {
-			if err := cl.CancelOperation(ctx, args[0]); err != nil {
+			if err := cl.CancelOperation(ctx, args[0], "banger operation cancel"); err != nil {
 				return err
 			}
 			_, err := fmt.Fprintf(app.Stdout, "cancel requested for %s\n", args[0])

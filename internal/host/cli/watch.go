@@ -55,9 +55,13 @@ func printEvent(w io.Writer, ev api.OperationEvent) {
 	case api.EventDone:
 		op := ev.Operation
 		total := op.FinishedAt.Sub(op.CreatedAt)
-		if op.State == api.OperationSucceeded {
+		switch op.State {
+		case api.OperationSucceeded:
 			fmt.Fprintf(w, "  done in %s\n", fmtDuration(total))
-		} else {
+		case api.OperationCanceled:
+			// Who canceled it and where is the error, printed last.
+			fmt.Fprintf(w, "  canceled after %s\n", fmtDuration(total))
+		default:
 			fmt.Fprintf(w, "  failed after %s\n", fmtDuration(total))
 		}
 	}
@@ -65,8 +69,11 @@ func printEvent(w io.Writer, ev api.OperationEvent) {
 
 func printStageDone(w io.Writer, name string, d time.Duration, detail string) {
 	mark := "✓"
-	if frontend.StageFailed(detail) {
+	switch {
+	case frontend.StageFailed(detail):
 		mark = "✗"
+	case detail == api.StageCanceled:
+		mark = "⊘"
 	}
 	line := fmt.Sprintf("  %s %-22s %8s", mark, name, fmtDuration(d))
 	if detail != "" {

@@ -192,7 +192,11 @@ func Run(ctx context.Context, opts Options) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	d.stop = stop
-	d.ops = operation.NewManager(ctx, st, log)
+	// Operations are canceled by the shutdown below, with its reason, not
+	// by ctx ending: a canceled operation says who canceled it.
+	opsCtx, stopOps := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stopOps(nil)
+	d.ops = operation.NewManager(opsCtx, st, log)
 	d.ops.OnChange = d.events.Publish
 	// A hypervisor that ends while we run (guest poweroff, crash, kill)
 	// is recorded stopped within watchInterval, with its event.
@@ -228,9 +232,15 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	reason := d.stopCause
 	if reason == "" {
+		// signal.NotifyContext's cause names the signal
+		// ("terminated signal received").
 		reason = "signal"
+		if c := context.Cause(ctx); c != nil && c != context.Canceled {
+			reason = c.Error()
+		}
 	}
 	log.Info("bangerd shutting down", "reason", reason)
+	stopOps(&operation.Cancellation{By: "daemon shutdown (" + reason + ")"})
 	// Stop accepting, let in-flight requests finish (streams end when their
 	// operations are cancelled), then wait for the operations themselves.
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)

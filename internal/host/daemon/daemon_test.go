@@ -89,7 +89,7 @@ func TestAPIErrorsRoundTrip(t *testing.T) {
 	}{
 		{"unknown operation", func() error { _, err := d.Client.Operation(ctx, "op-nope"); return err },
 			api.ErrNotFound, `no operation "op-nope": list operations with ` + "`banger operation list`"},
-		{"cancel unknown operation", func() error { return d.Client.CancelOperation(ctx, "op-nope") },
+		{"cancel unknown operation", func() error { return d.Client.CancelOperation(ctx, "op-nope", "test") },
 			api.ErrNotFound, `no operation "op-nope"`},
 		{"bad deep doctor timeout", func() error {
 			_, err := d.Client.BeginDeepDoctor(ctx, api.DeepDoctorRequest{ProbeTimeout: api.Duration(-time.Second)})

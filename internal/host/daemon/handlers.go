@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/bangerdev/banger/api"
 	"github.com/bangerdev/banger/internal/host/store"
@@ -93,10 +96,37 @@ func (d *Daemon) getOperation(w http.ResponseWriter, r *http.Request) error {
 
 func (d *Daemon) cancelOperation(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if err := d.ops.Cancel(r.Context(), id); err != nil {
+	var req api.CancelOperationRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	if err := d.ops.Cancel(r.Context(), id, canceledBy(r, req.By)); err != nil {
 		return notFound(err, "no operation %q: list operations with `banger operation list`", id)
 	}
 	return writeJSON(w, http.StatusAccepted, struct{}{})
+}
+
+// maxCancelBy bounds the front end's name in a cancel request.
+const maxCancelBy = 64
+
+// canceledBy is who a cancel request comes from, as the operation's error
+// will say it: the front end's own name (by, or "the web UI" for a request
+// from the web listener, "a client" when it gives none) and the caller's
+// uid from the connection's peer credentials, which the front end cannot
+// choose.
+func canceledBy(r *http.Request, by string) string {
+	p, _ := r.Context().Value(peerKey{}).(peer)
+	by = strings.Join(strings.FieldsFunc(by, func(c rune) bool { return !unicode.IsPrint(c) || unicode.IsSpace(c) }), " ")
+	if r := []rune(by); len(r) > maxCancelBy {
+		by = string(r[:maxCancelBy])
+	}
+	switch {
+	case p.web:
+		by = "the web UI"
+	case by == "":
+		by = "a client"
+	}
+	return fmt.Sprintf("%s (uid %d)", by, p.cred.UID)
 }
 
 // streamOperation writes the operation's events as NDJSON, one flushed line

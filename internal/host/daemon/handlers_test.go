@@ -289,7 +289,7 @@ func TestDeepDoctorOperationFlow(t *testing.T) {
 		t.Errorf("operation list %+v, want just %s", list, op.ID)
 	}
 	// Cancelling a finished operation is accepted and changes nothing.
-	if err := d.Client.CancelOperation(ctx, op.ID); err != nil {
+	if err := d.Client.CancelOperation(ctx, op.ID, "test"); err != nil {
 		t.Errorf("cancel of a finished operation: %v", err)
 	}
 	quick, err := d.Client.Doctor(ctx)

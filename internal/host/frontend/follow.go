@@ -117,9 +117,11 @@ func FollowOperationWith(ctx context.Context, cl *client.Client, id string, fn f
 	}
 }
 
-// outcome is what following returns for a finished operation.
+// outcome is what following returns for a finished operation: a failed
+// or canceled one's *api.Error ("vm create canceled by banger operation
+// cancel (uid 1000) at stage launch").
 func outcome(op api.Operation) (api.Operation, error) {
-	if op.State == api.OperationFailed && op.Error != nil {
+	if (op.State == api.OperationFailed || op.State == api.OperationCanceled) && op.Error != nil {
 		return op, op.Error
 	}
 	return op, nil
@@ -223,8 +225,8 @@ type StageLine struct {
 	// Detail is the stage's note (it may quote the guest: escape it).
 	Detail string
 	// Done is true once the stage finished; Failed when it failed or
-	// was interrupted.
-	Done, Failed bool
+	// was interrupted; Canceled when the operation was canceled in it.
+	Done, Failed, Canceled bool
 }
 
 // StageTimeline is op's stages as lines; a running stage's duration runs
@@ -236,6 +238,7 @@ func StageTimeline(op api.Operation, now time.Time) []StageLine {
 		if l.Done {
 			l.Duration = st.Duration.D()
 			l.Failed = StageFailed(st.Detail)
+			l.Canceled = st.Detail == api.StageCanceled
 		} else if !st.StartedAt.IsZero() && now.After(st.StartedAt) {
 			l.Duration = now.Sub(st.StartedAt)
 		}

@@ -240,6 +240,8 @@ func TestFollowOutcomes(t *testing.T) {
 	failed := operation(api.OperationFailed, stage("boot", 0, 2, "failed"))
 	failed.Error = &api.Error{Code: api.CodeInternal, Message: "the guest agent never answered"}
 	ok := operation(api.OperationSucceeded, stage("boot", 0, 2, ""))
+	canceled := operation(api.OperationCanceled, stage("boot", 0, 2, api.StageCanceled))
+	canceled.Error = &api.Error{Code: api.CodeCanceled, Message: "vm create canceled by banger operation cancel (uid 1000) at stage boot"}
 	tests := []struct {
 		name      string
 		events    func(http.ResponseWriter, *http.Request)
@@ -252,6 +254,9 @@ func TestFollowOutcomes(t *testing.T) {
 		{"failed: its own error", func(w http.ResponseWriter, r *http.Request) {
 			send(w, api.OperationEvent{Type: api.EventSnapshot, Operation: failed}, api.OperationEvent{Type: api.EventDone, Operation: failed})
 		}, "the guest agent never answered", api.OperationFailed},
+		{"canceled: who and where", func(w http.ResponseWriter, r *http.Request) {
+			send(w, api.OperationEvent{Type: api.EventSnapshot, Operation: canceled}, api.OperationEvent{Type: api.EventDone, Operation: canceled})
+		}, "vm create canceled by banger operation cancel (uid 1000) at stage boot", api.OperationCanceled},
 		{"unknown: the daemon's answer, no reconnect", nil, "no operation op-1", ""},
 	}
 	for _, tt := range tests {
@@ -316,13 +321,14 @@ func TestFollowDaemonGone(t *testing.T) {
 // TestStageTimeline: an operation's stages as lines to render.
 func TestStageTimeline(t *testing.T) {
 	op := operation(api.OperationFailed, stage("allocate", 0, 1, ""), stage("boot", 1, 4, "interrupted"),
-		stage("probe", 4, 6, "failed"), stage("ready", 6, -1, ""))
+		stage("probe", 4, 6, "failed"), stage("launch", 6, 7, api.StageCanceled), stage("ready", 7, -1, ""))
 	got := StageTimeline(op, t0.Add(10*time.Second))
 	want := []StageLine{
 		{Name: "allocate", Duration: time.Second, Done: true},
 		{Name: "boot", Duration: 3 * time.Second, Detail: "interrupted", Done: true, Failed: true},
 		{Name: "probe", Duration: 2 * time.Second, Detail: "failed", Done: true, Failed: true},
-		{Name: "ready", Duration: 4 * time.Second},
+		{Name: "launch", Duration: time.Second, Detail: "canceled", Done: true, Canceled: true},
+		{Name: "ready", Duration: 3 * time.Second},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("timeline (-want +got):\n%s", diff)

@@ -177,7 +177,7 @@ func (c *createForm) Update(env *Env, msg tea.Msg) (bool, tea.Cmd) {
 				}
 				return false, tea.Batch(status("cancelling the create of "+c.name+"…"),
 					env.Do("", func(ctx context.Context, cl *client.Client) error {
-						return cl.CancelOperation(ctx, id)
+						return cl.CancelOperation(ctx, id, cancelBy)
 					}, nil))
 			case key.Matches(msg, c.keys.Back):
 				return true, nil
@@ -267,6 +267,12 @@ func (c *createForm) Render(env *Env) string {
 			msg = op.Error.Error()
 		}
 		lines = append(lines, t.Error.Render("  create failed: ")+termsafe.Line(msg))
+	case api.OperationCanceled:
+		msg := "canceled"
+		if op.Error != nil {
+			msg = op.Error.Message // "vm create canceled by … at stage …"
+		}
+		lines = append(lines, "  "+t.Warn.Render(termsafe.Line(msg))+" esc: back to the VMs")
 	default:
 		lines = append(lines, "  ctrl+x cancels the create · esc goes back (it carries on)")
 	}
@@ -286,6 +292,8 @@ func stageLines(env *Env, op api.Operation) []string {
 		switch {
 		case st.Failed:
 			mark, dur = t.Error.Render("✗"), env.Format.Duration(st.Duration)
+		case st.Canceled:
+			mark, dur = t.Warn.Render("⊘"), env.Format.Duration(st.Duration)
 		case st.Done:
 			mark, dur = t.OK.Render("✓"), env.Format.Duration(st.Duration)
 		case op.State == api.OperationRunning:

@@ -99,7 +99,7 @@ func (f *opFollow) update(msg tea.Msg) bool {
 		f.note(msg.op)
 		f.ended = true
 		var ae *api.Error
-		if msg.err != nil && !(msg.op.State == api.OperationFailed && errors.As(msg.err, &ae)) {
+		if msg.err != nil && !(opEndedWithError(msg.op) && errors.As(msg.err, &ae)) {
 			f.err = msg.err
 		}
 		return true
@@ -130,7 +130,16 @@ func (f *opFollow) endStatus(env *Env) tea.Cmd {
 	if op.State == api.OperationFailed && op.Error != nil {
 		return func() tea.Msg { return StatusMsg{Err: fmt.Errorf("%s failed: %w", what, op.Error)} }
 	}
+	if op.State == api.OperationCanceled && op.Error != nil {
+		return status(termsafe.Line(op.Error.Message)) // who canceled it, at which stage
+	}
 	return status(what + " " + string(op.State))
+}
+
+// opEndedWithError reports whether op ended failed or canceled with its
+// error, which says why (or who canceled it, at which stage).
+func opEndedWithError(op api.Operation) bool {
+	return (op.State == api.OperationFailed || op.State == api.OperationCanceled) && op.Error != nil
 }
 
 // newerOp reports whether a is a later state of the operation than b: an
@@ -161,7 +170,7 @@ func (f *opFollow) render(env *Env, height int) []string {
 	op := f.op(env)
 	lines := stageLines(env, op)
 	var errs []error
-	if op.State == api.OperationFailed && op.Error != nil {
+	if opEndedWithError(op) {
 		errs = append(errs, op.Error)
 	}
 	if f.err != nil {
@@ -175,7 +184,10 @@ func (f *opFollow) render(env *Env, height int) []string {
 		}
 		for i, l := range msg {
 			mark := "    "
-			if i == 0 {
+			switch {
+			case i == 0 && errors.Is(err, api.ErrCanceled):
+				mark = "  " + t.Warn.Render("⊘ ")
+			case i == 0:
 				mark = "  " + t.Error.Render("✗ ")
 			}
 			lines = append(lines, mark+l)
@@ -199,6 +211,10 @@ func (f *opFollow) logHeight(env *Env, height int) int {
 	return max(height-len(stageLines(env, f.op(env)))-4, 1)
 }
 
+// cancelBy is how the TUI names itself in a cancel request: the
+// operation's error then says "canceled by banger tui (uid N)".
+const cancelBy = "banger tui"
+
 // cancel asks the daemon to stop the operation.
 func (f *opFollow) cancel(env *Env, what string) tea.Cmd {
 	op := f.op(env)
@@ -207,7 +223,7 @@ func (f *opFollow) cancel(env *Env, what string) tea.Cmd {
 	}
 	id := f.id
 	return tea.Batch(status("cancelling "+what+"…"), env.Do("", func(ctx context.Context, cl *client.Client) error {
-		return cl.CancelOperation(ctx, id)
+		return cl.CancelOperation(ctx, id, cancelBy)
 	}, nil))
 }
 
@@ -290,7 +306,7 @@ func (v *operationsView) Update(env *Env, msg tea.Msg) tea.Cmd {
 		}
 		id := op.ID
 		return tea.Batch(status("cancelling "+op.Kind+" "+termsafe.Line(op.Target)+"…"),
-			env.Do("", func(ctx context.Context, cl *client.Client) error { return cl.CancelOperation(ctx, id) }, nil))
+			env.Do("", func(ctx context.Context, cl *client.Client) error { return cl.CancelOperation(ctx, id, cancelBy) }, nil))
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package tui
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"testing"
 
 	"github.com/bangerdev/banger/api"
@@ -35,7 +37,8 @@ func TestOperationsListFollowsEvents(t *testing.T) {
 
 // TestOperationWatchCancelsARunningCreate: a create whose guest never
 // answers health stays running; the list and the watch show its current
-// stage live, ctrl+x cancels it, and the feed brings the failure.
+// stage live, ctrl+x cancels it, and the feed brings it canceled by the
+// TUI at that stage.
 func TestOperationWatchCancelsARunningCreate(t *testing.T) {
 	d := daemontest.Start(t, daemontest.Options{Fake: true})
 	d.Fake.HealthErr = errors.New("still booting (test)")
@@ -55,11 +58,12 @@ func TestOperationWatchCancelsARunningCreate(t *testing.T) {
 	h.settle()
 	viewGolden(h, "operation-watch-running")
 	h.key("ctrl+x")
-	h.waitText("Operation vm.create stuck · failed")
+	h.waitText("Operation vm.create stuck · canceled")
 	h.settle()
-	viewGolden(h, "operation-watch-cancelled")
+	viewGolden(h, "operation-watch-cancelled", fmt.Sprintf("(uid %d)", os.Getuid()), "(uid U)")
 	op, ok := h.app.Store().LastOperation("stuck", "vm.create")
-	if !ok || op.State != api.OperationFailed {
-		t.Fatalf("after ctrl+x the store has %+v, want the create failed", op)
+	want := fmt.Sprintf("vm create canceled by banger tui (uid %d) at stage agent health", os.Getuid())
+	if !ok || op.State != api.OperationCanceled || op.Error == nil || op.Error.Message != want {
+		t.Fatalf("after ctrl+x the store has %+v, want the create canceled: %q", op, want)
 	}
 }

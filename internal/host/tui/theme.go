@@ -64,6 +64,7 @@ func NewTheme(noColor bool) Theme {
 		"stopped":   color(s(), "245"),
 		"exited":    color(s(), "245"),
 		"failed":    t.Error,
+		"canceled":  t.Warn,
 		"lost":      t.Error,
 	}
 	return t

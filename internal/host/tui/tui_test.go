@@ -270,7 +270,8 @@ func TestCreateOperationFieldError(t *testing.T) {
 }
 
 // A create whose guest never answers stays on its running stage; ctrl+x
-// cancels it through the daemon and the form shows the failure.
+// cancels it through the daemon, the form says who canceled it at which
+// stage, and the half-made VM is gone.
 func TestCreateCancel(t *testing.T) {
 	d := daemontest.Start(t, daemontest.Options{Fake: true})
 	d.Fake.HealthErr = errors.New("still booting (test)")
@@ -283,14 +284,14 @@ func TestCreateCancel(t *testing.T) {
 	h.settle()
 	h.golden("create-running")
 	h.key("ctrl+x")
-	h.waitText("create failed")
+	h.waitText("vm create canceled by banger tui (uid", "at stage agent health")
 	h.settle()
 	op, ok := h.app.Store().LastOperation("brisk-otter", "vm.create")
-	if !ok || op.State != api.OperationFailed {
-		t.Fatalf("after ctrl+x the store has %+v, want the create failed", op)
+	if !ok || op.State != api.OperationCanceled {
+		t.Fatalf("after ctrl+x the store has %+v, want the create canceled", op)
 	}
 	h.key("esc")
-	h.waitText("1 VMs")
+	h.waitText("No VMs yet")
 }
 
 // TestVMDetailLastExit: a VM whose hypervisor was killed shows why it

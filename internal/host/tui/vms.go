@@ -360,7 +360,7 @@ func (w pendingOps) update(env *Env, msg tea.Msg) tea.Cmd {
 		return nil
 	}
 	delete(w, id)
-	if op.State == api.OperationFailed {
+	if op.State == api.OperationFailed || op.State == api.OperationCanceled {
 		var err error = op.Error
 		if op.Error == nil {
 			err = fmt.Errorf("failed")
