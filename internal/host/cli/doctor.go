@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/bangerdev/banger/api"
@@ -48,13 +49,19 @@ Exits 1 when any check fails.`,
 			if fix && asJSON {
 				return usageError("--fix prints its plan as text: leave out --json")
 			}
-			rep, err := runDoctor(c.Context(), app, deep, probeTimeout, asJSON)
+			// Under sudo, --fix checks the host itself: asking would start
+			// a root bangerd, which the user's rootless one is not.
+			hostOnly := false
+			if sudoUser, _ := app.Env("SUDO_USER"); fix && sudoUser != "" && os.Geteuid() == 0 {
+				hostOnly = true
+			}
+			rep, err := runDoctor(c.Context(), app, deep, probeTimeout, asJSON, hostOnly)
 			if err != nil {
 				return err
 			}
 			if fix {
 				return doctorFix(c.Context(), app, rep, yes, func() (api.DoctorReport, error) {
-					return runDoctor(c.Context(), app, false, probeTimeout, true)
+					return runDoctor(c.Context(), app, false, probeTimeout, true, hostOnly)
 				})
 			}
 			if asJSON {
@@ -79,9 +86,9 @@ Exits 1 when any check fails.`,
 }
 
 // runDoctor asks the daemon for the report. When the configuration or the
-// daemon is broken it still checks the host in-process, so doctor can
-// explain why banger does not work.
-func runDoctor(ctx context.Context, app *App, deep bool, probeTimeout time.Duration, quiet bool) (api.DoctorReport, error) {
+// daemon is broken, or hostOnly says not to ask it, it checks the host
+// in-process, so doctor can explain why banger does not work.
+func runDoctor(ctx context.Context, app *App, deep bool, probeTimeout time.Duration, quiet, hostOnly bool) (api.DoctorReport, error) {
 	cfg, cfgErr := app.Config()
 	if cfgErr != nil {
 		paths, err := app.paths()
@@ -93,6 +100,14 @@ func runDoctor(ctx context.Context, app *App, deep bool, probeTimeout time.Durat
 		rep.Checks[0] = doctor.ConfigError(cfgErr)
 		rep.Checks = append(rep.Checks, api.Check{Name: doctor.CheckDaemon, Status: api.CheckSkip,
 			Detail: "not started: the configuration is invalid", Fix: "fix the config first"})
+		return rep, nil
+	}
+	if hostOnly {
+		rep := doctor.Run(ctx, doctor.System{}, doctor.Inputs{Config: cfg, ConfigFileFound: app.cfgFound})
+		rep.Checks = append(rep.Checks, localNetworkChecks(ctx, app, cfg)...)
+		rep.Checks = append(rep.Checks, api.Check{Name: doctor.CheckDaemon, Status: api.CheckSkip,
+			Detail: "not asked: under sudo, doctor --fix checks the host itself rather than start a root bangerd",
+			Fix:    "run `banger doctor` without sudo to check your bangerd"})
 		return rep, nil
 	}
 	cl, err := app.Client(ctx)

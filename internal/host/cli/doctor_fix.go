@@ -35,6 +35,7 @@ var errNeedsYes = errors.New("doctor --fix asks before each change, and stdin is
 func doctorFix(ctx context.Context, app *App, rep api.DoctorReport, yes bool, recheck func() (api.DoctorReport, error)) error {
 	env, err := app.fixEnv()
 	if err != nil {
+		doctor.WriteText(app.Stdout, rep)
 		return err
 	}
 	fixes := doctor.Plan(rep, env)

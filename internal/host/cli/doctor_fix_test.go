@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/user"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -283,4 +285,57 @@ func newTestNetns(t *testing.T) netns.NsHandle {
 		t.Fatalf("namespace %s is this process's own: refusing to touch it", name)
 	}
 	return r.ns
+}
+
+// Under sudo, --fix sets up the host network for the user sudo was run
+// by, asks no daemon (it would start a root one), and leaves the user's
+// key to the user.
+func TestDoctorFixUnderSudo(t *testing.T) {
+	ns := newTestNetns(t)
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skipf("no user nobody to stand for the sudo user: %v", err)
+	}
+	env := config.MapEnv(map[string]string{"BANGER_HOME": t.TempDir(), "HOME": t.TempDir(), "SUDO_USER": "nobody"})
+	bin := t.TempDir()
+	fakeProgram(t, bin, "apt-get", filepath.Join(t.TempDir(), "apt-get"), 0)
+	t.Setenv("PATH", bin)
+	var out, errb bytes.Buffer
+	app := &App{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Env: env, UID: os.Getuid(),
+		DaemonBin: "/nonexistent/bangerd", netNS: &ns}
+	Run(context.Background(), []string{"doctor", "--fix", "--yes"}, app)
+	for _, want := range []string{
+		"TAP pool for nobody's bangerd",
+		"skipped: the key belongs to nobody: run `banger doctor --fix` as nobody, without sudo",
+		"Applying " + doctor.FixHostSetup,
+		"not asked: under sudo",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("doctor --fix --yes under sudo printed no %q:\n%s\n%s", want, out.String(), errb.String())
+		}
+	}
+	if strings.Contains(out.String(), "Applying "+doctor.FixManagedKey) {
+		t.Errorf("the key was made by root for nobody:\n%s", out.String())
+	}
+	nl, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nl.Close()
+	links, err := nl.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	taps := 0
+	for _, l := range links {
+		if tap, ok := l.(*netlink.Tuntap); ok && strings.HasPrefix(tap.Name, "tap-pool-") {
+			taps++
+			if got := strconv.Itoa(int(tap.Owner)); got != u.Uid {
+				t.Errorf("%s is owned by uid %s, want nobody's %s", tap.Name, got, u.Uid)
+			}
+		}
+	}
+	if taps == 0 {
+		t.Errorf("no pool TAPs after the fix:\n%s", out.String())
+	}
 }
