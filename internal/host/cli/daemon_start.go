@@ -11,7 +11,7 @@ import (
 func newDaemonStartCmd(app *App) *cobra.Command {
 	return &cobra.Command{
 		Use:   "start",
-		Short: "Start bangerd in the background (through systemd when it manages bangerd)",
+		Short: "Start bangerd in the background (or through systemd)",
 		Long: `Start bangerd in its own session, detached from this terminal, and wait until
 it answers. When systemd manages bangerd (its unit, bangerd.service, is
 enabled or active), ` + "`systemctl start bangerd`" + ` (--user for a rootless

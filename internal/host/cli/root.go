@@ -50,6 +50,7 @@ The banger CLI talks to bangerd, a daemon it starts on demand.`,
 		root.AddCommand(c)
 	}
 	root.SetCompletionCommandGroupID("host")
+	root.AddCommand(newManCmd())
 	for _, c := range root.Commands() {
 		if c.HasSubCommands() {
 			rejectUnknownSubcommands(c)
