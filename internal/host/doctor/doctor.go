@@ -3,6 +3,11 @@
 // tun, iproute2, nftables, e2fsprogs, debootstrap, reflink support and the
 // SSH key. Checks read the host through the small Host interface, so the
 // report is tested against a fake host with golden files.
+//
+// A check that `banger doctor --fix` can repair names its fix
+// (api.Check.AutoFix); Plan turns a report into those fixes as data
+// (packages, the kvm group, host setup, the managed key) and Apply runs one
+// through a Fixer, the CLI's or a recording fake.
 package doctor
 
 import (
