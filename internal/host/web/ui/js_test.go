@@ -157,3 +157,25 @@ func TestDiffstat(t *testing.T) {
 	})
 	jsCompare(t, "diffstat", "commitsHeading", map[string]string{`0`: `"No commits in the guest"`, `1`: `"1 commit in the guest"`, `7`: `"7 commits in the guest"`})
 }
+
+// TestStageState: a stage's state on the operation page; the one a cancel
+// stopped is canceled, not failed.
+func TestStageState(t *testing.T) {
+	jsCompare(t, "charts", "stageState", map[string]string{
+		`[{"finished_at":"2026-12-05T07:00:01Z"}, {"state":"succeeded"}]`:                     `"done"`,
+		`[{"finished_at":"2026-12-05T07:00:01Z","detail":"failed"}, {"state":"failed"}]`:      `"failed"`,
+		`[{"finished_at":"2026-12-05T07:00:01Z","detail":"interrupted"}, {"state":"failed"}]`: `"failed"`,
+		`[{"finished_at":"2026-12-05T07:00:01Z","detail":"canceled"}, {"state":"canceled"}]`:  `"canceled"`,
+		`[{"started_at":"2026-12-05T07:00:00Z"}, {"state":"running"}]`:                        `"running"`,
+		`[{"finished_at":"0001-01-01T00:00:00Z"}, {"state":"canceled"}]`:                      `"failed"`,
+	})
+}
+
+// TestStateLabel: an operation's state badge has its mark.
+func TestStateLabel(t *testing.T) {
+	jsCompare(t, "format", "stateLabel", map[string]string{
+		`"canceled"`:  `"⊘ canceled"`,
+		`"failed"`:    `"✗ failed"`,
+		`"succeeded"`: `"✓ succeeded"`,
+	})
+}

@@ -119,17 +119,22 @@ func TestCreateStagesLive(t *testing.T) {
 	p.WaitTrue("the create to end", opState+` !== "running"`)
 	var end string
 	p.Eval(opState, &end)
-	if end == "succeeded" {
-		t.Fatalf("a cancelled create ended %s", end)
+	if end != "canceled" {
+		t.Fatalf("a cancelled create ended %s, want canceled", end)
 	}
 	// The daemon finishes the stage it stopped at with the detail
-	// "failed" (frontend.StageFailed): it must not read as done.
+	// "canceled": it must read as neither done nor failed.
 	var health string
 	p.Eval(`document.querySelector('#op-stages li[data-stage="agent health"]')?.dataset.state`, &health)
-	if health != "failed" {
-		t.Errorf("agent health, where the cancelled create stopped, shows %q, want failed (its detail says failed: %q)", health, p.Text(`#op-stages li[data-stage="agent health"]`))
+	if health != "canceled" {
+		t.Errorf("agent health, where the cancelled create stopped, shows %q, want canceled (%q)", health, p.Text(`#op-stages li[data-stage="agent health"]`))
 	}
 	p.WaitVisible(`[data-error-for]:not([hidden])`)
+	// Who canceled it: the web UI, as the daemon records a cancel from
+	// its web listener whatever the page says.
+	if msg, want := p.Text(`[data-error-for]:not([hidden])`), "vm create canceled by the web UI (uid"; !strings.Contains(msg, want) {
+		t.Errorf("the page's error says %q, want it to contain %q", msg, want)
+	}
 	ops, err := u.d.Client.Operations(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -36,7 +36,10 @@ export function stageMs(st, now = Date.now()) {
 // of an operation that ended.
 export function stageState(st, op) {
   const finished = st.finished_at && !st.finished_at.startsWith('0001-');
-  if (finished) return st.detail === 'failed' || st.detail === 'interrupted' ? 'failed' : 'done';
+  if (finished) {
+    if (st.detail === 'canceled') return 'canceled'; // the stage a cancel stopped
+    return st.detail === 'failed' || st.detail === 'interrupted' ? 'failed' : 'done';
+  }
   return op.state === 'running' ? 'running' : 'failed';
 }
 

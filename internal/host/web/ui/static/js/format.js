@@ -111,7 +111,7 @@ export function splitWords(line) {
 
 // STATE_MARKS give each state a mark, so it reads without colour too.
 const STATE_MARKS = {
-  running: '●', paused: '⏸', creating: '◐', deleting: '◐', stopped: '○', succeeded: '✓', failed: '✗', exited: '■', lost: '?', ready: '✓', unmanaged: '◇',
+  running: '●', paused: '⏸', creating: '◐', deleting: '◐', stopped: '○', succeeded: '✓', failed: '✗', canceled: '⊘', exited: '■', lost: '?', ready: '✓', unmanaged: '◇',
   ok: '✓', warn: '!', fail: '✗', skip: '–',
 };
 

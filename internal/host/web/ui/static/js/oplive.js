@@ -3,7 +3,9 @@
 // (POST /v1/operations/{id}/cancel).
 //
 // The list is <ol id="op-stages">; each stage is <li data-stage="NAME"
-// data-state="running|done|failed">, saying its state and duration in text.
+// data-state="running|done|failed|canceled">, saying its state and duration
+// in text. A cancel from here is recorded as "the web UI (uid N)" by the
+// daemon; the operation's error then says who canceled it at which stage.
 
 import { ApiError, enc, get, ndjson, open, post, sleep } from './api.js';
 import { h, inert, replace, text } from './dom.js';
@@ -48,12 +50,12 @@ export async function followOperation(container, op, { signal, onUpdate } = {}) 
     state.dataset.state = cur.state;
     replace(stages, (cur.stages || []).map((st) => {
       const st8 = stageState(st, cur);
-      const mark = { done: '✓', running: '…', failed: '✗' }[st8];
+      const mark = { done: '✓', running: '…', failed: '✗', canceled: '⊘' }[st8];
       return h('li', { 'data-stage': st.name, 'data-state': st8 },
         h('span', { class: 'mark', 'aria-hidden': 'true' }, mark), ' ',
         h('span', { class: 'stage-name' }, st.name), ' ',
-        h('span', { class: 'stage-dur' }, `${st8 === 'running' ? 'running, ' : st8 === 'failed' ? 'failed after ' : ''}${duration(stageMs(st, now))}`),
-        st.detail && st8 !== 'failed' ? h('span', { class: 'muted' }, ` — ${inert(st.detail)}`) : null);
+        h('span', { class: 'stage-dur' }, `${{ running: 'running, ', failed: 'failed after ', canceled: 'canceled after ' }[st8] || ''}${duration(stageMs(st, now))}`),
+        st.detail && st8 !== 'failed' && st8 !== 'canceled' ? h('span', { class: 'muted' }, ` — ${inert(st.detail)}`) : null);
     }));
     cancel.hidden = !running;
     if (cur.error) {
