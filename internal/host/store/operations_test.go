@@ -44,6 +44,36 @@ func TestFailedOperationKeepsItsFieldError(t *testing.T) {
 	}
 }
 
+// TestCanceledOperationRoundTrip: the state is free text (no migration):
+// a canceled operation reads back as saved, with who canceled it and the
+// stage it stopped at, and a daemon start (FailUnfinished) leaves it alone.
+func TestCanceledOperationRoundTrip(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	op := api.Operation{ID: "op1", Kind: "vm.create", Target: "demo", State: api.OperationCanceled,
+		Stages: []api.Stage{
+			{Name: "allocate", StartedAt: t0, FinishedAt: t0.Add(time.Second), Duration: api.Duration(time.Second), Detail: "demo, 172.30.0.2"},
+			{Name: "launch qemu", StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(3 * time.Second), Duration: api.Duration(2 * time.Second), Detail: api.StageCanceled},
+		},
+		Error:     &api.Error{Code: api.CodeCanceled, Message: "vm create canceled by banger operation cancel (uid 1000) at stage launch qemu"},
+		CreatedAt: t0, UpdatedAt: t0.Add(3 * time.Second), FinishedAt: t0.Add(3 * time.Second)}
+	if err := s.SaveOperation(ctx, op); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := s.FailUnfinished(ctx, "interrupted by daemon restart", t0.Add(time.Hour))
+	if err != nil || len(ids) != 0 {
+		t.Fatalf("FailUnfinished = %v, %v; want nothing changed", ids, err)
+	}
+	got, err := s.GetOperation(ctx, "op1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(op, got); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+}
+
 // TestPruneOperations keeps the newest finished operations and every
 // running one.
 func TestPruneOperations(t *testing.T) {
