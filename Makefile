@@ -4,7 +4,10 @@
 #   make test         unit + integration tests (root tests run when root)
 #   make fuzz         every fuzz target for FUZZTIME each (their seeds run in make test)
 #   make lint         gofmt + go vet
-#   make install      install the three binaries into $(PREFIX)/bin
+#   make man          man pages of banger (every command) and bangerd in build/man
+#   make install      binaries, man pages, shell completions and systemd units
+#                     (not enabled) under $(DESTDIR)$(PREFIX)
+#   make uninstall    remove what make install put there (not banger's data)
 #   make bench        Go benchmarks (figures, no assertions)
 #   make bench-guest  guest access benchmarks over a real VM (root)
 #   make quickstart   (root) host packages, install, agents image, a running VM
@@ -12,6 +15,17 @@
 
 PREFIX  ?= /usr/local
 BIN     := bin
+# What make man and make install generate (man pages, completions).
+GEN     := build
+# Where make install puts each kind of file; systemd reads units from
+# /usr/local/lib/systemd as well as /usr/lib/systemd.
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man/man1
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+USERUNITDIR ?= $(PREFIX)/lib/systemd/user
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/vendor-completions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 PKG     := github.com/bangerdev/banger
 # sudo resets PATH, so fall back to the usual Go install location.
 GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
@@ -26,7 +40,7 @@ LDFLAGS  := -s -w -X $(PKG)/internal/shared/buildinfo.version=$(VERSION) -X $(PK
 
 TEST_FLAGS ?=
 
-.PHONY: all build test test-unit lint install bench bench-guest bench-create clean deps quickstart screenshots fuzz
+.PHONY: all build test test-unit lint man completions install uninstall bench bench-guest bench-create clean deps quickstart screenshots fuzz
 
 all: build
 
@@ -93,9 +107,49 @@ fuzz:
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz findings in:$$failed"; exit 1; fi
 
-install: build
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(BIN)/banger $(BIN)/bangerd $(BIN)/banger-agent $(DESTDIR)$(PREFIX)/bin/
+# Section-1 pages from the Cobra commands (banger __man, package
+# internal/host/manpage), dated by the last commit so that a rebuild of the
+# same sources gives the same pages.
+man: build
+	rm -rf $(GEN)/man
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || date +%s) $(BIN)/banger __man $(GEN)/man
+
+completions: build
+	@mkdir -p $(GEN)/completions
+	$(BIN)/banger completion bash >$(GEN)/completions/banger
+	$(BIN)/banger completion zsh >$(GEN)/completions/_banger
+	$(BIN)/banger completion fish >$(GEN)/completions/banger.fish
+
+# The systemd units run $(BINDIR)/bangerd; they are installed, not
+# enabled (README: Running as a service).
+install: build man completions
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(USERUNITDIR) \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	install -m 0755 $(BIN)/banger $(BIN)/bangerd $(BIN)/banger-agent $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(GEN)/man/*.1 $(DESTDIR)$(MANDIR)/
+	install -m 0644 $(GEN)/completions/banger $(DESTDIR)$(BASHCOMPDIR)/banger
+	install -m 0644 $(GEN)/completions/_banger $(DESTDIR)$(ZSHCOMPDIR)/_banger
+	install -m 0644 $(GEN)/completions/banger.fish $(DESTDIR)$(FISHCOMPDIR)/banger.fish
+	sed 's|@BINDIR@|$(BINDIR)|g' packaging/systemd/bangerd.service >$(DESTDIR)$(UNITDIR)/bangerd.service
+	sed 's|@BINDIR@|$(BINDIR)|g' packaging/systemd/user/bangerd.service >$(DESTDIR)$(USERUNITDIR)/bangerd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/bangerd.service $(DESTDIR)$(USERUNITDIR)/bangerd.service
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+
+# Removes what install put under $(DESTDIR)$(PREFIX), with the same
+# variables. banger's data (images, VMs, the store) stays: `banger host
+# teardown` and deleting the state and data directories (`banger config
+# show`) remove it. A root bangerd that systemd runs is refused: disable it
+# first, so that no unit is left pointing at a removed binary.
+uninstall:
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ] && \
+		{ systemctl -q is-enabled bangerd.service 2>/dev/null || systemctl -q is-active bangerd.service 2>/dev/null; }; then \
+		echo "make uninstall: bangerd.service is enabled or running: run \`systemctl disable --now bangerd\` first (and \`systemctl --user disable --now bangerd\` as each user who enabled the user unit)" >&2; exit 1; fi
+	rm -f $(DESTDIR)$(BINDIR)/banger $(DESTDIR)$(BINDIR)/bangerd $(DESTDIR)$(BINDIR)/banger-agent
+	rm -f $(DESTDIR)$(MANDIR)/banger.1 $(DESTDIR)$(MANDIR)/banger-*.1 $(DESTDIR)$(MANDIR)/bangerd.1
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/banger $(DESTDIR)$(ZSHCOMPDIR)/_banger $(DESTDIR)$(FISHCOMPDIR)/banger.fish
+	rm -f $(DESTDIR)$(UNITDIR)/bangerd.service $(DESTDIR)$(USERUNITDIR)/bangerd.service
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+	@echo "banger's binaries, man pages, completions and units are removed; its data is not (see banger config show)"
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./client ./internal/host/diskclone
@@ -110,7 +164,7 @@ bench-create: build
 	$(BIN)/banger bench create $(ARGS)
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(GEN)
 
 # The README's screenshots of the web UI at 1280x800: the dashboard, a VM's
 # page and the create form, drawn by headless chromium from a bangerd with
