@@ -63,6 +63,9 @@ func doctorFix(ctx context.Context, app *App, rep api.DoctorReport, yes bool, re
 	}
 	if len(chosen) == 0 {
 		fmt.Fprintln(app.Stdout, "Nothing changed.")
+		if rep.Worst() == api.CheckFail {
+			return &exitError{code: ExitError}
+		}
 		return nil
 	}
 	f := &cliFixer{app: app}
