@@ -123,7 +123,7 @@ func TestOperationRoundTrip(t *testing.T) {
 
 func TestOperationStateTerminal(t *testing.T) {
 	for s, want := range map[api.OperationState]bool{
-		api.OperationRunning: false, api.OperationSucceeded: true, api.OperationFailed: true,
+		api.OperationRunning: false, api.OperationSucceeded: true, api.OperationFailed: true, api.OperationCanceled: true,
 	} {
 		if got := s.Terminal(); got != want {
 			t.Errorf("%s.Terminal() = %v, want %v", s, got, want)

@@ -34,7 +34,7 @@ type StoppedFollowingError struct {
 }
 
 func (e *StoppedFollowingError) Error() string {
-	return fmt.Sprintf("stopped following operation %s; it keeps running: `banger operation watch %s`", e.ID, e.ID)
+	return fmt.Sprintf("stopped following operation %s; it keeps running: `banger operation watch %s`, or `banger operation cancel %s` to stop it", e.ID, e.ID, e.ID)
 }
 
 func (e *StoppedFollowingError) Unwrap() error { return e.Err }

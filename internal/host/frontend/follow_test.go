@@ -279,7 +279,7 @@ func TestFollowOutcomes(t *testing.T) {
 }
 
 // TestFollowStopped: ending ctx stops following, saying the operation
-// keeps running and how to watch it.
+// keeps running, how to watch it and how to cancel it.
 func TestFollowStopped(t *testing.T) {
 	sock := daemontest.ShortTempDir(t) + "/bangerd.sock"
 	serveOp(t, sock, firstLife, nil)
@@ -293,8 +293,8 @@ func TestFollowStopped(t *testing.T) {
 	if !errors.As(err, &stopped) || !errors.Is(err, context.Canceled) || stopped.ID != "op-1" {
 		t.Fatalf("got %v, want a StoppedFollowingError", err)
 	}
-	if !strings.Contains(err.Error(), "keeps running") || !strings.Contains(err.Error(), "operation watch op-1") {
-		t.Errorf("message %q does not say it keeps running and how to watch it", err)
+	if !strings.Contains(err.Error(), "keeps running") || !strings.Contains(err.Error(), "operation watch op-1") || !strings.Contains(err.Error(), "operation cancel op-1") {
+		t.Errorf("message %q does not say it keeps running, how to watch it and how to cancel it", err)
 	}
 }
 
