@@ -16,16 +16,17 @@ import (
 // decodeTypes are the request bodies the handlers decode with decodeBody,
 // by handler.
 var decodeTypes = []func() any{
-	func() any { return new(api.CreateVMRequest) },       // createVM
-	func() any { return new(api.RegisterImageRequest) },  // registerImage
-	func() any { return new(api.BootstrapImageRequest) }, // bootstrapImage
-	func() any { return new(api.BuildImageRequest) },     // buildImage
-	func() any { return new(api.ExecRequest) },           // execVM
-	func() any { return new(api.StartSessionRequest) },   // startSession
-	func() any { return new(api.SignalSessionRequest) },  // signalSession
-	func() any { return new(api.ShutdownRequest) },       // postShutdown
-	func() any { return new(api.DeepDoctorRequest) },     // postDeepDoctor
-	func() any { return new(api.WebLoginRequest) },       // postWebLogin
+	func() any { return new(api.CreateVMRequest) },        // createVM
+	func() any { return new(api.RegisterImageRequest) },   // registerImage
+	func() any { return new(api.BootstrapImageRequest) },  // bootstrapImage
+	func() any { return new(api.BuildImageRequest) },      // buildImage
+	func() any { return new(api.ExecRequest) },            // execVM
+	func() any { return new(api.StartSessionRequest) },    // startSession
+	func() any { return new(api.SignalSessionRequest) },   // signalSession
+	func() any { return new(api.ShutdownRequest) },        // postShutdown
+	func() any { return new(api.DeepDoctorRequest) },      // postDeepDoctor
+	func() any { return new(api.WebLoginRequest) },        // postWebLogin
+	func() any { return new(api.CancelOperationRequest) }, // cancelOperation
 }
 
 // FuzzDecodeBody: decodeBody, for every request type a handler decodes,
@@ -40,7 +41,7 @@ func FuzzDecodeBody(f *testing.F) {
 		"", "{}", `{"name":"dev","vcpus":2}`, `{"name":"dev","link":true,"kernel":"/boot/vmlinuz"}`,
 		`{"distro":"debian","suite":"bookworm","mirror":"http://deb.debian.org/debian"}`,
 		`{"from":"base","presets":["agents"],"script":"#!/bin/sh\n"}`, `{"argv":["sh","-c","echo"],"rows":24}`,
-		`{"argv":[]}`, `{"signal":"TERM"}`, `{"reason":"test"}`, `{"probe_timeout_ms":-1}`, `{"listen":"127.0.0.1:0"}`,
+		`{"argv":[]}`, `{"signal":"TERM"}`, `{"reason":"test"}`, `{"probe_timeout_ms":-1}`, `{"listen":"127.0.0.1:0"}`, `{"by":"banger operation cancel"}`,
 		`{"from":"base","presets":[]}`, `{"probe_timeout_ms":1e400}`, `{"vcpus":9223372036854775808}`, `{"name":"a"} {"name":"b"}`, `{"name":"\ud800"}`,
 	} {
 		f.Add(uint8(i%len(decodeTypes)), []byte(s))
