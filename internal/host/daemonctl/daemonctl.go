@@ -350,7 +350,9 @@ func (c *Controller) Stop(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	logAt := c.Paths.LogFile()
 	if st.ManagedBy == "systemd" && c.Unit != nil {
+		logAt = "`" + c.Unit.Journal() + "`"
 		// Through systemd, so that it records the unit stopped rather
 		// than, on a later failure, restarting a daemon asked to stop.
 		if err := c.Unit.Do(ctx, "stop"); err != nil {
@@ -370,7 +372,7 @@ func (c *Controller) Stop(ctx context.Context) error {
 		}
 		if time.Now().After(deadline) {
 			return false, api.Errorf(api.CodeUnavailable, "bangerd (pid %d) did not exit within 30s: see %s, or `kill %d`",
-				st.PID, c.Paths.LogFile(), st.PID)
+				st.PID, logAt, st.PID)
 		}
 		return false, nil
 	})
