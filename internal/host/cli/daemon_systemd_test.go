@@ -11,11 +11,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bangerdev/banger/internal/host/config"
+	"github.com/bangerdev/banger/internal/host/daemonctl"
 	"github.com/bangerdev/banger/internal/host/daemontest"
 )
 
 // fakeSystemdBin is a directory for PATH holding a systemctl that answers
-// is-enabled as enabled says and a journalctl that prints a line; both
+// is-active and is-enabled as enabled says (a unit enabled and running,
+// or neither) and a journalctl that prints a line; both
 // record their arguments, one call a line, in calls.
 func fakeSystemdBin(t *testing.T, enabled bool) (bin, calls string) {
 	t.Helper()
@@ -26,7 +28,7 @@ func fakeSystemdBin(t *testing.T, enabled bool) (bin, calls string) {
 		answer = "exit 0"
 	}
 	scripts := map[string]string{
-		"systemctl":  "#!/bin/sh\necho \"systemctl $*\" >>" + calls + "\ncase \"$*\" in *is-enabled*) " + answer + ";; esac\nexit 3\n",
+		"systemctl":  "#!/bin/sh\necho \"systemctl $*\" >>" + calls + "\ncase \"$*\" in *is-enabled*|*is-active*) " + answer + ";; esac\nexit 3\n",
 		"journalctl": "#!/bin/sh\necho \"journalctl $*\" >>" + calls + "\necho 'Dec 05 07:00:00 host bangerd[42]: level=INFO msg=\"bangerd ready\"'\n",
 	}
 	for name, text := range scripts {
@@ -35,6 +37,14 @@ func fakeSystemdBin(t *testing.T, enabled bool) (bin, calls string) {
 		}
 	}
 	return bin, calls
+}
+
+// whereBooted returns calls on a host systemd runs, else nothing.
+func whereBooted(calls ...string) []string {
+	if fi, err := os.Stat(daemonctl.BootedDir); err == nil && fi.IsDir() {
+		return calls
+	}
+	return nil
 }
 
 // daemon logs reads the journal through journalctl when systemd manages
@@ -51,17 +61,18 @@ func TestDaemonLogsUnderSystemd(t *testing.T) {
 	}{
 		{
 			name: "root, unit enabled", enabled: true, uid: 0, args: []string{"daemon", "logs", "-n", "5"},
-			wantCalls: []string{"systemctl is-enabled --quiet bangerd.service", "journalctl --unit bangerd.service --no-pager --lines 5"},
+			wantCalls: []string{"systemctl is-active --quiet bangerd.service", "journalctl --unit bangerd.service --no-pager --lines 5"},
 			wantOut:   "bangerd[42]: level=INFO",
 		},
 		{
 			name: "a user, unit enabled, follow as JSON", enabled: true, uid: 1000, args: []string{"daemon", "logs", "-f", "--json", "-n", "0"},
-			wantCalls: []string{"systemctl --user is-enabled --quiet bangerd.service", "journalctl --user --unit bangerd.service --no-pager --lines all --follow --output json"},
+			wantCalls: []string{"systemctl --user is-active --quiet bangerd.service", "journalctl --user --unit bangerd.service --no-pager --lines all --follow --output json"},
 			wantOut:   "bangerd[42]: level=INFO",
 		},
 		{
 			name: "unit disabled: the log file", enabled: false, uid: 0, args: []string{"daemon", "logs"},
-			wantCalls: []string{"systemctl is-enabled --quiet bangerd.service", "systemctl is-active --quiet bangerd.service"},
+			// is-enabled is asked only where systemd runs (daemonctl.BootedDir).
+			wantCalls: append([]string{"systemctl is-active --quiet bangerd.service"}, whereBooted("systemctl is-enabled --quiet bangerd.service")...),
 			wantOut:   "from the file",
 		},
 	}
@@ -100,7 +111,7 @@ func TestDaemonLogsUnderSystemd(t *testing.T) {
 func TestDaemonStartUnderSystemd(t *testing.T) {
 	bin := t.TempDir()
 	calls := filepath.Join(bin, "calls")
-	os.WriteFile(filepath.Join(bin, "systemctl"), []byte("#!/bin/sh\necho \"$*\" >>"+calls+"\ncase \"$1\" in is-enabled) exit 0;; start) echo 'Job for bangerd.service failed.' >&2; exit 1;; esac\nexit 3\n"), 0o755)
+	os.WriteFile(filepath.Join(bin, "systemctl"), []byte("#!/bin/sh\necho \"$*\" >>"+calls+"\ncase \"$1\" in is-active) exit 0;; start) echo 'Job for bangerd.service failed.' >&2; exit 1;; esac\nexit 3\n"), 0o755)
 	marker := filepath.Join(bin, "spawned")
 	daemonBin := filepath.Join(bin, "bangerd")
 	os.WriteFile(daemonBin, []byte("#!/bin/sh\ntouch "+marker+"\nexit 1\n"), 0o755)
@@ -123,7 +134,7 @@ func TestDaemonStartUnderSystemd(t *testing.T) {
 		t.Error("banger spawned bangerd while systemd manages it")
 	}
 	b, _ := os.ReadFile(calls)
-	if d := cmp.Diff("is-enabled --quiet bangerd.service\nstart bangerd.service\n", string(b)); d != "" {
+	if d := cmp.Diff("is-active --quiet bangerd.service\nstart bangerd.service\n", string(b)); d != "" {
 		t.Errorf("systemctl calls (-want +got):\n%s", d)
 	}
 }

@@ -29,9 +29,17 @@ type Unit struct {
 	// User selects the user's service manager (systemctl --user), which
 	// runs a rootless daemon; root's daemon is a system unit.
 	User bool
+	// Booted says systemd is the running init (sd_booted(3): BootedDir
+	// exists). An enabled unit counts only then: in a container or chroot
+	// without systemd, systemctl reads the unit files but can start
+	// nothing, and banger starts the daemon itself.
+	Booted bool
 	// Timeout bounds each systemctl call; 0 means a minute.
 	Timeout time.Duration
 }
+
+// BootedDir exists while systemd runs as init (sd_booted(3)).
+const BootedDir = "/run/systemd/system"
 
 // FindUnit returns the Unit a CLI of uid with environment env would use,
 // or nil when systemd cannot manage its daemon: no systemctl on env's
@@ -45,7 +53,8 @@ func FindUnit(env config.Env, uid int) *Unit {
 	if p == "" {
 		return nil
 	}
-	return &Unit{Systemctl: p, User: uid != 0}
+	fi, err := os.Stat(BootedDir)
+	return &Unit{Systemctl: p, User: uid != 0, Booted: err == nil && fi.IsDir()}
 }
 
 // LookPath finds the executable name on env's PATH (absolute entries
@@ -119,17 +128,22 @@ func (u *Unit) run(ctx context.Context, verb ...string) ([]byte, error) {
 }
 
 // Manages reports whether systemd manages bangerd for this user: the unit
-// is enabled (started at boot or login, restarted on failure) or active
-// (started by hand). An installed but disabled and stopped unit does not
-// count: banger then starts the daemon on demand, as without systemd.
+// is active (running, or started by hand), or enabled (started at boot or
+// login, restarted on failure; between a crash and its restart it is not
+// active) on a host systemd runs (Booted). An installed but disabled and
+// stopped unit does not count: banger then starts the daemon on demand,
+// as without systemd.
 func (u *Unit) Manages(ctx context.Context) bool {
 	if u == nil {
 		return false
 	}
-	if _, err := u.run(ctx, "is-enabled", "--quiet"); err == nil {
+	if _, err := u.run(ctx, "is-active", "--quiet"); err == nil {
 		return true
 	}
-	_, err := u.run(ctx, "is-active", "--quiet")
+	if !u.Booted {
+		return false
+	}
+	_, err := u.run(ctx, "is-enabled", "--quiet")
 	return err == nil
 }
 

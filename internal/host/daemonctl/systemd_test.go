@@ -93,7 +93,7 @@ esac
 	if enabled {
 		os.WriteFile(filepath.Join(dir, "enabled"), nil, 0o644)
 	}
-	f := &fakeSystemd{dir: dir, unit: &Unit{Systemctl: filepath.Join(dir, "systemctl")}}
+	f := &fakeSystemd{dir: dir, unit: &Unit{Systemctl: filepath.Join(dir, "systemctl"), Booted: true}}
 	t.Cleanup(func() {
 		if b, err := os.ReadFile(filepath.Join(dir, "pid")); err == nil {
 			var pid int
@@ -130,7 +130,7 @@ func TestSystemdManagedDaemon(t *testing.T) {
 	if st.ManagedBy != "systemd" {
 		t.Errorf("started daemon reports managed_by %q, want systemd", st.ManagedBy)
 	}
-	if d := cmp.Diff([]string{"is-enabled_--quiet_bangerd.service", "start_bangerd.service"}, sd.calls()); d != "" {
+	if d := cmp.Diff([]string{"is-active_--quiet_bangerd.service", "is-enabled_--quiet_bangerd.service", "start_bangerd.service"}, sd.calls()); d != "" {
 		t.Errorf("systemctl calls of Start (-want +got):\n%s", d)
 	}
 
@@ -141,7 +141,7 @@ func TestSystemdManagedDaemon(t *testing.T) {
 	if st2.PID == st.PID {
 		t.Errorf("Restart answered with the old daemon (pid %d)", st.PID)
 	}
-	if d := cmp.Diff([]string{"is-enabled_--quiet_bangerd.service", "restart_bangerd.service"}, sd.calls()); d != "" {
+	if d := cmp.Diff([]string{"is-active_--quiet_bangerd.service", "restart_bangerd.service"}, sd.calls()); d != "" {
 		t.Errorf("systemctl calls of Restart (-want +got):\n%s", d)
 	}
 
@@ -175,8 +175,28 @@ func TestSystemdUnitNotInUse(t *testing.T) {
 	if _, err := os.Stat(marker); err != nil {
 		t.Error("banger did not spawn bangerd with the unit disabled")
 	}
-	if d := cmp.Diff([]string{"is-enabled_--quiet_bangerd.service", "is-active_--quiet_bangerd.service"}, sd.calls()); d != "" {
+	if d := cmp.Diff([]string{"is-active_--quiet_bangerd.service", "is-enabled_--quiet_bangerd.service"}, sd.calls()); d != "" {
 		t.Errorf("systemctl calls (-want +got):\n%s", d)
+	}
+}
+
+// On a host systemd does not run (a container, a chroot), an enabled unit
+// is only files: banger starts the daemon itself; an active one (systemd
+// says it runs) still counts.
+func TestSystemdNotBooted(t *testing.T) {
+	root := daemontest.ShortTempDir(t)
+	sd := newFakeSystemd(t, root, true)
+	sd.unit.Booted = false
+	ctx := context.Background()
+	if sd.unit.Manages(ctx) {
+		t.Error("an enabled unit counts on a host systemd does not run")
+	}
+	if d := cmp.Diff([]string{"is-active_--quiet_bangerd.service"}, sd.calls()); d != "" {
+		t.Errorf("systemctl calls (-want +got):\n%s", d)
+	}
+	os.WriteFile(filepath.Join(sd.dir, "active"), nil, 0o644)
+	if !sd.unit.Manages(ctx) {
+		t.Error("an active unit does not count")
 	}
 }
 
@@ -199,6 +219,10 @@ func TestFindUnit(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.want != nil {
+				_, err := os.Stat(BootedDir)
+				tt.want.Booted = err == nil
+			}
 			if d := cmp.Diff(tt.want, FindUnit(config.MapEnv(tt.env), tt.uid)); d != "" {
 				t.Errorf("FindUnit (-want +got):\n%s", d)
 			}
