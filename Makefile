@@ -8,6 +8,7 @@
 #   make install      binaries, man pages, shell completions and systemd units
 #                     (not enabled) under $(DESTDIR)$(PREFIX)
 #   make uninstall    remove what make install put there (not banger's data)
+#   make deb          a Debian package of make install PREFIX=/usr (build/banger_VERSION_amd64.deb)
 #   make bench        Go benchmarks (figures, no assertions)
 #   make bench-guest  guest access benchmarks over a real VM (root)
 #   make quickstart   (root) host packages, install, agents image, a running VM
@@ -40,7 +41,7 @@ LDFLAGS  := -s -w -X $(PKG)/internal/shared/buildinfo.version=$(VERSION) -X $(PK
 
 TEST_FLAGS ?=
 
-.PHONY: all build test test-unit lint man completions install uninstall bench bench-guest bench-create clean deps quickstart screenshots fuzz
+.PHONY: all build test test-unit lint man completions install uninstall deb bench bench-guest bench-create clean deps quickstart screenshots fuzz
 
 all: build
 
@@ -56,6 +57,7 @@ build:
 # emulation and should not compete for the CPU with other packages' boots.
 test:
 	$(GO) test -p 1 -count=1 -timeout 60m $(TEST_FLAGS) ./...
+	cd packaging && $(GO) test -count=1 $(TEST_FLAGS) ./...
 
 test-unit:
 	$(GO) test -short -count=1 ./...
@@ -65,6 +67,7 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags crashpoints ./internal/host/crashpoint/ ./cmd/bangerd/
+	cd packaging && $(GO) vet ./...
 
 # Fuzz targets, as package:Target. `go test -fuzz` takes one target per
 # run, so each runs on its own for FUZZTIME; a finding is written to the
@@ -150,6 +153,15 @@ uninstall:
 	rm -f $(DESTDIR)$(UNITDIR)/bangerd.service $(DESTDIR)$(USERUNITDIR)/bangerd.service
 	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
 	@echo "banger's binaries, man pages, completions and units are removed; its data is not (see banger config show)"
+
+# The Debian package: make install into a staging tree with PREFIX=/usr,
+# packed by packaging/mkdeb (nfpm, in a module of its own) with the
+# runtime dependencies and the maintainer scripts. DEB names the file.
+DEB ?= $(GEN)/banger_$(VERSION)_amd64.deb
+deb:
+	rm -rf $(GEN)/deb-root
+	$(MAKE) install DESTDIR=$(abspath $(GEN))/deb-root PREFIX=/usr GEN=$(GEN)
+	cd packaging && $(GO) run ./mkdeb -root $(abspath $(GEN))/deb-root -version $(VERSION) -out $(abspath $(DEB))
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./client ./internal/host/diskclone
