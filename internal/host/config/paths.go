@@ -108,9 +108,9 @@ func (p Paths) ManagedSSHKey() string { return filepath.Join(p.DataDir, "ssh", "
 // $XDG_CONFIG_HOME/banger/config.toml, $XDG_DATA_HOME/banger,
 // $XDG_STATE_HOME/banger and $XDG_RUNTIME_DIR/banger, falling back to
 // ~/.config, ~/.local/share and ~/.local/state; a relative XDG value is
-// ignored, as the XDG spec says. Without XDG_RUNTIME_DIR the runtime directory
-// is /run/banger for uid 0 and $TMPDIR/banger-UID (TMPDIR defaulting to /tmp)
-// for everyone else. BANGER_CONFIG, when set, replaces the config file path in
+// ignored, as the XDG spec says. Root's runtime directory is always
+// /run/banger; without XDG_RUNTIME_DIR everyone else's is
+// $TMPDIR/banger-UID (TMPDIR defaulting to /tmp). BANGER_CONFIG, when set, replaces the config file path in
 // both cases. Empty variables count as unset.
 //
 // These are names only: a shared directory such as /tmp lets another user
@@ -185,13 +185,17 @@ func (x *xdg) dir(name, fallback string) string {
 	return filepath.Join(home, fallback)
 }
 
-// runtimeDir is $XDG_RUNTIME_DIR/banger, or a per-user fallback.
+// runtimeDir is /run/banger for root, else $XDG_RUNTIME_DIR/banger, or a
+// per-user fallback. Root's is fixed: root's daemon is the system's (the
+// systemd unit serves /run/banger), and a root shell reaches it whether it
+// came from sudo (no XDG_RUNTIME_DIR) or a login (/run/user/0, which logind
+// removes at logout).
 func runtimeDir(env Env, uid int) string {
-	if v, ok := env.get("XDG_RUNTIME_DIR"); ok && filepath.IsAbs(v) {
-		return filepath.Join(v, "banger")
-	}
 	if uid == 0 {
 		return "/run/banger"
+	}
+	if v, ok := env.get("XDG_RUNTIME_DIR"); ok && filepath.IsAbs(v) {
+		return filepath.Join(v, "banger")
 	}
 	return filepath.Join(tempDir(env), fmt.Sprintf("banger-%d", uid))
 }

@@ -94,6 +94,17 @@ func TestDefaultPaths(t *testing.T) {
 			},
 		},
 		{
+			name: "root's runtime is /run/banger even from a login shell",
+			env:  map[string]string{"HOME": "/root", "XDG_RUNTIME_DIR": "/run/user/0"},
+			uid:  0,
+			want: Paths{
+				ConfigFile: "/root/.config/banger/config.toml",
+				DataDir:    "/root/.local/share/banger",
+				StateDir:   "/root/.local/state/banger",
+				RuntimeDir: "/run/banger",
+			},
+		},
+		{
 			name: "relative XDG values are ignored",
 			env: map[string]string{
 				"HOME":            "/home/u",
