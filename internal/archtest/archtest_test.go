@@ -41,6 +41,11 @@ func packageDirs(t *testing.T, root string) []string {
 		if d.IsDir() && path != root && (name == "testdata" || strings.HasPrefix(name, ".") || name == "bin" || name == "node_modules") {
 			return filepath.SkipDir
 		}
+		if d.IsDir() && path != root {
+			if _, err := os.Stat(filepath.Join(path, "go.mod")); err == nil {
+				return filepath.SkipDir // another module (packaging/): not this one's layout
+			}
+		}
 		if !d.IsDir() && strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go") {
 			seen[filepath.Dir(path)] = true
 		}

@@ -1,4 +1,4 @@
-package scripts
+package gotoolchain
 
 import (
 	"archive/zip"
@@ -18,10 +18,13 @@ import (
 	"testing"
 )
 
+// script is the script under test, from this package's directory.
+const script = "../../../scripts/install-go.sh"
+
 // pinned reads a variable's value from install-go.sh.
 func pinned(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile("install-go.sh")
+	b, err := os.ReadFile(script)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +37,7 @@ func pinned(t *testing.T, name string) string {
 
 // The toolchain the script installs is the one go.mod asks for.
 func TestPinnedVersionIsGoMod(t *testing.T) {
-	b, err := os.ReadFile("../go.mod")
+	b, err := os.ReadFile("../../../go.mod")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +110,7 @@ func TestInstallGo(t *testing.T) {
 	}))
 	defer srv.Close()
 	run := func(dest string) (string, error) {
-		cmd := exec.Command("bash", "install-go.sh")
+		cmd := exec.Command("bash", script)
 		// A PATH without the Go this test runs with.
 		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "GOPROXY_URL=" + srv.URL, "GO_DEST=" + dest, "GO_TOOLCHAIN_H1=" + h1, "HOME=" + t.TempDir()}
 		out, err := cmd.CombinedOutput()
