@@ -88,3 +88,42 @@ func TestDebPackage(t *testing.T) {
 		t.Error("a purge kept the daemon's data")
 	}
 }
+
+// make uninstall removes every file make install put (binaries, man
+// pages, completions, units), and nothing else.
+func TestInstallUninstall(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make is not installed: apt-get install make")
+	}
+	dest, gen := t.TempDir(), t.TempDir()
+	keep := filepath.Join(dest, "usr", "share", "man", "man1", "other.1")
+	os.MkdirAll(filepath.Dir(keep), 0o755)
+	os.WriteFile(keep, []byte("not banger's"), 0o644)
+	make := func(target string) {
+		t.Helper()
+		out, err := exec.Command("make", "-C", moduleRoot(), target, "DESTDIR="+dest, "PREFIX=/usr", "GEN="+gen).CombinedOutput()
+		if err != nil {
+			t.Fatalf("make %s: %v\n%s", target, err, tail(string(out), 30))
+		}
+	}
+	files := func() []string {
+		var out []string
+		filepath.WalkDir(dest, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				rel, _ := filepath.Rel(dest, p)
+				out = append(out, rel)
+			}
+			return nil
+		})
+		return out
+	}
+	make("install")
+	installed := files()
+	if len(installed) < 10 {
+		t.Fatalf("make install put only %v", installed)
+	}
+	make("uninstall")
+	if left := files(); len(left) != 1 || left[0] != "usr/share/man/man1/other.1" {
+		t.Errorf("after make uninstall: %v (installed %d files)", left, len(installed))
+	}
+}
