@@ -6,14 +6,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/bangerdev/banger/internal/shared/netnstest"
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -157,45 +156,8 @@ func TestPickLink(t *testing.T) {
 // namespace and everything in it.
 func newNamespace(t *testing.T) *netlink.Handle {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("creating a network namespace needs root; run the tests as root (CI does)")
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("getting the current network namespace: %v", err)
-	}
-	defer orig.Close()
-	ns, err := netns.New() // unshares this thread into the new namespace
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Skipf("cannot create a network namespace here: %v", err)
-	}
-	if err := netns.Set(orig); err != nil {
-		// Leave the thread locked: it dies with this goroutine instead of
-		// running other goroutines in the wrong namespace.
-		t.Fatalf("returning to the original network namespace: %v", err)
-	}
-	runtime.UnlockOSThread()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		ns.Close()
-		t.Fatalf("netlink handle in the test namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		h.Close()
-		ns.Close()
-	})
-	// Guard the host: a fresh namespace holds nothing but lo.
-	links, err := h.LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(links) != 1 || links[0].Attrs().Name != "lo" || ns.Equal(orig) {
-		t.Fatalf("the test namespace is not fresh (links: %s); refusing to configure it", linkNames(links))
-	}
-	return h
+	ns, _ := netnstest.New(t, "", "creating a network namespace")
+	return netnstest.Handle(t, ns)
 }
 
 // addVeth creates a veth pair (this kernel may lack the dummy driver) in

@@ -5,17 +5,16 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/bangerdev/banger/internal/shared/agentproto"
+	"github.com/bangerdev/banger/internal/shared/netnstest"
 )
 
 // newNamespace returns a netlink handle bound to a fresh network
@@ -23,42 +22,8 @@ import (
 // the namespace it runs in.
 func newNamespace(t *testing.T) *netlink.Handle {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("creating a network namespace needs root; run the tests as root (CI does)")
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("getting the current network namespace: %v", err)
-	}
-	defer orig.Close()
-	ns, err := netns.New() // unshares this thread into the new namespace
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Skipf("cannot create a network namespace here: %v", err)
-	}
-	if err := netns.Set(orig); err != nil {
-		t.Fatalf("returning to the original network namespace: %v", err) // the thread stays locked and dies
-	}
-	runtime.UnlockOSThread()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		ns.Close()
-		t.Fatalf("netlink handle in the test namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		h.Close()
-		ns.Close()
-	})
-	links, err := h.LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(links) != 1 || links[0].Attrs().Name != "lo" || ns.Equal(orig) {
-		t.Fatalf("the test namespace is not fresh (%d links); refusing to configure it", len(links))
-	}
-	return h
+	ns, _ := netnstest.New(t, "", "creating a network namespace")
+	return netnstest.Handle(t, ns)
 }
 
 // TestMoveNetInNamespace gives a template's eth0 (a veth with the old

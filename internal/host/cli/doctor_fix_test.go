@@ -3,14 +3,11 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,6 +16,7 @@ import (
 	"github.com/bangerdev/banger/internal/host/config"
 	"github.com/bangerdev/banger/internal/host/doctor"
 	"github.com/bangerdev/banger/internal/host/sshkey"
+	"github.com/bangerdev/banger/internal/shared/netnstest"
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -232,59 +230,11 @@ func TestDoctorFixRestoresTAPPoolAndKey(t *testing.T) {
 	}
 }
 
-// newTestNetns creates a network namespace banger-test-<random>, deletes it
-// when the test ends, and refuses to go on if it is this process's own.
+// newTestNetns creates a namespace of the test's own (netnstest.New).
 func newTestNetns(t *testing.T) netns.NsHandle {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("creating a network namespace with a bridge, TAPs and nftables tables needs root: run `sudo go test ./internal/host/cli` (CI does)")
-	}
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := "banger-test-" + hex.EncodeToString(b)
-	type result struct {
-		ns  netns.NsHandle
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.NewNamed(name) // moves this thread into it
-		if rerr := netns.Set(orig); rerr != nil {
-			ch <- result{ns: ns, err: rerr} // the thread stays locked and dies with the goroutine
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{ns: ns, err: err}
-	}()
-	r := <-ch
-	if r.ns.IsOpen() {
-		t.Cleanup(func() {
-			r.ns.Close()
-			if err := netns.DeleteNamed(name); err != nil {
-				t.Errorf("deleting network namespace %s: %v", name, err)
-			}
-		})
-	}
-	if r.err != nil {
-		t.Skipf("cannot create a network namespace here: %v", r.err)
-	}
-	self, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer self.Close()
-	if r.ns.Equal(self) {
-		t.Fatalf("namespace %s is this process's own: refusing to touch it", name)
-	}
-	return r.ns
+	ns, _ := netnstest.New(t, "", "creating a network namespace with a bridge, TAPs and nftables tables")
+	return ns
 }
 
 // Under sudo, --fix sets up the host network for the user sudo was run

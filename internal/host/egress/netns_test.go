@@ -1,15 +1,12 @@
 package egress
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"net"
 	"net/netip"
-	"os"
-	"runtime"
 	"testing"
 
 	"github.com/bangerdev/banger/internal/host/hostnet"
+	"github.com/bangerdev/banger/internal/shared/netnstest"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -19,86 +16,15 @@ import (
 // machine's own namespace, and send traffic only between namespaces they
 // made.
 
-// newNamespace creates a fresh named network namespace
-// banger-test-<random><suffix>, deletes it when the test ends, and checks
-// that it is neither this process's namespace nor the machine's own.
+// newNamespace creates a namespace of the test's own (netnstest.New).
 func newNamespace(t *testing.T, suffix string) netns.NsHandle {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("the egress enforcement test creates network namespaces, a bridge and nftables tables, which needs root: run `sudo go test ./internal/host/egress` (CI does)")
-	}
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := "banger-test-" + hex.EncodeToString(b) + suffix
-	type result struct {
-		ns  netns.NsHandle
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.NewNamed(name) // also moves this thread into it
-		if rerr := netns.Set(orig); rerr != nil {
-			ch <- result{ns: ns, err: rerr} // the locked thread dies with us
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{ns: ns, err: err}
-	}()
-	r := <-ch
-	if r.ns.IsOpen() {
-		t.Cleanup(func() {
-			r.ns.Close()
-			if err := netns.DeleteNamed(name); err != nil {
-				t.Errorf("deleting network namespace %s: %v", name, err)
-			}
-		})
-	}
-	if r.err != nil {
-		t.Skipf("cannot create a network namespace here: %v", r.err)
-	}
-	self, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer self.Close()
-	if r.ns.Equal(self) {
-		t.Fatalf("namespace %s is the test process's own namespace: refusing to touch it", name)
-	}
-	if host, err := netns.GetFromPid(1); err == nil {
-		defer host.Close()
-		if r.ns.Equal(host) {
-			t.Fatalf("namespace %s is the machine's own namespace: refusing to touch it", name)
-		}
-	}
-	return r.ns
+	ns, _ := netnstest.New(t, suffix, "the egress enforcement test creates network namespaces, a bridge and nftables tables, which")
+	return ns
 }
 
-// inNamespace runs fn on a thread inside ns; sockets fn creates stay in
-// ns. With netns.None() it runs fn in the test's own namespace (for
-// loopback only).
-func inNamespace(ns netns.NsHandle, fn func() error) error {
-	if !ns.IsOpen() {
-		return fn()
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
+// inNamespace runs fn on a thread inside ns (netnstest.Run).
+func inNamespace(ns netns.NsHandle, fn func() error) error { return netnstest.Run(ns, fn) }
 
 // handleAt returns a netlink handle bound to ns, closed with the test.
 func handleAt(t *testing.T, ns netns.NsHandle) *netlink.Handle {
