@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -97,6 +99,19 @@ func TestConfigCommandsNeedNoDaemon(t *testing.T) {
 	out, _, code = run(t, env, "config", "validate")
 	if code != 0 || !strings.Contains(out, "defaults apply") {
 		t.Fatalf("config validate: %d %q", code, out)
+	}
+}
+
+// A broken config file still has a path: config path prints the paths
+// (without the file's overrides) and then the file's error.
+func TestConfigPathOfABrokenConfig(t *testing.T) {
+	home := t.TempDir()
+	env := map[string]string{"BANGER_HOME": home, "HOME": t.TempDir()}
+	os.MkdirAll(filepath.Join(home, "config"), 0o755)
+	os.WriteFile(filepath.Join(home, "config", "config.toml"), []byte("hypervisor = \"kvm\"\n"), 0o644)
+	out, stderr, code := run(t, env, "config", "path")
+	if code == 0 || !strings.Contains(out, filepath.Join(home, "config", "config.toml")) || !strings.Contains(stderr, `hypervisor = "kvm" is not valid`) || !strings.Contains(stderr, "leave out the file's") {
+		t.Errorf("config path of a broken config: exit %d\nstdout %q\nstderr %q", code, out, stderr)
 	}
 }
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"github.com/bangerdev/banger/internal/host/config"
 
 	"github.com/spf13/cobra"
 )
@@ -56,30 +57,47 @@ func newConfigPathCmd(app *App) *cobra.Command {
 		Example: "  banger config path\n  banger config path --json",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			cfg, err := app.Config()
-			if err != nil {
+			// A broken config file still has a path, which is what its
+			// user is looking for: the paths print without the file,
+			// then the error.
+			cfg, cfgErr := app.Config()
+			var p config.Paths
+			if cfgErr == nil {
+				p = cfg.Paths
+			} else {
+				var err error
+				if p, err = app.paths(); err != nil {
+					return err
+				}
+				cfgErr = fmt.Errorf("%w (the paths above leave out the file's data_dir, state_dir and runtime_dir)", cfgErr)
+			}
+			if err := printPaths(app, p, asJSON); err != nil {
 				return err
 			}
-			p := cfg.Paths
-			if asJSON {
-				return printJSON(app.Stdout, map[string]string{
-					"config_file": p.ConfigFile, "data_dir": p.DataDir, "state_dir": p.StateDir,
-					"runtime_dir": p.RuntimeDir, "socket": p.Socket(), "store": p.DBFile(), "log_file": p.LogFile(),
-				})
-			}
-			t := newTable(app.Stdout, "WHAT", "PATH")
-			t.row("config", p.ConfigFile)
-			t.row("data", p.DataDir)
-			t.row("state", p.StateDir)
-			t.row("runtime", p.RuntimeDir)
-			t.row("socket", p.Socket())
-			t.row("store", p.DBFile())
-			t.row("log", p.LogFile())
-			return t.flush()
+			return cfgErr
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
+}
+
+// printPaths prints where banger keeps its files.
+func printPaths(app *App, p config.Paths, asJSON bool) error {
+	if asJSON {
+		return printJSON(app.Stdout, map[string]string{
+			"config_file": p.ConfigFile, "data_dir": p.DataDir, "state_dir": p.StateDir,
+			"runtime_dir": p.RuntimeDir, "socket": p.Socket(), "store": p.DBFile(), "log_file": p.LogFile(),
+		})
+	}
+	t := newTable(app.Stdout, "WHAT", "PATH")
+	t.row("config", p.ConfigFile)
+	t.row("data", p.DataDir)
+	t.row("state", p.StateDir)
+	t.row("runtime", p.RuntimeDir)
+	t.row("socket", p.Socket())
+	t.row("store", p.DBFile())
+	t.row("log", p.LogFile())
+	return t.flush()
 }
 
 func newConfigValidateCmd(app *App) *cobra.Command {
