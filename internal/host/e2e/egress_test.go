@@ -88,16 +88,32 @@ func internet(t *testing.T, e *env) {
 }
 
 // inNetns runs fn on a thread inside ns: sockets it opens stay there.
+// The thread goes back to its own namespace before it is unlocked. It
+// must: the goroutine may run on the main thread, which the runtime never
+// ends, and a main thread left in ns puts this whole test process in it
+// for `ip netns pids`, whose cleanup (newNetns) then SIGKILLs it.
 func inNetns(t *testing.T, ns netns.NsHandle, fn func() error) {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			done <- err // still locked: the thread ends with the goroutine
+			return
+		}
+		defer orig.Close()
 		if err := netns.Set(ns); err != nil {
 			done <- err
 			return
 		}
-		done <- fn()
+		err = fn()
+		if rerr := netns.Set(orig); rerr != nil {
+			done <- fmt.Errorf("returning to the test's namespace: %w", rerr) // left locked
+			return
+		}
+		runtime.UnlockOSThread()
+		done <- err
 	}()
 	if err := <-done; err != nil {
 		t.Fatal(err)

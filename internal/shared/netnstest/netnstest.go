@@ -113,12 +113,27 @@ func Run(ns netns.NsHandle, fn func() error) error {
 	}
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		// The thread goes back before it is unlocked: a goroutine may run
+		// on the main thread, which the runtime never ends, and a main
+		// thread left in ns would put the whole process there.
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err // still locked: the thread ends with the goroutine
+			return
+		}
+		defer orig.Close()
 		if err := netns.Set(ns); err != nil {
 			errc <- err
 			return
 		}
-		errc <- fn()
+		err = fn()
+		if rerr := netns.Set(orig); rerr != nil {
+			errc <- rerr // left locked: the thread ends with the goroutine
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- err
 	}()
 	return <-errc
 }
